@@ -1,0 +1,340 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as client from 'openid-client';
+import type { RequestContext } from '../decide/types.js';
+import { sendPage, sendRedirect } from '../http/pages.js';
+import { describe, IdpUnavailableError } from '../identity/oidc.js';
+import type { Runtime } from '../runtime.js';
+import { parseCookies, serializeCookie } from '../session/cookies.js';
+
+// The login, step by step:
+//   app host, no session ──302──▶ auth host /.portcullis/sign_in?return=<sealed URL>
+//   sign_in ──302 + login cookie (state, PKCE verifier, nonce, return URL)──▶ IdP
+//   IdP ──302──▶ auth host /.portcullis/callback?code&state
+//   callback: state cookie must match, code exchanged with PKCE, ID token checked (nonce,
+//   iss, aud, exp, signature) ──▶ session cookie, then 302 to the return URL, or, for a host
+//   the cookie cannot reach, to that host's /.portcullis/handoff?token=<sealed, 60 s, once>.
+
+const LOGIN_TTL_MS = 10 * 60_000;
+const HANDOFF_TTL_MS = 60_000;
+const MAX_LOGIN_COOKIES = 4;
+const STATE_RE = /^[A-Za-z0-9_-]{22,64}$/;
+// ID-token plumbing that says nothing about the user and would only bloat the cookie.
+const DROP_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', 'c_hash', 's_hash', 'azp', 'auth_time', 'jti', 'sid', 'acr', 'amr']);
+
+interface LoginState {
+  state: string;
+  verifier: string;
+  nonce: string;
+  returnTo: string;
+  redirectUri: string;
+  iat: number;
+  exp: number;
+}
+
+interface ReturnState {
+  url: string;
+  exp: number;
+}
+
+interface HandoffToken {
+  value: string;
+  aud: string;
+  rd: string;
+  jti: string;
+  exp: number;
+}
+
+export interface AuthRequest {
+  rt: Runtime;
+  ctx: RequestContext;
+  req: IncomingMessage;
+  res: ServerResponse;
+  requestId: string;
+  /** Set-Cookie headers decide() produced (e.g. clearing a garbled cookie); sent with our answer. */
+  setCookies: string[];
+}
+
+function loginCookiePrefix(rt: Runtime): string {
+  return `${rt.cfg.cookie.name}_login_`;
+}
+
+function query(ctx: RequestContext): URLSearchParams {
+  return new URLSearchParams(ctx.query.startsWith('?') ? ctx.query.slice(1) : ctx.query);
+}
+
+/** A browser that needs a session: start the login and come back to exactly this URL. */
+export function redirectToLogin(a: AuthRequest): void {
+  const returnTo = `${a.rt.origin(a.ctx)}${a.ctx.path}${a.ctx.query}`;
+  if (a.rt.isAuthHost(a.ctx)) {
+    void beginAuthorization(a, returnTo);
+    return;
+  }
+  const sealed = a.rt.sealer.sealJson('return', { url: returnTo, exp: a.ctx.now + LOGIN_TTL_MS } satisfies ReturnState);
+  sendRedirect(a.res, `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`, a.setCookies, a.requestId);
+}
+
+/** Reads the return URL of sign_in/sign_out: a sealed `return`, or an `rd` checked against the configured hosts. */
+export function returnTarget(a: AuthRequest, fallback: string | null): string | null {
+  const q = query(a.ctx);
+  const sealed = q.get('return');
+  if (sealed) {
+    const r = a.rt.sealer.openJson<ReturnState>('return', sealed, '', a.ctx.now);
+    return r ? r.url : null;
+  }
+  const rd = q.get('rd') ?? a.ctx.headers['x-auth-request-redirect'];
+  if (typeof rd === 'string' && rd) {
+    const u = a.rt.validateRedirect(rd, new URL(`${a.rt.origin(a.ctx)}/`));
+    return u ? u.href : null;
+  }
+  return fallback;
+}
+
+/** GET /.portcullis/sign_in */
+export async function signIn(a: AuthRequest): Promise<void> {
+  const target = returnTarget(a, `${a.rt.origin(a.ctx)}/`);
+  if (!target) {
+    badRedirect(a);
+    return;
+  }
+  if (!a.rt.isAuthHost(a.ctx)) {
+    const sealed = a.rt.sealer.sealJson('return', { url: target, exp: a.ctx.now + LOGIN_TTL_MS } satisfies ReturnState);
+    sendRedirect(a.res, `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`, a.setCookies, a.requestId);
+    return;
+  }
+  // Already signed in here: hand the session to the target host without bothering the IdP.
+  const found = await a.rt.sessions.lookup(a.ctx);
+  const value = found.session ? a.rt.sessions.cookieValue(a.ctx.headers.cookie) : null;
+  if (found.session && value) {
+    sendRedirect(a.res, handoffUrl(a, value, new URL(target)), [...a.setCookies, ...found.setCookies], a.requestId);
+    return;
+  }
+  await beginAuthorization({ ...a, setCookies: [...a.setCookies, ...found.setCookies] }, target);
+}
+
+async function beginAuthorization(a: AuthRequest, returnTo: string): Promise<void> {
+  let config: client.Configuration;
+  try {
+    config = a.rt.idp.get();
+  } catch (e) {
+    if (e instanceof IdpUnavailableError) {
+      idpUnavailable(a, e.message);
+      return;
+    }
+    throw e;
+  }
+  const state = randomBytes(18).toString('base64url');
+  const verifier = client.randomPKCECodeVerifier();
+  const nonce = client.randomNonce();
+  const redirectUri = `${a.rt.authOrigin(a.ctx)}/.portcullis/callback`;
+  const login: LoginState = { state, verifier, nonce, returnTo, redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS };
+  const name = `${loginCookiePrefix(a.rt)}${state}`;
+  const opts = { path: '/.portcullis/', secure: a.rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const };
+  const cookies = [...a.setCookies, serializeCookie(name, a.rt.sealer.sealJson('login', login, name), { ...opts, maxAgeSeconds: LOGIN_TTL_MS / 1000 })];
+  // Several tabs may start a login at once: each gets its own cookie, but only a few live.
+  const existing = [...parseCookies(a.ctx.headers.cookie).keys()].filter((k) => k.startsWith(loginCookiePrefix(a.rt)));
+  if (existing.length >= MAX_LOGIN_COOKIES) {
+    for (const k of existing.slice(0, existing.length - MAX_LOGIN_COOKIES + 1)) cookies.push(serializeCookie(k, '', { ...opts, maxAgeSeconds: 0 }));
+  }
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: a.rt.cfg.idp.scopes.join(' '),
+    state,
+    nonce,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+  });
+  a.rt.log.info({ requestId: a.requestId, event: 'login_start', host: a.ctx.host }, 'login started');
+  sendRedirect(a.res, url.href, cookies, a.requestId);
+}
+
+/** GET /.portcullis/callback */
+export async function callback(a: AuthRequest): Promise<void> {
+  const { rt, ctx } = a;
+  const q = query(ctx);
+  const state = q.get('state') ?? '';
+  const cookieOpts = { path: '/.portcullis/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
+  const fail = (status: number, code: string, title: string, message: string, retryTo?: string, setCookies: string[] = []): void => {
+    rt.log.warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host }, 'login failed');
+    sendPage(a.res, !ctx.browser, {
+      status, code, title, message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
+      retry: { href: retryTo ? `/.portcullis/sign_in?return=${rt.sealer.sealJson('return', { url: retryTo, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState)}` : '/', label: 'Try signing in again' },
+    });
+  };
+  if (!STATE_RE.test(state)) {
+    fail(400, 'invalid_state', 'Sign-in could not be completed', 'The sign-in response has no valid state parameter.');
+    return;
+  }
+  const name = `${loginCookiePrefix(rt)}${state}`;
+  const sealed = parseCookies(ctx.headers.cookie).get(name);
+  if (!sealed) {
+    const replay = rt.once.has(`state:${state}`, ctx.now);
+    fail(400, replay ? 'state_replayed' : 'state_not_found', 'Sign-in could not be completed',
+      replay ? 'This sign-in response was already used. Each sign-in link works once.'
+        : 'This sign-in was not started in this browser, or it took longer than 10 minutes.');
+    return;
+  }
+  const clear = [serializeCookie(name, '', cookieOpts)];
+  const login = rt.sealer.openJson<LoginState>('login', sealed, name, ctx.now);
+  if (!login || login.state !== state) {
+    fail(400, 'invalid_state', 'Sign-in could not be completed', 'The sign-in state is invalid or has expired.', undefined, clear);
+    return;
+  }
+  if (!rt.once.use(`state:${state}`, login.exp, ctx.now)) {
+    fail(400, 'state_replayed', 'Sign-in could not be completed', 'This sign-in response was already used. Each sign-in link works once.', login.returnTo, clear);
+    return;
+  }
+  const idpError = q.get('error');
+  if (idpError) {
+    const desc = q.get('error_description');
+    const denied = idpError === 'access_denied';
+    fail(denied ? 403 : 400, idpError.replace(/[^a-z_]/gi, '').slice(0, 64) || 'idp_error', denied ? 'Sign-in was refused' : 'The identity provider reported an error',
+      `The identity provider answered "${idpError.slice(0, 100)}"${desc ? `: ${desc.slice(0, 300)}` : ''}.`, login.returnTo, clear);
+    return;
+  }
+  let config: client.Configuration;
+  try {
+    config = rt.idp.get();
+  } catch (e) {
+    idpUnavailable({ ...a, setCookies: [...a.setCookies, ...clear] }, (e as Error).message);
+    return;
+  }
+  let tokens;
+  try {
+    const current = new URL(login.redirectUri);
+    current.search = ctx.query;
+    tokens = await client.authorizationCodeGrant(config, current, {
+      pkceCodeVerifier: login.verifier,
+      expectedState: state,
+      expectedNonce: login.nonce,
+      idTokenExpected: true,
+    });
+  } catch (e) {
+    const why = describe(e);
+    const network = !(e instanceof client.ResponseBodyError) && !(e instanceof client.AuthorizationResponseError) && /fetch failed|ECONNREFUSED|timeout|ENOTFOUND|aborted/i.test(why);
+    fail(network ? 502 : 400, network ? 'idp_unreachable' : 'token_exchange_failed', 'Sign-in could not be completed',
+      network ? 'The identity provider could not be reached to finish the sign-in.' : `The identity provider did not accept the sign-in (${why}).`, login.returnTo, clear);
+    return;
+  }
+  const idClaims = tokens.claims();
+  if (!idClaims) {
+    fail(400, 'no_id_token', 'Sign-in could not be completed', 'The identity provider returned no ID token.', login.returnTo, clear);
+    return;
+  }
+  const claims: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(idClaims)) if (!DROP_CLAIMS.has(k)) claims[k] = v;
+  if (tokens.access_token && config.serverMetadata().userinfo_endpoint) {
+    try {
+      const info = await client.fetchUserInfo(config, tokens.access_token, idClaims.sub);
+      for (const [k, v] of Object.entries(info)) if (!DROP_CLAIMS.has(k)) claims[k] = v;
+    } catch (e) {
+      rt.log.warn({ requestId: a.requestId, event: 'userinfo_failed', detail: describe(e) }, 'userinfo request failed; using ID token claims only');
+    }
+  }
+  const session = rt.sessions.newSession(idClaims.sub, claims, {
+    accessToken: tokens.access_token,
+    accessTokenExp: tokens.expires_in ? ctx.now + tokens.expires_in * 1000 : undefined,
+    refreshToken: tokens.refresh_token,
+  }, ctx.now);
+  let cookies: string[];
+  let value: string;
+  try {
+    value = await rt.sessions.store.save(session);
+    cookies = rt.sessions.cookiesFor(value, session, ctx.host, ctx.headers.cookie);
+  } catch (e) {
+    rt.log.error({ requestId: a.requestId, event: 'session_store_failed', detail: describe(e) }, 'could not store the session');
+    sendPage(a.res, !ctx.browser, { status: 503, code: 'session_store_unavailable', title: 'Sign-in could not be completed', message: 'Sessions cannot be stored right now. Please try again in a moment.', requestId: a.requestId, setCookies: [...a.setCookies, ...clear] });
+    return;
+  }
+  rt.log.info({ requestId: a.requestId, event: 'login', user: claims.email ?? idClaims.sub, host: ctx.host }, 'login succeeded');
+  const target = new URL(login.returnTo);
+  const covered = target.host === ctx.host + (ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`) && target.protocol === `${ctx.scheme}:`
+    || (rt.sessions.cookieDomainFor(target.hostname) !== null && rt.sessions.cookieDomainFor(target.hostname) === rt.sessions.cookieDomainFor(ctx.host));
+  const location = covered ? target.href : handoffUrl(a, value, target);
+  sendRedirect(a.res, location, [...a.setCookies, ...clear, ...cookies], a.requestId);
+}
+
+function handoffUrl(a: AuthRequest, value: string, target: URL): string {
+  const token: HandoffToken = { value, aud: target.host, rd: target.href, jti: randomBytes(12).toString('base64url'), exp: a.ctx.now + HANDOFF_TTL_MS };
+  return `${target.origin}/.portcullis/handoff?token=${a.rt.sealer.sealJson('handoff', token)}`;
+}
+
+/** GET /.portcullis/handoff on a host the session cookie of the authenticate host cannot reach. */
+export async function handoff(a: AuthRequest): Promise<void> {
+  const { rt, ctx } = a;
+  const sealed = query(ctx).get('token') ?? '';
+  const t = rt.sealer.openJson<HandoffToken>('handoff', sealed, '', ctx.now);
+  const here = new URL(`${rt.origin(ctx)}/`);
+  const refuse = (why: string): void => {
+    rt.log.warn({ requestId: a.requestId, event: 'handoff_refused', reason: why, host: ctx.host }, 'session handoff refused');
+    sendPage(a.res, !ctx.browser, { status: 400, code: 'invalid_handoff', title: 'Sign-in could not be completed', message: `The sign-in hand-over link ${why}.`, requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Try again' } });
+  };
+  if (!t) return refuse('is invalid or has expired (it is valid for one minute)');
+  if (t.aud !== here.host) return refuse('was made for another site');
+  let rd: URL;
+  try {
+    rd = new URL(t.rd);
+  } catch {
+    return refuse('is malformed');
+  }
+  if (rd.origin !== here.origin) return refuse('points to another site');
+  if (!rt.once.use(`handoff:${t.jti}`, t.exp, ctx.now)) return refuse('was already used');
+  const session = await rt.sessions.store.load(t.value, ctx.now);
+  if (!session) return refuse('names a session that has ended');
+  sendRedirect(a.res, rd.href, [...a.setCookies, ...rt.sessions.cookiesFor(t.value, session, ctx.host, ctx.headers.cookie)], a.requestId);
+}
+
+/** GET or POST /.portcullis/sign_out: ends the session here and on the authenticate host, then at the IdP. */
+export async function signOut(a: AuthRequest): Promise<void> {
+  const { rt, ctx } = a;
+  const target = returnTarget(a, null);
+  if (target === null && (query(ctx).has('rd') || query(ctx).has('return'))) {
+    badRedirect(a);
+    return;
+  }
+  const cleared = await rt.sessions.end(ctx.headers.cookie, ctx.host);
+  rt.log.info({ requestId: a.requestId, event: 'sign_out', host: ctx.host }, 'signed out');
+  const returnState = target ? rt.sealer.sealJson('return', { url: target, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState) : '';
+  if (!rt.isAuthHost(ctx)) {
+    sendRedirect(a.res, `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}`, [...a.setCookies, ...cleared], a.requestId);
+    return;
+  }
+  let endSession: string | null = null;
+  try {
+    const config = rt.idp.get();
+    if (config.serverMetadata().end_session_endpoint) {
+      const params: Record<string, string> = { post_logout_redirect_uri: `${rt.authOrigin(ctx)}/.portcullis/signed_out`, client_id: rt.cfg.idp.clientId };
+      if (returnState) params.state = returnState;
+      endSession = client.buildEndSessionUrl(config, params).href;
+    }
+  } catch {
+    // IdP unreachable: the local session is gone, which is what matters; say so on the page.
+  }
+  if (endSession) sendRedirect(a.res, endSession, [...a.setCookies, ...cleared], a.requestId);
+  else signedOutPage(a, target, cleared);
+}
+
+/** GET /.portcullis/signed_out: where the IdP sends the browser after RP-initiated logout. */
+export function signedOut(a: AuthRequest): void {
+  const state = query(a.ctx).get('state');
+  const r = state ? a.rt.sealer.openJson<ReturnState>('return', state, '', a.ctx.now) : null;
+  signedOutPage(a, r?.url ?? null, []);
+}
+
+function signedOutPage(a: AuthRequest, target: string | null, cleared: string[]): void {
+  if (target) {
+    sendRedirect(a.res, target, [...a.setCookies, ...cleared], a.requestId);
+    return;
+  }
+  sendPage(a.res, !a.ctx.browser, { status: 200, code: 'signed_out', title: 'Signed out', message: 'You are signed out.', requestId: a.requestId, setCookies: [...a.setCookies, ...cleared], retry: { href: '/', label: 'Sign in again' } });
+}
+
+function badRedirect(a: AuthRequest): void {
+  a.rt.log.warn({ requestId: a.requestId, event: 'redirect_refused', host: a.ctx.host }, 'refused a redirect target outside the configured hosts');
+  sendPage(a.res, !a.ctx.browser, { status: 400, code: 'invalid_redirect', title: 'Invalid return address', message: 'The address to return to after signing in is not one of the sites this proxy protects.', requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Go to the start page' } });
+}
+
+export function idpUnavailable(a: AuthRequest, detail: string): void {
+  a.rt.log.warn({ requestId: a.requestId, event: 'idp_unavailable', detail }, 'login needed but the identity provider is unavailable');
+  sendPage(a.res, !a.ctx.browser, { status: 503, code: 'idp_unavailable', title: 'Sign-in is temporarily unavailable', message: 'The identity provider cannot be reached right now. Please try again in a minute.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '10' }, retry: { href: `${a.ctx.path}${a.ctx.query}`, label: 'Try again' } });
+}

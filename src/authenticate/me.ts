@@ -1,0 +1,48 @@
+import type { Identity } from '../decide/types.js';
+import { escapeHtml, htmlDocument, sendJson } from '../http/pages.js';
+import type { SessionData } from '../session/types.js';
+import { redirectToLogin, type AuthRequest } from './flow.js';
+
+// /.portcullis/ and /.portcullis/userinfo: who you are, as the proxy sees you. Tokens and
+// secrets never appear here, only the identity the policies are evaluated against.
+
+function view(identity: Identity, session: SessionData) {
+  return {
+    user: identity.user,
+    sub: identity.sub,
+    email: identity.email,
+    email_verified: identity.emailVerified,
+    name: identity.name,
+    preferred_username: identity.preferredUsername,
+    groups: identity.groups,
+    session_expires_at: new Date(session.exp).toISOString(),
+  };
+}
+
+export async function userinfo(a: AuthRequest): Promise<void> {
+  const found = await a.rt.sessions.lookup(a.ctx);
+  if (!found.identity || !found.session) {
+    sendJson(a.res, 401, { error: 'unauthenticated', message: 'no valid session', request_id: a.requestId }, { 'www-authenticate': 'Bearer realm="portcullis"', 'x-request-id': a.requestId, ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}) });
+    return;
+  }
+  sendJson(a.res, 200, view(found.identity, found.session), { 'x-request-id': a.requestId });
+}
+
+export async function mePage(a: AuthRequest): Promise<void> {
+  const found = await a.rt.sessions.lookup(a.ctx);
+  if (!found.identity || !found.session) {
+    if (a.ctx.browser) redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
+    else await userinfo(a);
+    return;
+  }
+  const v = view(found.identity, found.session);
+  const rows: Array<[string, string]> = [
+    ['User', v.user], ['Email', `${v.email}${v.email_verified ? '' : ' (not verified)'}`], ['Name', v.name],
+    ['Groups', v.groups.length ? v.groups.join(', ') : '(none: the identity provider sent no groups claim)'],
+    ['Session expires', v.session_expires_at],
+  ];
+  const body = htmlDocument('Portcullis: your session', `<h1>You are signed in</h1><table>${rows.map(([k, val]) => `<tr><th>${k}</th><td>${escapeHtml(val)}</td></tr>`).join('')}</table>
+<form method="post" action="/.portcullis/sign_out"><p><button type="submit" id="sign-out">Sign out</button></p></form><p class="rid">Request id: ${escapeHtml(a.requestId)}</p>`);
+  a.res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'", 'content-length': String(Buffer.byteLength(body)) });
+  a.res.end(body);
+}

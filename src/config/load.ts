@@ -1,0 +1,337 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
+import type { z } from 'zod';
+import { compileRoutePolicy, PolicyError } from '../policy/index.js';
+import { CidrError, compileCidrs } from '../security/cidr.js';
+import { ConfigError, keyPath, locate, type ConfigIssue } from './errors.js';
+import { configSchema, KNOWN_GLOBAL_KEYS, KNOWN_ROUTE_KEYS, type RawConfig, type RawRoute } from './schema.js';
+import { didYouMean } from './suggest.js';
+import type { Config, PathMatch, Route, RouteFrom } from './types.js';
+
+const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
+const DEFAULT_TRUSTED = ['127.0.0.0/8', '::1/128'];
+
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ key: '', line: 0, column: 0, severity: 'error', message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
+  }
+  return parseConfig(text, file, env);
+}
+
+/** Parses, validates and compiles a config. Throws ConfigError listing every problem found. */
+export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.ProcessEnv = process.env): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(file, doc.errors.map((e) => ({
+      key: '', line: e.linePos?.[0].line ?? 0, column: e.linePos?.[0].col ?? 0, severity: 'error' as const,
+      message: `invalid YAML: ${e.message.split('\n')[0]}`,
+    })));
+  }
+  const issues: ConfigIssue[] = [];
+  const at = (path: readonly PropertyKey[], message: string, wantKey = false): void => {
+    issues.push({ key: keyPath(path), ...locate(doc, lc, path, wantKey), severity: 'error', message });
+  };
+
+  substituteEnv(doc, lc, env, issues);
+  if (issues.length) throw new ConfigError(file, issues);
+
+  const data = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError(file, [{ key: '', line: 1, column: 1, severity: 'error', message: 'expected a YAML mapping of settings (address, idp_provider_url, routes, ...)' }]);
+  }
+  const parsed = configSchema.safeParse(data);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) reportZodIssue(issue, at);
+    throw new ConfigError(file, issues);
+  }
+  const raw = parsed.data;
+  const cfg = normalize(raw, file, at);
+  if (issues.length) throw new ConfigError(file, issues);
+  return cfg as Config;
+}
+
+function reportZodIssue(issue: z.core.$ZodIssue, at: (path: readonly PropertyKey[], msg: string, wantKey?: boolean) => void): void {
+  if (issue.code === 'unrecognized_keys') {
+    const known = issue.path.length === 0 ? KNOWN_GLOBAL_KEYS : issue.path[0] === 'routes' && issue.path.length === 2 ? KNOWN_ROUTE_KEYS : [];
+    for (const k of issue.keys) {
+      const guess = didYouMean(k, known);
+      at([...issue.path, k], `unknown key${guess ? `; did you mean \`${guess}\`?` : ''}`, true);
+    }
+    return;
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    at(issue.path, `is required: ${issue.message.replace(/^Invalid input: /, '')}`);
+    return;
+  }
+  at(issue.path, issue.message.replace(/^Invalid input: /, ''));
+}
+
+/** `${VAR}` in scalar values (never in keys, never re-parsed as YAML, so a value cannot inject structure). */
+function substituteEnv(doc: Document, lc: LineCounter, env: NodeJS.ProcessEnv, issues: ConfigIssue[]): void {
+  visit(doc, {
+    Scalar(_key, node, path) {
+      if (typeof node.value !== 'string' || !node.value.includes('$')) return;
+      const isKey = path.length > 0 && (path[path.length - 1] as { key?: unknown }).key === node;
+      if (isKey) return;
+      node.value = node.value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name?: string) => {
+        if (m === '$$') return '$';
+        const v = env[name!];
+        if (v === undefined) {
+          const pos = lc.linePos(node.range?.[0] ?? 0);
+          issues.push({ key: '', line: pos.line, column: pos.col, severity: 'error', message: `environment variable ${name} is not set (referenced as \${${name}}; write $$ for a literal $)` });
+          return '';
+        }
+        return v;
+      });
+    },
+  });
+  // Keys are left alone: the key path in every error must be what the operator wrote.
+  void isScalar;
+}
+
+function readSecretFile(path: string, key: string, at: (p: readonly PropertyKey[], m: string) => void): string | undefined {
+  try {
+    // Only the final newline that editors add is dropped: the rest of the file is the secret.
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (e) {
+    at([key], `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    return undefined;
+  }
+}
+
+function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey[], msg: string) => void): Config | null {
+  const warnings: ConfigIssue[] = [];
+
+  // Secrets: inline or *_file, never both, so there is one source of truth.
+  const secret = (key: 'idp_client_secret' | 'cookie_secret'): string | undefined => {
+    const inline = raw[key];
+    const path = raw[`${key}_file`];
+    if (inline !== undefined && path !== undefined) at([key], `set either ${key} or ${key}_file, not both`);
+    return path !== undefined ? readSecretFile(path, `${key}_file`, at) : inline;
+  };
+  const clientSecret = secret('idp_client_secret');
+  if (clientSecret === undefined) at(['idp_client_secret'], 'is required: the OIDC client secret registered at the IdP (or idp_client_secret_file)');
+  const cookieSecretText = secret('cookie_secret');
+  let cookieSecret = Buffer.alloc(0);
+  if (cookieSecretText === undefined) {
+    at(['cookie_secret'], 'is required: 32 random bytes, base64-encoded (generate one with `portcullis gen-secret`), or cookie_secret_file');
+  } else {
+    cookieSecret = Buffer.from(cookieSecretText.trim(), 'base64');
+    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(cookieSecretText.trim()) || cookieSecret.length !== 32) {
+      at([raw.cookie_secret_file !== undefined ? 'cookie_secret_file' : 'cookie_secret'],
+        `expected 32 bytes encoded as base64 (44 characters; \`portcullis gen-secret\` prints one), got ${cookieSecret.length} bytes`);
+    }
+  }
+
+  const issuer = new URL(raw.idp_provider_url);
+  if (issuer.protocol === 'http:' && !isLoopback(issuer.hostname)) {
+    at(['idp_provider_url'], 'expected an https:// issuer (plain http is only accepted for an IdP on this machine, 127.0.0.1 or localhost)');
+  }
+
+  const insecure = raw.insecure_server === true;
+  let tls: Config['tls'] = null;
+  if (!insecure) {
+    const certs: Array<{ cert: Buffer; key: Buffer }> = [];
+    const readPem = (p: string, path: readonly PropertyKey[]): Buffer => {
+      try {
+        return readFileSync(p);
+      } catch (e) {
+        at(path, `cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        return Buffer.alloc(0);
+      }
+    };
+    if (raw.certificate_file || raw.certificate_key_file) {
+      if (!raw.certificate_file || !raw.certificate_key_file) at([raw.certificate_file ? 'certificate_key_file' : 'certificate_file'], 'certificate_file and certificate_key_file go together');
+      else certs.push({ cert: readPem(raw.certificate_file, ['certificate_file']), key: readPem(raw.certificate_key_file, ['certificate_key_file']) });
+    }
+    raw.certificates?.forEach((c, i) => certs.push({ cert: readPem(c.cert, ['certificates', i, 'cert']), key: readPem(c.key, ['certificates', i, 'key']) }));
+    if (!certs.length) at(['insecure_server'], 'no TLS certificate: set certificate_file and certificate_key_file (or certificates), or insecure_server: true to serve plain HTTP behind a TLS-terminating proxy');
+    tls = { certs };
+  }
+
+  const listen = parseAddress(raw.address ?? (insecure ? ':80' : ':443'));
+  if (!listen) at(['address'], `expected host:port, e.g. :443 or 127.0.0.1:8080, got ${JSON.stringify(raw.address)}`);
+
+  let isTrustedProxy: (ip: string) => boolean = () => false;
+  const trustedProxies = raw.trusted_proxies ?? DEFAULT_TRUSTED;
+  try {
+    isTrustedProxy = compileCidrs(trustedProxies);
+  } catch (e) {
+    if (e instanceof CidrError) at(['trusted_proxies'], e.message);
+    else throw e;
+  }
+
+  let cookieDomain = raw.cookie_domain?.trim().toLowerCase().replace(/^\./, '') || null;
+  if (cookieDomain && !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(cookieDomain)) {
+    at(['cookie_domain'], `expected a domain like example.com, got ${JSON.stringify(raw.cookie_domain)}`);
+    cookieDomain = null;
+  }
+  const sameSite = (raw.cookie_same_site ?? 'lax').toLowerCase();
+  const cookieSecure = raw.cookie_secure ?? true;
+  if (sameSite === 'none' && !cookieSecure) at(['cookie_same_site'], 'SameSite=None requires cookie_secure: true (browsers drop such cookies otherwise)');
+
+  const groupsClaim = raw.idp_groups_claim ?? 'groups';
+  const routes: Route[] = [];
+  raw.routes.forEach((r, i) => {
+    const route = compileRoute(r, i, groupsClaim, at);
+    if (route) routes.push(route);
+  });
+
+  const authenticateUrl = raw.authenticate_service_url ? new URL(raw.authenticate_service_url) : null;
+  if (authenticateUrl && (authenticateUrl.pathname !== '/' || authenticateUrl.search)) {
+    at(['authenticate_service_url'], 'expected an origin only, e.g. https://auth.example.com (Portcullis serves its endpoints under /.portcullis/)');
+  }
+
+  if (!listen) return null;
+  return {
+    file,
+    listen,
+    tls,
+    authenticateUrl,
+    idp: {
+      issuer,
+      clientId: raw.idp_client_id,
+      clientSecret: clientSecret ?? '',
+      scopes: raw.idp_scopes ?? DEFAULT_SCOPES,
+      groupsClaim,
+      userClaim: raw.idp_user_claim ?? 'sub',
+      emailClaim: raw.idp_email_claim ?? 'email',
+    },
+    cookie: {
+      secret: cookieSecret,
+      name: raw.cookie_name ?? '_portcullis',
+      domain: cookieDomain,
+      expireMs: raw.cookie_expire ?? 14 * 3_600_000,
+      secure: cookieSecure,
+      httpOnly: raw.cookie_http_only ?? true,
+      sameSite: sameSite === 'strict' ? 'Strict' : sameSite === 'none' ? 'None' : 'Lax',
+    },
+    trustedProxies,
+    isTrustedProxy,
+    logLevel: raw.log_level ?? 'info',
+    routes,
+    warnings,
+  };
+}
+
+function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: readonly PropertyKey[], msg: string) => void): Route | null {
+  const base = ['routes', i] as const;
+  const from = parseFrom(r.from);
+  if (typeof from === 'string') {
+    at([...base, 'from'], from);
+    return null;
+  }
+  const toList = r.to === undefined ? [] : Array.isArray(r.to) ? r.to : [r.to];
+  const to: URL[] = [];
+  toList.forEach((t, j) => {
+    const path = Array.isArray(r.to) ? [...base, 'to', j] : [...base, 'to'];
+    try {
+      const u = new URL(t);
+      if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password) throw new Error();
+      if (u.search || u.hash) at(path, 'expected an upstream URL without query or fragment');
+      to.push(u);
+    } catch {
+      at(path, `expected an http(s) upstream URL like http://10.0.0.5:3000, got ${JSON.stringify(t)}`);
+    }
+  });
+
+  const matchers = (['prefix', 'path', 'regex'] as const).filter((k) => r[k] !== undefined);
+  if (matchers.length > 1) at([...base, matchers[1]!], `use only one of prefix, path and regex on a route (found ${matchers.join(' and ')})`);
+  let match: PathMatch = { kind: 'any' };
+  if (r.prefix !== undefined && r.prefix !== '/') match = { kind: 'prefix', value: r.prefix };
+  else if (r.path !== undefined) match = { kind: 'path', value: r.path };
+  else if (r.regex !== undefined) {
+    try {
+      // Envoy (and so Pomerium) matches the whole path, not a substring.
+      match = { kind: 'regex', value: r.regex, re: new RegExp(`^(?:${r.regex})$`, 'u') };
+    } catch (e) {
+      at([...base, 'regex'], `invalid regular expression: ${(e as Error).message}`);
+    }
+  }
+
+  let policy;
+  try {
+    policy = compileRoutePolicy(r, { groupsClaim });
+  } catch (e) {
+    if (e instanceof PolicyError) {
+      at([...base, ...e.path], e.message);
+      return null;
+    }
+    throw e;
+  }
+
+  const lowerNames = (m: Record<string, string> | undefined): Array<[string, string]> =>
+    Object.entries(m ?? {}).map(([k, v]) => [k.toLowerCase(), v]);
+  for (const [k, v] of [...lowerNames(r.set_request_headers), ...lowerNames(r.set_response_headers)]) {
+    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(k) || /[\r\n\0]/.test(v)) at([...base, r.set_request_headers?.[k] !== undefined ? 'set_request_headers' : 'set_response_headers', k], 'expected a valid header name and a value without CR, LF or NUL');
+  }
+  let tlsCa = r.tls_custom_ca ? Buffer.from(r.tls_custom_ca, 'base64').toString('utf8') : undefined;
+  if (r.tls_custom_ca_file) {
+    try {
+      tlsCa = readFileSync(r.tls_custom_ca_file, 'utf8');
+    } catch (e) {
+      at([...base, 'tls_custom_ca_file'], `cannot read ${r.tls_custom_ca_file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  }
+
+  return {
+    index: i,
+    id: r.id ?? r.name ?? `routes[${i}]`,
+    from,
+    to,
+    match,
+    policy,
+    isPublic: r.allow_public_unauthenticated_access === true,
+    preserveHost: r.preserve_host_header === true,
+    passIdentityHeaders: r.pass_identity_headers === true,
+    setRequestHeaders: lowerNames(r.set_request_headers),
+    removeRequestHeaders: new Set((r.remove_request_headers ?? []).map((h) => h.toLowerCase())),
+    setResponseHeaders: lowerNames(r.set_response_headers),
+    allowWebsockets: r.allow_websockets === true,
+    allowAmbiguousPaths: r.allow_ambiguous_paths === true,
+    showErrorDetails: r.show_error_details !== false,
+    timeoutMs: r.timeout ?? 30_000,
+    idleTimeoutMs: r.idle_timeout ?? 300_000,
+    tlsSkipVerify: r.tls_skip_verify === true,
+    tlsCa,
+  };
+}
+
+/** `from` is scheme + host (+ port); a wildcard host `*.example.com` covers every subdomain. */
+export function parseFrom(text: string): RouteFrom | string {
+  const wildcard = /^(https?):\/\/\*\.([^/]+?)\/?$/i.exec(text.trim());
+  let u: URL;
+  try {
+    u = new URL(wildcard ? `${wildcard[1]}://wildcard.${wildcard[2]}` : text.trim());
+  } catch {
+    return `expected a URL like https://app.example.com, got ${JSON.stringify(text)}`;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `expected an http:// or https:// URL, got ${JSON.stringify(text)}`;
+  // Pitfall 19: a trailing slash is harmless; any other path is a mistake that silently never matches.
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username) {
+    return `expected only scheme, host and port in \`from\` (use prefix/path/regex for paths), got ${JSON.stringify(text)}`;
+  }
+  const scheme = u.protocol === 'https:' ? 'https' : 'http';
+  const port = u.port ? Number(u.port) : scheme === 'https' ? 443 : 80;
+  const host = u.hostname.toLowerCase();
+  return { scheme, host: wildcard ? host.slice('wildcard'.length) : host, port, wildcard: !!wildcard, raw: text };
+}
+
+function parseAddress(a: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(a.trim());
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  const host = m[1] ?? (m[2] || '0.0.0.0');
+  return { host, port };
+}
+
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h.endsWith('.localhost') || (isIP(h) === 4 && h.startsWith('127.')) || h === '::1';
+}

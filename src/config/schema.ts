@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+// The YAML file's shape. Key names follow Pomerium's where Pomerium has the concept, so an
+// existing Pomerium config that uses only these keys loads unchanged. Every message here is
+// shown to an operator next to the key path and line, so it says what was expected.
+
+const duration = (what: string) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === null) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration for ${what} like 30s, 15m, 12h or 14d, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const httpUrl = (what: string) =>
+  z.string({ error: `expected ${what} as a URL string` }).refine((v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && !u.username && !u.password && !!u.hostname;
+    } catch {
+      return false;
+    }
+  }, { message: `expected ${what} as an absolute http(s) URL without credentials, e.g. https://app.example.com` });
+
+const stringList = (what: string) =>
+  z.union([z.string(), z.array(z.string())], { error: `expected ${what} as a string or a list of strings` })
+    .transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
+
+const headerMap = z.record(z.string(), z.string(), { error: 'expected a map of header names to string values' });
+
+export const routeSchema = z.strictObject({
+  id: z.string().optional(),
+  name: z.string().optional(),
+  from: z.string({ error: 'expected `from` as a URL like https://app.example.com (the host this route answers)' }),
+  to: z.union([z.string(), z.array(z.string()).min(1)], { error: 'expected `to` as a URL or a list of URLs' }).optional(),
+  prefix: z.string().startsWith('/', { error: 'expected `prefix` to start with /' }).optional(),
+  path: z.string().startsWith('/', { error: 'expected `path` to start with /' }).optional(),
+  regex: z.string().optional(),
+  allow_public_unauthenticated_access: z.boolean().optional(),
+  allow_any_authenticated_user: z.boolean().optional(),
+  policy: z.unknown().optional(),
+  allowed_groups: stringList('allowed_groups').optional(),
+  allowed_emails: stringList('allowed_emails').optional(),
+  allowed_email_domains: stringList('allowed_email_domains').optional(),
+  preserve_host_header: z.boolean().optional(),
+  pass_identity_headers: z.boolean().optional(),
+  set_request_headers: headerMap.optional(),
+  remove_request_headers: z.array(z.string()).optional(),
+  set_response_headers: headerMap.optional(),
+  allow_websockets: z.boolean().optional(),
+  allow_ambiguous_paths: z.boolean().optional(),
+  show_error_details: z.boolean().optional(),
+  timeout: duration('timeout').optional(),
+  idle_timeout: duration('idle_timeout').optional(),
+  tls_skip_verify: z.boolean().optional(),
+  tls_custom_ca: z.string().optional(),
+  tls_custom_ca_file: z.string().optional(),
+});
+
+export const configSchema = z.strictObject({
+  address: z.string().optional(),
+  insecure_server: z.boolean().optional(),
+  certificate_file: z.string().optional(),
+  certificate_key_file: z.string().optional(),
+  certificates: z.array(z.strictObject({ cert: z.string(), key: z.string() })).optional(),
+  authenticate_service_url: httpUrl('authenticate_service_url').optional(),
+  idp_provider: z.enum(['oidc', 'keycloak', 'okta', 'google', 'azure', 'auth0', 'authentik', 'gitlab', 'ping', 'onelogin', 'cognito']).optional(),
+  idp_provider_url: httpUrl('idp_provider_url (the issuer)'),
+  idp_client_id: z.string().min(1),
+  idp_client_secret: z.string().min(1).optional(),
+  idp_client_secret_file: z.string().optional(),
+  idp_scopes: stringList('idp_scopes').optional(),
+  idp_groups_claim: z.string().optional(),
+  idp_user_claim: z.string().optional(),
+  idp_email_claim: z.string().optional(),
+  cookie_secret: z.string().optional(),
+  cookie_secret_file: z.string().optional(),
+  cookie_name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a cookie name made of token characters (letters, digits, - _ .)' }).optional(),
+  cookie_domain: z.string().optional(),
+  cookie_expire: duration('cookie_expire').optional(),
+  cookie_secure: z.boolean().optional(),
+  cookie_http_only: z.boolean().optional(),
+  cookie_same_site: z.enum(['lax', 'strict', 'none', 'Lax', 'Strict', 'None']).optional(),
+  trusted_proxies: stringList('trusted_proxies').optional(),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+  routes: z.array(routeSchema, { error: 'expected `routes` as a list of routes' }).min(1, { message: 'expected at least one route' }),
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type RawRoute = z.infer<typeof routeSchema>;
+
+/** Every key the schema knows, for "did you mean". */
+export const KNOWN_GLOBAL_KEYS = Object.keys(configSchema.shape);
+export const KNOWN_ROUTE_KEYS = Object.keys(routeSchema.shape);

@@ -1,0 +1,74 @@
+import type { CompiledPolicy } from '../decide/types.js';
+import type { ConfigIssue } from './errors.js';
+
+export interface RouteFrom {
+  scheme: 'http' | 'https';
+  /** Lower-case host; for a wildcard route, the suffix including the dot (".example.com"). */
+  host: string;
+  port: number;
+  wildcard: boolean;
+  /** As written, for messages. */
+  raw: string;
+}
+
+export type PathMatch =
+  | { kind: 'any' }
+  | { kind: 'prefix'; value: string }
+  | { kind: 'path'; value: string }
+  | { kind: 'regex'; value: string; re: RegExp };
+
+export interface Route {
+  index: number;
+  /** `id`, `name`, or `routes[N]`. */
+  id: string;
+  from: RouteFrom;
+  to: URL[];
+  match: PathMatch;
+  policy: CompiledPolicy;
+  /** allow_public_unauthenticated_access: no session is even loaded. */
+  isPublic: boolean;
+  preserveHost: boolean;
+  passIdentityHeaders: boolean;
+  setRequestHeaders: Array<[string, string]>;
+  removeRequestHeaders: ReadonlySet<string>;
+  setResponseHeaders: Array<[string, string]>;
+  allowWebsockets: boolean;
+  allowAmbiguousPaths: boolean;
+  showErrorDetails: boolean;
+  timeoutMs: number;
+  idleTimeoutMs: number;
+  tlsSkipVerify: boolean;
+  tlsCa: string | undefined;
+}
+
+export interface Config {
+  file: string;
+  listen: { host: string; port: number };
+  tls: { certs: Array<{ cert: Buffer; key: Buffer }> } | null;
+  /** Where logins start and the IdP sends the user back; null = every route host is its own. */
+  authenticateUrl: URL | null;
+  idp: {
+    issuer: URL;
+    clientId: string;
+    clientSecret: string;
+    scopes: string[];
+    groupsClaim: string;
+    userClaim: string;
+    emailClaim: string;
+  };
+  cookie: {
+    secret: Buffer;
+    name: string;
+    domain: string | null;
+    expireMs: number;
+    secure: boolean;
+    httpOnly: boolean;
+    sameSite: 'Lax' | 'Strict' | 'None';
+  };
+  trustedProxies: readonly string[];
+  isTrustedProxy: (ip: string) => boolean;
+  logLevel: string;
+  routes: Route[];
+  /** Non-fatal findings, printed by `portcullis check` and logged at start. */
+  warnings: ConfigIssue[];
+}

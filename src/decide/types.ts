@@ -1,0 +1,72 @@
+// The contract between the parts of the decision core. Everything that turns a request
+// into an answer (reverse proxy, every forward-auth endpoint, `portcullis explain`) builds a
+// RequestContext, asks decide(), and renders the Decision its own way.
+
+/** The original request, normalized once. Every check reads only this. */
+export interface RequestContext {
+  /** Upper-case method, e.g. "GET". */
+  method: string;
+  scheme: 'http' | 'https';
+  /** Lower-case host name without port; IPv6 literals keep their brackets. */
+  host: string;
+  /** Effective port (default port filled in). */
+  port: number;
+  /** Normalized path: the exact path the upstream will receive and the policy sees. */
+  path: string;
+  /** Query string including the leading "?", or "". Never takes part in path matching. */
+  query: string;
+  /** Client address as derived by the trusted-proxy walk (IPv4-mapped IPv6 unwrapped). */
+  clientIp: string;
+  /** Lower-case header names; values as received. Used for cookie, authorization, accept, origin. */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** True when the client is a browser that can follow a login redirect. */
+  browser: boolean;
+  /** Milliseconds since the epoch; fixed per request so every criterion sees the same time. */
+  now: number;
+  /** Verified TLS client certificate, when the listener asks for one. */
+  clientCert?: { fingerprint256: string; subject: Record<string, string>; san: string[] } | undefined;
+}
+
+/** Who is asking, from a validated session or a verified bearer token. Never from client headers. */
+export interface Identity {
+  /** Stable subject from the IdP. */
+  sub: string;
+  /** The value PPL's `user` criterion sees (configurable claim, default `sub`). */
+  user: string;
+  email: string;
+  emailVerified: boolean;
+  name: string;
+  preferredUsername: string;
+  groups: string[];
+  /** All claims of the ID token and userinfo, merged (userinfo wins). */
+  claims: Record<string, unknown>;
+  /** How the identity was proven. */
+  via: 'session' | 'bearer';
+}
+
+/** One step of a policy evaluation, for the 403 page, the log and `portcullis explain`. */
+export interface TraceStep {
+  /** e.g. "policy[0].allow.or[1]" */
+  at: string;
+  /** e.g. "groups has admins" */
+  criterion: string;
+  result: boolean;
+  /** Human-readable, e.g. "needs group admins; you have eng" */
+  detail?: string | undefined;
+}
+
+export interface PolicyResult {
+  allow: boolean;
+  /** Short reason, shown to the user on a 403 page. */
+  reason: string;
+  trace: TraceStep[];
+  /** True when the outcome could change if the user logged in (a criterion needed an identity). */
+  needsIdentity: boolean;
+}
+
+export interface PolicyInput {
+  ctx: RequestContext;
+  identity: Identity | null;
+}
+
+export type CompiledPolicy = (input: PolicyInput) => PolicyResult;

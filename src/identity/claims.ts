@@ -1,0 +1,28 @@
+import type { Config } from '../config/types.js';
+import type { Identity } from '../decide/types.js';
+
+// Identity comes only from validated tokens (ID token, userinfo, verified bearer token):
+// never from anything the client sent.
+
+export function identityFromClaims(sub: string, claims: Record<string, unknown>, idp: Config['idp'], via: Identity['via']): Identity {
+  const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+  const user = str(claims[idp.userClaim]) || sub;
+  return {
+    sub,
+    user,
+    email: str(claims[idp.emailClaim]),
+    emailVerified: claims.email_verified === true || claims.email_verified === 'true',
+    name: str(claims.name),
+    preferredUsername: str(claims.preferred_username),
+    groups: groupsOf(claims[idp.groupsClaim]),
+    claims,
+    via,
+  };
+}
+
+/** A list of strings; a single string is one group (never split: a group name may hold commas). */
+export function groupsOf(v: unknown): string[] {
+  if (typeof v === 'string') return v ? [v] : [];
+  if (Array.isArray(v)) return v.filter((g): g is string => typeof g === 'string');
+  return [];
+}

@@ -1,0 +1,79 @@
+import * as client from 'openid-client';
+import type { Config } from '../config/types.js';
+import { isLoopback } from '../config/load.js';
+
+export class IdpUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IdpUnavailableError';
+  }
+}
+
+export interface IdpStatus {
+  ready: boolean;
+  lastError: string | null;
+  attempts: number;
+}
+
+/**
+ * The OpenID provider, discovered in the background. Portcullis starts and serves public
+ * routes while the IdP is unreachable; discovery is retried with capped exponential backoff,
+ * and logins meanwhile get a clear 503 instead of a hang or a 500.
+ */
+export class Idp {
+  private config: client.Configuration | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private inflight: Promise<void> | null = null;
+  readonly status: IdpStatus = { ready: false, lastError: null, attempts: 0 };
+
+  constructor(private readonly cfg: Config['idp'], private readonly onError: (msg: string, attempt: number) => void = () => {}) {}
+
+  start(): Promise<void> {
+    this.inflight ??= this.attempt();
+    return this.inflight;
+  }
+
+  private async attempt(): Promise<void> {
+    this.status.attempts++;
+    try {
+      const options: client.DiscoveryRequestOptions = { timeout: 5 };
+      if (this.cfg.issuer.protocol === 'http:' && isLoopback(this.cfg.issuer.hostname)) options.execute = [client.allowInsecureRequests];
+      this.config = await client.discovery(this.cfg.issuer, this.cfg.clientId, undefined, client.ClientSecretBasic(this.cfg.clientSecret), options);
+      this.status.ready = true;
+      this.status.lastError = null;
+    } catch (e) {
+      this.status.lastError = describe(e);
+      this.onError(this.status.lastError, this.status.attempts);
+      if (!this.closed) {
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(this.status.attempts - 1, 6));
+        this.timer = setTimeout(() => {
+          this.inflight = this.attempt();
+        }, delay);
+        this.timer.unref();
+      }
+    }
+  }
+
+  /** The discovered configuration, or IdpUnavailableError while discovery has not succeeded. */
+  get(): client.Configuration {
+    if (!this.config) throw new IdpUnavailableError(this.status.lastError ?? 'identity provider discovery has not finished');
+    return this.config;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
+export function describe(e: unknown): string {
+  if (e instanceof client.ResponseBodyError) return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
+  if (e instanceof client.AuthorizationResponseError) return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
+  if (e instanceof Error) {
+    const cause = (e as { cause?: unknown }).cause;
+    const c = cause instanceof Error ? `: ${(cause as NodeJS.ErrnoException).code ?? cause.message}` : '';
+    return `${e.message}${c}`;
+  }
+  return String(e);
+}

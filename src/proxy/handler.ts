@@ -1,0 +1,198 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { callback, handoff, redirectToLogin, signedOut, signIn, signOut, type AuthRequest } from '../authenticate/flow.js';
+import { mePage, userinfo } from '../authenticate/me.js';
+import { contextFromRequest } from '../decide/context.js';
+import { decide, type Decision } from '../decide/decide.js';
+import type { RequestContext } from '../decide/types.js';
+import { sendPage } from '../http/pages.js';
+import { newRequestId } from '../observe/logger.js';
+import type { Runtime } from '../runtime.js';
+import { normalizeIp } from '../security/cidr.js';
+import { forward, forwardUpgrade } from './forward.js';
+import type { Upstreams } from './upstreams.js';
+
+export interface ProxyState {
+  /** Swapped on reload; each request reads it once at its start. */
+  runtime: Runtime;
+  upstreams: Upstreams;
+}
+
+const RESERVED = '/.portcullis/';
+
+export function createRequestHandler(state: ProxyState) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const started = performance.now();
+    const rt = state.runtime;
+    const requestId = newRequestId();
+    handle(rt, state, req, res, requestId, started).catch((e: unknown) => {
+      rt.log.error({ requestId, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'unexpected error while handling a request');
+      sendPage(res, !String(req.headers.accept ?? '').includes('text/html'), { status: 500, code: 'internal_error', title: 'Something went wrong', message: 'Portcullis could not handle this request. The error has been logged.', requestId });
+    });
+  };
+}
+
+async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res: ServerResponse, requestId: string, started: number): Promise<void> {
+  const c = contextFromRequest(req, rt.cfg.isTrustedProxy);
+  if (!c.ok) {
+    sendPage(res, !String(req.headers.accept ?? '').includes('text/html'), { status: 400, code: 'bad_request', title: 'Bad request', message: `This request was refused: ${c.reason}.`, requestId });
+    access(rt, req, null, 400, requestId, started, 'bad_request', c.reason);
+    return;
+  }
+  const ctx = c.ctx;
+  if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED)) {
+    await portcullisEndpoint(rt, ctx, req, res, requestId);
+    access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
+    return;
+  }
+  const d = await decide(ctx, rt, { pathError: c.pathError });
+  const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: 'setCookies' in d ? d.setCookies : [] };
+  let upstream: { upstreamStatus: number; upstreamMs: number } | null = null;
+  switch (d.kind) {
+    case 'allow': {
+      if (isUpgrade(req)) {
+        // An Upgrade request arriving as a normal request means the client spoke HTTP/2 or the
+        // upgrade event was not used: refuse rather than proxying half a handshake.
+        sendPage(res, true, { status: 400, code: 'bad_upgrade', title: 'Bad request', message: 'Upgrade requests are not supported here.', requestId });
+        break;
+      }
+      upstream = await forward({ req, res, ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(normalizeIp(req.socket.remoteAddress ?? '')), peerIp: normalizeIp(req.socket.remoteAddress ?? ''), setCookies: d.setCookies }, state.upstreams);
+      break;
+    }
+    default:
+      renderRefusal(a, d);
+  }
+  access(rt, req, ctx, res.statusCode, requestId, started, d.kind, reasonOf(d), d, upstream);
+}
+
+function isUpgrade(req: IncomingMessage): boolean {
+  return req.headers.upgrade !== undefined && /\bupgrade\b/i.test(String(req.headers.connection ?? ''));
+}
+
+/** Every non-allow decision, rendered for a browser (pages, redirects) or an API client (JSON). */
+export function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind: 'allow' }>): void {
+  const { res, ctx, requestId } = a;
+  const json = !ctx.browser;
+  switch (d.kind) {
+    case 'login':
+      if (ctx.browser) redirectToLogin(a);
+      else sendPage(res, true, { status: 401, code: 'unauthenticated', title: 'Sign-in required', message: 'This resource needs a session or a bearer token.', requestId, setCookies: a.setCookies, headers: { 'www-authenticate': 'Bearer realm="portcullis"' } });
+      return;
+    case 'deny':
+      sendPage(res, json, {
+        status: 403, code: 'access_denied', title: 'Access denied',
+        message: d.route.showErrorDetails ? `You are signed in${d.identity?.email ? ` as ${d.identity.email}` : ''}, but this route does not allow you: ${d.policy.reason}.` : 'You are signed in, but you do not have access to this page.',
+        requestId, setCookies: a.setCookies, retry: { href: '/.portcullis/sign_out', label: 'Sign in as someone else' },
+      });
+      return;
+    case 'not_found':
+      sendPage(res, json, d.knownHost
+        ? { status: 404, code: 'no_route', title: 'Not found', message: `No route on ${ctx.host} serves ${ctx.path}.`, requestId }
+        : { status: 404, code: 'unknown_host', title: 'Unknown site', message: `Portcullis has no route for the host "${ctx.host}${ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`}" (${ctx.scheme}). The operator can see the configured hosts in the log line of this request id.`, requestId });
+      return;
+    case 'bad_request':
+      sendPage(res, json, { status: 400, code: 'ambiguous_path', title: 'Bad request', message: `This request was refused: ${d.reason}.`, requestId });
+      return;
+    case 'unavailable':
+      sendPage(res, json, { status: 503, code: 'session_store_unavailable', title: 'Temporarily unavailable', message: 'Sessions cannot be checked right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
+      return;
+  }
+}
+
+function reasonOf(d: Decision): string {
+  switch (d.kind) {
+    case 'allow':
+      return d.policy ? d.policy.reason : 'public route';
+    case 'deny':
+      return d.policy.reason;
+    default:
+      return d.reason;
+  }
+}
+
+async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
+  const sub = ctx.path === '/.portcullis' ? '' : ctx.path.slice(RESERVED.length);
+  if (sub === 'ping') {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3' });
+    res.end('OK\n');
+    return;
+  }
+  // The reserved prefix answers on every route host and the authenticate host, nowhere else.
+  if (!rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) && !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))) {
+    renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
+    return;
+  }
+  const m = ctx.method;
+  const get = m === 'GET' || m === 'HEAD';
+  switch (sub) {
+    case '':
+      if (get) return mePage(a);
+      break;
+    case 'userinfo':
+      if (get) return userinfo(a);
+      break;
+    case 'sign_in':
+      if (get) return signIn(a);
+      break;
+    case 'callback':
+      if (get) return callback(a);
+      break;
+    case 'handoff':
+      if (get) return handoff(a);
+      break;
+    case 'sign_out':
+      if (get || m === 'POST') return signOut(a);
+      break;
+    case 'signed_out':
+      if (get) return signedOut(a);
+      break;
+    default:
+      sendPage(res, !ctx.browser, { status: 404, code: 'not_found', title: 'Not found', message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
+      return;
+  }
+  sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: sub === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
+}
+
+export function createUpgradeHandler(state: ProxyState) {
+  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const rt = state.runtime;
+    const requestId = newRequestId();
+    const started = performance.now();
+    const refuse = (status: number, text: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`);
+    };
+    socket.on('error', () => socket.destroy());
+    void (async () => {
+      const c = contextFromRequest(req, rt.cfg.isTrustedProxy);
+      if (!c.ok) return refuse(400, 'Bad Request');
+      const d = await decide(c.ctx, rt, { pathError: c.pathError });
+      access(rt, req, c.ctx, d.kind === 'allow' ? 101 : 0, requestId, started, d.kind, reasonOf(d));
+      if (d.kind === 'allow') {
+        if (!d.route.allowWebsockets) return refuse(403, 'Forbidden');
+        const peerIp = normalizeIp(req.socket.remoteAddress ?? '');
+        return forwardUpgrade({ req, ctx: c.ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(peerIp), peerIp, setCookies: [] }, socket, head, state.upstreams);
+      }
+      if (d.kind === 'login') return refuse(401, 'Unauthorized');
+      if (d.kind === 'deny') return refuse(403, 'Forbidden');
+      if (d.kind === 'not_found') return refuse(404, 'Not Found');
+      if (d.kind === 'unavailable') return refuse(503, 'Service Unavailable');
+      return refuse(400, 'Bad Request');
+    })().catch((e: unknown) => {
+      rt.log.error({ requestId, err: { message: (e as Error)?.message } }, 'unexpected error during an upgrade');
+      socket.destroy();
+    });
+  };
+}
+
+function access(rt: Runtime, req: IncomingMessage, ctx: RequestContext | null, status: number, requestId: string, started: number, decision: string, reason: string, d?: Decision, upstream?: { upstreamStatus: number; upstreamMs: number } | null): void {
+  if (!rt.log.isLevelEnabled('info')) return;
+  const route = d && 'route' in d && d.route ? d.route.id : undefined;
+  const identity = d && 'identity' in d ? d.identity : null;
+  rt.log.info({
+    requestId, route, method: req.method, host: ctx?.host ?? req.headers.host, path: ctx?.path ?? '(unparsed)', status,
+    upstreamStatus: upstream?.upstreamStatus, upstreamMs: upstream ? Math.round(upstream.upstreamMs * 100) / 100 : undefined,
+    ms: Math.round((performance.now() - started) * 100) / 100, user: identity?.email || identity?.user, decision, reason,
+    ...(d?.kind === 'not_found' && !d.knownHost ? { configuredHosts: rt.routes.hosts() } : {}),
+  }, 'request');
+}

@@ -1,0 +1,57 @@
+import type { Config } from './config/types.js';
+import { RouteTable, defaultPort } from './decide/route-table.js';
+import type { RequestContext } from './decide/types.js';
+import { Idp } from './identity/oidc.js';
+import type { Logger } from './observe/logger.js';
+import { OnceCache } from './authenticate/once.js';
+import { createRedirectValidator } from './security/redirect.js';
+import { CookieSessionStore } from './session/cookie-store.js';
+import { SessionManager } from './session/manager.js';
+import { Sealer } from './session/seal.js';
+import type { SessionStore } from './session/types.js';
+
+/**
+ * Everything compiled from one config: route table, sealer, session manager, redirect
+ * validator. A reload builds a new Runtime and swaps it in; requests in flight keep theirs.
+ */
+export class Runtime {
+  readonly routes: RouteTable;
+  readonly sealer: Sealer;
+  readonly sessions: SessionManager;
+  readonly once = new OnceCache();
+  readonly validateRedirect: (target: string, base?: URL) => URL | null;
+
+  constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, store?: SessionStore) {
+    this.routes = new RouteTable(cfg.routes);
+    this.sealer = new Sealer(cfg.cookie.secret);
+    this.sessions = new SessionManager(cfg, store ?? new CookieSessionStore(this.sealer, cfg.cookie.name));
+    const hosts: string[] = [];
+    const domains: string[] = [];
+    for (const r of cfg.routes) {
+      if (r.from.wildcard) domains.push(r.from.host);
+      else hosts.push(r.from.port === defaultPort(r.from.scheme) ? r.from.host : `${r.from.host}:${r.from.port}`);
+    }
+    if (cfg.authenticateUrl) hosts.push(cfg.authenticateUrl.host.toLowerCase());
+    this.validateRedirect = createRedirectValidator({ allowedHosts: hosts, allowedDomains: domains });
+  }
+
+  /** scheme://host[:port] of the request, as the browser sees it. */
+  origin(ctx: Pick<RequestContext, 'scheme' | 'host' | 'port'>): string {
+    return `${ctx.scheme}://${ctx.host}${ctx.port === defaultPort(ctx.scheme) ? '' : `:${ctx.port}`}`;
+  }
+
+  /** Where logins for this host start and end: the authenticate service, or the host itself. */
+  authOrigin(ctx: Pick<RequestContext, 'scheme' | 'host' | 'port'>): string {
+    return this.cfg.authenticateUrl ? this.cfg.authenticateUrl.origin : this.origin(ctx);
+  }
+
+  isAuthHost(ctx: Pick<RequestContext, 'scheme' | 'host' | 'port'>): boolean {
+    return !this.cfg.authenticateUrl || this.cfg.authenticateUrl.origin === this.origin(ctx);
+  }
+
+  /** Every callback URL the IdP must have registered, character for character (pitfall 11). */
+  callbackUrls(): string[] {
+    if (this.cfg.authenticateUrl) return [`${this.cfg.authenticateUrl.origin}/.portcullis/callback`];
+    return this.routes.hosts().filter((h) => !h.includes('*')).map((h) => `${h}/.portcullis/callback`);
+  }
+}

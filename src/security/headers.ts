@@ -1,0 +1,145 @@
+// Request-header hygiene before anything is forwarded upstream: the client must never be able to
+// supply an identity header the application trusts, in any spelling, and hop-by-hop headers
+// belong to this connection only.
+//
+// Header names are compared in canonical form: lower-case with `_` read as `-`. Node keeps
+// `X_Forwarded_Email` as a distinct header, but nginx (underscores_in_headers on), CGI/WSGI
+// (HTTP_X_FORWARDED_EMAIL), PHP, Rails and Django all fold `-` and `_` together, so an
+// underscore spelling that slipped past us would reach the application as the real thing.
+
+/** Lower-case, with `_` folded to `-`. */
+export function canonicalHeaderName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
+}
+
+/**
+ * Canonical names of every identity header a supported preset can set (oauth2-proxy, nginx
+ * auth_request / Traefik forward-auth conventions, Authelia/Remote-*, Authentik outpost,
+ * Pomerium, Portcullis' own). Whole families are covered by IDENTITY_HEADER_PREFIXES.
+ */
+export const IDENTITY_HEADER_NAMES: ReadonlySet<string> = new Set([
+  // oauth2-proxy --pass-user-headers / --set-xauthrequest
+  'x-forwarded-user',
+  'x-forwarded-email',
+  'x-forwarded-groups',
+  'x-forwarded-preferred-username',
+  'x-forwarded-access-token',
+  'x-auth-request-user',
+  'x-auth-request-email',
+  'x-auth-request-groups',
+  'x-auth-request-preferred-username',
+  'x-auth-request-access-token',
+  // X-Auth-Request-Redirect is deliberately absent: it is an input (where to go after login).
+  // Authelia / Caddy forward_auth conventions
+  'remote-user',
+  'remote-groups',
+  'remote-email',
+  'remote-name',
+  // Authentik outpost before 2021.x
+  'x-auth-username',
+  'x-auth-groups',
+  // Authentik outpost (the x-authentik- family below covers -meta-*, -entitlements, ...)
+  'x-authentik-username',
+  'x-authentik-groups',
+  'x-authentik-email',
+  'x-authentik-name',
+  'x-authentik-uid',
+  'x-authentik-jwt',
+  'x-portcullis-jwt-assertion',
+  'x-pomerium-jwt-assertion',
+]);
+
+// Families stripped whole. Authentik sets x-authentik-meta-{jwks,outpost,provider,app,version}
+// and x-authentik-entitlements besides the list above; Pomerium sets x-pomerium-claim-* and
+// reads x-pomerium-jwt-assertion-for; anything under our own prefix is ours to set.
+const IDENTITY_HEADER_PREFIXES: readonly string[] = ['x-portcullis-', 'x-pomerium-', 'x-authentik-'];
+
+/** Builds the `extra` set for isIdentityHeader / filterRequestHeaders from configured names. */
+export function identityHeaderSet(names: Iterable<string>): ReadonlySet<string> {
+  const set = new Set<string>();
+  for (const n of names) set.add(canonicalHeaderName(n.trim()));
+  return set;
+}
+
+function isCanonicalIdentity(canonical: string, extra: ReadonlySet<string> | undefined): boolean {
+  if (IDENTITY_HEADER_NAMES.has(canonical)) return true;
+  for (const p of IDENTITY_HEADER_PREFIXES) if (canonical.startsWith(p)) return true;
+  return extra !== undefined && extra.has(canonical);
+}
+
+/**
+ * True if `name`, in any spelling, is an identity header. `extra` holds configured names
+ * (jwt_claims_headers targets and the like) in canonical form; see identityHeaderSet.
+ */
+export function isIdentityHeader(name: string, extra?: ReadonlySet<string>): boolean {
+  return isCanonicalIdentity(canonicalHeaderName(name), extra);
+}
+
+// RFC 9110 7.6.1 plus the non-standard names proxies still see in the wild; Proxy-Authorization
+// and Proxy-Authenticate are credentials for this hop (RFC 9110 11.7.1-2), not for the upstream.
+// WebSocket forwarding re-adds Connection/Upgrade itself after filtering.
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+]);
+
+/** Canonical tokens of every Connection header instance, or null when there are none. */
+function connectionTokens(rawHeaders: readonly string[]): Set<string> | null {
+  let tokens: Set<string> | null = null;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
+    for (const t of rawHeaders[i + 1]!.split(',')) {
+      const token = t.trim();
+      if (token === '') continue;
+      (tokens ??= new Set()).add(canonicalHeaderName(token));
+    }
+  }
+  return tokens;
+}
+
+/** The hop-by-hop header names (canonical) of a request: the fixed set plus Connection tokens. */
+export function hopByHop(rawHeaders: string[]): Set<string> {
+  const set = new Set(HOP_BY_HOP);
+  const tokens = connectionTokens(rawHeaders);
+  if (tokens) for (const t of tokens) set.add(t);
+  return set;
+}
+
+function hasBadValueChar(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 0x0d || c === 0x0a || c === 0) return true;
+  }
+  return false;
+}
+
+/**
+ * A new flat [name, value, ...] array without identity headers (every spelling, every
+ * instance), hop-by-hop headers, and values containing CR, LF or NUL. Order is preserved.
+ *
+ * Run it on the client's headers BEFORE adding the proxy's own (X-Forwarded-For, identity):
+ * a client can name any header in Connection, and that must only ever remove its own.
+ */
+export function filterRequestHeaders(rawHeaders: string[], extra?: ReadonlySet<string>): string[] {
+  const tokens = connectionTokens(rawHeaders);
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const value = rawHeaders[i + 1]!;
+    const canonical = canonicalHeaderName(name);
+    if (HOP_BY_HOP.has(canonical) || (tokens !== null && tokens.has(canonical))) continue;
+    if (isCanonicalIdentity(canonical, extra)) continue;
+    if (hasBadValueChar(value)) continue;
+    out.push(name, value);
+  }
+  return out;
+}

@@ -1,0 +1,85 @@
+// A whole deployment for integration tests: the real test IdP, the whoami upstream and
+// Portcullis, wired through a real YAML config, all on 127.0.0.1.
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { startIdp, type IdpOptions, type RunningIdp } from '../../demo/idp.js';
+import { startWhoami } from '../../demo/whoami.js';
+import { parseConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observe/logger.js';
+import { startPortcullis, type RunningPortcullis } from '../../src/server.js';
+import { freePort } from './ports.js';
+
+export interface Stack {
+  idp: RunningIdp;
+  upstream: { url: string; port: number; close(): Promise<void> };
+  proxy: RunningPortcullis;
+  port: number;
+  /** Every log line Portcullis wrote, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** The raw log text, to assert no secret ever reaches it. */
+  logText(): string;
+  clientSecret: string;
+  cookieSecret: string;
+  yaml: string;
+  /** Starts a second Portcullis process-equivalent with the same config (replicas, restarts). */
+  startReplica(): Promise<RunningPortcullis>;
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Route hosts, e.g. ['app.corp.test', 'app.other.test']: callback URLs are registered for each. */
+  hosts: string[];
+  /** YAML for `routes:` and any extra globals; `${PORT}` and `${UPSTREAM}` are replaced. */
+  body: string;
+  idp?: Partial<IdpOptions>;
+  port?: number;
+}
+
+export async function startStack(o: StackOptions): Promise<Stack> {
+  const port = o.port ?? (await freePort());
+  const clientSecret = randomBytes(24).toString('base64url');
+  const cookieSecret = randomBytes(32).toString('base64');
+  const origins = o.hosts.map((h) => `http://${h}:${port}`);
+  const idp = await startIdp({
+    clients: [{ client_id: 'portcullis', client_secret: clientSecret, redirect_uris: origins.map((h) => `${h}/.portcullis/callback`), post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`) }],
+    ...o.idp,
+  });
+  const upstream = await startWhoami({ name: 'upstream' });
+  const yaml = `address: 127.0.0.1:${port}
+insecure_server: true
+cookie_secure: false
+cookie_secret: ${cookieSecret}
+idp_provider_url: ${idp.issuer}
+idp_client_id: portcullis
+idp_client_secret: ${clientSecret}
+idp_scopes: [openid, profile, email, groups, offline_access]
+log_level: debug
+${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.url)}`;
+  const logs: Array<Record<string, unknown>> = [];
+  let text = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      const s = chunk.toString('utf8');
+      text += s;
+      for (const line of s.split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const start = () => startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('debug', sink), listen: { host: '127.0.0.1', port: 0 } });
+  const proxy = await startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('debug', sink) });
+  await proxy.idp.start();
+  const extra: RunningPortcullis[] = [];
+  return {
+    idp, upstream, proxy, port, logs, clientSecret, cookieSecret, yaml,
+    logText: () => text,
+    async startReplica() {
+      const r = await start();
+      await r.idp.start();
+      extra.push(r);
+      return r;
+    },
+    async close() {
+      await Promise.allSettled([proxy.close(), ...extra.map((e) => e.close()), upstream.close(), idp.close()]);
+    },
+  };
+}
