@@ -236,6 +236,18 @@ function sendHtml(res: ServerResponse, status: number, html: string): void {
 
 const SCOPES = ['openid', 'email', 'profile', 'groups', 'offline_access'];
 
+// One signing key and cookie key per process: an IdP restarted on the same port inside a
+// test keeps validating the tokens and cookies it issued before.
+let keysPromise: Promise<{ jwk: Record<string, unknown>; cookieKey: string }> | undefined;
+function processKeys() {
+  keysPromise ??= (async () => {
+    const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+    const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+    return { jwk, cookieKey: randomBytes(32).toString('base64url') };
+  })();
+  return keysPromise;
+}
+
 export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
   const { Provider, errors } = await loadOidcProvider();
 
@@ -261,8 +273,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
   const refreshTokenTtl = opts.refreshTokenTtl ?? 14 * 24 * 3600;
   const audience = opts.jwtAccessTokenAudience;
 
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+  const { jwk, cookieKey } = await processKeys();
 
   let provider: ProviderInstance | undefined;
   let handle: http.RequestListener | undefined;
@@ -351,7 +362,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     adapter: makeAdapter(clients),
     clients: [],
     jwks: { keys: [jwk] },
-    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    cookies: { keys: [cookieKey] },
     scopes: SCOPES,
     claims: {
       openid: ['sub'],
@@ -371,6 +382,8 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     issueRefreshToken: async (_ctx: unknown, client: any, code: any) =>
       client.grantTypeAllowed('refresh_token') && code.kind === 'AuthorizationCode',
     rotateRefreshToken: true,
+    // expiresWithSession keeps its default: without offline_access (which needs prompt=consent)
+    // tokens are bound to the IdP session, so RP-initiated logout revokes them.
     extraTokenClaims: async (_ctx: unknown, token: any) => {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
       const u = users.get(token.accountId);
@@ -530,7 +543,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     }
 
     if (req.method === 'GET' && !action) {
-      sendHtml(res, 200, loginPage(details.uid, details.params.client_id));
+      sendHtml(res, 200, loginPage(details.uid, details.params.client_id, undefined, details.params.login_hint ?? ''));
       return;
     }
     if (req.method === 'POST' && action === 'login') {

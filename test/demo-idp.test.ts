@@ -213,6 +213,8 @@ describe('demo IdP with an openid-client relying party', () => {
     const out = await followRedirects(end.href, { jar });
     assert.equal(out.final.status, 200);
     assert.equal(out.chain.at(-1), `${env.rp.origin}/bye?state=xyz`);
+    // Logging out revokes the session's grants, and with them the refresh token.
+    await assert.rejects(client.refreshTokenGrant(env.rp.config(), s.refreshToken!), (e: { error?: string }) => e.error === 'invalid_grant');
 
     // ...after which prompt=none reports login_required to the relying party.
     env.rp.sessions.clear();

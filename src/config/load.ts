@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
+import { isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
@@ -27,10 +27,17 @@ export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
-    throw new ConfigError(file, doc.errors.map((e) => ({
-      key: '', line: e.linePos?.[0].line ?? 0, column: e.linePos?.[0].col ?? 0, severity: 'error' as const,
-      message: `invalid YAML: ${e.message.split('\n')[0]}`,
-    })));
+    throw new ConfigError(file, doc.errors.map((e) => {
+      // With prettyErrors off the parser leaves linePos unset: the offset is all there is.
+      // An error at end of input points past the final newline; the operator's last line is nearer the truth.
+      const offset = Math.min(e.pos[0], text.trimEnd().length);
+      const pos = lc.linePos(offset);
+      const dup = e.code === 'DUPLICATE_KEY' ? pairPathAt(doc, e.pos[0]) : null;
+      return {
+        key: dup ? keyPath(dup) : '', line: pos.line, column: pos.col, severity: 'error' as const,
+        message: dup ? 'duplicate key: it is already set earlier in the same mapping (YAML keeps only one, so remove the other)' : `invalid YAML: ${e.message.split('\n')[0]}`,
+      };
+    }));
   }
   const issues: ConfigIssue[] = [];
   const at = (path: readonly PropertyKey[], message: string, wantKey = false): void => {
@@ -46,7 +53,7 @@ export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.
   }
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) reportZodIssue(issue, at);
+    for (const issue of parsed.error.issues) reportZodIssue(issue, at, data);
     throw new ConfigError(file, issues);
   }
   const raw = parsed.data;
@@ -55,7 +62,16 @@ export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.
   return cfg as Config;
 }
 
-function reportZodIssue(issue: z.core.$ZodIssue, at: (path: readonly PropertyKey[], msg: string, wantKey?: boolean) => void): void {
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let v = data;
+  for (const seg of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[seg];
+  }
+  return v;
+}
+
+function reportZodIssue(issue: z.core.$ZodIssue, at: (path: readonly PropertyKey[], msg: string, wantKey?: boolean) => void, data: unknown): void {
   if (issue.code === 'unrecognized_keys') {
     const known = issue.path.length === 0 ? KNOWN_GLOBAL_KEYS : issue.path[0] === 'routes' && issue.path.length === 2 ? KNOWN_ROUTE_KEYS : [];
     for (const k of issue.keys) {
@@ -64,7 +80,9 @@ function reportZodIssue(issue: z.core.$ZodIssue, at: (path: readonly PropertyKey
     }
     return;
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
+  // zod 4 leaves issue.input unset by default, so "missing" is read from the data: a present
+  // value of the wrong type must not be reported as a missing key.
+  if (issue.code === 'invalid_type' && valueAt(data, issue.path) === undefined) {
     at(issue.path, `is required: ${issue.message.replace(/^Invalid input: /, '')}`);
     return;
   }
@@ -72,18 +90,46 @@ function reportZodIssue(issue: z.core.$ZodIssue, at: (path: readonly PropertyKey
 }
 
 /** `${VAR}` in scalar values (never in keys, never re-parsed as YAML, so a value cannot inject structure). */
+/** The operator's key path of a node, from the ancestors `visit` hands over. */
+function ancestorsPath(ancestors: readonly unknown[], node: unknown): PropertyKey[] {
+  const out: PropertyKey[] = [];
+  for (let i = 0; i < ancestors.length; i++) {
+    const a = ancestors[i];
+    const child = i + 1 < ancestors.length ? ancestors[i + 1] : node;
+    if (isPair(a) && isScalar(a.key)) out.push(String(a.key.value));
+    else if (isSeq(a)) out.push(a.items.indexOf(child as never));
+  }
+  return out;
+}
+
+/** Key path of the mapping entry whose key starts at `offset` (for parser errors), or null. */
+function pairPathAt(doc: Document, offset: number): PropertyKey[] | null {
+  let found: PropertyKey[] | null = null;
+  visit(doc, {
+    Pair(_k, pair, ancestors) {
+      if (isScalar(pair.key) && pair.key.range?.[0] === offset) {
+        found = [...ancestorsPath(ancestors, pair), String(pair.key.value)];
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
 function substituteEnv(doc: Document, lc: LineCounter, env: NodeJS.ProcessEnv, issues: ConfigIssue[]): void {
   visit(doc, {
     Scalar(_key, node, path) {
       if (typeof node.value !== 'string' || !node.value.includes('$')) return;
       const isKey = path.length > 0 && (path[path.length - 1] as { key?: unknown }).key === node;
       if (isKey) return;
+      const where = keyPath(ancestorsPath(path, node));
       node.value = node.value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name?: string) => {
         if (m === '$$') return '$';
         const v = env[name!];
         if (v === undefined) {
           const pos = lc.linePos(node.range?.[0] ?? 0);
-          issues.push({ key: '', line: pos.line, column: pos.col, severity: 'error', message: `environment variable ${name} is not set (referenced as \${${name}}; write $$ for a literal $)` });
+          issues.push({ key: where, line: pos.line, column: pos.col, severity: 'error', message: `environment variable ${name} is not set (referenced as \${${name}}; write $$ for a literal $)` });
           return '';
         }
         return v;
@@ -91,7 +137,6 @@ function substituteEnv(doc: Document, lc: LineCounter, env: NodeJS.ProcessEnv, i
     },
   });
   // Keys are left alone: the key path in every error must be what the operator wrote.
-  void isScalar;
 }
 
 function readSecretFile(path: string, key: string, at: (p: readonly PropertyKey[], m: string) => void): string | undefined {
@@ -114,17 +159,20 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
     if (inline !== undefined && path !== undefined) at([key], `set either ${key} or ${key}_file, not both`);
     return path !== undefined ? readSecretFile(path, `${key}_file`, at) : inline;
   };
+  // An unreadable *_file is already reported; "is required" on top would send the operator looking for a missing key.
+  const isSet = (key: 'idp_client_secret' | 'cookie_secret'): boolean => raw[key] !== undefined || raw[`${key}_file`] !== undefined;
   const clientSecret = secret('idp_client_secret');
-  if (clientSecret === undefined) at(['idp_client_secret'], 'is required: the OIDC client secret registered at the IdP (or idp_client_secret_file)');
+  if (clientSecret === undefined && !isSet('idp_client_secret')) at(['idp_client_secret'], 'is required: the OIDC client secret registered at the IdP (or idp_client_secret_file)');
   const cookieSecretText = secret('cookie_secret');
   let cookieSecret = Buffer.alloc(0);
   if (cookieSecretText === undefined) {
-    at(['cookie_secret'], 'is required: 32 random bytes, base64-encoded (generate one with `portcullis gen-secret`), or cookie_secret_file');
+    if (!isSet('cookie_secret')) at(['cookie_secret'], 'is required: 32 random bytes, base64-encoded (generate one with `portcullis gen-secret`), or cookie_secret_file');
   } else {
     cookieSecret = Buffer.from(cookieSecretText.trim(), 'base64');
-    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(cookieSecretText.trim()) || cookieSecret.length !== 32) {
+    const isBase64 = /^[A-Za-z0-9+/_-]+={0,2}$/.test(cookieSecretText.trim());
+    if (!isBase64 || cookieSecret.length !== 32) {
       at([raw.cookie_secret_file !== undefined ? 'cookie_secret_file' : 'cookie_secret'],
-        `expected 32 bytes encoded as base64 (44 characters; \`portcullis gen-secret\` prints one), got ${cookieSecret.length} bytes`);
+        `expected 32 bytes encoded as base64 (44 characters; \`portcullis gen-secret\` prints one), got ${isBase64 ? `${cookieSecret.length} bytes` : 'text that is not base64'}`);
     }
   }
 

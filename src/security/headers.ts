@@ -114,6 +114,28 @@ export function hopByHop(rawHeaders: string[]): Set<string> {
   return set;
 }
 
+interface NameInfo {
+  canonical: string;
+  /** Identity (built-in list or family) or fixed hop-by-hop: dropped whatever the request says. */
+  drop: boolean;
+}
+
+// Header names repeat across requests in the spelling each client uses, so canonicalizing and
+// classifying each spelling once saves a lower-casing allocation and several set/prefix probes
+// per header per request. Bounded: a client sending random names only stops filling it.
+const NAME_CACHE = new Map<string, NameInfo>();
+const NAME_CACHE_MAX = 4096;
+
+function nameInfo(name: string): NameInfo {
+  let info = NAME_CACHE.get(name);
+  if (info === undefined) {
+    const canonical = canonicalHeaderName(name);
+    info = { canonical, drop: HOP_BY_HOP.has(canonical) || isCanonicalIdentity(canonical, undefined) };
+    if (NAME_CACHE.size < NAME_CACHE_MAX) NAME_CACHE.set(name, info);
+  }
+  return info;
+}
+
 function hasBadValueChar(v: string): boolean {
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
@@ -135,9 +157,10 @@ export function filterRequestHeaders(rawHeaders: string[], extra?: ReadonlySet<s
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
-    const canonical = canonicalHeaderName(name);
-    if (HOP_BY_HOP.has(canonical) || (tokens !== null && tokens.has(canonical))) continue;
-    if (isCanonicalIdentity(canonical, extra)) continue;
+    const info = nameInfo(name);
+    if (info.drop) continue;
+    if (tokens !== null && tokens.has(info.canonical)) continue;
+    if (extra !== undefined && extra.has(info.canonical)) continue;
     if (hasBadValueChar(value)) continue;
     out.push(name, value);
   }

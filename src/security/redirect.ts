@@ -91,7 +91,7 @@ export function createRedirectValidator(opts: RedirectValidatorOptions): (target
 
   return (target: string, base?: URL): URL | null => {
     if (typeof target !== 'string' || target.length === 0 || target.length > MAX_TARGET_LENGTH) return null;
-    if (!isPrintableAscii(target) || ENCODED_CONTROL.test(target)) return null;
+    if (!isSafeAscii(target) || ENCODED_CONTROL.test(target)) return null;
 
     let url: URL;
     let restStart: number;
@@ -135,7 +135,7 @@ export function createRedirectValidator(opts: RedirectValidatorOptions): (target
   };
 }
 
-function isPrintableAscii(s: string): boolean {
+function isSafeAscii(s: string): boolean {
   // Refuses space, controls, DEL, backslash and everything non-ASCII (full-width and
   // ideographic dots included): real targets come from request URLs, which are ASCII on the wire.
   for (let i = 0; i < s.length; i++) {
