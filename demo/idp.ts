@@ -91,6 +91,7 @@ function makeAdapter(clients: Map<string, AdapterPayload>) {
   const grantMembers = new Map<string, Set<string>>();
   const uidIndex = new Map<string, string>();
   const userCodeIndex = new Map<string, string>();
+  let writes = 0;
 
   const live = (key: string): AdapterPayload | undefined => {
     const entry = store.get(key);
@@ -114,6 +115,11 @@ function makeAdapter(clients: Map<string, AdapterPayload>) {
       if (this.model === 'Client') {
         clients.set(id, structuredClone(payload));
         return;
+      }
+      // Expired entries are otherwise only dropped when looked up; a long demo run would grow.
+      if (++writes % 500 === 0) {
+        const now = Date.now();
+        for (const [k, e] of store) if (e.expiresAt !== undefined && e.expiresAt <= now) store.delete(k);
       }
       store.set(key, {
         payload: structuredClone(payload),
@@ -236,8 +242,8 @@ function sendHtml(res: ServerResponse, status: number, html: string): void {
 
 const SCOPES = ['openid', 'email', 'profile', 'groups', 'offline_access'];
 
-// One signing key and cookie key per process: an IdP restarted on the same port inside a
-// test keeps validating the tokens and cookies it issued before.
+// One signing key and cookie key per process, so ID tokens and JWTs signed before an IdP
+// restart (same port, same test) still verify against the restarted IdP's JWKS.
 let keysPromise: Promise<{ jwk: Record<string, unknown>; cookieKey: string }> | undefined;
 function processKeys() {
   keysPromise ??= (async () => {
