@@ -16,6 +16,8 @@ export interface LeafSpec {
   need: string;
   /** What the request actually had, e.g. "you have eng"; only called to explain a decision. */
   have: (ctx: RequestContext, id: Identity | null) => string;
+  /** Leaves with the same key describe the request identically, so one decision computes it once. */
+  haveKey: string;
 }
 
 export interface CriterionOptions {
@@ -174,6 +176,7 @@ function compileClientCertificate(raw: unknown, path: PolicyPath): LeafSpec {
   }
   return {
     label: `client_certificate ${labels.join(' and ')}`,
+    haveKey: 'cert',
     needsIdentity: false,
     test: (ctx) => {
       const c = ctx.clientCert;
@@ -204,14 +207,15 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
   switch (name) {
     case 'accept':
       noFlag(name, value, vp);
-      return { label: 'accept', needsIdentity: false, test: always, need: 'nothing', have: () => 'everyone is accepted' };
+      return { label: 'accept', haveKey: 'accept', needsIdentity: false, test: always, need: 'nothing', have: () => 'everyone is accepted' };
     case 'reject':
       noFlag(name, value, vp);
-      return { label: 'reject', needsIdentity: false, test: () => false, need: 'something "reject" never allows', have: () => 'reject never matches' };
+      return { label: 'reject', haveKey: 'reject', needsIdentity: false, test: () => false, need: 'something "reject" never allows', have: () => 'reject never matches' };
     case 'authenticated_user':
       noFlag(name, value, vp);
       return {
         label: 'authenticated_user',
+        haveKey: 'identity',
         needsIdentity: true,
         test: always,
         need: 'a signed-in user',
@@ -219,13 +223,14 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       };
     case 'user': {
       const m = compileStringMatcher(value, vp, { noun: 'user' });
-      return { label: `user ${m.label}`, needsIdentity: true, test: (_c, id) => m.test(id!.user), need: m.need, have: (_c, id) => `your user id is ${id!.user || '(empty)'}` };
+      return { label: `user ${m.label}`, haveKey: 'user', needsIdentity: true, test: (_c, id) => m.test(id!.user), need: m.need, have: (_c, id) => `your user id is ${id!.user || '(empty)'}` };
     }
     case 'email': {
       // Mail providers treat addresses case-insensitively, and IdPs differ in how they case them.
       const m = compileStringMatcher(value, vp, { noun: 'email', normalize: lower });
       return {
         label: `email ${m.label}`,
+        haveKey: 'email',
         needsIdentity: true,
         test: (_c, id) => m.test(id!.email.toLowerCase()),
         need: m.need,
@@ -236,6 +241,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       const m = compileStringMatcher(value, vp, { noun: 'email domain', normalize: lower });
       return {
         label: `domain ${m.label}`,
+        haveKey: 'domain',
         needsIdentity: true,
         test: (_c, id) => {
           const d = emailDomain(id!.email);
@@ -254,6 +260,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       const m = compileListMatcher(value, vp, { noun: 'group', stringsOnly: true });
       return {
         label: `groups ${m.label}`,
+        haveKey: 'groups',
         needsIdentity: true,
         test: (_c, id) => m.test(groupsOf(id!)),
         need: m.need,
@@ -270,6 +277,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       const get = claimLookup(sub, opts.groupsClaim);
       return {
         label: `claim/${sub} ${m.label}`,
+        haveKey: `claim/${sub}`,
         needsIdentity: true,
         test: (_c, id) => m.test(get(id!)),
         need: m.need,
@@ -283,11 +291,11 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
     case 'http_method': {
       // ctx.method is upper-case; normalizing the policy side keeps "is: get" from silently never matching.
       const m = compileStringMatcher(value, vp, { noun: 'method', normalize: upper });
-      return { label: `http_method ${m.label}`, needsIdentity: false, test: (ctx) => m.test(ctx.method), need: m.need, have: (ctx) => `the request method is ${ctx.method}` };
+      return { label: `http_method ${m.label}`, haveKey: 'method', needsIdentity: false, test: (ctx) => m.test(ctx.method), need: m.need, have: (ctx) => `the request method is ${ctx.method}` };
     }
     case 'http_path': {
       const m = compileStringMatcher(value, vp, { noun: 'path' });
-      return { label: `http_path ${m.label}`, needsIdentity: false, test: (ctx) => m.test(ctx.path), need: m.need, have: (ctx) => `the request path is ${ctx.path}` };
+      return { label: `http_path ${m.label}`, haveKey: 'path', needsIdentity: false, test: (ctx) => m.test(ctx.path), need: m.need, have: (ctx) => `the request path is ${ctx.path}` };
     }
     case 'source_ip': {
       const { values, paths } = oneOrMany(value, vp, 'IP address or CIDR');
@@ -306,6 +314,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       match = compileCidrs(list);
       return {
         label: `source_ip in [${quoteList(list)}]`,
+        haveKey: 'ip',
         needsIdentity: false,
         test: (ctx) => match(ctx.clientIp),
         need: `an address in ${quoteList(list)}`,
@@ -326,6 +335,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       const parts = [after > -Infinity ? `after ${new Date(after).toISOString()}` : '', before < Infinity ? `before ${new Date(before).toISOString()}` : ''].filter(Boolean).join(' and ');
       return {
         label: `date ${parts}`,
+        haveKey: 'date',
         needsIdentity: false,
         test: (ctx) => ctx.now > after && ctx.now < before,
         need: `a time ${parts}`,
@@ -337,6 +347,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       const days = DAY_LABELS.filter((_, i) => mask & (1 << i)).join(', ');
       return {
         label: `day_of_week ${String(value)}`,
+        haveKey: 'day',
         needsIdentity: false,
         test: (ctx) => (mask & (1 << utcDayOfWeek(ctx.now))) !== 0,
         need: `a day among ${days} (UTC)`,
@@ -375,6 +386,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       const c = clock;
       return {
         label: `time_of_day ${parts} ${tz}`,
+        haveKey: `time/${tz}`,
         needsIdentity: false,
         test: (ctx) => test(c.msOfDay(ctx.now)),
         need: `a time ${parts} in ${tz}`,
@@ -387,6 +399,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
       noFlag(name, value, vp);
       return {
         label: 'cors_preflight',
+        haveKey: 'cors',
         needsIdentity: false,
         test: (ctx) => ctx.method === 'OPTIONS' && headerPresent(ctx, 'access-control-request-method') && headerPresent(ctx, 'origin'),
         need: 'a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)',

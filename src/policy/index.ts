@@ -210,30 +210,43 @@ function effective(leaf: Leaf, r: number): Tri {
   return (leaf.negated ? NEG[r]! : r) as Tri;
 }
 
-function stepDetail(leaf: Leaf, eff: Tri, ctx: RequestContext, id: Identity | null): string {
+/** `have` texts computed during one decision, shared by leaves that describe the same thing. */
+type HaveCache = Map<string, string>;
+
+function haveOf(leaf: Leaf, s: State, cache: HaveCache): string {
+  let h = cache.get(leaf.haveKey);
+  if (h === undefined) {
+    h = leaf.have(s.ctx, s.id);
+    cache.set(leaf.haveKey, h);
+  }
+  return h;
+}
+
+function stepDetail(leaf: Leaf, eff: Tri, s: State, cache: HaveCache): string {
   if (eff === U) return 'sign-in required';
-  const have = leaf.have(ctx, id);
+  const have = haveOf(leaf, s, cache);
   if (eff === T) return have;
   return leaf.negated ? `must not match ${leaf.label}; ${have}` : `needs ${leaf.need}; ${have}`;
 }
 
 /** "needs group admins or group ops; you have eng" from the unmet steps. */
-function explainFailures(s: State, allowTerms: readonly boolean[]): string {
+function explainFailures(s: State, allowTerms: readonly boolean[], cache: HaveCache): string {
   const byHave = new Map<string, string[]>();
-  const parents = new Set<Op>();
+  let anyOr = false;
+  let anyAnd = false;
   for (let i = 0; i < s.n; i++) {
     const leaf = s.leaves[i]!;
     if (!allowTerms[s.terms[i]!] || effective(leaf, s.results[i]!) !== F) continue;
-    const have = leaf.have(s.ctx, s.id);
+    const have = haveOf(leaf, s, cache);
     const phrase = leaf.negated ? `must not match ${leaf.label}` : `needs ${leaf.need}`;
     const list = byHave.get(have);
-    if (list) {
-      if (!list.includes(phrase)) list.push(phrase);
-    } else byHave.set(have, [phrase]);
-    parents.add(leaf.parent);
+    if (!list) byHave.set(have, [phrase]);
+    else if (!list.includes(phrase)) list.push(phrase);
+    if (leaf.parent === 'or' || leaf.parent === 'nor') anyOr = true;
+    else anyAnd = true;
   }
   if (byHave.size === 0) return 'no rule allows this request';
-  const joiner = [...parents].every((p) => p === 'or' || p === 'nor') ? ' or ' : [...parents].every((p) => p === 'and' || p === 'not') ? ' and ' : '; ';
+  const joiner = anyOr && !anyAnd ? ' or ' : anyAnd && !anyOr ? ' and ' : '; ';
   const parts: string[] = [];
   for (const [have, phrases] of byHave) {
     const merged = phrases.every((p) => p.startsWith('needs '))
@@ -314,13 +327,15 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
     terms: new Int32Array(size),
   };
 
-  const trace = (include: (term: number) => boolean): TraceStep[] => {
+  /** Steps of the terms `include` selects; `onlyMet` keeps just the satisfied ones (what decided it). */
+  const trace = (include: (term: number) => boolean, onlyMet: boolean, cache: HaveCache): TraceStep[] => {
     const out: TraceStep[] = [];
     for (let i = 0; i < s.n; i++) {
       if (!include(s.terms[i]!)) continue;
       const leaf = s.leaves[i]!;
       const eff = effective(leaf, s.results[i]!);
-      out.push({ at: leaf.at, criterion: leaf.shown, result: eff === T, detail: stepDetail(leaf, eff, s.ctx, s.id) });
+      if (onlyMet && eff !== T) continue;
+      out.push({ at: leaf.at, criterion: leaf.shown, result: eff === T, detail: stepDetail(leaf, eff, s, cache) });
     }
     return out;
   };
@@ -346,7 +361,7 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
         const result: PolicyResult = {
           allow: false,
           reason: leaf ? leaf.denyReason : `denied by ${ordered[k]!.at}`,
-          trace: trace((t) => t === k),
+          trace: trace((t) => t === k, true, new Map()),
           needsIdentity: false,
         };
         s.ctx = undefined as unknown as RequestContext;
@@ -367,16 +382,17 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
       if (r === U) allowUnknown = true;
     }
     let result: PolicyResult;
+    const cache: HaveCache = new Map();
     if (allowed !== -1 && !denyUnknown) {
       const leaf = decidingLeaf(allowed);
-      result = { allow: true, reason: leaf ? leaf.allowReason : `allowed by ${ordered[allowed]!.at}`, trace: trace((t) => t === allowed), needsIdentity: false };
+      result = { allow: true, reason: leaf ? leaf.allowReason : `allowed by ${ordered[allowed]!.at}`, trace: trace((t) => t === allowed, true, cache), needsIdentity: false };
     } else if (allowed !== -1 || allowUnknown) {
       // Only a signed-in user can settle the unknown part; logging in may change the answer.
-      result = { allow: false, reason: 'sign-in required', trace: trace((t) => t >= nDeny || denyUnknown), needsIdentity: true };
+      result = { allow: false, reason: 'sign-in required', trace: trace((t) => t >= nDeny || denyUnknown, false, cache), needsIdentity: true };
     } else if (ordered.length === nDeny) {
       result = { allow: false, reason: 'no policy allows access to this route', trace: [], needsIdentity: false };
     } else {
-      result = { allow: false, reason: explainFailures(s, isAllowTerm), trace: trace((t) => t >= nDeny), needsIdentity: false };
+      result = { allow: false, reason: explainFailures(s, isAllowTerm, cache), trace: trace((t) => t >= nDeny, false, cache), needsIdentity: false };
     }
     s.ctx = undefined as unknown as RequestContext;
     s.id = null;

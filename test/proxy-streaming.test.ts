@@ -1,0 +1,426 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, test } from 'node:test';
+import { WsParser, wsFrame, type WsFrame } from '../demo/whoami.js';
+import { CookieJar, request } from './helpers/http.js';
+import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
+import { freePort } from './helpers/ports.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+// Portcullis runs inside this test process, so process.memoryUsage() is its memory (plus the
+// test's own, kept small and constant on purpose).
+
+const MB = 1024 * 1024;
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** An upstream that only counts what reaches it: proof that a refused request went no further. */
+async function startCanary(): Promise<{ port: number; seen: string[]; connections: number; close(): Promise<void> }> {
+  const state = { seen: [] as string[], connections: 0 };
+  const server = http.createServer((req, res) => {
+    state.seen.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => res.end('canary'));
+  });
+  server.on('connection', () => state.connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    get seen() { return state.seen; },
+    get connections() { return state.connections; },
+    close: () => new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+interface RawAnswer { status: number; head: string; rest: Buffer; socket: net.Socket }
+
+/** Writes bytes exactly as given and reads the status line and headers of the answer. */
+function rawExchange(port: number, bytes: string | Buffer, { keepOpen = false } = {}): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer within 10 s; got so far: ${JSON.stringify(buf.toString('latin1'))}`));
+    }, 10_000);
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      const head = buf.subarray(0, end).toString('latin1');
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+      if (!keepOpen) socket.destroy();
+      resolve({ status, head, rest: buf.subarray(end + 4), socket });
+    };
+    socket.on('data', onData);
+    socket.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    socket.on('connect', () => socket.write(bytes));
+  });
+}
+
+function headerOf(head: string, name: string): string | undefined {
+  const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(head);
+  return m?.[1]?.trim();
+}
+
+/** Reads WebSocket frames off a socket until `count` have arrived. */
+function readFrames(socket: net.Socket, first: Buffer, count: number): Promise<WsFrame[]> {
+  const parser = new WsParser();
+  const frames: WsFrame[] = parser.push(first);
+  return new Promise((resolve, reject) => {
+    if (frames.length >= count) return resolve(frames);
+    const timer = setTimeout(() => reject(new Error(`only ${frames.length} of ${count} frames within 5 s`)), 5000);
+    const onData = (chunk: Buffer): void => {
+      frames.push(...parser.push(chunk));
+      if (frames.length >= count) {
+        clearTimeout(timer);
+        socket.off('data', onData);
+        resolve(frames);
+      }
+    };
+    socket.on('data', onData);
+    socket.on('error', reject);
+  });
+}
+
+type Seen = { rawHeaders: Array<[string, string]> };
+const headerValues = (seen: Seen, name: string): string[] => seen.rawHeaders.filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
+
+/** No line of a Node/JS stack trace and no source path. */
+function assertNoStackTrace(body: string): void {
+  assert.doesNotMatch(body, /\n\s+at .+:\d+:\d+/);
+  assert.doesNotMatch(body, /node_modules|dist\/src|\.js:\d+|\.ts:\d+/);
+  assert.doesNotMatch(body, /TypeError|SocketError|UND_ERR/);
+}
+
+describe('streaming, WebSockets, upstream failures and request hygiene through a logged-in session', () => {
+  let s: Stack;
+  let canary: Awaited<ReturnType<typeof startCanary>>;
+  let app: string;
+  let appHost: string;
+  const jar = new CookieJar();
+  let cookie: string;
+
+  before(async () => {
+    canary = await startCanary();
+    const downPort = await freePort();
+    s = await startStack({
+      hosts: ['app.corp.test', 'canary.corp.test'],
+      body: `routes:
+  - from: http://app.corp.test:\${PORT}
+    path: /slow
+    to: \${UPSTREAM}
+    timeout: 1s
+    allow_any_authenticated_user: true
+  - from: http://app.corp.test:\${PORT}
+    prefix: /nows/
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+  - from: http://app.corp.test:\${PORT}
+    prefix: /down/
+    to: http://127.0.0.1:${downPort}
+    allow_any_authenticated_user: true
+  - from: http://app.corp.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+    allow_websockets: true
+  - from: http://canary.corp.test:\${PORT}
+    to: http://127.0.0.1:${canary.port}
+    allow_public_unauthenticated_access: true
+`,
+    });
+    appHost = `app.corp.test:${s.port}`;
+    app = `http://${appHost}`;
+    const { final } = await loginThroughIdp(`${app}/`, { jar, username: 'alice', password: 'alice' });
+    assert.equal(final.status, 200, final.body.slice(0, 300));
+    cookie = jar.header(new URL(app));
+    assert.match(cookie, /_portcullis=/);
+  });
+  after(async () => {
+    await s?.close();
+    await canary?.close();
+  });
+
+  test('a 200 MB upload streams through: the upstream gets every byte, and Portcullis memory does not grow with the body', async () => {
+    const CHUNK = 64 * 1024;
+    const TOTAL = 200 * MB;
+    // A few distinct chunks in a position-dependent order: a dropped, repeated or reordered
+    // chunk changes the hash, while the generator itself allocates nothing per chunk.
+    const pool = Array.from({ length: 16 }, () => randomBytes(CHUNK));
+    const hash = createHash('sha256');
+    function* body(): Generator<Buffer> {
+      for (let i = 0; i < TOTAL / CHUNK; i++) {
+        const c = pool[(i * 7 + (i >> 5)) % pool.length]!;
+        hash.update(c);
+        yield c;
+      }
+    }
+    const baseline = process.memoryUsage().rss;
+    let peak = baseline;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 20);
+    try {
+      const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = http.request({
+          host: '127.0.0.1', port: s.port, method: 'POST', path: '/upload', agent: false,
+          headers: { host: appHost, cookie, 'content-type': 'application/octet-stream', 'content-length': String(TOTAL), accept: 'application/json' },
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        pipeline(Readable.from(body(), { objectMode: false }), req).catch(reject);
+      });
+      peak = Math.max(peak, process.memoryUsage().rss);
+      assert.equal(answer.status, 200, answer.text.slice(0, 300));
+      const got = JSON.parse(answer.text) as { bytes: number; sha256: string };
+      assert.equal(got.bytes, TOTAL);
+      assert.equal(got.sha256, hash.digest('hex'));
+    } finally {
+      clearInterval(sampler);
+    }
+    const grewMb = (peak - baseline) / MB;
+    assert.ok(grewMb < 64, `resident memory grew by ${grewMb.toFixed(1)} MB during a 200 MB upload: the body is being buffered`);
+  });
+
+  test('a chunked upload of unknown length streams through too', async () => {
+    const parts = Array.from({ length: 40 }, () => randomBytes(128 * 1024));
+    const expected = createHash('sha256');
+    for (const p of parts) expected.update(p);
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: '/upload', agent: false, headers: { host: appHost, cookie, 'transfer-encoding': 'chunked', accept: 'application/json' } });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      pipeline(Readable.from(parts), req).catch(reject);
+    });
+    assert.equal(answer.status, 200, answer.text);
+    assert.deepEqual(JSON.parse(answer.text), { bytes: 40 * 128 * 1024, sha256: expected.digest('hex') });
+  });
+
+  test('server-sent events arrive one by one, not buffered until the stream ends', async () => {
+    const arrivals: Array<{ at: number; ids: string[] }> = [];
+    const started = performance.now();
+    const { status, type, ended } = await new Promise<{ status: number; type: string; ended: number }>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: s.port, path: '/sse', agent: false, headers: { host: appHost, cookie, accept: 'text/event-stream' } }, (res) => {
+        res.setEncoding('utf8');
+        let pending = '';
+        res.on('data', (d: string) => {
+          pending += d;
+          const events = pending.split('\n\n');
+          pending = events.pop()!;
+          if (events.length) arrivals.push({ at: performance.now() - started, ids: events.map((e) => /^id: (\d+)$/m.exec(e)?.[1] ?? '?') });
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), ended: performance.now() - started }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+    });
+    assert.equal(status, 200);
+    assert.equal(type, 'text/event-stream');
+    assert.deepEqual(arrivals.flatMap((a) => a.ids), ['1', '2', '3', '4', '5']);
+    // The upstream spaces its five events 100 ms apart: ~400 ms between the first and the end.
+    assert.ok(ended - arrivals[0]!.at > 250, `first event at ${arrivals[0]!.at.toFixed(0)} ms, stream ended at ${ended.toFixed(0)} ms: the response was buffered`);
+    assert.ok(arrivals.length >= 4, `events came in ${arrivals.length} batch(es), expected them one by one`);
+  });
+
+  test('a WebSocket echo works through the proxy with the session cookie', async () => {
+    const key = randomBytes(16).toString('base64');
+    const a = await rawExchange(s.port, [
+      'GET /ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13', `Cookie: ${cookie}`, '', '',
+    ].join('\r\n'), { keepOpen: true });
+    try {
+      assert.equal(a.status, 101, a.head);
+      assert.equal(headerOf(a.head, 'sec-websocket-accept'), createHash('sha1').update(key + WS_GUID).digest('base64'));
+      assert.match(headerOf(a.head, 'upgrade') ?? '', /^websocket$/i);
+      a.socket.write(wsFrame(0x1, Buffer.from('hello through the gate ✓'), true));
+      const [echo] = await readFrames(a.socket, a.rest, 1);
+      assert.equal(echo!.opcode, 0x1);
+      assert.equal(echo!.payload.toString('utf8'), 'hello through the gate ✓');
+      // The upstream sees the upgrade request as forwarded: no session cookie, a request id.
+      a.socket.write(wsFrame(0x1, Buffer.from('__whoami__'), true));
+      const [who] = await readFrames(a.socket, Buffer.alloc(0), 1);
+      const seen = JSON.parse(who!.payload.toString('utf8')) as Seen;
+      assert.ok(!headerValues(seen, 'cookie').some((c) => c.includes('_portcullis')), 'session cookie reached the upstream');
+      assert.equal(headerValues(seen, 'x-request-id').length, 1);
+    } finally {
+      a.socket.destroy();
+    }
+  });
+
+  test('a WebSocket upgrade on a route without allow_websockets is refused with 403', async () => {
+    const a = await rawExchange(s.port, [
+      'GET /nows/ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', `Cookie: ${cookie}`, '', '',
+    ].join('\r\n'));
+    assert.equal(a.status, 403, a.head);
+  });
+
+  test('a WebSocket upgrade without a session is refused with 401', async () => {
+    const a = await rawExchange(s.port, [
+      'GET /ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', '', '',
+    ].join('\r\n'));
+    assert.equal(a.status, 401, a.head);
+  });
+
+  test('an upstream that is down gives a 502 page to a browser, without a stack trace', async () => {
+    const r = await request(`${app}/down/page`, { jar, headers: BROWSER_HEADERS });
+    assert.equal(r.status, 502);
+    assert.match(String(r.headers['content-type']), /^text\/html/);
+    assert.match(r.body, /<h1>The application is unavailable<\/h1>/);
+    assert.match(r.body, /Request id/);
+    assertNoStackTrace(r.body);
+  });
+
+  test('an upstream that is down gives 502 JSON to an API client, without a stack trace', async () => {
+    const r = await request(`${app}/down/api`, { jar, headers: { accept: 'application/json' } });
+    assert.equal(r.status, 502);
+    assert.match(String(r.headers['content-type']), /^application\/json/);
+    const body = r.json<{ error: string; message: string; request_id: string }>();
+    assert.equal(body.error, 'upstream_unavailable');
+    assert.equal(body.request_id, r.headers['x-request-id']);
+    assertNoStackTrace(r.body);
+  });
+
+  test('an upstream slower than the route timeout (1s) gives 504 after about a second', async () => {
+    const started = performance.now();
+    const r = await request(`${app}/slow?ms=3000`, { jar, headers: { accept: 'application/json' } });
+    const took = performance.now() - started;
+    assert.equal(r.status, 504, r.body);
+    assert.equal(r.json().error, 'upstream_timeout');
+    assert.ok(took >= 900 && took < 2500, `answered after ${took.toFixed(0)} ms`);
+  });
+
+  test('the same slow path within the timeout is answered normally', async () => {
+    const r = await request(`${app}/slow?ms=200`, { jar, headers: { accept: 'application/json' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.json().slept, 200);
+  });
+
+  test('hop-by-hop headers from the client, and the headers Connection names, do not reach the upstream', async () => {
+    const r = await rawExchange(s.port, [
+      'GET /echo?format=json HTTP/1.1', `Host: ${appHost}`, `Cookie: ${cookie}`, 'Accept: application/json',
+      'Connection: keep-alive, x-secret', 'x-secret: 1', 'Keep-Alive: timeout=5', 'TE: trailers', 'Proxy-Authorization: Basic Zm9vOmJhcg==',
+      'x-kept: yes', '', '',
+    ].join('\r\n'), { keepOpen: true });
+    assert.equal(r.status, 200, r.head);
+    const length = Number(headerOf(r.head, 'content-length'));
+    let body = r.rest;
+    while (body.length < length) body = Buffer.concat([body, await new Promise<Buffer>((res) => r.socket.once('data', res))]);
+    r.socket.destroy();
+    const seen = JSON.parse(body.toString('utf8')) as Seen;
+    for (const h of ['x-secret', 'keep-alive', 'te', 'proxy-authorization']) assert.deepEqual(headerValues(seen, h), [], `${h} reached the upstream`);
+    for (const v of headerValues(seen, 'connection')) assert.doesNotMatch(v, /x-secret/i);
+    assert.deepEqual(headerValues(seen, 'x-kept'), ['yes'], 'an ordinary header is forwarded');
+  });
+
+  test('X-Forwarded-For from a trusted peer (loopback by default) is extended with the peer', async () => {
+    const r = await request(`${app}/echo?format=json`, { jar, headers: { accept: 'application/json', 'x-forwarded-for': '203.0.113.9' } });
+    assert.deepEqual(headerValues(r.json(), 'x-forwarded-for'), ['203.0.113.9, 127.0.0.1']);
+  });
+
+  describe('request smuggling shapes get 400 and never reach the upstream', () => {
+    const host = (): string => `canary.corp.test:${s.port}`;
+    const smuggled = (): string => `GET /smuggled HTTP/1.1\r\nHost: ${host()}\r\n\r\n`;
+
+    test('control: a well-formed request on the same route does reach the canary', async () => {
+      const before = canary.seen.length;
+      const a = await rawExchange(s.port, `POST /ok HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 5\r\n\r\nhello`);
+      assert.equal(a.status, 200, a.head);
+      assert.deepEqual(canary.seen.slice(before), ['POST /ok']);
+    });
+
+    const shapes: Array<[string, () => string]> = [
+      ['Content-Length together with Transfer-Encoding', () => {
+        const body = `0\r\n\r\n${smuggled()}`;
+        return `POST /cl-te HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n\r\n${body}`;
+      }],
+      ['two different Content-Length headers', () => `POST /cl-cl HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 5\r\nContent-Length: ${5 + smuggled().length}\r\n\r\nhello${smuggled()}`],
+      ['an obs-fold (continuation line) header', () => `GET /fold HTTP/1.1\r\nHost: ${host()}\r\nX-Folded: first\r\n  Transfer-Encoding: chunked\r\n\r\n`],
+      ['Transfer-Encoding that is not chunked-last', () => `POST /te-bad HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`],
+    ];
+    for (const [name, build] of shapes) {
+      test(name, async () => {
+        const seenBefore = canary.seen.length;
+        const a = await rawExchange(s.port, build());
+        assert.equal(a.status, 400, a.head);
+        assert.match(headerOf(a.head, 'connection') ?? '', /close/i);
+        // Give a forwarded request time to land before concluding it never did.
+        await new Promise((r) => setTimeout(r, 200));
+        assert.deepEqual(canary.seen.slice(seenBefore), [], 'the request reached the upstream');
+      });
+    }
+  });
+
+  test('a 20 KB header gets 431 and does not reach the upstream', async () => {
+    const seenBefore = canary.seen.length;
+    const a = await rawExchange(s.port, `GET /big HTTP/1.1\r\nHost: canary.corp.test:${s.port}\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+    assert.equal(a.status, 431, a.head);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(canary.seen.slice(seenBefore), []);
+  });
+});
+
+describe('forwarding headers from a client that is not a trusted proxy', () => {
+  let s: Stack;
+  let app: string;
+  before(async () => {
+    s = await startStack({
+      hosts: ['pub.corp.test'],
+      // 127.0.0.1 is trusted by default; with only 10/8 trusted, the test client is untrusted.
+      body: `trusted_proxies: [10.0.0.0/8]
+routes:
+  - from: http://pub.corp.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_public_unauthenticated_access: true
+`,
+    });
+    app = `http://pub.corp.test:${s.port}`;
+  });
+  after(() => s?.close());
+
+  test('X-Forwarded-For is replaced by the peer address; X-Forwarded-Proto/Host are set by Portcullis', async () => {
+    const r = await request(`${app}/echo?format=json`, {
+      headers: {
+        accept: 'application/json',
+        'x-forwarded-for': '1.2.3.4, 10.0.0.1',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-host': 'evil.test',
+        'x-forwarded-port': '443',
+        forwarded: 'for=1.2.3.4;proto=https;host=evil.test',
+        'x-real-ip': '1.2.3.4',
+      },
+    });
+    assert.equal(r.status, 200);
+    const seen = r.json<Seen>();
+    assert.deepEqual(headerValues(seen, 'x-forwarded-for'), ['127.0.0.1']);
+    assert.deepEqual(headerValues(seen, 'x-forwarded-proto'), ['http']);
+    assert.deepEqual(headerValues(seen, 'x-forwarded-host'), [`pub.corp.test:${s.port}`]);
+    assert.deepEqual(headerValues(seen, 'x-forwarded-port'), []);
+    assert.deepEqual(headerValues(seen, 'forwarded'), []);
+    assert.deepEqual(headerValues(seen, 'x-real-ip'), []);
+  });
+});
+});
