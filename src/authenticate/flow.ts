@@ -74,6 +74,12 @@ export function redirectToLogin(a: AuthRequest): void {
   sendRedirect(a.res, `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`, a.setCookies, a.requestId);
 }
 
+/** The sign-in address that comes back to `returnTo`, for answers that cannot start a login themselves (forward-auth). */
+export function signInUrl(rt: Runtime, ctx: RequestContext, returnTo: string): string {
+  const sealed = rt.sealer.sealJson('return', { url: returnTo, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState);
+  return `${rt.authOrigin(ctx)}/.portcullis/sign_in?return=${sealed}`;
+}
+
 /** Reads the return URL of sign_in/sign_out: a sealed `return`, or an `rd` checked against the configured hosts. */
 export function returnTarget(a: AuthRequest, fallback: string | null): string | null {
   const q = query(a.ctx);

@@ -261,6 +261,7 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
     },
     trustedProxies,
     isTrustedProxy,
+    compat: [...new Set(raw.compat ?? [])],
     logLevel: raw.log_level ?? 'info',
     routes,
     warnings,

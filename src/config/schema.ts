@@ -85,6 +85,8 @@ export const configSchema = z.strictObject({
   cookie_http_only: z.boolean().optional(),
   cookie_same_site: z.enum(['lax', 'strict', 'none', 'Lax', 'Strict', 'None']).optional(),
   trusted_proxies: stringList('trusted_proxies').optional(),
+  // Drop-in endpoints of the tools Portcullis replaces (src/forward-auth/compat.ts).
+  compat: z.array(z.enum(['oauth2-proxy', 'authentik', 'authelia'], { error: 'expected compat entries among oauth2-proxy, authentik, authelia' }), { error: 'expected `compat` as a list, e.g. [oauth2-proxy]' }).optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   routes: z.array(routeSchema, { error: 'expected `routes` as a list of routes' }).min(1, { message: 'expected at least one route' }),
 });

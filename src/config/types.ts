@@ -67,6 +67,8 @@ export interface Config {
   };
   trustedProxies: readonly string[];
   isTrustedProxy: (ip: string) => boolean;
+  /** Drop-in endpoints answered besides /.portcullis/ (oauth2-proxy, Authentik outpost, Authelia). */
+  compat: ReadonlyArray<'oauth2-proxy' | 'authentik' | 'authelia'>;
   logLevel: string;
   routes: Route[];
   /** Non-fatal findings, printed by `portcullis check` and logged at start. */
