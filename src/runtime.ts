@@ -4,6 +4,7 @@ import type { RequestContext } from './decide/types.js';
 import { Idp } from './identity/oidc.js';
 import type { Logger } from './observe/logger.js';
 import { OnceCache } from './authenticate/once.js';
+import { RateLimiter } from './security/rate-limit.js';
 import { createRedirectValidator } from './security/redirect.js';
 import { CookieSessionStore } from './session/cookie-store.js';
 import { SessionManager } from './session/manager.js';
@@ -19,6 +20,9 @@ export class Runtime {
   readonly sealer: Sealer;
   readonly sessions: SessionManager;
   readonly once = new OnceCache();
+  // A person starts a handful of logins a minute; a script starting thousands is filling the
+  // IdP and our state cookies. 20 at once, then one every 2 seconds, per client address.
+  readonly loginStarts = new RateLimiter(20, 0.5);
   readonly validateRedirect: (target: string, base?: URL) => URL | null;
 
   constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, store?: SessionStore) {

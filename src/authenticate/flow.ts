@@ -19,6 +19,7 @@ const LOGIN_TTL_MS = 10 * 60_000;
 const HANDOFF_TTL_MS = 60_000;
 const MAX_LOGIN_COOKIES = 4;
 const STATE_RE = /^[A-Za-z0-9_-]{22,64}$/;
+
 // ID-token plumbing that says nothing about the user and would only bloat the cookie.
 const DROP_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', 'c_hash', 's_hash', 'azp', 'auth_time', 'jti', 'sid', 'acr', 'amr']);
 
@@ -119,6 +120,11 @@ export async function signIn(a: AuthRequest): Promise<void> {
 }
 
 async function beginAuthorization(a: AuthRequest, returnTo: string): Promise<void> {
+  if (!a.rt.loginStarts.take(a.ctx.clientIp, a.ctx.now)) {
+    a.rt.log.warn({ requestId: a.requestId, event: 'login_rate_limited', client: a.ctx.clientIp }, 'too many login starts from one client');
+    sendPage(a.res, !a.ctx.browser, { status: 429, code: 'too_many_logins', title: 'Too many sign-in attempts', message: 'Too many sign-ins were started from your address. Please wait a minute and try again.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '60' } });
+    return;
+  }
   let config: client.Configuration;
   try {
     config = a.rt.idp.get();

@@ -59,6 +59,11 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP[command]);
     return 0;
   }
+  // A typo here would otherwise silently print text to a script that expects JSON.
+  if (values.format !== undefined && (command !== 'check' || (values.format !== 'text' && values.format !== 'json'))) {
+    console.error(`portcullis ${command}: ${command === 'check' ? `--format must be text or json, got "${values.format}"` : '--format applies only to check'}\n\n${HELP[command]}`);
+    return 2;
+  }
   switch (command) {
     case 'gen-secret':
       console.log(randomBytes(32).toString('base64'));

@@ -229,30 +229,40 @@ function stepDetail(leaf: Leaf, eff: Tri, s: State, cache: HaveCache): string {
   return leaf.negated ? `must not match ${leaf.label}; ${have}` : `needs ${leaf.need}; ${have}`;
 }
 
+function listSome(items: readonly string[], joiner: string, max = 5): string {
+  return items.length > max ? `${items.slice(0, max).join(joiner)} (${items.length - max} more)` : items.join(joiner);
+}
+
 /** "needs group admins or group ops; you have eng" from the unmet steps. */
 function explainFailures(s: State, allowTerms: readonly boolean[], cache: HaveCache): string {
-  const byHave = new Map<string, string[]>();
+  const byHave = new Map<string, Leaf[]>();
   let anyOr = false;
   let anyAnd = false;
   for (let i = 0; i < s.n; i++) {
     const leaf = s.leaves[i]!;
     if (!allowTerms[s.terms[i]!] || effective(leaf, s.results[i]!) !== F) continue;
     const have = haveOf(leaf, s, cache);
-    const phrase = leaf.negated ? `must not match ${leaf.label}` : `needs ${leaf.need}`;
     const list = byHave.get(have);
-    if (!list) byHave.set(have, [phrase]);
-    else if (!list.includes(phrase)) list.push(phrase);
+    if (list) list.push(leaf);
+    else byHave.set(have, [leaf]);
     if (leaf.parent === 'or' || leaf.parent === 'nor') anyOr = true;
     else anyAnd = true;
   }
   if (byHave.size === 0) return 'no rule allows this request';
   const joiner = anyOr && !anyAnd ? ' or ' : anyAnd && !anyOr ? ' and ' : '; ';
   const parts: string[] = [];
-  for (const [have, phrases] of byHave) {
-    const merged = phrases.every((p) => p.startsWith('needs '))
-      ? `needs ${phrases.map((p) => p.slice(6)).join(joiner)}`
-      : phrases.join(joiner);
-    parts.push(`${merged}; ${have}`);
+  for (const [have, leaves] of byHave) {
+    const needs: string[] = [];
+    const excluded: string[] = [];
+    for (const l of leaves) {
+      const into = l.negated ? excluded : needs;
+      const text = l.negated ? l.label : l.need;
+      if (!into.includes(text)) into.push(text);
+    }
+    const segs: string[] = [];
+    if (needs.length) segs.push(`needs ${listSome(needs, joiner)}`);
+    if (excluded.length) segs.push(`must not match ${listSome(excluded, joiner)}`);
+    parts.push(`${segs.join(joiner)}; ${have}`);
   }
   const shown = parts.slice(0, 3).join(joiner === ' and ' ? '; and ' : '; or ');
   return parts.length > 3 ? `${shown} (and ${parts.length - 3} more)` : shown;

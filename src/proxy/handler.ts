@@ -6,6 +6,7 @@ import { contextFromRequest } from '../decide/context.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
 import { sendPage } from '../http/pages.js';
+import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
 import { newRequestId } from '../observe/logger.js';
 import type { Runtime } from '../runtime.js';
 import { normalizeIp } from '../security/cidr.js';
@@ -40,6 +41,11 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
     return;
   }
   const ctx = c.ctx;
+  if (isForwardAuthPath(rt, ctx, req)) {
+    const fa = await answerForwardAuth(rt, ctx, c.pathError, req, res, requestId);
+    access(rt, req, fa.ctx, res.statusCode, requestId, started, fa.label, fa.reason, fa.decision);
+    return;
+  }
   if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED)) {
     await portcullisEndpoint(rt, ctx, req, res, requestId);
     access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);

@@ -10,6 +10,7 @@ import type { SessionData, SessionStore } from './types.js';
  */
 export class CookieSessionStore implements SessionStore {
   readonly kind = 'cookie';
+  readonly serverSide = false;
   constructor(private readonly sealer: Sealer, private readonly cookieName: string) {}
 
   async load(value: string, now: number): Promise<SessionData | null> {

@@ -4,13 +4,13 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
 // return URLs) is sealed with AES-256-GCM under a key derived per purpose from
 // cookie_secret, so a value minted for one purpose is never accepted for another.
 
-export type SealPurpose = 'session' | 'login' | 'handoff' | 'return' | 'store-key';
+export type SealPurpose = 'session' | 'login' | 'handoff' | 'return' | 'store-key' | 'store-meta';
 
 export class Sealer {
   private readonly keys = new Map<SealPurpose, Buffer>();
 
   constructor(secret: Buffer) {
-    for (const p of ['session', 'login', 'handoff', 'return', 'store-key'] as const) {
+    for (const p of ['session', 'login', 'handoff', 'return', 'store-key', 'store-meta'] as const) {
       this.keys.set(p, Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `portcullis/v1/${p}`, 32)));
     }
   }

@@ -16,6 +16,18 @@ export interface SessionData {
   accessTokenExp?: number | undefined;
   refreshToken?: string | undefined;
   idToken?: string | undefined;
+  /** When the tokens and claims were last read from the IdP (ms); absent = at login (iat). */
+  refreshedAt?: number | undefined;
+}
+
+/** What `portcullis sessions list` shows: never a token. */
+export interface SessionSummary {
+  id: string;
+  user: string;
+  email: string;
+  sub: string;
+  iat: number;
+  exp: number;
 }
 
 export class StoreUnavailableError extends Error {
@@ -27,11 +39,32 @@ export class StoreUnavailableError extends Error {
 
 export interface SessionStore {
   readonly kind: string;
+  /**
+   * true when the session lives in a shared store: it can be revoked, so a decoded copy held in
+   * memory must be checked against the store again after a short while.
+   */
+  readonly serverSide: boolean;
   /** The session a cookie value names, or null (unknown, expired, tampered). Throws StoreUnavailableError when the store is down. */
   load(cookieValue: string, now: number): Promise<SessionData | null>;
-  /** Stores a session and returns the cookie value that names it. */
-  save(session: SessionData): Promise<string>;
+  /**
+   * Stores a session and returns the cookie value that names it. `previous` is the cookie value
+   * of the same session when it is being updated (token refresh): a server-side store keeps the
+   * session's id and key, so the browser's cookie stays valid.
+   */
+  save(session: SessionData, previous?: string): Promise<string>;
   /** Ends a session everywhere it is known. */
   destroy(cookieValue: string): Promise<void>;
+  /**
+   * A short exclusive lock on the session, shared by every process using the store, so only one
+   * of them refreshes its tokens. Resolves to the release function, or null when someone else
+   * holds it. Absent on stores that only one process can see.
+   */
+  lock?(cookieValue: string, ttlMs: number): Promise<(() => Promise<void>) | null>;
+  /** Every live session, for `portcullis sessions list` (server-side stores only). */
+  list?(now: number): Promise<SessionSummary[]>;
+  /** Ends the sessions with these ids; returns how many existed. */
+  revoke?(ids: string[]): Promise<number>;
+  /** Connects (and migrates) early, so an outage at start is logged before the first request. */
+  start?(): Promise<void>;
   close(): Promise<void>;
 }

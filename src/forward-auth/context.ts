@@ -1,0 +1,169 @@
+import type { IncomingMessage } from 'node:http';
+import { isBrowser, parseHostHeader } from '../decide/context.js';
+import type { RequestContext } from '../decide/types.js';
+import { normalizeIp } from '../security/cidr.js';
+import { normalizeRequestTarget } from '../security/path.js';
+
+// A forward-auth request is not the request to judge: the proxy describes the ORIGINAL request
+// in headers (or, for Envoy, in the path after the endpoint prefix). Those headers are believed
+// only from a trusted proxy; from anyone else the request is judged exactly as it arrived, so
+// calling the endpoint directly with a forged X-Forwarded-Host or X-Original-URL gets the caller
+// nothing it could not get by asking for that URL itself.
+//
+// Every proxy copies the client's own headers onto the auth request and overwrites only the ones
+// it sets, so a header the proxy did not set is the client's. That is why each contract reads
+// its own headers only (Traefik and Caddy always set X-Forwarded-*, so an X-Original-URL there
+// is the client's), and why, where two descriptions of the same request are present, they must
+// agree: a disagreement means one of them was written by the client.
+
+/**
+ * Where the original request is described:
+ * - `original-url`: nginx auth_request / ingress-nginx: X-Original-URL, else X-Forwarded-Proto + -Host + -Uri
+ * - `forwarded`: Traefik forwardAuth / Caddy forward_auth: X-Forwarded-Proto + -Host + -Uri only
+ * - `path`: Envoy ext_authz: the request-target after the endpoint prefix, on the request's own Host
+ */
+export type OriginSource = 'original-url' | 'forwarded' | 'path';
+
+export type OriginalRequest =
+  | { ok: true; ctx: RequestContext; pathError: string | undefined; trusted: boolean }
+  | { ok: false; status: 400 | 500; reason: string };
+
+const METHOD_RE = /^[A-Za-z]{1,32}$/;
+const ORIGINAL_URL_RE = /^(https?):\/\/([^/?#\\\s]+)(.*)$/i;
+
+/** The value of a header sent once; `null` when it was sent more than once (which instance would the proxy mean?). */
+function single(req: IncomingMessage, name: string): string | undefined | null {
+  let value: string | undefined;
+  let count = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) {
+      count++;
+      value = raw[i + 1]!;
+    }
+  }
+  if (count > 1) return null;
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function normalizeTarget(target: string): { ok: true; path: string; query: string; pathError: string | undefined } | { ok: false; reason: string } {
+  // Exactly what contextFromRequest does for the reverse proxy: the strict form decides; when it
+  // refuses, the lenient form still finds the route, whose allow_ambiguous_paths then decides.
+  const strict = normalizeRequestTarget(target);
+  if (strict.ok) return { ok: true, path: strict.path, query: strict.query, pathError: undefined };
+  const lenient = normalizeRequestTarget(target, { allowAmbiguous: true });
+  if (!lenient.ok) return { ok: false, reason: `original request: ${strict.reason}` };
+  return { ok: true, path: lenient.path, query: lenient.query, pathError: strict.reason };
+}
+
+/** A request-target from X-Forwarded-Uri or the rest of X-Original-URL: origin-form, `?q` alone means `/?q`. */
+function asTarget(rest: string): string {
+  if (rest === '') return '/';
+  if (rest.startsWith('?')) return `/${rest}`;
+  return rest;
+}
+
+/**
+ * The RequestContext of the original request.
+ * @param arrival the context of the auth request itself (contextFromRequest), with its pathError
+ * @param envoyTarget for `path`: the raw request-target after the endpoint prefix
+ */
+export function originalContext(
+  req: IncomingMessage,
+  arrival: { ctx: RequestContext; pathError: string | undefined },
+  source: OriginSource,
+  isTrusted: (ip: string) => boolean,
+  envoyTarget?: string,
+): OriginalRequest {
+  const peer = normalizeIp(req.socket.remoteAddress ?? '');
+  const trusted = isTrusted(peer);
+  const base = arrival.ctx;
+
+  if (source === 'path') {
+    // The path is the request-target and the host is the Host header: both are what a client
+    // calling us directly could ask for anyway, so they are read whoever the peer is. The scheme
+    // and client address came through contextFromRequest's trusted-proxy rules already.
+    const t = normalizeTarget(asTarget(envoyTarget ?? ''));
+    if (!t.ok) return { ok: false, status: 400, reason: t.reason };
+    return { ok: true, trusted, pathError: t.pathError, ctx: { ...base, path: t.path, query: t.query, browser: isBrowser(req.headers) } };
+  }
+
+  if (!trusted) return { ok: true, trusted, pathError: arrival.pathError, ctx: base };
+
+  const dup = (n: string) => ({ ok: false as const, status: 400 as const, reason: `more than one ${n} header` });
+  const xou = source === 'original-url' ? single(req, 'x-original-url') : undefined;
+  const xfp = single(req, 'x-forwarded-proto');
+  const xfh = single(req, 'x-forwarded-host');
+  const xfu = single(req, 'x-forwarded-uri');
+  const xom = source === 'original-url' ? single(req, 'x-original-method') : undefined;
+  const xfm = single(req, 'x-forwarded-method');
+  if (xou === null) return dup('X-Original-URL');
+  if (xfp === null) return dup('X-Forwarded-Proto');
+  if (xfh === null) return dup('X-Forwarded-Host');
+  if (xfu === null) return dup('X-Forwarded-Uri');
+  if (xom === null) return dup('X-Original-Method');
+  if (xfm === null) return dup('X-Forwarded-Method');
+
+  let scheme: 'http' | 'https';
+  let hostValue: string;
+  let target: string;
+  if (xou !== undefined) {
+    const m = ORIGINAL_URL_RE.exec(xou);
+    if (!m) return { ok: false, status: 400, reason: 'X-Original-URL is not an absolute http(s) URL' };
+    scheme = m[1]!.toLowerCase() as 'http' | 'https';
+    hostValue = m[2]!;
+    target = asTarget(m[3]!);
+    // Two descriptions of one request must agree: the one the proxy did not set is the client's.
+    if (xfu !== undefined && xfu !== target) return { ok: false, status: 400, reason: 'X-Original-URL and X-Forwarded-Uri name different requests' };
+    if (xfh !== undefined) {
+      const a = parseHostHeader(hostValue, scheme);
+      const b = parseHostHeader(xfh, scheme);
+      if (!a || !b || a.host !== b.host) return { ok: false, status: 400, reason: 'X-Original-URL and X-Forwarded-Host name different hosts' };
+    }
+  } else if (xfh !== undefined && xfu !== undefined) {
+    if (xfp !== undefined && xfp !== 'http' && xfp !== 'https') return { ok: false, status: 400, reason: 'X-Forwarded-Proto is neither http nor https' };
+    scheme = (xfp as 'http' | 'https' | undefined) ?? base.scheme;
+    hostValue = xfh;
+    target = asTarget(xfu);
+  } else {
+    // A trusted proxy that does not say which request it asks about is misconfigured. Judging the
+    // auth request itself would apply the policy of the wrong path: refuse, and say what is missing.
+    return {
+      ok: false, status: 500,
+      reason: source === 'original-url'
+        ? 'the proxy sent neither X-Original-URL nor X-Forwarded-Host and X-Forwarded-Uri (nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri;)'
+        : 'the proxy sent no X-Forwarded-Host and X-Forwarded-Uri',
+    };
+  }
+
+  const hp = parseHostHeader(hostValue, scheme);
+  if (!hp) return { ok: false, status: 400, reason: 'malformed host in the original request' };
+  if (!target.startsWith('/')) return { ok: false, status: 400, reason: 'the original request-target is not an absolute path' };
+  const t = normalizeTarget(target);
+  if (!t.ok) return { ok: false, status: 400, reason: t.reason };
+
+  if (xom !== undefined && xfm !== undefined && xom.toUpperCase() !== xfm.toUpperCase()) {
+    return { ok: false, status: 400, reason: 'X-Original-Method and X-Forwarded-Method differ' };
+  }
+  const method = xom ?? xfm;
+  if (method !== undefined && !METHOD_RE.test(method)) return { ok: false, status: 400, reason: 'malformed original method' };
+
+  return {
+    ok: true,
+    trusted,
+    pathError: t.pathError,
+    ctx: {
+      ...base,
+      // nginx's subrequest is always a GET: without X-Original-Method, GET is also the honest guess.
+      method: method ? method.toUpperCase() : base.method,
+      scheme,
+      host: hp.host,
+      port: hp.port,
+      path: t.path,
+      query: t.query,
+      // The proxies pass the client's own headers (Cookie, Accept, Authorization) to the auth request.
+      headers: req.headers,
+      browser: isBrowser(req.headers),
+    },
+  };
+}
