@@ -6,8 +6,9 @@ import type { Logger } from './observe/logger.js';
 import { OnceCache } from './authenticate/once.js';
 import { RateLimiter } from './security/rate-limit.js';
 import { createRedirectValidator } from './security/redirect.js';
-import { CookieSessionStore } from './session/cookie-store.js';
+import { createSessionStore } from './session/create.js';
 import { SessionManager } from './session/manager.js';
+import { OidcRefresher } from './session/refresh.js';
 import { Sealer } from './session/seal.js';
 import type { SessionStore } from './session/types.js';
 
@@ -28,7 +29,7 @@ export class Runtime {
   constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, store?: SessionStore) {
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
-    this.sessions = new SessionManager(cfg, store ?? new CookieSessionStore(this.sealer, cfg.cookie.name));
+    this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp), log });
     const hosts: string[] = [];
     const domains: string[] = [];
     for (const r of cfg.routes) {

@@ -4,16 +4,27 @@ import type { AddressInfo } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { Config } from './config/types.js';
+import type { Duplex } from 'node:stream';
 import { Idp } from './identity/oidc.js';
+import { Audit, createAuditLogger } from './observe/audit.js';
+import { isPingable, startOpsServer, withTimeout, type OpsServer, type ReadyCheck } from './observe/health.js';
 import { createLogger, type Logger } from './observe/logger.js';
+import { instrumentIdp, Metrics } from './observe/metrics.js';
+import { Observer, registerObserver } from './observe/observer.js';
 import { createRequestHandler, createUpgradeHandler, type ProxyState } from './proxy/handler.js';
 import { Upstreams } from './proxy/upstreams.js';
+import { idpChanged, Reloader, restartOnlyChanges, type ConfigValidator, type ReloadResult } from './reload.js';
 import { Runtime } from './runtime.js';
+import { sameSessionStorage } from './session/create.js';
 
 export interface StartOptions {
   logger?: Logger;
   /** Override the configured listen address (tests use port 0). */
   listen?: { host: string; port: number };
+  /** The file cfg came from: enables reload() (SIGHUP) and, with watch_config, reload on change. */
+  configFile?: string;
+  /** Extra checks a reloaded config must pass before it goes live (policy tests). */
+  validators?: ConfigValidator[];
 }
 
 export interface RunningPortcullis {
@@ -21,23 +32,59 @@ export interface RunningPortcullis {
   port: number;
   state: ProxyState;
   idp: Idp;
+  /** Port of the metrics_address listener (/metrics, /ping, /ready), when configured. */
+  metricsPort: number | null;
+  metrics: Metrics;
+  /** Re-reads the config file; the old config stays in force if the new one fails. */
+  reload(trigger?: string): Promise<ReloadResult>;
+  /** Graceful: stop accepting, let in-flight requests finish within shutdown_timeout (or graceMs), then close stores. */
+  shutdown(graceMs?: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Builds what a config compiles to. The one place a Runtime is made, at start and on every
+ * reload (and by `probe`), so a store or cache that must outlive a reload is kept here.
+ */
+export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runtime): Runtime {
+  // The session store (and its connections) survives a reload unless its setting or the secrets sealing it changed.
+  const rt = new Runtime(cfg, idp, log, previous && sameSessionStorage(previous.cfg, cfg) ? previous.sessions.store : undefined);
+  // Single-use login states and handoff ids must stay spent across a reload, or a response
+  // captured before it could be replayed after it.
+  if (previous) (rt as { once: Runtime['once'] }).once = previous.once;
+  return rt;
+}
+
+function createIdp(cfg: Config, log: Logger, metrics: Metrics): Idp {
+  const idp = new Idp(cfg.idp, (msg, attempt) => {
+    // One line per outage, then one every 10 attempts, not one per retry.
+    if (attempt === 1 || attempt % 10 === 0) log.error({ event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg }, 'identity provider discovery failed; retrying with backoff');
+  });
+  instrumentIdp(idp, metrics);
+  return idp;
 }
 
 /** Loads nothing itself: give it a validated Config. Starts even when the IdP is down. */
 export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Promise<RunningPortcullis> {
   const log = opts.logger ?? createLogger(cfg.logLevel);
-  const idp = new Idp(cfg.idp, (msg, attempt) => {
-    // One line per outage, then one every 10 attempts, not one per retry.
-    if (attempt === 1 || attempt % 10 === 0) log.error({ event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg }, 'identity provider discovery failed; retrying with backoff');
-  });
+  let draining = false;
+  const state: ProxyState = { runtime: null as unknown as Runtime, upstreams: new Upstreams() };
+  const metrics = new Metrics(() => ({ idpReady: state.runtime.idp.status.ready }));
+  const auditSink = createAuditLogger(log, cfg.auditLogFile);
+  const observer = new Observer(metrics, new Audit(auditSink.log, metrics));
+  let idp = createIdp(cfg, log, metrics);
+  registerObserver(idp, observer);
   void idp.start();
   for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
-  const state: ProxyState = { runtime: new Runtime(cfg, idp, log), upstreams: new Upstreams() };
+  state.runtime = buildRuntime(cfg, idp, log);
+  // Connect (and migrate) now, so a store that is down at start is reported before the first request.
+  void state.runtime.sessions.store.start?.();
+  const retired = new Set<Runtime>();
 
+  const makeContexts = (c: Config) => (c.tls?.certs ?? []).map((x) => ({ x509: new X509Certificate(x.cert), ctx: createSecureContext({ cert: x.cert, key: x.key }) }));
+  let contexts = makeContexts(cfg);
   let server: Server;
   if (cfg.tls) {
-    const contexts = cfg.tls.certs.map((c) => ({ x509: new X509Certificate(c.cert), ctx: createSecureContext({ cert: c.cert, key: c.key }) }));
     server = createHttpsServer({
       cert: cfg.tls.certs[0]!.cert,
       key: cfg.tls.certs[0]!.key,
@@ -54,7 +101,14 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     server = createHttpServer({ maxHeaderSize: 16 * 1024, headersTimeout: 20_000, requestTimeout: 0, keepAliveTimeout: 5_000 });
   }
   server.on('request', createRequestHandler(state));
-  server.on('upgrade', createUpgradeHandler(state));
+  // Upgraded sockets leave the HTTP server's bookkeeping: tracked here so shutdown can end them.
+  const upgraded = new Set<Duplex>();
+  const onUpgrade = createUpgradeHandler(state);
+  server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    onUpgrade(req, socket, head);
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy();
     // Node's parser refuses smuggling shapes and oversized headers; answer with a status, never a crash.
@@ -71,20 +125,113 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
   });
   const port = (server.address() as AddressInfo).port;
   log.info({ event: 'listening', address: `${listen.host}:${port}`, tls: !!cfg.tls, routes: cfg.routes.length }, 'portcullis is listening');
+
+  const ready = async (): Promise<ReadyCheck[]> => {
+    const rt = state.runtime;
+    const checks: ReadyCheck[] = [
+      { name: 'config', ok: !draining, detail: draining ? 'shutting down' : `${rt.cfg.file}, ${rt.cfg.routes.length} routes` },
+      { name: 'idp_discovery', ok: rt.idp.status.ready, detail: rt.idp.status.ready ? rt.cfg.idp.issuer.href : rt.idp.status.lastError ?? 'discovery not finished' },
+    ];
+    const store = rt.sessions.store;
+    if (isPingable(store)) {
+      try {
+        await withTimeout(store.ping(), 2000, `the ${store.kind} session store`);
+        checks.push({ name: 'session_store', ok: true, detail: store.kind });
+      } catch (e) {
+        metrics.storeError('ping');
+        checks.push({ name: 'session_store', ok: false, detail: `${store.kind}: ${(e as Error).message}` });
+      }
+    } else {
+      checks.push({ name: 'session_store', ok: true, detail: `${store.kind} (nothing to reach)` });
+    }
+    return checks;
+  };
+  let ops: OpsServer | null = null;
+  if (cfg.metricsListen) {
+    try {
+      ops = await startOpsServer(cfg.metricsListen, metrics, ready);
+    } catch (e) {
+      server.close();
+      throw e;
+    }
+    log.info({ event: 'metrics_listening', address: `${cfg.metricsListen.host}:${ops.port}` }, 'metrics, /ping and /ready are listening');
+  }
+
+  const apply = async (next: Config): Promise<string[]> => {
+    const cur = state.runtime;
+    const notes = restartOnlyChanges(cur.cfg, next);
+    let nextIdp = idp;
+    if (idpChanged(cur.cfg.idp, next.idp)) {
+      nextIdp = createIdp(next, log, metrics);
+      registerObserver(nextIdp, observer);
+      void nextIdp.start();
+    }
+    const rt = buildRuntime(next, nextIdp, log, cur);
+    if (next.tls && cur.cfg.tls) contexts = makeContexts(next);
+    state.runtime = rt;
+    if (nextIdp !== idp) {
+      idp.close();
+      idp = nextIdp;
+    }
+    if (rt.sessions.store !== cur.sessions.store) {
+      void rt.sessions.store.start?.();
+      // Requests that started on the old config still use its store: close it once they are done.
+      retired.add(cur);
+      setTimeout(() => {
+        retired.delete(cur);
+        void cur.sessions.store.close().catch(() => {});
+      }, next.shutdownTimeoutMs).unref();
+    }
+    return notes;
+  };
+  const reloader = opts.configFile ? new Reloader({ file: opts.configFile, log, metrics, apply, validators: opts.validators ?? [] }) : null;
+  if (reloader && cfg.watchConfig) reloader.watch();
+
+  let closing: Promise<void> | null = null;
+  const shutdown = (graceMs: number): Promise<void> => {
+    closing ??= (async () => {
+      draining = true;
+      reloader?.close();
+      log.info({ event: 'shutting_down', graceMs }, 'stopping: no new connections, finishing requests in flight');
+      await new Promise<void>((resolve) => {
+        const done = setTimeout(() => {
+          server.closeAllConnections();
+          for (const s of upgraded) s.destroy();
+        }, graceMs);
+        done.unref();
+        // Keep-alive connections go idle once their response is sent; close them as they do.
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        idle.unref();
+        server.close(() => {
+          clearTimeout(done);
+          clearInterval(idle);
+          resolve();
+        });
+        server.closeIdleConnections();
+        // Upgraded sockets (WebSockets) hold the server open; they cannot be drained gently, only bounded.
+        if (!upgraded.size && graceMs === 0) server.closeAllConnections();
+      });
+      idp.close();
+      await ops?.close();
+      await state.upstreams.close();
+      await Promise.allSettled([state.runtime.sessions.store.close(), ...[...retired].map((r) => r.sessions.store.close())]);
+      await auditSink.close();
+      log.info({ event: 'stopped' }, 'portcullis stopped');
+    })();
+    return closing;
+  };
+
   return {
     server,
     port,
     state,
-    idp,
-    async close() {
-      idp.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-        setTimeout(() => server.closeAllConnections(), 2000).unref();
-      });
-      await state.upstreams.close();
-      await state.runtime.sessions.store.close();
+    get idp() {
+      return idp;
     },
+    metricsPort: ops?.port ?? null,
+    metrics,
+    reload: (trigger = 'request') => reloader ? reloader.reload(trigger) : Promise.resolve({ ok: false, errors: ['no config file to reload from'], notes: [] }),
+    shutdown: (graceMs) => shutdown(graceMs ?? state.runtime.cfg.shutdownTimeoutMs),
+    close: () => shutdown(2000),
   };
 }

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
+import { startWhoami } from '../demo/whoami.js';
 import { request } from './helpers/http.js';
 import { freePort, portAccepts } from './helpers/ports.js';
 
@@ -260,6 +261,43 @@ describe('serve', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.signal, null);
     assert.equal(await portAccepts(s.port), false, 'still listening after exit');
+  });
+
+  test('SIGTERM stops it within seconds even with a WebSocket open', async () => {
+    const upstream = await startWhoami({ name: 'ws-upstream' });
+    let ws: Socket | undefined;
+    try {
+      const file = writeConfig('serve-ws.yaml', `${goodYaml({ issuer: `http://127.0.0.1:${await freePort()}` })}  - from: http://ws.example.com
+    to: ${upstream.url}
+    allow_public_unauthenticated_access: true
+    allow_websockets: true
+`);
+      const s = await startServe(['--config', file]);
+      const sock = connect(s.port, '127.0.0.1');
+      ws = sock;
+      const head = await new Promise<string>((resolve, reject) => {
+        let buf = '';
+        sock.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+          if (buf.includes('\r\n\r\n')) resolve(buf);
+        });
+        sock.on('error', reject);
+        sock.write('GET /ws HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      });
+      assert.match(head, /^HTTP\/1\.1 101 /);
+      const closed = new Promise<void>((r) => sock.once('close', () => r()));
+      const started = Date.now();
+      s.child.kill('SIGTERM');
+      const r = await Promise.race([s.exited, new Promise<null>((res) => setTimeout(() => res(null), 8000))]);
+      if (!r) s.child.kill('SIGKILL');
+      assert.ok(r, 'serve was still running 8 s after SIGTERM: the open WebSocket kept it alive');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms to stop`);
+      await closed;
+    } finally {
+      ws?.destroy();
+      await upstream.close();
+    }
   });
 
   test('a port already in use exits 1 and says so', async () => {

@@ -138,6 +138,17 @@ describe('wrong types', () => {
     expectIssue(yaml(...HEAD, 'routes: everything'), { line: 7, column: 9, key: 'routes', message: /expected `routes` as a list of routes/ });
   });
 
+  test('a route without `from` points at that route and says what `from` is', () => {
+    const lines = [...HEAD, ...ROUTES];
+    lines[7] = '  - to: http://127.0.0.1:3000';
+    lines.splice(8, 1);
+    expectIssue(yaml(...lines), { line: 8, column: 5, key: 'routes[0].from', message: /^is required: expected `from` as a URL like https:\/\/app\.example\.com/ });
+  });
+
+  test('an empty routes list is refused', () => {
+    expectIssue(yaml(...HEAD, 'routes: []'), { line: 7, column: 9, key: 'routes', message: /expected at least one route/ });
+  });
+
   test('a missing required key is reported as missing', () => {
     const lines = [...HEAD, ...ROUTES];
     lines.splice(3, 1); // idp_client_id

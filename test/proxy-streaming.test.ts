@@ -27,6 +27,12 @@ async function startCanary(): Promise<{ port: number; seen: string[]; connection
     req.on('end', () => res.end('canary'));
   });
   server.on('connection', () => state.connections++);
+  // Accepts any upgrade, the way an h2c-capable or careless upstream would: if one gets here,
+  // the client has a raw tunnel past every path rule in front of it.
+  server.on('upgrade', (req, socket: net.Socket) => {
+    state.seen.push(`UPGRADE ${String(req.headers.upgrade)} ${req.url}`);
+    socket.end(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${String(req.headers.upgrade)}\r\nConnection: Upgrade\r\n\r\n`);
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
@@ -132,6 +138,7 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
     prefix: /down/
     to: http://127.0.0.1:${downPort}
     allow_any_authenticated_user: true
+    allow_websockets: true
   - from: http://app.corp.test:\${PORT}
     to: \${UPSTREAM}
     allow_any_authenticated_user: true
@@ -139,6 +146,7 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
   - from: http://canary.corp.test:\${PORT}
     to: http://127.0.0.1:${canary.port}
     allow_public_unauthenticated_access: true
+    allow_websockets: true
 `,
     });
     appHost = `app.corp.test:${s.port}`;
@@ -220,6 +228,32 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
     assert.deepEqual(JSON.parse(answer.text), { bytes: 40 * 128 * 1024, sha256: expected.digest('hex') });
   });
 
+  test('an upload with Expect: 100-continue (what curl sends for large files) gets its 100 and streams through', async () => {
+    const payload = randomBytes(3 * MB);
+    const answer = await new Promise<{ continued: boolean; status: number; text: string }>((resolve, reject) => {
+      let continued = false;
+      const req = http.request({
+        host: '127.0.0.1', port: s.port, method: 'POST', path: '/upload', agent: false,
+        headers: { host: appHost, cookie, expect: '100-continue', 'content-length': String(payload.length), accept: 'application/json' },
+      });
+      req.on('continue', () => {
+        continued = true;
+        req.end(payload);
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ continued, status: res.statusCode ?? 0, text }));
+        // A client that never got its 100 must not be left waiting forever.
+        if (!continued) req.end();
+      });
+      req.on('error', reject);
+    });
+    assert.equal(answer.status, 200, answer.text);
+    assert.ok(answer.continued, 'no 100 Continue before the final answer');
+    assert.deepEqual(JSON.parse(answer.text), { bytes: payload.length, sha256: createHash('sha256').update(payload).digest('hex') });
+  });
+
   test('server-sent events arrive one by one, not buffered until the stream ends', async () => {
     const arrivals: Array<{ at: number; ids: string[] }> = [];
     const started = performance.now();
@@ -285,6 +319,33 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
       `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', '', '',
     ].join('\r\n'));
     assert.equal(a.status, 401, a.head);
+  });
+
+  test('allow_websockets tunnels WebSockets only: an h2c upgrade is refused before the upstream', async () => {
+    const host = `canary.corp.test:${s.port}`;
+    const before = canary.seen.length;
+    const ws = await rawExchange(s.port, [
+      'GET /chat HTTP/1.1', `Host: ${host}`, 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', '', '',
+    ].join('\r\n'));
+    assert.equal(ws.status, 101, `control: a WebSocket upgrade reaches this upstream\n${ws.head}`);
+    assert.deepEqual(canary.seen.slice(before), ['UPGRADE websocket /chat']);
+
+    const h2c = await rawExchange(s.port, [
+      'GET /admin HTTP/1.1', `Host: ${host}`, 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', 'Connection: Upgrade, HTTP2-Settings', '', '',
+    ].join('\r\n'));
+    assert.notEqual(h2c.status, 101, 'an h2c tunnel was opened through the proxy');
+    assert.equal(h2c.status, 400, h2c.head);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(canary.seen.slice(before + 1), [], 'the h2c upgrade reached the upstream');
+  });
+
+  test('a WebSocket upgrade to an upstream that is down gets 502', async () => {
+    const a = await rawExchange(s.port, [
+      'GET /down/ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', `Cookie: ${cookie}`, '', '',
+    ].join('\r\n'));
+    assert.equal(a.status, 502, a.head);
   });
 
   test('an upstream that is down gives a 502 page to a browser, without a stack trace', async () => {

@@ -4,6 +4,7 @@ import * as client from 'openid-client';
 import type { RequestContext } from '../decide/types.js';
 import { sendPage, sendRedirect } from '../http/pages.js';
 import { describe, IdpUnavailableError } from '../identity/oidc.js';
+import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
 
@@ -121,7 +122,7 @@ export async function signIn(a: AuthRequest): Promise<void> {
 
 async function beginAuthorization(a: AuthRequest, returnTo: string): Promise<void> {
   if (!a.rt.loginStarts.take(a.ctx.clientIp, a.ctx.now)) {
-    a.rt.log.warn({ requestId: a.requestId, event: 'login_rate_limited', client: a.ctx.clientIp }, 'too many login starts from one client');
+    audit(a.rt).warn({ requestId: a.requestId, event: 'login_rate_limited', client: a.ctx.clientIp }, 'too many login starts from one client');
     sendPage(a.res, !a.ctx.browser, { status: 429, code: 'too_many_logins', title: 'Too many sign-in attempts', message: 'Too many sign-ins were started from your address. Please wait a minute and try again.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '60' } });
     return;
   }
@@ -167,7 +168,7 @@ export async function callback(a: AuthRequest): Promise<void> {
   const state = q.get('state') ?? '';
   const cookieOpts = { path: '/.portcullis/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
   const fail = (status: number, code: string, title: string, message: string, retryTo?: string, setCookies: string[] = []): void => {
-    rt.log.warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host }, 'login failed');
+    audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host }, 'login failed');
     sendPage(a.res, !ctx.browser, {
       status, code, title, message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
       retry: { href: retryTo ? `/.portcullis/sign_in?return=${rt.sealer.sealJson('return', { url: retryTo, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState)}` : '/', label: 'Try signing in again' },
@@ -258,7 +259,7 @@ export async function callback(a: AuthRequest): Promise<void> {
     sendPage(a.res, !ctx.browser, { status: 503, code: 'session_store_unavailable', title: 'Sign-in could not be completed', message: 'Sessions cannot be stored right now. Please try again in a moment.', requestId: a.requestId, setCookies: [...a.setCookies, ...clear] });
     return;
   }
-  rt.log.info({ requestId: a.requestId, event: 'login', user: claims.email ?? idClaims.sub, host: ctx.host }, 'login succeeded');
+  audit(rt).info({ requestId: a.requestId, event: 'login', user: claims.email ?? idClaims.sub, host: ctx.host }, 'login succeeded');
   const target = new URL(login.returnTo);
   const covered = target.host === ctx.host + (ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`) && target.protocol === `${ctx.scheme}:`
     || (rt.sessions.cookieDomainFor(target.hostname) !== null && rt.sessions.cookieDomainFor(target.hostname) === rt.sessions.cookieDomainFor(ctx.host));
@@ -278,7 +279,7 @@ export async function handoff(a: AuthRequest): Promise<void> {
   const t = rt.sealer.openJson<HandoffToken>('handoff', sealed, '', ctx.now);
   const here = new URL(`${rt.origin(ctx)}/`);
   const refuse = (why: string): void => {
-    rt.log.warn({ requestId: a.requestId, event: 'handoff_refused', reason: why, host: ctx.host }, 'session handoff refused');
+    audit(rt).warn({ requestId: a.requestId, event: 'handoff_refused', reason: why, host: ctx.host }, 'session handoff refused');
     sendPage(a.res, !ctx.browser, { status: 400, code: 'invalid_handoff', title: 'Sign-in could not be completed', message: `The sign-in hand-over link ${why}.`, requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Try again' } });
   };
   if (!t) return refuse('is invalid or has expired (it is valid for one minute)');
@@ -305,7 +306,7 @@ export async function signOut(a: AuthRequest): Promise<void> {
     return;
   }
   const cleared = await rt.sessions.end(ctx.headers.cookie, ctx.host);
-  rt.log.info({ requestId: a.requestId, event: 'sign_out', host: ctx.host }, 'signed out');
+  audit(rt).info({ requestId: a.requestId, event: 'sign_out', host: ctx.host }, 'signed out');
   const returnState = target ? rt.sealer.sealJson('return', { url: target, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState) : '';
   if (!rt.isAuthHost(ctx)) {
     sendRedirect(a.res, `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}`, [...a.setCookies, ...cleared], a.requestId);
@@ -342,11 +343,11 @@ function signedOutPage(a: AuthRequest, target: string | null, cleared: string[])
 }
 
 function badRedirect(a: AuthRequest): void {
-  a.rt.log.warn({ requestId: a.requestId, event: 'redirect_refused', host: a.ctx.host }, 'refused a redirect target outside the configured hosts');
+  audit(a.rt).warn({ requestId: a.requestId, event: 'redirect_refused', host: a.ctx.host }, 'refused a redirect target outside the configured hosts');
   sendPage(a.res, !a.ctx.browser, { status: 400, code: 'invalid_redirect', title: 'Invalid return address', message: 'The address to return to after signing in is not one of the sites this proxy protects.', requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Go to the start page' } });
 }
 
 export function idpUnavailable(a: AuthRequest, detail: string): void {
-  a.rt.log.warn({ requestId: a.requestId, event: 'idp_unavailable', detail }, 'login needed but the identity provider is unavailable');
+  audit(a.rt).warn({ requestId: a.requestId, event: 'idp_unavailable', detail }, 'login needed but the identity provider is unavailable');
   sendPage(a.res, !a.ctx.browser, { status: 503, code: 'idp_unavailable', title: 'Sign-in is temporarily unavailable', message: 'The identity provider cannot be reached right now. Please try again in a minute.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '10' }, retry: { href: `${a.ctx.path}${a.ctx.query}`, label: 'Try again' } });
 }

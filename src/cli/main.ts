@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError, formatIssue } from '../config/errors.js';
-import { startPortcullis } from '../server.js';
+import { buildRuntime, startPortcullis } from '../server.js';
+import { lintConfig } from '../config/lint.js';
+import { formatJson, formatPrometheus, formatText, probeOk, runProbe } from './probe.js';
 import { Runtime } from '../runtime.js';
 import { Idp } from '../identity/oidc.js';
 import { createLogger } from '../observe/logger.js';
@@ -16,6 +19,7 @@ Usage: portcullis <command> [options]
 Commands:
   serve       run the proxy
   check       validate a config file without serving, and list what to register at the IdP
+  probe       prove a running deployment can log users in: IdP, client secret, upstreams, store
   gen-secret  print a fresh cookie_secret (32 random bytes, base64)
 
 Run "portcullis <command> --help" for a command's options.
@@ -26,9 +30,20 @@ Runs the proxy with the given config. The process exits with status 2 and an err
 the key and line when the config is invalid: a bad config never starts a half-working server.`,
   check: `Usage: portcullis check [--config FILE] [--format text|json]
 
-Validates the config: schema, secrets, routes and policies. Prints every error and warning
-with its key and line, and the callback and sign-out URLs to register at the identity provider.
+Validates the config: schema, secrets, routes and policies, then looks for deployment mistakes
+(authenticate host shared with an app, non-Secure cookies over HTTPS, secrets that env files
+mangle or that are weak, memory sessions, routes shadowed by earlier ones, group rules without
+a groups scope, tls_skip_verify, the IdP behind a login). Prints every finding with its key,
+line and fix, and the callback and sign-out URLs to register at the identity provider.
 Exit status: 0 valid (warnings are printed), 1 invalid.`,
+  probe: `Usage: portcullis probe [--config FILE] [--format text|json|prometheus] [--timeout SECONDS]
+
+Checks, without a user: the IdP's discovery document and signing keys; that the IdP still
+accepts the client id and secret (a token request with a made-up code must answer invalid_grant;
+invalid_client means the client was deleted or the secret is wrong); that every route's upstream
+answers; and a write and read in the session store. One line per check with its time, then a
+summary. Run it from cron or a Kubernetes CronJob (docs/operations.md).
+Exit status: 0 every check passed, 1 a check failed or the config is invalid.`,
   'gen-secret': `Usage: portcullis gen-secret
 
 Prints 32 random bytes, base64-encoded: a value for cookie_secret.`,
@@ -48,9 +63,9 @@ async function main(argv: string[]): Promise<number> {
     console.error(`portcullis: unknown command "${command}"\n\n${HELP.main}`);
     return 2;
   }
-  let values: { config?: string | undefined; format?: string | undefined; help?: boolean | undefined };
+  let values: { config?: string | undefined; format?: string | undefined; timeout?: string | undefined; help?: boolean | undefined };
   try {
-    ({ values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, format: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, format: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
   } catch (e) {
     console.error(`portcullis ${command}: ${(e as Error).message}\n\n${HELP[command]}`);
     return 2;
@@ -60,8 +75,17 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // A typo here would otherwise silently print text to a script that expects JSON.
-  if (values.format !== undefined && (command !== 'check' || (values.format !== 'text' && values.format !== 'json'))) {
-    console.error(`portcullis ${command}: ${command === 'check' ? `--format must be text or json, got "${values.format}"` : '--format applies only to check'}\n\n${HELP[command]}`);
+  if (values.format !== undefined && command === 'probe' && !['text', 'json', 'prometheus'].includes(values.format)) {
+    console.error(`portcullis probe: --format must be text, json or prometheus, got "${values.format}"\n\n${HELP.probe}`);
+    return 2;
+  }
+  if (values.format !== undefined && command !== 'probe' && (command !== 'check' || (values.format !== 'text' && values.format !== 'json'))) {
+    console.error(`portcullis ${command}: ${command === 'check' ? `--format must be text or json, got "${values.format}"` : '--format applies only to check and probe'}\n\n${HELP[command]}`);
+    return 2;
+  }
+  const timeoutS = values.timeout === undefined ? 5 : Number(values.timeout);
+  if (values.timeout !== undefined && (command !== 'probe' || !(timeoutS > 0 && timeoutS <= 300))) {
+    console.error(`portcullis ${command}: ${command === 'probe' ? `--timeout must be a number of seconds between 0 and 300, got "${values.timeout}"` : '--timeout applies only to probe'}\n\n${HELP[command]}`);
     return 2;
   }
   switch (command) {
@@ -72,6 +96,8 @@ async function main(argv: string[]): Promise<number> {
       return check(configPath(values.config), values.format === 'json');
     case 'serve':
       return serve(configPath(values.config));
+    case 'probe':
+      return probe(configPath(values.config), (values.format ?? 'text') as 'text' | 'json' | 'prometheus', timeoutS * 1000);
   }
   return 2;
 }
@@ -80,20 +106,23 @@ function check(file: string, json: boolean): number {
   try {
     const cfg = loadConfigFile(file);
     const rt = new Runtime(cfg, new Idp(cfg.idp), createLogger('silent'));
+    const issues = [...cfg.warnings, ...lintConfig(cfg, readFileSync(file, 'utf8'))];
+    const ok = !issues.some((i) => i.severity === 'error');
     const register = {
       redirect_uris: rt.callbackUrls(),
       post_logout_redirect_uris: rt.callbackUrls().map((u) => u.replace(/\/callback$/, '/signed_out')),
     };
     if (json) {
-      console.log(JSON.stringify({ ok: true, file, issues: cfg.warnings, register }, null, 2));
+      console.log(JSON.stringify({ ok, file, issues, register }, null, 2));
     } else {
-      for (const w of cfg.warnings) console.log(formatIssue(file, w));
-      console.log(`${file}: OK (${cfg.routes.length} route${cfg.routes.length === 1 ? '' : 's'})`);
+      for (const w of issues) (w.severity === 'error' ? console.error : console.log)(formatIssue(file, w));
+      const errors = issues.filter((i) => i.severity === 'error').length;
+      console.log(ok ? `${file}: OK (${cfg.routes.length} route${cfg.routes.length === 1 ? '' : 's'})` : `${file}: ${errors} error${errors === 1 ? '' : 's'}: the config loads, but will not work as written`);
       console.log('Register these at the identity provider, character for character:');
       for (const u of register.redirect_uris) console.log(`  redirect URI:             ${u}`);
       for (const u of register.post_logout_redirect_uris) console.log(`  post-logout redirect URI: ${u}`);
     }
-    return 0;
+    return ok ? 0 : 1;
   } catch (e) {
     if (e instanceof ConfigError) {
       if (json) console.log(JSON.stringify({ ok: false, file, issues: e.issues }, null, 2));
@@ -115,19 +144,52 @@ async function serve(file: string): Promise<number> {
     }
     throw e;
   }
+  // The same findings as `portcullis check`, so a deployment that skipped it still hears them.
+  for (const i of lintConfig(cfg, readFileSync(file, 'utf8'))) if (i.severity !== 'info') console.error(formatIssue(file, i));
   let running;
   try {
-    running = await startPortcullis(cfg);
+    running = await startPortcullis(cfg, { configFile: file });
   } catch (e) {
     console.error(`portcullis: cannot listen on ${cfg.listen.host}:${cfg.listen.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     return 1;
   }
+  const r = running;
+  process.on('SIGHUP', () => void r.reload('SIGHUP'));
+  let stopping = false;
   const stop = (): void => {
-    void running.close().then(() => process.exit(0));
+    // A second signal means "now": the operator (or the orchestrator) has stopped waiting.
+    if (stopping) process.exit(1);
+    stopping = true;
+    void r.shutdown().then(() => process.exit(0), () => process.exit(1));
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
   return new Promise<number>(() => {});
+}
+
+async function probe(file: string, format: 'text' | 'json' | 'prometheus', timeoutMs: number): Promise<number> {
+  let cfg;
+  try {
+    cfg = loadConfigFile(file);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      if (format === 'json') console.log(JSON.stringify({ ok: false, file, issues: e.issues }, null, 2));
+      else console.error(`portcullis probe: invalid config\n${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+  const rt = buildRuntime(cfg, new Idp(cfg.idp), createLogger('silent'));
+  const started = performance.now();
+  let checks;
+  try {
+    checks = await runProbe(cfg, { timeoutMs, store: rt.sessions.store, redirectUri: rt.callbackUrls()[0] });
+  } finally {
+    await rt.sessions.store.close().catch(() => {});
+  }
+  const ms = performance.now() - started;
+  console.log(format === 'json' ? formatJson(checks, ms) : format === 'prometheus' ? formatPrometheus(checks) : formatText(checks, ms));
+  return probeOk(checks) ? 0 : 1;
 }
 
 main(process.argv.slice(2)).then(

@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
 import { ConfigError, keyPath, locate, type ConfigIssue } from './errors.js';
+import { parseSessionStorage } from '../session/storage-url.js';
 import { configSchema, KNOWN_GLOBAL_KEYS, KNOWN_ROUTE_KEYS, type RawConfig, type RawRoute } from './schema.js';
 import { didYouMean } from './suggest.js';
 import type { Config, PathMatch, Route, RouteFrom } from './types.js';
@@ -59,6 +60,12 @@ export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.
   const raw = parsed.data;
   const cfg = normalize(raw, file, at);
   if (issues.length) throw new ConfigError(file, issues);
+  if (cfg!.sessionStorage.kind === 'memory') {
+    // Pitfall 5: fine for a test, but a restart signs everyone out and replicas do not share it.
+    cfg!.warnings.push({ key: 'session_storage', ...locate(doc, lc, ['session_storage']), severity: 'warning',
+      message: 'memory sessions live in this one process: every restart signs everyone out, and a second replica does not know them',
+      fix: 'use cookie (the default), redis://… or postgres://…' });
+  }
   return cfg as Config;
 }
 
@@ -230,6 +237,14 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
     if (route) routes.push(route);
   });
 
+  const metricsListen = raw.metrics_address === undefined ? null : parseAddress(raw.metrics_address);
+  if (raw.metrics_address !== undefined && !metricsListen) at(['metrics_address'], `expected host:port, e.g. 127.0.0.1:9090 or :9090, got ${JSON.stringify(raw.metrics_address)}`);
+
+  const storage = parseSessionStorage(raw.session_storage ?? 'cookie');
+  if (typeof storage === 'string') at(['session_storage'], storage);
+  const refreshInterval = raw.idp_refresh_directory_interval ?? 5 * 60_000;
+  if (refreshInterval < 10_000) at(['idp_refresh_directory_interval'], 'expected at least 10s: every session asks the identity provider this often');
+
   const authenticateUrl = raw.authenticate_service_url ? new URL(raw.authenticate_service_url) : null;
   if (authenticateUrl && (authenticateUrl.pathname !== '/' || authenticateUrl.search)) {
     at(['authenticate_service_url'], 'expected an origin only, e.g. https://auth.example.com (Portcullis serves its endpoints under /.portcullis/)');
@@ -259,10 +274,16 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
       httpOnly: raw.cookie_http_only ?? true,
       sameSite: sameSite === 'strict' ? 'Strict' : sameSite === 'none' ? 'None' : 'Lax',
     },
+    sessionStorage: typeof storage === 'string' ? { kind: 'cookie' } : storage,
+    idpRefreshDirectoryIntervalMs: refreshInterval,
     trustedProxies,
     isTrustedProxy,
     compat: [...new Set(raw.compat ?? [])],
     logLevel: raw.log_level ?? 'info',
+    metricsListen,
+    auditLogFile: raw.audit_log_file ?? null,
+    watchConfig: raw.watch_config ?? true,
+    shutdownTimeoutMs: raw.shutdown_timeout ?? 30_000,
     routes,
     warnings,
   };

@@ -85,9 +85,16 @@ export const configSchema = z.strictObject({
   cookie_http_only: z.boolean().optional(),
   cookie_same_site: z.enum(['lax', 'strict', 'none', 'Lax', 'Strict', 'None']).optional(),
   trusted_proxies: stringList('trusted_proxies').optional(),
+  session_storage: z.string({ error: 'expected session_storage as cookie, memory, redis://… or postgres://…' }).optional(),
+  idp_refresh_directory_interval: duration('idp_refresh_directory_interval').optional(),
   // Drop-in endpoints of the tools Portcullis replaces (src/forward-auth/compat.ts).
   compat: z.array(z.enum(['oauth2-proxy', 'authentik', 'authelia'], { error: 'expected compat entries among oauth2-proxy, authentik, authelia' }), { error: 'expected `compat` as a list, e.g. [oauth2-proxy]' }).optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+  // Operations (docs/operations.md): a private listener for /metrics, /ping and /ready; the audit log; reload and shutdown.
+  metrics_address: z.string().optional(),
+  audit_log_file: z.string().min(1).optional(),
+  watch_config: z.boolean().optional(),
+  shutdown_timeout: duration('shutdown_timeout').optional(),
   routes: z.array(routeSchema, { error: 'expected `routes` as a list of routes' }).min(1, { message: 'expected at least one route' }),
 });
 

@@ -1,4 +1,5 @@
 import type { CompiledPolicy } from '../decide/types.js';
+import type { SessionStorage } from '../session/storage-url.js';
 import type { ConfigIssue } from './errors.js';
 
 export interface RouteFrom {
@@ -65,11 +66,23 @@ export interface Config {
     httpOnly: boolean;
     sameSite: 'Lax' | 'Strict' | 'None';
   };
+  /** session_storage: where sessions live (cookie by default). */
+  sessionStorage: SessionStorage;
+  /** idp_refresh_directory_interval: tokens and groups are re-read from the IdP at least this often. */
+  idpRefreshDirectoryIntervalMs: number;
   trustedProxies: readonly string[];
   isTrustedProxy: (ip: string) => boolean;
   /** Drop-in endpoints answered besides /.portcullis/ (oauth2-proxy, Authentik outpost, Authelia). */
   compat: ReadonlyArray<'oauth2-proxy' | 'authentik' | 'authelia'>;
   logLevel: string;
+  /** metrics_address: where /metrics, /ping and /ready listen; null = not served. */
+  metricsListen: { host: string; port: number } | null;
+  /** audit_log_file: security events go here instead of the main log stream. */
+  auditLogFile: string | null;
+  /** watch_config: reload when the config file changes (SIGHUP always reloads). */
+  watchConfig: boolean;
+  /** shutdown_timeout: how long SIGTERM waits for in-flight requests. */
+  shutdownTimeoutMs: number;
   routes: Route[];
   /** Non-fatal findings, printed by `portcullis check` and logged at start. */
   warnings: ConfigIssue[];

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { normalizeIp } from '../security/cidr.js';
 import pino, { type Logger } from 'pino';
 
 export type { Logger };
@@ -23,4 +25,20 @@ const prefix = randomBytes(4).toString('hex');
 export function newRequestId(): string {
   counter = (counter + 1) >>> 0;
   return `${prefix}-${counter.toString(36)}-${Date.now().toString(36)}`;
+}
+
+// Bounded and plain so a forwarded id cannot inject into log lines or headers.
+const FORWARDED_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
+
+/**
+ * The request id: the one a trusted proxy in front already assigned (so one id follows the
+ * request through every hop's logs), else a new one. From anyone else it is ignored, or a
+ * client could pick ids that collide with other users' requests in the logs.
+ */
+export function requestIdFor(req: IncomingMessage, isTrustedProxy: (ip: string) => boolean): string {
+  const given = req.headers['x-request-id'];
+  if (typeof given === 'string' && FORWARDED_ID.test(given)) {
+    if (isTrustedProxy(normalizeIp(req.socket.remoteAddress ?? ''))) return given;
+  }
+  return newRequestId();
 }

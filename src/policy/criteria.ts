@@ -299,7 +299,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
     }
     case 'source_ip': {
       const { values, paths } = oneOrMany(value, vp, 'IP address or CIDR');
-      let match: (ip: string) => boolean = () => false;
+      let match: (ip: string) => boolean;
       const list: string[] = [];
       values.forEach((v, i) => {
         if (typeof v !== 'string') throw new PolicyError(paths[i]!, `expected an IP address or CIDR string, got ${typeName(v)}`);
@@ -312,11 +312,21 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
         list.push(v.trim());
       });
       match = compileCidrs(list);
+      // BlockList.check allocates per call; requests from one client repeat the same address.
+      let lastIp = '';
+      let lastResult = false;
+      const cached = (ip: string): boolean => {
+        if (ip !== lastIp) {
+          lastResult = match(ip);
+          lastIp = ip;
+        }
+        return lastResult;
+      };
       return {
         label: `source_ip in [${quoteList(list)}]`,
         haveKey: 'ip',
         needsIdentity: false,
-        test: (ctx) => match(ctx.clientIp),
+        test: (ctx) => cached(ctx.clientIp),
         need: `an address in ${quoteList(list)}`,
         have: (ctx) => `your address is ${ctx.clientIp || '(unknown)'}`,
       };

@@ -252,16 +252,16 @@ function explainFailures(s: State, allowTerms: readonly boolean[], cache: HaveCa
   const joiner = anyOr && !anyAnd ? ' or ' : anyAnd && !anyOr ? ' and ' : '; ';
   const parts: string[] = [];
   for (const [have, leaves] of byHave) {
-    const needs: string[] = [];
-    const excluded: string[] = [];
+    // Sets keep this linear: a 50-criterion policy has as many unmet steps.
+    const needs = new Set<string>();
+    const excluded = new Set<string>();
     for (const l of leaves) {
-      const into = l.negated ? excluded : needs;
-      const text = l.negated ? l.label : l.need;
-      if (!into.includes(text)) into.push(text);
+      if (l.negated) excluded.add(l.label);
+      else needs.add(l.need);
     }
     const segs: string[] = [];
-    if (needs.length) segs.push(`needs ${listSome(needs, joiner)}`);
-    if (excluded.length) segs.push(`must not match ${listSome(excluded, joiner)}`);
+    if (needs.size) segs.push(`needs ${listSome([...needs], joiner)}`);
+    if (excluded.size) segs.push(`must not match ${listSome([...excluded], joiner)}`);
     parts.push(`${segs.join(joiner)}; ${have}`);
   }
   const shown = parts.slice(0, 3).join(joiner === ' and ' ? '; and ' : '; or ');

@@ -39,6 +39,9 @@ export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): st
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (lower === 'host' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === 'x-forwarded-port' || lower === 'x-request-id' || lower === 'forwarded' || lower === 'x-real-ip') continue;
+    // Node's server has already answered `Expect: 100-continue` to the client, and undici
+    // refuses the header outright (every curl upload over 1 MB would become a 502).
+    if (lower === 'expect') continue;
     if (lower === 'x-forwarded-for') {
       if (f.trustedPeer) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]!;
       continue;
@@ -150,9 +153,16 @@ export async function forwardUpgrade(f: Omit<ForwardInput, 'res'>, socket: Duple
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     return;
   }
+  // allow_websockets means WebSockets. Any other protocol (h2c above all) would hand the
+  // client a raw tunnel to the upstream on which every later request skips the path rules.
+  const protocol = String(f.req.headers.upgrade ?? '').trim();
+  if (protocol.toLowerCase() !== 'websocket') {
+    const text = 'Only WebSocket upgrades are proxied';
+    socket.end(`HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${f.requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`);
+    return;
+  }
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
   try {
-    const protocol = String(f.req.headers.upgrade ?? 'websocket');
     const up = await picked.pool.upgrade({ path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: 'GET', protocol, headers: upstreamHeaders(f, picked.url) });
     let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
     for (const [k, v] of Object.entries(up.headers)) {

@@ -7,7 +7,8 @@ import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
 import { sendPage } from '../http/pages.js';
 import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
-import { newRequestId } from '../observe/logger.js';
+import { requestIdFor } from '../observe/logger.js';
+import { observerFor } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { normalizeIp } from '../security/cidr.js';
 import { forward, forwardUpgrade } from './forward.js';
@@ -25,7 +26,7 @@ export function createRequestHandler(state: ProxyState) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const started = performance.now();
     const rt = state.runtime;
-    const requestId = newRequestId();
+    const requestId = requestIdFor(req, rt.cfg.isTrustedProxy);
     handle(rt, state, req, res, requestId, started).catch((e: unknown) => {
       rt.log.error({ requestId, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'unexpected error while handling a request');
       sendPage(res, !String(req.headers.accept ?? '').includes('text/html'), { status: 500, code: 'internal_error', title: 'Something went wrong', message: 'Portcullis could not handle this request. The error has been logged.', requestId });
@@ -163,7 +164,7 @@ async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: Incomin
 export function createUpgradeHandler(state: ProxyState) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const rt = state.runtime;
-    const requestId = newRequestId();
+    const requestId = requestIdFor(req, rt.cfg.isTrustedProxy);
     const started = performance.now();
     const refuse = (status: number, text: string): void => {
       socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`);
@@ -192,6 +193,7 @@ export function createUpgradeHandler(state: ProxyState) {
 }
 
 function access(rt: Runtime, req: IncomingMessage, ctx: RequestContext | null, status: number, requestId: string, started: number, decision: string, reason: string, d?: Decision, upstream?: { upstreamStatus: number; upstreamMs: number } | null): void {
+  observerFor(rt).request(ctx, status, requestId, started, decision, reason, d, upstream);
   if (!rt.log.isLevelEnabled('info')) return;
   const route = d && 'route' in d && d.route ? d.route.id : undefined;
   const identity = d && 'identity' in d ? d.identity : null;

@@ -2,8 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { identityFromClaims } from '../identity/claims.js';
+import type { Logger } from '../observe/logger.js';
 import { chunkedCookies, clearCookies, parseCookies, readChunked, type CookieOptions } from './cookies.js';
-import type { SessionData, SessionStore } from './types.js';
+import type { Refresher } from './refresh.js';
+import { StoreUnavailableError, type SessionData, type SessionStore } from './types.js';
 
 export interface SessionLookup {
   identity: Identity | null;
@@ -13,16 +15,75 @@ export interface SessionLookup {
 }
 
 const CACHE_MAX = 10_000;
+/**
+ * Server-side stores: how long a decoded session is trusted without asking the store again.
+ * This is the bound on how long a sign-out or `portcullis sessions revoke` made through another
+ * process can go unnoticed here (docs/high-availability.md).
+ */
+export const REVALIDATE_MS = 2_000;
+/** Cross-process refresh lock: longer than any refresh takes, short enough to outlive a crash. */
+const LOCK_MS = 10_000;
+const POLL_MS = 100;
+/** After the IdP could not be reached, the same session's refresh is retried this much later. */
+const RETRY_AFTER_TRANSIENT_MS = 15_000;
+/** A refresh result is remembered this long, for requests that still carry the pre-refresh state. */
+const RECENT_MS = 60_000;
+
+interface Entry {
+  session: SessionData;
+  identity: Identity;
+  /** When the store last confirmed this session (server-side stores). */
+  checkedAt: number;
+  /** Cookie store: the refreshed cookie value to hand to a browser still sending this one. */
+  reissue?: string | undefined;
+}
+
+type Refreshed = { session: SessionData; value: string } | null;
+
+export interface SessionManagerOptions {
+  refresher?: Refresher | undefined;
+  log?: Logger | undefined;
+}
+
+/** When a session's tokens should be refreshed: before the access token expires, and at least every `interval`. */
+export function refreshDueAt(s: SessionData, intervalMs: number): number {
+  const since = s.refreshedAt ?? s.iat;
+  let due = since + intervalMs;
+  if (s.accessTokenExp !== undefined) {
+    // A quarter of the token's life ahead (1 to 60 s): a 5-minute token is renewed a minute
+    // early, a 5-second one just over a second early, so requests never carry an expired one.
+    const margin = Math.min(60_000, Math.max(1_000, (s.accessTokenExp - since) / 4));
+    due = Math.min(due, s.accessTokenExp - margin);
+  }
+  return due;
+}
 
 /**
- * Turns the cookie on a request into an identity. Decoding (decrypt + inflate + JSON) is
- * cached by the full cookie value, so the hot path pays it once per session, not per request;
- * the cache is bounded and an entry is dropped as soon as its session has expired.
+ * Turns the cookie on a request into an identity, refreshing the IdP tokens when they are due.
+ *
+ * Decoding is cached by the full cookie value, so the hot path pays it once per session; the
+ * cache is bounded, an entry is dropped as soon as its session has expired, and with a
+ * server-side store an entry older than REVALIDATE_MS is checked against the store again, so a
+ * session ended by another process is refused here within that bound.
+ *
+ * Refresh happens once per session however many requests arrive together: one promise per
+ * session id in this process, and the store's lock across processes (the loser waits for the
+ * winner's result instead of spending the refresh token a second time, which an IdP that
+ * rotates refresh tokens would treat as theft and answer by revoking the whole grant).
  */
 export class SessionManager {
-  private readonly cache = new Map<string, { session: SessionData; identity: Identity }>();
+  private readonly cache = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<Refreshed>>();
+  private readonly recent = new Map<string, { result: Refreshed; at: number }>();
+  private readonly retryAt = new Map<string, number>();
+  private idpTrouble = false;
+  private readonly refresher: Refresher | undefined;
+  private readonly log: Logger | undefined;
 
-  constructor(private readonly cfg: Config, readonly store: SessionStore) {}
+  constructor(private readonly cfg: Config, readonly store: SessionStore, opts: SessionManagerOptions = {}) {
+    this.refresher = opts.refresher;
+    this.log = opts.log;
+  }
 
   cookieOptions(host: string, maxAgeSeconds?: number): CookieOptions {
     const c = this.cfg.cookie;
@@ -43,22 +104,154 @@ export class SessionManager {
     if (!cookies.has(name)) return { identity: null, session: null, setCookies: [] };
     const value = readChunked(name, cookies);
     if (value) {
-      const hit = this.cache.get(value);
-      if (hit) {
-        if (hit.session.exp > ctx.now) return { identity: hit.identity, session: hit.session, setCookies: [] };
-        this.cache.delete(value);
+      const now = ctx.now;
+      let entry = this.cached(value, now);
+      if (!entry) {
+        const session = await this.store.load(value, now);
+        if (session) entry = this.remember(value, session, now);
       }
-      const session = await this.store.load(value, ctx.now);
-      if (session) {
-        const identity = identityFromClaims(session.sub, session.claims, this.cfg.idp, 'session');
-        if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-        this.cache.set(value, { session, identity });
-        return { identity, session, setCookies: [] };
+      if (entry && this.refresher && this.due(entry.session, now)) entry = await this.refreshed(value, entry, now);
+      if (entry) {
+        const setCookies = entry.reissue ? this.cookiesFor(entry.reissue, entry.session, ctx.host, ctx.headers.cookie) : [];
+        return { identity: entry.identity, session: entry.session, setCookies };
       }
     }
     // Pitfall 14: a stale, foreign or garbled cookie is no session, and is cleared so it
-    // cannot keep confusing later attempts.
+    // cannot keep confusing later attempts. A session whose refresh the IdP refused ends here
+    // too: the browser goes through the login again, an API client gets 401 (pitfall 10).
     return { identity: null, session: null, setCookies: clearCookies(name, this.cookieOptions(ctx.host), cookies) };
+  }
+
+  private cached(value: string, now: number): Entry | null {
+    const hit = this.cache.get(value);
+    if (!hit) return null;
+    if (hit.session.exp > now && (!this.store.serverSide || now - hit.checkedAt < REVALIDATE_MS)) return hit;
+    this.cache.delete(value);
+    return null;
+  }
+
+  private remember(value: string, session: SessionData, now: number, reissue?: string): Entry {
+    const entry: Entry = { session, identity: identityFromClaims(session.sub, session.claims, this.cfg.idp, 'session'), checkedAt: now, reissue };
+    this.cache.delete(value);
+    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(value, entry);
+    return entry;
+  }
+
+  private due(s: SessionData, now: number): boolean {
+    if (!s.refreshToken) return false;
+    const dueAt = refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs);
+    if (now < dueAt) return false;
+    const retry = this.retryAt.get(s.sid);
+    if (retry !== undefined && now < retry) {
+      // The IdP could not be reached: the session goes on with what it has, but only for one
+      // more interval. After that its groups are too old to trust, and it fails closed (503).
+      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs) throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session');
+      return false;
+    }
+    return true;
+  }
+
+  /** The entry after a refresh, or null when the session is over. */
+  private async refreshed(value: string, entry: Entry, now: number): Promise<Entry | null> {
+    const sid = entry.session.sid;
+    const since = entry.session.refreshedAt ?? entry.session.iat;
+    let result: Refreshed;
+    const recent = this.recent.get(sid);
+    if (recent && now - recent.at < RECENT_MS && (recent.result === null || (recent.result.session.refreshedAt ?? 0) > since)) {
+      result = recent.result;
+    } else {
+      let p = this.inflight.get(sid);
+      if (!p) {
+        p = this.runRefresh(value, entry.session).finally(() => this.inflight.delete(sid));
+        this.inflight.set(sid, p);
+      }
+      result = await p;
+    }
+    if (!result) {
+      this.cache.delete(value);
+      return null;
+    }
+    return this.remember(value, result.session, Date.now(), result.value !== value ? result.value : undefined);
+  }
+
+  private async runRefresh(value: string, session: SessionData): Promise<Refreshed> {
+    if (!this.store.lock) return this.refreshAndStore(value, session);
+    const release = await this.store.lock(value, LOCK_MS);
+    if (!release) return this.waitForOther(value, session);
+    try {
+      // Another process may have refreshed between our read and our lock.
+      const current = await this.store.load(value, Date.now());
+      if (!current) return this.settle(session.sid, null);
+      if ((current.refreshedAt ?? current.iat) > (session.refreshedAt ?? session.iat)) return { session: current, value };
+      return await this.refreshAndStore(value, current);
+    } finally {
+      await release();
+    }
+  }
+
+  /** Another process holds the lock: use its result rather than spending the refresh token twice. */
+  private async waitForOther(value: string, old: SessionData): Promise<Refreshed> {
+    const since = old.refreshedAt ?? old.iat;
+    const deadline = Date.now() + LOCK_MS;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      const s = await this.store.load(value, Date.now());
+      if (!s) return null;
+      if ((s.refreshedAt ?? s.iat) > since) return { session: s, value };
+      // The lock is free again but nothing changed: the other process could not reach the IdP
+      // (or died). Go on with the session as it is; the next request past the retry delay tries again.
+      const release = Date.now() < deadline ? await this.store.lock!(value, POLL_MS) : null;
+      if (release || Date.now() >= deadline) {
+        await release?.();
+        this.retryAt.set(old.sid, Date.now() + RETRY_AFTER_TRANSIENT_MS);
+        return { session: s, value };
+      }
+    }
+  }
+
+  private async refreshAndStore(value: string, s: SessionData): Promise<Refreshed> {
+    const now = Date.now();
+    const r = await this.refresher!.refresh(s, now);
+    const user = s.claims[this.cfg.idp.emailClaim] ?? s.sub;
+    if (r.kind === 'ok') {
+      this.retryAt.delete(s.sid);
+      if (this.idpTrouble) {
+        this.idpTrouble = false;
+        this.log?.info({ event: 'session_refresh_recovered' }, 'token refresh works again');
+      }
+      let next = value;
+      if (this.store.update) {
+        // Ended (signed out, revoked) while the IdP was being asked: it stays ended.
+        if (!(await this.store.update(r.session, value))) return this.settle(s.sid, null);
+      } else {
+        next = await this.store.save(r.session);
+      }
+      this.log?.debug({ event: 'session_refreshed', user, groups: r.session.claims[this.cfg.idp.groupsClaim] }, 'session tokens refreshed');
+      return this.settle(s.sid, { session: r.session, value: next });
+    }
+    if (r.kind === 'rejected') {
+      this.log?.info({ event: 'session_refresh_rejected', user, reason: r.reason }, 'the identity provider refused to refresh the session; it is ended and the user must sign in again');
+      await this.store.destroy(value).catch(() => {});
+      return this.settle(s.sid, null);
+    }
+    if (!this.idpTrouble) {
+      // Once per IdP outage, not once per session or request.
+      this.idpTrouble = true;
+      this.log?.warn({ event: 'session_refresh_unavailable', reason: r.reason }, 'token refresh failed: the identity provider cannot be reached; sessions continue for one refresh interval, then fail closed');
+    }
+    this.retryAt.set(s.sid, now + RETRY_AFTER_TRANSIENT_MS);
+    if (now > refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) + this.cfg.idpRefreshDirectoryIntervalMs) {
+      throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session');
+    }
+    return { session: s, value };
+  }
+
+  private settle(sid: string, result: Refreshed): Refreshed {
+    this.recent.delete(sid);
+    if (this.recent.size >= CACHE_MAX) this.recent.delete(this.recent.keys().next().value!);
+    this.recent.set(sid, { result, at: Date.now() });
+    return result;
   }
 
   newSession(sub: string, claims: Record<string, unknown>, tokens: { accessToken?: string | undefined; accessTokenExp?: number | undefined; refreshToken?: string | undefined; idToken?: string | undefined }, now = Date.now()): SessionData {
@@ -81,6 +274,9 @@ export class SessionManager {
     const cookies = parseCookies(cookieHeader);
     const value = readChunked(this.cfg.cookie.name, cookies);
     if (value) {
+      // A copy of a cookie-store cookie cannot be revoked, but this process stops refreshing it.
+      const s = this.cache.get(value)?.session;
+      if (s) this.settle(s.sid, null);
       this.cache.delete(value);
       await this.store.destroy(value);
     }

@@ -17,6 +17,7 @@ export class MemoryBackend implements Backend {
   }
 
   async start(): Promise<void> {}
+  async ping(): Promise<void> {}
 
   async get(id: string, now: number): Promise<StoredRecord | null> {
     const r = this.records.get(id);
@@ -28,8 +29,10 @@ export class MemoryBackend implements Backend {
     return r;
   }
 
-  async put(rec: StoredRecord): Promise<void> {
+  async put(rec: StoredRecord, _now: number, mode: 'create' | 'update'): Promise<boolean> {
+    if (this.records.has(rec.id) !== (mode === 'update')) return false;
     this.records.set(rec.id, { ...rec });
+    return true;
   }
 
   async delete(ids: string[]): Promise<number> {

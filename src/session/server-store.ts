@@ -25,8 +25,11 @@ export interface StoredRecord {
 export interface Backend {
   readonly kind: string;
   start(): Promise<void>;
+  /** A round trip to the store, for /ready. */
+  ping(): Promise<void>;
   get(id: string, now: number): Promise<StoredRecord | null>;
-  put(rec: StoredRecord, now: number): Promise<void>;
+  /** create: only when the id is new; update: only when it still exists (not revoked meanwhile). */
+  put(rec: StoredRecord, now: number, mode: 'create' | 'update'): Promise<boolean>;
   delete(ids: string[]): Promise<number>;
   /** Sets the lock when nobody holds it (or it has expired); true when we now hold it. */
   lock(id: string, token: string, ttlMs: number): Promise<boolean>;
@@ -73,6 +76,11 @@ export class ServerSessionStore implements SessionStore {
     await this.call(() => this.backend.start()).catch(() => {});
   }
 
+  /** For /ready: resolves when the store answers. */
+  async ping(): Promise<void> {
+    await this.call(() => this.backend.ping());
+  }
+
   async load(cookieValue: string, now: number): Promise<SessionData | null> {
     const ref = this.openCookie(cookieValue);
     if (!ref || this.pendingDestroy.has(ref.sid)) return null;
@@ -89,10 +97,24 @@ export class ServerSessionStore implements SessionStore {
     }
   }
 
-  async save(session: SessionData, previous?: string): Promise<string> {
+  async save(session: SessionData): Promise<string> {
+    const key = randomBytes(KEY_BYTES);
+    if (!(await this.write(session, key, 'create'))) throw new Error('session id collision');
+    return this.sealer.seal('store-key', Buffer.concat([key, Buffer.from(session.sid, 'utf8')]), this.cookieName);
+  }
+
+  /**
+   * Rewrites an existing session under its cookie's key (token refresh), so the cookie stays the
+   * same. false when it no longer exists: a sign-out or revocation that raced the refresh wins.
+   */
+  async update(session: SessionData, cookieValue: string): Promise<boolean> {
+    const ref = this.openCookie(cookieValue);
+    if (!ref || ref.sid !== session.sid) return false;
+    return this.write(session, ref.key, 'update');
+  }
+
+  private async write(session: SessionData, key: Buffer, mode: 'create' | 'update'): Promise<boolean> {
     if (!SID_RE.test(session.sid)) throw new Error('session id has an unexpected shape');
-    const prev = previous ? this.openCookie(previous) : null;
-    const key = prev && prev.sid === session.sid ? prev.key : randomBytes(KEY_BYTES);
     const { user, email } = this.userClaim(session);
     const meta: Meta = { u: user, e: email, s: session.sub, iat: session.iat, exp: session.exp };
     const rec: StoredRecord = {
@@ -101,10 +123,7 @@ export class ServerSessionStore implements SessionStore {
       data: encrypt(key, Buffer.from(JSON.stringify(session)), session.sid),
       expiresAt: session.exp,
     };
-    await this.call(() => this.backend.put(rec, Date.now()));
-    // The same session keeps the same cookie: a refresh must not make every open tab re-set it.
-    if (prev && prev.sid === session.sid) return previous!;
-    return this.sealer.seal('store-key', Buffer.concat([key, Buffer.from(session.sid, 'utf8')]), this.cookieName);
+    return this.call(() => this.backend.put(rec, Date.now(), mode));
   }
 
   async destroy(cookieValue: string): Promise<void> {

@@ -46,14 +46,15 @@ export interface SessionStore {
   readonly serverSide: boolean;
   /** The session a cookie value names, or null (unknown, expired, tampered). Throws StoreUnavailableError when the store is down. */
   load(cookieValue: string, now: number): Promise<SessionData | null>;
-  /**
-   * Stores a session and returns the cookie value that names it. `previous` is the cookie value
-   * of the same session when it is being updated (token refresh): a server-side store keeps the
-   * session's id and key, so the browser's cookie stays valid.
-   */
-  save(session: SessionData, previous?: string): Promise<string>;
+  /** Stores a new session and returns the cookie value that names it. */
+  save(session: SessionData): Promise<string>;
   /** Ends a session everywhere it is known. */
   destroy(cookieValue: string): Promise<void>;
+  /**
+   * Server-side stores: rewrites the session named by the cookie (token refresh) and keeps the
+   * cookie as it is. false when the session no longer exists (ended while being refreshed).
+   */
+  update?(session: SessionData, cookieValue: string): Promise<boolean>;
   /**
    * A short exclusive lock on the session, shared by every process using the store, so only one
    * of them refreshes its tokens. Resolves to the release function, or null when someone else

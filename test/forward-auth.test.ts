@@ -1,0 +1,346 @@
+// Contract tests of the forward-auth endpoints, with requests shaped exactly as each proxy sends
+// them (docs/recipes/contracts.md). Traefik and Envoy cannot be installed here, so their
+// requests are built from their documentation and source; nginx and Caddy run for real in
+// forward-auth-proxies.test.ts.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { CookieJar, request, type Resp } from './helpers/http.js';
+import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+const ROUTES = `routes:
+  - from: http://app.corp.test:\${PORT}
+    prefix: /public/
+    allow_public_unauthenticated_access: true
+  - from: http://app.corp.test:\${PORT}
+    prefix: /admin
+    allowed_groups: [admins]
+  - from: http://app.corp.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+`;
+
+const SPOOF: Record<string, string> = {
+  'X-Forwarded-Email': 'mallory@evil.test',
+  'X-Forwarded-User': 'mallory',
+  'X-Forwarded-Groups': 'admins',
+  X_Forwarded_Email: 'mallory@evil.test',
+  'Remote-User': 'mallory',
+  'Remote-Groups': 'admins',
+  'X-authentik-username': 'mallory',
+  'X-Auth-Request-User': 'mallory',
+};
+
+/** No header of the answer carries a value the client made up. */
+function noSpoofEcho(r: Resp): void {
+  for (const [k, v] of Object.entries(r.headers)) {
+    assert.ok(!String(v).includes('mallory'), `answer header ${k}: ${String(v)} echoes the client`);
+  }
+  assert.equal(r.headers['x_forwarded_email'], undefined);
+}
+
+describe('forward-auth contracts (trusted proxy on loopback)', () => {
+  let s: Stack;
+  let app: string;
+  let fa: string;
+  let alice: string;
+  let bob: string;
+  before(async () => {
+    s = await startStack({ hosts: ['app.corp.test'], body: `compat: [oauth2-proxy, authentik, authelia]\n${ROUTES}` });
+    app = `http://app.corp.test:${s.port}`;
+    fa = `http://127.0.0.1:${s.port}`;
+    const a = new CookieJar();
+    assert.equal((await loginThroughIdp(`${app}/`, { jar: a, username: 'alice', password: 'alice' })).final.status, 200);
+    alice = a.header(new URL(app));
+    const b = new CookieJar();
+    assert.equal((await loginThroughIdp(`${app}/`, { jar: b, username: 'bob', password: 'bob' })).final.status, 200);
+    bob = b.header(new URL(app));
+  });
+  after(() => s.close());
+
+  // nginx auth_request as in docs/recipes/nginx.md: Host is the proxy_pass address, GET, no body.
+  const nginx = (path: string, extra: Record<string, string> = {}, endpoint = '/.portcullis/auth/nginx') =>
+    request(`${fa}${endpoint}`, { headers: { 'X-Original-URL': `${app}${path}`, 'X-Original-Method': 'GET', 'X-Forwarded-For': '127.0.0.1', ...extra } });
+  // Traefik forwardAuth (pkg/middlewares/auth/forward.go) and Caddy forward_auth: GET to the address.
+  const traefik = (path: string, extra: Record<string, string> = {}, endpoint = '/.portcullis/auth/traefik', method = 'GET') =>
+    request(`${fa}${endpoint}`, { headers: { 'X-Forwarded-Method': method, 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': path, 'X-Forwarded-For': '203.0.113.7', ...extra } });
+  // Envoy ext_authz HTTP service: client's method, path_prefix + path, Host = the original authority.
+  const envoy = (path: string, extra: Record<string, string> = {}, method = 'GET', prefix = '/.portcullis/auth/envoy') =>
+    request(`${app}${prefix}${path}`, { method, rawPath: `${prefix}${path}`, headers: { 'content-length': '0', 'x-forwarded-proto': 'http', ...extra } });
+
+  test('nginx: 200 with identity headers from the session, none from the client', async () => {
+    const r = await nginx('/deep?x=1', { cookie: alice, ...SPOOF });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-forwarded-user'], 'alice');
+    assert.equal(r.headers['x-forwarded-email'], 'alice@example.com');
+    assert.equal(r.headers['x-forwarded-groups'], 'admins,eng');
+    assert.equal(r.headers['x-forwarded-preferred-username'], 'alice');
+    noSpoofEcho(r);
+  });
+
+  test('nginx: no session is 401 (sign-in URL in Location for browsers only), denied is 403, never a redirect', async () => {
+    const browser = await nginx('/wanted?a=1&b=2', { accept: BROWSER_HEADERS.accept! });
+    assert.equal(browser.status, 401);
+    assert.match(browser.location ?? '', new RegExp(`^${app.replace(/\./g, '\\.')}/\\.portcullis/sign_in\\?return=`));
+    // The sealed return URL brings the browser back to exactly the URL it asked for.
+    const start = await request(browser.location!, { headers: BROWSER_HEADERS });
+    assert.equal(start.status, 302);
+    const api = await nginx('/wanted', { accept: 'application/json' });
+    assert.equal(api.status, 401);
+    assert.equal(api.location, undefined);
+    assert.match(String(api.headers['www-authenticate']), /Bearer/);
+    const denied = await nginx('/admin/x', { cookie: bob });
+    assert.equal(denied.status, 403);
+    assert.equal(denied.headers['x-forwarded-user'], undefined);
+    for (const r of [
+      await nginx('/x', { cookie: '_portcullis=garbage', accept: 'text/html' }),
+      await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Original-URL': `http://nope.corp.test:${s.port}/` } }),
+      await nginx('/public/..%2fadmin', { cookie: bob }),
+      await nginx('/admin', { 'X-Forwarded-Uri': '/public/x' }),
+      await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Original-URL': 'javascript:alert(1)' } }),
+    ]) assert.ok([200, 401, 403].includes(r.status) && r.status !== 200, `nginx answers only 401/403 here, got ${r.status}`);
+  });
+
+  test('nginx: an unknown host is a 403, and the log names it with the configured hosts', async () => {
+    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Original-URL': `http://nope.corp.test:${s.port}/`, cookie: alice } });
+    assert.equal(r.status, 403);
+    const line = s.logs.find((l) => l.event === 'forward_auth_unknown_host' && l.host === 'nope.corp.test');
+    assert.ok(line, 'logged');
+    assert.ok(JSON.stringify(line.configuredHosts).includes('app.corp.test'));
+  });
+
+  test('nginx: a trusted proxy that does not describe the original request is a logged misconfiguration, not a guess', async () => {
+    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { cookie: alice } });
+    assert.equal(r.status, 500);
+    assert.ok(s.logs.some((l) => l.event === 'forward_auth_misconfigured' && String(l.detail).includes('X-Original-URL')));
+  });
+
+  test('nginx: X-Forwarded-Proto/-Host/-Uri work without X-Original-URL (ingress-style)', async () => {
+    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': '/admin/x', cookie: alice } });
+    assert.equal(r.status, 200);
+    const b = await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': '/admin/x', cookie: bob } });
+    assert.equal(b.status, 403);
+  });
+
+  for (const ep of ['traefik', 'caddy'] as const) {
+    test(`${ep}: 200 with headers; browser without session 302 to sign-in; API client 401 JSON; denied 403 page`, async () => {
+      const path = `/.portcullis/auth/${ep}`;
+      const ok = await traefik('/deep?x=1', { cookie: alice, ...SPOOF }, path);
+      assert.equal(ok.status, 200);
+      assert.equal(ok.headers['x-forwarded-email'], 'alice@example.com');
+      assert.equal(ok.headers['x-forwarded-groups'], 'admins,eng');
+      noSpoofEcho(ok);
+      const b = await traefik('/wanted?a=1&b=two%20words', { accept: BROWSER_HEADERS.accept! }, path);
+      assert.equal(b.status, 302);
+      assert.ok(b.location!.startsWith(`${app}/.portcullis/sign_in?return=`));
+      const api = await traefik('/wanted', { accept: 'application/json' }, path);
+      assert.equal(api.status, 401);
+      assert.equal(api.json().error, 'unauthenticated');
+      const denied = await traefik('/admin/x', { cookie: bob, accept: BROWSER_HEADERS.accept! }, path);
+      assert.equal(denied.status, 403);
+      assert.match(denied.body, /admins/);
+      const pub = await traefik('/public/x', SPOOF, path);
+      assert.equal(pub.status, 200);
+      assert.equal(pub.headers['x-forwarded-user'], '', 'public route: every header present, empty');
+      noSpoofEcho(pub);
+    });
+  }
+
+  test('traefik: the return URL with its query string survives the whole login', async () => {
+    const jar = new CookieJar();
+    const b = await traefik('/reports?team=eng&sort=-date&q=a%26b', { accept: BROWSER_HEADERS.accept! });
+    const { chain } = await loginThroughIdp(b.location!, { jar, username: 'alice', password: 'alice' });
+    assert.equal(chain.at(-1), `${app}/reports?team=eng&sort=-date&q=a%26b`);
+  });
+
+  test('traefik: only X-Forwarded-* counts; a client X-Original-URL passed along by Traefik is ignored', async () => {
+    const r = await traefik('/admin/x', { cookie: bob, 'X-Original-URL': `${app}/public/x` });
+    assert.equal(r.status, 403);
+  });
+
+  test('envoy: only 200 allows; the original path follows the prefix, the method is the client\'s', async () => {
+    const ok = await envoy('/admin/x?y=1', { cookie: alice, ...SPOOF }, 'POST');
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers['x-forwarded-user'], 'alice');
+    noSpoofEcho(ok);
+    assert.equal((await envoy('/admin/x', { cookie: bob })).status, 403);
+    const b = await envoy('/x?a=1&b=2', { accept: BROWSER_HEADERS.accept! });
+    assert.equal(b.status, 302);
+    assert.ok(b.location!.startsWith(`${app}/.portcullis/sign_in?return=`));
+    assert.equal((await envoy('/x', { accept: 'application/json' })).status, 401);
+    assert.equal((await envoy('/public/ok')).status, 200);
+    // The path is normalized exactly like the reverse proxy's: ambiguous encodings are refused.
+    for (const p of ['/public/..%2fadmin', '/public/%2e%2e/admin', '/public/../admin']) {
+      const r = await envoy(p, { cookie: bob });
+      assert.notEqual(r.status, 200, p);
+    }
+    // A prefix that only normalization turns into the endpoint is not one.
+    const tricky = await request(`${app}/.portcullis/auth/%65nvoy/public/ok`, { rawPath: '/.portcullis/auth/%65nvoy/public/ok' });
+    assert.notEqual(tricky.status, 200);
+  });
+
+  test('health endpoints never answer a forward-auth question; probe user agents bypass nothing', async () => {
+    const ping = await request(`${fa}/.portcullis/ping`, { headers: { 'X-Original-URL': `${app}/admin` } });
+    assert.equal(ping.status, 400);
+    for (const ua of ['GoogleHC/1.0', 'kube-probe/1.29', 'ELB-HealthChecker/2.0']) {
+      assert.equal((await nginx('/x', { 'user-agent': ua })).status, 401, ua);
+      assert.equal((await traefik('/x', { 'user-agent': ua })).status, 401, ua);
+    }
+    assert.equal((await request(`${fa}/ping`, { headers: { 'X-Forwarded-Uri': '/admin' } })).status, 400);
+    assert.equal((await request(`${fa}/ping`)).body, 'OK\n');
+  });
+
+  test('oauth2-proxy: /oauth2/auth 202/401/403 with X-Auth-Request-*, never a redirect', async () => {
+    const ok = await nginx('/x', { cookie: alice, ...SPOOF }, '/oauth2/auth');
+    assert.equal(ok.status, 202);
+    assert.equal(ok.headers['x-auth-request-user'], 'alice');
+    assert.equal(ok.headers['x-auth-request-email'], 'alice@example.com');
+    assert.equal(ok.headers['x-auth-request-groups'], 'admins,eng');
+    assert.equal(ok.headers['x-auth-request-preferred-username'], 'alice');
+    assert.equal(ok.headers['x-auth-request-access-token'], undefined, 'tokens are not handed out');
+    noSpoofEcho(ok);
+    assert.equal((await nginx('/x', { accept: BROWSER_HEADERS.accept! }, '/oauth2/auth')).status, 401);
+    assert.equal((await nginx('/admin', { cookie: bob }, '/oauth2/auth')).status, 403);
+  });
+
+  test('oauth2-proxy: start, sign_in, callback, sign_out, userinfo, ping, ready on the route host; rd is validated', async () => {
+    const start = await request(`${app}/oauth2/start?rd=${encodeURIComponent(`${app}/after?x=1`)}`, { headers: BROWSER_HEADERS });
+    assert.equal(start.status, 302);
+    assert.ok(start.location!.startsWith(s.idp.issuer), start.location);
+    const jar = new CookieJar();
+    const { chain } = await loginThroughIdp(`${app}/oauth2/sign_in?rd=${encodeURIComponent(`${app}/after?x=1&y=2`)}`, { jar, username: 'alice', password: 'alice' });
+    assert.equal(chain.at(-1), `${app}/after?x=1&y=2`);
+    for (const rd of ['https://evil.test/', '//evil.test', '/\\evil.test', `http://app.corp.test.evil.test:${s.port}/`]) {
+      assert.equal((await request(`${app}/oauth2/start?rd=${encodeURIComponent(rd)}`, { headers: BROWSER_HEADERS })).status, 400, rd);
+      assert.equal((await request(`${app}/oauth2/sign_out?rd=${encodeURIComponent(rd)}`, { headers: BROWSER_HEADERS })).status, 400, rd);
+    }
+    const cb = await request(`${app}/oauth2/callback?code=abc&state=xyz`, { headers: BROWSER_HEADERS });
+    assert.equal(cb.status, 302);
+    assert.equal(cb.location, `${app}/.portcullis/callback?code=abc&state=xyz`);
+    const info = await request(`${app}/oauth2/userinfo`, { jar });
+    assert.deepEqual(info.json(), { user: 'alice', email: 'alice@example.com', groups: ['admins', 'eng'], preferredUsername: 'alice' });
+    assert.equal((await request(`${app}/oauth2/userinfo`)).status, 401);
+    assert.equal((await request(`${app}/ping`)).status, 200);
+    assert.equal((await request(`${app}/ready`)).status, 200);
+    const out = await request(`${app}/oauth2/sign_out?rd=${encodeURIComponent(`${app}/bye`)}`, { jar, headers: BROWSER_HEADERS });
+    assert.equal(out.status, 302);
+    assert.equal((await request(`${app}/oauth2/userinfo`, { jar })).status, 401);
+    // Browser endpoints answer on route hosts only, like /.portcullis/.
+    assert.equal((await request(`http://nope.corp.test:${s.port}/oauth2/start`, { headers: BROWSER_HEADERS })).status, 404);
+  });
+
+  test('Authentik outpost: auth/nginx, auth/traefik, auth/envoy with X-authentik-* (groups pipe-separated); start with rd', async () => {
+    const n = await nginx('/x', { cookie: alice, ...SPOOF }, '/outpost.goauthentik.io/auth/nginx');
+    assert.equal(n.status, 200);
+    assert.equal(n.headers['x-authentik-username'], 'alice');
+    assert.equal(n.headers['x-authentik-groups'], 'admins|eng');
+    assert.equal(n.headers['x-authentik-email'], 'alice@example.com');
+    assert.equal(n.headers['x-authentik-name'], 'Alice Example');
+    assert.ok(n.headers['x-authentik-uid']);
+    noSpoofEcho(n);
+    assert.equal((await nginx('/x', {}, '/outpost.goauthentik.io/auth/nginx')).status, 401);
+    const t = await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/outpost.goauthentik.io/auth/traefik');
+    assert.equal(t.status, 302);
+    assert.equal((await traefik('/admin', { cookie: bob }, '/outpost.goauthentik.io/auth/caddy')).status, 403);
+    const e = await envoy('/admin/x', { cookie: alice }, 'GET', '/outpost.goauthentik.io/auth/envoy');
+    assert.equal(e.status, 200);
+    assert.equal(e.headers['x-authentik-groups'], 'admins|eng');
+    const start = await request(`${app}/outpost.goauthentik.io/start?rd=${encodeURIComponent(`${app}/x`)}`, { headers: BROWSER_HEADERS });
+    assert.equal(start.status, 302);
+    assert.equal((await request(`${app}/outpost.goauthentik.io/start?rd=${encodeURIComponent('https://evil.test/')}`, { headers: BROWSER_HEADERS })).status, 400);
+  });
+
+  test('Authelia: forward-auth (302/303 browsers, 401 others), auth-request (401 + Location), ext-authz, verify; Remote-* headers', async () => {
+    const ok = await traefik('/x', { cookie: alice, ...SPOOF }, '/api/authz/forward-auth');
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers['remote-user'], 'alice');
+    assert.equal(ok.headers['remote-groups'], 'admins,eng');
+    assert.equal(ok.headers['remote-email'], 'alice@example.com');
+    assert.equal(ok.headers['remote-name'], 'Alice Example');
+    noSpoofEcho(ok);
+    assert.equal((await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/api/authz/forward-auth')).status, 302);
+    assert.equal((await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/api/authz/forward-auth', 'POST')).status, 303);
+    assert.equal((await traefik('/x', { accept: BROWSER_HEADERS.accept!, 'X-Requested-With': 'XMLHttpRequest' }, '/api/authz/forward-auth')).status, 401);
+    const ar = await nginx('/x', { accept: 'application/json' }, '/api/authz/auth-request');
+    assert.equal(ar.status, 401);
+    assert.ok(ar.location!.includes('/.portcullis/sign_in?return='), 'Location on every 401, for error_page 401 =302 $redirection_url');
+    assert.equal((await nginx('/admin', { cookie: bob }, '/api/authz/auth-request')).status, 403);
+    assert.equal((await envoy('/admin', { cookie: alice }, 'GET', '/api/authz/ext-authz')).status, 200);
+    assert.equal((await nginx('/x', { cookie: alice }, '/api/verify')).status, 200);
+    assert.equal((await nginx('/x', {}, '/api/verify')).status, 401);
+  });
+});
+
+describe('forward-auth from an untrusted peer (trusted_proxies: [10.0.0.0/8], so 127.0.0.1 is not)', () => {
+  let s: Stack;
+  let app: string;
+  let bob: string;
+  before(async () => {
+    s = await startStack({ hosts: ['app.corp.test'], body: `trusted_proxies: [10.0.0.0/8]\n${ROUTES}` });
+    app = `http://app.corp.test:${s.port}`;
+    const b = new CookieJar();
+    await loginThroughIdp(`${app}/`, { jar: b, username: 'bob', password: 'bob' });
+    bob = b.header(new URL(app));
+  });
+  after(() => s.close());
+
+  test('a forged X-Forwarded-Host / -Uri / X-Original-URL does not change the route or policy', async () => {
+    const forged = { 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': '/public/health', 'X-Original-URL': `${app}/public/health`, accept: 'application/json' };
+    for (const ep of ['nginx', 'traefik', 'caddy']) {
+      const r = await request(`http://127.0.0.1:${s.port}/.portcullis/auth/${ep}`, { headers: forged });
+      assert.notEqual(r.status, 200, `${ep} believed an untrusted peer`);
+      const onApp = await request(`${app}/.portcullis/auth/${ep}`, { headers: forged });
+      assert.equal(onApp.status, 401, `${ep}: judged as the request that arrived (no session)`);
+    }
+    // A request for /admin carrying X-Forwarded-Uri: /public/health gets /admin's decision.
+    const envoy = await request(`${app}/.portcullis/auth/envoy/admin`, { headers: { ...forged, cookie: bob } });
+    assert.equal(envoy.status, 403);
+    const proxied = await request(`${app}/admin`, { headers: { ...forged, cookie: bob } });
+    assert.equal(proxied.status, 403);
+  });
+
+  test('compat endpoints are not answered unless enabled', async () => {
+    const r = await request(`${app}/oauth2/auth`, { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 401);
+    assert.equal(r.json().error, 'unauthenticated', 'the ordinary decision for the path, not an oauth2-proxy answer');
+    const ping = await request(`${app}/ping`, { headers: { accept: 'application/json' } });
+    assert.equal(ping.status, 401);
+  });
+});
+
+describe('domain level: one wildcard route without `to`, one login for every subdomain', () => {
+  let s: Stack;
+  before(async () => {
+    s = await startStack({
+      hosts: ['auth.corp.test'],
+      body: `authenticate_service_url: http://auth.corp.test:\${PORT}
+cookie_domain: corp.test
+routes:
+  - from: http://*.corp.test:\${PORT}
+    allow_any_authenticated_user: true
+`,
+    });
+  });
+  after(() => s.close());
+
+  test('a login started from one subdomain serves the others through Traefik-shaped requests', async () => {
+    const ask = (host: string, path: string, extra: Record<string, string> = {}) => request(`http://127.0.0.1:${s.port}/.portcullis/auth/traefik`, {
+      headers: { 'X-Forwarded-Method': 'GET', 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `${host}:${s.port}`, 'X-Forwarded-Uri': path, ...extra },
+    });
+    const first = await ask('wiki.corp.test', '/page?id=7&v=2', { accept: BROWSER_HEADERS.accept! });
+    assert.equal(first.status, 302);
+    assert.ok(first.location!.startsWith(`http://auth.corp.test:${s.port}/.portcullis/sign_in?return=`), 'one sign-in host for the domain');
+    const jar = new CookieJar();
+    const { chain } = await loginThroughIdp(first.location!, { jar, username: 'bob', password: 'bob' });
+    assert.equal(chain.at(-1), `http://wiki.corp.test:${s.port}/page?id=7&v=2`);
+    const cookie = jar.all().find((c) => c.name === '_portcullis');
+    assert.equal(cookie?.domain, 'corp.test');
+    for (const host of ['wiki.corp.test', 'grafana.corp.test', 'deep.sub.corp.test']) {
+      const r = await ask(host, '/', { cookie: jar.header(new URL(`http://${host}:${s.port}/`)) });
+      assert.equal(r.status, 200, host);
+      assert.equal(r.headers['x-forwarded-email'], 'bob@example.com');
+    }
+    // Not a subdomain: no route, no answer but a refusal.
+    assert.notEqual((await ask('corp.test.evil.test', '/', { cookie: jar.header(new URL(`http://wiki.corp.test:${s.port}/`)) })).status, 200);
+  });
+});
