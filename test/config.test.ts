@@ -125,8 +125,8 @@ describe('wrong types', () => {
     assert.doesNotMatch(e.message, /required/);
   });
 
-  test('a quoted "true" on a route is a string, not a boolean', () => {
-    const e = expectIssue(withLine(10, '    allow_any_authenticated_user: "true"'), { line: 10, column: 35, key: 'routes[0].allow_any_authenticated_user', message: /expected boolean, received string/ });
+  test('a string where a route boolean belongs', () => {
+    const e = expectIssue(yaml(...HEAD, ...ROUTES, '    allow_websockets: "yes"'), { line: 11, column: 23, key: 'routes[0].allow_websockets', message: /expected boolean, received string/ });
     assert.doesNotMatch(e.message, /required/);
   });
 

@@ -201,6 +201,11 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     noSpoofEcho(ok);
     assert.equal((await nginx('/x', { accept: BROWSER_HEADERS.accept! }, '/oauth2/auth')).status, 401);
     assert.equal((await nginx('/admin', { cookie: bob }, '/oauth2/auth')).status, 403);
+    // Per-location restrictions in the query keep restricting after a migration.
+    assert.equal((await nginx('/x', { cookie: bob }, '/oauth2/auth?allowed_groups=admins')).status, 403);
+    assert.equal((await nginx('/x', { cookie: alice }, '/oauth2/auth?allowed_groups=admins')).status, 202);
+    assert.equal((await nginx('/x', { cookie: alice }, '/oauth2/auth?allowed_email_domains=evil.test')).status, 403);
+    assert.equal((await nginx('/public/x', {}, '/oauth2/auth?allowed_groups=admins')).status, 401);
   });
 
   test('oauth2-proxy: start, sign_in, callback, sign_out, userinfo, ping, ready on the route host; rd is validated', async () => {

@@ -10,6 +10,9 @@ import { formatJson, formatPrometheus, formatText, probeOk, runProbe } from './p
 import { Runtime } from '../runtime.js';
 import { Idp } from '../identity/oidc.js';
 import { createLogger } from '../observe/logger.js';
+import { SESSIONS_HELP, sessionsCommand } from './sessions.js';
+import { EXPLAIN_HELP, explain } from './explain.js';
+import { runPolicyTests } from '../policy/simulate.js';
 
 const HELP: Record<string, string> = {
   main: `portcullis — an identity-aware proxy
@@ -18,8 +21,10 @@ Usage: portcullis <command> [options]
 
 Commands:
   serve       run the proxy
-  check       validate a config file without serving, and list what to register at the IdP
+  check       validate a config file without serving, run its policy_tests, and list what to register at the IdP
+  explain     show whether one request would be allowed, by which route and policy rule, and why
   probe       prove a running deployment can log users in: IdP, client secret, upstreams, store
+  sessions    list or revoke sessions in a redis/postgres session_storage
   gen-secret  print a fresh cookie_secret (32 random bytes, base64)
 
 Run "portcullis <command> --help" for a command's options.
@@ -44,6 +49,8 @@ invalid_client means the client was deleted or the secret is wrong); that every 
 answers; and a write and read in the session store. One line per check with its time, then a
 summary. Run it from cron or a Kubernetes CronJob (docs/operations.md).
 Exit status: 0 every check passed, 1 a check failed or the config is invalid.`,
+  sessions: SESSIONS_HELP,
+  explain: EXPLAIN_HELP,
   'gen-secret': `Usage: portcullis gen-secret
 
 Prints 32 random bytes, base64-encoded: a value for cookie_secret.`,
@@ -63,6 +70,9 @@ async function main(argv: string[]): Promise<number> {
     console.error(`portcullis: unknown command "${command}"\n\n${HELP.main}`);
     return 2;
   }
+  // Its own options (list|revoke, --user, --id): parsed in src/cli/sessions.ts.
+  if (command === 'sessions') return sessionsCommand(rest, configPath);
+  if (command === 'explain') return explain(rest, configPath);
   let values: { config?: string | undefined; format?: string | undefined; timeout?: string | undefined; help?: boolean | undefined };
   try {
     ({ values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, format: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
@@ -102,11 +112,14 @@ async function main(argv: string[]): Promise<number> {
   return 2;
 }
 
-function check(file: string, json: boolean): number {
+async function check(file: string, json: boolean): Promise<number> {
   try {
     const cfg = loadConfigFile(file);
     const rt = new Runtime(cfg, new Idp(cfg.idp), createLogger('silent'));
     const issues = [...cfg.warnings, ...lintConfig(cfg, readFileSync(file, 'utf8'))];
+    for (const f of await runPolicyTests(cfg, rt.routes)) {
+      issues.push({ key: f.key, line: f.line, column: 1, severity: 'error', message: `policy test "${f.name}" expected ${f.expected} but got ${f.got}: ${f.explanation.join('; ')}` });
+    }
     const ok = !issues.some((i) => i.severity === 'error');
     const register = {
       redirect_uris: rt.callbackUrls(),

@@ -66,10 +66,10 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
     const key = raw.idp_client_secret_file !== undefined ? 'idp_client_secret_file' : 'idp_client_secret';
     const s = cfg.idp.clientSecret;
     if (key === 'idp_client_secret') {
-      const bad = [...new Set(s.match(MANGLED) ?? [])].map((c) => (/\s/.test(c) ? 'whitespace' : c));
+      const bad = [...new Set((s.match(MANGLED) ?? []).map((c) => (/\s/.test(c) ? 'whitespace' : c === '`' ? 'backtick' : c === '"' ? 'double quote' : c === "'" ? 'single quote' : `\`${c}\``)))];
       if (bad.length) {
         add([key], 'warning',
-          `the client secret contains ${bad.map((c) => (c === 'whitespace' ? c : `\`${c}\``)).join(', ')}: docker compose env files and shells silently drop, expand or cut at these, and the IdP then answers invalid_client`,
+          `the client secret contains ${bad.join(', ')}: docker compose env files and shells silently drop, expand or cut at these, and the IdP then answers invalid_client`,
           'read it from a file with idp_client_secret_file, or regenerate a letters-and-digits secret at the IdP (Authentik: generate_id rather than generate_key); `portcullis probe` proves which one the IdP accepts');
       }
     }

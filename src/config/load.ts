@@ -59,13 +59,8 @@ export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.
   }
   const raw = parsed.data;
   const cfg = normalize(raw, file, at);
+  if (cfg) cfg.policyTests = (raw.policy_tests ?? []).map((t, i) => ({ ...t, key: `policy_tests[${i}]`, line: locate(doc, lc, ['policy_tests', i]).line }));
   if (issues.length) throw new ConfigError(file, issues);
-  if (cfg!.sessionStorage.kind === 'memory') {
-    // Pitfall 5: fine for a test, but a restart signs everyone out and replicas do not share it.
-    cfg!.warnings.push({ key: 'session_storage', ...locate(doc, lc, ['session_storage']), severity: 'warning',
-      message: 'memory sessions live in this one process: every restart signs everyone out, and a second replica does not know them',
-      fix: 'use cookie (the default), redis://… or postgres://…' });
-  }
   return cfg as Config;
 }
 
@@ -96,7 +91,6 @@ function reportZodIssue(issue: z.core.$ZodIssue, at: (path: readonly PropertyKey
   at(issue.path, issue.message.replace(/^Invalid input: /, ''));
 }
 
-/** `${VAR}` in scalar values (never in keys, never re-parsed as YAML, so a value cannot inject structure). */
 /** The operator's key path of a node, from the ancestors `visit` hands over. */
 function ancestorsPath(ancestors: readonly unknown[], node: unknown): PropertyKey[] {
   const out: PropertyKey[] = [];
@@ -124,6 +118,7 @@ function pairPathAt(doc: Document, offset: number): PropertyKey[] | null {
   return found;
 }
 
+/** `${VAR}` in scalar values (never in keys, never re-parsed as YAML, so a value cannot inject structure). */
 function substituteEnv(doc: Document, lc: LineCounter, env: NodeJS.ProcessEnv, issues: ConfigIssue[]): void {
   visit(doc, {
     Scalar(_key, node, path) {
@@ -280,6 +275,7 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
     isTrustedProxy,
     compat: [...new Set(raw.compat ?? [])],
     logLevel: raw.log_level ?? 'info',
+    policyTests: [],
     metricsListen,
     auditLogFile: raw.audit_log_file ?? null,
     watchConfig: raw.watch_config ?? true,

@@ -29,6 +29,25 @@ const stringList = (what: string) =>
   z.union([z.string(), z.array(z.string())], { error: `expected ${what} as a string or a list of strings` })
     .transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
+// Pomerium's own docs write `allow_any_authenticated_user: 'true'`; such configs must paste in unchanged.
+const boolish = z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).transform((v) => v === true || v === 'true');
+
+const policyTestSchema = z.strictObject({
+  name: z.string({ error: 'expected a name for the policy test' }),
+  request: z.strictObject({
+    url: z.string({ error: 'expected request.url as an absolute URL' }),
+    method: z.string().optional(),
+    user: z.string().optional(),
+    email: z.string().optional(),
+    groups: z.array(z.string()).optional(),
+    claims: z.record(z.string(), z.unknown()).optional(),
+    ip: z.string().optional(),
+    time: z.string().optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+  }),
+  expect: z.enum(['allow', 'deny', 'login'], { error: 'expected `expect` to be allow, deny or login' }),
+});
+
 const headerMap = z.record(z.string(), z.string(), { error: 'expected a map of header names to string values' });
 
 export const routeSchema = z.strictObject({
@@ -39,8 +58,8 @@ export const routeSchema = z.strictObject({
   prefix: z.string().startsWith('/', { error: 'expected `prefix` to start with /' }).optional(),
   path: z.string().startsWith('/', { error: 'expected `path` to start with /' }).optional(),
   regex: z.string().optional(),
-  allow_public_unauthenticated_access: z.boolean().optional(),
-  allow_any_authenticated_user: z.boolean().optional(),
+  allow_public_unauthenticated_access: boolish.optional(),
+  allow_any_authenticated_user: boolish.optional(),
   policy: z.unknown().optional(),
   allowed_groups: stringList('allowed_groups').optional(),
   allowed_emails: stringList('allowed_emails').optional(),
@@ -95,11 +114,13 @@ export const configSchema = z.strictObject({
   audit_log_file: z.string().min(1).optional(),
   watch_config: z.boolean().optional(),
   shutdown_timeout: duration('shutdown_timeout').optional(),
+  policy_tests: z.array(policyTestSchema, { error: 'expected `policy_tests` as a list of tests' }).optional(),
   routes: z.array(routeSchema, { error: 'expected `routes` as a list of routes' }).min(1, { message: 'expected at least one route' }),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
+export type RawPolicyTest = z.infer<typeof policyTestSchema>;
 
 /** Every key the schema knows, for "did you mean". */
 export const KNOWN_GLOBAL_KEYS = Object.keys(configSchema.shape);

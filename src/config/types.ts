@@ -1,6 +1,7 @@
 import type { CompiledPolicy } from '../decide/types.js';
 import type { SessionStorage } from '../session/storage-url.js';
 import type { ConfigIssue } from './errors.js';
+import type { RawPolicyTest } from './schema.js';
 
 export interface RouteFrom {
   scheme: 'http' | 'https';
@@ -75,6 +76,8 @@ export interface Config {
   /** Drop-in endpoints answered besides /.portcullis/ (oauth2-proxy, Authentik outpost, Authelia). */
   compat: ReadonlyArray<'oauth2-proxy' | 'authentik' | 'authelia'>;
   logLevel: string;
+  /** `policy_tests`, run by `portcullis check` and before a reload takes effect. */
+  policyTests: Array<RawPolicyTest & { key: string; line: number }>;
   /** metrics_address: where /metrics, /ping and /ready listen; null = not served. */
   metricsListen: { host: string; port: number } | null;
   /** audit_log_file: security events go here instead of the main log stream. */

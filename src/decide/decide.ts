@@ -24,7 +24,8 @@ export type Decision =
 
 export interface DecideDeps {
   routes: RouteTable;
-  sessions: SessionManager;
+  /** Where identities come from: the session layer, or a simulated identity for `explain` and policy tests. */
+  sessions: Pick<SessionManager, 'lookup'>;
 }
 
 export interface PathCheck {

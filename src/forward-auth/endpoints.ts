@@ -201,6 +201,17 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
   const setCookies = 'setCookies' in d ? d.setCookies : [];
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies };
 
+  if (d.kind === 'allow' && c === OAUTH2_AUTH) {
+    const unmet = oauth2Constraints(arrival.ctx.query, d.identity);
+    if (unmet !== null) {
+      // oauth2-proxy's per-location restrictions (`/oauth2/auth?allowed_groups=admins`) still
+      // restrict: an operator who migrates must not find a location silently opened up.
+      const status = d.identity ? 403 : 401;
+      sendPage(res, true, { status, code: status === 403 ? 'access_denied' : 'unauthenticated', title: status === 403 ? 'Access denied' : 'Sign-in required', message: unmet, requestId, setCookies });
+      return { ...out, reason: unmet };
+    }
+  }
+
   if (d.kind === 'allow') {
     const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', 'x-request-id': requestId, 'content-length': '0' };
     for (const [k, v] of c.headers(d.identity)) headers[k] = headerValue(v);
@@ -279,4 +290,25 @@ async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMe
       break;
   }
   sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
+}
+
+/** oauth2-proxy /oauth2/auth query restrictions: each one given must hold (any value of its list). Null when met. */
+function oauth2Constraints(query: string, id: Identity | null): string | null {
+  const q = new URLSearchParams(query.startsWith('?') ? query.slice(1) : query);
+  const list = (k: string): string[] | null => {
+    const all = q.getAll(k).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+    return all.length ? all : null;
+  };
+  const groups = list('allowed_groups');
+  const emails = list('allowed_emails');
+  const domains = list('allowed_email_domains');
+  const users = list('allowed_users');
+  if (!groups && !emails && !domains && !users) return null;
+  if (!id) return 'this location requires a signed-in user';
+  const email = id.email.toLowerCase();
+  if (groups && !groups.some((g) => id.groups.includes(g))) return `needs one of the groups ${groups.join(', ')}`;
+  if (emails && !emails.some((e) => e.toLowerCase() === email)) return 'email not allowed here';
+  if (domains && !domains.some((d) => email.endsWith(`@${d.toLowerCase().replace(/^@/, '')}`))) return 'email domain not allowed here';
+  if (users && !users.includes(id.user) && !users.includes(id.preferredUsername)) return 'user not allowed here';
+  return null;
 }
