@@ -1,10 +1,13 @@
 import type { Config } from './config/types.js';
 import { RouteTable, defaultPort } from './decide/route-table.js';
 import type { RequestContext } from './decide/types.js';
+import { AssertionSigner } from './identity/assertion.js';
+import { TokenAuthenticator } from './identity/bearer.js';
 import { Idp } from './identity/oidc.js';
 import type { Logger } from './observe/logger.js';
 import { OnceCache } from './authenticate/once.js';
 import { RateLimiter } from './security/rate-limit.js';
+import { identityHeaderSet } from './security/headers.js';
 import { createRedirectValidator } from './security/redirect.js';
 import { createSessionStore } from './session/create.js';
 import { SessionManager } from './session/manager.js';
@@ -25,11 +28,20 @@ export class Runtime {
   // IdP and our state cookies. 20 at once, then one every 2 seconds, per client address.
   readonly loginStarts = new RateLimiter(20, 0.5);
   readonly validateRedirect: (target: string, base?: URL) => URL | null;
+  /** Signs X-Portcullis-Jwt-Assertion and serves the JWKS; built once per config. */
+  readonly assertions: AssertionSigner;
+  /** Authorization: Bearer / Portcullis tokens; decide() asks it before the cookie. */
+  readonly tokens: TokenAuthenticator;
+  /** Configured header names Portcullis sets (claim and token headers), stripped from every client request. */
+  readonly extraIdentityHeaders: ReadonlySet<string>;
 
   constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, store?: SessionStore) {
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
     this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp), log });
+    this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
+    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions.store);
+    this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);
     const hosts: string[] = [];
     const domains: string[] = [];
     for (const r of cfg.routes) {

@@ -15,6 +15,8 @@ import { createRequestHandler, createUpgradeHandler, type ProxyState } from './p
 import { Upstreams } from './proxy/upstreams.js';
 import { idpChanged, Reloader, restartOnlyChanges, type ConfigValidator, type ReloadResult } from './reload.js';
 import { Runtime } from './runtime.js';
+import { RouteTable } from './decide/route-table.js';
+import { runPolicyTests } from './policy/simulate.js';
 import { sameSessionStorage } from './session/create.js';
 
 export interface StartOptions {
@@ -51,8 +53,15 @@ export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runt
   const rt = new Runtime(cfg, idp, log, previous && sameSessionStorage(previous.cfg, cfg) ? previous.sessions.store : undefined);
   // Single-use login states and handoff ids must stay spent across a reload, or a response
   // captured before it could be replayed after it.
-  if (previous) (rt as { once: Runtime['once'] }).once = previous.once;
+  // Likewise the login rate limit: a reload must not hand a flooding client a fresh budget.
+  if (previous) Object.assign(rt as { once: Runtime['once']; loginStarts: Runtime['loginStarts'] }, { once: previous.once, loginStarts: previous.loginStarts });
   return rt;
+}
+
+/** A reload whose policy_tests fail is refused, like one that does not parse. */
+async function policyTestsPass(cfg: Config): Promise<string[]> {
+  const failures = await runPolicyTests(cfg, new RouteTable(cfg.routes));
+  return failures.map((f) => `${cfg.file}:${f.line}: ${f.key}: policy test "${f.name}" expected ${f.expected}, got ${f.got}${f.explanation.length ? ` (${f.explanation.join('; ')})` : ''}`);
 }
 
 function createIdp(cfg: Config, log: Logger, metrics: Metrics): Idp {
@@ -184,7 +193,7 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     }
     return notes;
   };
-  const reloader = opts.configFile ? new Reloader({ file: opts.configFile, log, metrics, apply, validators: opts.validators ?? [] }) : null;
+  const reloader = opts.configFile ? new Reloader({ file: opts.configFile, log, metrics, apply, validators: opts.validators ?? [policyTestsPass] }) : null;
   if (reloader && cfg.watchConfig) reloader.watch();
 
   let closing: Promise<void> | null = null;

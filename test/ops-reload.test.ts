@@ -148,6 +148,17 @@ ${extra}`;
     assert.equal((await request(`http://extra.corp.test:${port}/`, { headers: { accept: 'application/json' } })).status, 200, 'the previous config is still in force');
     assert.equal(await ws.send('after bad reload'), 'after bad reload');
 
+    // 3. A config that parses but fails its own policy_tests: refused just the same.
+    writeFileSync(file, `${yaml()}policy_tests:
+  - name: strangers are kept out
+    request: { url: http://app.corp.test:${port}/, email: mallory@evil.test }
+    expect: deny
+`);
+    const untested = await proxy.reload('test');
+    assert.equal(untested.ok, false);
+    assert.match(untested.errors.join('\n'), /policy test "strangers are kept out" expected deny, got allow/);
+    assert.equal((await request(`http://extra.corp.test:${port}/`, { headers: { accept: 'application/json' } })).status, 200, 'still the config from step 1');
+
     await new Promise((r) => setTimeout(r, 300));
     stop = true;
     await load;

@@ -248,6 +248,8 @@ export async function callback(a: AuthRequest): Promise<void> {
     accessToken: tokens.access_token,
     accessTokenExp: tokens.expires_in ? ctx.now + tokens.expires_in * 1000 : undefined,
     refreshToken: tokens.refresh_token,
+    // Kept only when a route forwards it (pass_id_token): otherwise it would just grow the cookie.
+    idToken: rt.cfg.routes.some((r) => r.passIdToken) ? tokens.id_token : undefined,
   }, ctx.now);
   let cookies: string[];
   let value: string;

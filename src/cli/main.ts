@@ -13,6 +13,7 @@ import { createLogger } from '../observe/logger.js';
 import { SESSIONS_HELP, sessionsCommand } from './sessions.js';
 import { EXPLAIN_HELP, explain } from './explain.js';
 import { runPolicyTests } from '../policy/simulate.js';
+import { isClusterWorker, runCluster } from '../cluster.js';
 
 const HELP: Record<string, string> = {
   main: `portcullis — an identity-aware proxy
@@ -158,7 +159,10 @@ async function serve(file: string): Promise<number> {
     throw e;
   }
   // The same findings as `portcullis check`, so a deployment that skipped it still hears them.
-  for (const i of lintConfig(cfg, readFileSync(file, 'utf8'))) if (i.severity !== 'info') console.error(formatIssue(file, i));
+  // (Printed once: by the primary when there are several workers.)
+  if (!isClusterWorker()) for (const i of lintConfig(cfg, readFileSync(file, 'utf8'))) if (i.severity !== 'info') console.error(formatIssue(file, i));
+  // workers > 1: this process only supervises; each worker runs this same serve() (src/cluster.ts).
+  if (cfg.workers > 1 && !isClusterWorker()) return runCluster(cfg.workers);
   let running;
   try {
     running = await startPortcullis(cfg, { configFile: file });

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
+import { generatedSigningKey, parseSigningKeys, REGISTERED_ASSERTION_CLAIMS, type SigningKeyInput } from '../identity/assertion.js';
+import type { IdentityPreset } from '../identity/presets.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
 import { ConfigError, keyPath, locate, type ConfigIssue } from './errors.js';
@@ -226,11 +229,19 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
   if (sameSite === 'none' && !cookieSecure) at(['cookie_same_site'], 'SameSite=None requires cookie_secure: true (browsers drop such cookies otherwise)');
 
   const groupsClaim = raw.idp_groups_claim ?? 'groups';
+  const identity = identitySettings(raw, at, warnings);
+  const defaults: RouteDefaults = {
+    identityHeaders: raw.identity_headers ?? ['portcullis'],
+    allowBearerTokens: raw.allow_bearer_tokens === true,
+    bearerAudiences: raw.bearer_audiences ?? [raw.idp_client_id],
+  };
   const routes: Route[] = [];
   raw.routes.forEach((r, i) => {
-    const route = compileRoute(r, i, groupsClaim, at);
+    const route = compileRoute(r, i, groupsClaim, at, defaults);
     if (route) routes.push(route);
   });
+  const extraIdentityHeaders = new Set(identity.claimHeaders.map(([h]) => h));
+  for (const r of routes) for (const h of [r.passAccessToken, r.passIdToken]) if (h && h !== 'authorization') extraIdentityHeaders.add(h);
 
   const metricsListen = raw.metrics_address === undefined ? null : parseAddress(raw.metrics_address);
   if (raw.metrics_address !== undefined && !metricsListen) at(['metrics_address'], `expected host:port, e.g. 127.0.0.1:9090 or :9090, got ${JSON.stringify(raw.metrics_address)}`);
@@ -244,6 +255,10 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
   if (authenticateUrl && (authenticateUrl.pathname !== '/' || authenticateUrl.search)) {
     at(['authenticate_service_url'], 'expected an origin only, e.g. https://auth.example.com (Portcullis serves its endpoints under /.portcullis/)');
   }
+
+  const workers = raw.workers === 'auto' ? availableParallelism() : raw.workers ?? 1;
+  // Each worker has its own memory: a login made through one would be unknown to the others.
+  if (workers > 1 && typeof storage !== 'string' && storage.kind === 'memory') at(['workers'], 'session_storage: memory keeps sessions inside one process; with several workers use cookie, redis://… or postgres://…');
 
   if (!listen) return null;
   return {
@@ -280,12 +295,66 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
     auditLogFile: raw.audit_log_file ?? null,
     watchConfig: raw.watch_config ?? true,
     shutdownTimeoutMs: raw.shutdown_timeout ?? 30_000,
+    workers,
+    assertion: identity.assertion,
+    bearer: { clockSkewMs: raw.bearer_clock_skew ?? 10_000, introspection: raw.idp_introspection === true },
+    extraIdentityHeaders: [...extraIdentityHeaders],
     routes,
     warnings,
   };
 }
 
-function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: readonly PropertyKey[], msg: string) => void): Route | null {
+// Headers whose meaning belongs to the connection or the request framing: a claim or a token
+// written into one of them would break or smuggle the request.
+const UNSETTABLE_HEADERS = new Set(['host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'forwarded']);
+
+interface RouteDefaults {
+  identityHeaders: IdentityPreset[];
+  allowBearerTokens: boolean;
+  bearerAudiences: string[];
+}
+
+/** signing_key(_file), jwt_claims, jwt_claims_headers: what the signed identity assertion carries. */
+function identitySettings(raw: RawConfig, at: (path: readonly PropertyKey[], msg: string) => void, warnings: ConfigIssue[]): { assertion: Config['assertion']; claimHeaders: Array<[string, string]> } {
+  let keys: SigningKeyInput[] = [];
+  let generated = false;
+  if (raw.signing_key !== undefined && raw.signing_key_file !== undefined) at(['signing_key'], 'set either signing_key or signing_key_file, not both');
+  const keyText = raw.signing_key_file !== undefined ? readSecretFile(raw.signing_key_file, 'signing_key_file', at) : raw.signing_key;
+  if (keyText !== undefined) {
+    const parsed = parseSigningKeys(keyText);
+    if ('error' in parsed) at([raw.signing_key_file !== undefined ? 'signing_key_file' : 'signing_key'], parsed.error);
+    else keys = parsed.keys;
+  } else if (raw.signing_key_file === undefined) {
+    keys = [generatedSigningKey()];
+    generated = true;
+    warnings.push({
+      key: 'signing_key', line: 0, column: 0, severity: 'warning',
+      message: 'no signing_key: X-Portcullis-Jwt-Assertion is signed with a key generated at start, so upstreams see a new key after every restart and replicas disagree; set signing_key_file to a PEM private key (e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)',
+    });
+  }
+
+  const claimHeaders: Array<[string, string]> = [];
+  const jch = raw.jwt_claims_headers;
+  const entries: Array<[string, string, PropertyKey[]]> = jch === undefined ? []
+    : typeof jch === 'string' || Array.isArray(jch)
+      // Pomerium's list form: each claim gets X-Pomerium-Claim-<name>; ours is X-Portcullis-Claim-<name>.
+      ? (typeof jch === 'string' ? jch.split(',').map((c) => c.trim()).filter(Boolean) : jch).map((c, j) => [`x-portcullis-claim-${c.toLowerCase().replaceAll('_', '-')}`, c, ['jwt_claims_headers', j]])
+      : Object.entries(jch).map(([h, c]) => [h.toLowerCase(), c, ['jwt_claims_headers', h]]);
+  for (const [h, c, path] of entries) {
+    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(h) || UNSETTABLE_HEADERS.has(h) || h === 'authorization') at(path, `"${h}" cannot carry a claim: expected a header name like X-Email that is not part of the request framing`);
+    else if (!c) at(path, 'expected a claim name');
+    else claimHeaders.push([h, c]);
+  }
+  const claims = new Set<string>();
+  (raw.jwt_claims ?? []).forEach((c, j) => {
+    if (REGISTERED_ASSERTION_CLAIMS.has(c)) at(['jwt_claims', j], `"${c}" is always set by Portcullis and cannot be replaced`);
+    else claims.add(c);
+  });
+  for (const [, c] of claimHeaders) if (!REGISTERED_ASSERTION_CLAIMS.has(c)) claims.add(c);
+  return { assertion: { keys, generated, claims: [...claims], claimHeaders }, claimHeaders };
+}
+
+function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: readonly PropertyKey[], msg: string) => void, defaults: RouteDefaults): Route | null {
   const base = ['routes', i] as const;
   const from = parseFrom(r.from);
   if (typeof from === 'string') {
@@ -345,6 +414,15 @@ function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: re
     }
   }
 
+  const tokenHeader = (key: 'pass_access_token' | 'pass_id_token'): string | null => {
+    const v = r[key];
+    if (v === undefined || v === false) return null;
+    if (v === true) return 'authorization';
+    const h = v.toLowerCase();
+    if (UNSETTABLE_HEADERS.has(h)) at([...base, key], `"${v}" cannot carry a token: expected a header name like X-Access-Token, or true for Authorization: Bearer`);
+    return h;
+  };
+
   return {
     index: i,
     id: r.id ?? r.name ?? `routes[${i}]`,
@@ -365,6 +443,11 @@ function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: re
     idleTimeoutMs: r.idle_timeout ?? 300_000,
     tlsSkipVerify: r.tls_skip_verify === true,
     tlsCa,
+    identityHeaders: r.identity_headers ?? (r.pass_identity_headers === true ? defaults.identityHeaders : []),
+    passAccessToken: tokenHeader('pass_access_token'),
+    passIdToken: tokenHeader('pass_id_token'),
+    allowBearerTokens: r.allow_bearer_tokens ?? defaults.allowBearerTokens,
+    bearerAudiences: r.bearer_audiences ?? defaults.bearerAudiences,
   };
 }
 

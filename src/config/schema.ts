@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { IDENTITY_PRESETS } from '../identity/presets.js';
 import { parseDuration } from './duration.js';
 
 // The YAML file's shape. Key names follow Pomerium's where Pomerium has the concept, so an
@@ -48,6 +49,12 @@ const policyTestSchema = z.strictObject({
   expect: z.enum(['allow', 'deny', 'login'], { error: 'expected `expect` to be allow, deny or login' }),
 });
 
+const presetList = z.union([z.enum(IDENTITY_PRESETS), z.array(z.enum(IDENTITY_PRESETS))], { error: `expected identity_headers as one of ${IDENTITY_PRESETS.join(', ')}, or a list of them` })
+  .transform((v) => (Array.isArray(v) ? v : [v]));
+
+// true: `Authorization: Bearer <token>`; a string: that header carries the raw token.
+const tokenPass = (what: string) => z.union([z.boolean(), z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)], { error: `expected ${what} as true/false or a header name like X-Access-Token` });
+
 const headerMap = z.record(z.string(), z.string(), { error: 'expected a map of header names to string values' });
 
 export const routeSchema = z.strictObject({
@@ -77,6 +84,11 @@ export const routeSchema = z.strictObject({
   tls_skip_verify: z.boolean().optional(),
   tls_custom_ca: z.string().optional(),
   tls_custom_ca_file: z.string().optional(),
+  identity_headers: presetList.optional(),
+  pass_access_token: tokenPass('pass_access_token').optional(),
+  pass_id_token: tokenPass('pass_id_token').optional(),
+  allow_bearer_tokens: z.boolean().optional(),
+  bearer_audiences: stringList('bearer_audiences').optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -108,12 +120,23 @@ export const configSchema = z.strictObject({
   idp_refresh_directory_interval: duration('idp_refresh_directory_interval').optional(),
   // Drop-in endpoints of the tools Portcullis replaces (src/forward-auth/compat.ts).
   compat: z.array(z.enum(['oauth2-proxy', 'authentik', 'authelia'], { error: 'expected compat entries among oauth2-proxy, authentik, authelia' }), { error: 'expected `compat` as a list, e.g. [oauth2-proxy]' }).optional(),
+  signing_key: z.string().optional(),
+  signing_key_file: z.string().optional(),
+  jwt_claims_headers: z.union([z.record(z.string(), z.string()), z.array(z.string()), z.string()], { error: 'expected jwt_claims_headers as a map of header names to claim names, or a list of claim names' }).optional(),
+  jwt_claims: stringList('jwt_claims').optional(),
+  identity_headers: presetList.optional(),
+  allow_bearer_tokens: z.boolean().optional(),
+  bearer_audiences: stringList('bearer_audiences').optional(),
+  bearer_clock_skew: duration('bearer_clock_skew').optional(),
+  idp_introspection: z.boolean().optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   // Operations (docs/operations.md): a private listener for /metrics, /ping and /ready; the audit log; reload and shutdown.
   metrics_address: z.string().optional(),
   audit_log_file: z.string().min(1).optional(),
   watch_config: z.boolean().optional(),
   shutdown_timeout: duration('shutdown_timeout').optional(),
+  // One worker process per core behind one listening port (src/cluster.ts).
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'expected `workers` as auto or a number of processes from 1 to 256' }).optional(),
   policy_tests: z.array(policyTestSchema, { error: 'expected `policy_tests` as a list of tests' }).optional(),
   routes: z.array(routeSchema, { error: 'expected `routes` as a list of routes' }).min(1, { message: 'expected at least one route' }),
 });

@@ -1,4 +1,6 @@
 import type { CompiledPolicy } from '../decide/types.js';
+import type { SigningKeyInput } from '../identity/assertion.js';
+import type { IdentityPreset } from '../identity/presets.js';
 import type { SessionStorage } from '../session/storage-url.js';
 import type { ConfigIssue } from './errors.js';
 import type { RawPolicyTest } from './schema.js';
@@ -41,6 +43,15 @@ export interface Route {
   idleTimeoutMs: number;
   tlsSkipVerify: boolean;
   tlsCa: string | undefined;
+  /** identity_headers, or the global presets when pass_identity_headers is on; [] sends none. */
+  identityHeaders: IdentityPreset[];
+  /** pass_access_token / pass_id_token: lower-case header name ("authorization" means `Bearer <token>`), or null. */
+  passAccessToken: string | null;
+  passIdToken: string | null;
+  /** allow_bearer_tokens (route, else global): IdP tokens in `Authorization: Bearer` are verified and used. */
+  allowBearerTokens: boolean;
+  /** bearer_audiences (route, else global, else the client id): a bearer token's `aud` must name one. */
+  bearerAudiences: string[];
 }
 
 export interface Config {
@@ -86,6 +97,25 @@ export interface Config {
   watchConfig: boolean;
   /** shutdown_timeout: how long SIGTERM waits for in-flight requests. */
   shutdownTimeoutMs: number;
+  /** workers: how many processes serve the listening port (auto = one per core); 1 = no cluster. */
+  workers: number;
+  assertion: {
+    /** The first signs; all are published in the JWKS. */
+    keys: SigningKeyInput[];
+    /** No signing_key configured: a per-process key was generated. */
+    generated: boolean;
+    /** Extra claims copied from the identity into the assertion (jwt_claims + jwt_claims_headers). */
+    claims: string[];
+    /** jwt_claims_headers: [lower-case header, claim]. */
+    claimHeaders: Array<[string, string]>;
+  };
+  bearer: {
+    clockSkewMs: number;
+    /** idp_introspection: opaque bearer tokens are checked at the IdP's introspection endpoint. */
+    introspection: boolean;
+  };
+  /** Configured header names Portcullis sets (claim headers, token headers): stripped from every client request. */
+  extraIdentityHeaders: string[];
   routes: Route[];
   /** Non-fatal findings, printed by `portcullis check` and logged at start. */
   warnings: ConfigIssue[];

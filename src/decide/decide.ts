@@ -1,5 +1,6 @@
 import type { Route } from '../config/types.js';
-import type { SessionManager } from '../session/manager.js';
+import type { TokenAuthenticator } from '../identity/bearer.js';
+import type { SessionLookup, SessionManager } from '../session/manager.js';
 import { StoreUnavailableError, type SessionData } from '../session/types.js';
 import type { RouteTable } from './route-table.js';
 import type { Identity, PolicyResult, RequestContext } from './types.js';
@@ -10,13 +11,15 @@ import type { Identity, PolicyResult, RequestContext } from './types.js';
 //   1. matchRoute       scheme + host + port of `from`, then prefix/path/regex; first match wins
 //   2. checkPath        ambiguous encodings are refused unless the route opts in
 //   3. publicRoute      allow_public_unauthenticated_access: no session is even read
-//   4. loadIdentity     session cookie (or bearer token) -> identity; store down -> unavailable
+//   4. loadIdentity     a token the route accepts (Authorization: Bearer / Portcullis), else the
+//                       session cookie -> identity; a bad token -> login (401 invalid_token);
+//                       store or IdP keys down -> unavailable
 //   5. evaluatePolicy   the route's compiled policy, with its trace
 //   6. outcome          allow | login (no identity and it would matter) | deny
 
 export type Decision =
   | { kind: 'allow'; route: Route; identity: Identity | null; session: SessionData | null; policy: PolicyResult | null; setCookies: string[] }
-  | { kind: 'login'; route: Route; reason: string; setCookies: string[] }
+  | { kind: 'login'; route: Route; reason: string; setCookies: string[]; /** A presented token was refused: answer 401 invalid_token with this, never a redirect. */ tokenError?: string }
   | { kind: 'deny'; route: Route; identity: Identity | null; policy: PolicyResult; setCookies: string[] }
   | { kind: 'not_found'; reason: string; knownHost: boolean }
   | { kind: 'bad_request'; route: Route | null; reason: string }
@@ -26,6 +29,8 @@ export interface DecideDeps {
   routes: RouteTable;
   /** Where identities come from: the session layer, or a simulated identity for `explain` and policy tests. */
   sessions: Pick<SessionManager, 'lookup'>;
+  /** Bearer and Portcullis tokens; absent where only cookies count. */
+  tokens?: Pick<TokenAuthenticator, 'authenticate'>;
 }
 
 export interface PathCheck {
@@ -48,13 +53,8 @@ export async function decide(ctx: RequestContext, deps: DecideDeps, check: PathC
   if (route.isPublic) return { kind: 'allow', route, identity: null, session: null, policy: null, setCookies: [] };
 
   // 4. loadIdentity
-  let found;
-  try {
-    found = await deps.sessions.lookup(ctx);
-  } catch (e) {
-    if (e instanceof StoreUnavailableError) return { kind: 'unavailable', route, reason: 'the session store is unavailable' };
-    throw e;
-  }
+  const found = await loadIdentity(ctx, route, deps);
+  if ('kind' in found) return found;
 
   // 5. evaluatePolicy
   const policy = route.policy({ ctx, identity: found.identity });
@@ -63,4 +63,18 @@ export async function decide(ctx: RequestContext, deps: DecideDeps, check: PathC
   if (policy.allow) return { kind: 'allow', route, identity: found.identity, session: found.session, policy, setCookies: found.setCookies };
   if (!found.identity && policy.needsIdentity) return { kind: 'login', route, reason: 'no session', setCookies: found.setCookies };
   return { kind: 'deny', route, identity: found.identity, policy, setCookies: found.setCookies };
+}
+
+/** Step 4. A token the client chose to present is judged on its own: a bad one is refused, not swapped for the cookie. */
+async function loadIdentity(ctx: RequestContext, route: Route, deps: DecideDeps): Promise<SessionLookup | Extract<Decision, { kind: 'login' | 'unavailable' }>> {
+  const token = deps.tokens ? await deps.tokens.authenticate(ctx, route) : null;
+  if (token?.kind === 'ok') return { identity: token.identity, session: token.session, setCookies: [] };
+  if (token?.kind === 'invalid') return { kind: 'login', route, reason: `token refused: ${token.description}`, tokenError: token.description, setCookies: [] };
+  if (token?.kind === 'unavailable') return { kind: 'unavailable', route, reason: token.reason };
+  try {
+    return await deps.sessions.lookup(ctx);
+  } catch (e) {
+    if (e instanceof StoreUnavailableError) return { kind: 'unavailable', route, reason: 'the session store is unavailable' };
+    throw e;
+  }
 }

@@ -25,6 +25,8 @@ export interface ForwardInput {
   peerIp: string;
   setCookies: string[];
   extraIdentityHeaders?: ReadonlySet<string> | undefined;
+  /** From identityResponseHeaders(): the signed assertion, preset and claim headers, passed tokens. */
+  identityHeaders?: ReadonlyArray<[string, string]> | undefined;
 }
 
 const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
@@ -47,6 +49,10 @@ export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): st
       continue;
     }
     if (route.removeRequestHeaders.has(lower)) continue;
+    // A credential Portcullis consumed is not the upstream's to see (a route that wants the
+    // token asks with pass_access_token): the Portcullis token always, an IdP bearer token
+    // when it is what proved the identity.
+    if (lower === 'authorization' && (identity?.via === 'bearer' || /^portcullis\s/i.test(raw[i + 1]!))) continue;
     if (lower === 'cookie') {
       const kept = stripOwnCookies(raw[i + 1]!, f.ownCookie);
       if (kept) out.push(name, kept);
@@ -60,11 +66,9 @@ export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): st
   out.push('x-forwarded-proto', ctx.scheme);
   out.push('x-forwarded-host', ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`);
   out.push('x-request-id', f.requestId);
-  if (route.passIdentityHeaders && identity) {
-    out.push('x-forwarded-user', identity.user);
-    out.push('x-forwarded-email', identity.email);
-    out.push('x-forwarded-groups', identity.groups.join(','));
-    out.push('x-forwarded-preferred-username', identity.preferredUsername);
+  for (const [k, v] of f.identityHeaders ?? []) {
+    for (let i = out.length - 2; i >= 0; i -= 2) if (out[i]!.toLowerCase() === k) out.splice(i, 2);
+    out.push(k, v);
   }
   for (const [k, v] of route.setRequestHeaders) {
     for (let i = out.length - 2; i >= 0; i -= 2) if (out[i]!.toLowerCase() === k) out.splice(i, 2);

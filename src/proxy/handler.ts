@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { callback, handoff, redirectToLogin, signedOut, signIn, signOut, type AuthRequest } from '../authenticate/flow.js';
+import { cliLoginComplete, cliLoginStart } from '../authenticate/cli-login.js';
 import { mePage, userinfo } from '../authenticate/me.js';
 import { contextFromRequest } from '../decide/context.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
 import { sendPage } from '../http/pages.js';
+import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
 import { requestIdFor } from '../observe/logger.js';
 import { observerFor } from '../observe/observer.js';
@@ -21,6 +23,8 @@ export interface ProxyState {
 }
 
 const RESERVED = '/.portcullis/';
+/** Where upstreams fetch the keys of X-Portcullis-Jwt-Assertion (also at /.portcullis/jwks.json). */
+export const WELL_KNOWN_JWKS = '/.well-known/portcullis/jwks.json';
 
 export function createRequestHandler(state: ProxyState) {
   return (req: IncomingMessage, res: ServerResponse): void => {
@@ -47,7 +51,7 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
     access(rt, req, fa.ctx, res.statusCode, requestId, started, fa.label, fa.reason, fa.decision);
     return;
   }
-  if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED)) {
+  if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED) || ctx.path === WELL_KNOWN_JWKS) {
     await portcullisEndpoint(rt, ctx, req, res, requestId);
     access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
     return;
@@ -63,7 +67,8 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
         sendPage(res, true, { status: 400, code: 'bad_upgrade', title: 'Bad request', message: 'Upgrade requests are not supported here.', requestId });
         break;
       }
-      upstream = await forward({ req, res, ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(normalizeIp(req.socket.remoteAddress ?? '')), peerIp: normalizeIp(req.socket.remoteAddress ?? ''), setCookies: d.setCookies }, state.upstreams);
+      const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(ctx));
+      upstream = await forward({ req, res, ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(normalizeIp(req.socket.remoteAddress ?? '')), peerIp: normalizeIp(req.socket.remoteAddress ?? ''), setCookies: d.setCookies, identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, state.upstreams);
       break;
     }
     default:
@@ -82,7 +87,9 @@ export function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind: 'allo
   const json = !ctx.browser;
   switch (d.kind) {
     case 'login':
-      if (ctx.browser) redirectToLogin(a);
+      // RFC 6750 3.1: a refused token gets invalid_token and what was wrong, never a login page.
+      if (d.tokenError !== undefined) sendPage(res, true, { status: 401, code: 'invalid_token', title: 'Invalid token', message: `The token was refused: ${d.tokenError}.`, requestId, setCookies: a.setCookies, headers: { 'www-authenticate': `Bearer realm="portcullis", error="invalid_token", error_description="${d.tokenError}"`, 'cache-control': 'no-store' } });
+      else if (ctx.browser) redirectToLogin(a);
       else sendPage(res, true, { status: 401, code: 'unauthenticated', title: 'Sign-in required', message: 'This resource needs a session or a bearer token.', requestId, setCookies: a.setCookies, headers: { 'www-authenticate': 'Bearer realm="portcullis"' } });
       return;
     case 'deny':
@@ -101,7 +108,8 @@ export function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind: 'allo
       sendPage(res, json, { status: 400, code: 'ambiguous_path', title: 'Bad request', message: `This request was refused: ${d.reason}.`, requestId });
       return;
     case 'unavailable':
-      sendPage(res, json, { status: 503, code: 'session_store_unavailable', title: 'Temporarily unavailable', message: 'Sessions cannot be checked right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
+      if (/session store/.test(d.reason)) sendPage(res, json, { status: 503, code: 'session_store_unavailable', title: 'Temporarily unavailable', message: 'Sessions cannot be checked right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
+      else sendPage(res, json, { status: 503, code: 'token_check_unavailable', title: 'Temporarily unavailable', message: 'The token cannot be checked with the identity provider right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
       return;
   }
 }
@@ -119,7 +127,7 @@ function reasonOf(d: Decision): string {
 
 async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
-  const sub = ctx.path === '/.portcullis' ? '' : ctx.path.slice(RESERVED.length);
+  const sub = ctx.path === WELL_KNOWN_JWKS ? 'jwks.json' : ctx.path === '/.portcullis' ? '' : ctx.path.slice(RESERVED.length);
   if (sub === 'ping') {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3' });
     res.end('OK\n');
@@ -151,6 +159,20 @@ async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: Incomin
     case 'sign_out':
       if (get || m === 'POST') return signOut(a);
       break;
+    case 'jwks.json':
+      if (get) {
+        const body = await rt.assertions.jwksJson();
+        res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300', 'content-length': String(Buffer.byteLength(body)), 'x-request-id': requestId });
+        res.end(m === 'HEAD' ? undefined : body);
+        return;
+      }
+      break;
+    case 'api/v1/login':
+      if (get) return cliLoginStart(a);
+      break;
+    case 'api/v1/login/complete':
+      if (get) return cliLoginComplete(a);
+      break;
     case 'signed_out':
       if (get) return signedOut(a);
       break;
@@ -178,7 +200,8 @@ export function createUpgradeHandler(state: ProxyState) {
       if (d.kind === 'allow') {
         if (!d.route.allowWebsockets) return refuse(403, 'Forbidden');
         const peerIp = normalizeIp(req.socket.remoteAddress ?? '');
-        return forwardUpgrade({ req, ctx: c.ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(peerIp), peerIp, setCookies: [] }, socket, head, state.upstreams);
+        const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(c.ctx));
+        return forwardUpgrade({ req, ctx: c.ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(peerIp), peerIp, setCookies: [], identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, socket, head, state.upstreams);
       }
       if (d.kind === 'login') return refuse(401, 'Unauthorized');
       if (d.kind === 'deny') return refuse(403, 'Forbidden');

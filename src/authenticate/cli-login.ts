@@ -1,0 +1,110 @@
+import { hkdfSync } from 'node:crypto';
+import { sendJson, sendPage, sendRedirect } from '../http/pages.js';
+import { Sealer } from '../session/seal.js';
+import { redirectToLogin, signInUrl, type AuthRequest } from './flow.js';
+
+// Programmatic login for command-line tools, the loopback flow of RFC 8252:
+//   CLI ── GET /.portcullis/api/v1/login?redirect_uri=http://127.0.0.1:PORT/cb ──▶ login URL
+//   CLI opens the URL in the user's browser; the browser logs in as usual and lands on
+//   /.portcullis/api/v1/login/complete, which redirects to the loopback URL with
+//   ?portcullis_token=<token>. The CLI then sends `Authorization: Portcullis <token>`.
+// The token names the browser's session, so it ends when the session does.
+
+const REQUEST_TTL_MS = 10 * 60_000;
+export const TOKEN_PARAM = 'portcullis_token';
+
+interface LoginRequest {
+  redirectUri: string;
+  exp: number;
+}
+
+interface CliToken {
+  session: string;
+  exp: number;
+}
+
+/**
+ * Seals CLI tokens and login requests under keys of their own (derived from cookie_secret), so
+ * a CLI token is never accepted as a cookie, a handoff or anything else, nor the other way round.
+ */
+export class CliTokens {
+  private readonly sealer: Sealer;
+
+  constructor(cookieSecret: Buffer) {
+    this.sealer = new Sealer(Buffer.from(hkdfSync('sha256', cookieSecret, Buffer.alloc(0), 'portcullis/v1/cli', 32)));
+  }
+
+  mintToken(sessionValue: string, exp: number): string {
+    return this.sealer.sealJson('handoff', { session: sessionValue, exp } satisfies CliToken, 'cli-token');
+  }
+
+  openToken(token: string, now: number): CliToken | null {
+    const t = this.sealer.openJson<CliToken>('handoff', token, 'cli-token', now);
+    return t && typeof t.session === 'string' && typeof t.exp === 'number' ? t : null;
+  }
+
+  sealRequest(r: LoginRequest): string {
+    return this.sealer.sealJson('login', r, 'cli-login');
+  }
+
+  openRequest(value: string, now: number): LoginRequest | null {
+    const r = this.sealer.openJson<LoginRequest>('login', value, 'cli-login', now);
+    return r && typeof r.redirectUri === 'string' ? r : null;
+  }
+}
+
+/**
+ * Only a loopback address on this machine may receive a token: anything else would let a
+ * crafted login link deliver the user's session to someone else's server.
+ */
+export function loopbackRedirect(value: string | null): URL | null {
+  if (!value || /[\s\\]/.test(value)) return null;
+  const u = URL.parse(value);
+  if (!u || u.protocol !== 'http:' || u.username || u.password || u.hash || !u.port) return null;
+  return u.hostname === '127.0.0.1' || u.hostname === '[::1]' || u.hostname === 'localhost' ? u : null;
+}
+
+function param(a: AuthRequest, name: string): string | null {
+  return new URLSearchParams(a.ctx.query.startsWith('?') ? a.ctx.query.slice(1) : a.ctx.query).get(name);
+}
+
+/** GET /.portcullis/api/v1/login?redirect_uri=http://127.0.0.1:PORT/path */
+export function cliLoginStart(a: AuthRequest): void {
+  const { rt, ctx } = a;
+  const redirect = loopbackRedirect(param(a, 'redirect_uri'));
+  if (!redirect) {
+    sendPage(a.res, true, { status: 400, code: 'invalid_redirect_uri', title: 'Invalid redirect_uri', message: 'redirect_uri must be a loopback URL with a port, e.g. http://127.0.0.1:8400/callback.', requestId: a.requestId });
+    return;
+  }
+  const request = rt.tokens.cli.sealRequest({ redirectUri: redirect.href, exp: ctx.now + REQUEST_TTL_MS });
+  const complete = `${rt.authOrigin(ctx)}/.portcullis/api/v1/login/complete?request=${request}`;
+  const loginUrl = signInUrl(rt, ctx, complete);
+  rt.log.info({ requestId: a.requestId, event: 'cli_login_start', host: ctx.host }, 'programmatic login started');
+  // Plain text, as Pomerium's /.pomerium/api/v1/login answers, so existing CLIs work; JSON on request.
+  if (String(ctx.headers.accept ?? '').includes('application/json')) {
+    sendJson(a.res, 200, { login_url: loginUrl }, { 'cache-control': 'no-store', 'x-request-id': a.requestId });
+    return;
+  }
+  a.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(loginUrl)), 'x-request-id': a.requestId });
+  a.res.end(loginUrl);
+}
+
+/** GET /.portcullis/api/v1/login/complete?request=…: the browser, signed in, hands the session to the CLI. */
+export async function cliLoginComplete(a: AuthRequest): Promise<void> {
+  const { rt, ctx } = a;
+  const req = rt.tokens.cli.openRequest(param(a, 'request') ?? '', ctx.now);
+  const redirect = req ? loopbackRedirect(req.redirectUri) : null;
+  if (!req || !redirect) {
+    sendPage(a.res, !ctx.browser, { status: 400, code: 'invalid_login_request', title: 'Command-line login failed', message: 'This login link is invalid or older than 10 minutes. Run the login command again.', requestId: a.requestId });
+    return;
+  }
+  const found = await rt.sessions.lookup(ctx);
+  const value = found.session ? rt.sessions.cookieValue(ctx.headers.cookie) : null;
+  if (!found.session || !value) {
+    redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
+    return;
+  }
+  redirect.searchParams.set(TOKEN_PARAM, rt.tokens.cli.mintToken(value, found.session.exp));
+  rt.log.info({ requestId: a.requestId, event: 'cli_login', user: found.identity?.email || found.identity?.user, host: ctx.host }, 'programmatic login completed');
+  sendRedirect(a.res, redirect.href, [...a.setCookies, ...found.setCookies], a.requestId);
+}

@@ -1,0 +1,203 @@
+import { createHash } from 'node:crypto';
+import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import * as client from 'openid-client';
+import type { Config, Route } from '../config/types.js';
+import type { Identity, RequestContext } from '../decide/types.js';
+import { StoreUnavailableError, type SessionData, type SessionStore } from '../session/types.js';
+import { CliTokens } from '../authenticate/cli-login.js';
+import { identityFromClaims } from './claims.js';
+import { describe as describeIdpError, IdpUnavailableError, type Idp } from './oidc.js';
+
+// Identity for clients that cannot follow a login redirect: API clients and CLIs.
+//   Authorization: Bearer <IdP token>    only where allow_bearer_tokens is on. A JWT is verified
+//                                        against the IdP's JWKS; an opaque token goes to the
+//                                        IdP's introspection endpoint (idp_introspection).
+//   Authorization: Portcullis <token>    from the programmatic login; names a Portcullis session.
+// A token that is presented and fails is refused with the reason, never silently ignored in
+// favour of a cookie: the client asked to be judged by that token.
+
+export type TokenResult =
+  | { kind: 'ok'; identity: Identity; session: SessionData | null }
+  | { kind: 'invalid'; description: string }
+  | { kind: 'unavailable'; reason: string };
+
+/**
+ * Signature algorithms accepted on IdP tokens. Never `none`, never HS*: a symmetric algorithm
+ * would let anyone holding the IdP's *public* key mint tokens.
+ */
+export const BEARER_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+const CACHE_MAX = 10_000;
+/** Introspection and Portcullis-token answers are reused this long: a revoked token stops working within it. */
+const SHORT_CACHE_MS = 30_000;
+/** A verified JWT is re-checked at least this often, so a JWKS rotation that drops its key is noticed. */
+const JWT_CACHE_MS = 5 * 60_000;
+
+// The raw bearer token behind an identity, for pass_access_token. Kept beside the identity,
+// not in it, so nothing that serializes an Identity (logs, explain) can leak it.
+const rawTokens = new WeakMap<Identity, string>();
+
+/** The IdP access token an identity was proven with, when it came from `Authorization: Bearer`. */
+export function bearerTokenOf(identity: Identity): string | undefined {
+  return rawTokens.get(identity);
+}
+
+/** Text that is safe inside a quoted-string of WWW-Authenticate, whatever an attacker put in the token. */
+function safe(v: unknown): string {
+  return String(v).replace(/[^\x20-\x7e]|["\\]/g, '?').slice(0, 80);
+}
+
+function audienceList(aud: unknown): string[] {
+  if (typeof aud === 'string') return [aud];
+  if (Array.isArray(aud)) return aud.filter((a): a is string => typeof a === 'string');
+  return [];
+}
+
+export class TokenAuthenticator {
+  readonly cli: CliTokens;
+  private jwks: { uri: string; get: ReturnType<typeof createRemoteJWKSet> } | null = null;
+  private readonly cache = new Map<string, { result: Extract<TokenResult, { kind: 'ok' }>; until: number }>();
+
+  constructor(private readonly cfg: Config, private readonly idp: Idp, private readonly store: () => SessionStore) {
+    this.cli = new CliTokens(cfg.cookie.secret);
+  }
+
+  /** null when the request carries no token this route considers: the session cookie decides. */
+  async authenticate(ctx: RequestContext, route: Route): Promise<TokenResult | null> {
+    const header = ctx.headers.authorization;
+    if (typeof header !== 'string') return null;
+    const m = /^([A-Za-z]+) +([A-Za-z0-9\-._~+/]+=*) *$/.exec(header);
+    const scheme = (m?.[1] ?? header.split(' ')[0] ?? '').toLowerCase();
+    if (scheme === 'portcullis') return m ? this.cached(`p ${m[2]!}`, ctx.now, () => this.portcullisToken(m[2]!, ctx.now)) : { kind: 'invalid', description: 'the Portcullis token is malformed' };
+    if (scheme !== 'bearer' || !route.allowBearerTokens) return null;
+    if (!m) return { kind: 'invalid', description: 'the bearer token is malformed' };
+    const token = m[2]!;
+    const key = `b ${route.bearerAudiences.join(' ')} ${token}`;
+    return this.cached(key, ctx.now, () => (token.split('.').length === 3 ? this.verifyJwt(token, route, ctx.now) : this.introspect(token, route, ctx.now)));
+  }
+
+  private async cached(key: string, now: number, compute: () => Promise<{ result: TokenResult; until?: number }>): Promise<TokenResult> {
+    const k = createHash('sha256').update(key).digest('base64url');
+    const hit = this.cache.get(k);
+    if (hit) {
+      if (hit.until > now) return hit.result;
+      this.cache.delete(k);
+    }
+    const { result, until } = await compute();
+    if (result.kind === 'ok' && until !== undefined && until > now) {
+      if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(k, { result, until });
+    }
+    return result;
+  }
+
+  private remoteJwks(config: client.Configuration): ReturnType<typeof createRemoteJWKSet> | null {
+    const uri = config.serverMetadata().jwks_uri;
+    if (!uri) return null;
+    // jose keeps the key set cached and refetches on an unknown kid, at most once per cooldown,
+    // so a stream of tokens with made-up kids cannot turn into a stream of requests to the IdP.
+    if (this.jwks?.uri !== uri) this.jwks = { uri, get: createRemoteJWKSet(new URL(uri), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 }) };
+    return this.jwks.get;
+  }
+
+  private ok(sub: string, claims: Record<string, unknown>, token: string, until: number): { result: TokenResult; until: number } {
+    const identity = identityFromClaims(sub, claims, this.cfg.idp, 'bearer');
+    rawTokens.set(identity, token);
+    return { result: { kind: 'ok', identity, session: null }, until };
+  }
+
+  private async verifyJwt(token: string, route: Route, now: number): Promise<{ result: TokenResult; until?: number }> {
+    let config: client.Configuration;
+    try {
+      config = this.idp.get();
+    } catch (e) {
+      if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', reason: `the identity provider is unavailable: ${e.message}` } };
+      throw e;
+    }
+    const jwks = this.remoteJwks(config);
+    if (!jwks) return { result: { kind: 'unavailable', reason: 'the identity provider publishes no jwks_uri' } };
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, jwks, {
+        issuer: config.serverMetadata().issuer,
+        audience: route.bearerAudiences,
+        algorithms: BEARER_ALGORITHMS,
+        clockTolerance: Math.round(this.cfg.bearer.clockSkewMs / 1000),
+        currentDate: new Date(now),
+        requiredClaims: ['exp', 'sub'],
+      }));
+    } catch (e) {
+      return { result: this.jwtError(e, token) };
+    }
+    const until = Math.min(now + JWT_CACHE_MS, payload.exp! * 1000);
+    return this.ok(payload.sub!, payload as Record<string, unknown>, token, until);
+  }
+
+  private jwtError(e: unknown, token: string): TokenResult {
+    let header: { alg?: unknown; kid?: unknown } = {};
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      // Malformed header: the error below says so.
+    }
+    if (e instanceof joseErrors.JWTExpired) return { kind: 'invalid', description: `the token expired at ${new Date(Number(e.payload.exp) * 1000).toISOString()}` };
+    if (e instanceof joseErrors.JWTClaimValidationFailed) {
+      if (e.claim === 'aud') return { kind: 'invalid', description: `the token's audience (${safe(audienceList(e.payload.aud).join(', ') || 'none')}) is not accepted here` };
+      if (e.claim === 'iss') return { kind: 'invalid', description: `the token was issued by ${safe(e.payload.iss ?? 'nobody')}, not by the configured identity provider` };
+      if (e.claim === 'nbf') return { kind: 'invalid', description: 'the token is not valid yet' };
+      return { kind: 'invalid', description: `the token's ${safe(e.claim)} claim is invalid (${safe(e.reason)})` };
+    }
+    if (e instanceof joseErrors.JOSEAlgNotAllowed || e instanceof joseErrors.JOSENotSupported) return { kind: 'invalid', description: `the token's signing algorithm ${safe(header.alg ?? '(none)')} is not accepted` };
+    if (e instanceof joseErrors.JWKSNoMatchingKey) return { kind: 'invalid', description: `the token is signed with an unknown key (kid ${safe(header.kid ?? '(none)')})` };
+    if (e instanceof joseErrors.JWKSMultipleMatchingKeys) return { kind: 'invalid', description: 'the token names no key the identity provider publishes unambiguously' };
+    if (e instanceof joseErrors.JWSSignatureVerificationFailed) return { kind: 'invalid', description: 'the token signature is invalid' };
+    if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) return { kind: 'invalid', description: 'the token is malformed' };
+    if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError) return { kind: 'unavailable', reason: `the identity provider's keys could not be fetched: ${(e as Error).message}` };
+    return { kind: 'invalid', description: 'the token could not be verified' };
+  }
+
+  private async introspect(token: string, route: Route, now: number): Promise<{ result: TokenResult; until?: number }> {
+    if (!this.cfg.bearer.introspection) return { result: { kind: 'invalid', description: 'the token is not a JWT, and token introspection is not enabled' } };
+    let config: client.Configuration;
+    let r: client.IntrospectionResponse;
+    try {
+      config = this.idp.get();
+      if (!config.serverMetadata().introspection_endpoint) return { result: { kind: 'unavailable', reason: 'the identity provider has no introspection endpoint' } };
+      r = await client.tokenIntrospection(config, token);
+    } catch (e) {
+      return { result: { kind: 'unavailable', reason: `token introspection failed: ${describeIdpError(e)}` } };
+    }
+    const skew = this.cfg.bearer.clockSkewMs;
+    if (r.active !== true) return { result: { kind: 'invalid', description: 'the token is not active (expired, revoked or unknown to the identity provider)' } };
+    if (typeof r.token_type === 'string' && !/^(bearer|access_token|dpop)$/i.test(r.token_type)) return { result: { kind: 'invalid', description: `the token is a ${safe(r.token_type)}, not an access token` } };
+    if (typeof r.exp === 'number' && r.exp * 1000 + skew <= now) return { result: { kind: 'invalid', description: `the token expired at ${new Date(r.exp * 1000).toISOString()}` } };
+    if (typeof r.nbf === 'number' && r.nbf * 1000 - skew > now) return { result: { kind: 'invalid', description: 'the token is not valid yet' } };
+    if (r.iss !== undefined && r.iss !== config.serverMetadata().issuer) return { result: { kind: 'invalid', description: `the token was issued by ${safe(r.iss)}, not by the configured identity provider` } };
+    // An opaque token without an audience is judged by the client it was issued to: a token
+    // minted for some unrelated application must not open this one.
+    const aud = audienceList(r.aud);
+    const named = aud.length ? aud : typeof r.client_id === 'string' ? [r.client_id] : [];
+    if (!named.some((a) => route.bearerAudiences.includes(a))) return { result: { kind: 'invalid', description: `the token's audience (${safe(named.join(', ') || 'none')}) is not accepted here` } };
+    const sub = typeof r.sub === 'string' && r.sub ? r.sub : typeof r.client_id === 'string' ? r.client_id : '';
+    if (!sub) return { result: { kind: 'invalid', description: 'the token names no subject' } };
+    const claims: Record<string, unknown> = { ...r };
+    delete claims.active;
+    const until = Math.min(now + SHORT_CACHE_MS, typeof r.exp === 'number' ? r.exp * 1000 : Infinity);
+    return this.ok(sub, claims, token, until);
+  }
+
+  private async portcullisToken(token: string, now: number): Promise<{ result: TokenResult; until?: number }> {
+    const t = this.cli.openToken(token, now);
+    if (!t) return { result: { kind: 'invalid', description: 'the Portcullis token is invalid or has expired; log in again' } };
+    let session: SessionData | null;
+    try {
+      session = await this.store().load(t.session, now);
+    } catch (e) {
+      if (e instanceof StoreUnavailableError) return { result: { kind: 'unavailable', reason: 'the session store is unavailable' } };
+      throw e;
+    }
+    if (!session) return { result: { kind: 'invalid', description: 'the session behind this Portcullis token has ended; log in again' } };
+    const identity = identityFromClaims(session.sub, session.claims, this.cfg.idp, 'session');
+    return { result: { kind: 'ok', identity, session }, until: Math.min(now + SHORT_CACHE_MS, session.exp) };
+  }
+}

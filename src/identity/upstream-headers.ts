@@ -1,0 +1,62 @@
+import type { Route } from '../config/types.js';
+import type { Identity, RequestContext } from '../decide/types.js';
+import type { Runtime } from '../runtime.js';
+import type { SessionData } from '../session/types.js';
+import { ASSERTION_HEADER } from './assertion.js';
+import { bearerTokenOf } from './bearer.js';
+import { claimHeaderValue, headerValue, presetHeaders } from './presets.js';
+
+// Everything Portcullis tells an upstream about the user, in one place, for the reverse proxy
+// and for forward-auth 2xx answers alike: the signed assertion, the preset headers, the
+// jwt_claims_headers, and the tokens a route asked for.
+
+/** host[:port] as the client addressed it: the assertion's `aud`. */
+export function audienceHost(ctx: Pick<RequestContext, 'scheme' | 'host' | 'port'>): string {
+  return ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`;
+}
+
+function claimOf(identity: Identity, claim: string): unknown {
+  switch (claim) {
+    case 'user':
+      return identity.user;
+    case 'email':
+      return identity.email;
+    case 'groups':
+      return identity.groups;
+    case 'name':
+      return identity.name;
+    case 'sub':
+      return identity.sub;
+    default:
+      return identity.claims[claim];
+  }
+}
+
+/**
+ * The identity headers for a request allowed on `route` with Host `audienceHost` (host[:port]
+ * as the client sent it; it becomes the assertion's `aud`). Names are lower-case. Without an
+ * identity (public route) there are none: an upstream must treat a missing assertion as
+ * "anonymous", never as an error to work around.
+ */
+export async function identityResponseHeaders(rt: Runtime, route: Route, identity: Identity | null, session: SessionData | null, audienceHost: string): Promise<Array<[string, string]>> {
+  if (!identity) return [];
+  const now = Date.now();
+  const issuer = rt.cfg.authenticateUrl ? rt.cfg.authenticateUrl.origin : `${route.from.scheme}://${audienceHost}`;
+  const out: Array<[string, string]> = [[ASSERTION_HEADER, await rt.assertions.assertion(identity, { issuer, audience: audienceHost, now, notAfter: session?.exp })]];
+  for (const [k, v] of presetHeaders(route.identityHeaders, identity)) {
+    const safe = headerValue(v);
+    if (safe !== null) out.push([k, safe]);
+  }
+  for (const [header, claim] of rt.cfg.assertion.claimHeaders) {
+    const v = claimHeaderValue(claimOf(identity, claim));
+    if (v !== null) out.push([header, v]);
+  }
+  if (route.passAccessToken) {
+    const token = session?.accessToken ?? bearerTokenOf(identity);
+    if (token) out.push([route.passAccessToken, route.passAccessToken === 'authorization' ? `Bearer ${token}` : token]);
+  }
+  if (route.passIdToken && session?.idToken && !out.some(([k]) => k === route.passIdToken)) {
+    out.push([route.passIdToken, route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken]);
+  }
+  return out;
+}
