@@ -363,7 +363,7 @@ async function main(): Promise<number> {
       } catch (e) {
         res.status = e instanceof Unavailable ? 'not available' : 'check failed';
         res.reason = (e as Error).message;
-        console.log(`${LABELS[id]}: ${res.status}: ${res.reason.split('\n')[0]}`);
+        console.log(`${LABELS[id]}: ${res.status}: ${res.reason.split('\n').slice(0, 12).join('\n')}`);
         await prep?.teardown?.().catch(() => {});
         continue;
       }
@@ -638,7 +638,11 @@ async function profileRun(o: { work: string; yaml: string; port: number; connect
     await proc.stop('SIGTERM', 15_000);
     const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
     if (!file) throw new Error(`node wrote no .cpuprofile:\n${proc.output().slice(-2000)}`);
-    const summary = analyzeProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')), ROOT);
+    const raw = readFileSync(join(dir, file), 'utf8');
+    // Kept for a closer look (Chrome DevTools, speedscope): bench/results/ is not committed.
+    mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+    writeFileSync(join(ROOT, 'bench', 'results', 'latest-d.cpuprofile'), raw);
+    const summary = analyzeProfile(JSON.parse(raw), ROOT);
     summary.connections = o.connections;
     summary.rps = r.rps;
     return summary;

@@ -74,6 +74,11 @@ function createIdp(cfg: Config, log: Logger, metrics: Metrics): Idp {
 }
 
 /** Loads nothing itself: give it a validated Config. Starts even when the IdP is down. */
+// Slowloris: a client has 10 s to send its headers, checked every second (Node's default
+// check runs only every 30 s). No limit on the whole request: 1 GB uploads must pass. Idle
+// keep-alive connections close after 5 s; headers over 16 KB get a 431.
+const LISTENER_LIMITS = { maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 } as const;
+
 export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Promise<RunningPortcullis> {
   const log = opts.logger ?? createLogger(cfg.logLevel);
   let draining = false;
@@ -101,13 +106,10 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
         const hit: SecureContext | undefined = contexts.find((c) => c.x509.checkHost(servername))?.ctx;
         cb(null, hit ?? contexts[0]!.ctx);
       },
-      maxHeaderSize: 16 * 1024,
-      headersTimeout: 20_000,
-      requestTimeout: 0,
-      keepAliveTimeout: 5_000,
+      ...LISTENER_LIMITS,
     }) as unknown as Server;
   } else {
-    server = createHttpServer({ maxHeaderSize: 16 * 1024, headersTimeout: 20_000, requestTimeout: 0, keepAliveTimeout: 5_000 });
+    server = createHttpServer(LISTENER_LIMITS);
   }
   server.on('request', createRequestHandler(state));
   // Upgraded sockets leave the HTTP server's bookkeeping: tracked here so shutdown can end them.

@@ -52,8 +52,8 @@ for (const kind of ['redis', 'cookie'] as const) {
       }
     });
     after(async () => {
-      spy.restore();
-      await Promise.allSettled([b?.close(), s.close()]);
+      spy?.restore();
+      await Promise.allSettled([b?.close(), s?.close()]);
       if (kind === 'redis') {
         const r = new Redis({ host: '127.0.0.1', port: 6379 });
         const keys = await r.keys(`${prefix}*`);

@@ -56,7 +56,7 @@ for (const kind of ['redis', 'postgres'] as const) {
     let url = '';
     let portB = 0;
     let a: Proxy | null = null;
-    let b: Proxy;
+    let b: Proxy | null = null;
     let dir = '';
     const app = (port: number, path = '/'): string => `http://app.corp.test:${port}${path}`;
 
@@ -74,8 +74,8 @@ for (const kind of ['redis', 'postgres'] as const) {
       dir = mkdtempSync(join(tmpdir(), 'portcullis-sessions-'));
     });
     after(async () => {
-      spy.restore();
-      await Promise.allSettled([a?.close(), b.close(), s.close()]);
+      spy?.restore();
+      await Promise.allSettled([a?.close(), b?.close(), s?.close()]);
       if (db) await db.drop();
       else {
         const r = new Redis({ host: '127.0.0.1', port: 6379 });
@@ -83,7 +83,7 @@ for (const kind of ['redis', 'postgres'] as const) {
         if (keys.length) await r.del(...keys);
         r.disconnect();
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     test('a login through one is valid on the other, survives a restart of both, and the store holds no token in clear text', async () => {
@@ -96,7 +96,7 @@ for (const kind of ['redis', 'postgres'] as const) {
 
       // Restart both: nothing is kept in either process.
       await s.proxy.close();
-      await b.close();
+      await b!.close();
       a = await startProxy(s.yaml, 'restarted.yaml');
       b = await startProxy(yamlOnPort(s.yaml, s.port, portB), 'replica.yaml');
       for (const port of [s.port, portB]) {

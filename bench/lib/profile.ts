@@ -11,6 +11,8 @@ export interface ProfileSummary {
   rps?: number;
   top: Array<{ name: string; where: string; selfMs: number; selfPct: number }>;
   areas: Array<{ area: string; selfMs: number; selfPct: number }>;
+  /** Portcullis functions by total time (self + callees). */
+  inclusive: Array<{ name: string; where: string; totalMs: number; totalPct: number }>;
 }
 
 function where(cf: CallFrame, root: string): string {
@@ -71,9 +73,27 @@ export function analyzeProfile(p: CpuProfile, root: string): ProfileSummary {
     areas.set(a, (areas.get(a) ?? 0) + ms);
   }
   const pct = (ms: number): number => (total ? (ms / total) * 100 : 0);
+  // Inclusive time: each sample counts once for every distinct function on its stack.
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const incl = new Map<string, { name: string; where: string; totalMs: number }>();
+  for (const [id, ms] of self) {
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const cf = byId.get(cur)?.callFrame;
+      if (!cf || cf.functionName === '(idle)' || !/dist\/(src|bench)\//.test(cf.url)) continue;
+      const key = `${cf.functionName}|${cf.url}|${cf.lineNumber}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const e = incl.get(key) ?? { name: cf.functionName || '(anonymous)', where: where(cf, root), totalMs: 0 };
+      e.totalMs += ms;
+      incl.set(key, e);
+    }
+  }
   return {
     totalMs: total,
     top: [...fn.values()].sort((x, y) => y.selfMs - x.selfMs).slice(0, 40).map((e) => ({ ...e, selfPct: pct(e.selfMs) })),
+    inclusive: [...incl.values()].sort((x, y) => y.totalMs - x.totalMs).slice(0, 30).map((e) => ({ ...e, totalPct: pct(e.totalMs) })),
     areas: [...areas.entries()].sort((x, y) => y[1] - x[1]).map(([a, ms]) => ({ area: a, selfMs: ms, selfPct: pct(ms) })),
   };
 }

@@ -1,6 +1,6 @@
 // The servers the bench runs, all on 127.0.0.1 in throwaway directories: nginx (upstream and
 // proxies), Apache httpd with mod_auth_openidc, redis-server and Portcullis itself.
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../../test/helpers/http.js';
 import { portAccepts } from '../../test/helpers/ports.js';
@@ -46,7 +46,7 @@ ${httpBlock}
   return p;
 }
 
-export const UPSTREAM_BODY = `${'Portcullis benchmark upstream: a fixed answer from nginx, so the upstream is never the bottleneck. '.repeat(3)}`.slice(0, 298) + '\n';
+export const UPSTREAM_BODY = 'Portcullis benchmark upstream: a fixed answer from nginx, so the upstream is never the bottleneck. '.repeat(4).slice(0, 300);
 
 /** The fixed upstream: `return 200` with ~300 bytes; echoes the identity headers it received so checks can see them. */
 export function upstreamBlock(port: number): string {
@@ -58,7 +58,7 @@ export function upstreamBlock(port: number): string {
       add_header X-Saw-User $http_x_forwarded_user always;
       add_header X-Saw-Email $http_x_forwarded_email always;
       add_header X-Saw-Groups $http_x_forwarded_groups always;
-      return 200 '${UPSTREAM_BODY.trimEnd()}\n';
+      return 200 '${UPSTREAM_BODY}';
     }
   }`;
 }
@@ -171,7 +171,7 @@ LogLevel warn
 User www-data
 Group www-data
 ${mod('mpm_event')}
-${['authz_core', 'authn_core', 'authz_user', 'auth_openidc', 'proxy', 'proxy_http', 'headers', 'unixd', 'mime', 'socache_shmcb'].map(mod).join('\n')}
+${['authz_core', 'authn_core', 'authz_user', 'auth_openidc', 'proxy', 'proxy_http', 'headers', 'socache_shmcb'].map(mod).join('\n')}
 Mutex pthread default
 StartServers 2
 ServerLimit 16
@@ -199,8 +199,6 @@ OIDCClaimPrefix X-Forwarded-
 OIDCSessionInactivityTimeout 3600
 OIDCSessionMaxDuration 28800
 OIDCCacheType shm
-OIDCCacheShmMax 20000
-OIDCCacheShmEntrySizeMax 65536
 
 ProxyRequests Off
 ProxyPreserveHost On
@@ -217,7 +215,9 @@ ProxyPass / http://127.0.0.1:${o.upstreamPort}/
   const confPath = join(o.dir, 'httpd.conf');
   writeFileSync(confPath, conf);
   const p = spawnTracked('apache', '/usr/sbin/apache2', ['-f', confPath, '-DFOREGROUND'], { env: { ...process.env, APACHE_RUN_DIR: o.dir, APACHE_LOCK_DIR: o.dir, APACHE_LOG_DIR: o.dir } });
-  await waitUntil('apache', () => portAccepts(o.port), p);
+  await waitUntil('apache', () => portAccepts(o.port), p).catch((e: Error) => {
+    throw new Error(`${e.message}\n${readTail(join(o.dir, 'error.log'))}`);
+  });
   return p;
 }
 
@@ -244,4 +244,12 @@ export async function startPortcullis(name: string, configFile: string, yaml: st
 
 export function binaryPresent(path: string): boolean {
   return existsSync(path);
+}
+
+function readTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-3000);
+  } catch {
+    return '';
+  }
 }

@@ -101,7 +101,7 @@ export async function cliLoginComplete(a: AuthRequest): Promise<void> {
   const found = await rt.sessions.lookup(ctx);
   const value = found.session ? rt.sessions.cookieValue(ctx.headers.cookie) : null;
   if (!found.session || !value) {
-    redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
+    await redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
     return;
   }
   redirect.searchParams.set(TOKEN_PARAM, rt.tokens.cli.mintToken(value, found.session.exp));

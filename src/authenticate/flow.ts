@@ -66,10 +66,10 @@ function query(ctx: RequestContext): URLSearchParams {
 }
 
 /** A browser that needs a session: start the login and come back to exactly this URL. */
-export function redirectToLogin(a: AuthRequest): void {
+export async function redirectToLogin(a: AuthRequest): Promise<void> {
   const returnTo = `${a.rt.origin(a.ctx)}${a.ctx.path}${a.ctx.query}`;
   if (a.rt.isAuthHost(a.ctx)) {
-    void beginAuthorization(a, returnTo);
+    await beginAuthorization(a, returnTo);
     return;
   }
   const sealed = a.rt.sealer.sealJson('return', { url: returnTo, exp: a.ctx.now + LOGIN_TTL_MS } satisfies ReturnState);
@@ -111,8 +111,11 @@ export async function signIn(a: AuthRequest): Promise<void> {
     return;
   }
   // Already signed in here: hand the session to the target host without bothering the IdP.
+  // Only for our own sealed redirects (an app host asking for the session): an explicit
+  // sign-in always goes to the IdP, so a session cookie planted in the browser by someone
+  // else can never be adopted by a user who meant to sign in as themselves.
   const found = await a.rt.sessions.lookup(a.ctx);
-  const value = found.session ? a.rt.sessions.cookieValue(a.ctx.headers.cookie) : null;
+  const value = found.session && query(a.ctx).has('return') ? a.rt.sessions.cookieValue(a.ctx.headers.cookie) : null;
   if (found.session && value) {
     sendRedirect(a.res, handoffUrl(a, value, new URL(target)), [...a.setCookies, ...found.setCookies], a.requestId);
     return;
@@ -142,7 +145,9 @@ async function beginAuthorization(a: AuthRequest, returnTo: string): Promise<voi
   const redirectUri = `${a.rt.authOrigin(a.ctx)}/.portcullis/callback`;
   const login: LoginState = { state, verifier, nonce, returnTo, redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS };
   const name = `${loginCookiePrefix(a.rt)}${state}`;
-  const opts = { path: '/.portcullis/', secure: a.rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const };
+  // Path=/ (not /.portcullis/) so the cap below sees every tab's cookie, whichever app path
+  // started the login; Portcullis never forwards its own cookies to an upstream.
+  const opts = { path: '/', secure: a.rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const };
   const cookies = [...a.setCookies, serializeCookie(name, a.rt.sealer.sealJson('login', login, name), { ...opts, maxAgeSeconds: LOGIN_TTL_MS / 1000 })];
   // Several tabs may start a login at once: each gets its own cookie, but only a few live.
   const existing = [...parseCookies(a.ctx.headers.cookie).keys()].filter((k) => k.startsWith(loginCookiePrefix(a.rt)));
@@ -166,7 +171,7 @@ export async function callback(a: AuthRequest): Promise<void> {
   const { rt, ctx } = a;
   const q = query(ctx);
   const state = q.get('state') ?? '';
-  const cookieOpts = { path: '/.portcullis/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
+  const cookieOpts = { path: '/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
   const fail = (status: number, code: string, title: string, message: string, retryTo?: string, setCookies: string[] = []): void => {
     audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host }, 'login failed');
     sendPage(a.res, !ctx.browser, {

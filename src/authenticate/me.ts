@@ -31,7 +31,7 @@ export async function userinfo(a: AuthRequest): Promise<void> {
 export async function mePage(a: AuthRequest): Promise<void> {
   const found = await a.rt.sessions.lookup(a.ctx);
   if (!found.identity || !found.session) {
-    if (a.ctx.browser) redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
+    if (a.ctx.browser) await redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
     else await userinfo(a);
     return;
   }

@@ -39,7 +39,7 @@ export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.
       const dup = e.code === 'DUPLICATE_KEY' ? pairPathAt(doc, e.pos[0]) : null;
       return {
         key: dup ? keyPath(dup) : '', line: pos.line, column: pos.col, severity: 'error' as const,
-        message: dup ? 'duplicate key: it is already set earlier in the same mapping (YAML keeps only one, so remove the other)' : `invalid YAML: ${e.message.split('\n')[0]}`,
+        message: dup ? 'duplicate key: it is already set earlier in the same mapping (YAML keeps only one, so remove the other)' : /call stack/i.test(e.message) ? 'invalid YAML: the document is nested too deeply' : `invalid YAML: ${e.message.split('\n')[0]}`,
       };
     }));
   }
@@ -51,7 +51,13 @@ export function parseConfig(text: string, file = 'portcullis.yaml', env: NodeJS.
   substituteEnv(doc, lc, env, issues);
   if (issues.length) throw new ConfigError(file, issues);
 
-  const data = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // The yaml package refuses alias "billion laughs" expansions; that is an invalid file, not a crash.
+    throw new ConfigError(file, [{ key: '', line: 1, column: 1, severity: 'error', message: `invalid YAML: ${(e as Error).message} (too many or too deeply nested aliases)` }]);
+  }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new ConfigError(file, [{ key: '', line: 1, column: 1, severity: 'error', message: 'expected a YAML mapping of settings (address, idp_provider_url, routes, ...)' }]);
   }

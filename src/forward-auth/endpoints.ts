@@ -4,6 +4,7 @@ import { decide, type Decision } from '../decide/decide.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { sendJson, sendPage, sendRedirect } from '../http/pages.js';
 import { renderRefusal } from '../proxy/handler.js';
+import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import type { Runtime } from '../runtime.js';
 import { originalContext, type OriginSource } from './context.js';
 
@@ -214,13 +215,21 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
 
   if (d.kind === 'allow') {
     const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', 'x-request-id': requestId, 'content-length': '0' };
-    for (const [k, v] of c.headers(d.identity)) headers[k] = headerValue(v);
+    for (const [k, v] of c.headers(d.identity)) headers[k.toLowerCase()] = headerValue(v);
+    // The signed assertion, the route's header presets and claim headers: the same set the
+    // reverse proxy sends upstream (proxies copy them with authResponseHeaders/copy_headers).
+    for (const [k, v] of await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(ctx))) headers[k] = v;
     if (setCookies.length) headers['set-cookie'] = setCookies;
     res.writeHead(c.allowStatus, headers);
     res.end();
     return { ...out, reason: d.policy ? d.policy.reason : 'public route' };
   }
 
+  if (d.kind === 'login' && d.tokenError !== undefined) {
+    // A refused bearer token is never a reason to show a login page.
+    await renderRefusal(a, d);
+    return { ...out, reason: d.reason };
+  }
   if (d.kind === 'login') {
     const signin = signInUrl(rt, ctx, `${rt.origin(ctx)}${ctx.path}${ctx.query}`);
     if (c.style === 'redirect' && ctx.browser) {
@@ -247,7 +256,7 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     sendPage(res, true, { status, code: d.kind === 'deny' ? 'access_denied' : d.kind, title: status === 403 ? 'Access denied' : 'Temporarily unavailable', message: status === 403 ? 'Access denied.' : 'Sessions cannot be checked right now.', requestId, setCookies });
     return { ...out, reason };
   }
-  renderRefusal(a, d);
+  await renderRefusal(a, d);
   return { ...out, reason };
 }
 
@@ -256,7 +265,7 @@ async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMe
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
   // Like /.portcullis/: on route hosts and the authenticate host only (pitfall 13), never a default route.
   if (!rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) && !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))) {
-    renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
+    await renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
     return;
   }
   const m = ctx.method;

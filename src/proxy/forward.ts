@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { errors as undiciErrors } from 'undici';
 import type { Route } from '../config/types.js';
@@ -8,8 +9,9 @@ import { sendPage } from '../http/pages.js';
 import { filterRequestHeaders, hopByHop } from '../security/headers.js';
 import type { Upstreams } from './upstreams.js';
 
-// Streams a request to the route's upstream and the answer back. Nothing is buffered: a
-// 1 GB upload and a server-sent-events response go through chunk by chunk.
+// Streams a request to the route's upstream and the answer back. Nothing large is buffered: a
+// 1 GB upload and a server-sent-events response go through chunk by chunk (only a response
+// with a Content-Length up to SMALL_BODY is read whole, to send it in one write).
 
 export interface ForwardInput {
   req: IncomingMessage;
@@ -28,6 +30,9 @@ export interface ForwardInput {
   /** From identityResponseHeaders(): the signed assertion, preset and claim headers, passed tokens. */
   identityHeaders?: ReadonlyArray<[string, string]> | undefined;
 }
+
+/** Upstream bodies up to this size (with a Content-Length) are sent in one write; larger ones stream. */
+const SMALL_BODY = 64 * 1024;
 
 const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
@@ -95,9 +100,14 @@ export async function forward(f: ForwardInput, upstreams: Upstreams): Promise<{ 
   const started = performance.now();
   const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
-  const ac = new AbortController();
+  // undici also takes an EventEmitter as `signal`: far cheaper per request than an
+  // AbortController, whose signal Node 20 makes transferable (a measurable share of the CPU).
+  const abort = new EventEmitter() as EventEmitter & { aborted?: boolean };
   const onClose = (): void => {
-    if (!res.writableFinished) ac.abort();
+    if (!res.writableFinished) {
+      abort.aborted = true;
+      abort.emit('abort');
+    }
   };
   res.once('close', onClose);
   try {
@@ -106,7 +116,7 @@ export async function forward(f: ForwardInput, upstreams: Upstreams): Promise<{ 
       method: req.method as 'GET',
       headers: upstreamHeaders(f, picked.url),
       body: hasBody ? req : null,
-      signal: ac.signal,
+      signal: abort,
     });
     const headers: Record<string, string | string[]> = {};
     const drop = hopByHop([]);
@@ -124,7 +134,16 @@ export async function forward(f: ForwardInput, upstreams: Upstreams): Promise<{ 
     headers['x-request-id'] ??= f.requestId;
     res.writeHead(up.statusCode, headers);
     const upstreamMs = performance.now() - started;
-    await pipeline(up.body, res);
+    const length = Number(up.headers['content-length'] ?? -1);
+    if (length >= 0 && length <= SMALL_BODY) {
+      // A small body of known length is read whole and sent with the headers in one write:
+      // streaming it costs a second write (and the pipeline's own bookkeeping) per response.
+      const chunks: Buffer[] = [];
+      for await (const chunk of up.body) chunks.push(chunk as Buffer);
+      res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    } else {
+      await pipeline(up.body, res);
+    }
     return { upstreamStatus: up.statusCode, upstreamMs };
   } catch (e) {
     const upstreamMs = performance.now() - started;
@@ -133,7 +152,7 @@ export async function forward(f: ForwardInput, upstreams: Upstreams): Promise<{ 
       res.destroy();
       return { upstreamStatus: 0, upstreamMs };
     }
-    if (ac.signal.aborted) return { upstreamStatus: 0, upstreamMs };
+    if (abort.aborted) return { upstreamStatus: 0, upstreamMs };
     const timeout = e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError || e instanceof undiciErrors.ConnectTimeoutError;
     sendPage(res, wantsJson, {
       status: timeout ? 504 : 502,

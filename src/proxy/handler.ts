@@ -12,6 +12,7 @@ import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.
 import { requestIdFor } from '../observe/logger.js';
 import { observerFor } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
+import { StoreUnavailableError } from '../session/types.js';
 import { normalizeIp } from '../security/cidr.js';
 import { forward, forwardUpgrade } from './forward.js';
 import type { Upstreams } from './upstreams.js';
@@ -52,7 +53,13 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
     return;
   }
   if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED) || ctx.path === WELL_KNOWN_JWKS) {
-    await portcullisEndpoint(rt, ctx, req, res, requestId);
+    try {
+      await portcullisEndpoint(rt, ctx, req, res, requestId);
+    } catch (e) {
+      // Sign-in, userinfo and the session page read the store too: an outage is a 503 there as well.
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      await renderRefusal({ rt, ctx, req, res, requestId, setCookies: [] }, { kind: 'unavailable', route: null as never, reason: e.message });
+    }
     access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
     return;
   }
@@ -72,7 +79,7 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
       break;
     }
     default:
-      renderRefusal(a, d);
+      await renderRefusal(a, d);
   }
   access(rt, req, ctx, res.statusCode, requestId, started, d.kind, reasonOf(d), d, upstream);
 }
@@ -82,14 +89,14 @@ function isUpgrade(req: IncomingMessage): boolean {
 }
 
 /** Every non-allow decision, rendered for a browser (pages, redirects) or an API client (JSON). */
-export function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind: 'allow' }>): void {
+export async function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind: 'allow' }>): Promise<void> {
   const { res, ctx, requestId } = a;
   const json = !ctx.browser;
   switch (d.kind) {
     case 'login':
       // RFC 6750 3.1: a refused token gets invalid_token and what was wrong, never a login page.
       if (d.tokenError !== undefined) sendPage(res, true, { status: 401, code: 'invalid_token', title: 'Invalid token', message: `The token was refused: ${d.tokenError}.`, requestId, setCookies: a.setCookies, headers: { 'www-authenticate': `Bearer realm="portcullis", error="invalid_token", error_description="${d.tokenError}"`, 'cache-control': 'no-store' } });
-      else if (ctx.browser) redirectToLogin(a);
+      else if (ctx.browser) await redirectToLogin(a);
       else sendPage(res, true, { status: 401, code: 'unauthenticated', title: 'Sign-in required', message: 'This resource needs a session or a bearer token.', requestId, setCookies: a.setCookies, headers: { 'www-authenticate': 'Bearer realm="portcullis"' } });
       return;
     case 'deny':
@@ -135,7 +142,7 @@ async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: Incomin
   }
   // The reserved prefix answers on every route host and the authenticate host, nowhere else.
   if (!rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) && !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))) {
-    renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
+    await renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
     return;
   }
   const m = ctx.method;

@@ -11,7 +11,7 @@ import { startWhoami } from '../../demo/whoami.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis } from '../../src/server.js';
-import { CookieJar } from './http.js';
+import { CookieJar, request } from './http.js';
 import { loginThroughIdp } from './login.js';
 import { freePort } from './ports.js';
 
@@ -69,8 +69,8 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
   const extraIdps: RunningIdp[] = [];
 
   async function tokenEndpoint(issuer: string): Promise<string> {
-    const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { token_endpoint: string };
-    return meta.token_endpoint;
+    // The test client, not fetch: fetch would reuse a pooled connection to an IdP restarted since.
+    return (await request(`${issuer}/.well-known/openid-configuration`)).json().token_endpoint as string;
   }
 
   return {
@@ -85,12 +85,12 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
       return p;
     },
     async clientCredentials(issuer = idp.issuer) {
-      const r = await fetch(await tokenEndpoint(issuer), {
+      const r = await request(await tokenEndpoint(issuer), {
         method: 'POST',
         headers: { authorization: `Basic ${Buffer.from(`${SVC.id}:${SVC.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
         body: 'grant_type=client_credentials',
       });
-      const j = (await r.json()) as { access_token?: string; error?: string };
+      const j = r.json() as { access_token?: string; error?: string };
       if (!j.access_token) throw new Error(`client_credentials failed: ${JSON.stringify(j)}`);
       return j.access_token;
     },
