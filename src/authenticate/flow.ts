@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
 import type { RequestContext } from '../decide/types.js';
 import { sendPage, sendRedirect } from '../http/pages.js';
+import { keepUserClaims } from '../identity/claims.js';
 import { describe, IdpUnavailableError } from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
@@ -21,8 +22,6 @@ const HANDOFF_TTL_MS = 60_000;
 const MAX_LOGIN_COOKIES = 4;
 const STATE_RE = /^[A-Za-z0-9_-]{22,64}$/;
 
-// ID-token plumbing that says nothing about the user and would only bloat the cookie.
-const DROP_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', 'c_hash', 's_hash', 'azp', 'auth_time', 'jti', 'sid', 'acr', 'amr']);
 
 interface LoginState {
   state: string;
@@ -240,11 +239,11 @@ export async function callback(a: AuthRequest): Promise<void> {
     return;
   }
   const claims: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(idClaims)) if (!DROP_CLAIMS.has(k)) claims[k] = v;
+  keepUserClaims(idClaims, claims);
   if (tokens.access_token && config.serverMetadata().userinfo_endpoint) {
     try {
       const info = await client.fetchUserInfo(config, tokens.access_token, idClaims.sub);
-      for (const [k, v] of Object.entries(info)) if (!DROP_CLAIMS.has(k)) claims[k] = v;
+      keepUserClaims(info, claims);
     } catch (e) {
       rt.log.warn({ requestId: a.requestId, event: 'userinfo_failed', detail: describe(e) }, 'userinfo request failed; using ID token claims only');
     }

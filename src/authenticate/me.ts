@@ -25,7 +25,8 @@ export async function userinfo(a: AuthRequest): Promise<void> {
     sendJson(a.res, 401, { error: 'unauthenticated', message: 'no valid session', request_id: a.requestId }, { 'www-authenticate': 'Bearer realm="portcullis"', 'x-request-id': a.requestId, ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}) });
     return;
   }
-  sendJson(a.res, 200, view(found.identity, found.session), { 'x-request-id': a.requestId });
+  // A refresh during this lookup re-issues the cookie: it must reach the browser from here too.
+  sendJson(a.res, 200, view(found.identity, found.session), { 'x-request-id': a.requestId, ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}) });
 }
 
 export async function mePage(a: AuthRequest): Promise<void> {
@@ -43,6 +44,6 @@ export async function mePage(a: AuthRequest): Promise<void> {
   ];
   const body = htmlDocument('Portcullis: your session', `<h1>You are signed in</h1><table>${rows.map(([k, val]) => `<tr><th>${k}</th><td>${escapeHtml(val)}</td></tr>`).join('')}</table>
 <form method="post" action="/.portcullis/sign_out"><p><button type="submit" id="sign-out">Sign out</button></p></form><p class="rid">Request id: ${escapeHtml(a.requestId)}</p>`);
-  a.res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'", 'content-length': String(Buffer.byteLength(body)) });
+  a.res.writeHead(200, { ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}), 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'", 'content-length': String(Buffer.byteLength(body)) });
   a.res.end(body);
 }

@@ -26,3 +26,12 @@ export function groupsOf(v: unknown): string[] {
   if (Array.isArray(v)) return v.filter((g): g is string => typeof g === 'string');
   return [];
 }
+
+// ID-token plumbing that says nothing about the user and would only bloat the session.
+const PLUMBING = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', 'c_hash', 's_hash', 'azp', 'auth_time', 'jti', 'sid', 'acr', 'amr']);
+
+/** Copies the claims that describe the user (the login callback and refreshes keep the same set). */
+export function keepUserClaims(from: Record<string, unknown>, into: Record<string, unknown>): Record<string, unknown> {
+  for (const [k, v] of Object.entries(from)) if (!PLUMBING.has(k)) into[k] = v;
+  return into;
+}

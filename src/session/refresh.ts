@@ -1,4 +1,5 @@
 import * as client from 'openid-client';
+import { keepUserClaims } from '../identity/claims.js';
 import { describe, IdpUnavailableError, type Idp } from '../identity/oidc.js';
 import type { SessionData } from './types.js';
 
@@ -17,12 +18,7 @@ export interface Refresher {
   refresh(session: SessionData, now: number): Promise<RefreshResult>;
 }
 
-// Same list as the login callback: ID-token plumbing that says nothing about the user.
-const DROP_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', 'c_hash', 's_hash', 'azp', 'auth_time', 'jti', 'sid', 'acr', 'amr']);
-
-function keep(from: Record<string, unknown>, into: Record<string, unknown>): void {
-  for (const [k, v] of Object.entries(from)) if (!DROP_CLAIMS.has(k)) into[k] = v;
-}
+const keep = keepUserClaims;
 
 export class OidcRefresher implements Refresher {
   constructor(private readonly idp: Idp) {}
@@ -69,6 +65,8 @@ export class OidcRefresher implements Refresher {
         // IdPs that do not rotate refresh tokens answer without one: the old one stays valid.
         refreshToken: tokens.refresh_token ?? s.refreshToken,
         refreshedAt: now,
+        // Only sessions that carry an ID token for pass_id_token keep one, and never a stale one.
+        idToken: s.idToken !== undefined ? tokens.id_token : undefined,
       },
     };
   }
