@@ -90,7 +90,9 @@ export function startWhoami(opts: { port?: number; name?: string } = {}): Promis
   const name = opts.name ?? 'whoami';
   const sockets = new Set<Duplex>();
 
-  const server = http.createServer((req, res) => {
+  // Users with hundreds of groups get large identity headers (X-Forwarded-Groups and the signed
+  // assertion can pass 16 KB together): like an upstream configured for them, accept 64 KB.
+  const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
       else res.destroy();
