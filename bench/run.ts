@@ -397,7 +397,8 @@ async function main(): Promise<number> {
     await tokenRp?.close().catch(() => {});
     await whoami?.close().catch(() => {});
     await idp?.close().catch(() => {});
-    rmSync(work, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP) console.log(`kept ${work} (BENCH_KEEP)`);
+    else rmSync(work, { recursive: true, force: true });
   }
 
   // --- report ----------------------------------------------------------------------------------

@@ -95,7 +95,9 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
   void state.runtime.sessions.store.start?.();
   const retired = new Set<Runtime>();
 
-  const makeContexts = (c: Config) => (c.tls?.certs ?? []).map((x) => ({ x509: new X509Certificate(x.cert), ctx: createSecureContext({ cert: x.cert, key: x.key }) }));
+  // With client_ca_file every handshake asks for a client certificate but none is required:
+  // an unverified or missing one simply leaves RequestContext.clientCert empty for the policy.
+  const makeContexts = (c: Config) => (c.tls?.certs ?? []).map((x) => ({ x509: new X509Certificate(x.cert), ctx: createSecureContext({ cert: x.cert, key: x.key, ...(c.tls?.clientCa ? { ca: c.tls.clientCa } : {}) }) }));
   let contexts = makeContexts(cfg);
   let server: Server;
   if (cfg.tls) {
@@ -106,6 +108,7 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
         const hit: SecureContext | undefined = contexts.find((c) => c.x509.checkHost(servername))?.ctx;
         cb(null, hit ?? contexts[0]!.ctx);
       },
+      ...(cfg.tls.clientCa ? { requestCert: true, rejectUnauthorized: false, ca: cfg.tls.clientCa } : {}),
       ...LISTENER_LIMITS,
     }) as unknown as Server;
   } else {

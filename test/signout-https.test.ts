@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -95,6 +95,57 @@ routes:
     } finally {
       await p.close();
       await s.close();
+    }
+  });
+});
+
+describe('TLS client certificates', () => {
+  test('client_certificate policies see a certificate signed by client_ca_file, and only such a one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-mtls-'));
+    const ossl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
+    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=srv.corp.test', '-addext', 'subjectAltName=DNS:srv.corp.test', '-keyout', 'srv.key', '-out', 'srv.crt');
+    for (const ca of ['ca', 'rogue']) ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', `/CN=${ca}`, '-keyout', `${ca}.key`, '-out', `${ca}.crt`);
+    for (const [name, ca] of [['ops', 'ca'], ['fake', 'rogue']] as const) {
+      ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${name}`, '-addext', `subjectAltName=email:ops@example.com`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
+      writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=email:ops@example.com\n');
+      ossl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '1', '-extfile', 'ext.cnf', '-out', `${name}.crt`);
+    }
+    const port = await freePort();
+    const upstream = await (await import('../demo/whoami.js')).startWhoami();
+    const cfg = parseConfig(`address: 127.0.0.1:${port}
+certificate_file: ${join(dir, 'srv.crt')}
+certificate_key_file: ${join(dir, 'srv.key')}
+client_ca_file: ${join(dir, 'ca.crt')}
+idp_provider_url: http://127.0.0.1:1
+idp_client_id: x
+idp_client_secret: y
+cookie_secret: ${Buffer.alloc(32, 3).toString('base64')}
+routes:
+  - from: https://srv.corp.test:${port}
+    to: ${upstream.url}
+    policy:
+      - allow:
+          and:
+            - client_certificate: { san_email: { is: ops@example.com } }
+`, 'mtls.yaml');
+    const p = await startPortcullis(cfg, { logger: createLogger('silent') });
+    const { request: httpsRequest } = await import('node:https');
+    const get = (cert?: string): Promise<number> => new Promise((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port, path: '/', servername: 'srv.corp.test', headers: { host: `srv.corp.test:${port}`, accept: 'application/json' }, rejectUnauthorized: false,
+        ...(cert ? { cert: readFileSync(join(dir, `${cert}.crt`)), key: readFileSync(join(dir, `${cert}.key`)) } : {}) }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    try {
+      assert.equal(await get('ops'), 200, 'a certificate from the configured CA with the right SAN');
+      assert.equal(await get('fake'), 403, 'the same SAN from another CA is no certificate at all');
+      assert.equal(await get(), 403, 'no certificate');
+    } finally {
+      await p.close();
+      await upstream.close();
     }
   });
 });

@@ -173,11 +173,13 @@ Group www-data
 ${mod('mpm_event')}
 ${['authz_core', 'authn_core', 'authz_user', 'auth_openidc', 'proxy', 'proxy_http', 'headers', 'socache_shmcb'].map(mod).join('\n')}
 Mutex pthread default
-StartServers 2
-ServerLimit 16
-ThreadsPerChild 25
+# Every thread exists from the start: spawning or reaping children under load closes keep-alive
+# connections (wrk read errors), which would measure Apache's process management, not the module.
+StartServers 8
+ServerLimit 8
+ThreadsPerChild 50
 MaxRequestWorkers 400
-MinSpareThreads 25
+MinSpareThreads 50
 MaxSpareThreads 400
 MaxConnectionsPerChild 0
 KeepAlive On

@@ -211,6 +211,9 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
     raw.certificates?.forEach((c, i) => certs.push({ cert: readPem(c.cert, ['certificates', i, 'cert']), key: readPem(c.key, ['certificates', i, 'key']) }));
     if (!certs.length) at(['insecure_server'], 'no TLS certificate: set certificate_file and certificate_key_file (or certificates), or insecure_server: true to serve plain HTTP behind a TLS-terminating proxy');
     tls = { certs };
+    if (raw.client_ca_file !== undefined) tls.clientCa = readPem(raw.client_ca_file, ['client_ca_file']);
+  } else if (raw.client_ca_file !== undefined) {
+    at(['client_ca_file'], 'client certificates need Portcullis to terminate TLS: remove insecure_server and set certificate_file/certificate_key_file');
   }
 
   const listen = parseAddress(raw.address ?? (insecure ? ':80' : ':443'));

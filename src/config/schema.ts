@@ -97,6 +97,7 @@ export const configSchema = z.strictObject({
   certificate_file: z.string().optional(),
   certificate_key_file: z.string().optional(),
   certificates: z.array(z.strictObject({ cert: z.string(), key: z.string() })).optional(),
+  client_ca_file: z.string().optional(),
   authenticate_service_url: httpUrl('authenticate_service_url').optional(),
   idp_provider: z.enum(['oidc', 'keycloak', 'okta', 'google', 'azure', 'auth0', 'authentik', 'gitlab', 'ping', 'onelogin', 'cognito']).optional(),
   idp_provider_url: httpUrl('idp_provider_url (the issuer)'),

@@ -57,7 +57,8 @@ export interface Route {
 export interface Config {
   file: string;
   listen: { host: string; port: number };
-  tls: { certs: Array<{ cert: Buffer; key: Buffer }> } | null;
+  /** clientCa: PEM of the CA whose client certificates the `client_certificate` criterion can see. */
+  tls: { certs: Array<{ cert: Buffer; key: Buffer }>; clientCa?: Buffer | undefined } | null;
   /** Where logins start and the IdP sends the user back; null = every route host is its own. */
   authenticateUrl: URL | null;
   idp: {

@@ -73,6 +73,27 @@ export function contextFromRequest(req: IncomingMessage, isTrusted: (ip: string)
       headers: req.headers,
       browser: isBrowser(req.headers),
       now,
+      clientCert: req.socket instanceof TLSSocket ? clientCertOf(req.socket) : undefined,
     },
   };
+}
+
+const certs = new WeakMap<TLSSocket, RequestContext['clientCert'] | null>();
+
+/** The verified client certificate of a TLS connection, read once per connection. */
+function clientCertOf(socket: TLSSocket): RequestContext['clientCert'] {
+  let c = certs.get(socket);
+  if (c === undefined) {
+    c = null;
+    if (socket.authorized) {
+      const peer = socket.getPeerCertificate();
+      if (peer && peer.fingerprint256) {
+        const subject: Record<string, string> = {};
+        for (const [k, v] of Object.entries(peer.subject ?? {})) subject[k] = Array.isArray(v) ? v.join(',') : String(v);
+        c = { fingerprint256: peer.fingerprint256, subject, san: peer.subjectaltname ? peer.subjectaltname.split(', ') : [] };
+      }
+    }
+    certs.set(socket, c);
+  }
+  return c ?? undefined;
 }
