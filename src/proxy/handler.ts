@@ -145,49 +145,38 @@ async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: Incomin
     await renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
     return;
   }
-  const m = ctx.method;
-  const get = m === 'GET' || m === 'HEAD';
-  switch (sub) {
-    case '':
-      if (get) return mePage(a);
-      break;
-    case 'userinfo':
-      if (get) return userinfo(a);
-      break;
-    case 'sign_in':
-      if (get) return signIn(a);
-      break;
-    case 'callback':
-      if (get) return callback(a);
-      break;
-    case 'handoff':
-      if (get) return handoff(a);
-      break;
-    case 'sign_out':
-      if (get || m === 'POST') return signOut(a);
-      break;
-    case 'jwks.json':
-      if (get) {
-        const body = await rt.assertions.jwksJson();
-        res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300', 'content-length': String(Buffer.byteLength(body)), 'x-request-id': requestId });
-        res.end(m === 'HEAD' ? undefined : body);
-        return;
-      }
-      break;
-    case 'api/v1/login':
-      if (get) return cliLoginStart(a);
-      break;
-    case 'api/v1/login/complete':
-      if (get) return cliLoginComplete(a);
-      break;
-    case 'signed_out':
-      if (get) return signedOut(a);
-      break;
-    default:
-      sendPage(res, !ctx.browser, { status: 404, code: 'not_found', title: 'Not found', message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
-      return;
+  const endpoint = Object.hasOwn(ENDPOINTS, sub) ? ENDPOINTS[sub]! : null;
+  if (!endpoint) {
+    sendPage(res, !ctx.browser, { status: 404, code: 'not_found', title: 'Not found', message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
+    return;
   }
-  sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: sub === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
+  if (!endpoint.methods.includes(ctx.method)) {
+    sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${ctx.method} is not allowed on ${ctx.path}.`, requestId, headers: { allow: endpoint.methods.join(', ') } });
+    return;
+  }
+  await endpoint.run(a);
+}
+
+const READ = ['GET', 'HEAD'] as const;
+
+/** Everything under /.portcullis/, on every route host and the authenticate host. */
+const ENDPOINTS: Record<string, { methods: readonly string[]; run: (a: AuthRequest) => Promise<void> | void }> = {
+  '': { methods: READ, run: mePage },
+  userinfo: { methods: READ, run: userinfo },
+  sign_in: { methods: READ, run: signIn },
+  callback: { methods: READ, run: callback },
+  handoff: { methods: READ, run: handoff },
+  sign_out: { methods: [...READ, 'POST'], run: signOut },
+  signed_out: { methods: READ, run: signedOut },
+  'jwks.json': { methods: READ, run: jwks },
+  'api/v1/login': { methods: READ, run: cliLoginStart },
+  'api/v1/login/complete': { methods: READ, run: cliLoginComplete },
+};
+
+async function jwks(a: AuthRequest): Promise<void> {
+  const body = await a.rt.assertions.jwksJson();
+  a.res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300', 'content-length': String(Buffer.byteLength(body)), 'x-request-id': a.requestId });
+  a.res.end(a.ctx.method === 'HEAD' ? undefined : body);
 }
 
 export function createUpgradeHandler(state: ProxyState) {
