@@ -68,7 +68,7 @@ export class Runtime {
 
   /** Every callback URL the IdP must have registered, character for character (pitfall 11). */
   callbackUrls(): string[] {
-    if (this.cfg.authenticateUrl) return [`${this.cfg.authenticateUrl.origin}/.portcullis/callback`];
-    return this.routes.hosts().filter((h) => !h.includes('*')).map((h) => `${h}/.portcullis/callback`);
+    if (this.cfg.authenticateUrl) return [`${this.cfg.authenticateUrl.origin}${this.cfg.callbackPath}`];
+    return this.routes.hosts().filter((h) => !h.includes('*')).map((h) => `${h}${this.cfg.callbackPath}`);
   }
 }

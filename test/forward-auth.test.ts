@@ -219,9 +219,11 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       assert.equal((await request(`${app}/oauth2/start?rd=${encodeURIComponent(rd)}`, { headers: BROWSER_HEADERS })).status, 400, rd);
       assert.equal((await request(`${app}/oauth2/sign_out?rd=${encodeURIComponent(rd)}`, { headers: BROWSER_HEADERS })).status, 400, rd);
     }
-    const cb = await request(`${app}/oauth2/callback?code=abc&state=xyz`, { headers: BROWSER_HEADERS });
-    assert.equal(cb.status, 302);
-    assert.equal(cb.location, `${app}/.portcullis/callback?code=abc&state=xyz`);
+    // /oauth2/callback is the real callback (authenticate_callback_path can make it the redirect
+    // URI): a callback this browser did not start is refused like on /.portcullis/callback.
+    const cb = await request(`${app}/oauth2/callback?code=abc&state=${'x'.repeat(24)}`, { headers: BROWSER_HEADERS });
+    assert.equal(cb.status, 400);
+    assert.match(cb.body, /not started in this browser/);
     const info = await request(`${app}/oauth2/userinfo`, { jar });
     assert.deepEqual(info.json(), { user: 'alice', email: 'alice@example.com', groups: ['admins', 'eng'], preferredUsername: 'alice' });
     assert.equal((await request(`${app}/oauth2/userinfo`)).status, 401);

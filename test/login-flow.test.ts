@@ -164,3 +164,30 @@ describe('an identity provider that is down at start', () => {
     }
   });
 });
+
+describe('migrating from oauth2-proxy without touching the IdP registration', () => {
+  for (const compat of [false, true]) {
+    test(`authenticate_callback_path: /oauth2/callback is the redirect URI${compat ? ' (with compat: [oauth2-proxy])' : ''}`, async () => {
+      const s = await startStack({
+        hosts: ['app.corp.test'],
+        callbackPath: '/oauth2/callback',
+        body: `authenticate_callback_path: /oauth2/callback
+${compat ? 'compat: [oauth2-proxy]\n' : ''}routes:
+  - from: http://app.corp.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+`,
+      });
+      try {
+        const jar = new CookieJar();
+        const { final, chain } = await loginThroughIdp(`http://app.corp.test:${s.port}/x?y=1`, { jar, username: 'alice', password: 'alice' });
+        assert.equal(final.status, 200, chain.join('\n'));
+        assert.equal(chain.at(-1), `http://app.corp.test:${s.port}/x?y=1`);
+        assert.ok(chain.some((u) => u.startsWith(`http://app.corp.test:${s.port}/oauth2/callback?`)));
+        assert.ok(!chain.some((u) => u.includes('/.portcullis/callback')));
+      } finally {
+        await s.close();
+      }
+    });
+  }
+});

@@ -141,7 +141,7 @@ async function beginAuthorization(a: AuthRequest, returnTo: string): Promise<voi
   const state = randomBytes(18).toString('base64url');
   const verifier = client.randomPKCECodeVerifier();
   const nonce = client.randomNonce();
-  const redirectUri = `${a.rt.authOrigin(a.ctx)}/.portcullis/callback`;
+  const redirectUri = `${a.rt.authOrigin(a.ctx)}${a.rt.cfg.callbackPath}`;
   const login: LoginState = { state, verifier, nonce, returnTo, redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS };
   const name = `${loginCookiePrefix(a.rt)}${state}`;
   // Path=/ (not /.portcullis/) so the cap below sees every tab's cookie, whichever app path

@@ -275,6 +275,7 @@ function normalize(raw: RawConfig, file: string, at: (path: readonly PropertyKey
     listen,
     tls,
     authenticateUrl,
+    callbackPath: raw.authenticate_callback_path ?? '/.portcullis/callback',
     idp: {
       issuer,
       clientId: raw.idp_client_id,

@@ -61,6 +61,8 @@ export interface Config {
   tls: { certs: Array<{ cert: Buffer; key: Buffer }>; clientCa?: Buffer | undefined } | null;
   /** Where logins start and the IdP sends the user back; null = every route host is its own. */
   authenticateUrl: URL | null;
+  /** The OIDC redirect URI's path: /.portcullis/callback, or e.g. /oauth2/callback to keep an IdP registration. */
+  callbackPath: string;
   idp: {
     issuer: URL;
     clientId: string;

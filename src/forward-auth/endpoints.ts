@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { signIn, signInUrl, signOut, type AuthRequest } from '../authenticate/flow.js';
+import { callback, signIn, signInUrl, signOut, type AuthRequest } from '../authenticate/flow.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { sendJson, sendPage, sendRedirect } from '../http/pages.js';
@@ -277,9 +277,9 @@ async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMe
       if (get) return signIn(a);
       break;
     case 'callback':
-      // Portcullis registers /.portcullis/callback at the IdP and keeps its login state cookie
-      // there (its cookie path), so a callback arriving here is sent on with its query untouched.
-      if (get) return sendRedirect(res, `${rt.authOrigin(ctx)}/.portcullis/callback${ctx.query}`, [], requestId);
+      // The same callback: with `authenticate_callback_path: /oauth2/callback` the redirect URI
+      // already registered at the IdP for oauth2-proxy keeps working unchanged.
+      if (get) return callback(a);
       break;
     case 'sign_out':
       if (get || m === 'POST') return signOut(a);

@@ -52,7 +52,7 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
     access(rt, req, fa.ctx, res.statusCode, requestId, started, fa.label, fa.reason, fa.decision);
     return;
   }
-  if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED) || ctx.path === WELL_KNOWN_JWKS) {
+  if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED) || ctx.path === WELL_KNOWN_JWKS || ctx.path === rt.cfg.callbackPath) {
     try {
       await portcullisEndpoint(rt, ctx, req, res, requestId);
     } catch (e) {
@@ -134,7 +134,7 @@ function reasonOf(d: Decision): string {
 
 async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
-  const sub = ctx.path === WELL_KNOWN_JWKS ? 'jwks.json' : ctx.path === '/.portcullis' ? '' : ctx.path.slice(RESERVED.length);
+  const sub = ctx.path === WELL_KNOWN_JWKS ? 'jwks.json' : ctx.path === rt.cfg.callbackPath ? 'callback' : ctx.path === '/.portcullis' ? '' : ctx.path.slice(RESERVED.length);
   if (sub === 'ping') {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3' });
     res.end('OK\n');

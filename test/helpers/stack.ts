@@ -32,6 +32,8 @@ export interface StackOptions {
   /** YAML for `routes:` and any extra globals; `${PORT}` and `${UPSTREAM}` are replaced. */
   body: string;
   idp?: Partial<IdpOptions>;
+  /** The redirect URI path registered at the IdP (authenticate_callback_path). */
+  callbackPath?: string;
   port?: number;
 }
 
@@ -41,7 +43,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const cookieSecret = randomBytes(32).toString('base64');
   const origins = o.hosts.map((h) => `http://${h}:${port}`);
   const idp = await startIdp({
-    clients: [{ client_id: 'portcullis', client_secret: clientSecret, redirect_uris: origins.map((h) => `${h}/.portcullis/callback`), post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`) }],
+    clients: [{ client_id: 'portcullis', client_secret: clientSecret, redirect_uris: origins.map((h) => `${h}${o.callbackPath ?? '/.portcullis/callback'}`), post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`) }],
     ...o.idp,
   });
   const upstream = await startWhoami({ name: 'upstream' });
