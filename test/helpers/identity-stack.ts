@@ -13,6 +13,7 @@ import { createLogger } from '../../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis } from '../../src/server.js';
 import { CookieJar, request } from './http.js';
 import { loginThroughIdp } from './login.js';
+import { globalYaml } from './stack.js';
 import { freePort } from './ports.js';
 
 export const API_AUDIENCE = 'https://api.corp.test';
@@ -51,15 +52,7 @@ export async function startIdentityStack(o: { hosts: string[]; body: string; glo
   let idp = await startIdp(idpOptions);
   const idpPort = idp.port;
   const upstream = await startWhoami({ name: 'upstream' });
-  const yaml = `address: 127.0.0.1:${port}
-insecure_server: true
-cookie_secure: false
-cookie_secret: ${cookieSecret}
-idp_provider_url: ${idp.issuer}
-idp_client_id: portcullis
-idp_client_secret: ${clientSecret}
-idp_scopes: [openid, profile, email, groups, offline_access]
-log_level: warn
+  const yaml = `${globalYaml({ port, cookieSecret, issuer: idp.issuer, clientSecret, logLevel: 'warn' })}
 ${o.globals ?? ''}
 ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.url)}`;
   const logger = createLogger('silent');

@@ -47,15 +47,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     ...o.idp,
   });
   const upstream = await startWhoami({ name: 'upstream' });
-  const yaml = `address: 127.0.0.1:${port}
-insecure_server: true
-cookie_secure: false
-cookie_secret: ${cookieSecret}
-idp_provider_url: ${idp.issuer}
-idp_client_id: portcullis
-idp_client_secret: ${clientSecret}
-idp_scopes: [openid, profile, email, groups, offline_access]
-log_level: debug
+  const yaml = `${globalYaml({ port, cookieSecret, issuer: idp.issuer, clientSecret, logLevel: 'debug' })}
 ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.url)}`;
   const logs: Array<Record<string, unknown>> = [];
   let text = '';
@@ -84,4 +76,17 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
       await Promise.allSettled([proxy.close(), ...extra.map((e) => e.close()), upstream.close(), idp.close()]);
     },
   };
+}
+
+/** The global part every test deployment shares: plain HTTP on loopback, the test IdP's client. */
+export function globalYaml(o: { port: number; cookieSecret: string; issuer: string; clientSecret: string; logLevel: string }): string {
+  return `address: 127.0.0.1:${o.port}
+insecure_server: true
+cookie_secure: false
+cookie_secret: ${o.cookieSecret}
+idp_provider_url: ${o.issuer}
+idp_client_id: portcullis
+idp_client_secret: ${o.clientSecret}
+idp_scopes: [openid, profile, email, groups, offline_access]
+log_level: ${o.logLevel}`;
 }
