@@ -6,7 +6,9 @@ import { normalizeRequestTarget } from '../security/path.js';
 import { defaultPort } from './route-table.js';
 import type { RequestContext } from './types.js';
 
-export type ContextResult = { ok: true; ctx: RequestContext; pathError: string | undefined } | { ok: false; status: 400; reason: string };
+export type ContextResult =
+  | { ok: true; ctx: RequestContext; pathError: string | undefined; /** The socket peer, and whether it is a trusted proxy. */ peerIp: string; trustedPeer: boolean }
+  | { ok: false; status: 400; reason: string };
 
 const HOST_RE = /^(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?)*\.?)(?::(\d{1,5}))?$/;
 
@@ -62,6 +64,8 @@ export function contextFromRequest(req: IncomingMessage, isTrusted: (ip: string)
   return {
     ok: true,
     pathError,
+    peerIp: peer,
+    trustedPeer,
     ctx: {
       method: req.method ?? 'GET',
       scheme,

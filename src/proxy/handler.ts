@@ -13,7 +13,6 @@ import { requestIdFor } from '../observe/logger.js';
 import { observerFor } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { StoreUnavailableError } from '../session/types.js';
-import { normalizeIp } from '../security/cidr.js';
 import { forward, forwardUpgrade } from './forward.js';
 import type { Upstreams } from './upstreams.js';
 
@@ -75,7 +74,7 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
         break;
       }
       const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(ctx));
-      upstream = await forward({ req, res, ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(normalizeIp(req.socket.remoteAddress ?? '')), peerIp: normalizeIp(req.socket.remoteAddress ?? ''), setCookies: d.setCookies, identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, state.upstreams);
+      upstream = await forward({ req, res, ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: c.trustedPeer, peerIp: c.peerIp, setCookies: d.setCookies, identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, state.upstreams);
       break;
     }
     default:
@@ -195,9 +194,8 @@ export function createUpgradeHandler(state: ProxyState) {
       access(rt, req, c.ctx, d.kind === 'allow' ? 101 : 0, requestId, started, d.kind, reasonOf(d));
       if (d.kind === 'allow') {
         if (!d.route.allowWebsockets) return refuse(403, 'Forbidden');
-        const peerIp = normalizeIp(req.socket.remoteAddress ?? '');
         const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(c.ctx));
-        return forwardUpgrade({ req, ctx: c.ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: rt.cfg.isTrustedProxy(peerIp), peerIp, setCookies: [], identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, socket, head, state.upstreams);
+        return forwardUpgrade({ req, ctx: c.ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: c.trustedPeer, peerIp: c.peerIp, setCookies: [], identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, socket, head, state.upstreams);
       }
       if (d.kind === 'login') return refuse(401, 'Unauthorized');
       if (d.kind === 'deny') return refuse(403, 'Forbidden');
