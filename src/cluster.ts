@@ -22,9 +22,10 @@ const RESTART_DELAY_MS = 1_000;
 /**
  * Runs in the primary: forks `count` workers of this same command line and supervises them.
  * SIGHUP is passed to every worker (each reloads its config), SIGTERM/SIGINT too (each drains
- * and exits); a worker that crashes later is replaced. Resolves with the exit code.
+ * and exits); a worker that crashes later is replaced. `env` is added to each worker's
+ * environment (and not to this process's). Resolves with the exit code.
  */
-export function runCluster(count: number, log: (msg: string) => void = (m) => console.error(m)): Promise<number> {
+export function runCluster(count: number, log: (msg: string) => void = (m) => console.error(m), env?: Record<string, string>): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     let finished = false;
@@ -39,7 +40,7 @@ export function runCluster(count: number, log: (msg: string) => void = (m) => co
     };
 
     const fork = (): void => {
-      const w = cluster.fork();
+      const w = cluster.fork(env);
       started.set(w, Date.now());
       w.once('listening', () => listening.add(w));
     };

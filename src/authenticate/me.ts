@@ -1,12 +1,12 @@
 import type { Identity } from '../decide/types.js';
 import { escapeHtml, htmlDocument, sendJson } from '../http/pages.js';
-import type { SessionData } from '../session/types.js';
+import type { SessionView } from '../session/types.js';
 import { redirectToLogin, type AuthRequest } from './flow.js';
 
 // /.portcullis/ and /.portcullis/userinfo: who you are, as the proxy sees you. Tokens and
 // secrets never appear here, only the identity the policies are evaluated against.
 
-function view(identity: Identity, session: SessionData) {
+function view(identity: Identity, session: SessionView) {
   return {
     user: identity.user,
     sub: identity.sub,

@@ -14,6 +14,7 @@ import { SESSIONS_HELP, sessionsCommand } from './sessions.js';
 import { EXPLAIN_HELP, explain } from './explain.js';
 import { runPolicyTests } from '../policy/simulate.js';
 import { isClusterWorker, runCluster } from '../cluster.js';
+import { CLUSTER_SIGNING_KEY_ENV, generatedSigningKeyPem } from '../identity/assertion.js';
 
 const HELP: Record<string, string> = {
   main: `portcullis — an identity-aware proxy
@@ -162,7 +163,18 @@ async function serve(file: string): Promise<number> {
   // (Printed once: by the primary when there are several workers.)
   if (!isClusterWorker()) for (const i of lintConfig(cfg, readFileSync(file, 'utf8'))) if (i.severity !== 'info') console.error(formatIssue(file, i));
   // workers > 1: this process only supervises; each worker runs this same serve() (src/cluster.ts).
-  if (cfg.workers > 1 && !isClusterWorker()) return runCluster(cfg.workers);
+  if (cfg.workers > 1 && !isClusterWorker()) {
+    if (!cfg.assertion.generated) return runCluster(cfg.workers);
+    // No signing_key: the workers would each generate their own, and upstreams would see
+    // assertions from several keys behind one address. The primary generates it once instead,
+    // hands it to its workers (only to them: their environment, read once), and warns once.
+    const w = cfg.warnings.find((i) => i.key === 'signing_key');
+    console.error(formatIssue(file, {
+      key: 'signing_key', line: w?.line ?? 0, column: w?.column ?? 0, severity: 'warning',
+      message: `no signing_key: X-Portcullis-Jwt-Assertion is signed with a key generated at start and shared by the ${cfg.workers} workers, so upstreams see a new key after every restart and replicas disagree; set signing_key_file to a PEM private key (e.g. \`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256\`)`,
+    }));
+    return runCluster(cfg.workers, undefined, { [CLUSTER_SIGNING_KEY_ENV]: generatedSigningKeyPem() });
+  }
   let running;
   try {
     running = await startPortcullis(cfg, { configFile: file });

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
-import { generatedSigningKey, parseSigningKeys, REGISTERED_ASSERTION_CLAIMS, type SigningKeyInput } from '../identity/assertion.js';
+import { generatedSigningKey, generatedSigningKeyInherited, parseSigningKeys, REGISTERED_ASSERTION_CLAIMS, type SigningKeyInput } from '../identity/assertion.js';
 import type { IdentityPreset } from '../identity/presets.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
@@ -337,7 +337,8 @@ function identitySettings(raw: RawConfig, at: (path: readonly PropertyKey[], msg
   } else if (raw.signing_key_file === undefined) {
     keys = [generatedSigningKey()];
     generated = true;
-    warnings.push({
+    // A cluster worker signs with the key its primary generated; the primary has warned once.
+    if (!generatedSigningKeyInherited()) warnings.push({
       key: 'signing_key', line: 0, column: 0, severity: 'warning',
       message: 'no signing_key: X-Portcullis-Jwt-Assertion is signed with a key generated at start, so upstreams see a new key after every restart and replicas disagree; set signing_key_file to a PEM private key (e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)',
     });

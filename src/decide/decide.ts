@@ -1,7 +1,7 @@
 import type { Route } from '../config/types.js';
 import type { TokenAuthenticator } from '../identity/bearer.js';
 import type { SessionLookup, SessionManager } from '../session/manager.js';
-import { StoreUnavailableError, type SessionData } from '../session/types.js';
+import { StoreUnavailableError, type SessionView } from '../session/types.js';
 import type { RouteTable } from './route-table.js';
 import type { Identity, PolicyResult, RequestContext } from './types.js';
 
@@ -18,7 +18,7 @@ import type { Identity, PolicyResult, RequestContext } from './types.js';
 //   6. outcome          allow | login (no identity and it would matter) | deny
 
 export type Decision =
-  | { kind: 'allow'; route: Route; identity: Identity | null; session: SessionData | null; policy: PolicyResult | null; setCookies: string[] }
+  | { kind: 'allow'; route: Route; identity: Identity | null; session: SessionView | null; policy: PolicyResult | null; setCookies: string[] }
   | { kind: 'login'; route: Route; reason: string; setCookies: string[]; /** A presented token was refused: answer 401 invalid_token with this, never a redirect. */ tokenError?: string }
   | { kind: 'deny'; route: Route; identity: Identity | null; policy: PolicyResult; setCookies: string[] }
   | { kind: 'not_found'; reason: string; knownHost: boolean }

@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { isClusterWorker } from '../cluster.js';
 import type { Identity } from '../decide/types.js';
 
 // X-Portcullis-Jwt-Assertion: a short-lived JWT that says who the user is, signed with
@@ -75,14 +76,45 @@ function algorithmOf(key: KeyObject): SigningAlg | { error: string } {
 }
 
 let generated: SigningKeyInput | undefined;
+let inherited = false;
+
+/**
+ * With `workers > 1` and no signing_key, the primary generates the key once and hands it to
+ * its workers in this environment variable (PKCS#8 PEM), so every worker signs with the same
+ * key. Read only inside a cluster worker, and removed from the environment once read.
+ */
+export const CLUSTER_SIGNING_KEY_ENV = 'PORTCULLIS_CLUSTER_SIGNING_KEY';
 
 /**
  * The key used when no signing_key is configured: one per process, so a config reload keeps
- * the key upstreams have already fetched. A restart or another replica has a different one.
+ * the key upstreams have already fetched (in a cluster worker: the primary's key, shared by
+ * all workers). A restart or another replica has a different one.
  */
 export function generatedSigningKey(): SigningKeyInput {
-  generated ??= { key: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey, alg: 'ES256' };
+  if (!generated) {
+    const pem = isClusterWorker() ? process.env[CLUSTER_SIGNING_KEY_ENV] : undefined;
+    if (pem) {
+      delete process.env[CLUSTER_SIGNING_KEY_ENV];
+      try {
+        generated = { key: createPrivateKey(pem), alg: 'ES256' };
+        inherited = true;
+      } catch {
+        // Not ours to trust: fall back to a key of this process.
+      }
+    }
+    generated ??= { key: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey, alg: 'ES256' };
+  }
   return generated;
+}
+
+/** True in a cluster worker whose generated key came from the primary (which has warned about it). */
+export function generatedSigningKeyInherited(): boolean {
+  return inherited;
+}
+
+/** The generated key as PKCS#8 PEM, for the primary to hand to its workers. */
+export function generatedSigningKeyPem(): string {
+  return generatedSigningKey().key.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
 
 interface Prepared {

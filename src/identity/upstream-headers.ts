@@ -1,7 +1,7 @@
 import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import type { Runtime } from '../runtime.js';
-import type { SessionData } from '../session/types.js';
+import type { SessionView } from '../session/types.js';
 import { ASSERTION_HEADER } from './assertion.js';
 import { bearerTokenOf } from './bearer.js';
 import { claimHeaderValue, headerValue, presetHeaders } from './presets.js';
@@ -38,7 +38,7 @@ function claimOf(identity: Identity, claim: string): unknown {
  * identity (public route) there are none: an upstream must treat a missing assertion as
  * "anonymous", never as an error to work around.
  */
-export async function identityResponseHeaders(rt: Runtime, route: Route, identity: Identity | null, session: SessionData | null, audienceHost: string): Promise<Array<[string, string]>> {
+export async function identityResponseHeaders(rt: Runtime, route: Route, identity: Identity | null, session: SessionView | null, audienceHost: string): Promise<Array<[string, string]>> {
   if (!identity) return [];
   const now = Date.now();
   const issuer = rt.cfg.authenticateUrl ? rt.cfg.authenticateUrl.origin : `${route.from.scheme}://${audienceHost}`;

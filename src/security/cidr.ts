@@ -16,6 +16,9 @@ export function normalizeIp(raw: string): string {
 
 export class CidrError extends Error {}
 
+/** Per matcher: how many recent answers are remembered. */
+const CIDR_CACHE_MAX = 1024;
+
 /** Compiles CIDRs (or bare addresses) into a matcher. Throws CidrError naming the bad entry. */
 export function compileCidrs(list: readonly string[]): (ip: string) => boolean {
   const bl = new BlockList();
@@ -34,9 +37,21 @@ export function compileCidrs(list: readonly string[]): (ip: string) => boolean {
     }
     bl.addSubnet(addr, bits, family === 4 ? 'ipv4' : 'ipv6');
   }
+  if (!list.length) return () => false;
+  // BlockList.check builds a SocketAddress per call, and a request can ask up to four times.
+  // A compiled matcher's answer for an address never changes, so recent answers are kept,
+  // keyed by the normalized address (short, whatever the client sent), in a bounded map that
+  // is simply emptied when full.
+  const recent = new Map<string, boolean>();
   return (ip: string) => {
     const n = normalizeIp(ip);
     if (!n) return false;
-    return bl.check(n, isIP(n) === 4 ? 'ipv4' : 'ipv6');
+    let hit = recent.get(n);
+    if (hit === undefined) {
+      hit = bl.check(n, isIP(n) === 4 ? 'ipv4' : 'ipv6');
+      if (recent.size >= CIDR_CACHE_MAX) recent.clear();
+      recent.set(n, hit);
+    }
+    return hit;
   };
 }

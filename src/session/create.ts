@@ -2,15 +2,16 @@ import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import { CookieSessionStore } from './cookie-store.js';
 import { MemoryBackend } from './memory-store.js';
-import { PostgresBackend } from './postgres-store.js';
-import { RedisBackend } from './redis-store.js';
 import type { Sealer } from './seal.js';
-import { ServerSessionStore } from './server-store.js';
+import { ServerSessionStore, type Backend, type StoredRecord } from './server-store.js';
+import type { RedisStorage, PostgresStorage } from './storage-url.js';
 import type { SessionStore } from './types.js';
 
 /**
  * The store `session_storage` names. Nothing connects here: Redis and PostgreSQL connect on
  * first use (or on start()), so `portcullis check` can build a Runtime without touching them.
+ * Their client libraries (ioredis, pg) are not even loaded until then: a deployment with
+ * cookie or memory sessions never pays for them in memory or start-up time.
  */
 export function createSessionStore(cfg: Config, sealer: Sealer, log: Logger): SessionStore {
   const s = cfg.sessionStorage;
@@ -19,8 +20,68 @@ export function createSessionStore(cfg: Config, sealer: Sealer, log: Logger): Se
     const str = (v: unknown): string => (typeof v === 'string' ? v : '');
     return { user: str(session.claims[cfg.idp.userClaim]) || session.sub, email: str(session.claims[cfg.idp.emailClaim]) };
   };
-  const backend = s.kind === 'memory' ? new MemoryBackend() : s.kind === 'redis' ? new RedisBackend(s) : new PostgresBackend(s);
+  const backend: Backend = s.kind === 'memory' ? new MemoryBackend() : new LazyBackend(s);
   return new ServerSessionStore(backend, sealer, cfg.cookie.name, log, s.kind === 'memory' ? 'this process' : s.display, label);
+}
+
+/**
+ * A Redis or PostgreSQL backend whose module (and client library) is imported on the first
+ * storage call. Every Backend call is already asynchronous, so callers see no difference; a
+ * failed import is an error like any other (the store reports itself unavailable).
+ */
+class LazyBackend implements Backend {
+  readonly kind: string;
+  private real: Promise<Backend> | null = null;
+  private loaded: Backend | null = null;
+
+  constructor(private readonly s: RedisStorage | PostgresStorage) {
+    this.kind = s.kind;
+  }
+
+  private backend(): Promise<Backend> {
+    this.real ??= (this.s.kind === 'redis'
+      ? import('./redis-store.js').then((m) => new m.RedisBackend(this.s as RedisStorage))
+      : import('./postgres-store.js').then((m) => new m.PostgresBackend(this.s as PostgresStorage))
+    ).then(
+      (b) => (this.loaded = b),
+      (e: unknown) => {
+        this.real = null; // try again on the next call
+        throw e;
+      },
+    );
+    return this.real;
+  }
+
+  async start(): Promise<void> {
+    return (await this.backend()).start();
+  }
+  async ping(): Promise<void> {
+    return (await this.backend()).ping();
+  }
+  async get(id: string, now: number): Promise<StoredRecord | null> {
+    return (this.loaded ?? (await this.backend())).get(id, now);
+  }
+  async put(rec: StoredRecord, now: number, mode: 'create' | 'update'): Promise<boolean> {
+    return (await this.backend()).put(rec, now, mode);
+  }
+  async delete(ids: string[]): Promise<number> {
+    return (await this.backend()).delete(ids);
+  }
+  async lock(id: string, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.backend()).lock(id, token, ttlMs);
+  }
+  async unlock(id: string, token: string): Promise<void> {
+    return (await this.backend()).unlock(id, token);
+  }
+  async scan(now: number): Promise<Array<Pick<StoredRecord, 'id' | 'meta' | 'expiresAt'>>> {
+    return (await this.backend()).scan(now);
+  }
+  async close(): Promise<void> {
+    // Never used: nothing to load, nothing to close.
+    if (!this.real) return;
+    const b = await this.real.catch(() => null);
+    await b?.close();
+  }
 }
 
 /**

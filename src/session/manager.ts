@@ -5,11 +5,12 @@ import { identityFromClaims } from '../identity/claims.js';
 import type { Logger } from '../observe/logger.js';
 import { chunkedCookies, clearCookies, parseCookies, readChunked, type CookieOptions } from './cookies.js';
 import type { Refresher } from './refresh.js';
-import { StoreUnavailableError, type SessionData, type SessionStore } from './types.js';
+import { StoreUnavailableError, type SessionData, type SessionStore, type SessionView } from './types.js';
 
 export interface SessionLookup {
   identity: Identity | null;
-  session: SessionData | null;
+  /** The session's id, expiry, and its tokens only when a route passes them upstream. */
+  session: SessionView | null;
   /** Set-Cookie headers to send with whatever answer follows (e.g. clearing a garbled cookie). */
   setCookies: string[];
 }
@@ -29,16 +30,28 @@ const RETRY_AFTER_TRANSIENT_MS = 15_000;
 /** A refresh result is remembered this long, for requests that still carry the pre-refresh state. */
 const RECENT_MS = 60_000;
 
-interface Entry {
-  session: SessionData;
+/**
+ * A decoded session, cut down to what the hot path needs. The refresh token is never kept in
+ * memory: a refresh reads the session again from the store (the cookie store: decrypts the
+ * cookie again), which happens once per refresh interval, not per request.
+ */
+interface Decoded {
+  view: SessionView;
   identity: Identity;
+  /** When the tokens and claims were last read from the IdP (refreshedAt, else iat). */
+  since: number;
+  /** When the tokens are due for a refresh; Infinity without a refresh token. */
+  dueAt: number;
+}
+
+interface Entry extends Decoded {
   /** When the store last confirmed this session (server-side stores). */
   checkedAt: number;
   /** Cookie store: the refreshed cookie value to hand to a browser still sending this one. */
   reissue?: string | undefined;
 }
 
-type Refreshed = { session: SessionData; value: string } | null;
+type Refreshed = { decoded: Decoded; value: string } | null;
 
 export interface SessionManagerOptions {
   refresher?: Refresher | undefined;
@@ -79,10 +92,15 @@ export class SessionManager {
   private idpTrouble = false;
   private readonly refresher: Refresher | undefined;
   private readonly log: Logger | undefined;
+  /** Whether any route passes the access token / the ID token upstream (else the cache drops them). */
+  private readonly keepAccessToken: boolean;
+  private readonly keepIdToken: boolean;
 
   constructor(private readonly cfg: Config, readonly store: SessionStore, opts: SessionManagerOptions = {}) {
     this.refresher = opts.refresher;
     this.log = opts.log;
+    this.keepAccessToken = cfg.routes.some((r) => r.passAccessToken !== null);
+    this.keepIdToken = cfg.routes.some((r) => r.passIdToken !== null);
   }
 
   cookieOptions(host: string, maxAgeSeconds?: number): CookieOptions {
@@ -108,12 +126,12 @@ export class SessionManager {
       let entry = this.cached(value, now);
       if (!entry) {
         const session = await this.store.load(value, now);
-        if (session) entry = this.remember(value, session, now);
+        if (session) entry = this.remember(value, this.decode(session), now);
       }
-      if (entry && this.refresher && this.due(entry.session, now)) entry = await this.refreshed(value, entry, now);
+      if (entry && this.refresher && this.due(entry, now)) entry = await this.refreshed(value, entry, now);
       if (entry) {
-        const setCookies = entry.reissue ? this.cookiesFor(entry.reissue, entry.session, ctx.host, ctx.headers.cookie) : [];
-        return { identity: entry.identity, session: entry.session, setCookies };
+        const setCookies = entry.reissue ? this.cookiesFor(entry.reissue, entry.view, ctx.host, ctx.headers.cookie) : [];
+        return { identity: entry.identity, session: entry.view, setCookies };
       }
     }
     // Pitfall 14: a stale, foreign or garbled cookie is no session, and is cleared so it
@@ -125,24 +143,36 @@ export class SessionManager {
   private cached(value: string, now: number): Entry | null {
     const hit = this.cache.get(value);
     if (!hit) return null;
-    if (hit.session.exp > now && (!this.store.serverSide || now - hit.checkedAt < REVALIDATE_MS)) return hit;
+    if (hit.view.exp > now && (!this.store.serverSide || now - hit.checkedAt < REVALIDATE_MS)) return hit;
     this.cache.delete(value);
     return null;
   }
 
-  private remember(value: string, session: SessionData, now: number, reissue?: string): Entry {
-    const entry: Entry = { session, identity: identityFromClaims(session.sub, session.claims, this.cfg.idp, 'session'), checkedAt: now, reissue };
+  /** The parts of a session the cache keeps (see Decoded). */
+  private decode(s: SessionData): Decoded {
+    const view: SessionView = { sid: s.sid, exp: s.exp };
+    if (this.keepAccessToken && s.accessToken !== undefined) view.accessToken = s.accessToken;
+    if (this.keepIdToken && s.idToken !== undefined) view.idToken = s.idToken;
+    return {
+      view,
+      identity: identityFromClaims(s.sub, s.claims, this.cfg.idp, 'session'),
+      since: s.refreshedAt ?? s.iat,
+      dueAt: s.refreshToken ? refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) : Infinity,
+    };
+  }
+
+  private remember(value: string, d: Decoded, now: number, reissue?: string): Entry {
+    const entry: Entry = { view: d.view, identity: d.identity, since: d.since, dueAt: d.dueAt, checkedAt: now, reissue };
     this.cache.delete(value);
     if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(value, entry);
     return entry;
   }
 
-  private due(s: SessionData, now: number): boolean {
-    if (!s.refreshToken) return false;
-    const dueAt = refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs);
-    if (now < dueAt) return false;
-    const retry = this.retryAt.get(s.sid);
+  private due(e: Entry, now: number): boolean {
+    const dueAt = e.dueAt;
+    if (now < dueAt) return false; // also: no refresh token (Infinity)
+    const retry = this.retryAt.get(e.view.sid);
     if (retry !== undefined && now < retry) {
       // The IdP could not be reached: the session goes on with what it has, but only for one
       // more interval. After that its groups are too old to trust, and it fails closed (503).
@@ -154,16 +184,16 @@ export class SessionManager {
 
   /** The entry after a refresh, or null when the session is over. */
   private async refreshed(value: string, entry: Entry, now: number): Promise<Entry | null> {
-    const sid = entry.session.sid;
-    const since = entry.session.refreshedAt ?? entry.session.iat;
+    const sid = entry.view.sid;
+    const since = entry.since;
     let result: Refreshed;
     const recent = this.recent.get(sid);
-    if (recent && now - recent.at < RECENT_MS && (recent.result === null || (recent.result.session.refreshedAt ?? 0) > since)) {
+    if (recent && now - recent.at < RECENT_MS && (recent.result === null || recent.result.decoded.since > since)) {
       result = recent.result;
     } else {
       let p = this.inflight.get(sid);
       if (!p) {
-        p = this.runRefresh(value, entry.session).finally(() => this.inflight.delete(sid));
+        p = this.runRefresh(value, sid, since).finally(() => this.inflight.delete(sid));
         this.inflight.set(sid, p);
       }
       result = await p;
@@ -172,18 +202,24 @@ export class SessionManager {
       this.cache.delete(value);
       return null;
     }
-    return this.remember(value, result.session, Date.now(), result.value !== value ? result.value : undefined);
+    return this.remember(value, result.decoded, Date.now(), result.value !== value ? result.value : undefined);
   }
 
-  private async runRefresh(value: string, session: SessionData): Promise<Refreshed> {
-    if (!this.store.lock) return this.refreshAndStore(value, session);
+  /** `since`: when the tokens this process has were read from the IdP. */
+  private async runRefresh(value: string, sid: string, since: number): Promise<Refreshed> {
+    if (!this.store.lock) {
+      // The cache holds no refresh token: read the session again (the cookie store decrypts the cookie).
+      const current = await this.store.load(value, Date.now());
+      if (!current) return this.settle(sid, null);
+      return this.refreshAndStore(value, current);
+    }
     const release = await this.store.lock(value, LOCK_MS);
-    if (!release) return this.waitForOther(value, session);
+    if (!release) return this.waitForOther(value, sid, since);
     try {
       // Another process may have refreshed between our read and our lock.
       const current = await this.store.load(value, Date.now());
-      if (!current) return this.settle(session.sid, null);
-      if ((current.refreshedAt ?? current.iat) > (session.refreshedAt ?? session.iat)) return { session: current, value };
+      if (!current) return this.settle(sid, null);
+      if ((current.refreshedAt ?? current.iat) > since) return { decoded: this.decode(current), value };
       return await this.refreshAndStore(value, current);
     } finally {
       await release();
@@ -191,21 +227,20 @@ export class SessionManager {
   }
 
   /** Another process holds the lock: use its result rather than spending the refresh token twice. */
-  private async waitForOther(value: string, old: SessionData): Promise<Refreshed> {
-    const since = old.refreshedAt ?? old.iat;
+  private async waitForOther(value: string, sid: string, since: number): Promise<Refreshed> {
     const deadline = Date.now() + LOCK_MS;
     for (;;) {
       await new Promise((r) => setTimeout(r, POLL_MS));
       const s = await this.store.load(value, Date.now());
       if (!s) return null;
-      if ((s.refreshedAt ?? s.iat) > since) return { session: s, value };
+      if ((s.refreshedAt ?? s.iat) > since) return { decoded: this.decode(s), value };
       // The lock is free again but nothing changed: the other process could not reach the IdP
       // (or died). Go on with the session as it is; the next request past the retry delay tries again.
       const release = Date.now() < deadline ? await this.store.lock!(value, POLL_MS) : null;
       if (release || Date.now() >= deadline) {
         await release?.();
-        this.retryAt.set(old.sid, Date.now() + RETRY_AFTER_TRANSIENT_MS);
-        return { session: s, value };
+        this.retryAt.set(sid, Date.now() + RETRY_AFTER_TRANSIENT_MS);
+        return { decoded: this.decode(s), value };
       }
     }
   }
@@ -228,7 +263,7 @@ export class SessionManager {
         next = await this.store.save(r.session);
       }
       this.log?.debug({ event: 'session_refreshed', user, groups: r.session.claims[this.cfg.idp.groupsClaim] }, 'session tokens refreshed');
-      return this.settle(s.sid, { session: r.session, value: next });
+      return this.settle(s.sid, { decoded: this.decode(r.session), value: next });
     }
     if (r.kind === 'rejected') {
       this.log?.info({ event: 'session_refresh_rejected', user, reason: r.reason }, 'the identity provider refused to refresh the session; it is ended and the user must sign in again');
@@ -244,7 +279,7 @@ export class SessionManager {
     if (now > refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) + this.cfg.idpRefreshDirectoryIntervalMs) {
       throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session');
     }
-    return { session: s, value };
+    return { decoded: this.decode(s), value };
   }
 
   private settle(sid: string, result: Refreshed): Refreshed {
@@ -264,7 +299,7 @@ export class SessionManager {
     return this.cookiesFor(value, session, host, cookieHeader);
   }
 
-  cookiesFor(value: string, session: SessionData, host: string, cookieHeader: string | string[] | undefined): string[] {
+  cookiesFor(value: string, session: Pick<SessionData, 'exp'>, host: string, cookieHeader: string | string[] | undefined): string[] {
     const maxAge = Math.floor((session.exp - Date.now()) / 1000);
     return chunkedCookies(this.cfg.cookie.name, value, this.cookieOptions(host, maxAge), parseCookies(cookieHeader));
   }
@@ -275,7 +310,7 @@ export class SessionManager {
     const value = readChunked(this.cfg.cookie.name, cookies);
     if (value) {
       // A copy of a cookie-store cookie cannot be revoked, but this process stops refreshing it.
-      const s = this.cache.get(value)?.session;
+      const s = this.cache.get(value)?.view;
       if (s) this.settle(s.sid, null);
       this.cache.delete(value);
       await this.store.destroy(value);

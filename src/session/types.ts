@@ -20,6 +20,18 @@ export interface SessionData {
   refreshedAt?: number | undefined;
 }
 
+/**
+ * What a request needs of its session once decoded (what SessionManager.lookup returns and its
+ * cache holds): never the refresh token or the claims (those are in the Identity), and the
+ * access and ID tokens only when some route passes them upstream. A full SessionData fits too.
+ */
+export interface SessionView {
+  sid: string;
+  exp: number;
+  accessToken?: string | undefined;
+  idToken?: string | undefined;
+}
+
 /** What `portcullis sessions list` shows: never a token. */
 export interface SessionSummary {
   id: string;
