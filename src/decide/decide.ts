@@ -23,7 +23,7 @@ export type Decision =
   | { kind: 'deny'; route: Route; identity: Identity | null; policy: PolicyResult; setCookies: string[] }
   | { kind: 'not_found'; reason: string; knownHost: boolean }
   | { kind: 'bad_request'; route: Route | null; reason: string }
-  | { kind: 'unavailable'; route: Route; reason: string };
+  | { kind: 'unavailable'; route: Route | null; reason: string };
 
 export interface DecideDeps {
   routes: RouteTable;
