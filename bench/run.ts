@@ -57,6 +57,8 @@ const HELP = `Usage: node dist/bench/run.js [options]   (npm run bench -- [optio
   --profile-only      only the profile (implies --profile; no targets)
   --write-docs        replace the generated part of docs/performance.md with this run
   --threads N         wrk threads (default 2)
+  --hold              start and check the first of --targets, print its URL and headers, then
+                      wait (Ctrl+C stops everything): for strace, perf or a hand-run wrk
 
 Needs (Debian): wrk nginx apache2 libapache2-mod-auth-openidc redis-server.
 Everything binds to 127.0.0.1 and is stopped at the end (also on Ctrl+C).`;
@@ -144,7 +146,7 @@ async function main(): Promise<number> {
     options: {
       duration: { type: 'string' }, warmup: { type: 'string' }, connections: { type: 'string' }, targets: { type: 'string' },
       sessions: { type: 'string' }, profile: { type: 'boolean' }, 'profile-only': { type: 'boolean' }, 'write-docs': { type: 'boolean' },
-      threads: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      threads: { type: 'string' }, hold: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
@@ -361,6 +363,11 @@ async function main(): Promise<number> {
         res.notes = prep.notes;
         await prep.check();
         if (id === 'c' || id === 'd' || id === 'e' || id === 'f' || id === 'g') await checkRefused(prep.url, id === 'c');
+        if (values.hold) {
+          const pids = prep.roots();
+          console.log(`holding ${LABELS[id]} (pids ${pids.join(' ') || '-'}):\n  wrk -t2 -c16 -d10 --latency ${Object.entries(prep.headers).map(([k, v]) => `-H '${k}: ${v}'`).join(' ')} ${prep.url}\nCtrl+C stops everything.`);
+          await new Promise(() => {});
+        }
       } catch (e) {
         res.status = e instanceof Unavailable ? 'not available' : 'check failed';
         res.reason = (e as Error).message;

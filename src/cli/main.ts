@@ -6,7 +6,6 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError, formatIssue } from '../config/errors.js';
 import { buildRuntime, startPortcullis } from '../server.js';
 import { lintConfig } from '../config/lint.js';
-import { formatJson, formatPrometheus, formatText, probeOk, runProbe } from './probe.js';
 import { Runtime } from '../runtime.js';
 import { Idp } from '../identity/oidc.js';
 import { createLogger } from '../observe/logger.js';
@@ -208,6 +207,8 @@ async function probe(file: string, format: 'text' | 'json' | 'prometheus', timeo
     }
     throw e;
   }
+  // Loaded here: probe uses undici's full client API, which `serve` has no need to keep in memory.
+  const { formatJson, formatPrometheus, formatText, probeOk, runProbe } = await import('./probe.js');
   const rt = buildRuntime(cfg, new Idp(cfg.idp), createLogger('silent'));
   const started = performance.now();
   let checks;

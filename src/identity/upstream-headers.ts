@@ -38,11 +38,32 @@ function claimOf(identity: Identity, claim: string): unknown {
  * identity (public route) there are none: an upstream must treat a missing assertion as
  * "anonymous", never as an error to work around.
  */
-export async function identityResponseHeaders(rt: Runtime, route: Route, identity: Identity | null, session: SessionView | null, audienceHost: string): Promise<Array<[string, string]>> {
-  if (!identity) return [];
-  const now = Date.now();
+export async function identityResponseHeaders(rt: Runtime, route: Route, identity: Identity | null, session: SessionView | null, audienceHost: string): Promise<ReadonlyArray<[string, string]>> {
+  if (!identity) return NONE;
   const issuer = rt.cfg.authenticateUrl ? rt.cfg.authenticateUrl.origin : `${route.from.scheme}://${audienceHost}`;
-  const out: Array<[string, string]> = [[ASSERTION_HEADER, await rt.assertions.assertion(identity, { issuer, audience: audienceHost, now, notAfter: session?.exp })]];
+  const assertion = await rt.assertions.assertion(identity, { issuer, audience: audienceHost, now: Date.now(), notAfter: session?.exp });
+  // Everything but the assertion depends only on the identity, the session's tokens and the
+  // route: built once per (identity, route, audience) and reused while the signer hands out
+  // the same assertion. A new identity object (login, refresh) or assertion rebuilds it.
+  let byRoute = built.get(identity);
+  if (!byRoute) built.set(identity, (byRoute = new WeakMap()));
+  let byAudience = byRoute.get(route);
+  if (!byAudience) byRoute.set(route, (byAudience = new Map()));
+  const hit = byAudience.get(audienceHost);
+  if (hit && hit.assertion === assertion && hit.session === session) return hit.headers;
+  const headers = buildHeaders(rt, route, identity, session, assertion);
+  if (byAudience.size >= MAX_AUDIENCES) byAudience.delete(byAudience.keys().next().value!);
+  byAudience.set(audienceHost, { assertion, session, headers });
+  return headers;
+}
+
+const NONE: ReadonlyArray<[string, string]> = Object.freeze([]);
+/** A client choosing Host values cannot grow one identity's entry without bound. */
+const MAX_AUDIENCES = 16;
+const built = new WeakMap<Identity, WeakMap<Route, Map<string, { assertion: string; session: SessionView | null; headers: ReadonlyArray<[string, string]> }>>>();
+
+function buildHeaders(rt: Runtime, route: Route, identity: Identity, session: SessionView | null, assertion: string): ReadonlyArray<[string, string]> {
+  const out: Array<[string, string]> = [[ASSERTION_HEADER, assertion]];
   for (const [k, v] of presetHeaders(route.identityHeaders, identity)) {
     const safe = headerValue(v);
     if (safe !== null) out.push([k, safe]);
@@ -58,5 +79,5 @@ export async function identityResponseHeaders(rt: Runtime, route: Route, identit
   if (route.passIdToken && session?.idToken && !out.some(([k]) => k === route.passIdToken)) {
     out.push([route.passIdToken, route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken]);
   }
-  return out;
+  return Object.freeze(out);
 }

@@ -1,12 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { EventEmitter } from 'node:events';
-import { pipeline } from 'node:stream/promises';
-import { errors as undiciErrors } from 'undici';
+import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
 import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { sendPage } from '../http/pages.js';
-import { filterRequestHeaders, hopByHop } from '../security/headers.js';
+import { canonicalHeaderName, connectionTokens, hasBadValueChar, headerNameInfo } from '../security/headers.js';
 import type { Upstreams } from './upstreams.js';
 
 // Streams a request to the route's upstream and the answer back. Nothing large is buffered: a
@@ -36,137 +34,314 @@ const SMALL_BODY = 64 * 1024;
 
 const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
-/** The request headers the upstream gets: client headers minus identity/hop-by-hop, plus ours. */
+// What the proxy does with a client request header, by canonical name (lower-case, `_` read
+// as `-`, so `X_Forwarded_For` cannot slip past as a different header to an upstream that
+// folds them). Anything not listed is passed on, after filterRequestHeaders' rules.
+const MANAGED = 1; // set by the proxy itself: the client's value is dropped
+const XFF = 2; // extended when the peer is a trusted proxy, else replaced
+const AUTHORIZATION = 3;
+const COOKIE = 4;
+const ROLES = new Map<string, number>([
+  ['host', MANAGED], ['x-forwarded-proto', MANAGED], ['x-forwarded-host', MANAGED], ['x-forwarded-port', MANAGED],
+  ['x-request-id', MANAGED], ['forwarded', MANAGED], ['x-real-ip', MANAGED],
+  // Node's server has already answered `Expect: 100-continue` to the client, and undici
+  // refuses the header outright (every curl upload over 1 MB would become a 502).
+  ['expect', MANAGED],
+  ['x-forwarded-for', XFF], ['authorization', AUTHORIZATION], ['cookie', COOKIE],
+]);
+const PORTCULLIS_SCHEME = /^portcullis\s/i;
+const NO_HEADERS: ReadonlyArray<[string, string]> = [];
+
+/** Per route, compiled once: the canonical names it removes from requests and sets on requests and responses. */
+interface RouteHeaderNames {
+  remove: ReadonlySet<string>;
+  set: ReadonlySet<string>;
+  response: ReadonlySet<string>;
+}
+const routeNames = new WeakMap<Route, RouteHeaderNames>();
+function namesOf(route: Route): RouteHeaderNames {
+  let n = routeNames.get(route);
+  if (!n) {
+    n = {
+      remove: new Set([...route.removeRequestHeaders].map(canonicalHeaderName)),
+      set: new Set(route.setRequestHeaders.map(([k]) => canonicalHeaderName(k))),
+      response: new Set(route.setResponseHeaders.map(([k]) => k.toLowerCase())),
+    };
+    routeNames.set(route, n);
+  }
+  return n;
+}
+
+/**
+ * The request headers the upstream gets, in one pass over the client's: identity, hop-by-hop
+ * and Connection-named headers dropped (filterRequestHeaders' rules), the ones the proxy sets
+ * itself replaced, Portcullis' own cookies and consumed credentials removed; then ours.
+ */
 export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): string[] {
   const { req, ctx, route, identity } = f;
-  const raw = filterRequestHeaders(req.rawHeaders, f.extraIdentityHeaders);
+  const raw = req.rawHeaders;
+  const tokens = connectionTokens(raw);
+  const extra = f.extraIdentityHeaders;
+  const ids = f.identityHeaders ?? NO_HEADERS;
+  const names = namesOf(route);
   const out: string[] = [];
   let xff = '';
-  for (let i = 0; i < raw.length; i += 2) {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (lower === 'host' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === 'x-forwarded-port' || lower === 'x-request-id' || lower === 'forwarded' || lower === 'x-real-ip') continue;
-    // Node's server has already answered `Expect: 100-continue` to the client, and undici
-    // refuses the header outright (every curl upload over 1 MB would become a 502).
-    if (lower === 'expect') continue;
-    if (lower === 'x-forwarded-for') {
-      if (f.trustedPeer) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]!;
-      continue;
-    }
-    if (route.removeRequestHeaders.has(lower)) continue;
-    // A credential Portcullis consumed is not the upstream's to see (a route that wants the
-    // token asks with pass_access_token): the Portcullis token always, an IdP bearer token
-    // when it is what proved the identity.
-    if (lower === 'authorization' && (identity?.via === 'bearer' || /^portcullis\s/i.test(raw[i + 1]!))) continue;
-    if (lower === 'cookie') {
-      const kept = stripOwnCookies(raw[i + 1]!, f.ownCookie);
+    const value = raw[i + 1]!;
+    const info = headerNameInfo(name);
+    if (info.drop) continue;
+    const canonical = info.canonical;
+    if (tokens !== null && tokens.has(canonical)) continue;
+    if (extra !== undefined && extra.has(canonical)) continue;
+    if (hasBadValueChar(value)) continue;
+    if (names.remove.has(canonical) || names.set.has(canonical) || setBy(ids, canonical)) continue;
+    const role = ROLES.get(canonical);
+    if (role === undefined) {
+      out.push(name, value);
+    } else if (role === XFF) {
+      // Only the exact spelling from a trusted proxy is believed; an underscore twin is dropped.
+      if (f.trustedPeer && name.length === 15 && name.toLowerCase() === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value;
+    } else if (role === COOKIE) {
+      const kept = stripOwnCookies(value, f.ownCookie);
       if (kept) out.push(name, kept);
-      continue;
+    } else if (role === AUTHORIZATION) {
+      // A credential Portcullis consumed is not the upstream's to see (a route that wants the
+      // token asks with pass_access_token): the Portcullis token always, an IdP bearer token
+      // when it is what proved the identity.
+      if (identity?.via !== 'bearer' && !PORTCULLIS_SCHEME.test(value)) out.push(name, value);
     }
-    out.push(name, raw[i + 1]!);
   }
-  const host = route.preserveHost ? (ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`) : upstream.host;
-  out.push('host', host);
-  out.push('x-forwarded-for', xff ? `${xff}, ${f.peerIp}` : f.peerIp);
-  out.push('x-forwarded-proto', ctx.scheme);
-  out.push('x-forwarded-host', ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`);
-  out.push('x-request-id', f.requestId);
-  for (const [k, v] of f.identityHeaders ?? []) {
-    for (let i = out.length - 2; i >= 0; i -= 2) if (out[i]!.toLowerCase() === k) out.splice(i, 2);
-    out.push(k, v);
-  }
-  for (const [k, v] of route.setRequestHeaders) {
-    for (let i = out.length - 2; i >= 0; i -= 2) if (out[i]!.toLowerCase() === k) out.splice(i, 2);
-    out.push(k, v);
-  }
+  const clientHost = ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`;
+  const own = (k: string, v: string): void => {
+    if (!names.set.has(k) && !setBy(ids, k)) out.push(k, v);
+  };
+  own('host', route.preserveHost ? clientHost : upstream.host);
+  own('x-forwarded-for', xff ? `${xff}, ${f.peerIp}` : f.peerIp);
+  own('x-forwarded-proto', ctx.scheme);
+  own('x-forwarded-host', clientHost);
+  own('x-request-id', f.requestId);
+  for (const [k, v] of ids) if (!names.set.has(k)) out.push(k, v);
+  for (const [k, v] of route.setRequestHeaders) out.push(k, v);
   return out;
 }
 
-function stripOwnCookies(header: string, own: string): string {
-  return header.split(';').filter((p) => {
-    const name = p.slice(0, p.indexOf('=') === -1 ? undefined : p.indexOf('=')).trim();
-    return name && name !== own && !name.startsWith(`${own}_`);
-  }).join(';').trim();
+function setBy(headers: ReadonlyArray<[string, string]>, canonical: string): boolean {
+  for (let i = 0; i < headers.length; i++) if (headers[i]![0] === canonical) return true;
+  return false;
 }
 
-export async function forward(f: ForwardInput, upstreams: Upstreams): Promise<{ upstreamStatus: number; upstreamMs: number }> {
-  const { req, res, ctx, route } = f;
-  const wantsJson = !ctx.browser;
+/** The Cookie header without Portcullis' own cookies (the session and its chunks). */
+export function stripOwnCookies(header: string, own: string): string {
+  const chunkPrefix = `${own}_`;
+  let out = '';
+  let kept = false;
+  let start = 0;
+  while (start <= header.length) {
+    let end = header.indexOf(';', start);
+    if (end === -1) end = header.length;
+    const part = header.slice(start, end);
+    const eq = part.indexOf('=');
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim();
+    if (name && name !== own && !name.startsWith(chunkPrefix)) {
+      out = kept ? `${out};${part}` : part;
+      kept = true;
+    }
+    start = end + 1;
+  }
+  return out.trim();
+}
+
+export interface ForwardResult {
+  upstreamStatus: number;
+  upstreamMs: number;
+}
+
+const NO_UPSTREAM: ForwardResult = { upstreamStatus: 0, upstreamMs: 0 };
+
+/**
+ * Sends the request to the route's upstream and its answer back. A raw undici dispatch, not
+ * pool.request(): no body stream object, async iterator or header object per request, which
+ * is most of what a small proxied request costs (docs/performance.md).
+ */
+export function forward(f: ForwardInput, upstreams: Upstreams): Promise<ForwardResult> {
+  const { req, res, route } = f;
   const picked = upstreams.pick(route);
   if (!picked) {
-    sendPage(res, wantsJson, { status: 502, code: 'no_upstream', title: 'No upstream', message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`, requestId: f.requestId, setCookies: f.setCookies });
-    return { upstreamStatus: 0, upstreamMs: 0 };
+    sendPage(res, !f.ctx.browser, { status: 502, code: 'no_upstream', title: 'No upstream', message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`, requestId: f.requestId, setCookies: f.setCookies });
+    return Promise.resolve(NO_UPSTREAM);
   }
-  const started = performance.now();
-  const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
+  const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
-  // undici also takes an EventEmitter as `signal`: far cheaper per request than an
-  // AbortController, whose signal Node 20 makes transferable (a measurable share of the CPU).
-  const abort = new EventEmitter() as EventEmitter & { aborted?: boolean };
-  const onClose = (): void => {
-    if (!res.writableFinished) {
-      abort.aborted = true;
-      abort.emit('abort');
-    }
+  return new Promise<ForwardResult>((resolve) => {
+    const handler = new ProxyHandler(f, picked.url, resolve);
+    picked.pool.dispatch({ path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: req.method as Dispatcher.HttpMethod, headers: upstreamHeaders(f, picked.url), body: hasBody ? req : null }, handler);
+  });
+}
+
+/** undici's handler interface for one proxied request: the upstream's answer, written to `res`. */
+class ProxyHandler implements Dispatcher.DispatchHandler {
+  private abort: ((err?: Error) => void) | null = null;
+  private clientGone = false;
+  private status = 0;
+  private upstreamMs = 0;
+  /** Set while a small body is being collected, to go out with the head in one write. */
+  private head: string[] | null = null;
+  private chunks: Buffer[] | null = null;
+  private settled = false;
+  private readonly started = performance.now();
+
+  constructor(private readonly f: ForwardInput, private readonly upstream: URL, private readonly done: (r: ForwardResult) => void) {
+    f.res.once('close', this.onClientClose);
+  }
+
+  private readonly onClientClose = (): void => {
+    if (this.f.res.writableFinished) return;
+    this.clientGone = true;
+    this.abort?.(new undiciErrors.RequestAbortedError());
   };
-  res.once('close', onClose);
-  try {
-    const up = await picked.pool.request({
-      path: `${basePath}${ctx.path}${ctx.query}`,
-      method: req.method as 'GET',
-      headers: upstreamHeaders(f, picked.url),
-      body: hasBody ? req : null,
-      signal: abort,
-    });
-    const headers: Record<string, string | string[]> = {};
-    const drop = hopByHop([]);
-    const connection = up.headers.connection;
-    if (connection) for (const t of String(connection).split(',')) drop.add(t.trim().toLowerCase());
-    for (const [k, v] of Object.entries(up.headers)) {
-      if (v === undefined || RESPONSE_HOP.has(k) || drop.has(k)) continue;
-      headers[k] = v;
-    }
-    for (const [k, v] of route.setResponseHeaders) headers[k] = v;
-    if (f.setCookies.length) {
-      const existing = headers['set-cookie'];
-      headers['set-cookie'] = [...(existing === undefined ? [] : Array.isArray(existing) ? existing : [existing]), ...f.setCookies];
-    }
-    headers['x-request-id'] ??= f.requestId;
-    res.writeHead(up.statusCode, headers);
-    const upstreamMs = performance.now() - started;
-    const length = Number(up.headers['content-length'] ?? -1);
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.clientGone) abort(new undiciErrors.RequestAbortedError());
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status < 200) return true; // 103 Early Hints and the like: the final answer follows
+    this.status = status;
+    this.upstreamMs = performance.now() - this.started;
+    const { head, length } = responseHead(raw, this.f);
     if (length >= 0 && length <= SMALL_BODY) {
-      // A small body of known length is read whole and sent with the headers in one write:
-      // streaming it costs a second write (and the pipeline's own bookkeeping) per response.
-      const chunks: Buffer[] = [];
-      for await (const chunk of up.body) chunks.push(chunk as Buffer);
-      res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-    } else {
-      await pipeline(up.body, res);
+      // A small body of known length goes out with the head in one write: streaming it costs
+      // a second write per response.
+      this.head = head;
+      this.chunks = [];
+      return true;
     }
-    return { upstreamStatus: up.statusCode, upstreamMs };
-  } catch (e) {
-    const upstreamMs = performance.now() - started;
+    const res = this.f.res;
+    if (!this.writeHead(head)) return false;
+    // Unknown length (server-sent events, chunked downloads): the client sees the response
+    // start now, not with the first event.
+    if (length < 0) res.flushHeaders();
+    res.on('drain', resume);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.chunks !== null) {
+      this.chunks.push(chunk);
+      return true;
+    }
+    // false pauses the upstream socket until the client drains (backpressure both ways).
+    return this.f.res.write(chunk);
+  }
+
+  onComplete(): void {
+    const res = this.f.res;
+    if (this.chunks !== null) {
+      if (this.writeHead(this.head!)) {
+        const c = this.chunks;
+        res.end(c.length === 0 ? undefined : c.length === 1 ? c[0] : Buffer.concat(c));
+      }
+    } else {
+      res.end();
+    }
+    this.finish();
+  }
+
+  onError(err: Error): void {
+    const { res, route, requestId } = this.f;
+    if (this.settled) return;
+    if (!this.upstreamMs) this.upstreamMs = performance.now() - this.started;
     if (res.headersSent) {
       // Mid-stream failure: all we can do is cut the connection so the client sees a truncated response.
       res.destroy();
-      return { upstreamStatus: 0, upstreamMs };
+    } else if (!this.clientGone) {
+      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
+      sendPage(res, !this.f.ctx.browser, {
+        status: timeout ? 504 : 502,
+        code: timeout ? 'upstream_timeout' : 'upstream_unavailable',
+        title: timeout ? 'The application did not answer in time' : 'The application is unavailable',
+        message: timeout ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.` : 'The upstream for this route could not be reached.',
+        details: route.showErrorDetails ? [`${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`] : undefined,
+        requestId,
+        setCookies: this.f.setCookies,
+      });
     }
-    if (abort.aborted) return { upstreamStatus: 0, upstreamMs };
-    const timeout = e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError || e instanceof undiciErrors.ConnectTimeoutError;
-    sendPage(res, wantsJson, {
-      status: timeout ? 504 : 502,
-      code: timeout ? 'upstream_timeout' : 'upstream_unavailable',
-      title: timeout ? 'The application did not answer in time' : 'The application is unavailable',
-      message: timeout ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.` : 'The upstream for this route could not be reached.',
-      details: route.showErrorDetails ? [`${picked.url.origin}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`] : undefined,
-      requestId: f.requestId,
-      setCookies: f.setCookies,
-    });
-    return { upstreamStatus: 0, upstreamMs };
-  } finally {
-    res.off('close', onClose);
+    this.status = 0;
+    this.finish();
   }
+
+  /** Node refuses some header values an upstream may send (control characters): a 502, not a crash. */
+  private writeHead(head: string[]): boolean {
+    try {
+      this.f.res.writeHead(this.status, head);
+      return true;
+    } catch (e) {
+      const { res, route, requestId } = this.f;
+      this.chunks = null;
+      sendPage(res, !this.f.ctx.browser, {
+        status: 502, code: 'upstream_bad_response', title: 'The application sent an invalid response',
+        message: 'The upstream for this route answered with a header that cannot be passed on.',
+        details: route.showErrorDetails ? [`${this.upstream.origin}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`] : undefined,
+        requestId, setCookies: this.f.setCookies,
+      });
+      this.status = 0;
+      this.abort?.(new undiciErrors.RequestAbortedError());
+      this.finish();
+      return false;
+    }
+  }
+
+  private finish(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.f.res.off('close', this.onClientClose);
+    this.done({ upstreamStatus: this.status, upstreamMs: this.upstreamMs });
+  }
+}
+
+/**
+ * The response head for the client, as a flat [name, value, ...] list: the upstream's headers
+ * without hop-by-hop ones (and those its Connection header names), the route's
+ * set_response_headers, Portcullis' cookies after the upstream's, and the request id.
+ */
+function responseHead(raw: Buffer[], f: ForwardInput): { head: string[]; length: number } {
+  const strings: string[] = new Array(raw.length);
+  let connection: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const value = raw[i + 1]!.toString('latin1');
+    strings[i] = name;
+    strings[i + 1] = value;
+    if (name.length === 10 && name.toLowerCase() === 'connection') connection = connection === null ? value : `${connection},${value}`;
+  }
+  let named: Set<string> | null = null;
+  if (connection !== null) {
+    for (const t of connection.split(',')) {
+      const token = t.trim().toLowerCase();
+      if (token && token !== 'keep-alive' && token !== 'close') (named ??= new Set()).add(token);
+    }
+  }
+  const response = namesOf(f.route).response;
+  const head: string[] = [];
+  let length = -1;
+  let requestId = false;
+  for (let i = 0; i < strings.length; i += 2) {
+    const name = strings[i]!;
+    const lower = name.toLowerCase();
+    if (RESPONSE_HOP.has(lower) || (named !== null && named.has(lower)) || response.has(lower)) continue;
+    if (lower === 'content-length') length = Number(strings[i + 1]);
+    else if (lower === 'x-request-id') requestId = true;
+    head.push(name, strings[i + 1]!);
+  }
+  for (const [k, v] of f.route.setResponseHeaders) {
+    head.push(k, v);
+    if (k === 'x-request-id') requestId = true;
+  }
+  for (const c of f.setCookies) head.push('set-cookie', c);
+  if (!requestId) head.push('x-request-id', f.requestId);
+  return { head, length: Number.isSafeInteger(length) ? length : -1 };
 }
 
 /** WebSocket (and other Upgrade) requests: a 101 from the upstream, then bytes both ways. */
@@ -186,7 +361,7 @@ export async function forwardUpgrade(f: Omit<ForwardInput, 'res'>, socket: Duple
   }
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
   try {
-    const up = await picked.pool.upgrade({ path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: 'GET', protocol, headers: upstreamHeaders(f, picked.url) });
+    const up = await upgrade.call(picked.pool, { path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: 'GET', protocol, headers: upstreamHeaders(f, picked.url) });
     let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
     for (const [k, v] of Object.entries(up.headers)) {
       if (v === undefined) continue;

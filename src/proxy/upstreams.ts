@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Pool } from './undici.js';
 import type { Route } from '../config/types.js';
 
 /**

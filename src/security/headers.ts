@@ -92,7 +92,7 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 /** Canonical tokens of every Connection header instance, or null when there are none. */
-function connectionTokens(rawHeaders: readonly string[]): Set<string> | null {
+export function connectionTokens(rawHeaders: readonly string[]): Set<string> | null {
   let tokens: Set<string> | null = null;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
@@ -114,7 +114,7 @@ export function hopByHop(rawHeaders: string[]): Set<string> {
   return set;
 }
 
-interface NameInfo {
+export interface NameInfo {
   canonical: string;
   /** Identity (built-in list or family) or fixed hop-by-hop: dropped whatever the request says. */
   drop: boolean;
@@ -126,7 +126,8 @@ interface NameInfo {
 const NAME_CACHE = new Map<string, NameInfo>();
 const NAME_CACHE_MAX = 4096;
 
-function nameInfo(name: string): NameInfo {
+/** The canonical form of a header name and whether it is always dropped, cached per spelling. */
+export function headerNameInfo(name: string): NameInfo {
   let info = NAME_CACHE.get(name);
   if (info === undefined) {
     const canonical = canonicalHeaderName(name);
@@ -136,13 +137,11 @@ function nameInfo(name: string): NameInfo {
   return info;
 }
 
-function hasBadValueChar(v: string): boolean {
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i);
-    if (c === 0x0d || c === 0x0a || c === 0) return true;
-  }
-  return false;
+/** CR, LF or NUL: a value that could split or truncate a header line somewhere downstream. */
+export function hasBadValueChar(v: string): boolean {
+  return BAD_VALUE_CHAR.test(v);
 }
+const BAD_VALUE_CHAR = /[\r\n\0]/;
 
 /**
  * A new flat [name, value, ...] array without identity headers (every spelling, every
@@ -157,7 +156,7 @@ export function filterRequestHeaders(rawHeaders: string[], extra?: ReadonlySet<s
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
-    const info = nameInfo(name);
+    const info = headerNameInfo(name);
     if (info.drop) continue;
     if (tokens !== null && tokens.has(info.canonical)) continue;
     if (extra !== undefined && extra.has(info.canonical)) continue;

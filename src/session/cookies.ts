@@ -80,6 +80,32 @@ export function readChunked(name: string, cookies: ReadonlyMap<string, string>):
   return value;
 }
 
+/**
+ * The value of cookie `name` when the header holds it exactly once, unchunked and unquoted,
+ * found without parsing the whole header; undefined when that is not certain (absent, twice,
+ * chunked, quoted, oddly spaced), and the caller then parses in full. On the hot path a
+ * request carries its one session cookie among the application's own.
+ */
+export function singleCookieValue(header: string | string[] | undefined, name: string): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  const at = header.indexOf(name);
+  if (at === -1 || header.indexOf(name, at + 1) !== -1) return undefined;
+  const eq = at + name.length;
+  if (header.charCodeAt(eq) !== 0x3d /* = */) return undefined;
+  for (let i = at - 1; i >= 0; i--) {
+    const c = header.charCodeAt(i);
+    if (c === 0x3b /* ; */) break;
+    if (c !== 0x20 && c !== 0x09) return undefined; // part of another name: x_portcullis=
+  }
+  let end = header.indexOf(';', eq + 1);
+  if (end === -1) end = header.length;
+  const value = header.slice(eq + 1, end).trim();
+  const first = value.charCodeAt(0);
+  // Empty, quoted or a chunk count ("2~..."): the general path handles those.
+  if (!value || first === 0x22 || (first >= 0x30 && first <= 0x39)) return undefined;
+  return value;
+}
+
 /** Set-Cookie headers that delete `name` and its chunks, host-only and on the domain. */
 export function clearCookies(name: string, o: CookieOptions, present: ReadonlyMap<string, string>): string[] {
   const out: string[] = [];

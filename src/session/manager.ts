@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { identityFromClaims } from '../identity/claims.js';
 import type { Logger } from '../observe/logger.js';
-import { chunkedCookies, clearCookies, parseCookies, readChunked, type CookieOptions } from './cookies.js';
+import { chunkedCookies, clearCookies, parseCookies, readChunked, singleCookieValue, type CookieOptions } from './cookies.js';
 import type { Refresher } from './refresh.js';
 import { StoreUnavailableError, type SessionData, type SessionStore, type SessionView } from './types.js';
 
@@ -117,10 +117,14 @@ export class SessionManager {
   }
 
   async lookup(ctx: RequestContext): Promise<SessionLookup> {
-    const cookies = parseCookies(ctx.headers.cookie);
     const name = this.cfg.cookie.name;
-    if (!cookies.has(name)) return { identity: null, session: null, setCookies: [] };
-    const value = readChunked(name, cookies);
+    let cookies: Map<string, string> | null = null;
+    let value = singleCookieValue(ctx.headers.cookie, name) ?? null;
+    if (value === null) {
+      cookies = parseCookies(ctx.headers.cookie);
+      if (!cookies.has(name)) return { identity: null, session: null, setCookies: [] };
+      value = readChunked(name, cookies);
+    }
     if (value) {
       const now = ctx.now;
       let entry = this.cached(value, now);
@@ -137,7 +141,7 @@ export class SessionManager {
     // Pitfall 14: a stale, foreign or garbled cookie is no session, and is cleared so it
     // cannot keep confusing later attempts. A session whose refresh the IdP refused ends here
     // too: the browser goes through the login again, an API client gets 401 (pitfall 10).
-    return { identity: null, session: null, setCookies: clearCookies(name, this.cookieOptions(ctx.host), cookies) };
+    return { identity: null, session: null, setCookies: clearCookies(name, this.cookieOptions(ctx.host), cookies ?? parseCookies(ctx.headers.cookie)) };
   }
 
   private cached(value: string, now: number): Entry | null {
