@@ -45,22 +45,36 @@ export async function identityResponseHeaders(rt: Runtime, route: Route, identit
   // Everything but the assertion depends only on the identity, the session's tokens and the
   // route: built once per (identity, route, audience) and reused while the signer hands out
   // the same assertion. A new identity object (login, refresh) or assertion rebuilds it.
-  let byRoute = built.get(identity);
-  if (!byRoute) built.set(identity, (byRoute = new WeakMap()));
-  let byAudience = byRoute.get(route);
-  if (!byAudience) byRoute.set(route, (byAudience = new Map()));
-  const hit = byAudience.get(audienceHost);
-  if (hit && hit.assertion === assertion && hit.session === session) return hit.headers;
+  const first = built.get(identity) ?? null;
+  for (let e = first; e !== null; e = e.next) {
+    if (e.route === route && e.audience === audienceHost && e.assertion === assertion && e.session === session) return e.headers;
+  }
   const headers = buildHeaders(rt, route, identity, session, assertion);
-  if (byAudience.size >= MAX_AUDIENCES) byAudience.delete(byAudience.keys().next().value!);
-  byAudience.set(audienceHost, { assertion, session, headers });
+  // Newest first, a few kept: a short list costs far less per cached session than maps would.
+  const entry: Built = { route, audience: audienceHost, assertion, session, headers, next: null };
+  let tail = entry;
+  let kept = 1;
+  for (let e = first; e !== null && kept < MAX_BUILT; e = e.next) {
+    if (e.route === route && e.audience === audienceHost) continue;
+    tail = tail.next = { ...e, next: null };
+    kept++;
+  }
+  built.set(identity, entry);
   return headers;
 }
 
 const NONE: ReadonlyArray<[string, string]> = Object.freeze([]);
-/** A client choosing Host values cannot grow one identity's entry without bound. */
-const MAX_AUDIENCES = 16;
-const built = new WeakMap<Identity, WeakMap<Route, Map<string, { assertion: string; session: SessionView | null; headers: ReadonlyArray<[string, string]> }>>>();
+/** A client choosing Host values cannot grow one identity's list without bound. */
+const MAX_BUILT = 8;
+interface Built {
+  route: Route;
+  audience: string;
+  assertion: string;
+  session: SessionView | null;
+  headers: ReadonlyArray<[string, string]>;
+  next: Built | null;
+}
+const built = new WeakMap<Identity, Built>();
 
 function buildHeaders(rt: Runtime, route: Route, identity: Identity, session: SessionView | null, assertion: string): ReadonlyArray<[string, string]> {
   const out: Array<[string, string]> = [[ASSERTION_HEADER, assertion]];
