@@ -19,24 +19,26 @@ import { Sealer } from '../src/session/seal.js';
 import type { SessionData } from '../src/session/types.js';
 import { CookieJar, request } from '../test/helpers/http.js';
 import { loginThroughIdp } from '../test/helpers/login.js';
-import { freePort } from '../test/helpers/ports.js';
+import { freePort, portAccepts } from '../test/helpers/ports.js';
 import { globalYaml } from '../test/helpers/stack.js';
 import { analyzeProfile, type ProfileSummary } from './lib/profile.js';
-import { cpuSecondsBetween, cpuTicks, killAllSync, RssSampler, stopAll, treeRss, trees, type Tracked } from './lib/proc.js';
-import { nginxAuthRequestBlock, nginxProxyBlock, startApache, startNginx, startPortcullis, startRedis, upstreamBlock, UPSTREAM_BODY, upstreamRequests, type PortcullisProc } from './lib/services.js';
+import { cpuSecondsBetween, cpuTicks, killAllSync, RssSampler, spawnTracked, stopAll, treeRss, trees, type Tracked } from './lib/proc.js';
+import { nginxAuthRequestBlock, nginxProxyBlock, startApache, startNginx, startPortcullis, startRedis, upstreamBlock, UPSTREAM_BODY, upstreamRequests, waitUntil, type PortcullisProc } from './lib/services.js';
 import { startTokenRp, type TokenRp } from './lib/token.js';
 import { runWrk, writeLuaScripts, type WrkResult } from './lib/wrk.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
 const MAIN_JS = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const BARE_PROXY_JS = join(ROOT, 'dist', 'bench', 'bare-proxy.js');
 
-const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'dw'] as const;
+const ALL_TARGETS = ['a', 'b', 'n', 'c', 'd', 'e', 'f', 'g', 'dw'] as const;
 type TargetId = (typeof ALL_TARGETS)[number];
 
 const LABELS: Record<TargetId, string> = {
   a: '(a) upstream direct (nginx return 200)',
   b: '(b) nginx reverse proxy',
+  n: '(n) bare Node proxy (reference, no auth)',
   c: '(c) Apache + mod_auth_openidc',
   d: '(d) Portcullis reverse proxy, cookie session',
   e: '(e) nginx auth_request → Portcullis',
@@ -256,6 +258,17 @@ async function main(): Promise<number> {
           return {
             url, headers: { accept: '*/*' }, roots: () => [n.pid], processes: `nginx master + ${machine.nproc} workers (worker_processes auto)`, reachesUpstream: true, notes: [],
             check: () => checkThrough(url, {}, null), teardown: () => n.stop('SIGQUIT'),
+          };
+        }
+        case 'n': {
+          const port = await freePort();
+          const n = spawnTracked('bare-proxy', process.execPath, [BARE_PROXY_JS, String(port), up]);
+          await waitUntil('bare-proxy', () => portAccepts(port), n);
+          const url = `http://127.0.0.1:${port}/`;
+          return {
+            url, headers: { accept: '*/*' }, roots: () => [n.pid], processes: 'one node process: node:http server + undici pool, no auth (bench/bare-proxy.ts)', reachesUpstream: true,
+            notes: ['the ceiling of a Node proxy here: what (d) costs beyond it is Portcullis'],
+            check: () => checkThrough(url, {}, null), teardown: () => n.stop('SIGTERM'),
           };
         }
         case 'c': {
@@ -683,8 +696,8 @@ function buildReport(o: {
     for (const m of r.runs) {
       const b = run('b', m.connections);
       const c = run('c', m.connections);
-      const portcullis = r.id !== 'a' && r.id !== 'b' && r.id !== 'c';
-      lines.push(`| ${r.label} | ${m.connections} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ${m.failed} | ${fmt(m.cpuS, 1)} | ${fmt(m.cpuMsPer1k, 1)} | ${r.id === 'a' ? '–' : m.peakRssMB} | ${portcullis || r.id === 'c' ? ratio(m.rps, b?.rps) : '–'} | ${portcullis ? ratio(m.rps, c?.rps) : '–'} | ${portcullis ? ratio(m.p99, c?.p99) : '–'} | ${m.ok ? 'ok' : `FAILED: ${m.problem}`} |`);
+      const portcullis = r.id !== 'a' && r.id !== 'b' && r.id !== 'c' && r.id !== 'n';
+      lines.push(`| ${r.label} | ${m.connections} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ${m.failed} | ${fmt(m.cpuS, 1)} | ${fmt(m.cpuMsPer1k, 1)} | ${r.id === 'a' ? '–' : m.peakRssMB} | ${portcullis || r.id === 'c' || r.id === 'n' ? ratio(m.rps, b?.rps) : '–'} | ${portcullis ? ratio(m.rps, c?.rps) : '–'} | ${portcullis ? ratio(m.p99, c?.p99) : '–'} | ${m.ok ? 'ok' : `FAILED: ${m.problem}`} |`);
     }
   }
   const table = lines.join('\n');
@@ -711,7 +724,15 @@ function buildReport(o: {
     const d = run('d', conns);
     goals.push({ goal: `workers: auto ≥ 1.6× one worker at ${conns} connections`, met: dw && d ? dw.rps >= 1.6 * d.rps : null, detail: dw && d ? `${ratio(dw.rps, d.rps)} (${fmt(dw.rps, 0)} vs ${fmt(d.rps, 0)} req/s)` : 'not measured' });
   }
-  const goalText = ['| goal (issue 8) | met | measured |', '|---|---|---|', ...goals.map((g) => `| ${g.goal} | ${g.met === null ? 'not measured' : g.met ? 'yes' : '**no**'} | ${g.detail} |`)].join('\n');
+  const reference: string[] = [];
+  for (const conns of o.connections) {
+    const n = run('n', conns);
+    const b = run('b', conns);
+    const d = run('d', conns);
+    if (n && b && d) reference.push(`at ${conns} connections the bare Node proxy (n) reaches ${ratio(n.rps, b.rps)} of (b) and (d) reaches ${ratio(d.rps, n.rps)} of (n) (CPU per request: (n) ${fmt(n.cpuMsPer1k, 1)}, (d) ${fmt(d.cpuMsPer1k, 1)}, (b) ${fmt(b.cpuMsPer1k, 1)} ms per 1k)`);
+  }
+  const goalText = ['| goal (issue 8) | met | measured |', '|---|---|---|', ...goals.map((g) => `| ${g.goal} | ${g.met === null ? 'not measured' : g.met ? 'yes' : '**no**'} | ${g.detail} |`)].join('\n')
+    + (reference.length ? `\n\nReference (no goal): ${reference.join('; ')}.` : '');
 
   const md: string[] = [];
   md.push(`Machine: ${o.machine.nproc} cores (${o.machine.cpuModel}), ${o.machine.memGiB} GiB, Node ${o.machine.node}. Run took ${o.seconds} s.`);
