@@ -396,3 +396,60 @@ test('newRequestId: 10,000 ids are unique and well-formed', () => {
   }
   assert.equal(seen.size, 10_000);
 });
+
+describe('Lane: which upstream pool a request goes to', async () => {
+  const { Lane } = await import('../src/proxy/upstreams.js');
+  type Pool = import('../src/proxy/undici.js').Pool;
+  const fastPool = { name: 'fast' } as unknown as Pool;
+  const overflowPool = { name: 'overflow' } as unknown as Pool;
+  const flight = () => ({ lane: null, started: 0, streaming: false, queued: false });
+  const fill = (lane: InstanceType<typeof Lane>, n: number, at: number) => Array.from({ length: n }, () => {
+    const f = flight();
+    assert.equal(lane.choose(f, at, true), fastPool);
+    return f;
+  });
+
+  test('the first 32 requests get a shared connection without queueing', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    const flights = fill(lane, 32, 1000);
+    assert.ok(flights.every((f) => !f.queued));
+  });
+
+  test('short requests beyond 32 queue for a shared connection; done ones free their place', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    const flights = fill(lane, 32, 1000);
+    const f = flight();
+    assert.equal(lane.choose(f, 1001, true), fastPool);
+    assert.equal(f.queued, true);
+    for (const x of flights) lane.done(x);
+    lane.done(f);
+    const g = flight();
+    assert.equal(lane.choose(g, 1002, true), fastPool);
+    assert.equal(g.queued, false);
+  });
+
+  test('a request with a body never queues: with every shared connection busy it gets its own', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    fill(lane, 32, 1000);
+    const f = flight();
+    assert.equal(lane.choose(f, 1001, false), overflowPool);
+    assert.equal(f.lane, null);
+  });
+
+  test('when half the shared connections stream (SSE, downloads), new requests do not queue behind them', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    const flights = fill(lane, 32, 1000);
+    for (const f of flights.slice(0, 15)) lane.streamingStarted(f);
+    assert.equal(lane.choose(flight(), 1001, true), fastPool, '15 streams of 32: still worth queueing');
+    lane.streamingStarted(flights[15]!);
+    assert.equal(lane.choose(flight(), 1002, true), overflowPool, '16 streams of 32: go elsewhere');
+  });
+
+  test('requests in flight for over a second (long polls) count as holders too', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    fill(lane, 16, 1000);
+    fill(lane, 16, 1900);
+    assert.equal(lane.choose(flight(), 1950, true), fastPool, 'nothing has been in flight for a second yet');
+    assert.equal(lane.choose(flight(), 2100, true), overflowPool, '16 requests have now been in flight over a second');
+  });
+});

@@ -486,3 +486,101 @@ routes:
     assert.deepEqual(headerValues(seen, 'x-real-ip'), []);
   });
 });
+
+/** An upstream whose requests can hold their connection: /stream never ends, /poll answers after ?ms=, /fast at once. */
+async function startHolder(): Promise<{ port: number; connections: number; close(): Promise<void> }> {
+  const state = { connections: 0 };
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/stream') {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: open\n\n');
+      return;
+    }
+    if (url.pathname === '/poll') {
+      setTimeout(() => res.end('polled'), Number(url.searchParams.get('ms') ?? 3000));
+      return;
+    }
+    res.end('fast');
+  });
+  server.on('connection', () => state.connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    get connections() { return state.connections; },
+    close: () => new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+describe('upstream connections: short requests share a few, long ones never make others wait', () => {
+  let s: Stack;
+  let holder: Awaited<ReturnType<typeof startHolder>>;
+  let host: string;
+  const open: http.ClientRequest[] = [];
+
+  before(async () => {
+    holder = await startHolder();
+    s = await startStack({
+      hosts: ['hold.corp.test'],
+      body: `routes:
+  - from: http://hold.corp.test:\${PORT}
+    to: http://127.0.0.1:${holder.port}
+    allow_public_unauthenticated_access: true
+`,
+    });
+    host = `hold.corp.test:${s.port}`;
+  });
+  after(async () => {
+    for (const r of open) r.destroy();
+    await s?.close();
+    await holder?.close();
+  });
+
+  const get = (path: string): Promise<{ status: number; body: string; ms: number }> => {
+    const t = performance.now();
+    return new Promise((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: s.port, path, agent: false, headers: { host, accept: 'text/plain' } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t }));
+      });
+      req.on('error', reject);
+      req.setTimeout(8000, () => req.destroy(new Error(`${path}: no answer within 8 s`)));
+    });
+  };
+
+  /** Opens a stream and resolves once its first event arrived (i.e. it has an upstream connection). */
+  const openStream = (): Promise<void> => new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: s.port, path: '/stream', agent: false, headers: { host, accept: 'text/event-stream' } }, (res) => {
+      res.once('data', () => resolve());
+    });
+    open.push(req);
+    req.on('error', (e) => (open.includes(req) ? reject(e) : undefined));
+    req.setTimeout(5000, () => reject(new Error('a stream got no upstream connection within 5 s')));
+  });
+
+  test('48 endless event streams all get through, and a short request still answers at once', async () => {
+    // More streams than the shared pool has connections (32): each must still start.
+    await Promise.all(Array.from({ length: 48 }, openStream));
+    const r = await get('/fast');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'fast');
+    assert.ok(r.ms < 1000, `the short request took ${r.ms.toFixed(0)} ms behind the streams`);
+    // Clients going away end their streams upstream too, which frees the shared pool again.
+    for (const req of open.splice(0)) req.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+  });
+
+  test('48 long polls in flight do not hold up a short request for their duration', async () => {
+    const polls = Array.from({ length: 48 }, () => get('/poll?ms=4000'));
+    await new Promise((r) => setTimeout(r, 1300));
+    const r = await get('/fast');
+    assert.equal(r.status, 200);
+    assert.ok(r.ms < 1500, `the short request took ${r.ms.toFixed(0)} ms: it queued behind the polls`);
+    for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
+  });
+});

@@ -5,7 +5,7 @@ import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { sendPage } from '../http/pages.js';
 import { canonicalHeaderName, connectionTokens, hasBadValueChar, headerNameInfo } from '../security/headers.js';
-import type { Upstreams } from './upstreams.js';
+import type { Flight, Lane, Upstreams } from './upstreams.js';
 
 // Streams a request to the route's upstream and the answer back. Nothing large is buffered: a
 // 1 GB upload and a server-sent-events response go through chunk by chunk (only a response
@@ -173,14 +173,44 @@ export function forward(f: ForwardInput, upstreams: Upstreams): Promise<ForwardR
   }
   const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
-  return new Promise<ForwardResult>((resolve) => {
-    const handler = new ProxyHandler(f, picked.url, resolve);
-    picked.pool.dispatch({ path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: req.method as Dispatcher.HttpMethod, headers: upstreamHeaders(f, picked.url), body: hasBody ? req : null }, handler);
-  });
+  const opts: Dispatcher.DispatchOptions = { path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: req.method as Dispatcher.HttpMethod, headers: upstreamHeaders(f, picked.url), body: hasBody ? req : null };
+  return new Promise<ForwardResult>((resolve) => new ProxyHandler(f, picked.url, resolve, picked.lane, opts).start());
+}
+
+/**
+ * How long a request may wait for one of the shared connections (src/proxy/upstreams.ts)
+ * before it goes to a connection of its own: under load the wait is a few milliseconds; this
+ * only fires when every shared connection is held by something slow that started together.
+ */
+const QUEUE_MS = 250;
+
+/** Stands between undici and a queued request's handler, so the queued copy can be dropped if it waited too long. */
+class QueueTicket implements Dispatcher.DispatchHandler {
+  abandoned = false;
+  constructor(private readonly h: ProxyHandler) {}
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.abandoned) abort(new undiciErrors.RequestAbortedError());
+    else this.h.onConnect(abort);
+  }
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    return this.h.onHeaders(status, raw, resume);
+  }
+  onData(chunk: Buffer): boolean {
+    return this.h.onData(chunk);
+  }
+  onComplete(): void {
+    this.h.onComplete();
+  }
+  onError(err: Error): void {
+    if (!this.abandoned) this.h.onError(err);
+  }
 }
 
 /** undici's handler interface for one proxied request: the upstream's answer, written to `res`. */
-class ProxyHandler implements Dispatcher.DispatchHandler {
+class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
+  lane: Lane | null = null;
+  started = 0;
+  streaming = false;
   private abort: ((err?: Error) => void) | null = null;
   private clientGone = false;
   private status = 0;
@@ -189,11 +219,38 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   private head: string[] | null = null;
   private chunks: Buffer[] | null = null;
   private settled = false;
-  private readonly started = performance.now();
+  private readonly t0 = performance.now();
 
-  constructor(private readonly f: ForwardInput, private readonly upstream: URL, private readonly done: (r: ForwardResult) => void) {
+  /** Set by Lane.choose when this request waits for a shared connection. */
+  queued = false;
+  private ticket: QueueTicket | null = null;
+  private queueTimer: NodeJS.Timeout | null = null;
+  private connected = false;
+
+  constructor(private readonly f: ForwardInput, private readonly upstream: URL, private readonly done: (r: ForwardResult) => void, private readonly upstreamLane: Lane, private readonly opts: Dispatcher.DispatchOptions) {
     f.res.once('close', this.onClientClose);
   }
+
+  start(): void {
+    // A body can be sent only once: such requests never wait in the queue (they could not be moved).
+    const pool = this.upstreamLane.choose(this, Date.now(), this.opts.body === null);
+    if (!this.queued) {
+      pool.dispatch(this.opts, this);
+      return;
+    }
+    this.ticket = new QueueTicket(this);
+    this.queueTimer = setTimeout(this.onQueueTimeout, QUEUE_MS);
+    pool.dispatch(this.opts, this.ticket);
+  }
+
+  /** Still waiting: drop the queued copy (aborted if it ever gets a connection) and send it on a connection of its own. */
+  private readonly onQueueTimeout = (): void => {
+    this.queueTimer = null;
+    if (this.connected || this.settled || this.clientGone) return;
+    this.ticket!.abandoned = true;
+    this.lane?.done(this);
+    this.upstreamLane.overflow().dispatch(this.opts, this);
+  };
 
   private readonly onClientClose = (): void => {
     if (this.f.res.writableFinished) return;
@@ -202,6 +259,11 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   };
 
   onConnect(abort: (err?: Error) => void): void {
+    this.connected = true;
+    if (this.queueTimer !== null) {
+      clearTimeout(this.queueTimer);
+      this.queueTimer = null;
+    }
     this.abort = abort;
     if (this.clientGone) abort(new undiciErrors.RequestAbortedError());
   }
@@ -209,7 +271,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
     if (status < 200) return true; // 103 Early Hints and the like: the final answer follows
     this.status = status;
-    this.upstreamMs = performance.now() - this.started;
+    this.upstreamMs = performance.now() - this.t0;
     const { head, length } = responseHead(raw, this.f);
     if (length >= 0 && length <= SMALL_BODY) {
       // A small body of known length goes out with the head in one write: streaming it costs
@@ -219,6 +281,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
       return true;
     }
     const res = this.f.res;
+    this.lane?.streamingStarted(this);
     if (!this.writeHead(head)) return false;
     // Unknown length (server-sent events, chunked downloads): the client sees the response
     // start now, not with the first event.
@@ -252,7 +315,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   onError(err: Error): void {
     const { res, route, requestId } = this.f;
     if (this.settled) return;
-    if (!this.upstreamMs) this.upstreamMs = performance.now() - this.started;
+    if (!this.upstreamMs) this.upstreamMs = performance.now() - this.t0;
     if (res.headersSent) {
       // Mid-stream failure: all we can do is cut the connection so the client sees a truncated response.
       res.destroy();
@@ -296,6 +359,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   private finish(): void {
     if (this.settled) return;
     this.settled = true;
+    if (this.queueTimer !== null) clearTimeout(this.queueTimer);
+    this.lane?.done(this);
     this.f.res.off('close', this.onClientClose);
     this.done({ upstreamStatus: this.status, upstreamMs: this.upstreamMs });
   }
@@ -361,7 +426,7 @@ export async function forwardUpgrade(f: Omit<ForwardInput, 'res'>, socket: Duple
   }
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
   try {
-    const up = await upgrade.call(picked.pool, { path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: 'GET', protocol, headers: upstreamHeaders(f, picked.url) });
+    const up = await upgrade.call(picked.lane.overflow(), { path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: 'GET', protocol, headers: upstreamHeaders(f, picked.url) });
     let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
     for (const [k, v] of Object.entries(up.headers)) {
       if (v === undefined) continue;
