@@ -65,16 +65,14 @@ async function policyTestsPass(cfg: Config): Promise<string[]> {
   return failures.map((f) => `${cfg.file}:${f.line}: ${f.key}: policy test "${f.name}" expected ${f.expected}, got ${f.got}${f.explanation.length ? ` (${f.explanation.join('; ')})` : ''}`);
 }
 
-function createIdp(cfg: Config, log: Logger, metrics: MetricsModule | null): Idp {
+function createIdp(cfg: Config, log: Logger, instrument: ((idp: Idp) => void) | null): Idp {
   const idp = new Idp(cfg.idp, (msg, attempt) => {
     // One line per outage, then one every 10 attempts, not one per retry.
     if (attempt === 1 || attempt % 10 === 0) log.error({ event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg }, 'identity provider discovery failed; retrying with backoff');
   });
-  if (metrics) metrics.module.instrumentIdp(idp, metrics.metrics);
+  instrument?.(idp);
   return idp;
 }
-
-type MetricsModule = { module: typeof import('./observe/metrics.js'); metrics: Metrics };
 
 /** Loads nothing itself: give it a validated Config. Starts even when the IdP is down. */
 // Slowloris: a client has 10 s to send its headers, checked every second (Node's default
@@ -90,10 +88,10 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
   // it needs a restart anyway): about 10 MB of resident memory otherwise spent for nothing.
   const metricsModule = cfg.metricsListen ? await import('./observe/metrics.js') : null;
   const metrics = metricsModule ? new metricsModule.Metrics(() => ({ idpReady: state.runtime.idp.status.ready })) : null;
-  const instrumented = metricsModule && metrics ? { module: metricsModule, metrics } : null;
+  const instrument = metricsModule && metrics ? (i: Idp): void => metricsModule.instrumentIdp(i, metrics) : null;
   const auditSink = createAuditLogger(log, cfg.auditLogFile);
   const observer = new Observer(metrics, new Audit(auditSink.log, metrics));
-  let idp = createIdp(cfg, log, instrumented);
+  let idp = createIdp(cfg, log, instrument);
   registerObserver(idp, observer);
   void idp.start();
   for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
@@ -183,7 +181,7 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     const notes = restartOnlyChanges(cur.cfg, next);
     let nextIdp = idp;
     if (idpChanged(cur.cfg.idp, next.idp)) {
-      nextIdp = createIdp(next, log, instrumented);
+      nextIdp = createIdp(next, log, instrument);
       registerObserver(nextIdp, observer);
       void nextIdp.start();
     }

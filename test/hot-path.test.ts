@@ -402,7 +402,7 @@ describe('Lane: which upstream pool a request goes to', async () => {
   type Pool = import('../src/proxy/undici.js').Pool;
   const fastPool = { name: 'fast' } as unknown as Pool;
   const overflowPool = { name: 'overflow' } as unknown as Pool;
-  const flight = () => ({ lane: null, started: 0, streaming: false, queued: false });
+  const flight = () => ({ lane: null, epoch: 0, streaming: false, queued: false });
   const fill = (lane: InstanceType<typeof Lane>, n: number, at: number) => Array.from({ length: n }, () => {
     const f = flight();
     assert.equal(lane.choose(f, at, true), fastPool);

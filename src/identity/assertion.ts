@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { isClusterWorker } from '../cluster.js';
+import { prependBounded } from './short-list.js';
 import type { Identity } from '../decide/types.js';
 
 // X-Portcullis-Jwt-Assertion: a short-lived JWT that says who the user is, signed with
@@ -148,8 +149,7 @@ export class AssertionSigner {
   // Keyed by the Identity object: session lookups and bearer verification cache one object per
   // session/token, so a hit here means "same session, same claims". When that object is dropped
   // from their bounded caches, its assertions go with it.
-  // A short list per identity rather than a Map: nearly every session is seen under one
-  // audience, and with 10,000 sessions cached a Map and a key string each are ~0.5 KB apiece.
+  // Newest first, see prependBounded.
   private readonly cache = new WeakMap<Identity, Signed>();
   /** Signatures made (not served from cache): for the benchmark and tests. */
   signed = 0;
@@ -205,15 +205,8 @@ export class AssertionSigner {
       .sign(p.signKey);
     this.signed++;
 
-    // Newest first; the oldest (and any expired one for this audience) falls off the end.
     const entry: Signed = { issuer: o.issuer, audience: o.audience, jwt, renewAt: exp - Math.min(REFRESH_MARGIN_SECONDS, Math.floor((exp - nowS) / 2)), next: null };
-    let tail: Signed = entry;
-    let kept = 1;
-    for (let e = this.cache.get(identity) ?? null; e !== null && kept < MAX_AUDIENCES_PER_IDENTITY; e = e.next) {
-      if (e.audience === o.audience && e.issuer === o.issuer) continue;
-      tail = tail.next = { ...e, next: null };
-      kept++;
-    }
+    prependBounded(this.cache.get(identity) ?? null, entry, (e) => e.audience === o.audience && e.issuer === o.issuer, MAX_AUDIENCES_PER_IDENTITY);
     this.cache.set(identity, entry);
     return jwt;
   }

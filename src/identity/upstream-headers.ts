@@ -4,6 +4,7 @@ import type { Runtime } from '../runtime.js';
 import type { SessionView } from '../session/types.js';
 import { ASSERTION_HEADER } from './assertion.js';
 import { bearerTokenOf } from './bearer.js';
+import { prependBounded } from './short-list.js';
 import { claimHeaderValue, headerValue, presetHeaders } from './presets.js';
 
 // Everything Portcullis tells an upstream about the user, in one place, for the reverse proxy
@@ -50,15 +51,8 @@ export async function identityResponseHeaders(rt: Runtime, route: Route, identit
     if (e.route === route && e.audience === audienceHost && e.assertion === assertion && e.session === session) return e.headers;
   }
   const headers = buildHeaders(rt, route, identity, session, assertion);
-  // Newest first, a few kept: a short list costs far less per cached session than maps would.
   const entry: Built = { route, audience: audienceHost, assertion, session, headers, next: null };
-  let tail = entry;
-  let kept = 1;
-  for (let e = first; e !== null && kept < MAX_BUILT; e = e.next) {
-    if (e.route === route && e.audience === audienceHost) continue;
-    tail = tail.next = { ...e, next: null };
-    kept++;
-  }
+  prependBounded(first, entry, (e) => e.route === route && e.audience === audienceHost, MAX_BUILT);
   built.set(identity, entry);
   return headers;
 }

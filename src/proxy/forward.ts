@@ -209,7 +209,7 @@ class QueueTicket implements Dispatcher.DispatchHandler {
 /** undici's handler interface for one proxied request: the upstream's answer, written to `res`. */
 class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   lane: Lane | null = null;
-  started = 0;
+  epoch = 0;
   streaming = false;
   private abort: ((err?: Error) => void) | null = null;
   private clientGone = false;
