@@ -497,6 +497,38 @@ async function startHolder(): Promise<{ port: number; connections: number; close
       res.write('data: open\n\n');
       return;
     }
+    if (url.pathname === '/doc') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '300' });
+      res.end(req.method === 'HEAD' ? undefined : 'x'.repeat(300));
+      return;
+    }
+    if (url.pathname === '/empty') {
+      res.writeHead(204).end();
+      return;
+    }
+    if (url.pathname === '/cached') {
+      res.writeHead(304, { etag: '"v1"' }).end();
+      return;
+    }
+    if (url.pathname === '/hints') {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      setTimeout(() => res.end('after hints'), 20);
+      return;
+    }
+    if (url.pathname === '/big') {
+      const body = Buffer.alloc(1024 * 1024, 'abcdefgh');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+      res.end(body);
+      return;
+    }
+    if (url.pathname === '/headers') {
+      res.setHeader('set-cookie', ['app_a=1; Path=/', 'app_b=2; Path=/']);
+      res.setHeader('connection', 'x-internal');
+      res.setHeader('x-internal', 'for this hop only');
+      res.setHeader('keep-alive', 'timeout=77');
+      res.end('headers');
+      return;
+    }
     if (url.pathname === '/poll') {
       setTimeout(() => res.end('polled'), Number(url.searchParams.get('ms') ?? 3000));
       return;
@@ -582,5 +614,58 @@ describe('upstream connections: short requests share a few, long ones never make
     assert.equal(r.status, 200);
     assert.ok(r.ms < 1500, `the short request took ${r.ms.toFixed(0)} ms: it queued behind the polls`);
     for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
+  });
+
+  const raw = (path: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; informational: number[] }> => new Promise((resolve, reject) => {
+    const informational: number[] = [];
+    const req = http.request({ host: '127.0.0.1', port: s.port, path, method, agent: false, headers: { host, accept: '*/*', ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), informational }));
+    });
+    req.on('information', (i) => informational.push(i.statusCode));
+    req.on('error', reject);
+    req.end();
+  });
+
+  test('HEAD gets the length of the GET and no body', async () => {
+    const r = await raw('/doc', 'HEAD');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-length'], '300');
+    assert.equal(r.body.length, 0);
+    const g = await raw('/doc');
+    assert.equal(g.body.toString(), 'x'.repeat(300));
+  });
+
+  test('204 and 304 pass through without a body', async () => {
+    const e = await raw('/empty');
+    assert.equal(e.status, 204);
+    assert.equal(e.body.length, 0);
+    const c = await raw('/cached', 'GET', { 'if-none-match': '"v1"' });
+    assert.equal(c.status, 304);
+    assert.equal(c.headers.etag, '"v1"');
+    assert.equal(c.body.length, 0);
+  });
+
+  test('103 Early Hints from the upstream do not replace its final answer', async () => {
+    const r = await raw('/hints');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'after hints');
+  });
+
+  test('a 1 MB response with a Content-Length streams through byte for byte', async () => {
+    const r = await raw('/big');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-length'], String(1024 * 1024));
+    assert.ok(r.body.equals(Buffer.alloc(1024 * 1024, 'abcdefgh')));
+  });
+
+  test('the upstream keeps both its cookies; its hop-by-hop headers and the ones its Connection names stay on its hop', async () => {
+    const r = await raw('/headers');
+    assert.equal(r.body.toString(), 'headers');
+    assert.deepEqual(r.headers['set-cookie'], ['app_a=1; Path=/', 'app_b=2; Path=/']);
+    assert.equal(r.headers['x-internal'], undefined);
+    assert.doesNotMatch(String(r.headers['keep-alive'] ?? ''), /77/);
+    assert.match(String(r.headers['x-request-id']), /\S/);
   });
 });
