@@ -404,7 +404,7 @@ async function main(): Promise<number> {
         n: sessionsN, connections: Math.max(...connections), duration, warmup, threads, work, lua: lua.cycle, cookieSecret,
         yaml: yaml(ports.pm), port: ports.pm, upstreamPort: ports.upstream,
       });
-      console.log(`memory: idle ${memory.idleRssMB} MB; ${memory.sessions} sessions at ${memory.connections} connections: peak ${memory.peakRssMB} MB, ${fmt(memory.rps, 0)} req/s${memory.ok ? '' : `, FAILED: ${memory.problem}`}`);
+      console.log(`memory: idle ${memory.idleRssMB} MB (3 s), ${memory.settledRssMB} MB (30 s); ${memory.sessions} sessions at ${memory.connections} connections: peak ${memory.peakRssMB} MB, ${fmt(memory.rps, 0)} req/s${memory.ok ? '' : `, FAILED: ${memory.problem}`}`);
     }
 
     // --- profile of (d) ------------------------------------------------------------------------
@@ -591,7 +591,10 @@ async function measure(p: Prepared, c: number, o: { duration: number; warmup: nu
 interface MemoryResult {
   sessions: number;
   connections: number;
+  /** 3 s after the login. */
   idleRssMB: number;
+  /** 30 s after the login: what an operator sees on a process without traffic. */
+  settledRssMB: number;
   peakRssMB: number;
   afterRssMB: number;
   rps: number;
@@ -622,8 +625,13 @@ async function memoryRun(o: { n: number; connections: number; duration: number; 
     }
     const file = join(o.work, 'cookies.txt');
     writeFileSync(file, `${lines.join('\n')}\n`);
+    const loggedIn = Date.now();
     await new Promise((r) => setTimeout(r, 3000));
     const idle = p.proc.pid > 0 ? treeRss([p.proc.pid]) : 0;
+    // V8 gives back what the login's work grew (young generation, compiler memory) only after
+    // a few seconds without allocation; both figures are reported.
+    await new Promise((r) => setTimeout(r, Math.max(0, loggedIn + 30_000 - Date.now())));
+    const settled = p.proc.pid > 0 ? treeRss([p.proc.pid]) : 0;
     const url = `http://127.0.0.1:${o.port}/`;
     if (o.warmup > 0) await runWrk({ url, connections: o.connections, durationS: o.warmup, threads: o.threads, headers: { accept: '*/*' }, script: o.lua, scriptArgs: [file] });
     const sampler = new RssSampler([p.proc.pid], 100);
@@ -632,7 +640,7 @@ async function memoryRun(o: { n: number; connections: number; duration: number; 
     await new Promise((res) => setTimeout(res, 2000));
     const afterRss = treeRss([p.proc.pid]);
     const problem = r.failed > 0 ? `${r.failed} errors/non-2xx` : undefined;
-    return { sessions: o.n, connections: o.connections, idleRssMB: mb(idle), peakRssMB: mb(peak), afterRssMB: mb(afterRss), rps: r.rps, p99: r.p99, ok: !problem, problem };
+    return { sessions: o.n, connections: o.connections, idleRssMB: mb(idle), settledRssMB: mb(settled), peakRssMB: mb(peak), afterRssMB: mb(afterRss), rps: r.rps, p99: r.p99, ok: !problem, problem };
   } finally {
     await p.proc.stop();
   }
@@ -716,7 +724,7 @@ function buildReport(o: {
   const a16 = run('a', low);
   goals.push({ goal: `added p50 over (a) < 0.5 ms at ${low} connections`, met: d16 && a16 ? d16.p50 - a16.p50 < 0.5 : null, detail: d16 && a16 ? `${fmt(d16.p50 - a16.p50, 3)} ms (${fmt(d16.p50)} − ${fmt(a16.p50)})` : 'not measured' });
   if (o.memory) {
-    goals.push({ goal: 'idle RSS < 70 MB', met: o.memory.idleRssMB < 70, detail: `${o.memory.idleRssMB} MB` });
+    goals.push({ goal: 'idle RSS < 70 MB (30 s after one login)', met: o.memory.settledRssMB < 70, detail: `${o.memory.settledRssMB} MB (${o.memory.idleRssMB} MB 3 s after the login)` });
     goals.push({ goal: `peak RSS < 120 MB at ${o.memory.connections} connections with ${o.memory.sessions} sessions cycling`, met: o.memory.ok ? o.memory.peakRssMB < 120 : false, detail: `${o.memory.peakRssMB} MB${o.memory.ok ? '' : ` (run FAILED: ${o.memory.problem})`}` });
   }
   for (const conns of o.connections) {
@@ -747,7 +755,7 @@ function buildReport(o: {
   for (const r of o.results) md.push(`- ${r.label}: ${r.processes || '–'}${r.notes.length ? `; ${r.notes.join('; ')}` : ''}`);
   if (o.memory) {
     md.push('');
-    md.push(`Memory (fresh Portcullis, one process): idle ${o.memory.idleRssMB} MB after one login; ${o.memory.sessions} distinct sessions cycling at ${o.memory.connections} connections: peak ${o.memory.peakRssMB} MB (${o.memory.afterRssMB} MB 2 s after), ${fmt(o.memory.rps, 0)} req/s, p99 ${fmt(o.memory.p99)} ms${o.memory.ok ? '' : `, FAILED: ${o.memory.problem}`}.`);
+    md.push(`Memory (fresh Portcullis, one process): idle ${o.memory.idleRssMB} MB 3 s after one login, ${o.memory.settledRssMB} MB 30 s after it; ${o.memory.sessions} distinct sessions cycling at ${o.memory.connections} connections: peak ${o.memory.peakRssMB} MB (${o.memory.afterRssMB} MB 2 s after), ${fmt(o.memory.rps, 0)} req/s, p99 ${fmt(o.memory.p99)} ms${o.memory.ok ? '' : `, FAILED: ${o.memory.problem}`}.`);
   }
   md.push('');
   md.push(goalText);
