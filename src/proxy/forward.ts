@@ -4,7 +4,7 @@ import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
 import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { sendPage } from '../http/pages.js';
-import { canonicalHeaderName, connectionTokens, hasBadValueChar, headerNameInfo } from '../security/headers.js';
+import { canonicalHeaderName, connectionTokens, forwardableName } from '../security/headers.js';
 import type { Flight, Lane, Upstreams } from './upstreams.js';
 
 // Streams a request to the route's upstream and the answer back. Nothing large is buffered: a
@@ -89,12 +89,8 @@ export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): st
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
-    const info = headerNameInfo(name);
-    if (info.drop) continue;
-    const canonical = info.canonical;
-    if (tokens !== null && tokens.has(canonical)) continue;
-    if (extra !== undefined && extra.has(canonical)) continue;
-    if (hasBadValueChar(value)) continue;
+    const canonical = forwardableName(name, value, tokens, extra);
+    if (canonical === null) continue;
     if (names.remove.has(canonical) || names.set.has(canonical) || setBy(ids, canonical)) continue;
     const role = ROLES.get(canonical);
     if (role === undefined) {

@@ -4,7 +4,7 @@ import type * as Undici from 'undici';
 // Only the connection pool and its error classes. undici's index also loads fetch, the HTTP
 // cache, WebSocket, EventSource and the mocks: about 10 MB of resident memory per process
 // that the proxy never uses (docs/performance.md). These paths are inside the pinned version
-// in package-lock.json; test/proxy-streaming.test.ts exercises both.
+// in package-lock.json; test/proxy-streaming.test.ts exercises each of them.
 const require = createRequire(import.meta.url);
 
 export const Pool = require('undici/lib/dispatcher/pool.js') as typeof Undici.Pool;

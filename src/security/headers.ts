@@ -137,11 +137,27 @@ export function headerNameInfo(name: string): NameInfo {
   return info;
 }
 
+const BAD_VALUE_CHAR = /[\r\n\0]/;
+
 /** CR, LF or NUL: a value that could split or truncate a header line somewhere downstream. */
 export function hasBadValueChar(v: string): boolean {
   return BAD_VALUE_CHAR.test(v);
 }
-const BAD_VALUE_CHAR = /[\r\n\0]/;
+
+/**
+ * The canonical name of a client header that may go upstream, or null when it must not: an
+ * identity header (every spelling), a hop-by-hop one, one its Connection header names
+ * (`tokens`, from connectionTokens), a configured one (`extra`), or a value with CR, LF or NUL.
+ * The one rule behind filterRequestHeaders and the proxy's own header pass.
+ */
+export function forwardableName(name: string, value: string, tokens: ReadonlySet<string> | null, extra: ReadonlySet<string> | undefined): string | null {
+  const info = headerNameInfo(name);
+  if (info.drop) return null;
+  if (tokens !== null && tokens.has(info.canonical)) return null;
+  if (extra !== undefined && extra.has(info.canonical)) return null;
+  if (hasBadValueChar(value)) return null;
+  return info.canonical;
+}
 
 /**
  * A new flat [name, value, ...] array without identity headers (every spelling, every
@@ -156,12 +172,7 @@ export function filterRequestHeaders(rawHeaders: string[], extra?: ReadonlySet<s
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
-    const info = headerNameInfo(name);
-    if (info.drop) continue;
-    if (tokens !== null && tokens.has(info.canonical)) continue;
-    if (extra !== undefined && extra.has(info.canonical)) continue;
-    if (hasBadValueChar(value)) continue;
-    out.push(name, value);
+    if (forwardableName(name, value, tokens, extra) !== null) out.push(name, value);
   }
   return out;
 }
