@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { parseConfig } from './config/load.js';
+import { parseConfigIsolated } from './config/isolated.js';
 import { ConfigError, formatIssue } from './config/errors.js';
 import type { Config } from './config/types.js';
 import type { Logger } from './observe/logger.js';
@@ -36,7 +36,7 @@ export interface ReloaderOptions {
  */
 export class Reloader {
   private running: Promise<ReloadResult> | null = null;
-  private again = false;
+  private queued: Promise<ReloadResult> | null = null;
   private watcher: FSWatcher | null = null;
   private debounce: NodeJS.Timeout | null = null;
   private lastHash: string | null = null;
@@ -50,16 +50,15 @@ export class Reloader {
   }
 
   reload(trigger = 'request'): Promise<ReloadResult> {
+    // A request during a reload gets the follow-up run, which reads the file as it is now: the
+    // running one may have read it before the change this caller is asking about.
     if (this.running) {
-      this.again = true;
-      return this.running;
+      const next = (): Promise<ReloadResult> => this.reload(trigger);
+      return (this.queued ??= this.running.then(next, next));
     }
     this.running = this.run(trigger).finally(() => {
       this.running = null;
-      if (this.again) {
-        this.again = false;
-        void this.reload(trigger);
-      }
+      this.queued = null;
     });
     return this.running;
   }
@@ -79,7 +78,7 @@ export class Reloader {
     }
     let cfg: Config;
     try {
-      cfg = parseConfig(text.toString('utf8'), file, this.o.env ?? process.env);
+      cfg = (await parseConfigIsolated(text.toString('utf8'), file, this.o.env ?? process.env)).cfg;
     } catch (e) {
       if (e instanceof ConfigError) return fail(e.issues.map((i) => formatIssue(file, i)));
       return fail([(e as Error).message]);

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/errors.js';
-import { loadConfigFile } from '../config/load.js';
 import { RouteTable } from '../decide/route-table.js';
 import { describeDecision, simulate, SimulationError, type SimulatedRequest } from '../policy/simulate.js';
 
@@ -63,6 +62,8 @@ export async function explain(args: string[], configPath: (flag: string | undefi
   const file = configPath(v.config);
   let cfg;
   try {
+    // yaml and zod load only for the commands that parse a config in this process.
+    const { loadConfigFile } = await import('../config/load.js');
     cfg = loadConfigFile(file);
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -2,10 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFileIsolated } from '../config/isolated.js';
 import { ConfigError, formatIssue } from '../config/errors.js';
 import { buildRuntime, startPortcullis } from '../server.js';
-import { lintConfig } from '../config/lint.js';
 import { Runtime } from '../runtime.js';
 import { Idp } from '../identity/oidc.js';
 import { createLogger } from '../observe/logger.js';
@@ -115,6 +114,8 @@ async function main(argv: string[]): Promise<number> {
 
 async function check(file: string, json: boolean): Promise<number> {
   try {
+    const { loadConfigFile } = await import('../config/load.js');
+    const { lintConfig } = await import('../config/lint.js');
     const cfg = loadConfigFile(file);
     const rt = new Runtime(cfg, new Idp(cfg.idp), createLogger('silent'));
     const issues = [...cfg.warnings, ...lintConfig(cfg, readFileSync(file, 'utf8'))];
@@ -149,8 +150,11 @@ async function check(file: string, json: boolean): Promise<number> {
 
 async function serve(file: string): Promise<number> {
   let cfg;
+  let findings;
   try {
-    cfg = loadConfigFile(file);
+    // The same findings as `portcullis check`, so a deployment that skipped it still hears them.
+    // (Printed once: by the primary when there are several workers.)
+    ({ cfg, lint: findings } = await loadConfigFileIsolated(file, process.env, { lint: !isClusterWorker() }));
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`portcullis: invalid config, not starting\n${e.message}`);
@@ -158,9 +162,7 @@ async function serve(file: string): Promise<number> {
     }
     throw e;
   }
-  // The same findings as `portcullis check`, so a deployment that skipped it still hears them.
-  // (Printed once: by the primary when there are several workers.)
-  if (!isClusterWorker()) for (const i of lintConfig(cfg, readFileSync(file, 'utf8'))) if (i.severity !== 'info') console.error(formatIssue(file, i));
+  for (const i of findings) if (i.severity !== 'info') console.error(formatIssue(file, i));
   // workers > 1: this process only supervises; each worker runs this same serve() (src/cluster.ts).
   if (cfg.workers > 1 && !isClusterWorker()) {
     if (!cfg.assertion.generated) return runCluster(cfg.workers);
@@ -198,6 +200,7 @@ async function serve(file: string): Promise<number> {
 async function probe(file: string, format: 'text' | 'json' | 'prometheus', timeoutMs: number): Promise<number> {
   let cfg;
   try {
+    const { loadConfigFile } = await import('../config/load.js');
     cfg = loadConfigFile(file);
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/errors.js';
-import { loadConfigFile } from '../config/load.js';
 import { createLogger } from '../observe/logger.js';
 import { createSessionStore } from '../session/create.js';
 import { Sealer } from '../session/seal.js';
@@ -54,6 +53,8 @@ export async function sessionsCommand(args: string[], configPath: (flag: string 
   const file = configPath(values.config);
   let cfg;
   try {
+    // yaml and zod load only for the commands that parse a config in this process.
+    const { loadConfigFile } = await import('../config/load.js');
     cfg = loadConfigFile(file);
   } catch (e) {
     if (e instanceof ConfigError) {

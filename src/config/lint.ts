@@ -1,6 +1,7 @@
 import { LineCounter, parseDocument } from 'yaml';
 import { pathMatches } from '../decide/route-table.js';
-import { keyPath, locate, type ConfigIssue } from './errors.js';
+import { keyPath, type ConfigIssue } from './errors.js';
+import { locate } from './locate.js';
 import type { Config, PathMatch, Route } from './types.js';
 
 // The deployment mistakes of the field reports (docs/operations.md, PITFALLS.md) that a valid
