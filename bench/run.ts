@@ -710,13 +710,27 @@ function buildReport(o: {
   }
   const table = lines.join('\n');
 
+  // Apache drops a handful of keep-alive connections at 256 (wrk read errors, nothing in its
+  // error log) in most runs. Such a run still sets the bar for (d): it answered every request it
+  // completed with 2xx, and a dropped connection only costs it throughput. Any wrong status, or
+  // more than 0.1 % of requests lost, and it does not.
+  const apacheAt = (conns: number): { m: Measure; note: string } | undefined => {
+    const m = byId.get('c')?.runs.find((x) => x.connections === conns);
+    if (!m) return undefined;
+    if (m.ok) return { m, note: '' };
+    const socket = m.errors.connect + m.errors.read + m.errors.write + m.errors.timeout;
+    if (m.errors.status > 0 || socket > m.requests / 1000) return undefined;
+    return { m, note: `; (c) dropped ${socket} of ${fmt(m.requests, 0)} requests (socket errors, no wrong status)` };
+  };
   const goals: Goal[] = [];
   for (const conns of o.connections) {
     const d = run('d', conns);
-    const c = run('c', conns);
+    const ref = apacheAt(conns);
+    const c = ref?.m;
+    const note = ref?.note ?? '';
     const b = run('b', conns);
-    goals.push({ goal: `(d) throughput ≥ (c) at ${conns} connections`, met: d && c ? d.rps >= c.rps : null, detail: d && c ? `${fmt(d.rps, 0)} vs ${fmt(c.rps, 0)} req/s (${ratio(d.rps, c.rps)})` : 'not measured' });
-    goals.push({ goal: `(d) p99 < (c) p99 at ${conns} connections`, met: d && c ? d.p99 < c.p99 : null, detail: d && c ? `${fmt(d.p99)} vs ${fmt(c.p99)} ms` : 'not measured' });
+    goals.push({ goal: `(d) throughput ≥ (c) at ${conns} connections`, met: d && c ? d.rps >= c.rps : null, detail: d && c ? `${fmt(d.rps, 0)} vs ${fmt(c.rps, 0)} req/s (${ratio(d.rps, c.rps)})${note}` : 'not measured' });
+    goals.push({ goal: `(d) p99 < (c) p99 at ${conns} connections`, met: d && c ? d.p99 < c.p99 : null, detail: d && c ? `${fmt(d.p99)} vs ${fmt(c.p99)} ms${note}` : 'not measured' });
     goals.push({ goal: `(d) throughput ≥ ½ (b) at ${conns} connections`, met: d && b ? d.rps >= b.rps / 2 : null, detail: d && b ? `${fmt(d.rps, 0)} vs ${fmt(b.rps, 0)} req/s (${ratio(d.rps, b.rps)})` : 'not measured' });
   }
   const low = Math.min(...o.connections);

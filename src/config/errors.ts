@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 export interface ConfigIssue {
   /** Key path as an operator reads it, e.g. `routes[2].policy[0].allow.or[1].groups`. */
   key: string;
@@ -25,4 +27,13 @@ export function keyPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
   return out;
+}
+
+/** The config file's text; an unreadable file is a ConfigError naming the reason. */
+export function readConfigText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ key: '', line: 0, column: 0, severity: 'error', message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
+  }
 }

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { buildConfig } from './build.js';
-import { ConfigError, keyPath, type ConfigIssue } from './errors.js';
+import { ConfigError, keyPath, readConfigText, type ConfigIssue } from './errors.js';
 import type { RawConfig } from './schema.js';
 import type { Config } from './types.js';
 
@@ -30,13 +29,7 @@ export interface Loaded {
 }
 
 export async function loadConfigFileIsolated(file: string, env: NodeJS.ProcessEnv = process.env, opts: { lint?: boolean } = {}): Promise<Loaded> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, [{ key: '', line: 0, column: 0, severity: 'error', message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
-  }
-  return parseConfigIsolated(text, file, env, opts);
+  return parseConfigIsolated(readConfigText(file), file, env, opts);
 }
 
 /** parseConfig (plus lintConfig when asked), without loading yaml or zod into this thread. */

@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { buildConfig } from './build.js';
-import { ConfigError, keyPath, type ConfigIssue } from './errors.js';
+import { ConfigError, keyPath, readConfigText, type ConfigIssue } from './errors.js';
 import { locate } from './locate.js';
 import { configSchema, KNOWN_GLOBAL_KEYS, KNOWN_ROUTE_KEYS, type RawConfig } from './schema.js';
 import { didYouMean } from './suggest.js';
@@ -11,13 +10,7 @@ import type { Config } from './types.js';
 export { isLoopback, parseFrom } from './build.js';
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, [{ key: '', line: 0, column: 0, severity: 'error', message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
-  }
-  return parseConfig(text, file, env);
+  return parseConfig(readConfigText(file), file, env);
 }
 
 /** Parses, validates and compiles a config. Throws ConfigError listing every problem found. */
