@@ -9,7 +9,9 @@ import type { Config } from './types.js';
 // of a process that parsed the bench config in-process vs in a worker that then exited). So
 // `serve` and its reloads parse and validate in a short-lived worker thread, which hands back
 // the schema-valid raw config; this thread then builds the Config from it (buildConfig imports
-// neither). Errors are the same ConfigError, with the same lines, as parseConfig's.
+// neither). Errors are the same ConfigError, with the same lines, as parseConfig's. The build
+// runs in both threads (the worker needs its result for the line numbers of semantic errors and
+// for `check`'s findings): a few milliseconds at start and reload, never per request.
 
 export interface ValidateRequest {
   text: string;
