@@ -453,3 +453,49 @@ describe('Lane: which upstream pool a request goes to', async () => {
     assert.equal(lane.choose(flight(), 2100, true), overflowPool, '16 requests have now been in flight over a second');
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// 5. The decoded-session cache holds what it needs, not the request it was filled from.
+
+describe('session cache memory', () => {
+  test('a cached session does not keep the whole Cookie header alive (other apps\' cookies, analytics)', async (t) => {
+    const { SessionManager } = await import('../src/session/manager.js');
+    const { CookieSessionStore } = await import('../src/session/cookie-store.js');
+    const { Sealer } = await import('../src/session/seal.js');
+    const v8 = await import('node:v8');
+    const { runInNewContext } = await import('node:vm');
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+
+    const store = new CookieSessionStore(new Sealer(Buffer.from(SECRET, 'base64')), OWN);
+    const manager = new SessionManager(cfg, store);
+    const now = Date.now();
+    const n = 1500;
+    const values: string[] = [];
+    for (let i = 0; i < n; i++) {
+      values.push(await store.save({ v: 1, sid: `sid-${i}`, sub: `user-${i}`, claims: { email: `u${i}@example.com`, groups: ['eng'] }, iat: now, exp: now + 3_600_000 }));
+    }
+    // What a browser sends on a parent-domain deployment: 8 KB of other cookies around ours.
+    const padding = `_ga=${'g'.repeat(4000)}; other_app=${'o'.repeat(4000)}`;
+    const ctx = (value: string): RequestContext => ({ headers: { cookie: `${padding}; ${OWN}=${value}` }, now, host: 'app.example.com' }) as unknown as RequestContext;
+
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (const v of values) {
+      // A fresh header string per request, as Node's HTTP parser makes it.
+      const r = await manager.lookup(ctx(Buffer.from(v, 'latin1').toString('latin1')));
+      assert.equal(r.identity?.user, `user-${values.indexOf(v)}`);
+    }
+    gc();
+    const perSession = (process.memoryUsage().heapUsed - before) / n;
+    // An entry is ~2-3 KB (key, identity, claims, view); keeping the header would add 8 KB each.
+    t.diagnostic(`${Math.round(perSession)} bytes of heap per cached session`);
+    assert.ok(perSession < 5000, `${Math.round(perSession)} bytes of heap per cached session`);
+    // And they are cached: the second round decrypts nothing.
+    let opened = 0;
+    const load = store.load.bind(store);
+    store.load = async (value, t) => { opened++; return load(value, t); };
+    for (const v of values.slice(0, 100)) await manager.lookup(ctx(Buffer.from(v, 'latin1').toString('latin1')));
+    assert.equal(opened, 0);
+  });
+});
