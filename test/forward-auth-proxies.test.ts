@@ -29,12 +29,12 @@ export function recipe(file: string, name: string): string {
 }
 
 function sub(text: string, pairs: Array<[string, string]>): string {
-  let out = text;
-  for (const [from, to] of pairs) {
-    assert.ok(out.includes(from), `the recipe no longer contains ${from}`);
-    out = out.replaceAll(from, to);
-  }
-  return out;
+  for (const [from] of pairs) assert.ok(text.includes(from), `the recipe no longer contains ${from}`);
+  // One pass over the recipe: a replacement is never searched again, so a test port that
+  // happens to begin with 4180 or 8080 (listen 127.0.0.1:41803) is not rewritten by a later pair.
+  const to = new Map(pairs);
+  const any = new RegExp(pairs.map(([from]) => from.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  return text.replace(any, (m) => to.get(m)!);
 }
 
 interface Seen { rawHeaders: Array<[string, string]>; url: string }
