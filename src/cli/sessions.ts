@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/errors.js';
-import { createLogger } from '../observe/logger.js';
 import { createSessionStore } from '../session/create.js';
 import { Sealer } from '../session/seal.js';
 import { errorText } from '../session/server-store.js';
@@ -70,6 +69,7 @@ export async function sessionsCommand(args: string[], configPath: (flag: string 
       : 'portcullis sessions: session_storage is memory: sessions live inside the running proxy process and this command cannot reach them. Restarting the proxy ends every session.');
     return 2;
   }
+  const { createLogger } = await import('../observe/logger.js');
   const store = createSessionStore(cfg, new Sealer(cfg.cookie.secret), createLogger('silent'));
   try {
     const all = await store.list!(Date.now());
