@@ -53,7 +53,7 @@ Prints 32 random bytes, base64-encoded: a value for cookie_secret.`,
 
 /**
  * The server's modules, loaded by the commands that run it: the primary of `workers: N` only
- * validates the config and supervises, and stays ~20 MB smaller without them.
+ * validates the config and supervises, and is ~9 MB smaller without them (64.7 -> 55.8 MB RSS).
  */
 async function serverModules() {
   const [server, runtime, oidc, logger, simulate] = await Promise.all([
