@@ -59,11 +59,19 @@ const HELP = `Usage: node dist/bench/run.js [options]   (npm run bench -- [optio
   --profile-only      only the profile (implies --profile; no targets)
   --write-docs        replace the generated part of docs/performance.md with this run
   --threads N         wrk threads (default 2)
+  --node-args="ARGS"  extra node/V8 flags for every Portcullis process (e.g. --node-args="--max-semi-space-size=4"):
+                      for trying a flag against exactly what the bench measures
   --hold              start and check the first of --targets, print its URL and headers, then
                       wait (Ctrl+C stops everything): for strace, perf or a hand-run wrk
 
 Needs (Debian): wrk nginx apache2 libapache2-mod-auth-openidc redis-server.
 Everything binds to 127.0.0.1 and is stopped at the end (also on Ctrl+C).`;
+
+/** --node-args: flags every Portcullis process of this run starts with. */
+let extraNodeArgs: string[] = [];
+function startP(name: string, configFile: string, yaml: string, port: number, nodeArgs: string[] = []): Promise<PortcullisProc> {
+  return startPortcullis(name, configFile, yaml, port, MAIN_JS, [...extraNodeArgs, ...nodeArgs]);
+}
 
 interface Measure {
   connections: number;
@@ -147,7 +155,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       duration: { type: 'string' }, warmup: { type: 'string' }, connections: { type: 'string' }, targets: { type: 'string' },
-      sessions: { type: 'string' }, profile: { type: 'boolean' }, 'profile-only': { type: 'boolean' }, 'write-docs': { type: 'boolean' },
+      sessions: { type: 'string' }, profile: { type: 'boolean' }, 'profile-only': { type: 'boolean' }, 'write-docs': { type: 'boolean' }, 'node-args': { type: 'string' },
       threads: { type: 'string' }, hold: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -159,6 +167,7 @@ async function main(): Promise<number> {
   const duration = Number(values.duration ?? 10);
   const warmup = Number(values.warmup ?? 3);
   const threads = Number(values.threads ?? 2);
+  extraNodeArgs = values['node-args']?.split(/\s+/).filter(Boolean) ?? [];
   const connections = parseList(values.connections, '16,256').map(Number);
   const profileOnly = values['profile-only'] === true;
   const targets = (profileOnly ? [] : parseList(values.targets, ALL_TARGETS.join(','))) as TargetId[];
@@ -236,7 +245,7 @@ async function main(): Promise<number> {
     let p1Cookie = '';
     const ensureP1 = async (): Promise<PortcullisProc> => {
       if (!p1) {
-        p1 = await startPortcullis('portcullis', join(work, 'portcullis.yaml'), yaml(ports.p1), ports.p1, MAIN_JS);
+        p1 = await startP('portcullis', join(work, 'portcullis.yaml'), yaml(ports.p1), ports.p1);
         p1Cookie = await loginPortcullis(ports.p1);
       }
       return p1;
@@ -329,7 +338,7 @@ async function main(): Promise<number> {
           const r = await startRedis(join(work, 'redis'), ports.redis);
           let p: PortcullisProc;
           try {
-            p = await startPortcullis('portcullis-redis', join(work, 'portcullis-redis.yaml'), yaml(ports.pg, { storage: `redis://127.0.0.1:${ports.redis}/0` }), ports.pg, MAIN_JS);
+            p = await startP('portcullis-redis', join(work, 'portcullis-redis.yaml'), yaml(ports.pg, { storage: `redis://127.0.0.1:${ports.redis}/0` }), ports.pg);
           } catch (e) {
             await r.stop();
             throw e;
@@ -351,7 +360,7 @@ async function main(): Promise<number> {
         }
         case 'dw': {
           if (!features.workers) throw new Unavailable('workers is not in this build');
-          const p = await startPortcullis('portcullis-workers', join(work, 'portcullis-workers.yaml'), yaml(ports.pw, { workers: 'auto' }), ports.pw, MAIN_JS);
+          const p = await startP('portcullis-workers', join(work, 'portcullis-workers.yaml'), yaml(ports.pw, { workers: 'auto' }), ports.pw);
           // Every worker must be up before the load: the primary pings only once one is.
           await new Promise((r) => setTimeout(r, 1500));
           const cookie = await loginPortcullis(ports.pw);
@@ -609,7 +618,7 @@ interface MemoryResult {
  * with their own session ids, sealed with the same cookie_secret exactly as a login seals them.
  */
 async function memoryRun(o: { n: number; connections: number; duration: number; warmup: number; threads: number; work: string; lua: string; cookieSecret: string; yaml: string; port: number; upstreamPort: number }): Promise<MemoryResult> {
-  const p = await startPortcullis('portcullis-memory', join(o.work, 'portcullis-memory.yaml'), o.yaml, o.port, MAIN_JS);
+  const p = await startP('portcullis-memory', join(o.work, 'portcullis-memory.yaml'), o.yaml, o.port);
   try {
     const cookie = await loginPortcullis(o.port);
     const name = '_portcullis';
@@ -652,7 +661,7 @@ async function memoryRun(o: { n: number; connections: number; duration: number; 
 async function profileRun(o: { work: string; yaml: string; port: number; connections: number; duration: number; warmup: number; threads: number; script: string }): Promise<ProfileSummary> {
   const dir = join(o.work, 'cpuprof');
   mkdirSync(dir, { recursive: true });
-  const p = await startPortcullis('portcullis-profile', join(o.work, 'portcullis-profile.yaml'), o.yaml, o.port, MAIN_JS, ['--cpu-prof', '--cpu-prof-dir', dir]);
+  const p = await startP('portcullis-profile', join(o.work, 'portcullis-profile.yaml'), o.yaml, o.port, ['--cpu-prof', '--cpu-prof-dir', dir]);
   let proc: Tracked = p.proc;
   try {
     const cookie = await loginPortcullis(o.port);

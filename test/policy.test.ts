@@ -19,7 +19,7 @@ function user(over: Partial<Identity> = {}): Identity {
 
 function route(yamlText: string, opts?: PolicyOptions) {
   const policy = compileRoutePolicy(parse(yamlText) as RoutePolicySource, opts);
-  return (identity: Identity | null, c: Partial<RequestContext> = {}): PolicyResult => policy({ ctx: ctx(c), identity });
+  return (identity: Identity | null, c: Partial<RequestContext> = {}): PolicyResult => policy({ ctx: ctx(c), identity, trace: true });
 }
 
 function allows(yamlText: string, identity: Identity | null, c: Partial<RequestContext> = {}, opts?: PolicyOptions): boolean {
@@ -518,7 +518,7 @@ test('allow_any_authenticated_user allows every identity and combines with polic
 
 test('allowed_groups / allowed_emails / allowed_email_domains are an allow "or"', () => {
   const p = compileRoutePolicy({ allowed_groups: ['admins'], allowed_emails: ['Bob@Example.com'], allowed_email_domains: ['corp.example'] });
-  const d = (id: Identity | null) => p({ ctx: ctx(), identity: id });
+  const d = (id: Identity | null) => p({ ctx: ctx(), identity: id, trace: true });
   assert.equal(d(user({ groups: ['admins'] })).allow, true);
   assert.equal(d(user({ email: 'bob@example.com' })).allow, true);
   assert.equal(d(user({ email: 'carol@corp.example' })).allow, true);
@@ -639,10 +639,37 @@ test('failures in an "and" are joined with "and"', () => {
 
 test('a compiled policy can be evaluated repeatedly and interleaved without leaking state', () => {
   const p = compileRoutePolicy(parse('policy: {allow: {or: [{groups: {has: a}}]}, deny: {or: [{http_method: DELETE}]}}') as RoutePolicySource);
-  const a = p({ ctx: ctx(), identity: user({ groups: ['a'] }) });
-  const b = p({ ctx: ctx({ method: 'DELETE' }), identity: user({ groups: ['a'] }) });
-  const c = p({ ctx: ctx(), identity: user({ groups: ['b'] }) });
+  const a = p({ ctx: ctx(), identity: user({ groups: ['a'] }), trace: true });
+  const b = p({ ctx: ctx({ method: 'DELETE' }), identity: user({ groups: ['a'] }), trace: true });
+  const c = p({ ctx: ctx(), identity: user({ groups: ['b'] }), trace: true });
   assert.deepEqual([a.allow, b.allow, c.allow], [true, false, false]);
   assert.equal(a.trace.length, 1);
   assert.equal(a.reason, 'allowed by policy.allow.or[0]: groups has a');
+});
+
+test('without trace (the request path) a policy gives the same outcome and reason, no steps, and an allow builds nothing', () => {
+  const p = compileRoutePolicy(parse(`policy:
+  - allow: {or: [{groups: {has: admins}}, {email: {is: bob@example.com}}]}
+  - deny: {or: [{http_method: DELETE}]}
+`) as RoutePolicySource);
+  const cases: Array<[Identity | null, Partial<RequestContext>]> = [
+    [user({ groups: ['admins'] }), {}],
+    [user({ groups: ['eng'], email: 'bob@example.com' }), {}],
+    [user({ groups: ['eng'] }), {}],
+    [user({ groups: ['admins'] }), { method: 'DELETE' }],
+    [null, {}],
+  ];
+  for (const [id, c] of cases) {
+    const traced = p({ ctx: ctx(c), identity: id, trace: true });
+    const plain = p({ ctx: ctx(c), identity: id });
+    assert.deepEqual([plain.allow, plain.reason, plain.needsIdentity], [traced.allow, traced.reason, traced.needsIdentity]);
+    assert.equal(plain.trace.length, 0);
+    assert.ok(traced.trace.length > 0, 'explain still gets the steps');
+  }
+  // The same deciding step hands back one prebuilt result: nothing per request to collect.
+  const first = p({ ctx: ctx(), identity: user({ groups: ['admins'] }) });
+  const again = p({ ctx: ctx(), identity: user({ groups: ['admins'], email: 'other@example.com' }) });
+  assert.equal(first, again);
+  assert.ok(Object.isFrozen(first));
+  assert.notEqual(first, p({ ctx: ctx(), identity: user({ groups: ['eng'], email: 'bob@example.com' }) }));
 });

@@ -36,6 +36,8 @@ export interface DecideDeps {
 export interface PathCheck {
   /** Set when the strict normalization refused the request-target; ctx.path is then the lenient form. */
   pathError?: string | undefined;
+  /** Have the policy list each step it took (`portcullis explain`, policy_tests); requests skip it. */
+  trace?: boolean | undefined;
 }
 
 export async function decide(ctx: RequestContext, deps: DecideDeps, check: PathCheck = {}): Promise<Decision> {
@@ -57,7 +59,7 @@ export async function decide(ctx: RequestContext, deps: DecideDeps, check: PathC
   if ('kind' in found) return found;
 
   // 5. evaluatePolicy
-  const policy = route.policy({ ctx, identity: found.identity });
+  const policy = route.policy({ ctx, identity: found.identity, trace: check.trace });
 
   // 6. outcome
   if (policy.allow) return { kind: 'allow', route, identity: found.identity, session: found.session, policy, setCookies: found.setCookies };

@@ -59,7 +59,8 @@ export interface PolicyResult {
   allow: boolean;
   /** Short reason, shown to the user on a 403 page. */
   reason: string;
-  trace: TraceStep[];
+  /** Each step that settled the outcome, only when the input asked for it (`trace: true`). */
+  trace: readonly TraceStep[];
   /** True when the outcome could change if the user logged in (a criterion needed an identity). */
   needsIdentity: boolean;
 }
@@ -67,6 +68,8 @@ export interface PolicyResult {
 export interface PolicyInput {
   ctx: RequestContext;
   identity: Identity | null;
+  /** Build PolicyResult.trace (explain, policy tests); the request path leaves it off. */
+  trace?: boolean | undefined;
 }
 
 export type CompiledPolicy = (input: PolicyInput) => PolicyResult;

@@ -31,6 +31,7 @@ const NEG: readonly Tri[] = [T, F, U];
 
 type Op = 'and' | 'or' | 'not' | 'nor';
 const OPS: readonly Op[] = ['and', 'or', 'not', 'nor'];
+const NO_TRACE: readonly TraceStep[] = Object.freeze([]);
 
 interface Leaf extends LeafSpec {
   at: string;
@@ -40,6 +41,8 @@ interface Leaf extends LeafSpec {
   shown: string;
   allowReason: string;
   denyReason: string;
+  /** What an allow settled by this step returns when no trace is asked for: built once, not per request. */
+  allowed: PolicyResult;
 }
 
 /** Per-evaluation scratch. Evaluation is synchronous, so one instance per compiled policy is reused. */
@@ -68,7 +71,8 @@ class Compiler {
 
   leaf(spec: LeafSpec, at: string, negated: boolean, parent: Op): Node {
     const shown = negated ? `not ${spec.label}` : spec.label;
-    const leaf: Leaf = { ...spec, at, negated, parent, shown, allowReason: `allowed by ${at}: ${shown}`, denyReason: `denied by ${at}: ${shown}` };
+    const allowReason = `allowed by ${at}: ${shown}`;
+    const leaf: Leaf = { ...spec, at, negated, parent, shown, allowReason, denyReason: `denied by ${at}: ${shown}`, allowed: Object.freeze({ allow: true, reason: allowReason, trace: NO_TRACE, needsIdentity: false }) };
     this.leaves.push(leaf);
     const { test, needsIdentity } = leaf;
     return (s) => {
@@ -371,7 +375,7 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
         const result: PolicyResult = {
           allow: false,
           reason: leaf ? leaf.denyReason : `denied by ${ordered[k]!.at}`,
-          trace: trace((t) => t === k, true, new Map()),
+          trace: input.trace === true ? trace((t) => t === k, true, new Map()) : NO_TRACE,
           needsIdentity: false,
         };
         s.ctx = undefined as unknown as RequestContext;
@@ -392,17 +396,21 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
       if (r === U) allowUnknown = true;
     }
     let result: PolicyResult;
-    const cache: HaveCache = new Map();
+    // The trace (every step, with "you have ..." details) is for `explain` and policy tests; the
+    // request path needs only the outcome and its reason, so an allow there allocates nothing.
+    const withTrace = input.trace === true;
     if (allowed !== -1 && !denyUnknown) {
       const leaf = decidingLeaf(allowed);
-      result = { allow: true, reason: leaf ? leaf.allowReason : `allowed by ${ordered[allowed]!.at}`, trace: trace((t) => t === allowed, true, cache), needsIdentity: false };
+      if (leaf && !withTrace) result = leaf.allowed;
+      else result = { allow: true, reason: leaf ? leaf.allowReason : `allowed by ${ordered[allowed]!.at}`, trace: withTrace ? trace((t) => t === allowed, true, new Map()) : NO_TRACE, needsIdentity: false };
     } else if (allowed !== -1 || allowUnknown) {
       // Only a signed-in user can settle the unknown part; logging in may change the answer.
-      result = { allow: false, reason: 'sign-in required', trace: trace((t) => t >= nDeny || denyUnknown, false, cache), needsIdentity: true };
+      result = { allow: false, reason: 'sign-in required', trace: withTrace ? trace((t) => t >= nDeny || denyUnknown, false, new Map()) : NO_TRACE, needsIdentity: true };
     } else if (ordered.length === nDeny) {
-      result = { allow: false, reason: 'no policy allows access to this route', trace: [], needsIdentity: false };
+      result = { allow: false, reason: 'no policy allows access to this route', trace: NO_TRACE, needsIdentity: false };
     } else {
-      result = { allow: false, reason: explainFailures(s, isAllowTerm, cache), trace: trace((t) => t >= nDeny, false, cache), needsIdentity: false };
+      const cache: HaveCache = new Map();
+      result = { allow: false, reason: explainFailures(s, isAllowTerm, cache), trace: withTrace ? trace((t) => t >= nDeny, false, cache) : NO_TRACE, needsIdentity: false };
     }
     s.ctx = undefined as unknown as RequestContext;
     s.id = null;

@@ -64,7 +64,7 @@ export async function simulate(cfg: Config, routes: RouteTable, r: SimulatedRequ
     if (r.user !== undefined && cfg.idp.userClaim !== 'sub') claims[cfg.idp.userClaim] = r.user;
     identity = identityFromClaims(sub, claims, cfg.idp, 'session');
   }
-  return decide(ctx, { routes, sessions: { lookup: async () => ({ identity, session: null, setCookies: [] }) } }, { pathError });
+  return decide(ctx, { routes, sessions: { lookup: async () => ({ identity, session: null, setCookies: [] }) } }, { pathError, trace: true });
 }
 
 export function outcomeOf(d: Decision): 'allow' | 'deny' | 'login' | 'not_found' | 'bad_request' | 'unavailable' {
