@@ -103,6 +103,20 @@ describe('a valid config', () => {
   });
 });
 
+describe('session_cache_size', () => {
+  test('defaults to 10,000 decoded sessions and takes a whole number from 100 to 1,000,000', () => {
+    assert.equal(parseConfig(yaml(...HEAD, ...ROUTES), FILE, {}).sessionCacheSize, 10_000);
+    assert.equal(parseConfig(yaml(...HEAD, 'session_cache_size: 50000', ...ROUTES), FILE, {}).sessionCacheSize, 50_000);
+  });
+
+  test('a bad size names the key, the line and the range', () => {
+    expectIssue(yaml(...HEAD, 'session_cache_size: 10', ...ROUTES), { line: 7, column: 21, key: 'session_cache_size', message: /at least 100/ });
+    expectIssue(yaml(...HEAD, 'session_cache_size: 2000000', ...ROUTES), { line: 7, column: 21, key: 'session_cache_size', message: /at most 1000000/ });
+    expectIssue(yaml(...HEAD, 'session_cache_size: 12.5', ...ROUTES), { line: 7, column: 21, key: 'session_cache_size', message: /whole number/ });
+    expectIssue(yaml(...HEAD, 'session_cache_size: lots', ...ROUTES), { line: 7, column: 21, key: 'session_cache_size', message: /whole number/ });
+  });
+});
+
 describe('unknown keys', () => {
   test('a misspelled top-level key names the line and suggests the right spelling', () => {
     expectIssue(yaml(...HEAD, 'cookie_secert: x', ...ROUTES), { line: 7, column: 1, key: 'cookie_secert', message: /^unknown key; did you mean `cookie_secret`\?$/ });

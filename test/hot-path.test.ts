@@ -498,4 +498,29 @@ describe('session cache memory', () => {
     for (const v of values.slice(0, 100)) await manager.lookup(ctx(Buffer.from(v, 'latin1').toString('latin1')));
     assert.equal(opened, 0);
   });
+
+  test('session_cache_size bounds the cache: more sessions than that cycling are decrypted again, fewer are not', async () => {
+    const { SessionManager } = await import('../src/session/manager.js');
+    const { CookieSessionStore } = await import('../src/session/cookie-store.js');
+    const { Sealer } = await import('../src/session/seal.js');
+    const store = new CookieSessionStore(new Sealer(Buffer.from(SECRET, 'base64')), OWN);
+    const now = Date.now();
+    const values: string[] = [];
+    for (let i = 0; i < 150; i++) values.push(await store.save({ v: 1, sid: `sid-${i}`, sub: `user-${i}`, claims: { groups: ['eng'] }, iat: now, exp: now + 3_600_000 }));
+    let opened = 0;
+    const load = store.load.bind(store);
+    store.load = async (value, t) => { opened++; return load(value, t); };
+    const ctx = (value: string): RequestContext => ({ headers: { cookie: `${OWN}=${value}` }, now, host: 'app.example.com' }) as unknown as RequestContext;
+    const cycle = async (m: InstanceType<typeof SessionManager>): Promise<number> => {
+      opened = 0;
+      for (const v of values) assert.equal((await m.lookup(ctx(v))).identity?.user, `user-${values.indexOf(v)}`);
+      return opened;
+    };
+    const small = new SessionManager({ ...cfg, sessionCacheSize: 100 }, store);
+    assert.equal(await cycle(small), 150);
+    assert.equal(await cycle(small), 150, '150 sessions through 100 places: every one was evicted before it came back');
+    const big = new SessionManager({ ...cfg, sessionCacheSize: 200 }, store);
+    assert.equal(await cycle(big), 150);
+    assert.equal(await cycle(big), 0, 'all 150 fit: none is decrypted again');
+  });
 });

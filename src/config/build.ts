@@ -16,6 +16,8 @@ import type { Config, PathMatch, Route, RouteFrom } from './types.js';
 
 const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 const DEFAULT_TRUSTED = ['127.0.0.0/8', '::1/128'];
+/** ~2.5 KB each with its identity headers and assertion: ~25 MB (docs/performance.md). */
+const DEFAULT_SESSION_CACHE_SIZE = 10_000;
 
 /** Reports a problem at a key path; the caller decides how a path becomes a line number. */
 export type At = (path: readonly PropertyKey[], message: string) => void;
@@ -167,6 +169,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     },
     sessionStorage: typeof storage === 'string' ? { kind: 'cookie' } : storage,
     idpRefreshDirectoryIntervalMs: refreshInterval,
+    sessionCacheSize: raw.session_cache_size ?? DEFAULT_SESSION_CACHE_SIZE,
     trustedProxies,
     isTrustedProxy,
     compat: [...new Set(raw.compat ?? [])],

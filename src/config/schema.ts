@@ -120,6 +120,7 @@ export const configSchema = z.strictObject({
   trusted_proxies: stringList('trusted_proxies').optional(),
   session_storage: z.string({ error: 'expected session_storage as cookie, memory, redis://… or postgres://…' }).optional(),
   idp_refresh_directory_interval: duration('idp_refresh_directory_interval').optional(),
+  session_cache_size: z.number({ error: 'expected a whole number of sessions, from 100 to 1000000' }).int({ error: 'expected a whole number of sessions, from 100 to 1000000' }).min(100, { message: 'expected at least 100 sessions' }).max(1_000_000, { message: 'expected at most 1000000 sessions (each takes about 2.5 KB of memory)' }).optional(),
   // Drop-in endpoints of the tools Portcullis replaces (src/forward-auth/compat.ts).
   compat: z.array(z.enum(['oauth2-proxy', 'authentik', 'authelia'], { error: 'expected compat entries among oauth2-proxy, authentik, authelia' }), { error: 'expected `compat` as a list, e.g. [oauth2-proxy]' }).optional(),
   signing_key: z.string().optional(),

@@ -85,6 +85,8 @@ export interface Config {
   sessionStorage: SessionStorage;
   /** idp_refresh_directory_interval: tokens and groups are re-read from the IdP at least this often. */
   idpRefreshDirectoryIntervalMs: number;
+  /** session_cache_size: decoded sessions kept per process (the hot path's cache). */
+  sessionCacheSize: number;
   trustedProxies: readonly string[];
   isTrustedProxy: (ip: string) => boolean;
   /** Drop-in endpoints answered besides /.portcullis/ (oauth2-proxy, Authentik outpost, Authelia). */
