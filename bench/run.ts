@@ -23,7 +23,7 @@ import { freePort, portAccepts } from '../test/helpers/ports.js';
 import { globalYaml } from '../test/helpers/stack.js';
 import { analyzeProfile, type ProfileSummary } from './lib/profile.js';
 import { cpuSecondsBetween, cpuTicks, killAllSync, RssSampler, spawnTracked, stopAll, treeRss, trees, type Tracked } from './lib/proc.js';
-import { nginxAuthRequestBlock, nginxProxyBlock, startApache, startNginx, startPortcullis, startRedis, upstreamBlock, UPSTREAM_BODY, upstreamRequests, waitUntil, type PortcullisProc } from './lib/services.js';
+import { nginxAuthRequestBlock, nginxProxyBlock, startApache, startNginx, startPortcullis, startRedis, upstreamBlock, UPSTREAM_BODY, settledUpstreamRequests, upstreamRequests, waitUntil, type PortcullisProc } from './lib/services.js';
 import { startTokenRp, type TokenRp } from './lib/token.js';
 import { runWrk, writeLuaScripts, type WrkResult } from './lib/wrk.js';
 
@@ -574,8 +574,8 @@ async function measure(p: Prepared, c: number, o: { duration: number; warmup: nu
   if (o.warmup > 0) await runWrk({ url: p.url, connections: c, durationS: o.warmup, threads: o.threads, headers: p.headers, script: o.script });
   const roots = p.roots();
   const pidsBefore = trees(roots);
+  const up0 = await settledUpstreamRequests(o.upstreamPort);
   const before = cpuTicks(pidsBefore);
-  const up0 = await upstreamRequests(o.upstreamPort);
   const sampler = new RssSampler(roots);
   const r = await runWrk({ url: p.url, connections: c, durationS: o.duration, threads: o.threads, headers: p.headers, script: o.script }).finally(() => sampler.stop());
   const peak = sampler.stop();

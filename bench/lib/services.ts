@@ -72,6 +72,22 @@ export async function upstreamRequests(port: number): Promise<number> {
   return Number(m[1]);
 }
 
+/**
+ * The upstream's count once requests from an earlier load (a warm-up's last in-flight ones,
+ * still leaving a proxy's queue) have stopped arriving: two reads 100 ms apart differ only by
+ * the first read itself. Gives up after 3 s and returns the last count.
+ */
+export async function settledUpstreamRequests(port: number): Promise<number> {
+  let last = await upstreamRequests(port);
+  for (let i = 0; i < 30; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = await upstreamRequests(port);
+    if (now - last === 1) return now;
+    last = now;
+  }
+  return last;
+}
+
 /** (b) nginx as a plain reverse proxy with upstream keep-alive. */
 export function nginxProxyBlock(port: number, upstreamPort: number): string {
   return `  upstream fixed { server 127.0.0.1:${upstreamPort}; keepalive 256; }

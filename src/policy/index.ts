@@ -39,7 +39,6 @@ interface Leaf extends LeafSpec {
   negated: boolean;
   parent: Op;
   shown: string;
-  allowReason: string;
   denyReason: string;
   /** What an allow settled by this step returns when no trace is asked for: built once, not per request. */
   allowed: PolicyResult;
@@ -71,8 +70,8 @@ class Compiler {
 
   leaf(spec: LeafSpec, at: string, negated: boolean, parent: Op): Node {
     const shown = negated ? `not ${spec.label}` : spec.label;
-    const allowReason = `allowed by ${at}: ${shown}`;
-    const leaf: Leaf = { ...spec, at, negated, parent, shown, allowReason, denyReason: `denied by ${at}: ${shown}`, allowed: Object.freeze({ allow: true, reason: allowReason, trace: NO_TRACE, needsIdentity: false }) };
+    const allowed: PolicyResult = Object.freeze({ allow: true, reason: `allowed by ${at}: ${shown}`, trace: NO_TRACE, needsIdentity: false });
+    const leaf: Leaf = { ...spec, at, negated, parent, shown, denyReason: `denied by ${at}: ${shown}`, allowed };
     this.leaves.push(leaf);
     const { test, needsIdentity } = leaf;
     return (s) => {
@@ -366,6 +365,9 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
     s.ctx = input.ctx;
     s.id = input.identity ?? null;
     s.n = 0;
+    // The trace (every step, with "you have ..." details) is for `explain` and policy tests; the
+    // request path needs only the outcome and its reason, so an allow there allocates nothing.
+    const withTrace = input.trace === true;
     let denyUnknown = false;
     for (let k = 0; k < nDeny; k++) {
       s.term = k;
@@ -375,7 +377,7 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
         const result: PolicyResult = {
           allow: false,
           reason: leaf ? leaf.denyReason : `denied by ${ordered[k]!.at}`,
-          trace: input.trace === true ? trace((t) => t === k, true, new Map()) : NO_TRACE,
+          trace: withTrace ? trace((t) => t === k, true, new Map()) : NO_TRACE,
           needsIdentity: false,
         };
         s.ctx = undefined as unknown as RequestContext;
@@ -396,13 +398,10 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
       if (r === U) allowUnknown = true;
     }
     let result: PolicyResult;
-    // The trace (every step, with "you have ..." details) is for `explain` and policy tests; the
-    // request path needs only the outcome and its reason, so an allow there allocates nothing.
-    const withTrace = input.trace === true;
     if (allowed !== -1 && !denyUnknown) {
       const leaf = decidingLeaf(allowed);
       if (leaf && !withTrace) result = leaf.allowed;
-      else result = { allow: true, reason: leaf ? leaf.allowReason : `allowed by ${ordered[allowed]!.at}`, trace: withTrace ? trace((t) => t === allowed, true, new Map()) : NO_TRACE, needsIdentity: false };
+      else result = { allow: true, reason: leaf ? leaf.allowed.reason : `allowed by ${ordered[allowed]!.at}`, trace: withTrace ? trace((t) => t === allowed, true, new Map()) : NO_TRACE, needsIdentity: false };
     } else if (allowed !== -1 || allowUnknown) {
       // Only a signed-in user can settle the unknown part; logging in may change the answer.
       result = { allow: false, reason: 'sign-in required', trace: withTrace ? trace((t) => t >= nDeny || denyUnknown, false, new Map()) : NO_TRACE, needsIdentity: true };
