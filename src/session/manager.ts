@@ -76,11 +76,11 @@ export function refreshDueAt(s: SessionData, intervalMs: number): number {
  * Turns the cookie on a request into an identity, refreshing the IdP tokens when they are due.
  *
  * Decoding is cached by the full cookie value, so the hot path pays it once per session; the
- * cache is bounded (session_cache_size: more sessions than that in use at once are decrypted
- * and their assertions signed again on every request, ~2.4x the CPU in the 20,000-session bench),
- * an entry is dropped as soon as its session has expired, and with a
- * server-side store an entry older than REVALIDATE_MS is checked against the store again, so a
- * session ended by another process is refused here within that bound.
+ * cache is bounded by session_cache_size (more sessions than that in use at once evict each
+ * other, and each request decrypts its cookie and signs a new assertion again: 2.4x fewer
+ * requests per second in the 20,000-session bench), an entry is dropped as soon as its session
+ * has expired, and with a server-side store an entry older than REVALIDATE_MS is checked against
+ * the store again, so a session ended by another process is refused here within that bound.
  *
  * Refresh happens once per session however many requests arrive together: one promise per
  * session id in this process, and the store's lock across processes (the loser waits for the
