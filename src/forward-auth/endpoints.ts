@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { callback, signIn, signInUrl, signOut, type AuthRequest } from '../authenticate/flow.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
-import { sendJson, sendPage, sendRedirect } from '../http/pages.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
+import { sendJson, sendRedirect } from '../http/pages.js';
 import { renderRefusal } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import type { Runtime } from '../runtime.js';
@@ -48,7 +49,7 @@ export async function answerForwardAuth(rt: Runtime, ctx: RequestContext, pathEr
   const found = p === PORTCULLIS_PING ? null : lookupEndpoint(p, req.url ?? '', rt.cfg.compat);
   if (found === null || (found.found === 'exact' && found.entry.handling.kind === 'health')) {
     if (hasMarkers(req)) {
-      sendPage(res, true, { status: 400, code: 'not_a_forward_auth_endpoint', title: 'Bad request', message: `${p} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`, requestId });
+      sendOutcome(res, true, codes.not_a_forward_auth_endpoint, { message: `${p} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`, requestId });
       return { ctx, decision: undefined, label: 'health_refused', reason: 'forward-auth headers on a health endpoint' };
     }
     const body = 'OK\n';
@@ -62,7 +63,7 @@ export async function answerForwardAuth(rt: Runtime, ctx: RequestContext, pathEr
       if (found.entry.handling.kind === 'judge') return judge(rt, arrival, req, res, requestId, found.entry.handling.contract, found.rest);
       break;
     case 'encoded_prefix':
-      sendPage(res, !ctx.browser, { status: 400, code: 'bad_request', title: 'Bad request', message: 'The forward-auth path must be spelled literally.', requestId });
+      sendOutcome(res, !ctx.browser, codes.bad_request, { message: 'The forward-auth path must be spelled literally.', requestId });
       return { ctx, decision: undefined, label: 'forward_auth', reason: 'encoded forward-auth prefix' };
     case 'exact': {
       const h = found.entry.handling;
@@ -76,7 +77,7 @@ export async function answerForwardAuth(rt: Runtime, ctx: RequestContext, pathEr
     case 'none':
       break;
   }
-  sendPage(res, !ctx.browser, { status: 404, code: 'not_found', title: 'Not found', message: `${p} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`, requestId });
+  sendOutcome(res, !ctx.browser, codes.not_found, { message: `${p} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`, requestId });
   return { ctx, decision: undefined, label: 'forward_auth', reason: 'unknown forward-auth endpoint' };
 }
 
@@ -93,7 +94,11 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     else rt.log.warn({ requestId, event: 'forward_auth_refused', detail: o.reason }, 'forward-auth request refused');
     // nginx would turn a 400 into a 500; for it a malformed description is simply not allowed.
     const status = o.status === 400 && c.style === 'nginx' ? 403 : o.status;
-    sendPage(res, !arrival.ctx.browser, { status, code: o.status === 500 ? 'forward_auth_misconfigured' : 'bad_request', title: o.status === 500 ? 'Proxy misconfigured' : 'Bad request', message: o.status === 500 ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.' : `This request was refused: ${o.reason}.`, requestId });
+    sendOutcome(res, !arrival.ctx.browser, o.status === 500 ? codes.forward_auth_misconfigured : codes.bad_request, {
+      status,
+      message: o.status === 500 ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.' : `This request was refused: ${o.reason}.`,
+      requestId,
+    });
     return { ctx: arrival.ctx, decision: undefined, label: 'forward_auth', reason: o.reason };
   }
   const ctx = o.ctx;
@@ -111,8 +116,7 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
   if (d.kind === 'allow' && c.constraints) {
     const unmet = c.constraints(arrival.ctx.query, d.identity);
     if (unmet !== null) {
-      const status = d.identity ? 403 : 401;
-      sendPage(res, true, { status, code: status === 403 ? 'access_denied' : 'unauthenticated', title: status === 403 ? 'Access denied' : 'Sign-in required', message: unmet, requestId, setCookies });
+      sendOutcome(res, true, d.identity ? codes.access_denied : codes.unauthenticated, { message: unmet, requestId, setCookies });
       return { ...out, reason: unmet };
     }
   }
@@ -142,8 +146,8 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
         res.end();
       } else sendRedirect(res, signin, setCookies, requestId);
     } else {
-      sendPage(res, true, {
-        status: 401, code: 'unauthenticated', title: 'Sign-in required', message: 'This resource needs a session or a bearer token.', requestId, setCookies,
+      sendOutcome(res, true, codes.unauthenticated, {
+        message: 'This resource needs a session or a bearer token.', requestId, setCookies,
         headers: { 'www-authenticate': 'Bearer realm="portcullis"', ...(ctx.browser || c.alwaysLocation ? { location: signin } : {}) },
       });
     }
@@ -156,8 +160,8 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     // 401 would start a login that cannot help, anything but 2xx/401/403 becomes nginx's 500:
     // everything that is not "allow" or "sign in" is a 403 for nginx. A store outage is not a
     // decision, and nginx's 500 is the truth there.
-    const status = d.kind === 'unavailable' ? 503 : 403;
-    sendPage(res, true, { status, code: d.kind === 'deny' ? 'access_denied' : d.kind, title: status === 403 ? 'Access denied' : 'Temporarily unavailable', message: status === 403 ? 'Access denied.' : 'Sessions cannot be checked right now.', requestId, setCookies });
+    if (d.kind === 'unavailable') sendOutcome(res, true, codes.session_store_unavailable, { message: 'Sessions cannot be checked right now.', requestId, setCookies });
+    else sendOutcome(res, true, d.kind === 'deny' ? codes.access_denied : d.kind === 'not_found' ? codes.not_found : codes.bad_request, { status: 403, message: 'Access denied.', requestId, setCookies });
     return { ...out, reason };
   }
   await renderRefusal(a, d);
@@ -174,7 +178,7 @@ function boundHost(rt: Runtime, arrival: RequestContext, ctx: RequestContext, re
   const binding = hostBinding(arrival.query);
   if (!binding.ok) {
     rt.log.warn({ requestId, event: 'forward_auth_misconfigured', detail: binding.reason }, 'forward-auth URL has a malformed host binding');
-    sendPage(res, true, { status: 500, code: 'forward_auth_misconfigured', title: 'Proxy misconfigured', message: 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.', requestId });
+    sendOutcome(res, true, codes.forward_auth_misconfigured, { message: 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.', requestId });
     return binding.reason;
   }
   if (binding.patterns === null) {
@@ -190,7 +194,7 @@ function boundHost(rt: Runtime, arrival: RequestContext, ctx: RequestContext, re
   const reason = `host ${ctx.host}:${ctx.port} is not one this auth location protects (${arrival.query.slice(1, 200)})`;
   rt.log.warn({ requestId, event: 'forward_auth_wrong_host', host: ctx.host, port: ctx.port, binding: arrival.query.slice(1, 200) }, 'forward-auth asked about a host its URL does not protect');
   // 403 for every proxy: nginx would turn a 400 or 421 into a 500, and no sign-in can help.
-  sendPage(res, c.style === 'nginx' || !ctx.browser, { status: 403, code: 'wrong_host', title: 'Access denied', message: 'This site does not serve the host this request named.', requestId });
+  sendOutcome(res, c.style === 'nginx' || !ctx.browser, codes.wrong_host, { message: 'This site does not serve the host this request named.', requestId });
   return reason;
 }
 
@@ -236,5 +240,5 @@ async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMe
       }
       break;
   }
-  sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
+  sendOutcome(res, !ctx.browser, codes.method_not_allowed, { message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
 }

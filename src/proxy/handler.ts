@@ -6,7 +6,7 @@ import { mePage, userinfo } from '../authenticate/me.js';
 import { contextFromRequest } from '../decide/context.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
-import { sendPage } from '../http/pages.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
 import { renderRefusal } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
@@ -34,7 +34,7 @@ export function createRequestHandler(state: ProxyState) {
     const requestId = requestIdFor(req, rt.cfg.isTrustedProxy);
     handle(rt, state, req, res, requestId, started).catch((e: unknown) => {
       rt.log.error({ requestId, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'unexpected error while handling a request');
-      sendPage(res, !String(req.headers.accept ?? '').includes('text/html'), { status: 500, code: 'internal_error', title: 'Something went wrong', message: 'Portcullis could not handle this request. The error has been logged.', requestId });
+      sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.internal_error, { message: 'Portcullis could not handle this request. The error has been logged.', requestId });
     });
   };
 }
@@ -42,7 +42,7 @@ export function createRequestHandler(state: ProxyState) {
 async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res: ServerResponse, requestId: string, started: number): Promise<void> {
   const c = contextFromRequest(req, rt.cfg.isTrustedProxy);
   if (!c.ok) {
-    sendPage(res, !String(req.headers.accept ?? '').includes('text/html'), { status: 400, code: 'bad_request', title: 'Bad request', message: `This request was refused: ${c.reason}.`, requestId });
+    sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.bad_request, { message: `This request was refused: ${c.reason}.`, requestId });
     access(rt, req, null, 400, requestId, started, 'bad_request', c.reason);
     return;
   }
@@ -71,7 +71,7 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
       if (isUpgrade(req)) {
         // An Upgrade request arriving as a normal request means the client spoke HTTP/2 or the
         // upgrade event was not used: refuse rather than proxying half a handshake.
-        sendPage(res, true, { status: 400, code: 'bad_upgrade', title: 'Bad request', message: 'Upgrade requests are not supported here.', requestId });
+        sendOutcome(res, true, codes.bad_upgrade, { message: 'Upgrade requests are not supported here.', requestId });
         break;
       }
       const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(ctx));
@@ -114,11 +114,11 @@ async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: Incomin
   }
   const endpoint = Object.hasOwn(ENDPOINTS, sub) ? ENDPOINTS[sub]! : null;
   if (!endpoint) {
-    sendPage(res, !ctx.browser, { status: 404, code: 'not_found', title: 'Not found', message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
+    sendOutcome(res, !ctx.browser, codes.not_found, { message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
     return;
   }
   if (!endpoint.methods.includes(ctx.method)) {
-    sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${ctx.method} is not allowed on ${ctx.path}.`, requestId, headers: { allow: endpoint.methods.join(', ') } });
+    sendOutcome(res, !ctx.browser, codes.method_not_allowed, { message: `${ctx.method} is not allowed on ${ctx.path}.`, requestId, headers: { allow: endpoint.methods.join(', ') } });
     return;
   }
   await endpoint.run(a);
