@@ -78,7 +78,7 @@ export class Runtime {
     return !this.cfg.authenticateUrl || this.cfg.authenticateUrl.origin === this.origin(ctx);
   }
 
-  /** Every callback URL the IdP must have registered, character for character (pitfall 11). */
+  /** Every callback URL the IdP must have registered, character for character. */
   callbackUrls(): string[] {
     if (this.cfg.authenticateUrl) return [`${this.cfg.authenticateUrl.origin}${this.cfg.callbackPath}`];
     return this.routes.hosts().filter((h) => !h.includes('*')).map((h) => `${h}${this.cfg.callbackPath}`);
