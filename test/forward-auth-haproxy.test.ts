@@ -13,7 +13,7 @@ import { CookieJar, request } from './helpers/http.js';
 import { startHaproxy, type StartedHaproxy } from './helpers/haproxy.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
-import { recipe, substitute } from './helpers/recipes.js';
+import { recipe, sub } from './helpers/recipes.js';
 
 interface Seen { rawHeaders: Array<[string, string]>; url: string }
 const headersOf = (s: Seen) => s.rawHeaders.map(([k, v]) => [k.toLowerCase(), v] as const);
@@ -64,14 +64,14 @@ routes:
     const sink = new Writable({ write(c: Buffer, _e, cb) { logs.push(c.toString()); cb(); } });
     portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('info', sink) });
     await portcullis.idp.start();
-    const cfg = substitute(recipe('haproxy.md', 'haproxy'), [
+    const cfg = sub(recipe('haproxy.md', 'haproxy'), [
       ['bind :80', `bind 127.0.0.1:${port}`],
       // The exact Host a browser sends for this origin (with its port), as the recipe says.
       ['-m str app.example.com', `-m str app.corp.test:${port}`],
       ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
       ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
     ]);
-    const lua = substitute(recipe('haproxy.md', 'haproxy-lua'), [['127.0.0.1:4180', `127.0.0.1:${pcPort}`]]);
+    const lua = sub(recipe('haproxy.md', 'haproxy-lua'), [['127.0.0.1:4180', `127.0.0.1:${pcPort}`]]);
     haproxy = await startHaproxy(cfg, { '/etc/haproxy/portcullis.lua': lua });
   });
   after(async () => {

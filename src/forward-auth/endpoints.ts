@@ -6,6 +6,8 @@ import { sendJson, sendPage, sendRedirect } from '../http/pages.js';
 import { renderRefusal } from '../proxy/handler.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import type { Runtime } from '../runtime.js';
+import { normalizeIp } from '../security/cidr.js';
+import { hostAllowed, hostBinding } from './binding.js';
 import { originalContext, type OriginSource } from './context.js';
 
 // Forward-auth: a proxy asks "may this request pass?" and renders our answer its own way. Every
@@ -196,7 +198,12 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     return { ctx: arrival.ctx, decision: undefined, label: 'forward_auth', reason: o.reason };
   }
   const ctx = o.ctx;
-  const d = await decide(ctx, rt, { pathError: o.pathError });
+  // Envoy's check path carries the original query, so only the other contracts have a URL of their own.
+  if (c.source !== 'path') {
+    const bound = boundHost(rt, arrival.ctx, ctx, req, res, requestId, c);
+    if (bound !== null) return { ctx, decision: undefined, label: 'forward_auth', reason: bound };
+  }
+  const d = await decide(ctx, rt, { pathError: o.pathError, asSent: o.asSent });
   const label = `forward_auth:${d.kind}`;
   const out = { ctx, decision: d, label };
   const setCookies = 'setCookies' in d ? d.setCookies : [];
@@ -258,6 +265,40 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
   }
   await renderRefusal(a, d);
   return { ...out, reason };
+}
+
+const unboundWarned = new WeakSet<object>();
+
+/**
+ * The host binding of the auth URL (binding.ts): null when the original host may be judged here,
+ * else the reason, with the answer already sent.
+ */
+function boundHost(rt: Runtime, arrival: RequestContext, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string, c: Contract): string | null {
+  const binding = hostBinding(arrival.query);
+  if (!binding.ok) {
+    rt.log.warn({ requestId, event: 'forward_auth_misconfigured', detail: binding.reason }, 'forward-auth URL has a malformed host binding');
+    sendPage(res, true, { status: 500, code: 'forward_auth_misconfigured', title: 'Proxy misconfigured', message: 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.', requestId });
+    return binding.reason;
+  }
+  if (binding.patterns === null) {
+    // Safe only where the proxy itself sends nothing but its own hosts here (a Traefik router
+    // with a Host rule, a Caddy site block); said once, so the operator can bind the location.
+    if (!unboundWarned.has(rt.cfg) && rt.routes.hosts().length > 1 && isTrustedPeer(rt, req)) {
+      unboundWarned.add(rt.cfg);
+      rt.log.warn({ requestId, event: 'forward_auth_unbound', endpoint: arrival.path }, 'forward-auth URL names no host (?host=...): the client\'s Host chooses which route is judged; see docs/recipes');
+    }
+    return null;
+  }
+  if (hostAllowed(binding.patterns, ctx.host, ctx.port)) return null;
+  const reason = `host ${ctx.host}:${ctx.port} is not one this auth location protects (${arrival.query.slice(1, 200)})`;
+  rt.log.warn({ requestId, event: 'forward_auth_wrong_host', host: ctx.host, port: ctx.port, binding: arrival.query.slice(1, 200) }, 'forward-auth asked about a host its URL does not protect');
+  // 403 for every proxy: nginx would turn a 400 or 421 into a 500, and no sign-in can help.
+  sendPage(res, c.style === 'nginx' || !ctx.browser, { status: 403, code: 'wrong_host', title: 'Access denied', message: 'This site does not serve the host this request named.', requestId });
+  return reason;
+}
+
+function isTrustedPeer(rt: Runtime, req: IncomingMessage): boolean {
+  return rt.cfg.isTrustedProxy(normalizeIp(req.socket.remoteAddress ?? ''));
 }
 
 /** Browser-facing drop-in endpoints: the same sign-in, callback and sign-out as /.portcullis/. */

@@ -16,7 +16,7 @@ import { CookieJar } from '../helpers/http.js';
 import { loginThroughIdp } from '../helpers/login.js';
 import { startNginx, type StartedNginx } from '../helpers/nginx.js';
 import { freePort } from '../helpers/ports.js';
-import { recipe, substitute } from '../helpers/recipes.js';
+import { recipe, sub } from '../helpers/recipes.js';
 import type { User } from './generate.js';
 import { startRecorder, type Recorder } from './wire.js';
 
@@ -107,31 +107,39 @@ ${PROXIES.map((p) => routes(p, ports[p], up(p))).join('\n')}
 
   const pc = `127.0.0.1:${ports.portcullis}`;
   const n = ports.nginx;
-  const nginxBlock = (names: string, upstream: number) => substitute(recipe('nginx.md', 'nginx'), [
+  // The recipe is a default_server block that closes unknown hosts, then the application's
+  // block; the second application repeats only the latter (one default per port).
+  const nginxRecipe = (names: string, bind: string, upstream: number) => sub(recipe('nginx.md', 'nginx'), [
+    ['listen 80 default_server;', `listen 127.0.0.1:${n} default_server;`],
     ['listen 80;', `listen 127.0.0.1:${n};`],
     ['server_name app.example.com;', `server_name ${names};`],
+    ['?host=app.example.com;', `?host=${bind};`],
     ['127.0.0.1:4180', pc],
     ['127.0.0.1:8080', `127.0.0.1:${upstream}`],
   ]);
-  const nginx: StartedNginx = await startNginx(`${nginxBlock('app.fuzz.test', up('nginx').app)}\n${nginxBlock('ops.fuzz.test .wild.fuzz.test', up('nginx').multi)}`);
+  const appBlock = nginxRecipe('app.fuzz.test', `app.fuzz.test:${n}`, up('nginx').app);
+  const multi = nginxRecipe('ops.fuzz.test .wild.fuzz.test', `ops.fuzz.test:${n},*.wild.fuzz.test:${n}`, up('nginx').multi);
+  const secondServer = multi.indexOf('server {', multi.indexOf('default_server') + 1);
+  const nginx: StartedNginx = await startNginx(`${appBlock}\n${multi.slice(secondServer)}`);
   closers.push(() => nginx.close());
 
   const c = ports.caddy;
-  const caddySite = (addresses: string, upstream: number) => substitute(recipe('caddy.md', 'caddy'), [
+  const caddySite = (addresses: string, bind: string, upstream: number) => sub(recipe('caddy.md', 'caddy'), [
     ['app.example.com {', `${addresses} {`],
+    ['?host=app.example.com', `?host=${bind}`],
     ['127.0.0.1:4180', pc],
     ['127.0.0.1:8080', `127.0.0.1:${upstream}`],
   ]);
-  const caddy: StartedCaddy = await startCaddy(`${caddySite(`http://app.fuzz.test:${c}`, up('caddy').app)}\n${caddySite(`http://ops.fuzz.test:${c}, http://*.wild.fuzz.test:${c}`, up('caddy').multi)}`);
+  const caddy: StartedCaddy = await startCaddy(`${caddySite(`http://app.fuzz.test:${c}`, `app.fuzz.test:${c}`, up('caddy').app)}\n${caddySite(`http://ops.fuzz.test:${c}, http://*.wild.fuzz.test:${c}`, `ops.fuzz.test:${c},*.wild.fuzz.test:${c}`, up('caddy').multi)}`);
   closers.push(() => caddy.close());
 
   const h = ports.haproxy;
-  const haproxy: StartedHaproxy = await startHaproxy(substitute(recipe('haproxy.md', 'haproxy'), [
+  const haproxy: StartedHaproxy = await startHaproxy(sub(recipe('haproxy.md', 'haproxy'), [
     ['bind :80', `bind 127.0.0.1:${h}`],
     ['-m str app.example.com', `-m str app.fuzz.test:${h} ops.fuzz.test:${h}`],
     ['127.0.0.1:4180', pc],
     ['127.0.0.1:8080', `127.0.0.1:${up('haproxy').multi}`],
-  ]), { '/etc/haproxy/portcullis.lua': substitute(recipe('haproxy.md', 'haproxy-lua'), [['127.0.0.1:4180', pc]]) });
+  ]), { '/etc/haproxy/portcullis.lua': sub(recipe('haproxy.md', 'haproxy-lua'), [['127.0.0.1:4180', pc]]) });
   closers.push(() => haproxy.close());
 
   const cookies: Record<User, string> = { anonymous: '', alice: '', bob: '' };
