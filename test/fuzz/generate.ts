@@ -30,10 +30,10 @@ const FRAGMENTS = ['', '', '', '', '', '', '', '', '', '', '#', '#/admin', '#/..
 const BASE_HOSTS = ['app.fuzz.test', 'app.fuzz.test', 'ops.fuzz.test', 'open.fuzz.test', 'x.wild.fuzz.test', 'a.b.wild.fuzz.test', 'wild.fuzz.test', 'unknown.test', '127.0.0.1', 'localhost'];
 const PORTS = [':{port}', ':{port}', ':{port}', ':{port}', '', ':80', ':{other}', ':0{port}', ':99999', ':'];
 
-const segment = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...WORDS) }, { weight: 2, arbitrary: fc.constantFrom(...SEGMENTS) });
-const separator = fc.oneof({ weight: 6, arbitrary: fc.constant('/') }, { weight: 1, arbitrary: fc.constantFrom(...SEPARATORS) });
+const segment = fc.oneof({ weight: 10, arbitrary: fc.constantFrom(...WORDS) }, { weight: 1, arbitrary: fc.constantFrom(...SEGMENTS) });
+const separator = fc.oneof({ weight: 12, arbitrary: fc.constant('/') }, { weight: 1, arbitrary: fc.constantFrom(...SEPARATORS) });
 
-const path = fc.tuple(fc.array(fc.tuple(separator, segment), { minLength: 0, maxLength: 6 }), fc.boolean()).map(([parts, slash]) => {
+const path = fc.tuple(fc.array(fc.tuple(separator, segment), { minLength: 0, maxLength: 5 }), fc.boolean()).map(([parts, slash]) => {
   let p = parts.map(([sep, seg]) => sep + seg).join('');
   if (!p.startsWith('/')) p = `/${p}`;
   return slash && !p.endsWith('/') ? `${p}/` : p;
@@ -60,7 +60,7 @@ const hostileHost = fc.tuple(
   }
 });
 
-const host = fc.oneof({ weight: 4, arbitrary: plainHost }, { weight: 1, arbitrary: hostileHost });
+const host = fc.oneof({ weight: 6, arbitrary: plainHost }, { weight: 1, arbitrary: hostileHost });
 
 const target = fc.oneof(
   { weight: 12, arbitrary: fc.tuple(path, fc.constantFrom(...QUERIES), fc.constantFrom(...FRAGMENTS)).map(([p, q, f]) => p + q + f) },

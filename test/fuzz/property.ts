@@ -45,6 +45,9 @@ export async function checkOne(world: FuzzWorld, d: Deployment, req: FuzzRequest
   return (await check(world, d, req)).failure;
 }
 
+/** Answers the client saw, per deployment: what the fuzz actually exercised. */
+export const statuses = new Map<string, Map<number, number>>();
+
 export async function check(world: FuzzWorld, d: Deployment, req: FuzzRequest): Promise<{ failure: Failure | null; reached: boolean }> {
   const failure = await judge(world, d, req);
   return { failure, reached: d.upstreams.some((u) => u.recorder.received.length > 0) };
@@ -56,6 +59,9 @@ async function judge(world: FuzzWorld, d: Deployment, req: FuzzRequest): Promise
   for (const u of d.upstreams) u.recorder.clear();
   const mark = world.logs.length;
   const reply = await sendRaw(d.port, bytes);
+  const seen = statuses.get(d.name) ?? new Map<number, number>();
+  seen.set(reply.status, (seen.get(reply.status) ?? 0) + 1);
+  statuses.set(d.name, seen);
   // Access log lines are written after the answer; give the event loop a turn to flush them.
   await new Promise((r) => setImmediate(r));
   const lines = world.logs.slice(mark);

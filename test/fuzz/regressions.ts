@@ -11,7 +11,15 @@ export interface RegressionCase extends FuzzRequest {
 
 const ALL: ProxyName[] | 'all' = 'all';
 
-export const REGRESSIONS: RegressionCase[] = [];
+export const REGRESSIONS: RegressionCase[] = [
+  // Found by the first runs (seeds 1 and 20240611, 150 per proxy) on c1ea550, before issue 15's fixes.
+  { proxies: ALL, found: 'seed 20240611 nginx: dot segment before a restricted prefix', method: 'GET', target: '/42/../admin%20', hosts: ['app.fuzz.test:{port}'], headers: [], user: 'alice', accept: 'json' },
+  { proxies: ALL, found: 'seed 1 haproxy/caddy: encoded dot segment', method: 'HEAD', target: '/%2E%2e/admin', hosts: ['app.fuzz.test:{port}'], headers: [], user: 'alice', accept: 'json' },
+  { proxies: ALL, found: 'seed 1 caddy: a fragment Caddy re-encodes as %23, then dot segments', method: 'GET', target: '/#/../public', hosts: ['app.fuzz.test:{port}'], headers: [], user: 'alice', accept: 'json' },
+  { proxies: ALL, found: 'seed 20240611 caddy/haproxy: a very long run of encoded dot segments', method: 'GET', target: `/admin/${'%2e%2e/'.repeat(200)}end`, hosts: ['app.fuzz.test:{port}'], headers: [], user: 'alice', accept: 'json' },
+  { proxies: ALL, found: 'seed 1 nginx/caddy: the Host names the same host on another deployment\'s port', method: 'GET', target: '/', hosts: ['app.fuzz.test:{other}'], headers: [], user: 'alice', accept: 'json' },
+  { proxies: ALL, found: 'seed 1 caddy: identity header with a mixed dash/underscore spelling', method: 'GET', target: '/public/a', hosts: ['app.fuzz.test:{port}'], headers: [['X-Forwarded_Email', 'mallory@evil.test']], user: 'alice', accept: 'json' },
+];
 
 /** Cases written by hand from the issue, before the fuzz existed; kept with the found ones. */
 export const SEEDED_BY_HAND: RegressionCase[] = [

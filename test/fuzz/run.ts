@@ -2,7 +2,7 @@
 // and by `npm run fuzz -- --seed N --runs N [--proxy nginx,caddy]`.
 import type { ProxyName } from './deployment.js';
 import type { FuzzWorld } from './deployment.js';
-import { check, formatFailure, fuzzDeployment, type Failure, type RunResult } from './property.js';
+import { check, formatFailure, statuses, fuzzDeployment, type Failure, type RunResult } from './property.js';
 import { REGRESSIONS, SEEDED_BY_HAND, type RegressionCase } from './regressions.js';
 
 export interface FuzzReport {
@@ -42,7 +42,8 @@ export async function runFuzz(world: FuzzWorld, o: { seed: number; runs: number;
     if (o.proxies && !o.proxies.includes(d.name)) continue;
     const r = await fuzzDeployment(world, d, o.seed, o.runs);
     results.push(r);
-    say(`${d.name}: ${r.requests} requests (${r.reachedUpstream} reached an upstream) in ${(r.ms / 1000).toFixed(1)} s, seed ${o.seed}, ${r.failures.length} failure class(es)`);
+    const answers = [...(statuses.get(d.name) ?? new Map<number, number>())].sort(([a], [b]) => a - b).map(([s, n]) => `${s || 'none'}×${n}`).join(' ');
+    say(`${d.name}: ${r.requests} requests (${r.reachedUpstream} reached an upstream) in ${(r.ms / 1000).toFixed(1)} s, seed ${o.seed}, ${r.failures.length} failure class(es); answers ${answers}`);
     for (const f of r.failures) say(formatFailure(f));
   }
   return { seed: o.seed, runs: o.runs, results, regressionFailures: reg.failures, regressionsReplayed: reg.replayed, text: lines.join('\n') };
