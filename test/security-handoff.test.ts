@@ -1,10 +1,22 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startIdp } from '../demo/idp.js';
+import { startWhoami } from '../demo/whoami.js';
 import { bindBrowser, nonceCookieName } from '../src/authenticate/handoff.js';
+import { parseConfig } from '../src/config/load.js';
 import type { RequestContext } from '../src/decide/types.js';
+import { createLogger } from '../src/observe/logger.js';
 import type { Runtime } from '../src/runtime.js';
+import { startPortcullis } from '../src/server.js';
+import { launchBrowser } from './helpers/browser.js';
 import { CookieJar, followRedirects, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
+import { freePort } from './helpers/ports.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 // Issue 15, Medium 4: a handoff link minted in one browser must not sign in another one.
@@ -167,5 +179,58 @@ routes:
     const handoff = r.chain.findIndex((u) => u.startsWith(other('/.portcullis/handoff?')));
     assert.ok(detour > 0 && handoff > detour, `the detour through app.other.test comes before the handoff:\n${r.chain.join('\n')}`);
     assert.match(r.final.body, /alice@example\.com/);
+  });
+});
+
+describe('over https, in Chromium', () => {
+  test('the nonce is a __Host- cookie the browser accepts, and a first login on the other parent domain lands there', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-handoff-tls-'));
+    const hosts = ['auth.corp.test', 'app.other.test'];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=auth.corp.test',
+      '-addext', `subjectAltName=${hosts.map((h) => `DNS:${h}`).join(',')}`, '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')], { stdio: 'ignore' });
+    const port = await freePort();
+    const clientSecret = randomBytes(24).toString('base64url');
+    const idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: clientSecret, redirect_uris: [`https://auth.corp.test:${port}/.portcullis/callback`] }] });
+    const upstream = await startWhoami({ name: 'upstream' });
+    const p = await startPortcullis(parseConfig(`address: 127.0.0.1:${port}
+cookie_secret: ${randomBytes(32).toString('base64')}
+idp_provider_url: ${idp.issuer}
+idp_client_id: portcullis
+idp_client_secret: ${clientSecret}
+idp_scopes: [openid, profile, email, groups]
+authenticate_service_url: https://auth.corp.test:${port}
+certificates:
+  - cert: ${join(dir, 'tls.crt')}
+    key: ${join(dir, 'tls.key')}
+routes:
+  - from: https://app.other.test:${port}
+    to: ${upstream.url}
+    allow_any_authenticated_user: true
+    pass_identity_headers: true
+`, 'tls.yaml'), { logger: createLogger('silent') });
+    const browser = await launchBrowser(hosts);
+    try {
+      const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+      const page = await ctx.newPage();
+      const wanted = `https://app.other.test:${port}/deep?x=1`;
+      await page.goto(wanted);
+      await page.waitForSelector('#username');
+      const nonce = (await ctx.cookies(`https://app.other.test:${port}/`)).find((c) => c.name === '__Host-_portcullis_handoff');
+      assert.ok(nonce, 'Chromium stored the __Host- nonce (it drops one that breaks the prefix rules)');
+      assert.deepEqual([nonce.secure, nonce.httpOnly, nonce.path, nonce.domain, nonce.sameSite], [true, true, '/', 'app.other.test', 'Lax']);
+      await page.fill('#username', 'alice');
+      await page.fill('#password', 'alice');
+      await page.click('#submit');
+      await page.waitForURL(wanted);
+      assert.match((await page.textContent('body')) ?? '', /alice@example\.com/);
+      assert.ok(!(await ctx.cookies(`https://app.other.test:${port}/`)).some((c) => c.name === '__Host-_portcullis_handoff'), 'spent');
+      await ctx.close();
+    } finally {
+      await browser.close();
+      await p.close();
+      await upstream.close();
+      await idp.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
