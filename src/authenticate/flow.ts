@@ -65,7 +65,8 @@ export async function redirectToLogin(a: AuthRequest): Promise<void> {
   }
   const bind = bindBrowser(a.rt, a.ctx);
   const sealed = sealReturn(a.rt, a.ctx.now, returnTo, bind.nh);
-  sendRedirect(a.res, `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`, [...a.setCookies, bind.cookie], a.requestId);
+  const authSignIn = `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`;
+  sendRedirect(a.res, authSignIn, [...a.setCookies, bind.cookie], a.requestId);
 }
 
 /** The sign-in address that comes back to `returnTo`, for answers that cannot start a login themselves (forward-auth). */
@@ -101,7 +102,8 @@ export async function signIn(a: AuthRequest): Promise<void> {
     // nonce is the one its handoff will ask for.
     const bind = bindBrowser(a.rt, a.ctx);
     const sealed = sealReturn(a.rt, a.ctx.now, target.url, bind.nh);
-    sendRedirect(a.res, `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`, [...a.setCookies, bind.cookie], a.requestId);
+    const authSignIn = `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`;
+    sendRedirect(a.res, authSignIn, [...a.setCookies, bind.cookie], a.requestId);
     return;
   }
   // Already signed in here: hand the session to the target host without bothering the IdP.
@@ -146,7 +148,9 @@ async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string)
   const verifier = client.randomPKCECodeVerifier();
   const nonce = client.randomNonce();
   const redirectUri = `${a.rt.authOrigin(a.ctx)}${a.rt.cfg.callbackPath}`;
-  const login: LoginState = { state, verifier, nonce, returnTo, ...(nh ? { nh } : {}), redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS };
+  const login: LoginState = {
+    state, verifier, nonce, returnTo, ...(nh ? { nh } : {}), redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS,
+  };
   const name = `${loginCookiePrefix(a.rt)}${state}`;
   // Path=/ (not /.portcullis/) so the cap below sees every tab's cookie, whichever app path
   // started the login; Portcullis never forwards its own cookies to an upstream.
@@ -176,11 +180,15 @@ export async function callback(a: AuthRequest): Promise<void> {
   const state = q.get('state') ?? '';
   const cookieOpts = { path: '/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
   // `retryTo` keeps the nonce hash: the retry link is shown to, and followed by, this browser.
-  const fail = (status: number, code: string, title: string, message: string, retryTo?: Pick<LoginState, 'returnTo' | 'nh'>, setCookies: string[] = []): void => {
+  type Retry = Pick<LoginState, 'returnTo' | 'nh'>;
+  const fail = (status: number, code: string, title: string, message: string, retryTo?: Retry, setCookies: string[] = []): void => {
     audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host }, 'login failed');
     sendPage(a.res, !ctx.browser, {
       status, code, title, message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
-      retry: { href: retryTo ? `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, retryTo.returnTo, retryTo.nh)}` : '/', label: 'Try signing in again' },
+      retry: {
+        href: retryTo ? `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, retryTo.returnTo, retryTo.nh)}` : '/',
+        label: 'Try signing in again',
+      },
     });
   };
   if (!STATE_RE.test(state)) {
@@ -276,7 +284,8 @@ export async function callback(a: AuthRequest): Promise<void> {
     || (rt.sessions.cookieDomainFor(target.hostname) !== null && rt.sessions.cookieDomainFor(target.hostname) === rt.sessions.cookieDomainFor(ctx.host));
   // Not covered: a handoff, for the browser holding the nonce; a return address made without
   // one (an `rd`, a forward-auth sign-in) first collects it on the target host.
-  const location = covered ? target.href : login.nh ? handoffUrl(rt, ctx.now, value, target, login.nh) : nonceDetour(rt, ctx.now, target);
+  const location = covered ? target.href
+    : login.nh ? handoffUrl(rt, ctx.now, value, target, login.nh) : nonceDetour(rt, ctx.now, target);
   sendRedirect(a.res, location, [...a.setCookies, ...clear, ...cookies], a.requestId);
 }
 

@@ -59,16 +59,18 @@ function nonceHash(nonce: string): string {
 export function bindBrowser(rt: Pick<Runtime, 'cfg'>, ctx: RequestContext): { nh: string; cookie: string } {
   const held = parseCookies(ctx.headers.cookie).get(nonceCookieName(rt));
   const nonce = held && NONCE_RE.test(held) ? held : randomBytes(18).toString('base64url');
-  return { nh: nonceHash(nonce), cookie: serializeCookie(nonceCookieName(rt), nonce, nonceCookieOptions(rt, LOGIN_TTL_MS / 1000)) };
+  const cookie = serializeCookie(nonceCookieName(rt), nonce, nonceCookieOptions(rt, LOGIN_TTL_MS / 1000));
+  return { nh: nonceHash(nonce), cookie };
 }
 
 /** The one-time link that gives the session `value` to `target`'s host, for the browser holding the nonce behind `nh`. */
 export function handoffUrl(rt: Pick<Runtime, 'sealer'>, now: number, value: string, target: URL, nh: string): string {
-  const token: HandoffToken = { value, aud: target.host, rd: target.href, jti: randomBytes(12).toString('base64url'), exp: now + HANDOFF_TTL_MS, nh };
+  const jti = randomBytes(12).toString('base64url');
+  const token: HandoffToken = { value, aud: target.host, rd: target.href, jti, exp: now + HANDOFF_TTL_MS, nh };
   return `${target.origin}/.portcullis/handoff?token=${rt.sealer.sealJson('handoff', token)}`;
 }
 
-/** For a return address without a nonce hash: the target host's sign_in, which gives the browser a nonce and comes back. */
+/** For a return address without a nonce hash: the target host's sign_in, which gives the browser one and comes back. */
 export function nonceDetour(rt: Pick<Runtime, 'sealer'>, now: number, target: URL): string {
   return `${target.origin}/.portcullis/sign_in?return=${sealReturn(rt, now, target.href)}`;
 }
@@ -86,8 +88,12 @@ export async function handoff(a: AuthRequest): Promise<void> {
   const t = rt.sealer.openJson<HandoffToken>('handoff', q.get('token') ?? '', '', ctx.now);
   const here = new URL(`${rt.origin(ctx)}/`);
   const refuse = (reason: string, why: string, retry = { href: '/', label: 'Try again' }): void => {
-    audit(rt).warn({ requestId: a.requestId, event: 'handoff_refused', reason, host: ctx.host }, 'session handoff refused');
-    sendPage(a.res, !ctx.browser, { status: 400, code: 'invalid_handoff', title: 'Sign-in could not be completed', message: `The sign-in hand-over link ${why}.`, requestId: a.requestId, setCookies: a.setCookies, retry });
+    audit(rt).warn({ requestId: a.requestId, event: 'handoff_refused', reason, host: ctx.host },
+      'session handoff refused');
+    sendPage(a.res, !ctx.browser, {
+      status: 400, code: 'invalid_handoff', title: 'Sign-in could not be completed', message: `The sign-in hand-over link ${why}.`,
+      requestId: a.requestId, setCookies: a.setCookies, retry,
+    });
   };
   if (!t) return refuse('invalid_or_expired', 'is invalid or has expired (it is valid for one minute)');
   if (t.aud !== here.host) return refuse('wrong_host', 'was made for another site');
@@ -102,20 +108,23 @@ export async function handoff(a: AuthRequest): Promise<void> {
   // owner's link, and learns nothing either way.
   const nonce = parseCookies(ctx.headers.cookie).get(nonceCookieName(rt));
   if (typeof t.nh !== 'string' || !nonce || !sameHash(nonceHash(nonce), t.nh)) {
+    const again = { href: `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, rd.href)}`, label: 'Sign in' };
     return refuse('other_browser', 'was not started in this browser: it only works in the browser that began the sign-in, '
-      + 'and nothing was changed here', { href: `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, rd.href)}`, label: 'Sign in' });
+      + 'and nothing was changed here', again);
   }
   if (!rt.once.use(`handoff:${t.jti}`, t.exp, ctx.now)) return refuse('replayed', 'was already used');
   const session = await rt.sessions.store.load(t.value, ctx.now);
   if (!session) return refuse('session_ended', 'names a session that has ended');
   const spent = serializeCookie(nonceCookieName(rt), '', nonceCookieOptions(rt, 0));
-  sendRedirect(a.res, rd.href, [...a.setCookies, ...rt.sessions.cookiesFor(t.value, session, ctx.host, ctx.headers.cookie), spent], a.requestId);
+  const cookies = rt.sessions.cookiesFor(t.value, session, ctx.host, ctx.headers.cookie);
+  sendRedirect(a.res, rd.href, [...a.setCookies, ...cookies, spent], a.requestId);
 }
 
 /** A person opens a few hosts of other parent domains a minute; more than that is someone minting links. */
 export function mintAllowed(a: AuthRequest, sid: string): boolean {
   if (a.rt.handoffMints.take(sid, a.ctx.now)) return true;
-  audit(a.rt).warn({ requestId: a.requestId, event: 'handoff_rate_limited', host: a.ctx.host }, 'too many session handoffs for one session');
+  audit(a.rt).warn({ requestId: a.requestId, event: 'handoff_rate_limited', host: a.ctx.host },
+    'too many session handoffs for one session');
   sendPage(a.res, !a.ctx.browser, {
     status: 429, code: 'too_many_handoffs', title: 'Too many sign-in hand-overs',
     message: 'This session asked to be handed to other sites too often. Please wait a minute and try again.',

@@ -144,7 +144,8 @@ export function scrubError(e: unknown, secrets: readonly string[]): unknown {
   const nested = e instanceof AggregateError ? e.errors.map((x) => scrubError(x, secrets)) : null;
   const cause = e.cause === undefined ? undefined : scrubError(e.cause, secrets);
   const message = scrubSecrets(e.message, secrets);
-  if (message === e.message && cause === e.cause && !(nested && nested.some((x, i) => x !== (e as AggregateError).errors[i]))) return e;
+  const nestedChanged = nested !== null && nested.some((x, i) => x !== (e as AggregateError).errors[i]);
+  if (message === e.message && cause === e.cause && !nestedChanged) return e;
   const out = nested ? new AggregateError(nested, message) : new Error(message, cause === undefined ? undefined : { cause });
   out.name = e.name;
   const code = (e as NodeJS.ErrnoException).code;

@@ -166,18 +166,26 @@ function parseRedis(v: string): SessionStorage | string {
     const hm = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+))(?::(\d{1,5}))?$/.exec(part);
     const port = hm?.[3] ? Number(hm[3]) : 6379;
     if (!hm || port < 1 || port > 65535) {
-      return `expected host:port in the Redis URL, got ${PLAIN_NAME.test(part.replace(/:/g, '')) ? JSON.stringify(part) : `something else as host ${n + 1}`}`;
+      const got = PLAIN_NAME.test(part.replace(/:/g, '')) ? JSON.stringify(part) : `something else as host ${n + 1}`;
+      return `expected host:port in the Redis URL, got ${got}`;
     }
     nodes.push({ host: hm[1] ?? hm[2]!, port });
   }
   const params = new URLSearchParams(query ?? '');
   for (const k of params.keys()) {
     if (REDIS_OPTIONS.has(k)) continue;
-    if (/pass|user|auth|secret|token/i.test(k)) return `the Redis URL takes its user name and password in the user info (redis://user:password@host), not as ?${PLAIN_NAME.test(k) ? k : '…'}=`;
-    return `unknown Redis URL option ${PLAIN_NAME.test(k) ? JSON.stringify(k) : 'that is not a plain name'}; expected one of ${[...REDIS_OPTIONS].join(', ')}`;
+    if (/pass|user|auth|secret|token/i.test(k)) {
+      return 'the Redis URL takes its user name and password in the user info (redis://user:password@host), '
+        + `not as ?${PLAIN_NAME.test(k) ? k : '…'}=`;
+    }
+    const named = PLAIN_NAME.test(k) ? JSON.stringify(k) : 'that is not a plain name';
+    return `unknown Redis URL option ${named}; expected one of ${[...REDIS_OPTIONS].join(', ')}`;
   }
   const dbText = path || params.get('db') || '0';
-  if (!/^\d{1,2}$/.test(dbText)) return `expected a database number after the host in the Redis URL, got ${PLAIN_NAME.test(dbText) ? JSON.stringify(dbText) : 'something else'}`;
+  if (!/^\d{1,2}$/.test(dbText)) {
+    const got = PLAIN_NAME.test(dbText) ? JSON.stringify(dbText) : 'something else';
+    return `expected a database number after the host in the Redis URL, got ${got}`;
+  }
   const sentinelName = params.get('sentinel') || undefined;
   const cluster = params.get('cluster');
   if (cluster !== null && cluster !== 'true' && cluster !== 'false') return 'expected cluster=true or cluster=false in the Redis URL';
