@@ -34,6 +34,9 @@ export class Runtime {
   // A person starts a handful of logins a minute; a script starting thousands is filling the
   // IdP and our state cookies. 20 at once, then one every 2 seconds, per client address.
   readonly loginStarts = new RateLimiter(20, 0.5);
+  // Handoff links minted from an existing session (no IdP round trip), per session: 20 at once,
+  // then 20 a minute. A person opens a few other parent domains; a script minting links stops.
+  readonly handoffMints = new RateLimiter(20, 1 / 3);
   readonly validateRedirect: (target: string, base?: URL) => URL | null;
   /** Signs X-Portcullis-Jwt-Assertion and serves the JWKS; built once per config. */
   readonly assertions: AssertionSigner;

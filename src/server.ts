@@ -55,8 +55,11 @@ export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runt
   const rt = new Runtime(cfg, idp, log, { store, observer: observer ?? previous?.observer });
   // Single-use login states and handoff ids must stay spent across a reload, or a response
   // captured before it could be replayed after it.
-  // Likewise the login rate limit: a reload must not hand a flooding client a fresh budget.
-  if (previous) Object.assign(rt as { once: Runtime['once']; loginStarts: Runtime['loginStarts'] }, { once: previous.once, loginStarts: previous.loginStarts });
+  // Likewise the login and handoff rate limits: a reload must not hand a flooding client a fresh budget.
+  if (previous) {
+    type Kept = Pick<Runtime, 'once' | 'loginStarts' | 'handoffMints'>;
+    Object.assign(rt as Kept, { once: previous.once, loginStarts: previous.loginStarts, handoffMints: previous.handoffMints } satisfies Kept);
+  }
   return rt;
 }
 
