@@ -113,10 +113,47 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     assert.ok(JSON.stringify(line.configuredHosts).includes('app.corp.test'));
   });
 
+  // Issue 17 item 5: missing, empty or malformed forwarding headers are a 4xx, never a 5xx (a
+  // 500 reads as Portcullis failing); nginx is answered 403, the only refusal its auth_request
+  // passes on (any other status becomes its own 500).
   test('nginx: a trusted proxy that does not describe the original request is a logged misconfiguration, not a guess', async () => {
-    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { cookie: alice } });
-    assert.equal(r.status, 500);
-    assert.ok(s.logs.some((l) => l.event === 'forward_auth_misconfigured' && String(l.detail).includes('X-Original-URL')));
+    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { cookie: alice, accept: 'application/json' } });
+    assert.equal(r.status, 403);
+    assert.equal(r.json().error, 'forward_auth_misconfigured');
+    assert.ok(s.logs.some((l) => l.event === 'forward_auth_misconfigured' && l.requestId === r.json().request_id && String(l.detail).includes('X-Original-URL')));
+    const half = await request(`${fa}/.portcullis/auth/nginx`, { headers: { cookie: alice, 'X-Forwarded-Host': `app.corp.test:${s.port}` } });
+    assert.equal(half.status, 403);
+    assert.ok(s.logs.some((l) => l.event === 'forward_auth_misconfigured' && String(l.detail).includes('X-Forwarded-Uri is missing')));
+  });
+
+  test('empty forwarding headers from a trusted proxy are a 4xx that names the empty header, never a 500 or a pass', async () => {
+    const host = `app.corp.test:${s.port}`;
+    const cases: Array<[string, Record<string, string>, string]> = [
+      ['traefik', { 'X-Forwarded-Host': '', 'X-Forwarded-Uri': '/admin/x' }, 'X-Forwarded-Host'],
+      ['traefik', { 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '' }, 'X-Forwarded-Uri'],
+      ['caddy', { 'X-Forwarded-Host': '  ', 'X-Forwarded-Uri': '/x' }, 'X-Forwarded-Host'],
+      ['caddy', { 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '/x', 'X-Forwarded-Proto': '' }, 'X-Forwarded-Proto'],
+      ['nginx', { 'X-Original-URL': '' }, 'X-Original-URL'],
+      ['nginx', { 'X-Original-URL': '', 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '/x' }, 'X-Original-URL'],
+      ['nginx', { 'X-Forwarded-Host': '', 'X-Forwarded-Uri': '/x' }, 'X-Forwarded-Host'],
+      ['nginx', { 'X-Original-URL': `${app}/x`, 'X-Original-Method': '' }, 'X-Original-Method'],
+    ];
+    for (const [ep, headers, named] of cases) {
+      const r = await request(`${fa}/.portcullis/auth/${ep}`, { headers: { cookie: alice, accept: 'application/json', ...headers } });
+      const what = `${ep} ${JSON.stringify(headers)}`;
+      assert.equal(r.status, ep === 'nginx' ? 403 : 400, what);
+      assert.equal(r.json().error, 'bad_request', what);
+      assert.equal(r.json().message, `This request was refused: the ${named} header is empty.`, what);
+      assert.equal(r.headers['x-forwarded-user'], undefined, `${what}: no identity answered`);
+      const line = s.logs.find((l) => l.requestId === r.json().request_id && l.event === 'forward_auth_refused');
+      assert.equal(line?.detail, `the ${named} header is empty`, what);
+    }
+    // Missing is told apart from empty.
+    const missing = await request(`${fa}/.portcullis/auth/traefik`, { headers: { cookie: alice, accept: 'application/json', 'X-Forwarded-Uri': '/x' } });
+    assert.equal(missing.status, 400);
+    assert.equal(missing.json().error, 'forward_auth_misconfigured');
+    const line = s.logs.find((l) => l.requestId === missing.json().request_id && l.event === 'forward_auth_misconfigured');
+    assert.match(String(line?.detail), /no X-Forwarded-Host and X-Forwarded-Uri \(X-Forwarded-Host is missing\)/);
   });
 
   test('nginx: X-Forwarded-Proto/-Host/-Uri work without X-Original-URL (ingress-style)', async () => {

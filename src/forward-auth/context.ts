@@ -33,12 +33,16 @@ export type OriginalRequest =
       asSent: string | undefined;
       trusted: boolean;
     }
-  | { ok: false; status: 400 | 500; reason: string };
+  // misconfigured: the proxy left out what every request must carry (the operator's to fix).
+  | { ok: false; status: 400; reason: string; misconfigured?: true };
 
 const METHOD_RE = /^[A-Za-z]{1,32}$/;
 const ORIGINAL_URL_RE = /^(https?):\/\/([^/?#\\\s]+)(.*)$/i;
 
-/** The value of a header sent once; `null` when it was sent more than once (which instance would the proxy mean?). */
+/**
+ * The trimmed value of a header sent once: `undefined` when absent, '' when sent empty (a proxy
+ * variable that expanded to nothing), `null` when sent more than once (which would it mean?).
+ */
 function single(req: IncomingMessage, name: string): string | undefined | null {
   let value: string | undefined;
   let count = 0;
@@ -50,7 +54,7 @@ function single(req: IncomingMessage, name: string): string | undefined | null {
     }
   }
   if (count > 1) return null;
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
+  return value?.trim();
 }
 
 type Target =
@@ -133,6 +137,11 @@ export function originalContext(
   if (xfu === null) return dup('X-Forwarded-Uri');
   if (xom === null) return dup('X-Original-Method');
   if (xfm === null) return dup('X-Forwarded-Method');
+  // Empty is not absent: it says the proxy meant to describe the request and its variable was
+  // empty, which the operator must hear as such, not as "add this header".
+  const empty = ([['X-Original-URL', xou], ['X-Forwarded-Proto', xfp], ['X-Forwarded-Host', xfh], ['X-Forwarded-Uri', xfu],
+    ['X-Original-Method', xom], ['X-Forwarded-Method', xfm]] as const).find(([, v]) => v === '');
+  if (empty) return { ok: false, status: 400, reason: `the ${empty[0]} header is empty` };
 
   let scheme: 'http' | 'https';
   let hostValue: string;
@@ -158,11 +167,14 @@ export function originalContext(
   } else {
     // A trusted proxy that does not say which request it asks about is misconfigured. Judging the
     // auth request itself would apply the policy of the wrong path: refuse, and say what is missing.
+    // A 4xx all the same (issue 17): a 500 reads as Portcullis failing, and a client that can
+    // strip a header at some hop could otherwise turn its request into our 5xx.
+    const only = xfh !== undefined ? ' (X-Forwarded-Uri is missing)' : xfu !== undefined ? ' (X-Forwarded-Host is missing)' : '';
     return {
-      ok: false, status: 500,
+      ok: false, status: 400, misconfigured: true,
       reason: source === 'original-url'
-        ? 'the proxy sent neither X-Original-URL nor X-Forwarded-Host and X-Forwarded-Uri (nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri;)'
-        : 'the proxy sent no X-Forwarded-Host and X-Forwarded-Uri',
+        ? `the proxy sent neither X-Original-URL nor X-Forwarded-Host and X-Forwarded-Uri${only} (nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri;)`
+        : `the proxy sent no X-Forwarded-Host and X-Forwarded-Uri${only}`,
     };
   }
 

@@ -90,13 +90,13 @@ function headerValue(s: string): string {
 async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: string | undefined }, req: IncomingMessage, res: ServerResponse, requestId: string, c: Contract, envoyTarget?: string): Promise<ForwardAuthOutcome> {
   const o = originalContext(req, arrival, c.source, rt.cfg.isTrustedProxy, envoyTarget);
   if (!o.ok) {
-    if (o.status === 500) rt.log.warn({ requestId, event: 'forward_auth_misconfigured', detail: o.reason }, 'forward-auth request does not describe the original request');
+    if (o.misconfigured) rt.log.warn({ requestId, event: 'forward_auth_misconfigured', detail: o.reason }, 'forward-auth request does not describe the original request');
     else rt.log.warn({ requestId, event: 'forward_auth_refused', detail: o.reason }, 'forward-auth request refused');
     // nginx would turn a 400 into a 500; for it a malformed description is simply not allowed.
-    const status = o.status === 400 && c.style === 'nginx' ? 403 : o.status;
-    sendOutcome(res, !arrival.ctx.browser, o.status === 500 ? codes.forward_auth_misconfigured : codes.bad_request, {
+    const status = c.style === 'nginx' ? 403 : o.status;
+    sendOutcome(res, !arrival.ctx.browser, o.misconfigured ? codes.forward_auth_misconfigured : codes.bad_request, {
       status,
-      message: o.status === 500 ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.' : `This request was refused: ${o.reason}.`,
+      message: o.misconfigured ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.' : `This request was refused: ${o.reason}.`,
       requestId,
     });
     return { ctx: arrival.ctx, decision: undefined, label: 'forward_auth', reason: o.reason };
