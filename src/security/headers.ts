@@ -2,15 +2,18 @@
 // supply an identity header the application trusts, in any spelling, and hop-by-hop headers
 // belong to this connection only.
 //
-// Header names are compared in canonical form: lower-case with `_` read as `-`. Node keeps
-// `X_Forwarded_Email` as a distinct header, but nginx (underscores_in_headers on), CGI/WSGI
-// (HTTP_X_FORWARDED_EMAIL), PHP, Rails and Django all fold `-` and `_` together, so an
-// underscore spelling that slipped past us would reach the application as the real thing.
+// Header names are compared in canonical form: lower-case with `_` and `.` read as `-`. Node
+// keeps `X_Forwarded_Email` and `X.Forwarded.Email` as distinct headers, but nginx
+// (underscores_in_headers on), CGI/WSGI (HTTP_X_FORWARDED_EMAIL), PHP, Rails and Django fold
+// `-` and `_` together, and some frameworks fold `.` the same way: a spelling that slipped past
+// us would reach the application as the real thing.
 
-/** Lower-case, with `_` folded to `-`. */
+const FOLDED = /[_.]/g;
+
+/** Lower-case, with `_` and `.` folded to `-`. */
 export function canonicalHeaderName(name: string): string {
   const lower = name.toLowerCase();
-  return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
+  return lower.includes('_') || lower.includes('.') ? lower.replace(FOLDED, '-') : lower;
 }
 
 /**
