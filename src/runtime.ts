@@ -31,9 +31,12 @@ export class Runtime {
   readonly sealer: Sealer;
   readonly sessions: SessionManager;
   readonly once = new OnceCache();
-  // A person starts a handful of logins a minute; a script starting thousands is filling the
-  // IdP and our state cookies. 20 at once, then one every 2 seconds, per client address.
-  readonly loginStarts = new RateLimiter(20, 0.5);
+  // A sign-in start keeps no state here (the login state is a sealed cookie), so these limits
+  // guard the IdP: every start sends a browser to its authorization endpoint under our client
+  // and may come back as a token request. Per client address (an IPv6 /64), a budget for a
+  // whole office behind one NAT; across all addresses, a rate the IdP can take. Null = off.
+  readonly loginStarts: RateLimiter | null;
+  readonly loginStartsGlobal: RateLimiter | null;
   // Handoff links minted from an existing session (no IdP round trip), per session: 20 at once,
   // then 20 a minute. A person opens a few other parent domains; a script minting links stops.
   readonly handoffMints = new RateLimiter(20, 1 / 3);
@@ -51,6 +54,9 @@ export class Runtime {
   constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, deps: RuntimeDeps = {}) {
     const store = deps.store;
     this.observer = deps.observer ?? silentObserver(log);
+    const { perAddressPerHour, globalPerSecond } = cfg.loginRateLimit;
+    this.loginStarts = perAddressPerHour > 0 ? new RateLimiter(perAddressPerHour, perAddressPerHour / 3600) : null;
+    this.loginStartsGlobal = globalPerSecond > 0 ? new RateLimiter(globalPerSecond * 60, globalPerSecond, 1) : null;
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
     this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp), log });

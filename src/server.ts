@@ -57,8 +57,14 @@ export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runt
   // captured before it could be replayed after it.
   // Likewise the login and handoff rate limits: a reload must not hand a flooding client a fresh budget.
   if (previous) {
-    type Kept = Pick<Runtime, 'once' | 'loginStarts' | 'handoffMints'>;
-    Object.assign(rt as Kept, { once: previous.once, loginStarts: previous.loginStarts, handoffMints: previous.handoffMints } satisfies Kept);
+    type Kept = Pick<Runtime, 'once' | 'handoffMints'>;
+    Object.assign(rt as Kept, { once: previous.once, handoffMints: previous.handoffMints } satisfies Kept);
+    // New limits take effect at once; unchanged ones keep counting.
+    const was = previous.cfg.loginRateLimit;
+    if (was.perAddressPerHour === cfg.loginRateLimit.perAddressPerHour && was.globalPerSecond === cfg.loginRateLimit.globalPerSecond) {
+      type Limits = Pick<Runtime, 'loginStarts' | 'loginStartsGlobal'>;
+      Object.assign(rt as Limits, { loginStarts: previous.loginStarts, loginStartsGlobal: previous.loginStartsGlobal } satisfies Limits);
+    }
   }
   return rt;
 }

@@ -117,6 +117,24 @@ describe('session_cache_size', () => {
   });
 });
 
+describe('login_rate_limit and login_rate_limit_global', () => {
+  test('default to 10,000 starts per address per hour and 200 a second in all; 0 turns either off', () => {
+    assert.deepEqual(parseConfig(yaml(...HEAD, ...ROUTES), FILE, {}).loginRateLimit, { perAddressPerHour: 10_000, globalPerSecond: 200 });
+    const off = parseConfig(yaml(...HEAD, 'login_rate_limit: 0', 'login_rate_limit_global: 0', ...ROUTES), FILE, {});
+    assert.deepEqual(off.loginRateLimit, { perAddressPerHour: 0, globalPerSecond: 0 });
+  });
+
+  test('a bad limit names the key, the line and the range', () => {
+    for (const [key, max] of [['login_rate_limit', 1_000_000], ['login_rate_limit_global', 100_000]] as const) {
+      const message = new RegExp(`whole number of sign-in starts .* from 0 \\(no limit\\) to ${max}`);
+      const column = key.length + 3;
+      for (const bad of ['-1', '2.5', 'lots', String(max + 1), 'true']) {
+        expectIssue(yaml(...HEAD, `${key}: ${bad}`, ...ROUTES), { line: 7, column, key, message });
+      }
+    }
+  });
+});
+
 describe('unknown keys', () => {
   test('a misspelled top-level key names the line and suggests the right spelling', () => {
     expectIssue(yaml(...HEAD, 'cookie_secert: x', ...ROUTES), { line: 7, column: 1, key: 'cookie_secert', message: /^unknown key; did you mean `cookie_secret`\?$/ });

@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
 import type { RequestContext } from '../decide/types.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
 import { sendPage, sendRedirect } from '../http/pages.js';
 import { keepUserClaims } from '../identity/claims.js';
 import { describe, IdpUnavailableError } from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
+import { clientKey } from '../security/rate-limit.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
 import { bindBrowser, handoffUrl, mintAllowed, nonceDetour } from './handoff.js';
 import { LOGIN_TTL_MS, openReturn, sealReturn } from './return-state.js';
@@ -128,12 +130,27 @@ export async function signIn(a: AuthRequest): Promise<void> {
   await beginAuthorization({ ...a, setCookies }, target.url, target.nh);
 }
 
+/** Both sign-in start limits (Runtime.loginStarts); a refusal is a 429 and an audit line, never a 5xx. */
+function loginStartAllowed(a: AuthRequest): boolean {
+  const { loginStarts, loginStartsGlobal } = a.rt;
+  // The client's own budget first, so one flooding address does not spend everyone's.
+  const own = loginStarts === null || loginStarts.take(clientKey(a.ctx.clientIp), a.ctx.now);
+  if (own && (loginStartsGlobal === null || loginStartsGlobal.take('', a.ctx.now))) return true;
+  const event = own ? 'login_rate_limited_global' : 'login_rate_limited';
+  audit(a.rt).warn({ requestId: a.requestId, event, client: a.ctx.clientIp }, own
+    ? 'too many login starts from all clients together (login_rate_limit_global)'
+    : 'too many login starts from one client address (login_rate_limit)');
+  sendOutcome(a.res, !a.ctx.browser, codes.too_many_logins, {
+    message: own
+      ? 'Too many sign-ins are starting right now. Please try again in a few seconds.'
+      : 'Too many sign-ins were started from your address. Please wait a minute and try again.',
+    requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': own ? '5' : '60' },
+  });
+  return false;
+}
+
 async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string): Promise<void> {
-  if (!a.rt.loginStarts.take(a.ctx.clientIp, a.ctx.now)) {
-    audit(a.rt).warn({ requestId: a.requestId, event: 'login_rate_limited', client: a.ctx.clientIp }, 'too many login starts from one client');
-    sendPage(a.res, !a.ctx.browser, { status: 429, code: 'too_many_logins', title: 'Too many sign-in attempts', message: 'Too many sign-ins were started from your address. Please wait a minute and try again.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '60' } });
-    return;
-  }
+  if (!loginStartAllowed(a)) return;
   let config: client.Configuration;
   try {
     config = a.rt.idp.get();

@@ -18,6 +18,12 @@ const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 const DEFAULT_TRUSTED = ['127.0.0.0/8', '::1/128'];
 /** ~2.5 KB each with its identity headers and assertion: ~25 MB (docs/performance.md). */
 const DEFAULT_SESSION_CACHE_SIZE = 10_000;
+// Sized for an office of 2,000 people behind one NAT address on a Monday morning, each with a
+// few tabs of protected apps reopening at once (a browser keeps at most 4 sign-ins in flight).
+const DEFAULT_LOGIN_RATE_LIMIT = 10_000;
+// Every start can become one token request from us to the IdP, under our client's quota; a
+// minute's worth (12,000) at once still covers the office above.
+const DEFAULT_LOGIN_RATE_LIMIT_GLOBAL = 200;
 
 /** Reports a problem at a key path; the caller decides how a path becomes a line number. */
 export type At = (path: readonly PropertyKey[], message: string) => void;
@@ -170,6 +176,10 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     sessionStorage: typeof storage === 'string' ? { kind: 'cookie' } : storage,
     idpRefreshDirectoryIntervalMs: refreshInterval,
     sessionCacheSize: raw.session_cache_size ?? DEFAULT_SESSION_CACHE_SIZE,
+    loginRateLimit: {
+      perAddressPerHour: raw.login_rate_limit ?? DEFAULT_LOGIN_RATE_LIMIT,
+      globalPerSecond: raw.login_rate_limit_global ?? DEFAULT_LOGIN_RATE_LIMIT_GLOBAL,
+    },
     trustedProxies,
     isTrustedProxy,
     compat: [...new Set(raw.compat ?? [])],

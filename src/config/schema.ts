@@ -31,6 +31,11 @@ const stringList = (what: string) =>
     .transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
 // Pomerium's own docs write `allow_any_authenticated_user: 'true'`; such configs must paste in unchanged.
+// A limit: 0 turns it off, so a typo like -1 or 2.5 must not silently mean "off" or "unlimited".
+const wholeNumber = (what: string, max: number) => {
+  const expected = `expected a whole number of ${what}, from 0 (no limit) to ${max}`;
+  return z.number({ error: expected }).int({ error: expected }).min(0, { message: expected }).max(max, { message: expected });
+};
 const boolish = z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).transform((v) => v === true || v === 'true');
 
 const policyTestSchema = z.strictObject({
@@ -121,6 +126,8 @@ export const configSchema = z.strictObject({
   session_storage: z.string({ error: 'expected session_storage as cookie, memory, redis://… or postgres://…' }).optional(),
   idp_refresh_directory_interval: duration('idp_refresh_directory_interval').optional(),
   session_cache_size: z.number({ error: 'expected a whole number of sessions, from 100 to 1000000' }).int({ error: 'expected a whole number of sessions, from 100 to 1000000' }).min(100, { message: 'expected at least 100 sessions' }).max(1_000_000, { message: 'expected at most 1000000 sessions (each takes about 2.5 KB of memory)' }).optional(),
+  login_rate_limit: wholeNumber('sign-in starts per client address per hour', 1_000_000).optional(),
+  login_rate_limit_global: wholeNumber('sign-in starts per second from all clients together', 100_000).optional(),
   // Drop-in endpoints of the tools Portcullis replaces (src/forward-auth/compat.ts).
   compat: z.array(z.enum(['oauth2-proxy', 'authentik', 'authelia'], { error: 'expected compat entries among oauth2-proxy, authentik, authelia' }), { error: 'expected `compat` as a list, e.g. [oauth2-proxy]' }).optional(),
   signing_key: z.string().optional(),

@@ -87,6 +87,8 @@ export interface Config {
   idpRefreshDirectoryIntervalMs: number;
   /** session_cache_size: decoded sessions kept per process (the hot path's cache). */
   sessionCacheSize: number;
+  /** login_rate_limit / login_rate_limit_global: sign-in starts allowed; 0 = no limit. */
+  loginRateLimit: { perAddressPerHour: number; globalPerSecond: number };
   trustedProxies: readonly string[];
   isTrustedProxy: (ip: string) => boolean;
   /** Drop-in endpoints answered besides /.portcullis/ (oauth2-proxy, Authentik outpost, Authelia). */

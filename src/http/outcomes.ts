@@ -30,6 +30,8 @@ const TABLE = {
   not_found: spec(404, 'Not found'),
   method_not_allowed: spec(405, 'Method not allowed'),
   internal_error: spec(500, 'Something went wrong'),
+  // Sign-in
+  too_many_logins: spec(429, 'Too many sign-in attempts'),
   // Forward-auth
   forward_auth_misconfigured: spec(500, 'Proxy misconfigured'),
   not_a_forward_auth_endpoint: spec(400, 'Bad request'),
