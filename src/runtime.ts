@@ -3,7 +3,7 @@ import { RouteTable, defaultPort } from './decide/route-table.js';
 import type { RequestContext } from './decide/types.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { TokenAuthenticator } from './identity/bearer.js';
-import { Idp } from './identity/oidc.js';
+import { type Idp } from './identity/oidc.js';
 import type { Logger } from './observe/logger.js';
 import { silentObserver, type Observer } from './observe/observer.js';
 import { OnceCache } from './authenticate/once.js';
