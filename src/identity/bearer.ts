@@ -44,7 +44,6 @@ const REFUSED_MS = 5_000;
  */
 const INTROSPECTION_BURST = 20;
 const INTROSPECTION_PER_SECOND = 2;
-const INTROSPECTION_CLIENTS_MAX = 10_000;
 const LIMITED: TokenResult = {
   kind: 'invalid',
   description: 'too many unknown tokens were checked from your address; try again in a few seconds',
@@ -80,11 +79,15 @@ export class TokenAuthenticator {
   private readonly refused = new Map<string, { result: TokenResult; until: number }>();
   /** One IdP round trip per token however many requests present it at once. */
   private readonly inflight = new Map<string, Promise<TokenResult>>();
-  private readonly introspections = new RateLimiter(INTROSPECTION_BURST, INTROSPECTION_PER_SECOND, INTROSPECTION_CLIENTS_MAX);
+  private readonly introspections = new RateLimiter(INTROSPECTION_BURST, INTROSPECTION_PER_SECOND);
   /** Opened CLI tokens (a pure function of the token), so the hot path skips the decryption. */
   private readonly opened = new Map<string, { session: string; exp: number }>();
 
-  constructor(private readonly cfg: Config, private readonly idp: Idp, private readonly sessions: () => Pick<SessionManager, 'resolve'>) {
+  constructor(
+    private readonly cfg: Config,
+    private readonly idp: Idp,
+    private readonly sessions: () => Pick<SessionManager, 'resolve'>,
+  ) {
     this.cli = new CliTokens(cfg.cookie.secret);
   }
 
@@ -102,10 +105,17 @@ export class TokenAuthenticator {
     if (token.split('.').length === 3) return this.cached(key, ctx.now, () => this.verifyJwt(token, route, ctx.now));
     // Only a call that would reach the IdP spends the client's allowance: cached answers and
     // joining a lookup already in flight are free.
-    return this.cached(key, ctx.now, () => this.introspect(token, route, ctx.now), () => this.introspections.take(addressBucket(ctx.clientIp), ctx.now));
+    const limit = this.cfg.bearer.introspection ? ctx.clientIp : undefined;
+    return this.cached(key, ctx.now, () => this.introspect(token, route, ctx.now), limit);
   }
 
-  private async cached(key: string, now: number, compute: () => Promise<{ result: TokenResult; until?: number }>, admit?: () => boolean): Promise<TokenResult> {
+  /** `limitClient`: the address whose allowance a call to the IdP spends (introspection only). */
+  private async cached(
+    key: string,
+    now: number,
+    compute: () => Promise<{ result: TokenResult; until?: number }>,
+    limitClient?: string,
+  ): Promise<TokenResult> {
     const k = createHash('sha256').update(key).digest('base64url');
     const hit = this.cache.get(k);
     if (hit) {
@@ -119,8 +129,10 @@ export class TokenAuthenticator {
     }
     let pending = this.inflight.get(k);
     if (!pending) {
-      if (admit && !admit()) return LIMITED;
-      pending = compute().then(({ result, until }) => this.keep(k, result, until, now)).finally(() => this.inflight.delete(k));
+      if (limitClient !== undefined && !this.introspections.take(addressBucket(limitClient), now)) return LIMITED;
+      pending = compute()
+        .then(({ result, until }) => this.keep(k, result, until, now))
+        .finally(() => this.inflight.delete(k));
       this.inflight.set(k, pending);
     }
     return pending;
@@ -211,7 +223,8 @@ export class TokenAuthenticator {
       return { result: { kind: 'unavailable', reason: `token introspection failed: ${describeIdpError(e)}` } };
     }
     const skew = this.cfg.bearer.clockSkewMs;
-    const refused = (description: string) => ({ result: { kind: 'invalid', description } as TokenResult, until: now + REFUSED_MS });
+    const refused = (description: string): { result: TokenResult; until: number } =>
+      ({ result: { kind: 'invalid', description }, until: now + REFUSED_MS });
     if (r.active !== true) return refused('the token is not active (expired, revoked or unknown to the identity provider)');
     if (typeof r.token_type === 'string' && !/^(bearer|access_token|dpop)$/i.test(r.token_type)) return refused(`the token is a ${safe(r.token_type)}, not an access token`);
     if (typeof r.exp === 'number' && r.exp * 1000 + skew <= now) return refused(`the token expired at ${new Date(r.exp * 1000).toISOString()}`);

@@ -38,8 +38,8 @@ export function addressBucket(ip: string): string {
   const [head = '', tail] = ip.toLowerCase().split('::');
   const left = head ? head.split(':') : [];
   const right = tail ? tail.split(':') : [];
-  // An embedded IPv4 tail (::1.2.3.4) lies in the last 32 bits: never part of the /64.
-  const missing = 8 - left.length - right.length - (right.at(-1)?.includes('.') || (tail === undefined && left.at(-1)?.includes('.')) ? 1 : 0);
+  // An embedded IPv4 tail (::1.2.3.4) is two groups written as one.
+  const missing = 8 - left.length - right.length - (right.at(-1)?.includes('.') ? 1 : 0);
   const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, missing)).fill('0'), ...right];
   return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
