@@ -3,7 +3,6 @@
 // from the files themselves. Only addresses and host names are substituted.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { startIdp, type RunningIdp } from '../demo/idp.js';
@@ -17,25 +16,7 @@ import { CookieJar, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startNginx, type StartedNginx } from './helpers/nginx.js';
 import { freePort } from './helpers/ports.js';
-
-/** The fenced block of a recipe whose first line is `# recipe: <name>`. */
-export function recipe(file: string, name: string): string {
-  const md = readFileSync(new URL(`../../docs/recipes/${file}`, import.meta.url), 'utf8');
-  for (const m of md.matchAll(/```[a-z]*\n([\s\S]*?)```/g)) {
-    const body = m[1]!;
-    if (body.startsWith(`# recipe: ${name}\n`)) return body;
-  }
-  throw new Error(`no \`# recipe: ${name}\` block in docs/recipes/${file}`);
-}
-
-function sub(text: string, pairs: Array<[string, string]>): string {
-  for (const [from] of pairs) assert.ok(text.includes(from), `the recipe no longer contains ${from}`);
-  // One pass over the recipe: a replacement is never searched again, so a test port that
-  // happens to begin with 4180 or 8080 (listen 127.0.0.1:41803) is not rewritten by a later pair.
-  const to = new Map(pairs);
-  const any = new RegExp(pairs.map(([from]) => from.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
-  return text.replace(any, (m) => to.get(m)!);
-}
+import { recipe, sub } from './helpers/recipes.js';
 
 interface Seen { rawHeaders: Array<[string, string]>; url: string }
 const headersOf = (s: Seen) => s.rawHeaders.map(([k, v]) => [k.toLowerCase(), v] as const);
@@ -92,14 +73,17 @@ routes:
       await portcullis.idp.start();
       if (kind === 'nginx') {
         nginx = await startNginx(sub(recipe('nginx.md', 'nginx'), [
+          ['listen 80 default_server;', `listen 127.0.0.1:${port} default_server;`],
           ['listen 80;', `listen 127.0.0.1:${port};`],
           ['server_name app.example.com;', 'server_name app.corp.test;'],
+          ['?host=app.example.com', '?host=app.corp.test'],
           ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
           ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
         ]));
       } else {
         caddy = await startCaddy(sub(recipe('caddy.md', 'caddy'), [
           ['app.example.com {', `http://app.corp.test:${port} {`],
+          ['?host=app.example.com', '?host=app.corp.test'],
           ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
           ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
         ]));

@@ -13,6 +13,10 @@ const ROUTES = `routes:
     prefix: /public/
     allow_public_unauthenticated_access: true
   - from: http://app.corp.test:\${PORT}
+    prefix: /files/
+    allow_ambiguous_paths: true
+    allow_any_authenticated_user: true
+  - from: http://app.corp.test:\${PORT}
     prefix: /admin
     allowed_groups: [admins]
   - from: http://app.corp.test:\${PORT}
@@ -177,6 +181,46 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     // A prefix that only normalization turns into the endpoint is not one.
     const tricky = await request(`${app}/.portcullis/auth/%65nvoy/public/ok`, { rawPath: '/.portcullis/auth/%65nvoy/public/ok' });
     assert.notEqual(tricky.status, 200);
+  });
+
+  test('?host= on the auth URL binds it: another original host is refused by every contract that has a URL of its own', async () => {
+    const cases: Array<[string, (p: string, h: Record<string, string>, ep: string) => Promise<Resp>, number]> = [
+      ['/.portcullis/auth/nginx', nginx, 200], ['/.portcullis/auth/traefik', traefik, 200], ['/.portcullis/auth/caddy', traefik, 200],
+      ['/oauth2/auth', nginx, 202], ['/outpost.goauthentik.io/auth/nginx', nginx, 200], ['/api/authz/forward-auth', traefik, 200],
+    ];
+    for (const [ep, ask, allow] of cases) {
+      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=app.corp.test`)).status, allow, ep);
+      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=*.corp.test`)).status, allow, `${ep} wildcard`);
+      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=a.test,APP.corp.test.&host=b.test`)).status, allow, `${ep} list`);
+      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=app.corp.test:${s.port}`)).status, allow, `${ep} port`);
+      for (const binding of ['status.corp.test', `app.corp.test:${s.port + 1}`, '*.app.corp.test', 'corp.test']) {
+        const r = await ask('/x', { cookie: alice, accept: 'application/json' }, `${ep}?host=${binding}`);
+        assert.equal(r.status, 403, `${ep}?host=${binding}`);
+        assert.equal(r.json().error, 'wrong_host');
+      }
+      const bad = await ask('/x', { cookie: alice, accept: 'application/json' }, `${ep}?host=app.corp.test/x`);
+      assert.equal(bad.status, 500, `${ep}: a malformed binding is the operator's error, said as such`);
+      assert.equal(bad.json().error, 'forward_auth_misconfigured');
+    }
+    const logged = s.logs.filter((l) => l['event'] === 'forward_auth_wrong_host');
+    assert.ok(logged.some((l) => l['host'] === 'app.corp.test' && String(l['binding']).includes('status.corp.test')), 'the log names host and binding');
+  });
+
+  test('a path with . .. or // segments is judged as the proxy forwards it: refused, not normalized', async () => {
+    for (const p of ['/admin/../x', '/admin/%2e%2e/x', '/admin/./../x', '//admin/../x', '/x/./y', '/x//y']) {
+      assert.equal((await nginx(p, { cookie: bob })).status, 403, `nginx ${p}`);
+      const t = await traefik(p, { cookie: bob, accept: 'application/json' });
+      assert.equal(t.status, 400, `traefik ${p}`);
+      assert.equal(t.json().error, 'ambiguous_path');
+      assert.equal((await envoy(p, { cookie: bob })).status, 400, `envoy ${p}`);
+    }
+    // A route that allows ambiguous paths accepts them only where both spellings are its own:
+    // /files/../admin would select the admins-only route in an app that routes on the raw path.
+    assert.equal((await traefik('/files/a/../b', { cookie: bob })).status, 200);
+    assert.equal((await traefik('/files/a//b', { cookie: bob })).status, 200);
+    assert.equal((await traefik('/files/../admin', { cookie: bob })).status, 400);
+    assert.equal((await traefik('/admin/../files/x', { cookie: bob })).status, 400);
+    assert.equal((await nginx('/files/../admin', { cookie: alice })).status, 403, 'whoever asks');
   });
 
   test('health endpoints never answer a forward-auth question; probe user agents bypass nothing', async () => {

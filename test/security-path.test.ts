@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { normalizeRequestTarget } from '../src/security/path.js';
 
-const ok = (path: string, query = '') => ({ ok: true, path, query });
+const ok = (path: string, query = '', asSent?: string) => ({ ok: true, path, query, ...(asSent === undefined ? {} : { asSent }) });
 
 function refused(target: string, reason: RegExp, opts?: { allowAmbiguous?: boolean }) {
   const r = normalizeRequestTarget(target, opts);
@@ -11,22 +11,25 @@ function refused(target: string, reason: RegExp, opts?: { allowAmbiguous?: boole
   if (!r.ok) assert.match(r.reason, reason, `reason for ${JSON.stringify(target)}`);
 }
 
-test('dot segments are resolved before the policy sees the path', () => {
-  assert.deepEqual(normalizeRequestTarget('/public/../admin'), ok('/admin'));
-  assert.deepEqual(normalizeRequestTarget('/public/%2e%2e/admin'), ok('/admin'));
-  assert.deepEqual(normalizeRequestTarget('/public/%2E./admin'), ok('/admin'));
-  assert.deepEqual(normalizeRequestTarget('/public/.%2e/admin'), ok('/admin'));
-  assert.deepEqual(normalizeRequestTarget('/admin/./'), ok('/admin/'));
-  assert.deepEqual(normalizeRequestTarget('/a/b/..'), ok('/a/'));
-  assert.deepEqual(normalizeRequestTarget('/a/.'), ok('/a/'));
-  assert.deepEqual(normalizeRequestTarget('/../../etc/passwd'), ok('/etc/passwd'));
-  assert.deepEqual(normalizeRequestTarget('/..'), ok('/'));
+test('dot segments are resolved before the policy sees the path, and the form as sent is kept', () => {
+  // asSent: what a proxy that does not normalize (nginx's $request_uri, Caddy's forward_auth)
+  // hands the application; forward-auth refuses such targets instead of judging `path`.
+  assert.deepEqual(normalizeRequestTarget('/public/../admin'), ok('/admin', '', '/public/../admin'));
+  assert.deepEqual(normalizeRequestTarget('/public/%2e%2e/admin'), ok('/admin', '', '/public/../admin'));
+  assert.deepEqual(normalizeRequestTarget('/public/%2E./admin'), ok('/admin', '', '/public/../admin'));
+  assert.deepEqual(normalizeRequestTarget('/public/.%2e/admin'), ok('/admin', '', '/public/../admin'));
+  assert.deepEqual(normalizeRequestTarget('/admin/./'), ok('/admin/', '', '/admin/./'));
+  assert.deepEqual(normalizeRequestTarget('/a/b/..'), ok('/a/', '', '/a/b/..'));
+  assert.deepEqual(normalizeRequestTarget('/a/.'), ok('/a/', '', '/a/.'));
+  assert.deepEqual(normalizeRequestTarget('/../../etc/passwd'), ok('/etc/passwd', '', '/../../etc/passwd'));
+  assert.deepEqual(normalizeRequestTarget('/..'), ok('/', '', '/..'));
   assert.deepEqual(normalizeRequestTarget('/a/.hidden/..x'), ok('/a/.hidden/..x'));
+  assert.deepEqual(normalizeRequestTarget('/a/%2ehidden'), ok('/a/.hidden'), 'a decoded dot that is no segment changes nothing');
 });
 
 test('repeated slashes collapse; case is kept', () => {
-  assert.deepEqual(normalizeRequestTarget('//admin'), ok('/admin'));
-  assert.deepEqual(normalizeRequestTarget('/a//b///c//'), ok('/a/b/c/'));
+  assert.deepEqual(normalizeRequestTarget('//admin'), ok('/admin', '', '//admin'));
+  assert.deepEqual(normalizeRequestTarget('/a//b///c//'), ok('/a/b/c/', '', '/a//b///c//'));
   assert.deepEqual(normalizeRequestTarget('/ADMIN'), ok('/ADMIN'));
   assert.deepEqual(normalizeRequestTarget('/'), ok('/'));
 });
@@ -56,7 +59,7 @@ test('an encoded # is data and stays encoded; a raw # is refused', () => {
 
 test('the query is split at the first ? and kept verbatim, never normalized', () => {
   assert.deepEqual(normalizeRequestTarget('/admin?x=/public'), ok('/admin', '?x=/public'));
-  assert.deepEqual(normalizeRequestTarget('/a/../b?x=/../c&y=%2f%zz?z'), ok('/b', '?x=/../c&y=%2f%zz?z'));
+  assert.deepEqual(normalizeRequestTarget('/a/../b?x=/../c&y=%2f%zz?z'), ok('/b', '?x=/../c&y=%2f%zz?z', '/a/../b'));
   assert.deepEqual(normalizeRequestTarget('/a?'), ok('/a', '?'));
   assert.deepEqual(normalizeRequestTarget('/public/..%2fadmin?x'), { ok: false, reason: 'encoded slash (%2F) in path' });
 });
@@ -125,7 +128,10 @@ test('property: normalization is idempotent and leaves no dot segments or empty 
       const r = normalizeRequestTarget(t, opts);
       if (!r.ok) return true;
       accepted++;
-      assert.deepEqual(normalizeRequestTarget(r.path + r.query, opts), r, `not idempotent for ${JSON.stringify(t)}`);
+      const { asSent, ...normalized } = r;
+      assert.deepEqual(normalizeRequestTarget(r.path + r.query, opts), normalized, `not idempotent for ${JSON.stringify(t)}`);
+      // asSent is there exactly when the segments changed.
+      assert.equal(asSent !== undefined, t.slice(0, t.length - (r.query.length)) !== r.path && /(^|\/)(\.|%2e){1,2}(\/|$)|\/\//i.test(t.slice(0, t.length - r.query.length)), `asSent for ${JSON.stringify(t)}`);
       assert.ok(r.path.startsWith('/'));
       assert.ok(!r.path.includes('//'), `// in ${r.path}`);
       for (const seg of r.path.split('/')) assert.ok(seg !== '.' && seg !== '..', `dot segment in ${r.path} from ${JSON.stringify(t)}`);

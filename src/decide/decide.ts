@@ -9,7 +9,8 @@ import type { Identity, PolicyResult, RequestContext } from './types.js';
 // `portcullis explain` build a RequestContext, call decide(), and only render the outcome.
 //
 //   1. matchRoute       scheme + host + port of `from`, then prefix/path/regex; first match wins
-//   2. checkPath        ambiguous encodings are refused unless the route opts in
+//   2. checkPath        ambiguous encodings are refused unless the route opts in; forward-auth
+//                       paths whose segments normalization changed must keep their route
 //   3. publicRoute      allow_public_unauthenticated_access: no session is even read
 //   4. loadIdentity     a token the route accepts (Authorization: Bearer / Portcullis), else the
 //                       session cookie -> identity; a bad token -> login (401 invalid_token);
@@ -36,6 +37,12 @@ export interface DecideDeps {
 export interface PathCheck {
   /** Set when the strict normalization refused the request-target; ctx.path is then the lenient form. */
   pathError?: string | undefined;
+  /**
+   * Forward-auth only: the path as the proxy will forward it, when normalization changed its
+   * segments (`/admin/../x`). Even on a route that allows ambiguous paths, both spellings must
+   * select that route: an application routing on the raw path must not land elsewhere.
+   */
+  asSent?: string | undefined;
   /** Have the policy list each step it took (`portcullis explain`, policy_tests); requests skip it. */
   trace?: boolean | undefined;
 }
@@ -50,6 +57,9 @@ export async function decide(ctx: RequestContext, deps: DecideDeps, check: PathC
 
   // 2. checkPath
   if (check.pathError !== undefined && !route.allowAmbiguousPaths) return { kind: 'bad_request', route, reason: check.pathError };
+  if (check.asSent !== undefined && deps.routes.match(ctx.scheme, ctx.host, ctx.port, check.asSent) !== route) {
+    return { kind: 'bad_request', route, reason: `the path as sent (${check.asSent}) selects another route than its normalized form` };
+  }
 
   // 3. publicRoute
   if (route.isPublic) return { kind: 'allow', route, identity: null, session: null, policy: null, setCookies: [] };

@@ -25,7 +25,14 @@ import { normalizeRequestTarget } from '../security/path.js';
 export type OriginSource = 'original-url' | 'forwarded' | 'path';
 
 export type OriginalRequest =
-  | { ok: true; ctx: RequestContext; pathError: string | undefined; trusted: boolean }
+  | {
+      ok: true;
+      ctx: RequestContext;
+      pathError: string | undefined;
+      /** The path as the proxy will forward it, when it differs in its segments from ctx.path. */
+      asSent: string | undefined;
+      trusted: boolean;
+    }
   | { ok: false; status: 400 | 500; reason: string };
 
 const METHOD_RE = /^[A-Za-z]{1,32}$/;
@@ -46,14 +53,32 @@ function single(req: IncomingMessage, name: string): string | undefined | null {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
-function normalizeTarget(target: string): { ok: true; path: string; query: string; pathError: string | undefined } | { ok: false; reason: string } {
+type Target =
+  | { ok: true; path: string; query: string; pathError: string | undefined; asSent: string | undefined }
+  | { ok: false; reason: string };
+
+/**
+ * The reverse proxy forwards the path it normalized, so it may judge that form. A forward-auth
+ * proxy forwards the target exactly as the client sent it: `/admin/../x` judged as `/x` would
+ * reach an application that routes on the raw path as `/admin/...`. So a target whose segments
+ * normalization would change (dot segments, encoded dots, `//`) is an ambiguous path here:
+ * refused unless the route allows ambiguous paths, and then only where both spellings select
+ * that same route (decide(), step 2).
+ */
+export const RESTRUCTURED_PATH =
+  'dot segment (. or ..) or empty segment (//) in path: the proxy forwards the path unnormalized';
+
+function normalizeTarget(target: string): Target {
   // Exactly what contextFromRequest does for the reverse proxy: the strict form decides; when it
   // refuses, the lenient form still finds the route, whose allow_ambiguous_paths then decides.
   const strict = normalizeRequestTarget(target);
-  if (strict.ok) return { ok: true, path: strict.path, query: strict.query, pathError: undefined };
+  if (strict.ok) {
+    const pathError = strict.asSent === undefined ? undefined : RESTRUCTURED_PATH;
+    return { ok: true, path: strict.path, query: strict.query, pathError, asSent: strict.asSent };
+  }
   const lenient = normalizeRequestTarget(target, { allowAmbiguous: true });
   if (!lenient.ok) return { ok: false, reason: `original request: ${strict.reason}` };
-  return { ok: true, path: lenient.path, query: lenient.query, pathError: strict.reason };
+  return { ok: true, path: lenient.path, query: lenient.query, pathError: strict.reason, asSent: lenient.asSent };
 }
 
 /** A request-target from X-Forwarded-Uri or the rest of X-Original-URL: origin-form, `?q` alone means `/?q`. */
@@ -85,10 +110,14 @@ export function originalContext(
     // and client address came through contextFromRequest's trusted-proxy rules already.
     const t = normalizeTarget(asTarget(envoyTarget ?? ''));
     if (!t.ok) return { ok: false, status: 400, reason: t.reason };
-    return { ok: true, trusted, pathError: t.pathError, ctx: { ...base, path: t.path, query: t.query, browser: isBrowser(req.headers) } };
+    return {
+      ok: true, trusted, pathError: t.pathError, asSent: t.asSent,
+      ctx: { ...base, path: t.path, query: t.query, browser: isBrowser(req.headers) },
+    };
   }
 
-  if (!trusted) return { ok: true, trusted, pathError: arrival.pathError, ctx: base };
+  // Nobody forwards what an untrusted caller asks about: it is judged as it arrived.
+  if (!trusted) return { ok: true, trusted, pathError: arrival.pathError, asSent: undefined, ctx: base };
 
   const dup = (n: string) => ({ ok: false as const, status: 400 as const, reason: `more than one ${n} header` });
   const xou = source === 'original-url' ? single(req, 'x-original-url') : undefined;
@@ -152,6 +181,7 @@ export function originalContext(
     ok: true,
     trusted,
     pathError: t.pathError,
+    asSent: t.asSent,
     ctx: {
       ...base,
       // nginx's subrequest is always a GET: without X-Original-Method, GET is also the honest guess.

@@ -9,7 +9,20 @@
 // Input that is malformed (controls, NUL, bad escapes, bad UTF-8, fragments, non-origin-form)
 // is refused whatever the option says: there is no faithful way to forward it.
 
-export type NormalizedTarget = { ok: true; path: string; query: string } | { ok: false; reason: string };
+export type NormalizedTarget =
+  | {
+      ok: true;
+      path: string;
+      query: string;
+      /**
+       * Set only when removing dot segments or empty segments (`//`) changed the path: the path
+       * with its encoding normalized but its segments as sent (`/admin/../x`). A reverse proxy
+       * forwards `path` and never needs it; a forward-auth server, whose proxy forwards the
+       * target as sent, must not judge `path` in its place.
+       */
+      asSent?: string;
+    }
+  | { ok: false; reason: string };
 
 export interface NormalizeOptions {
   /** Keep ambiguous-but-well-formed encodings (%2F, %5C, `;`, ...) instead of refusing them. */
@@ -158,7 +171,7 @@ export function normalizeRequestTarget(rawTarget: string, opts?: NormalizeOption
   const path = removeDotSegments(out);
   // Judged on the output so that the verdict is the same when the output is normalized again.
   if (!ambiguous && hasDoubleEncoding(path)) return fail('double-encoded percent (%25XX) in path');
-  return { ok: true, path, query };
+  return path === out ? { ok: true, path, query } : { ok: true, path, query, asSent: out };
 }
 
 /** RFC 3986 5.2.4 on an absolute path, also collapsing empty segments (`//`). */
