@@ -205,7 +205,7 @@ function isTrustedPeer(rt: Runtime, req: IncomingMessage): boolean {
 /** Browser-facing drop-in endpoints: the same sign-in, callback and sign-out as /.portcullis/. */
 async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
-  // Like /.portcullis/: on route hosts and the authenticate host only (pitfall 13), never a default route.
+  // Like /.portcullis/: on route hosts and the authenticate host only, never a default route.
   if (!rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) && !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))) {
     await renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
     return;

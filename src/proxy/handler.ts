@@ -11,7 +11,6 @@ import { renderRefusal } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
 import { requestIdFor } from '../observe/logger.js';
-import { observerFor } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { StoreUnavailableError } from '../session/types.js';
 import { forward, forwardUpgrade } from './forward.js';
@@ -178,7 +177,7 @@ export function createUpgradeHandler(state: ProxyState) {
 }
 
 function access(rt: Runtime, req: IncomingMessage, ctx: RequestContext | null, status: number, requestId: string, started: number, decision: string, reason: string, d?: Decision, upstream?: { upstreamStatus: number; upstreamMs: number } | null): void {
-  observerFor(rt).request(ctx, status, requestId, started, decision, reason, d, upstream);
+  rt.observer.request(ctx, status, requestId, started, decision, reason, d, upstream);
   if (!rt.log.isLevelEnabled('info')) return;
   const route = d && 'route' in d && d.route ? d.route.id : undefined;
   const identity = d && 'identity' in d ? d.identity : null;
