@@ -7,7 +7,7 @@ import { startWorld, type FuzzWorld } from './fuzz/deployment.js';
 import { runFuzz } from './fuzz/run.js';
 
 const SEED = Number(process.env['PORTCULLIS_FUZZ_SEED'] ?? 20240611);
-const RUNS = Number(process.env['PORTCULLIS_FUZZ_RUNS'] ?? 200);
+const RUNS = Number(process.env['PORTCULLIS_FUZZ_RUNS'] ?? 1000);
 
 let world: FuzzWorld;
 before(async () => { world = await startWorld(); });

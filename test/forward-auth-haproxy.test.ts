@@ -71,7 +71,10 @@ routes:
       ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
       ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
     ]);
-    const lua = sub(recipe('haproxy.md', 'haproxy-lua'), [['127.0.0.1:4180', `127.0.0.1:${pcPort}`]]);
+    const lua = sub(recipe('haproxy.md', 'haproxy-lua'), [
+      ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
+      ['?host=app.example.com', `?host=app.corp.test:${port}`],
+    ]);
     haproxy = await startHaproxy(cfg, { '/etc/haproxy/portcullis.lua': lua });
   });
   after(async () => {

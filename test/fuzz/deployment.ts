@@ -139,7 +139,12 @@ ${PROXIES.map((p) => routes(p, ports[p], up(p))).join('\n')}
     ['-m str app.example.com', `-m str app.fuzz.test:${h} ops.fuzz.test:${h}`],
     ['127.0.0.1:4180', pc],
     ['127.0.0.1:8080', `127.0.0.1:${up('haproxy').multi}`],
-  ]), { '/etc/haproxy/portcullis.lua': sub(recipe('haproxy.md', 'haproxy-lua'), [['127.0.0.1:4180', pc]]) });
+  ]), {
+    '/etc/haproxy/portcullis.lua': sub(recipe('haproxy.md', 'haproxy-lua'), [
+      ['127.0.0.1:4180', pc],
+      ['?host=app.example.com', `?host=app.fuzz.test:${h},ops.fuzz.test:${h}`],
+    ]),
+  });
   closers.push(() => haproxy.close());
 
   const cookies: Record<User, string> = { anonymous: '', alice: '', bob: '' };
