@@ -55,7 +55,7 @@ export class Runtime {
     this.sealer = new Sealer(cfg.cookie.secret);
     this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp), log });
     this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
-    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions.store);
+    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions);
     this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);
     const hosts: string[] = [];
     const domains: string[] = [];
