@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../src/config/load.js';
 import { Idp } from '../src/identity/oidc.js';
 import { createLogger } from '../src/observe/logger.js';
-import { clientKey, RateLimiter } from '../src/security/rate-limit.js';
+import { addressBucket, RateLimiter } from '../src/security/rate-limit.js';
 import { buildRuntime } from '../src/server.js';
 import { CookieJar, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
@@ -189,15 +189,15 @@ describe('the limiter itself', () => {
   });
 
   test('client keys: IPv4 as is, IPv6 by its /64 in every spelling', () => {
-    assert.equal(clientKey('203.0.113.7'), '203.0.113.7');
+    assert.equal(addressBucket('203.0.113.7'), '203.0.113.7');
     for (const a of ['2001:db8::1', '2001:0db8:0:0::ffff', '2001:db8:0:0:1:2:3:4', '2001:db8::1.2.3.4']) {
-      assert.equal(clientKey(a), '2001:db8:0:0::/64', a);
+      assert.equal(addressBucket(a), '2001:db8:0:0::/64', a);
     }
-    assert.equal(clientKey('2001:db8:1:2:3::'), '2001:db8:1:2::/64');
-    assert.equal(clientKey('1:2:3::4:5:6:7'), '1:2:3:0::/64');
-    assert.equal(clientKey('1::2:3:4:5:6:7'), '1:0:2:3::/64');
-    assert.equal(clientKey('::1'), '0:0:0:0::/64');
-    assert.equal(clientKey('fe80::1'), 'fe80:0:0:0::/64');
+    assert.equal(addressBucket('2001:db8:1:2:3::'), '2001:db8:1:2::/64');
+    assert.equal(addressBucket('1:2:3::4:5:6:7'), '1:2:3:0::/64');
+    assert.equal(addressBucket('1::2:3:4:5:6:7'), '1:0:2:3::/64');
+    assert.equal(addressBucket('::1'), '0:0:0:0::/64');
+    assert.equal(addressBucket('fe80::1'), 'fe80:0:0:0::/64');
   });
 
   test('0 turns a limit off; a reload keeps the budgets it did not change and applies new ones', () => {

@@ -8,7 +8,7 @@ import { keepUserClaims } from '../identity/claims.js';
 import { describe, IdpUnavailableError } from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
-import { clientKey } from '../security/rate-limit.js';
+import { addressBucket } from '../security/rate-limit.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
 import { bindBrowser, handoffUrl, mintAllowed, nonceDetour } from './handoff.js';
 import { LOGIN_TTL_MS, openReturn, sealReturn } from './return-state.js';
@@ -134,7 +134,7 @@ export async function signIn(a: AuthRequest): Promise<void> {
 function loginStartAllowed(a: AuthRequest): boolean {
   const { loginStarts, loginStartsGlobal } = a.rt;
   // The client's own budget first, so one flooding address does not spend everyone's.
-  const own = loginStarts === null || loginStarts.take(clientKey(a.ctx.clientIp), a.ctx.now);
+  const own = loginStarts === null || loginStarts.take(addressBucket(a.ctx.clientIp), a.ctx.now);
   if (own && (loginStartsGlobal === null || loginStartsGlobal.take('', a.ctx.now))) return true;
   const event = own ? 'login_rate_limited_global' : 'login_rate_limited';
   audit(a.rt).warn({ requestId: a.requestId, event, client: a.ctx.clientIp }, own

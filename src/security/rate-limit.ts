@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * Token bucket per key (client address). Bounded: when the table is full, the idlest
  * buckets go first, so a flood from many addresses cannot grow memory.
@@ -32,21 +34,17 @@ export class RateLimiter {
 }
 
 /**
- * The key a per-client limit counts under: an IPv4 address as is, an IPv6 address by its /64.
- * One IPv6 host is routinely given a whole /64, so per-address keys would hand it 2^64 fresh
- * budgets, and spellings of one address (`2001:db8::1`, `2001:db8:0:0::1`) would count apart.
- * Expects a normalized address (normalizeIp).
+ * The key a client address is limited under. An IPv6 client usually holds a whole /64 and can
+ * send from any address in it (and behind a trusted proxy, spell one address many ways in
+ * X-Forwarded-For), so IPv6 is limited per /64, written canonically.
  */
-export function clientKey(ip: string): string {
-  if (!ip.includes(':')) return ip;
-  const gap = ip.indexOf('::');
-  const head = (gap === -1 ? ip : ip.slice(0, gap)).split(':').filter((g) => g !== '');
-  if (gap !== -1 && head.length < 4) {
-    // The gap is zeros up to where the tail starts; an embedded IPv4 tail takes two groups.
-    const tail = ip.slice(gap + 2).split(':').filter((g) => g !== '');
-    const tailGroups = tail.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
-    while (head.length < 4 && head.length < 8 - tailGroups) head.push('0');
-    for (let i = 0; head.length < 4; i++) head.push(tail[i] ?? '0');
-  }
-  return `${head.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+export function addressBucket(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const [head = '', tail] = ip.toLowerCase().split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  // An embedded IPv4 tail (::1.2.3.4) is two groups written as one.
+  const missing = 8 - left.length - right.length - (right.at(-1)?.includes('.') ? 1 : 0);
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, missing)).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
