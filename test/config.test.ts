@@ -117,6 +117,21 @@ describe('session_cache_size', () => {
   });
 });
 
+describe('bearer_token_cache_size', () => {
+  test('defaults to 10,000 tokens and takes a whole number from 100 to 1,000,000', () => {
+    assert.equal(parseConfig(yaml(...HEAD, ...ROUTES), FILE, {}).bearer.cacheSize, 10_000);
+    assert.equal(parseConfig(yaml(...HEAD, 'bearer_token_cache_size: 50000', ...ROUTES), FILE, {}).bearer.cacheSize, 50_000);
+  });
+
+  test('a bad size names the key, the line and the range', () => {
+    const at = { line: 7, column: 26, key: 'bearer_token_cache_size' };
+    expectIssue(yaml(...HEAD, 'bearer_token_cache_size: 10', ...ROUTES), { ...at, message: /at least 100/ });
+    expectIssue(yaml(...HEAD, 'bearer_token_cache_size: 2000000', ...ROUTES), { ...at, message: /at most 1000000/ });
+    expectIssue(yaml(...HEAD, 'bearer_token_cache_size: 12.5', ...ROUTES), { ...at, message: /whole number/ });
+    expectIssue(yaml(...HEAD, 'bearer_token_cache_size: lots', ...ROUTES), { ...at, message: /whole number/ });
+  });
+});
+
 describe('login_rate_limit and login_rate_limit_global', () => {
   test('default to 10,000 starts per address per hour and 200 a second in all; 0 turns either off', () => {
     assert.deepEqual(parseConfig(yaml(...HEAD, ...ROUTES), FILE, {}).loginRateLimit, { perAddressPerHour: 10_000, globalPerSecond: 200 });

@@ -18,6 +18,7 @@ const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 const DEFAULT_TRUSTED = ['127.0.0.0/8', '::1/128'];
 /** ~2.5 KB each with its identity headers and assertion: ~25 MB (docs/performance.md). */
 const DEFAULT_SESSION_CACHE_SIZE = 10_000;
+const DEFAULT_BEARER_TOKEN_CACHE_SIZE = 10_000;
 // Sized for an office of 2,000 people behind one NAT address on a Monday morning, each with a
 // few tabs of protected apps reopening at once (a browser keeps at most 4 sign-ins in flight).
 const DEFAULT_LOGIN_RATE_LIMIT = 10_000;
@@ -191,7 +192,11 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     shutdownTimeoutMs: raw.shutdown_timeout ?? 30_000,
     workers,
     assertion: identity.assertion,
-    bearer: { clockSkewMs: raw.bearer_clock_skew ?? 10_000, introspection: raw.idp_introspection === true },
+    bearer: {
+      clockSkewMs: raw.bearer_clock_skew ?? 10_000,
+      introspection: raw.idp_introspection === true,
+      cacheSize: raw.bearer_token_cache_size ?? DEFAULT_BEARER_TOKEN_CACHE_SIZE,
+    },
     extraIdentityHeaders: [...extraIdentityHeaders],
     routes,
     warnings,

@@ -139,6 +139,7 @@ export const configSchema = z.strictObject({
   bearer_audiences: stringList('bearer_audiences').optional(),
   bearer_clock_skew: duration('bearer_clock_skew').optional(),
   idp_introspection: z.boolean().optional(),
+  bearer_token_cache_size: z.number({ error: 'expected a whole number of tokens, from 100 to 1000000' }).int({ error: 'expected a whole number of tokens, from 100 to 1000000' }).min(100, { message: 'expected at least 100 tokens' }).max(1_000_000, { message: 'expected at most 1000000 tokens' }).optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   // Operations (docs/operations.md): a private listener for /metrics, /ping and /ready; the audit log; reload and shutdown.
   metrics_address: z.string().optional(),

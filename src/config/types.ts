@@ -120,6 +120,8 @@ export interface Config {
     clockSkewMs: number;
     /** idp_introspection: opaque bearer tokens are checked at the IdP's introspection endpoint. */
     introspection: boolean;
+    /** bearer_token_cache_size: verified, refused and opened tokens each kept per process (the hot path's cache). */
+    cacheSize: number;
   };
   /** Configured header names Portcullis sets (claim headers, token headers): stripped from every client request. */
   extraIdentityHeaders: string[];

@@ -29,7 +29,6 @@ export type TokenResult =
  */
 export const BEARER_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
-const CACHE_MAX = 10_000;
 /** Introspection answers are reused this long: a token revoked at the IdP stops working within it. */
 const SHORT_CACHE_MS = 30_000;
 /**
@@ -141,7 +140,7 @@ export class TokenAuthenticator {
   private keep(k: string, result: TokenResult, until: number | undefined, now: number): TokenResult {
     if (until === undefined || until <= now || result.kind === 'unavailable') return result;
     const map: Map<string, { result: TokenResult; until: number }> = result.kind === 'ok' ? this.cache : this.refused;
-    if (map.size >= CACHE_MAX) map.delete(map.keys().next().value!);
+    if (map.size >= this.cfg.bearer.cacheSize) map.delete(map.keys().next().value!);
     map.set(k, { result, until });
     return result;
   }
@@ -269,7 +268,7 @@ export class TokenAuthenticator {
     if (!t) {
       t = this.cli.openToken(token, now);
       if (!t) return null;
-      if (this.opened.size >= CACHE_MAX) this.opened.delete(this.opened.keys().next().value!);
+      if (this.opened.size >= this.cfg.bearer.cacheSize) this.opened.delete(this.opened.keys().next().value!);
       this.opened.set(k, { session: t.session, exp: t.exp });
     }
     return t.exp > now ? t : null;
