@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import * as client from 'openid-client';
 import type { Config, Route } from '../config/types.js';
-import type { Identity, RequestContext } from '../decide/types.js';
+import type { Identity, RequestContext, UnavailableCause } from '../decide/types.js';
 import { StoreUnavailableError, type SessionView } from '../session/types.js';
 import type { SessionManager } from '../session/manager.js';
-import { CliTokens } from '../authenticate/cli-login.js';
+import { CliTokens } from '../session/cli-tokens.js';
 import { addressBucket, RateLimiter } from '../security/rate-limit.js';
 import { identityFromClaims } from './claims.js';
 import { describe as describeIdpError, IdpUnavailableError, type Idp } from './oidc.js';
@@ -21,7 +21,7 @@ import { describe as describeIdpError, IdpUnavailableError, type Idp } from './o
 export type TokenResult =
   | { kind: 'ok'; identity: Identity; session: SessionView | null }
   | { kind: 'invalid'; description: string }
-  | { kind: 'unavailable'; reason: string };
+  | { kind: 'unavailable'; cause: UnavailableCause; reason: string };
 
 /**
  * Signature algorithms accepted on IdP tokens. Never `none`, never HS*: a symmetric algorithm
@@ -165,11 +165,11 @@ export class TokenAuthenticator {
     try {
       config = this.idp.get();
     } catch (e) {
-      if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', reason: `the identity provider is unavailable: ${e.message}` } };
+      if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: `the identity provider is unavailable: ${e.message}` } };
       throw e;
     }
     const jwks = this.remoteJwks(config);
-    if (!jwks) return { result: { kind: 'unavailable', reason: 'the identity provider publishes no jwks_uri' } };
+    if (!jwks) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: 'the identity provider publishes no jwks_uri' } };
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, {
@@ -206,7 +206,7 @@ export class TokenAuthenticator {
     if (e instanceof joseErrors.JWKSMultipleMatchingKeys) return { kind: 'invalid', description: 'the token names no key the identity provider publishes unambiguously' };
     if (e instanceof joseErrors.JWSSignatureVerificationFailed) return { kind: 'invalid', description: 'the token signature is invalid' };
     if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) return { kind: 'invalid', description: 'the token is malformed' };
-    if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError) return { kind: 'unavailable', reason: `the identity provider's keys could not be fetched: ${(e as Error).message}` };
+    if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError) return { kind: 'unavailable', cause: 'idp_keys', reason: `the identity provider's keys could not be fetched: ${(e as Error).message}` };
     return { kind: 'invalid', description: 'the token could not be verified' };
   }
 
@@ -216,10 +216,10 @@ export class TokenAuthenticator {
     let r: client.IntrospectionResponse;
     try {
       config = this.idp.get();
-      if (!config.serverMetadata().introspection_endpoint) return { result: { kind: 'unavailable', reason: 'the identity provider has no introspection endpoint' } };
+      if (!config.serverMetadata().introspection_endpoint) return { result: { kind: 'unavailable', cause: 'idp_introspection', reason: 'the identity provider has no introspection endpoint' } };
       r = await client.tokenIntrospection(config, token);
     } catch (e) {
-      return { result: { kind: 'unavailable', reason: `token introspection failed: ${describeIdpError(e)}` } };
+      return { result: { kind: 'unavailable', cause: 'idp_introspection', reason: `token introspection failed: ${describeIdpError(e)}` } };
     }
     const skew = this.cfg.bearer.clockSkewMs;
     const refused = (description: string): { result: TokenResult; until: number } =>
@@ -255,7 +255,7 @@ export class TokenAuthenticator {
       found = await this.sessions().resolve(t.session, now);
     } catch (e) {
       // Also the IdP being unreachable past the refresh grace period: the cookie path's 503 too.
-      if (e instanceof StoreUnavailableError) return { kind: 'unavailable', reason: 'the session store is unavailable' };
+      if (e instanceof StoreUnavailableError) return { kind: 'unavailable', cause: e.source, reason: e.source === 'session_store' ? 'the session store is unavailable' : e.message };
       throw e;
     }
     if (!found) return { kind: 'invalid', description: 'the session behind this Portcullis token has ended; log in again' };

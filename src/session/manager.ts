@@ -200,7 +200,7 @@ export class SessionManager {
     if (retry !== undefined && now < retry) {
       // The IdP could not be reached: the session goes on with what it has, but only for one
       // more interval. After that its groups are too old to trust, and it fails closed (503).
-      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs) throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session');
+      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs) throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session', { source: 'idp_refresh' });
       return false;
     }
     return true;
@@ -304,7 +304,7 @@ export class SessionManager {
     }
     this.retryAt.set(s.sid, now + RETRY_AFTER_TRANSIENT_MS);
     if (now > refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) + this.cfg.idpRefreshDirectoryIntervalMs) {
-      throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session');
+      throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session', { source: 'idp_refresh' });
     }
     return { decoded: this.decode(s), value };
   }
