@@ -30,12 +30,13 @@ const stringList = (what: string) =>
   z.union([z.string(), z.array(z.string())], { error: `expected ${what} as a string or a list of strings` })
     .transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
-// Pomerium's own docs write `allow_any_authenticated_user: 'true'`; such configs must paste in unchanged.
 // A limit: 0 turns it off, so a typo like -1 or 2.5 must not silently mean "off" or "unlimited".
 const wholeNumber = (what: string, max: number) => {
   const expected = `expected a whole number of ${what}, from 0 (no limit) to ${max}`;
   return z.number({ error: expected }).int({ error: expected }).min(0, { message: expected }).max(max, { message: expected });
 };
+
+// Pomerium's own docs write `allow_any_authenticated_user: 'true'`; such configs must paste in unchanged.
 const boolish = z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).transform((v) => v === true || v === 'true');
 
 const policyTestSchema = z.strictObject({
