@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import * as client from 'openid-client';
 import type { Config, Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { StoreUnavailableError, type SessionData, type SessionStore } from '../session/types.js';
 import { CliTokens } from '../authenticate/cli-login.js';
 import { identityFromClaims } from './claims.js';
+import { emailRefusal } from './email-verified.js';
 import { describe as describeIdpError, IdpUnavailableError, type Idp } from './oidc.js';
 
 // Identity for clients that cannot follow a login redirect: API clients and CLIs.
@@ -55,7 +56,6 @@ function audienceList(aud: unknown): string[] {
 
 export class TokenAuthenticator {
   readonly cli: CliTokens;
-  private jwks: { uri: string; get: ReturnType<typeof createRemoteJWKSet> } | null = null;
   private readonly cache = new Map<string, { result: Extract<TokenResult, { kind: 'ok' }>; until: number }>();
 
   constructor(private readonly cfg: Config, private readonly idp: Idp, private readonly store: () => SessionStore) {
@@ -91,16 +91,13 @@ export class TokenAuthenticator {
     return result;
   }
 
-  private remoteJwks(config: client.Configuration): ReturnType<typeof createRemoteJWKSet> | null {
-    const uri = config.serverMetadata().jwks_uri;
-    if (!uri) return null;
-    // jose keeps the key set cached and refetches on an unknown kid, at most once per cooldown,
-    // so a stream of tokens with made-up kids cannot turn into a stream of requests to the IdP.
-    if (this.jwks?.uri !== uri) this.jwks = { uri, get: createRemoteJWKSet(new URL(uri), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 }) };
-    return this.jwks.get;
-  }
-
-  private ok(sub: string, claims: Record<string, unknown>, token: string, until: number): { result: TokenResult; until: number } {
+  private ok(sub: string, claims: Record<string, unknown>, token: string, until: number): { result: TokenResult; until?: number } {
+    // The login's rule, for tokens too: an API client must not be someone's email by typing it.
+    const refusal = emailRefusal(claims, this.cfg.idp);
+    if (refusal) {
+      const why = refusal.code === 'email_unverified' ? 'is not verified' : 'is not said to be verified';
+      return { result: { kind: 'invalid', description: `the token's email address ${safe(refusal.email)} ${why} by the identity provider` } };
+    }
     const identity = identityFromClaims(sub, claims, this.cfg.idp, 'bearer');
     rawTokens.set(identity, token);
     return { result: { kind: 'ok', identity, session: null }, until };
@@ -114,7 +111,7 @@ export class TokenAuthenticator {
       if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', reason: `the identity provider is unavailable: ${e.message}` } };
       throw e;
     }
-    const jwks = this.remoteJwks(config);
+    const jwks = this.idp.keys();
     if (!jwks) return { result: { kind: 'unavailable', reason: 'the identity provider publishes no jwks_uri' } };
     let payload: JWTPayload;
     try {
