@@ -45,7 +45,11 @@ export class Idp {
     try {
       const options: client.DiscoveryRequestOptions = { timeout: 5 };
       if (this.cfg.issuer.protocol === 'http:' && isLoopback(this.cfg.issuer.hostname)) options.execute = [client.allowInsecureRequests];
-      this.config = await client.discovery(this.cfg.issuer, this.cfg.clientId, undefined, client.ClientSecretBasic(this.cfg.clientSecret), options);
+      // openid-client's own alg check follows the IdP's metadata unless told; an IdP that MACs
+      // ID tokens with the client secret may not advertise it, so the allow-list is said here.
+      const hmac = this.cfg.idTokenAlgorithms.some((a) => a.startsWith('HS'));
+      const metadata = hmac ? { id_token_signed_response_alg: this.cfg.idTokenAlgorithms as unknown as string } : undefined;
+      this.config = await client.discovery(this.cfg.issuer, this.cfg.clientId, metadata, client.ClientSecretBasic(this.cfg.clientSecret), options);
       this.status.ready = true;
       this.status.lastError = null;
     } catch (e) {
