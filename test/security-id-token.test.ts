@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
+import { parseConfig } from '../src/config/load.js';
 import { CookieJar, request, type Resp } from './helpers/http.js';
 import { loginThroughIdp } from './helpers/login.js';
 import { startStack, type Stack } from './helpers/stack.js';
@@ -147,5 +148,28 @@ describe('idp_id_token_algorithms: [HS256] (an IdP that MACs ID tokens with the 
     assert.ok(final.status === 400 || final.status === 502, final.body);
     assert.match(final.body, /Sign-in could not be completed/);
     await assertNoSession(t.s, jar);
+  });
+});
+
+describe('idp_id_token_algorithms is checked when the config loads', () => {
+  const yaml = (extra: string, secret = 'short'): string => `address: 127.0.0.1:9
+insecure_server: true
+cookie_secret: ${Buffer.alloc(32, 1).toString('base64')}
+idp_provider_url: http://127.0.0.1:1
+idp_client_id: x
+idp_client_secret: ${secret}
+${extra}
+routes:
+  - from: http://a.test
+    to: http://127.0.0.1:2
+    allow_any_authenticated_user: true
+`;
+  test('none is refused, unknown names are refused, HMAC needs a long enough client secret', () => {
+    assert.throws(() => parseConfig(yaml('idp_id_token_algorithms: [RS256, none]'), 't.yaml'), /unsigned ID token \(none\) proves nothing/);
+    assert.throws(() => parseConfig(yaml('idp_id_token_algorithms: [RS256, XY1]'), 't.yaml'), /unknown algorithm "XY1"/);
+    assert.throws(() => parseConfig(yaml('idp_id_token_algorithms: [HS256]'), 't.yaml'), /HS256 is keyed with idp_client_secret, which must then be at least 32 bytes/);
+    const ok = parseConfig(yaml('idp_id_token_algorithms: [HS256]', 'k'.repeat(32)), 't.yaml');
+    assert.deepEqual(ok.idp.idTokenAlgorithms, ['HS256']);
+    assert.ok(!parseConfig(yaml(''), 't.yaml').idp.idTokenAlgorithms.some((a) => a.startsWith('HS') || a === 'none'), 'the default is public-key only');
   });
 });
