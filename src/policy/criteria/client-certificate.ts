@@ -7,7 +7,8 @@ import { oneOrMany, quoteList } from './helpers.js';
 type ClientCert = NonNullable<RequestContext['clientCert']>;
 
 const CERT_KEYS = ['fingerprint', 'spki_hash', 'san_dns', 'san_email', 'san_uri'] as const;
-const SAN_PREFIX: Record<string, string> = { san_dns: 'dns:', san_email: 'email:', san_uri: 'uri:' };
+// A Map, not an object: `key in` an object would take "constructor" for a SAN kind.
+const SAN_PREFIX = new Map([['san_dns', 'dns:'], ['san_email', 'email:'], ['san_uri', 'uri:']]);
 
 function normalizeFingerprint(raw: unknown, path: PolicyPath): string {
   if (typeof raw !== 'string' || !raw) {
@@ -40,8 +41,8 @@ export const clientCertificate: RequestCriterion = {
       } else if (key === 'spki_hash') {
         throw new PolicyError(keyPath, 'spki_hash is not supported yet: the TLS listener does not hand '
           + 'the certificate\'s public key to policy; use fingerprint');
-      } else if (key in SAN_PREFIX) {
-        const prefix = SAN_PREFIX[key]!;
+      } else if (SAN_PREFIX.has(key)) {
+        const prefix = SAN_PREFIX.get(key)!;
         const matcher = compileStringMatcher(wanted, keyPath, { noun: key });
         // SAN entries arrive as Node renders them: "DNS:host", "email:addr", "URI:uri".
         checks.push((cert) => {

@@ -52,13 +52,14 @@ const SUB_PATH_FORMS = REGISTRY.filter((criterion) => criterion.takesSubPath)
 
 // Pomerium criteria that need machinery Portcullis does not have (device enrollment, external
 // data sources, the .pomerium routes, MCP). Named separately so the error does not read as a typo.
-const UNSUPPORTED: Record<string, string> = {
-  device: 'device identity is not supported',
-  record: 'external data source records are not supported',
-  invalid_client_certificate: 'client certificates are verified by the listener before policy runs',
-  pomerium_routes: 'there are no .pomerium routes in Portcullis',
-  mcp_tool: 'MCP routes are not supported',
-};
+// A Map, not an object: a key such as "constructor" must not find Object.prototype's members.
+const UNSUPPORTED = new Map([
+  ['device', 'device identity is not supported'],
+  ['record', 'external data source records are not supported'],
+  ['invalid_client_certificate', 'client certificates are verified by the listener before policy runs'],
+  ['pomerium_routes', 'there are no .pomerium routes in Portcullis'],
+  ['mcp_tool', 'MCP routes are not supported'],
+]);
 
 /** Compiles one `key: value` criterion found at `path`; throws PolicyError for anything it cannot use. */
 export function compileCriterion(key: string, value: unknown, path: PolicyPath, opts: CriterionOptions): LeafSpec {
@@ -72,7 +73,7 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
     throw new PolicyError(valuePath, `criterion "${name}" takes no "/" sub-path; only ${SUB_PATH_FORMS} does${hint}`);
   }
   if (!criterion) {
-    const why = UNSUPPORTED[name];
+    const why = UNSUPPORTED.get(name);
     if (why) throw new PolicyError(valuePath, `criterion "${name}" is not supported by Portcullis: ${why}`);
     const hint = didYouMean(name, [...CRITERIA, 'and', 'or', 'not', 'nor']);
     const expected = `expected one of ${CRITERIA.join(', ')}, or a nested and/or/not/nor`;
