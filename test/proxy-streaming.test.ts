@@ -720,20 +720,28 @@ describe('upstream connections: short requests share a few, long ones never make
 
   test('a client that stops reading a large download holds the upstream back, then gets every byte', async () => {
     const socket = await startFlood();
-    const stalled = await settledFlood();
-    // Socket buffers on both hops hold a few MB; without backpressure Portcullis would take all 128 MB into memory.
-    assert.ok(stalled < FLOOD_BYTES / 4, `the upstream wrote ${(stalled / MB).toFixed(1)} MB to a client that read nothing`);
-    assert.equal(holder.flood!.closed, false);
-    let received = 0;
-    socket.on('data', (chunk: Buffer) => (received += chunk.length));
-    const ended = new Promise<void>((resolve, reject) => {
-      socket.on('end', resolve);
-      socket.on('error', reject);
-    });
-    socket.resume();
-    await ended;
-    assert.equal(holder.flood!.written, FLOOD_BYTES);
-    assert.ok(received > FLOOD_BYTES && received < FLOOD_BYTES + 4096, `received ${received} bytes`);
+    try {
+      const stalled = await settledFlood();
+      // Socket buffers on both hops hold a few MB; without backpressure Portcullis would take all 128 MB into memory.
+      assert.ok(stalled < FLOOD_BYTES / 4, `the upstream wrote ${(stalled / MB).toFixed(1)} MB to a client that read nothing`);
+      assert.equal(holder.flood!.closed, false);
+      let received = 0;
+      socket.on('data', (chunk: Buffer) => (received += chunk.length));
+      const ended = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the download stalled after ${received} bytes once the client read again`)), 30_000);
+        socket.on('end', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        socket.on('error', reject);
+      });
+      socket.resume();
+      await ended;
+      assert.equal(holder.flood!.written, FLOOD_BYTES);
+      assert.ok(received > FLOOD_BYTES && received < FLOOD_BYTES + 4096, `received ${received} bytes`);
+    } finally {
+      socket.destroy();
+    }
   });
 
   test('a client that leaves in the middle of a held-back download ends the upstream request too', async () => {
