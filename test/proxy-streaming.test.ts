@@ -504,8 +504,10 @@ const FLOOD_BYTES = 128 * MB;
  * An upstream whose requests can hold their connection: /stream never ends, /poll answers after ?ms=, /fast at once;
  * /flood sends FLOOD_BYTES as fast as its socket takes them (honouring its own backpressure).
  */
-async function startHolder(): Promise<{ port: number; connections: number; flood: Flood | null; close(): Promise<void> }> {
-  const state = { connections: 0, flood: null as Flood | null };
+async function startHolder(): Promise<{
+  port: number; connections: number; flood: Flood | null; polls: number; arrivals: Map<string, number>; close(): Promise<void>;
+}> {
+  const state = { connections: 0, flood: null as Flood | null, polls: 0, arrivals: new Map<string, number>() };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/flood') {
@@ -565,9 +567,11 @@ async function startHolder(): Promise<{ port: number; connections: number; flood
       return;
     }
     if (url.pathname === '/poll') {
+      state.polls++;
       setTimeout(() => res.end('polled'), Number(url.searchParams.get('ms') ?? 3000));
       return;
     }
+    state.arrivals.set(req.url ?? '', (state.arrivals.get(req.url ?? '') ?? 0) + 1);
     res.end('fast');
   });
   server.on('connection', () => state.connections++);
@@ -576,6 +580,8 @@ async function startHolder(): Promise<{ port: number; connections: number; flood
     port: (server.address() as AddressInfo).port,
     get connections() { return state.connections; },
     get flood() { return state.flood; },
+    get polls() { return state.polls; },
+    get arrivals() { return state.arrivals; },
     close: () => new Promise<void>((r) => {
       server.close(() => r());
       server.closeAllConnections();
@@ -650,6 +656,22 @@ describe('upstream connections: short requests share a few, long ones never make
     assert.equal(r.status, 200);
     assert.ok(r.ms < 1500, `the short request took ${r.ms.toFixed(0)} ms: it queued behind the polls`);
     for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
+  });
+
+  test('a short request queued behind 32 fresh long polls gets a connection of its own soon, and reaches the upstream once', async () => {
+    // 32 is the shared pool's size (src/proxy/upstreams.ts). Polls under a second old are not
+    // yet "holders", so the next request queues for a shared connection, then moves (QUEUE_MS).
+    const pollsBefore = holder.polls;
+    const polls = Array.from({ length: 32 }, () => get('/poll?ms=2500'));
+    await waitFor(() => holder.polls - pollsBefore === 32, 'the 32 polls did not all reach the upstream');
+    const r = await get('/fast?queued=1');
+    assert.equal(r.body, 'fast');
+    assert.ok(r.ms < 1500, `the queued request took ${r.ms.toFixed(0)} ms: it waited for a poll to finish`);
+    for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
+    // The abandoned queued copy gets a shared connection once a poll ends: it must not be sent.
+    // Requests sent now queue behind it on the shared connections, so once they are answered it has had its turn.
+    await Promise.all(Array.from({ length: 32 }, (_, i) => get(`/fast?after=${i}`)));
+    assert.equal(holder.arrivals.get('/fast?queued=1'), 1);
   });
 
   const raw = (path: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; informational: number[] }> => new Promise((resolve, reject) => {
