@@ -3,8 +3,9 @@ import { RouteTable, defaultPort } from './decide/route-table.js';
 import type { RequestContext } from './decide/types.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { TokenAuthenticator } from './identity/bearer.js';
-import { Idp } from './identity/oidc.js';
+import { type Idp } from './identity/oidc.js';
 import type { Logger } from './observe/logger.js';
+import { silentObserver, type Observer } from './observe/observer.js';
 import { OnceCache } from './authenticate/once.js';
 import { RateLimiter } from './security/rate-limit.js';
 import { identityHeaderSet } from './security/headers.js';
@@ -14,6 +15,12 @@ import { SessionManager } from './session/manager.js';
 import { OidcRefresher } from './session/refresh.js';
 import { Sealer } from './session/seal.js';
 import type { SessionStore } from './session/types.js';
+
+export interface RuntimeDeps {
+  /** The previous runtime's store, kept across a reload that did not change it. */
+  store?: SessionStore | undefined;
+  observer?: Observer | undefined;
+}
 
 /**
  * Everything compiled from one config: route table, sealer, session manager, redirect
@@ -27,6 +34,9 @@ export class Runtime {
   // A person starts a handful of logins a minute; a script starting thousands is filling the
   // IdP and our state cookies. 20 at once, then one every 2 seconds, per client address.
   readonly loginStarts = new RateLimiter(20, 0.5);
+  // Handoff links minted from an existing session (no IdP round trip), per session: 20 at once,
+  // then 20 a minute. A person opens a few other parent domains; a script minting links stops.
+  readonly handoffMints = new RateLimiter(20, 1 / 3);
   readonly validateRedirect: (target: string, base?: URL) => URL | null;
   /** Signs X-Portcullis-Jwt-Assertion and serves the JWKS; built once per config. */
   readonly assertions: AssertionSigner;
@@ -35,12 +45,17 @@ export class Runtime {
   /** Configured header names Portcullis sets (claim and token headers), stripped from every client request. */
   readonly extraIdentityHeaders: ReadonlySet<string>;
 
-  constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, store?: SessionStore) {
+  /** Metrics and the audit log of the running instance; silent for `check`, `explain`, tests. */
+  readonly observer: Observer;
+
+  constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, deps: RuntimeDeps = {}) {
+    const store = deps.store;
+    this.observer = deps.observer ?? silentObserver(log);
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
     this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp), log });
     this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
-    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions.store);
+    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions);
     this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);
     const hosts: string[] = [];
     const domains: string[] = [];
@@ -66,7 +81,7 @@ export class Runtime {
     return !this.cfg.authenticateUrl || this.cfg.authenticateUrl.origin === this.origin(ctx);
   }
 
-  /** Every callback URL the IdP must have registered, character for character (pitfall 11). */
+  /** Every callback URL the IdP must have registered, character for character. */
   callbackUrls(): string[] {
     if (this.cfg.authenticateUrl) return [`${this.cfg.authenticateUrl.origin}${this.cfg.callbackPath}`];
     return this.routes.hosts().filter((h) => !h.includes('*')).map((h) => `${h}${this.cfg.callbackPath}`);

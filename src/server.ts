@@ -10,7 +10,7 @@ import { Audit, createAuditLogger } from './observe/audit.js';
 import { isPingable, startOpsServer, withTimeout, type OpsServer, type ReadyCheck } from './observe/health.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import type { Metrics } from './observe/metrics.js';
-import { Observer, registerObserver } from './observe/observer.js';
+import { Observer } from './observe/observer.js';
 import { createRequestHandler, createUpgradeHandler, type ProxyState } from './proxy/handler.js';
 import { Upstreams } from './proxy/upstreams.js';
 import { idpChanged, Reloader, restartOnlyChanges, type ConfigValidator, type ReloadResult } from './reload.js';
@@ -49,13 +49,17 @@ export interface RunningPortcullis {
  * Builds what a config compiles to. The one place a Runtime is made, at start and on every
  * reload (and by `probe`), so a store or cache that must outlive a reload is kept here.
  */
-export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runtime): Runtime {
+export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runtime, observer?: Observer): Runtime {
   // The session store (and its connections) survives a reload unless its setting or the secrets sealing it changed.
-  const rt = new Runtime(cfg, idp, log, previous && sameSessionStorage(previous.cfg, cfg) ? previous.sessions.store : undefined);
+  const store = previous && sameSessionStorage(previous.cfg, cfg) ? previous.sessions.store : undefined;
+  const rt = new Runtime(cfg, idp, log, { store, observer: observer ?? previous?.observer });
   // Single-use login states and handoff ids must stay spent across a reload, or a response
   // captured before it could be replayed after it.
-  // Likewise the login rate limit: a reload must not hand a flooding client a fresh budget.
-  if (previous) Object.assign(rt as { once: Runtime['once']; loginStarts: Runtime['loginStarts'] }, { once: previous.once, loginStarts: previous.loginStarts });
+  // Likewise the login and handoff rate limits: a reload must not hand a flooding client a fresh budget.
+  if (previous) {
+    type Kept = Pick<Runtime, 'once' | 'loginStarts' | 'handoffMints'>;
+    Object.assign(rt as Kept, { once: previous.once, loginStarts: previous.loginStarts, handoffMints: previous.handoffMints } satisfies Kept);
+  }
   return rt;
 }
 
@@ -92,10 +96,9 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
   const auditSink = createAuditLogger(log, cfg.auditLogFile);
   const observer = new Observer(metrics, new Audit(auditSink.log, metrics));
   let idp = createIdp(cfg, log, instrument);
-  registerObserver(idp, observer);
   void idp.start();
   for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
-  state.runtime = buildRuntime(cfg, idp, log);
+  state.runtime = buildRuntime(cfg, idp, log, undefined, observer);
   // Connect (and migrate) now, so a store that is down at start is reported before the first request.
   void state.runtime.sessions.store.start?.();
   const retired = new Set<Runtime>();
@@ -182,10 +185,9 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     let nextIdp = idp;
     if (idpChanged(cur.cfg.idp, next.idp)) {
       nextIdp = createIdp(next, log, instrument);
-      registerObserver(nextIdp, observer);
       void nextIdp.start();
     }
-    const rt = buildRuntime(next, nextIdp, log, cur);
+    const rt = buildRuntime(next, nextIdp, log, cur, observer);
     if (next.tls && cur.cfg.tls) contexts = makeContexts(next);
     state.runtime = rt;
     if (nextIdp !== idp) {

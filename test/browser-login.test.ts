@@ -61,6 +61,24 @@ routes:
     await page.context().close();
   });
 
+  test('a first login that starts on the other parent domain lands there: the handoff nonce survives the IdP round trip', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`http://app.other.test:${s.port}/first?via=other`);
+    await page.waitForSelector('#username');
+    const nonce = (await ctx.cookies(`http://app.other.test:${s.port}/`)).find((c) => c.name === '_portcullis_handoff');
+    assert.ok(nonce?.httpOnly && nonce.sameSite === 'Lax', 'Chromium keeps the HttpOnly, SameSite=Lax nonce of app.other.test');
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice');
+    await page.click('#submit');
+    await page.waitForURL(`http://app.other.test:${s.port}/first?via=other`);
+    assert.match((await page.textContent('body')) ?? '', /alice@example\.com/);
+    const left = await ctx.cookies(`http://app.other.test:${s.port}/`);
+    assert.ok(!left.some((c) => c.name === '_portcullis_handoff'), 'the nonce is gone once spent');
+    assert.ok(left.some((c) => c.name === '_portcullis'), 'app.other.test has its own session cookie');
+    await ctx.close();
+  });
+
   test('a user with 200 groups keeps a working session (chunked cookie under the 4 KB limit)', async () => {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();

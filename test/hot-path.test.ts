@@ -108,7 +108,7 @@ function referenceStrip(header: string, own: string): string {
     .split(';')
     .filter((p) => {
       const name = p.slice(0, p.indexOf('=') === -1 ? undefined : p.indexOf('=')).trim();
-      return name && name !== own && !name.startsWith(`${own}_`);
+      return name && name !== own && !name.startsWith(`${own}_`) && !name.startsWith(`__Host-${own}_`);
     })
     .join(';')
     .trim();
@@ -136,6 +136,8 @@ describe('stripOwnCookies', () => {
     assert.equal(stripOwnCookies('x_portcullis=1; _portcullis=s; _portcullisfoo=2', OWN), 'x_portcullis=1; _portcullisfoo=2');
     assert.equal(stripOwnCookies(' _portcullis =s; z=9', OWN), 'z=9');
     assert.equal(stripOwnCookies('_portcullis=s', OWN), '');
+    // The handoff nonce, which over https must live at Path=/ under the __Host- prefix.
+    assert.equal(stripOwnCookies('a=1; __Host-_portcullis_handoff=n; __Host-other=2', OWN), 'a=1; __Host-other=2');
     assert.equal(stripOwnCookies('b=2; a=1', OWN), 'b=2; a=1');
   });
 });

@@ -42,14 +42,19 @@ ${ROUTES}`,
     assert.equal(session?.domain, 'corp.test');
     assert.equal(session?.hostOnly, false);
 
-    const other = await followRedirects(`http://app.other.test:${s.port}/x?y=1`, { jar, headers: BROWSER_HEADERS });
+    // The first hop by hand, to keep the handoff nonce this browser is given for app.other.test.
+    const start = await request(`http://app.other.test:${s.port}/x?y=1`, { jar, headers: BROWSER_HEADERS });
+    const nonce = jar.get('_portcullis_handoff', 'app.other.test');
+    assert.ok(nonce, 'the app host gives the browser a handoff nonce before sending it away');
+    const other = await followRedirects(start.location!, { jar, headers: BROWSER_HEADERS });
     assert.equal(other.final.status, 200, other.chain.join('\n'));
     assert.equal(other.chain.at(-1), `http://app.other.test:${s.port}/x?y=1`);
     assert.ok(!other.chain.some((u) => u.includes(`127.0.0.1:${new URL(s.idp.issuer).port}`)), 'no second trip to the IdP');
     const handoff = other.chain.find((u) => u.includes('/.portcullis/handoff?'))!;
     assert.ok(handoff.startsWith(`http://app.other.test:${s.port}/`));
-    // The handoff link is single-use: replaying it (e.g. from a leaked log) gives nothing.
-    const replay = await request(handoff, { headers: BROWSER_HEADERS, jar: new CookieJar() });
+    // The handoff link is single-use: replaying it (e.g. from a leaked log) gives nothing, even
+    // together with the nonce cookie it was bound to.
+    const replay = await request(handoff, { headers: { ...BROWSER_HEADERS, cookie: `_portcullis_handoff=${nonce}` } });
     assert.equal(replay.status, 400);
     assert.match(replay.body, /already used/);
     // And one made for app.other.test cannot be spent on another host.

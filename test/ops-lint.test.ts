@@ -42,7 +42,7 @@ describe('portcullis check lints', () => {
     assert.deepEqual(lint(base()), []);
   });
 
-  test('authenticate host equal to a route host (pitfall 1)', () => {
+  test('authenticate host equal to a route host (an auth host that is also an app host loses the return URL)', () => {
     const bad = lint(base({ globals: 'authenticate_service_url: https://app.example.com\ncookie_domain: example.com' }));
     const w = find(bad, /authenticate service .* is also this route's host/);
     assert.ok(w, JSON.stringify(bad));
@@ -80,7 +80,7 @@ describe('portcullis check lints', () => {
     assert.equal(find(lint(http), /cookie_secure/), undefined);
   });
 
-  test('client secrets that env files mangle, short ones and weak ones (pitfall 3)', () => {
+  test('client secrets that env files mangle, short ones and weak ones', () => {
     const mangled = lint(base().replace(CLIENT, "'Zk3$Lm9`Qp2 Wx7Rt5Yv8Nb4Hc6Jd1'"));
     const m = find(mangled, /env files and shells/);
     assert.ok(m, JSON.stringify(mangled));
@@ -110,7 +110,7 @@ describe('portcullis check lints', () => {
     assert.ok(find(lint(base().replace(COOKIE, weaker)), /cookie_secret decodes to 32 bytes with only 2 distinct/));
   });
 
-  test('memory session storage (pitfall 5)', () => {
+  test('memory session storage: lost on restart', () => {
     const yaml = base({ globals: 'session_storage: memory' });
     let cfg;
     try {
@@ -125,7 +125,7 @@ describe('portcullis check lints', () => {
     assert.equal(find(lintConfig(cfg, base()), /session_storage/), undefined);
   });
 
-  test('a public prefix listed after the catch-all on the same host is an error (pitfall 7)', () => {
+  test('a public prefix listed after the catch-all on the same host is an error (public paths that must stay public)', () => {
     const shadowed = `  - from: https://videos.example.com
     to: http://10.0.0.5:9000
     allow_any_authenticated_user: true
@@ -170,7 +170,7 @@ describe('portcullis check lints', () => {
     assert.ok(find(lint(base({ routes: wide })), /never matches/));
   });
 
-  test('group policies without a groups scope (pitfall 8)', () => {
+  test('group policies without a groups scope silently fail', () => {
     const routes = `  - from: https://app.example.com
     to: http://10.0.0.5:3000
     policy:
@@ -201,7 +201,7 @@ describe('portcullis check lints', () => {
     assert.deepEqual(lint(base({ routes: routes.replace('    tls_skip_verify: true\n', '') })), []);
   });
 
-  test('the IdP behind a login is an error (pitfall 21)', () => {
+  test('the IdP behind a login is an error (the IdP behind its own login loops)', () => {
     const behind = `  - from: https://*.example.net
     to: http://10.0.0.9:8080
     allow_any_authenticated_user: true

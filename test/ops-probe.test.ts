@@ -10,7 +10,7 @@ import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import type { ProbeCheck } from '../src/cli/probe.js';
 import { freePort } from './helpers/ports.js';
 
-// `portcullis probe` against the real test IdP: the phantom-credentials failure (pitfall 9)
+// `portcullis probe` against the real test IdP: the phantom-credentials failure (a deleted IdP client that health checks miss)
 // that no container health check sees.
 
 interface Run { code: number; stdout: string; stderr: string }

@@ -1,4 +1,4 @@
-// Token refresh with a 5-second IdP access-token lifetime (pitfall 2): the user never bounces
+// Token refresh with a 5-second IdP access-token lifetime (IdP tokens that expire in five minutes): the user never bounces
 // through the IdP, each refresh token is spent exactly once however many requests (and
 // replicas) race for it, a group removed at the IdP stops working within a token lifetime, and
 // a user disabled at the IdP is sent to the login (browser) or gets 401 (API), never a 500.

@@ -8,6 +8,10 @@ import { describe, IdpUnavailableError } from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
+import { bindBrowser, handoffUrl, mintAllowed, nonceDetour } from './handoff.js';
+import { LOGIN_TTL_MS, openReturn, sealReturn } from './return-state.js';
+
+export { handoff } from './handoff.js';
 
 // The login, step by step:
 //   app host, no session ──302──▶ auth host /.portcullis/sign_in?return=<sealed URL>
@@ -15,10 +19,9 @@ import { parseCookies, serializeCookie } from '../session/cookies.js';
 //   IdP ──302──▶ auth host /.portcullis/callback?code&state
 //   callback: state cookie must match, code exchanged with PKCE, ID token checked (nonce,
 //   iss, aud, exp, signature) ──▶ session cookie, then 302 to the return URL, or, for a host
-//   the cookie cannot reach, to that host's /.portcullis/handoff?token=<sealed, 60 s, once>.
+//   the cookie cannot reach, to that host's /.portcullis/handoff?token=<sealed, 60 s, once,
+//   for this browser only> (handoff.ts: the app host's first redirect gave the browser a nonce).
 
-const LOGIN_TTL_MS = 10 * 60_000;
-const HANDOFF_TTL_MS = 60_000;
 const MAX_LOGIN_COOKIES = 4;
 const STATE_RE = /^[A-Za-z0-9_-]{22,64}$/;
 
@@ -28,21 +31,10 @@ interface LoginState {
   verifier: string;
   nonce: string;
   returnTo: string;
+  /** The return address's nonce hash (handoff.ts), when an app host made it. */
+  nh?: string | undefined;
   redirectUri: string;
   iat: number;
-  exp: number;
-}
-
-interface ReturnState {
-  url: string;
-  exp: number;
-}
-
-interface HandoffToken {
-  value: string;
-  aud: string;
-  rd: string;
-  jti: string;
   exp: number;
 }
 
@@ -71,30 +63,31 @@ export async function redirectToLogin(a: AuthRequest): Promise<void> {
     await beginAuthorization(a, returnTo);
     return;
   }
-  const sealed = a.rt.sealer.sealJson('return', { url: returnTo, exp: a.ctx.now + LOGIN_TTL_MS } satisfies ReturnState);
-  sendRedirect(a.res, `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`, a.setCookies, a.requestId);
+  const bind = bindBrowser(a.rt, a.ctx);
+  const sealed = sealReturn(a.rt, a.ctx.now, returnTo, bind.nh);
+  const authSignIn = `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`;
+  sendRedirect(a.res, authSignIn, [...a.setCookies, bind.cookie], a.requestId);
 }
 
 /** The sign-in address that comes back to `returnTo`, for answers that cannot start a login themselves (forward-auth). */
 export function signInUrl(rt: Runtime, ctx: RequestContext, returnTo: string): string {
-  const sealed = rt.sealer.sealJson('return', { url: returnTo, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState);
-  return `${rt.authOrigin(ctx)}/.portcullis/sign_in?return=${sealed}`;
+  return `${rt.authOrigin(ctx)}/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, returnTo)}`;
 }
 
-/** Reads the return URL of sign_in/sign_out: a sealed `return`, or an `rd` checked against the configured hosts. */
-export function returnTarget(a: AuthRequest, fallback: string | null): string | null {
+/**
+ * Reads the return URL of sign_in/sign_out: a sealed `return` (with its nonce hash, if an app
+ * host made it), or an `rd` checked against the configured hosts.
+ */
+export function returnTarget(a: AuthRequest, fallback: string | null): { url: string; nh?: string | undefined } | null {
   const q = query(a.ctx);
   const sealed = q.get('return');
-  if (sealed) {
-    const r = a.rt.sealer.openJson<ReturnState>('return', sealed, '', a.ctx.now);
-    return r ? r.url : null;
-  }
+  if (sealed) return openReturn(a.rt, sealed, a.ctx.now);
   const rd = q.get('rd') ?? a.ctx.headers['x-auth-request-redirect'];
   if (typeof rd === 'string' && rd) {
     const u = a.rt.validateRedirect(rd, new URL(`${a.rt.origin(a.ctx)}/`));
-    return u ? u.href : null;
+    return u ? { url: u.href } : null;
   }
-  return fallback;
+  return fallback === null ? null : { url: fallback };
 }
 
 /** GET /.portcullis/sign_in */
@@ -105,8 +98,12 @@ export async function signIn(a: AuthRequest): Promise<void> {
     return;
   }
   if (!a.rt.isAuthHost(a.ctx)) {
-    const sealed = a.rt.sealer.sealJson('return', { url: target, exp: a.ctx.now + LOGIN_TTL_MS } satisfies ReturnState);
-    sendRedirect(a.res, `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`, a.setCookies, a.requestId);
+    // Whatever nonce hash a sealed return carried belongs to another redirect: this host's own
+    // nonce is the one its handoff will ask for.
+    const bind = bindBrowser(a.rt, a.ctx);
+    const sealed = sealReturn(a.rt, a.ctx.now, target.url, bind.nh);
+    const authSignIn = `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`;
+    sendRedirect(a.res, authSignIn, [...a.setCookies, bind.cookie], a.requestId);
     return;
   }
   // Already signed in here: hand the session to the target host without bothering the IdP.
@@ -115,14 +112,23 @@ export async function signIn(a: AuthRequest): Promise<void> {
   // else can never be adopted by a user who meant to sign in as themselves.
   const found = await a.rt.sessions.lookup(a.ctx);
   const value = found.session && query(a.ctx).has('return') ? a.rt.sessions.cookieValue(a.ctx.headers.cookie) : null;
+  const setCookies = [...a.setCookies, ...found.setCookies];
   if (found.session && value) {
-    sendRedirect(a.res, handoffUrl(a, value, new URL(target)), [...a.setCookies, ...found.setCookies], a.requestId);
+    const to = new URL(target.url);
+    if (to.origin === a.rt.origin(a.ctx)) {
+      // The session cookie already reaches it.
+      sendRedirect(a.res, to.href, setCookies, a.requestId);
+    } else if (!target.nh) {
+      sendRedirect(a.res, nonceDetour(a.rt, a.ctx.now, to), setCookies, a.requestId);
+    } else if (mintAllowed({ ...a, setCookies }, found.session.sid)) {
+      sendRedirect(a.res, handoffUrl(a.rt, a.ctx.now, value, to, target.nh), setCookies, a.requestId);
+    }
     return;
   }
-  await beginAuthorization({ ...a, setCookies: [...a.setCookies, ...found.setCookies] }, target);
+  await beginAuthorization({ ...a, setCookies }, target.url, target.nh);
 }
 
-async function beginAuthorization(a: AuthRequest, returnTo: string): Promise<void> {
+async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string): Promise<void> {
   if (!a.rt.loginStarts.take(a.ctx.clientIp, a.ctx.now)) {
     audit(a.rt).warn({ requestId: a.requestId, event: 'login_rate_limited', client: a.ctx.clientIp }, 'too many login starts from one client');
     sendPage(a.res, !a.ctx.browser, { status: 429, code: 'too_many_logins', title: 'Too many sign-in attempts', message: 'Too many sign-ins were started from your address. Please wait a minute and try again.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '60' } });
@@ -142,7 +148,9 @@ async function beginAuthorization(a: AuthRequest, returnTo: string): Promise<voi
   const verifier = client.randomPKCECodeVerifier();
   const nonce = client.randomNonce();
   const redirectUri = `${a.rt.authOrigin(a.ctx)}${a.rt.cfg.callbackPath}`;
-  const login: LoginState = { state, verifier, nonce, returnTo, redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS };
+  const login: LoginState = {
+    state, verifier, nonce, returnTo, ...(nh ? { nh } : {}), redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS,
+  };
   const name = `${loginCookiePrefix(a.rt)}${state}`;
   // Path=/ (not /.portcullis/) so the cap below sees every tab's cookie, whichever app path
   // started the login; Portcullis never forwards its own cookies to an upstream.
@@ -171,11 +179,16 @@ export async function callback(a: AuthRequest): Promise<void> {
   const q = query(ctx);
   const state = q.get('state') ?? '';
   const cookieOpts = { path: '/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
-  const fail = (status: number, code: string, title: string, message: string, retryTo?: string, setCookies: string[] = []): void => {
+  // `retryTo` keeps the nonce hash: the retry link is shown to, and followed by, this browser.
+  type Retry = Pick<LoginState, 'returnTo' | 'nh'>;
+  const fail = (status: number, code: string, title: string, message: string, retryTo?: Retry, setCookies: string[] = []): void => {
     audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host }, 'login failed');
     sendPage(a.res, !ctx.browser, {
       status, code, title, message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
-      retry: { href: retryTo ? `/.portcullis/sign_in?return=${rt.sealer.sealJson('return', { url: retryTo, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState)}` : '/', label: 'Try signing in again' },
+      retry: {
+        href: retryTo ? `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, retryTo.returnTo, retryTo.nh)}` : '/',
+        label: 'Try signing in again',
+      },
     });
   };
   if (!STATE_RE.test(state)) {
@@ -198,7 +211,7 @@ export async function callback(a: AuthRequest): Promise<void> {
     return;
   }
   if (!rt.once.use(`state:${state}`, login.exp, ctx.now)) {
-    fail(400, 'state_replayed', 'Sign-in could not be completed', 'This sign-in response was already used. Each sign-in link works once.', login.returnTo, clear);
+    fail(400, 'state_replayed', 'Sign-in could not be completed', 'This sign-in response was already used. Each sign-in link works once.', login, clear);
     return;
   }
   const idpError = q.get('error');
@@ -206,7 +219,7 @@ export async function callback(a: AuthRequest): Promise<void> {
     const desc = q.get('error_description');
     const denied = idpError === 'access_denied';
     fail(denied ? 403 : 400, idpError.replace(/[^a-z_]/gi, '').slice(0, 64) || 'idp_error', denied ? 'Sign-in was refused' : 'The identity provider reported an error',
-      `The identity provider answered "${idpError.slice(0, 100)}"${desc ? `: ${desc.slice(0, 300)}` : ''}.`, login.returnTo, clear);
+      `The identity provider answered "${idpError.slice(0, 100)}"${desc ? `: ${desc.slice(0, 300)}` : ''}.`, login, clear);
     return;
   }
   let config: client.Configuration;
@@ -230,12 +243,12 @@ export async function callback(a: AuthRequest): Promise<void> {
     const why = describe(e);
     const network = !(e instanceof client.ResponseBodyError) && !(e instanceof client.AuthorizationResponseError) && /fetch failed|ECONNREFUSED|timeout|ENOTFOUND|aborted/i.test(why);
     fail(network ? 502 : 400, network ? 'idp_unreachable' : 'token_exchange_failed', 'Sign-in could not be completed',
-      network ? 'The identity provider could not be reached to finish the sign-in.' : `The identity provider did not accept the sign-in (${why}).`, login.returnTo, clear);
+      network ? 'The identity provider could not be reached to finish the sign-in.' : `The identity provider did not accept the sign-in (${why}).`, login, clear);
     return;
   }
   const idClaims = tokens.claims();
   if (!idClaims) {
-    fail(400, 'no_id_token', 'Sign-in could not be completed', 'The identity provider returned no ID token.', login.returnTo, clear);
+    fail(400, 'no_id_token', 'Sign-in could not be completed', 'The identity provider returned no ID token.', login, clear);
     return;
   }
   const claims: Record<string, unknown> = {};
@@ -269,38 +282,11 @@ export async function callback(a: AuthRequest): Promise<void> {
   const target = new URL(login.returnTo);
   const covered = target.host === ctx.host + (ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`) && target.protocol === `${ctx.scheme}:`
     || (rt.sessions.cookieDomainFor(target.hostname) !== null && rt.sessions.cookieDomainFor(target.hostname) === rt.sessions.cookieDomainFor(ctx.host));
-  const location = covered ? target.href : handoffUrl(a, value, target);
+  // Not covered: a handoff, for the browser holding the nonce; a return address made without
+  // one (an `rd`, a forward-auth sign-in) first collects it on the target host.
+  const location = covered ? target.href
+    : login.nh ? handoffUrl(rt, ctx.now, value, target, login.nh) : nonceDetour(rt, ctx.now, target);
   sendRedirect(a.res, location, [...a.setCookies, ...clear, ...cookies], a.requestId);
-}
-
-function handoffUrl(a: AuthRequest, value: string, target: URL): string {
-  const token: HandoffToken = { value, aud: target.host, rd: target.href, jti: randomBytes(12).toString('base64url'), exp: a.ctx.now + HANDOFF_TTL_MS };
-  return `${target.origin}/.portcullis/handoff?token=${a.rt.sealer.sealJson('handoff', token)}`;
-}
-
-/** GET /.portcullis/handoff on a host the session cookie of the authenticate host cannot reach. */
-export async function handoff(a: AuthRequest): Promise<void> {
-  const { rt, ctx } = a;
-  const sealed = query(ctx).get('token') ?? '';
-  const t = rt.sealer.openJson<HandoffToken>('handoff', sealed, '', ctx.now);
-  const here = new URL(`${rt.origin(ctx)}/`);
-  const refuse = (why: string): void => {
-    audit(rt).warn({ requestId: a.requestId, event: 'handoff_refused', reason: why, host: ctx.host }, 'session handoff refused');
-    sendPage(a.res, !ctx.browser, { status: 400, code: 'invalid_handoff', title: 'Sign-in could not be completed', message: `The sign-in hand-over link ${why}.`, requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Try again' } });
-  };
-  if (!t) return refuse('is invalid or has expired (it is valid for one minute)');
-  if (t.aud !== here.host) return refuse('was made for another site');
-  let rd: URL;
-  try {
-    rd = new URL(t.rd);
-  } catch {
-    return refuse('is malformed');
-  }
-  if (rd.origin !== here.origin) return refuse('points to another site');
-  if (!rt.once.use(`handoff:${t.jti}`, t.exp, ctx.now)) return refuse('was already used');
-  const session = await rt.sessions.store.load(t.value, ctx.now);
-  if (!session) return refuse('names a session that has ended');
-  sendRedirect(a.res, rd.href, [...a.setCookies, ...rt.sessions.cookiesFor(t.value, session, ctx.host, ctx.headers.cookie)], a.requestId);
 }
 
 /** GET or POST /.portcullis/sign_out: ends the session here and on the authenticate host, then at the IdP. */
@@ -313,7 +299,7 @@ export async function signOut(a: AuthRequest): Promise<void> {
   }
   const cleared = await rt.sessions.end(ctx.headers.cookie, ctx.host);
   audit(rt).info({ requestId: a.requestId, event: 'sign_out', host: ctx.host }, 'signed out');
-  const returnState = target ? rt.sealer.sealJson('return', { url: target, exp: ctx.now + LOGIN_TTL_MS } satisfies ReturnState) : '';
+  const returnState = target ? sealReturn(rt, ctx.now, target.url) : '';
   if (!rt.isAuthHost(ctx)) {
     sendRedirect(a.res, `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}`, [...a.setCookies, ...cleared], a.requestId);
     return;
@@ -330,13 +316,13 @@ export async function signOut(a: AuthRequest): Promise<void> {
     // IdP unreachable: the local session is gone, which is what matters; say so on the page.
   }
   if (endSession) sendRedirect(a.res, endSession, [...a.setCookies, ...cleared], a.requestId);
-  else signedOutPage(a, target, cleared);
+  else signedOutPage(a, target?.url ?? null, cleared);
 }
 
 /** GET /.portcullis/signed_out: where the IdP sends the browser after RP-initiated logout. */
 export function signedOut(a: AuthRequest): void {
   const state = query(a.ctx).get('state');
-  const r = state ? a.rt.sealer.openJson<ReturnState>('return', state, '', a.ctx.now) : null;
+  const r = state ? openReturn(a.rt, state, a.ctx.now) : null;
   signedOutPage(a, r?.url ?? null, []);
 }
 

@@ -4,7 +4,7 @@ import type { Config } from '../config/types.js';
 import { isPingable, withTimeout } from '../observe/health.js';
 import type { SessionStore } from '../session/types.js';
 
-// `portcullis probe`: the synthetic check the field reports ask for (pitfall 9). A container
+// `portcullis probe`: the synthetic check the field reports ask for: a deleted IdP client that health checks miss. A container
 // health check only proves the process is up; this proves a login could work right now: the
 // IdP answers, its keys are there, it still accepts our client id and secret, every upstream
 // answers, and the session store takes a write.

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { generatedSigningKey, generatedSigningKeyInherited, parseSigningKeys, REGISTERED_ASSERTION_CLAIMS, type SigningKeyInput } from '../identity/assertion.js';
 import type { IdentityPreset } from '../identity/presets.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
+import { isLoopback } from '../security/loopback.js';
 import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import type { RawConfig, RawRoute } from './schema.js';
@@ -363,9 +363,4 @@ function parseAddress(a: string): { host: string; port: number } | null {
   if (port > 65535) return null;
   const host = m[1] ?? (m[2] || '0.0.0.0');
   return { host, port };
-}
-
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h.endsWith('.localhost') || (isIP(h) === 4 && h.startsWith('127.')) || h === '::1';
 }

@@ -9,7 +9,7 @@ import type { Config, PathMatch, Route } from './types.js';
 // of severity "error" make `portcullis check` fail: the config loads, but part of it can never
 // work as written.
 
-/** Characters that env files, shells and compose files drop, expand or cut at (pitfall 3). */
+/** Characters that env files, shells and compose files drop, expand or cut at. */
 const MANGLED = /[$`'"\s\\#;&|()<>!*?[\]{}]/g;
 const WEAK_WORDS = /secret|passw|changeme|example|default|admin|portcullis|letmein|qwerty|12345/i;
 

@@ -7,7 +7,8 @@ import { configSchema, KNOWN_GLOBAL_KEYS, KNOWN_ROUTE_KEYS, type RawConfig } fro
 import { didYouMean } from './suggest.js';
 import type { Config } from './types.js';
 
-export { isLoopback, parseFrom } from './build.js';
+export { parseFrom } from './build.js';
+export { isLoopback } from '../security/loopback.js';
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
   return parseConfig(readConfigText(file), file, env);

@@ -68,7 +68,7 @@ export function pathMatches(r: Route, path: string): boolean {
     case 'prefix':
       return path.startsWith(m.value);
     case 'path':
-      // Trailing-slash tolerant (pitfall 19): /admin and /admin/ are the same page to users.
+      // Trailing-slash tolerant: /admin and /admin/ are the same page to users.
       return path === m.value || (m.value.endsWith('/') ? path === m.value.slice(0, -1) : path === `${m.value}/`);
     case 'regex':
       return m.re.test(path);

@@ -60,13 +60,14 @@ type Target =
 /**
  * The reverse proxy forwards the path it normalized, so it may judge that form. A forward-auth
  * proxy forwards the target exactly as the client sent it: `/admin/../x` judged as `/x` would
- * reach an application that routes on the raw path as `/admin/...`. So a target whose segments
- * normalization would change (dot segments, encoded dots, `//`) is an ambiguous path here:
- * refused unless the route allows ambiguous paths, and then only where both spellings select
- * that same route (decide(), step 2).
+ * reach an application that routes on the raw path as `/admin/...`, and `/%70ublic` judged as
+ * the public `/public` would reach its private catch-all. So a target that normalization would
+ * change for such an application (dot segments, `//`, escaped letters, digits and `-._~`) is an
+ * ambiguous path here: refused unless the route allows ambiguous paths, and then only where
+ * both spellings select that same route (decide(), step 2).
  */
 export const RESTRUCTURED_PATH =
-  'dot segment (. or ..) or empty segment (//) in path: the proxy forwards the path unnormalized';
+  'dot segment, empty segment (//) or escaped letter or digit in path: the proxy forwards the path unnormalized';
 
 function normalizeTarget(target: string): Target {
   // Exactly what contextFromRequest does for the reverse proxy: the strict form decides; when it

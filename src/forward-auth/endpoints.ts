@@ -1,131 +1,38 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { callback, signIn, signInUrl, signOut, type AuthRequest } from '../authenticate/flow.js';
 import { decide, type Decision } from '../decide/decide.js';
-import type { Identity, RequestContext } from '../decide/types.js';
-import { sendJson, sendPage, sendRedirect } from '../http/pages.js';
-import { renderRefusal } from '../proxy/handler.js';
+import type { RequestContext } from '../decide/types.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
+import { sendJson, sendRedirect } from '../http/pages.js';
+import { renderRefusal } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import type { Runtime } from '../runtime.js';
 import { normalizeIp } from '../security/cidr.js';
 import { hostAllowed, hostBinding } from './binding.js';
-import { originalContext, type OriginSource } from './context.js';
+import type { Contract } from './contracts.js';
+import { originalContext } from './context.js';
+import { lookupEndpoint, NATIVE_PREFIX } from './registry.js';
 
 // Forward-auth: a proxy asks "may this request pass?" and renders our answer its own way. Every
-// endpoint asks the same decide() as the reverse proxy; only the translation differs:
-//
-//   in   where the original request is described (OriginSource)
-//   out  which status means allow, what "no session" looks like, which identity headers
-//
-// nginx cannot pass a redirect (any status but 2xx, 401 and 403 becomes a 500), so its family
-// answers 401 and carries the sign-in URL in Location for `error_page 401`. Traefik, Caddy and
-// Envoy hand our answer to the browser as is, so there a browser gets the 302 directly.
+// endpoint asks the same decide() as the reverse proxy; only the translation differs, as the
+// contract of the endpoint says (contracts.ts). Which path is which endpoint: registry.ts.
 // See docs/recipes/contracts.md for the contracts and their sources.
 
-type IdentityHeaders = (id: Identity | null) => Array<[string, string]>;
-
-interface Contract {
-  source: OriginSource;
-  /** nginx family: 401 + Location; redirect family: 302 for a browser, 401 for an API client. */
-  style: 'nginx' | 'redirect';
-  allowStatus: 200 | 202;
-  headers: IdentityHeaders;
-  /** Authelia: 303 after a non-GET, like its own portal redirect. */
-  seeOther?: boolean;
-  /** Authelia auth-request: Location on every 401, since its nginx recipe redirects unconditionally. */
-  alwaysLocation?: boolean;
-}
-
-const joined = (groups: string[], sep: string): string => groups.join(sep);
-
-// Always every header, empty when unknown: Caddy 2.6 copies a missing header as the literal
-// placeholder text, and an absent header would let a client's own copy through some proxies.
-const portcullisHeaders: IdentityHeaders = (id) => [
-  ['X-Forwarded-User', id?.user ?? ''],
-  ['X-Forwarded-Email', id?.email ?? ''],
-  ['X-Forwarded-Groups', joined(id?.groups ?? [], ',')],
-  ['X-Forwarded-Preferred-Username', id?.preferredUsername ?? ''],
-];
-// oauth2-proxy --set-xauthrequest. The access token is deliberately not offered: tokens reach
-// an upstream only where a route asks for them.
-const oauth2Headers: IdentityHeaders = (id) => [
-  ['X-Auth-Request-User', id?.user ?? ''],
-  ['X-Auth-Request-Email', id?.email ?? ''],
-  ['X-Auth-Request-Groups', joined(id?.groups ?? [], ',')],
-  ['X-Auth-Request-Preferred-Username', id?.preferredUsername ?? ''],
-];
-// Authentik outpost addHeaders: groups are pipe-separated, uid is the subject.
-const authentikHeaders: IdentityHeaders = (id) => [
-  ['X-authentik-username', id ? id.preferredUsername || id.user : ''],
-  ['X-authentik-groups', joined(id?.groups ?? [], '|')],
-  ['X-authentik-email', id?.email ?? ''],
-  ['X-authentik-name', id?.name ?? ''],
-  ['X-authentik-uid', id?.sub ?? ''],
-];
-// Authelia: Remote-Groups comma-separated, Remote-User the login name.
-const autheliaHeaders: IdentityHeaders = (id) => [
-  ['Remote-User', id ? id.preferredUsername || id.user : ''],
-  ['Remote-Groups', joined(id?.groups ?? [], ',')],
-  ['Remote-Email', id?.email ?? ''],
-  ['Remote-Name', id?.name ?? ''],
-];
-
-const NATIVE: Record<string, Contract> = {
-  '/.portcullis/auth/nginx': { source: 'original-url', style: 'nginx', allowStatus: 200, headers: portcullisHeaders },
-  '/.portcullis/auth/traefik': { source: 'forwarded', style: 'redirect', allowStatus: 200, headers: portcullisHeaders },
-  '/.portcullis/auth/caddy': { source: 'forwarded', style: 'redirect', allowStatus: 200, headers: portcullisHeaders },
-};
-const NATIVE_ENVOY: Contract = { source: 'path', style: 'redirect', allowStatus: 200, headers: portcullisHeaders };
-
-const OAUTH2_AUTH: Contract = { source: 'original-url', style: 'nginx', allowStatus: 202, headers: oauth2Headers };
-const AUTHENTIK: Record<string, Contract> = {
-  '/outpost.goauthentik.io/auth/nginx': { source: 'original-url', style: 'nginx', allowStatus: 200, headers: authentikHeaders },
-  '/outpost.goauthentik.io/auth/traefik': { source: 'forwarded', style: 'redirect', allowStatus: 200, headers: authentikHeaders },
-  '/outpost.goauthentik.io/auth/caddy': { source: 'forwarded', style: 'redirect', allowStatus: 200, headers: authentikHeaders },
-};
-const AUTHENTIK_ENVOY: Contract = { source: 'path', style: 'redirect', allowStatus: 200, headers: authentikHeaders };
-const AUTHELIA: Record<string, Contract> = {
-  '/api/authz/forward-auth': { source: 'forwarded', style: 'redirect', allowStatus: 200, headers: autheliaHeaders, seeOther: true },
-  '/api/authz/auth-request': { source: 'original-url', style: 'nginx', allowStatus: 200, headers: autheliaHeaders, alwaysLocation: true },
-  '/api/verify': { source: 'original-url', style: 'nginx', allowStatus: 200, headers: autheliaHeaders, alwaysLocation: true },
-};
-const AUTHELIA_ENVOY: Contract = { source: 'path', style: 'redirect', allowStatus: 200, headers: autheliaHeaders, seeOther: true };
-
-/** Endpoints whose original path follows a prefix; matched on the raw request-target (see envoyTarget). */
-const PATH_PREFIXES: Array<{ prefix: string; contract: Contract; compat: 'authentik' | 'authelia' | null }> = [
-  { prefix: '/.portcullis/auth/envoy', contract: NATIVE_ENVOY, compat: null },
-  { prefix: '/outpost.goauthentik.io/auth/envoy', contract: AUTHENTIK_ENVOY, compat: 'authentik' },
-  { prefix: '/api/authz/ext-authz', contract: AUTHELIA_ENVOY, compat: 'authelia' },
-];
-
-const OAUTH2_BROWSER = new Set(['/oauth2/start', '/oauth2/sign_in', '/oauth2/callback', '/oauth2/sign_out', '/oauth2/userinfo']);
-const AUTHENTIK_BROWSER = new Set(['/outpost.goauthentik.io/start', '/outpost.goauthentik.io/callback', '/outpost.goauthentik.io/sign_out']);
-const HEALTH = new Set(['/.portcullis/ping', '/ping', '/ready']);
+const PORTCULLIS_PING = '/.portcullis/ping';
 // Headers only a forward-auth request carries. oauth2-proxy once answered its health check to
 // any request with the probe's User-Agent, and auth_request passes the client's User-Agent:
 // a health answer must never be mistaken for "allowed".
 const FORWARD_AUTH_MARKERS = ['x-original-url', 'x-original-uri', 'x-original-method', 'x-forwarded-uri', 'x-forwarded-method'];
 
-function rawPrefixMatch(url: string, prefix: string): string | null {
-  if (!url.startsWith(prefix)) return null;
-  const rest = url.slice(prefix.length);
-  return rest === '' || rest[0] === '/' || rest[0] === '?' ? rest : null;
-}
-
-function compatOn(rt: Runtime, name: 'oauth2-proxy' | 'authentik' | 'authelia'): boolean {
-  return rt.cfg.compat.includes(name);
-}
+const hasMarkers = (req: IncomingMessage): boolean => FORWARD_AUTH_MARKERS.some((h) => req.headers[h] !== undefined);
 
 /** Cheap test run on every request: is this path answered by this module? */
 export function isForwardAuthPath(rt: Runtime, ctx: RequestContext, req: IncomingMessage): boolean {
   const p = ctx.path;
-  if (p.startsWith('/.portcullis/auth/') || p === '/.portcullis/auth') return true;
-  if (p === '/.portcullis/ping') return FORWARD_AUTH_MARKERS.some((h) => req.headers[h] !== undefined);
+  if (p.startsWith(NATIVE_PREFIX) || p === '/.portcullis/auth') return true;
+  if (p === PORTCULLIS_PING) return hasMarkers(req);
   if (rt.cfg.compat.length === 0) return false;
-  const url = req.url ?? '';
-  if (compatOn(rt, 'oauth2-proxy') && (p === '/oauth2/auth' || OAUTH2_BROWSER.has(p) || p === '/ping' || p === '/ready')) return true;
-  if (compatOn(rt, 'authentik') && (AUTHENTIK[p] !== undefined || AUTHENTIK_BROWSER.has(p) || rawPrefixMatch(url, '/outpost.goauthentik.io/auth/envoy') !== null)) return true;
-  if (compatOn(rt, 'authelia') && (AUTHELIA[p] !== undefined || rawPrefixMatch(url, '/api/authz/ext-authz') !== null)) return true;
-  return false;
+  return lookupEndpoint(p, req.url ?? '', rt.cfg.compat).found !== 'none';
 }
 
 export interface ForwardAuthOutcome {
@@ -139,11 +46,10 @@ export interface ForwardAuthOutcome {
 /** Answers a path isForwardAuthPath accepted. */
 export async function answerForwardAuth(rt: Runtime, ctx: RequestContext, pathError: string | undefined, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<ForwardAuthOutcome> {
   const p = ctx.path;
-  const url = req.url ?? '';
-
-  if (HEALTH.has(p)) {
-    if (FORWARD_AUTH_MARKERS.some((h) => req.headers[h] !== undefined)) {
-      sendPage(res, true, { status: 400, code: 'not_a_forward_auth_endpoint', title: 'Bad request', message: `${p} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`, requestId });
+  const found = p === PORTCULLIS_PING ? null : lookupEndpoint(p, req.url ?? '', rt.cfg.compat);
+  if (found === null || (found.found === 'exact' && found.entry.handling.kind === 'health')) {
+    if (hasMarkers(req)) {
+      sendOutcome(res, true, codes.not_a_forward_auth_endpoint, { message: `${p} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`, requestId });
       return { ctx, decision: undefined, label: 'health_refused', reason: 'forward-auth headers on a health endpoint' };
     }
     const body = 'OK\n';
@@ -151,33 +57,27 @@ export async function answerForwardAuth(rt: Runtime, ctx: RequestContext, pathEr
     res.end(body);
     return { ctx, decision: undefined, label: 'health', reason: p };
   }
-
-  for (const e of PATH_PREFIXES) {
-    if (e.compat !== null && !compatOn(rt, e.compat)) continue;
-    const rest = rawPrefixMatch(url, e.prefix);
-    if (rest !== null) return judge(rt, { ctx, pathError }, req, res, requestId, e.contract, rest);
+  const arrival = { ctx, pathError };
+  switch (found.found) {
+    case 'prefix':
+      if (found.entry.handling.kind === 'judge') return judge(rt, arrival, req, res, requestId, found.entry.handling.contract, found.rest);
+      break;
+    case 'encoded_prefix':
+      sendOutcome(res, !ctx.browser, codes.bad_request, { message: 'The forward-auth path must be spelled literally.', requestId });
+      return { ctx, decision: undefined, label: 'forward_auth', reason: 'encoded forward-auth prefix' };
+    case 'exact': {
+      const h = found.entry.handling;
+      if (h.kind === 'judge') return judge(rt, arrival, req, res, requestId, h.variant ? h.variant(ctx.query) : h.contract);
+      if (h.kind === 'browser') {
+        await browserEndpoint(rt, ctx, req, res, requestId);
+        return { ctx, decision: undefined, label: 'portcullis', reason: p };
+      }
+      break;
+    }
+    case 'none':
+      break;
   }
-  // The normalized path named an Envoy prefix the raw target did not spell literally
-  // (`/.portcullis/auth/%65nvoy/...`, `/x/../.portcullis/auth/envoy`): which part is the original path?
-  if (PATH_PREFIXES.some((e) => p === e.prefix || p.startsWith(`${e.prefix}/`))) {
-    sendPage(res, !ctx.browser, { status: 400, code: 'bad_request', title: 'Bad request', message: 'The forward-auth path must be spelled literally.', requestId });
-    return { ctx, decision: undefined, label: 'forward_auth', reason: 'encoded forward-auth prefix' };
-  }
-
-  const native = NATIVE[p];
-  if (native) return judge(rt, { ctx, pathError }, req, res, requestId, native);
-  if (compatOn(rt, 'oauth2-proxy') && p === '/oauth2/auth') return judge(rt, { ctx, pathError }, req, res, requestId, OAUTH2_AUTH);
-  if (compatOn(rt, 'authentik') && AUTHENTIK[p]) return judge(rt, { ctx, pathError }, req, res, requestId, AUTHENTIK[p]);
-  if (compatOn(rt, 'authelia') && AUTHELIA[p]) {
-    // Legacy /api/verify redirects only when told where the portal is (`rd`); we always know.
-    const contract = p === '/api/verify' && new URLSearchParams(ctx.query.slice(1)).has('rd') ? { ...AUTHELIA['/api/authz/forward-auth']!, source: 'original-url' as const } : AUTHELIA[p];
-    return judge(rt, { ctx, pathError }, req, res, requestId, contract);
-  }
-  if ((compatOn(rt, 'oauth2-proxy') && OAUTH2_BROWSER.has(p)) || (compatOn(rt, 'authentik') && AUTHENTIK_BROWSER.has(p))) {
-    await browserEndpoint(rt, ctx, req, res, requestId);
-    return { ctx, decision: undefined, label: 'portcullis', reason: p };
-  }
-  sendPage(res, !ctx.browser, { status: 404, code: 'not_found', title: 'Not found', message: `${p} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`, requestId });
+  sendOutcome(res, !ctx.browser, codes.not_found, { message: `${p} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`, requestId });
   return { ctx, decision: undefined, label: 'forward_auth', reason: 'unknown forward-auth endpoint' };
 }
 
@@ -194,7 +94,11 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     else rt.log.warn({ requestId, event: 'forward_auth_refused', detail: o.reason }, 'forward-auth request refused');
     // nginx would turn a 400 into a 500; for it a malformed description is simply not allowed.
     const status = o.status === 400 && c.style === 'nginx' ? 403 : o.status;
-    sendPage(res, !arrival.ctx.browser, { status, code: o.status === 500 ? 'forward_auth_misconfigured' : 'bad_request', title: o.status === 500 ? 'Proxy misconfigured' : 'Bad request', message: o.status === 500 ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.' : `This request was refused: ${o.reason}.`, requestId });
+    sendOutcome(res, !arrival.ctx.browser, o.status === 500 ? codes.forward_auth_misconfigured : codes.bad_request, {
+      status,
+      message: o.status === 500 ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.' : `This request was refused: ${o.reason}.`,
+      requestId,
+    });
     return { ctx: arrival.ctx, decision: undefined, label: 'forward_auth', reason: o.reason };
   }
   const ctx = o.ctx;
@@ -209,13 +113,10 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
   const setCookies = 'setCookies' in d ? d.setCookies : [];
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies };
 
-  if (d.kind === 'allow' && c === OAUTH2_AUTH) {
-    const unmet = oauth2Constraints(arrival.ctx.query, d.identity);
+  if (d.kind === 'allow' && c.constraints) {
+    const unmet = c.constraints(arrival.ctx.query, d.identity);
     if (unmet !== null) {
-      // oauth2-proxy's per-location restrictions (`/oauth2/auth?allowed_groups=admins`) still
-      // restrict: an operator who migrates must not find a location silently opened up.
-      const status = d.identity ? 403 : 401;
-      sendPage(res, true, { status, code: status === 403 ? 'access_denied' : 'unauthenticated', title: status === 403 ? 'Access denied' : 'Sign-in required', message: unmet, requestId, setCookies });
+      sendOutcome(res, true, d.identity ? codes.access_denied : codes.unauthenticated, { message: unmet, requestId, setCookies });
       return { ...out, reason: unmet };
     }
   }
@@ -245,8 +146,8 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
         res.end();
       } else sendRedirect(res, signin, setCookies, requestId);
     } else {
-      sendPage(res, true, {
-        status: 401, code: 'unauthenticated', title: 'Sign-in required', message: 'This resource needs a session or a bearer token.', requestId, setCookies,
+      sendOutcome(res, true, codes.unauthenticated, {
+        message: 'This resource needs a session or a bearer token.', requestId, setCookies,
         headers: { 'www-authenticate': 'Bearer realm="portcullis"', ...(ctx.browser || c.alwaysLocation ? { location: signin } : {}) },
       });
     }
@@ -259,8 +160,8 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     // 401 would start a login that cannot help, anything but 2xx/401/403 becomes nginx's 500:
     // everything that is not "allow" or "sign in" is a 403 for nginx. A store outage is not a
     // decision, and nginx's 500 is the truth there.
-    const status = d.kind === 'unavailable' ? 503 : 403;
-    sendPage(res, true, { status, code: d.kind === 'deny' ? 'access_denied' : d.kind, title: status === 403 ? 'Access denied' : 'Temporarily unavailable', message: status === 403 ? 'Access denied.' : 'Sessions cannot be checked right now.', requestId, setCookies });
+    if (d.kind === 'unavailable') sendOutcome(res, true, codes.session_store_unavailable, { message: 'Sessions cannot be checked right now.', requestId, setCookies });
+    else sendOutcome(res, true, d.kind === 'deny' ? codes.access_denied : d.kind === 'not_found' ? codes.not_found : codes.bad_request, { status: 403, message: 'Access denied.', requestId, setCookies });
     return { ...out, reason };
   }
   await renderRefusal(a, d);
@@ -277,7 +178,7 @@ function boundHost(rt: Runtime, arrival: RequestContext, ctx: RequestContext, re
   const binding = hostBinding(arrival.query);
   if (!binding.ok) {
     rt.log.warn({ requestId, event: 'forward_auth_misconfigured', detail: binding.reason }, 'forward-auth URL has a malformed host binding');
-    sendPage(res, true, { status: 500, code: 'forward_auth_misconfigured', title: 'Proxy misconfigured', message: 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.', requestId });
+    sendOutcome(res, true, codes.forward_auth_misconfigured, { message: 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.', requestId });
     return binding.reason;
   }
   if (binding.patterns === null) {
@@ -293,7 +194,7 @@ function boundHost(rt: Runtime, arrival: RequestContext, ctx: RequestContext, re
   const reason = `host ${ctx.host}:${ctx.port} is not one this auth location protects (${arrival.query.slice(1, 200)})`;
   rt.log.warn({ requestId, event: 'forward_auth_wrong_host', host: ctx.host, port: ctx.port, binding: arrival.query.slice(1, 200) }, 'forward-auth asked about a host its URL does not protect');
   // 403 for every proxy: nginx would turn a 400 or 421 into a 500, and no sign-in can help.
-  sendPage(res, c.style === 'nginx' || !ctx.browser, { status: 403, code: 'wrong_host', title: 'Access denied', message: 'This site does not serve the host this request named.', requestId });
+  sendOutcome(res, c.style === 'nginx' || !ctx.browser, codes.wrong_host, { message: 'This site does not serve the host this request named.', requestId });
   return reason;
 }
 
@@ -304,7 +205,7 @@ function isTrustedPeer(rt: Runtime, req: IncomingMessage): boolean {
 /** Browser-facing drop-in endpoints: the same sign-in, callback and sign-out as /.portcullis/. */
 async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
-  // Like /.portcullis/: on route hosts and the authenticate host only (pitfall 13), never a default route.
+  // Like /.portcullis/: on route hosts and the authenticate host only, never a default route.
   if (!rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) && !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))) {
     await renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
     return;
@@ -339,26 +240,5 @@ async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMe
       }
       break;
   }
-  sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
-}
-
-/** oauth2-proxy /oauth2/auth query restrictions: each one given must hold (any value of its list). Null when met. */
-function oauth2Constraints(query: string, id: Identity | null): string | null {
-  const q = new URLSearchParams(query.startsWith('?') ? query.slice(1) : query);
-  const list = (k: string): string[] | null => {
-    const all = q.getAll(k).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
-    return all.length ? all : null;
-  };
-  const groups = list('allowed_groups');
-  const emails = list('allowed_emails');
-  const domains = list('allowed_email_domains');
-  const users = list('allowed_users');
-  if (!groups && !emails && !domains && !users) return null;
-  if (!id) return 'this location requires a signed-in user';
-  const email = id.email.toLowerCase();
-  if (groups && !groups.some((g) => id.groups.includes(g))) return `needs one of the groups ${groups.join(', ')}`;
-  if (emails && !emails.some((e) => e.toLowerCase() === email)) return 'email not allowed here';
-  if (domains && !domains.some((d) => email.endsWith(`@${d.toLowerCase().replace(/^@/, '')}`))) return 'email domain not allowed here';
-  if (users && !users.includes(id.user) && !users.includes(id.preferredUsername)) return 'user not allowed here';
-  return null;
+  sendOutcome(res, !ctx.browser, codes.method_not_allowed, { message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
 }

@@ -1,6 +1,6 @@
 import * as client from 'openid-client';
 import type { Config } from '../config/types.js';
-import { isLoopback } from '../config/build.js';
+import { isLoopback } from '../security/loopback.js';
 
 export class IdpUnavailableError extends Error {
   constructor(message: string) {

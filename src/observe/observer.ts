@@ -5,10 +5,9 @@ import { Audit } from './audit.js';
 import type { Metrics } from './metrics.js';
 
 /**
- * What a running Portcullis observes besides its log: metrics and the audit log. It is found
- * from a Runtime through its Idp (one per running instance, kept across reloads that do not
- * change the IdP), so the request path and the login flow need no new parameters, and code
- * that builds a Runtime on its own (`check`, `explain`, unit tests) gets a silent default.
+ * What a running Portcullis observes besides its log: metrics and the audit log. One per
+ * running instance, handed to every Runtime it builds (at start and on each reload); code that
+ * builds a Runtime on its own (`check`, `explain`, `probe`, unit tests) gets a silent one.
  */
 export class Observer {
   constructor(readonly metrics: Metrics | null, readonly audit: Audit) {}
@@ -26,22 +25,12 @@ export class Observer {
   }
 }
 
-const observers = new WeakMap<object, Observer>();
-const fallbacks = new WeakMap<Logger, Observer>();
-
-export function registerObserver(idp: object, o: Observer): void {
-  observers.set(idp, o);
-}
-
-export function observerFor(rt: { idp: object; log: Logger }): Observer {
-  const o = observers.get(rt.idp);
-  if (o) return o;
-  let f = fallbacks.get(rt.log);
-  if (!f) fallbacks.set(rt.log, (f = new Observer(null, new Audit(rt.log.child({ name: 'audit' })))));
-  return f;
+/** An observer without metrics, auditing to the given log. */
+export function silentObserver(log: Logger): Observer {
+  return new Observer(null, new Audit(log.child({ name: 'audit' })));
 }
 
 /** The audit log of the Portcullis instance this Runtime belongs to. */
-export function audit(rt: { idp: object; log: Logger }): Audit {
-  return observerFor(rt).audit;
+export function audit(rt: { observer: Observer }): Audit {
+  return rt.observer.audit;
 }

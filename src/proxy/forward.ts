@@ -127,9 +127,11 @@ function setBy(headers: ReadonlyArray<[string, string]>, canonical: string): boo
   return false;
 }
 
-/** The Cookie header without Portcullis' own cookies (the session and its chunks). */
+/** The Cookie header without Portcullis' own cookies (the session, its chunks, the handoff nonce). */
 export function stripOwnCookies(header: string, own: string): string {
   const chunkPrefix = `${own}_`;
+  // The handoff nonce over https: the __Host- prefix forces Path=/ on it (authenticate/handoff.ts).
+  const hostPrefix = `__Host-${own}_`;
   let out = '';
   let kept = false;
   let start = 0;
@@ -139,7 +141,7 @@ export function stripOwnCookies(header: string, own: string): string {
     const part = header.slice(start, end);
     const eq = part.indexOf('=');
     const name = (eq === -1 ? part : part.slice(0, eq)).trim();
-    if (name && name !== own && !name.startsWith(chunkPrefix)) {
+    if (name && name !== own && !name.startsWith(chunkPrefix) && !name.startsWith(hostPrefix)) {
       out = kept ? `${out};${part}` : part;
       kept = true;
     }

@@ -1,16 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { callback, handoff, redirectToLogin, signedOut, signIn, signOut, type AuthRequest } from '../authenticate/flow.js';
+import { callback, handoff, signedOut, signIn, signOut, type AuthRequest } from '../authenticate/flow.js';
 import { cliLoginComplete, cliLoginStart } from '../authenticate/cli-login.js';
 import { mePage, userinfo } from '../authenticate/me.js';
 import { contextFromRequest } from '../decide/context.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
-import { sendPage } from '../http/pages.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
+import { renderRefusal } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
 import { requestIdFor } from '../observe/logger.js';
-import { observerFor } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { StoreUnavailableError } from '../session/types.js';
 import { forward, forwardUpgrade } from './forward.js';
@@ -33,7 +33,7 @@ export function createRequestHandler(state: ProxyState) {
     const requestId = requestIdFor(req, rt.cfg.isTrustedProxy);
     handle(rt, state, req, res, requestId, started).catch((e: unknown) => {
       rt.log.error({ requestId, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'unexpected error while handling a request');
-      sendPage(res, !String(req.headers.accept ?? '').includes('text/html'), { status: 500, code: 'internal_error', title: 'Something went wrong', message: 'Portcullis could not handle this request. The error has been logged.', requestId });
+      sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.internal_error, { message: 'Portcullis could not handle this request. The error has been logged.', requestId });
     });
   };
 }
@@ -41,7 +41,7 @@ export function createRequestHandler(state: ProxyState) {
 async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res: ServerResponse, requestId: string, started: number): Promise<void> {
   const c = contextFromRequest(req, rt.cfg.isTrustedProxy);
   if (!c.ok) {
-    sendPage(res, !String(req.headers.accept ?? '').includes('text/html'), { status: 400, code: 'bad_request', title: 'Bad request', message: `This request was refused: ${c.reason}.`, requestId });
+    sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.bad_request, { message: `This request was refused: ${c.reason}.`, requestId });
     access(rt, req, null, 400, requestId, started, 'bad_request', c.reason);
     return;
   }
@@ -70,7 +70,7 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
       if (isUpgrade(req)) {
         // An Upgrade request arriving as a normal request means the client spoke HTTP/2 or the
         // upgrade event was not used: refuse rather than proxying half a handshake.
-        sendPage(res, true, { status: 400, code: 'bad_upgrade', title: 'Bad request', message: 'Upgrade requests are not supported here.', requestId });
+        sendOutcome(res, true, codes.bad_upgrade, { message: 'Upgrade requests are not supported here.', requestId });
         break;
       }
       const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(ctx));
@@ -85,39 +85,6 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
 
 function isUpgrade(req: IncomingMessage): boolean {
   return req.headers.upgrade !== undefined && /\bupgrade\b/i.test(String(req.headers.connection ?? ''));
-}
-
-/** Every non-allow decision, rendered for a browser (pages, redirects) or an API client (JSON). */
-export async function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind: 'allow' }>): Promise<void> {
-  const { res, ctx, requestId } = a;
-  const json = !ctx.browser;
-  switch (d.kind) {
-    case 'login':
-      // RFC 6750 3.1: a refused token gets invalid_token and what was wrong, never a login page.
-      if (d.tokenError !== undefined) sendPage(res, true, { status: 401, code: 'invalid_token', title: 'Invalid token', message: `The token was refused: ${d.tokenError}.`, requestId, setCookies: a.setCookies, headers: { 'www-authenticate': `Bearer realm="portcullis", error="invalid_token", error_description="${d.tokenError}"`, 'cache-control': 'no-store' } });
-      else if (ctx.browser) await redirectToLogin(a);
-      else sendPage(res, true, { status: 401, code: 'unauthenticated', title: 'Sign-in required', message: 'This resource needs a session or a bearer token.', requestId, setCookies: a.setCookies, headers: { 'www-authenticate': 'Bearer realm="portcullis"' } });
-      return;
-    case 'deny':
-      sendPage(res, json, {
-        status: 403, code: 'access_denied', title: 'Access denied',
-        message: d.route.showErrorDetails ? `You are signed in${d.identity?.email ? ` as ${d.identity.email}` : ''}, but this route does not allow you: ${d.policy.reason}.` : 'You are signed in, but you do not have access to this page.',
-        requestId, setCookies: a.setCookies, retry: { href: '/.portcullis/sign_out', label: 'Sign in as someone else' },
-      });
-      return;
-    case 'not_found':
-      sendPage(res, json, d.knownHost
-        ? { status: 404, code: 'no_route', title: 'Not found', message: `No route on ${ctx.host} serves ${ctx.path}.`, requestId }
-        : { status: 404, code: 'unknown_host', title: 'Unknown site', message: `Portcullis has no route for the host "${ctx.host}${ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`}" (${ctx.scheme}). The operator can see the configured hosts in the log line of this request id.`, requestId });
-      return;
-    case 'bad_request':
-      sendPage(res, json, { status: 400, code: 'ambiguous_path', title: 'Bad request', message: `This request was refused: ${d.reason}.`, requestId });
-      return;
-    case 'unavailable':
-      if (/session store/.test(d.reason)) sendPage(res, json, { status: 503, code: 'session_store_unavailable', title: 'Temporarily unavailable', message: 'Sessions cannot be checked right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
-      else sendPage(res, json, { status: 503, code: 'token_check_unavailable', title: 'Temporarily unavailable', message: 'The token cannot be checked with the identity provider right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
-      return;
-  }
 }
 
 function reasonOf(d: Decision): string {
@@ -146,11 +113,11 @@ async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: Incomin
   }
   const endpoint = Object.hasOwn(ENDPOINTS, sub) ? ENDPOINTS[sub]! : null;
   if (!endpoint) {
-    sendPage(res, !ctx.browser, { status: 404, code: 'not_found', title: 'Not found', message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
+    sendOutcome(res, !ctx.browser, codes.not_found, { message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
     return;
   }
   if (!endpoint.methods.includes(ctx.method)) {
-    sendPage(res, !ctx.browser, { status: 405, code: 'method_not_allowed', title: 'Method not allowed', message: `${ctx.method} is not allowed on ${ctx.path}.`, requestId, headers: { allow: endpoint.methods.join(', ') } });
+    sendOutcome(res, !ctx.browser, codes.method_not_allowed, { message: `${ctx.method} is not allowed on ${ctx.path}.`, requestId, headers: { allow: endpoint.methods.join(', ') } });
     return;
   }
   await endpoint.run(a);
@@ -210,7 +177,7 @@ export function createUpgradeHandler(state: ProxyState) {
 }
 
 function access(rt: Runtime, req: IncomingMessage, ctx: RequestContext | null, status: number, requestId: string, started: number, decision: string, reason: string, d?: Decision, upstream?: { upstreamStatus: number; upstreamMs: number } | null): void {
-  observerFor(rt).request(ctx, status, requestId, started, decision, reason, d, upstream);
+  rt.observer.request(ctx, status, requestId, started, decision, reason, d, upstream);
   if (!rt.log.isLevelEnabled('info')) return;
   const route = d && 'route' in d && d.route ? d.route.id : undefined;
   const identity = d && 'identity' in d ? d.identity : null;

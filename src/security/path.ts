@@ -15,8 +15,10 @@ export type NormalizedTarget =
       path: string;
       query: string;
       /**
-       * Set only when removing dot segments or empty segments (`//`) changed the path: the path
-       * with its encoding normalized but its segments as sent (`/admin/../x`). A reverse proxy
+       * Set only when normalization changed what an application reading the raw path would
+       * see: dot segments or empty segments (`//`) removed, or escaped letters, digits and
+       * `-._~` decoded. The path as sent (`/admin/../x`, `/%61dmin`), with only the case of
+       * escapes and the escaping of characters no path may hold raw normalized. A reverse proxy
        * forwards `path` and never needs it; a forward-auth server, whose proxy forwards the
        * target as sent, must not judge `path` in its place.
        */
@@ -104,6 +106,9 @@ export function normalizeRequestTarget(rawTarget: string, opts?: NormalizeOption
   if (fast) return { ok: true, path: rawPath, query };
 
   let out = '';
+  // The path as the proxy in front would forward it: the same, but unreserved escapes kept.
+  let sent = '';
+  let decoded = false;
   const plen = rawPath.length;
   for (let i = 0; i < plen; ) {
     const c = rawPath.charCodeAt(i);
@@ -112,15 +117,19 @@ export function normalizeRequestTarget(rawTarget: string, opts?: NormalizeOption
       if (c === 0x5c) {
         if (!ambiguous) return fail('backslash in path');
         out += '%5C';
+        sent += '%5C';
       } else if (c === 0x3b) {
         // Servlet containers (Tomcat, Jetty) strip `;params` before routing, so `/admin;x=1`
         // would be matched here as something other than `/admin` and served as `/admin`.
         if (!ambiguous) return fail('path parameter (;) in path: the application may ignore it and see a different path');
         out += ';';
+        sent += ';';
       } else if (c === 0x2f || CLASS[c] === PLAIN) {
         out += rawPath[i];
+        sent += rawPath[i];
       } else {
         out += enc(c);
+        sent += enc(c);
       }
       i++;
       continue;
@@ -130,17 +139,26 @@ export function normalizeRequestTarget(rawTarget: string, opts?: NormalizeOption
     if (b < 0) return fail('invalid percent escape in path');
     if (b < 0x80) {
       if (b < 0x20 || b === 0x7f) return fail(b === 0 ? 'encoded NUL (%00) in path' : `encoded control character (${enc(b)}) in path`);
-      if (isUnreserved(b)) out += String.fromCharCode(b);
-      else if (b === 0x2f) {
+      if (isUnreserved(b)) {
+        out += String.fromCharCode(b);
+        sent += enc(b);
+        decoded = true;
+      } else if (b === 0x2f) {
         if (!ambiguous) return fail('encoded slash (%2F) in path');
         out += '%2F';
+        sent += '%2F';
       } else if (b === 0x5c) {
         if (!ambiguous) return fail('encoded backslash (%5C) in path');
         out += '%5C';
+        sent += '%5C';
       } else if (b === 0x3b) {
         if (!ambiguous) return fail('encoded semicolon (%3B) in path');
         out += '%3B';
-      } else out += enc(b);
+        sent += '%3B';
+      } else {
+        out += enc(b);
+        sent += enc(b);
+      }
       i += 3;
       continue;
     }
@@ -165,13 +183,15 @@ export function normalizeRequestTarget(rawTarget: string, opts?: NormalizeOption
     if (cp < 0xa0) return fail('encoded control character in path');
     if (!ambiguous && LOOKALIKES.has(cp)) return fail('Unicode look-alike of a path delimiter (. / \\ ; %) in path');
     for (let k = i; k < j; k += 3) out += '%' + rawPath[k + 1]!.toUpperCase() + rawPath[k + 2]!.toUpperCase();
+    sent += out.slice(out.length - (j - i));
     i = j;
   }
 
   const path = removeDotSegments(out);
   // Judged on the output so that the verdict is the same when the output is normalized again.
   if (!ambiguous && hasDoubleEncoding(path)) return fail('double-encoded percent (%25XX) in path');
-  return path === out ? { ok: true, path, query } : { ok: true, path, query, asSent: out };
+  if (!decoded) return path === out ? { ok: true, path, query } : { ok: true, path, query, asSent: out };
+  return path === sent ? { ok: true, path, query } : { ok: true, path, query, asSent: sent };
 }
 
 /** RFC 3986 5.2.4 on an absolute path, also collapsing empty segments (`//`). */

@@ -4,7 +4,7 @@ import { CookieSessionStore } from './cookie-store.js';
 import { MemoryBackend } from './memory-store.js';
 import type { Sealer } from './seal.js';
 import { ServerSessionStore, type Backend, type StoredRecord } from './server-store.js';
-import type { RedisStorage, PostgresStorage } from './storage-url.js';
+import { scrubSecrets, type RedisStorage, type PostgresStorage } from './storage-url.js';
 import type { SessionStore } from './types.js';
 
 /**
@@ -52,29 +52,68 @@ class LazyBackend implements Backend {
     return this.real;
   }
 
+  // Every call goes through try/catch, which costs nothing until something throws: a client's
+  // error can quote the URL's secrets (pg's ENOENT names the sslkey file), and it ends up in
+  // the outage log line, `portcullis probe` and `portcullis sessions`.
   async start(): Promise<void> {
-    return (await this.backend()).start();
+    try {
+      return await (await this.backend()).start();
+    } catch (e) {
+      throw this.scrub(e);
+    }
   }
   async ping(): Promise<void> {
-    return (await this.backend()).ping();
+    try {
+      return await (await this.backend()).ping();
+    } catch (e) {
+      throw this.scrub(e);
+    }
   }
   async get(id: string, now: number): Promise<StoredRecord | null> {
-    return (this.loaded ?? (await this.backend())).get(id, now);
+    try {
+      return await (this.loaded ?? (await this.backend())).get(id, now);
+    } catch (e) {
+      throw this.scrub(e);
+    }
   }
   async put(rec: StoredRecord, now: number, mode: 'create' | 'update'): Promise<boolean> {
-    return (await this.backend()).put(rec, now, mode);
+    try {
+      return await (await this.backend()).put(rec, now, mode);
+    } catch (e) {
+      throw this.scrub(e);
+    }
   }
   async delete(ids: string[]): Promise<number> {
-    return (await this.backend()).delete(ids);
+    try {
+      return await (await this.backend()).delete(ids);
+    } catch (e) {
+      throw this.scrub(e);
+    }
   }
   async lock(id: string, token: string, ttlMs: number): Promise<boolean> {
-    return (await this.backend()).lock(id, token, ttlMs);
+    try {
+      return await (await this.backend()).lock(id, token, ttlMs);
+    } catch (e) {
+      throw this.scrub(e);
+    }
   }
   async unlock(id: string, token: string): Promise<void> {
-    return (await this.backend()).unlock(id, token);
+    try {
+      return await (await this.backend()).unlock(id, token);
+    } catch (e) {
+      throw this.scrub(e);
+    }
   }
   async scan(now: number): Promise<Array<Pick<StoredRecord, 'id' | 'meta' | 'expiresAt'>>> {
-    return (await this.backend()).scan(now);
+    try {
+      return await (await this.backend()).scan(now);
+    } catch (e) {
+      throw this.scrub(e);
+    }
+  }
+
+  private scrub(e: unknown): unknown {
+    return scrubError(e, this.s.secrets);
   }
   async close(): Promise<void> {
     // Never used: nothing to load, nothing to close.
@@ -95,4 +134,21 @@ export function sameSessionStorage(a: Config, b: Config): boolean {
   if (x.kind === 'redis' && y.kind === 'redis') return JSON.stringify(x) === JSON.stringify(y);
   if (x.kind === 'postgres' && y.kind === 'postgres') return x.url === y.url;
   return true;
+}
+
+/** The error, or a copy with the secrets blanked out of its message (and its causes'), code and name kept. */
+export function scrubError(e: unknown, secrets: readonly string[]): unknown {
+  if (!secrets.length) return e;
+  if (typeof e === 'string') return scrubSecrets(e, secrets);
+  if (!(e instanceof Error)) return e;
+  const nested = e instanceof AggregateError ? e.errors.map((x) => scrubError(x, secrets)) : null;
+  const cause = e.cause === undefined ? undefined : scrubError(e.cause, secrets);
+  const message = scrubSecrets(e.message, secrets);
+  const nestedChanged = nested !== null && nested.some((x, i) => x !== (e as AggregateError).errors[i]);
+  if (message === e.message && cause === e.cause && !nestedChanged) return e;
+  const out = nested ? new AggregateError(nested, message) : new Error(message, cause === undefined ? undefined : { cause });
+  out.name = e.name;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code !== undefined) (out as NodeJS.ErrnoException).code = code;
+  return out;
 }

@@ -1,7 +1,7 @@
 import type { Backend, StoredRecord } from './server-store.js';
 
 /**
- * `session_storage: memory`: this process only, lost on restart (pitfall 5), so `portcullis
+ * `session_storage: memory`: this process only, lost on restart, so `portcullis
  * check` warns about it. Records are encrypted like in the shared stores, so tests of the
  * session layer exercise the same code.
  */

@@ -30,7 +30,7 @@ export class PostgresBackend implements Backend {
   private migrated: Promise<void> | null = null;
   private sweeper: NodeJS.Timeout | null = null;
 
-  constructor(s: PostgresStorage, private readonly sweepMs = SWEEP_MS) {
+  constructor(s: Omit<PostgresStorage, 'secrets'>, private readonly sweepMs = SWEEP_MS) {
     // Short timeouts: while the database is unreachable a request gets its 503 in about two
     // seconds instead of hanging on a connection attempt.
     this.pool = new pg.Pool({ connectionString: s.url, max: 10, connectionTimeoutMillis: 2_000, idleTimeoutMillis: 10_000, query_timeout: 3_000, statement_timeout: 3_000 });

@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-/** The fenced block of a recipe whose first line is `# recipe: <name>`. */
+/** The fenced block of a recipe whose first line is `# recipe: <name>` (`-- recipe: <name>` in Lua). */
 export function recipe(file: string, name: string): string {
   const md = readFileSync(new URL(`../../../docs/recipes/${file}`, import.meta.url), 'utf8');
   for (const m of md.matchAll(/```[a-z]*\n([\s\S]*?)```/g)) {
     const body = m[1]!;
-    if (body.startsWith(`# recipe: ${name}\n`)) return body;
+    if (body.startsWith(`# recipe: ${name}\n`) || body.startsWith(`-- recipe: ${name}\n`)) return body;
   }
   throw new Error(`no \`# recipe: ${name}\` block in docs/recipes/${file}`);
 }

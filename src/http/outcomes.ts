@@ -1,0 +1,63 @@
+import type { ServerResponse } from 'node:http';
+import { sendPage, type PageOptions } from './pages.js';
+
+// Every answer Portcullis gives on its own account, by code: the code is what API clients and
+// log searches match on (the `error` of the JSON body), so it is a constant, and its status
+// and page title are said once, here. Callers give only what differs per request: the message.
+
+interface OutcomeSpec {
+  status: number;
+  title: string;
+}
+
+const spec = (status: number, title: string): OutcomeSpec => ({ status, title });
+
+const TABLE = {
+  // Decisions
+  unauthenticated: spec(401, 'Sign-in required'),
+  invalid_token: spec(401, 'Invalid token'),
+  access_denied: spec(403, 'Access denied'),
+  wrong_host: spec(403, 'Access denied'),
+  no_route: spec(404, 'Not found'),
+  unknown_host: spec(404, 'Unknown site'),
+  ambiguous_path: spec(400, 'Bad request'),
+  session_store_unavailable: spec(503, 'Temporarily unavailable'),
+  idp_unavailable: spec(503, 'Sign-in is temporarily unavailable'),
+  token_check_unavailable: spec(503, 'Temporarily unavailable'),
+  // The request itself
+  bad_request: spec(400, 'Bad request'),
+  bad_upgrade: spec(400, 'Bad request'),
+  not_found: spec(404, 'Not found'),
+  method_not_allowed: spec(405, 'Method not allowed'),
+  internal_error: spec(500, 'Something went wrong'),
+  // Forward-auth
+  forward_auth_misconfigured: spec(500, 'Proxy misconfigured'),
+  not_a_forward_auth_endpoint: spec(400, 'Bad request'),
+  // Upstreams
+  no_upstream: spec(502, 'No upstream'),
+  upstream_unavailable: spec(502, 'The application is unavailable'),
+  upstream_timeout: spec(504, 'The application did not answer in time'),
+  upstream_bad_response: spec(502, 'The application sent an invalid response'),
+} as const satisfies Record<string, OutcomeSpec>;
+
+export type OutcomeCode = keyof typeof TABLE;
+
+/** The codes as constants, so a typo is a compile error: `codes.access_denied`. */
+export const codes = Object.freeze(Object.fromEntries(Object.keys(TABLE).map((k) => [k, k]))) as {
+  readonly [K in OutcomeCode]: K;
+};
+
+export function outcomeStatus(code: OutcomeCode): number {
+  return TABLE[code].status;
+}
+
+export type OutcomeOptions = Omit<PageOptions, 'status' | 'title' | 'code'> & {
+  /** Only where one code is answered with another status by contract (nginx: never a 400). */
+  status?: number;
+};
+
+/** A page (browsers) or JSON (API clients) for an outcome of the table. */
+export function sendOutcome(res: ServerResponse, wantsJson: boolean, code: OutcomeCode, o: OutcomeOptions): void {
+  const s = TABLE[code];
+  sendPage(res, wantsJson, { ...o, code, status: o.status ?? s.status, title: s.title });
+}
