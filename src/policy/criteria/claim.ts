@@ -9,8 +9,12 @@ export const claim: IdentityCriterion = {
   needsIdentity: true,
   takesSubPath: true,
   compile(value, path, opts, claimName) {
-    if (!claimName) throw new PolicyError(path, 'claim needs a claim name, e.g. "claim/family_name: Smith"');
-    const matcher = compileListMatcher(value, path, { noun: `claim ${claimName}`, stringsOnly: false });
+    if (!claimName)
+      throw new PolicyError(path, 'claim needs a claim name, e.g. "claim/family_name: Smith"');
+    const matcher = compileListMatcher(value, path, {
+      noun: `claim ${claimName}`,
+      stringsOnly: false,
+    });
     const lookup = claimLookup(claimName, opts.groupsClaim);
     return {
       label: `claim/${claimName} ${matcher.label}`,

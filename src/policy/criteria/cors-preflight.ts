@@ -16,12 +16,15 @@ export const corsPreflight: RequestCriterion = {
     return {
       label: 'cors_preflight',
       haveKey: 'cors',
-      test: (ctx) => ctx.method === 'OPTIONS'
-        && headerPresent(ctx, 'access-control-request-method') && headerPresent(ctx, 'origin'),
+      test: (ctx) =>
+        ctx.method === 'OPTIONS' &&
+        headerPresent(ctx, 'access-control-request-method') &&
+        headerPresent(ctx, 'origin'),
       need: 'a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)',
-      have: (ctx) => (ctx.method === 'OPTIONS'
-        ? 'the request is an OPTIONS request without both Origin and Access-Control-Request-Method'
-        : `the request is a ${ctx.method} request`),
+      have: (ctx) =>
+        ctx.method === 'OPTIONS'
+          ? 'the request is an OPTIONS request without both Origin and Access-Control-Request-Method'
+          : `the request is a ${ctx.method} request`,
     };
   },
 };

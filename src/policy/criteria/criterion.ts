@@ -43,13 +43,23 @@ interface CriterionBase {
 /** A criterion about the signed-in user. `path` locates the value; `subPath` is the text after "/" in the key. */
 export interface IdentityCriterion extends CriterionBase {
   readonly needsIdentity: true;
-  compile(value: unknown, path: PolicyPath, opts: CriterionOptions, subPath: string): LeafBody<Identity>;
+  compile(
+    value: unknown,
+    path: PolicyPath,
+    opts: CriterionOptions,
+    subPath: string,
+  ): LeafBody<Identity>;
 }
 
 /** A criterion about the request alone (method, path, address, time, certificate): decidable without a login. */
 export interface RequestCriterion extends CriterionBase {
   readonly needsIdentity: false;
-  compile(value: unknown, path: PolicyPath, opts: CriterionOptions, subPath: string): LeafBody<Identity | null>;
+  compile(
+    value: unknown,
+    path: PolicyPath,
+    opts: CriterionOptions,
+    subPath: string,
+  ): LeafBody<Identity | null>;
 }
 
 export type Criterion = IdentityCriterion | RequestCriterion;

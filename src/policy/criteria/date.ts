@@ -7,8 +7,10 @@ export const date: RequestCriterion = {
   needsIdentity: false,
   compile(value, path) {
     if (!isPlainObject(value) || Object.keys(value).length === 0) {
-      throw new PolicyError(path, 
-        `expected a date matcher object with "after" and/or "before", got ${typeName(value)}`);
+      throw new PolicyError(
+        path,
+        `expected a date matcher object with "after" and/or "before", got ${typeName(value)}`,
+      );
     }
     let after = -Infinity;
     let before = Infinity;
@@ -24,7 +26,9 @@ export const date: RequestCriterion = {
     const window = [
       after > -Infinity ? `after ${new Date(after).toISOString()}` : '',
       before < Infinity ? `before ${new Date(before).toISOString()}` : '',
-    ].filter(Boolean).join(' and ');
+    ]
+      .filter(Boolean)
+      .join(' and ');
     return {
       label: `date ${window}`,
       haveKey: 'date',

@@ -6,7 +6,10 @@ export const domain: IdentityCriterion = {
   name: 'domain',
   needsIdentity: true,
   compile(value, path) {
-    const matcher = compileStringMatcher(value, path, { noun: 'email domain', normalize: (s) => s.toLowerCase() });
+    const matcher = compileStringMatcher(value, path, {
+      noun: 'email domain',
+      normalize: (s) => s.toLowerCase(),
+    });
     return {
       label: `domain ${matcher.label}`,
       haveKey: 'domain',
@@ -19,7 +22,9 @@ export const domain: IdentityCriterion = {
       have: (_ctx, id) => {
         if (!id.email) return 'no email in your session';
         const found = emailDomain(id.email);
-        return found ? `your email domain is ${found}` : `your email "${id.email}" has no valid domain`;
+        return found
+          ? `your email domain is ${found}`
+          : `your email "${id.email}" has no valid domain`;
       },
     };
   },

@@ -6,7 +6,10 @@ export const email: IdentityCriterion = {
   needsIdentity: true,
   compile(value, path) {
     // Mail providers treat addresses case-insensitively, and IdPs differ in how they case them.
-    const matcher = compileStringMatcher(value, path, { noun: 'email', normalize: (s) => s.toLowerCase() });
+    const matcher = compileStringMatcher(value, path, {
+      noun: 'email',
+      normalize: (s) => s.toLowerCase(),
+    });
     return {
       label: `email ${matcher.label}`,
       haveKey: 'email',

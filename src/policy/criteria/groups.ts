@@ -14,7 +14,12 @@ export const groups: IdentityCriterion = {
       need: matcher.need,
       have: (_ctx, id) => {
         const held = groupsOf(id);
-        if (held === undefined || held === null || (Array.isArray(held) && held.length === 0) || held === '') {
+        if (
+          held === undefined ||
+          held === null ||
+          (Array.isArray(held) && held.length === 0) ||
+          held === ''
+        ) {
           return 'no groups claim in your session';
         }
         return `you have ${describeValues(held)}`;

@@ -31,16 +31,26 @@ export function describeValues(value: unknown): string {
 /** For criteria whose value PPL ignores, so `accept: false` would still accept everyone: refuse `false`. */
 export function noFlag(name: string, value: unknown, path: PolicyPath): void {
   if (value === false) {
-    const instead = name === 'accept' ? 'use "reject: true"'
-      : name === 'reject' ? 'use "accept: true"'
-        : 'put it under "not"';
-    throw new PolicyError(path, `"${name}: false" would still match (PPL ignores the value of ${name}); `
-      + `remove the criterion or ${instead}`);
+    const instead =
+      name === 'accept'
+        ? 'use "reject: true"'
+        : name === 'reject'
+          ? 'use "accept: true"'
+          : 'put it under "not"';
+    throw new PolicyError(
+      path,
+      `"${name}: false" would still match (PPL ignores the value of ${name}); ` +
+        `remove the criterion or ${instead}`,
+    );
   }
 }
 
 /** A value or a non-empty list of them, each with the path an error about it should point at. */
-export function oneOrMany(raw: unknown, path: PolicyPath, what: string): { values: unknown[]; paths: PolicyPath[] } {
+export function oneOrMany(
+  raw: unknown,
+  path: PolicyPath,
+  what: string,
+): { values: unknown[]; paths: PolicyPath[] } {
   if (Array.isArray(raw)) {
     if (raw.length === 0) throw new PolicyError(path, `expected at least one ${what}`);
     return { values: raw, paths: raw.map((_, i) => [...path, i]) };
@@ -55,7 +65,9 @@ export function claimLookup(name: string, groupsClaim: string): (identity: Ident
   const isGroups = name === groupsClaim;
   return (identity) => {
     const claims = identity.claims;
-    let value: unknown = Object.prototype.hasOwnProperty.call(claims, name) ? claims[name] : undefined;
+    let value: unknown = Object.prototype.hasOwnProperty.call(claims, name)
+      ? claims[name]
+      : undefined;
     if (value === undefined && nested) value = walk(claims, segments);
     // Groups may come from a source other than the token (e.g. userinfo); Identity.groups holds them.
     if ((value === undefined || value === null) && isGroups) value = groupsOf(identity);

@@ -6,7 +6,10 @@ export const httpMethod: RequestCriterion = {
   needsIdentity: false,
   compile(value, path) {
     // ctx.method is upper-case; normalizing the policy side keeps "is: get" from silently never matching.
-    const matcher = compileStringMatcher(value, path, { noun: 'method', normalize: (s) => s.toUpperCase() });
+    const matcher = compileStringMatcher(value, path, {
+      noun: 'method',
+      normalize: (s) => s.toUpperCase(),
+    });
     return {
       label: `http_method ${matcher.label}`,
       haveKey: 'method',

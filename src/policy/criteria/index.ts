@@ -56,13 +56,21 @@ const SUB_PATH_FORMS = REGISTRY.filter((criterion) => criterion.takesSubPath)
 const UNSUPPORTED = new Map([
   ['device', 'device identity is not supported'],
   ['record', 'external data source records are not supported'],
-  ['invalid_client_certificate', 'client certificates are verified by the listener before policy runs'],
+  [
+    'invalid_client_certificate',
+    'client certificates are verified by the listener before policy runs',
+  ],
   ['pomerium_routes', 'there are no .pomerium routes in Portcullis'],
   ['mcp_tool', 'MCP routes are not supported'],
 ]);
 
 /** Compiles one `key: value` criterion found at `path`; throws PolicyError for anything it cannot use. */
-export function compileCriterion(key: string, value: unknown, path: PolicyPath, opts: CriterionOptions): LeafSpec {
+export function compileCriterion(
+  key: string,
+  value: unknown,
+  path: PolicyPath,
+  opts: CriterionOptions,
+): LeafSpec {
   const slash = key.indexOf('/');
   const name = slash === -1 ? key : key.slice(0, slash);
   const subPath = slash === -1 ? '' : key.slice(slash + 1);
@@ -70,11 +78,19 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
   const criterion = BY_NAME.get(name);
   if (subPath && !criterion?.takesSubPath) {
     const hint = name === 'claims' ? ' (did you mean "claim"?)' : '';
-    throw new PolicyError(valuePath, `criterion "${name}" takes no "/" sub-path; only ${SUB_PATH_FORMS} does${hint}`);
+    throw new PolicyError(
+      valuePath,
+      `criterion "${name}" takes no "/" sub-path; only ${SUB_PATH_FORMS} does${hint}`,
+    );
   }
   if (!criterion) {
     const why = UNSUPPORTED.get(name);
-    if (why) throw new PolicyError(valuePath, `criterion "${name}" is not supported by Portcullis: ${why}`);
+    if (why) {
+      throw new PolicyError(
+        valuePath,
+        `criterion "${name}" is not supported by Portcullis: ${why}`,
+      );
+    }
     const hint = didYouMean(name, [...CRITERIA, 'and', 'or', 'not', 'nor']);
     const expected = `expected one of ${CRITERIA.join(', ')}, or a nested and/or/not/nor`;
     throw new PolicyError(valuePath, `unknown criterion "${name}"${hint}; ${expected}`);
@@ -86,5 +102,12 @@ export function compileCriterion(key: string, value: unknown, path: PolicyPath, 
   const { label, test, need, have, haveKey } = criterion.compile(value, valuePath, opts, subPath);
   // The evaluator answers "unknown" for an identity leaf without calling it when nobody is
   // signed in (src/policy/index.ts), so these never see the null they are widened to.
-  return { label, needsIdentity: true, test: test as LeafSpec['test'], need, have: have as LeafSpec['have'], haveKey };
+  return {
+    label,
+    needsIdentity: true,
+    test: test as LeafSpec['test'],
+    need,
+    have: have as LeafSpec['have'],
+    haveKey,
+  };
 }

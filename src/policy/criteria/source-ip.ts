@@ -11,7 +11,10 @@ export const sourceIp: RequestCriterion = {
     const cidrs: string[] = [];
     values.forEach((entry, i) => {
       if (typeof entry !== 'string') {
-        throw new PolicyError(paths[i]!, `expected an IP address or CIDR string, got ${typeName(entry)}`);
+        throw new PolicyError(
+          paths[i]!,
+          `expected an IP address or CIDR string, got ${typeName(entry)}`,
+        );
       }
       // Compiled one by one first so an error points at the entry that caused it.
       try {

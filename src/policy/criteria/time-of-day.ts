@@ -22,10 +22,16 @@ export const timeOfDay: RequestCriterion = {
     const zone = value['timezone'];
     const zonePath = [...path, 'timezone'];
     if (zone === undefined) {
-      throw new PolicyError(zonePath, 'time_of_day needs a timezone, e.g. "timezone: Europe/Berlin"');
+      throw new PolicyError(
+        zonePath,
+        'time_of_day needs a timezone, e.g. "timezone: Europe/Berlin"',
+      );
     }
     if (typeof zone !== 'string' || !zone) {
-      throw new PolicyError(zonePath, `expected an IANA time zone name such as Europe/Berlin, got ${typeName(zone)}`);
+      throw new PolicyError(
+        zonePath,
+        `expected an IANA time zone name such as Europe/Berlin, got ${typeName(zone)}`,
+      );
     }
     let clock: ReturnType<typeof zoneClock>;
     try {
@@ -34,15 +40,20 @@ export const timeOfDay: RequestCriterion = {
       const expected = 'expected an IANA name such as Europe/Berlin, America/New_York or UTC';
       throw new PolicyError(zonePath, `unknown time zone "${zone}"; ${expected}`);
     }
-    const after = value['after'] === undefined ? undefined : parseTimeOfDay(value['after'], [...path, 'after']);
-    const before = value['before'] === undefined ? undefined : parseTimeOfDay(value['before'], [...path, 'before']);
+    const after =
+      value['after'] === undefined ? undefined : parseTimeOfDay(value['after'], [...path, 'after']);
+    const before =
+      value['before'] === undefined
+        ? undefined
+        : parseTimeOfDay(value['before'], [...path, 'before']);
     if (after === undefined && before === undefined) {
       throw new PolicyError(path, 'time_of_day needs "after" and/or "before"');
     }
     let inWindow: (msOfDay: number) => boolean;
     if (after !== undefined && before !== undefined) {
       // after > before is a window across midnight (e.g. 22:00-06:00), the only useful reading.
-      inWindow = after <= before ? (t) => t >= after && t < before : (t) => t >= after || t < before;
+      inWindow =
+        after <= before ? (t) => t >= after && t < before : (t) => t >= after || t < before;
     } else if (after !== undefined) {
       inWindow = (t) => t >= after;
     } else {
@@ -51,7 +62,9 @@ export const timeOfDay: RequestCriterion = {
     const window = [
       after !== undefined ? `after ${formatMsOfDay(after)}` : '',
       before !== undefined ? `before ${formatMsOfDay(before)}` : '',
-    ].filter(Boolean).join(' and ');
+    ]
+      .filter(Boolean)
+      .join(' and ');
     return {
       label: `time_of_day ${window} ${zone}`,
       haveKey: `time/${zone}`,
