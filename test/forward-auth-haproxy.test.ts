@@ -24,6 +24,9 @@ const SPOOF = {
   'X-Forwarded-Groups': 'admins',
   X_Forwarded_Email: 'mallory@evil.test',
   X_Forwarded_User: 'mallory',
+  // Issue 17 item 5: some frameworks fold `.` like `-` and `_`.
+  'X.Forwarded.Email': 'mallory@evil.test',
+  'X-Forwarded.User': 'mallory',
   'X-Original-URL': 'http://app.corp.test/public/x',
 };
 
@@ -102,13 +105,14 @@ routes:
     assert.deepEqual(get('x-forwarded-groups'), ['admins,eng']);
     assert.deepEqual(get('x-forwarded-preferred-username'), ['alice']);
     assert.ok(!h.some(([k]) => k.includes('_')), `no underscore spelling reaches the upstream: ${JSON.stringify(h)}`);
+    assert.ok(!h.some(([k]) => k.includes('.')), `no dotted spelling reaches the upstream: ${JSON.stringify(h)}`);
   });
 
   test('a public path needs no session and carries no identity, even a spoofed one', async () => {
     const r = await request(`${app}/public/health?format=json`, { headers: SPOOF });
     assert.equal(r.status, 200, diag());
     const h = headersOf(r.json<Seen>());
-    const ids = h.filter(([k]) => /^x[-_]forwarded[-_](user|email|groups)/.test(k));
+    const ids = h.filter(([k]) => /^x[-_.]forwarded[-_.](user|email|groups)/.test(k));
     assert.ok(ids.every(([, v]) => v === ''), `no identity on a public path, got ${JSON.stringify(ids)}`);
   });
 

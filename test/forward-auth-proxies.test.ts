@@ -29,6 +29,10 @@ const SPOOF = {
   'X-Forwarded_Email': 'mallory@evil.test',
   'Remote-User': 'mallory',
   'X-authentik-username': 'mallory',
+  // Issue 17 item 5: some frameworks fold `.` like `-` and `_`.
+  'X.Forwarded.Email': 'mallory@evil.test',
+  'Remote.User': 'mallory',
+  'X.Auth.Request.User': 'mallory',
 };
 
 for (const kind of ['nginx', 'caddy'] as const) {
@@ -118,6 +122,7 @@ routes:
       assert.deepEqual(get('x-forwarded-groups'), ['admins,eng']);
       assert.deepEqual(get('x-forwarded-preferred-username'), ['alice']);
       assert.ok(!h.some(([k]) => k.includes('_')), `no underscore spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`);
+      assert.ok(!h.some(([k]) => k.includes('.')), `no dotted spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`);
       assert.ok(!h.some(([, v]) => /\{http\./.test(v)), 'no unreplaced Caddy placeholder');
     });
 
@@ -127,6 +132,7 @@ routes:
       const h = headersOf(r.json<Seen>());
       const forwarded = h.filter(([k]) => k === 'x-forwarded-email' || k === 'x-forwarded-user' || k === 'x-forwarded-groups');
       assert.ok(forwarded.every(([, v]) => v === ''), `no identity on a public path, got ${JSON.stringify(forwarded)}`);
+      assert.ok(!h.some(([k]) => k.includes('.')), `no dotted spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`);
     });
 
     test('bob is denied on the admins-only path and allowed elsewhere; alice gets in', async () => {
