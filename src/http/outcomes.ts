@@ -35,6 +35,9 @@ const TABLE = {
   not_found: spec(404, 'Not found'),
   method_not_allowed: spec(405, 'Method not allowed'),
   internal_error: spec(500, 'Something went wrong'),
+  // Command-line login
+  invalid_redirect_uri: spec(400, 'Invalid redirect_uri'),
+  invalid_login_request: spec(400, 'Command-line login failed'),
   // Forward-auth
   forward_auth_misconfigured: spec(500, 'Proxy misconfigured'),
   not_a_forward_auth_endpoint: spec(400, 'Bad request'),
