@@ -114,7 +114,15 @@ export class PostgresBackend implements Backend {
     let attempt = 0;
     const connect = async (): Promise<void> => {
       if (this.closed) return;
-      const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 2_000, keepAlive: true });
+      let c: pg.Client;
+      try {
+        // Throws at once for some bad URLs (pg reads ?sslkey= files here).
+        c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 2_000, keepAlive: true });
+      } catch {
+        this.relisten = setTimeout(() => void connect(), RELISTEN_MAX_MS);
+        this.relisten.unref();
+        return;
+      }
       let up = false;
       let lost = false;
       const drop = (): void => {

@@ -133,12 +133,21 @@ export class ServerSessionStore implements SessionStore {
       // instant are covered, older cached ones are checked against the store again.
       this.upSince = up ? now : null;
       if (up) this.lastHeard = now;
-      this.log.info({ event: up ? 'session_channel_up' : 'session_channel_down', store: this.kind }, up
-        ? 'listening for sign-outs and revocations from every replica'
-        : 'the channel for sign-outs and revocations is down: cached sessions are checked against the store every second');
+      if (up) {
+        this.log.info({ event: 'session_channel_up', store: this.kind }, 'listening for sign-outs and revocations from every replica');
+      } else {
+        this.log.warn({ event: 'session_channel_down', store: this.kind },
+          'the channel for sign-outs and revocations is down: cached sessions are checked against the store every second');
+      }
     });
     const publish = this.backend.publish.bind(this.backend);
-    this.heartbeat = setInterval(() => void publish('p').catch(() => {}), HEARTBEAT_MS);
+    let pending = false;
+    this.heartbeat = setInterval(() => {
+      // One at a time: while the store hangs, beats must not pile up and take the pool's connections.
+      if (pending) return;
+      pending = true;
+      publish('p').catch(() => {}).finally(() => (pending = false));
+    }, HEARTBEAT_MS);
     this.heartbeat.unref();
   }
 
