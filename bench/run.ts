@@ -662,7 +662,7 @@ async function profileRun(o: { work: string; yaml: string; port: number; connect
   const dir = join(o.work, 'cpuprof');
   mkdirSync(dir, { recursive: true });
   const p = await startP('portcullis-profile', join(o.work, 'portcullis-profile.yaml'), o.yaml, o.port, ['--cpu-prof', '--cpu-prof-dir', dir]);
-  let proc: Tracked = p.proc;
+  const proc: Tracked = p.proc;
   try {
     const cookie = await loginPortcullis(o.port);
     const url = `http://127.0.0.1:${o.port}/`;

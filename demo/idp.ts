@@ -51,6 +51,8 @@ export interface RunningIdp {
   disableUser(userId: string): void;
   /** simulates a client deleted at the IdP: the token endpoint then answers invalid_client */
   removeClient(clientId: string): void;
+  /** How many requests reached `path` (e.g. /token/introspection): what relying parties cost the IdP. */
+  requestCount(path: string): number;
   close(): Promise<void>;
 }
 
@@ -283,6 +285,9 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
 
   let provider: ProviderInstance | undefined;
   let handle: http.RequestListener | undefined;
+  // Interaction paths carry a fresh uid each and are not counted; the rest are a fixed few,
+  // but a cap keeps a long demo run that someone probes with random paths bounded.
+  const counts = new Map<string, number>();
 
   const server = http.createServer((req, res) => {
     if (!handle || !provider) {
@@ -303,6 +308,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       });
       return;
     }
+    if (counts.has(path) || counts.size < 1000) counts.set(path, (counts.get(path) ?? 0) + 1);
     handle(req, res);
   });
   await new Promise<void>((resolve, reject) => {
@@ -503,6 +509,9 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     },
     removeClient(clientId) {
       clients.delete(clientId);
+    },
+    requestCount(path) {
+      return counts.get(path) ?? 0;
     },
     close() {
       return new Promise<void>((resolve) => {

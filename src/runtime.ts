@@ -3,7 +3,7 @@ import { RouteTable, defaultPort } from './decide/route-table.js';
 import type { RequestContext } from './decide/types.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { TokenAuthenticator } from './identity/bearer.js';
-import { Idp } from './identity/oidc.js';
+import { type Idp } from './identity/oidc.js';
 import type { Logger } from './observe/logger.js';
 import { silentObserver, type Observer } from './observe/observer.js';
 import { OnceCache } from './authenticate/once.js';
@@ -55,7 +55,7 @@ export class Runtime {
     this.sealer = new Sealer(cfg.cookie.secret);
     this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp), log });
     this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
-    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions.store);
+    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions);
     this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);
     const hosts: string[] = [];
     const domains: string[] = [];

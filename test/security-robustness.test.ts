@@ -30,7 +30,7 @@ function mustNotCrash(text: string): void {
   try {
     parseConfig(text, 'fuzz.yaml');
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw new Error(`not a ConfigError for ${JSON.stringify(text.slice(0, 200))}: ${(e as Error).stack}`);
+    if (!(e instanceof ConfigError)) throw new Error(`not a ConfigError for ${JSON.stringify(text.slice(0, 200))}`, { cause: e });
     for (const i of e.issues) assert.ok(i.message.length > 0);
   }
 }

@@ -53,17 +53,13 @@ export function analyzeProfile(p: CpuProfile, root: string): ProfileSummary {
     for (const n of p.nodes) self.set(n.id, (n.hitCount ?? 0) * per);
   }
   let total = 0;
-  let idle = 0;
   const fn = new Map<string, { name: string; where: string; selfMs: number }>();
   const areas = new Map<string, number>();
   for (const [id, ms] of self) {
     const n = byId.get(id);
     if (!n) continue;
     const cf = n.callFrame;
-    if (cf.functionName === '(idle)') {
-      idle += ms;
-      continue;
-    }
+    if (cf.functionName === '(idle)') continue;
     total += ms;
     const key = `${cf.functionName}|${cf.url}|${cf.lineNumber}`;
     const e = fn.get(key) ?? { name: cf.functionName || '(anonymous)', where: where(cf, root), selfMs: 0 };

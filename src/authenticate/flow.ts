@@ -4,7 +4,7 @@ import * as client from 'openid-client';
 import type { RequestContext } from '../decide/types.js';
 import { sendPage, sendRedirect } from '../http/pages.js';
 import { keepUserClaims } from '../identity/claims.js';
-import { describe, IdpUnavailableError } from '../identity/oidc.js';
+import { describe, IdpUnavailableError, isUnreachable } from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
@@ -242,7 +242,7 @@ export async function callback(a: AuthRequest): Promise<void> {
     });
   } catch (e) {
     const why = describe(e);
-    const network = !(e instanceof client.ResponseBodyError) && !(e instanceof client.AuthorizationResponseError) && /fetch failed|ECONNREFUSED|timeout|ENOTFOUND|aborted/i.test(why);
+    const network = isUnreachable(e);
     fail(network ? 502 : 400, network ? 'idp_unreachable' : 'token_exchange_failed', 'Sign-in could not be completed',
       network ? 'The identity provider could not be reached to finish the sign-in.' : `The identity provider did not accept the sign-in (${why}).`, login, clear);
     return;

@@ -99,7 +99,7 @@ export const configSchema = z.strictObject({
   certificates: z.array(z.strictObject({ cert: z.string(), key: z.string() })).optional(),
   client_ca_file: z.string().optional(),
   authenticate_service_url: httpUrl('authenticate_service_url').optional(),
-  authenticate_callback_path: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, { message: 'expected a path like /oauth2/callback' }).optional(),
+  authenticate_callback_path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, { message: 'expected a path like /oauth2/callback' }).optional(),
   idp_provider: z.enum(['oidc', 'keycloak', 'okta', 'google', 'azure', 'auth0', 'authentik', 'gitlab', 'ping', 'onelogin', 'cognito']).optional(),
   idp_provider_url: httpUrl('idp_provider_url (the issuer)'),
   idp_client_id: z.string().min(1),

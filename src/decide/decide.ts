@@ -3,7 +3,7 @@ import type { TokenAuthenticator } from '../identity/bearer.js';
 import type { SessionLookup, SessionManager } from '../session/manager.js';
 import { StoreUnavailableError, type SessionView } from '../session/types.js';
 import type { RouteTable } from './route-table.js';
-import type { Identity, PolicyResult, RequestContext } from './types.js';
+import type { Identity, PolicyResult, RequestContext, UnavailableCause } from './types.js';
 
 // The one place a request is judged. The reverse proxy, every forward-auth endpoint and
 // `portcullis explain` build a RequestContext, call decide(), and only render the outcome.
@@ -24,7 +24,7 @@ export type Decision =
   | { kind: 'deny'; route: Route; identity: Identity | null; policy: PolicyResult; setCookies: string[] }
   | { kind: 'not_found'; reason: string; knownHost: boolean }
   | { kind: 'bad_request'; route: Route | null; reason: string }
-  | { kind: 'unavailable'; route: Route | null; reason: string };
+  | { kind: 'unavailable'; route: Route | null; cause: UnavailableCause; reason: string };
 
 export interface DecideDeps {
   routes: RouteTable;
@@ -82,11 +82,14 @@ async function loadIdentity(ctx: RequestContext, route: Route, deps: DecideDeps)
   const token = deps.tokens ? await deps.tokens.authenticate(ctx, route) : null;
   if (token?.kind === 'ok') return { identity: token.identity, session: token.session, setCookies: [] };
   if (token?.kind === 'invalid') return { kind: 'login', route, reason: `token refused: ${token.description}`, tokenError: token.description, setCookies: [] };
-  if (token?.kind === 'unavailable') return { kind: 'unavailable', route, reason: token.reason };
+  if (token?.kind === 'unavailable') return { kind: 'unavailable', route, cause: token.cause, reason: token.reason };
   try {
     return await deps.sessions.lookup(ctx);
   } catch (e) {
-    if (e instanceof StoreUnavailableError) return { kind: 'unavailable', route, reason: 'the session store is unavailable' };
+    if (e instanceof StoreUnavailableError) {
+      const reason = e.source === 'session_store' ? 'the session store is unavailable' : e.message;
+      return { kind: 'unavailable', route, cause: e.source, reason };
+    }
     throw e;
   }
 }

@@ -73,3 +73,18 @@ export interface PolicyInput {
 }
 
 export type CompiledPolicy = (input: PolicyInput) => PolicyResult;
+
+/**
+ * Why a request could not be judged right now (a 503, never an allow): which dependency was
+ * down decides the page, the metric and what the operator should look at.
+ */
+export type UnavailableCause =
+  /** The Redis/PostgreSQL session store did not answer. */
+  | 'session_store'
+  /** A session was due for its refresh and the IdP could not be reached past the grace period. */
+  | 'idp_refresh'
+  /** A bearer JWT could not be checked: the IdP's JWKS could not be fetched. */
+  | 'idp_keys'
+  /** An opaque bearer token could not be introspected at the IdP. */
+  | 'idp_introspection';
+

@@ -4,7 +4,7 @@ import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
 import { codes, sendOutcome } from '../http/outcomes.js';
 import { sendJson, sendRedirect } from '../http/pages.js';
-import { renderRefusal } from '../http/refusal.js';
+import { renderRefusal, unavailableCode } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import type { Runtime } from '../runtime.js';
 import { normalizeIp } from '../security/cidr.js';
@@ -160,7 +160,7 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     // 401 would start a login that cannot help, anything but 2xx/401/403 becomes nginx's 500:
     // everything that is not "allow" or "sign in" is a 403 for nginx. A store outage is not a
     // decision, and nginx's 500 is the truth there.
-    if (d.kind === 'unavailable') sendOutcome(res, true, codes.session_store_unavailable, { message: 'Sessions cannot be checked right now.', requestId, setCookies });
+    if (d.kind === 'unavailable') sendOutcome(res, true, unavailableCode(d.cause), { message: 'This request cannot be checked right now.', requestId, setCookies });
     else sendOutcome(res, true, d.kind === 'deny' ? codes.access_denied : d.kind === 'not_found' ? codes.not_found : codes.bad_request, { status: 403, message: 'Access denied.', requestId, setCookies });
     return { ...out, reason };
   }

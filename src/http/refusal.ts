@@ -1,6 +1,7 @@
 import { redirectToLogin, type AuthRequest } from '../authenticate/flow.js';
 import type { Decision } from '../decide/decide.js';
-import { codes, sendOutcome } from './outcomes.js';
+import type { UnavailableCause } from '../decide/types.js';
+import { codes, sendOutcome, type OutcomeCode } from './outcomes.js';
 
 // The one place a refused decision becomes a response, for the reverse proxy and for the
 // forward-auth contracts that hand our answer to the browser as is (Traefik, Caddy, Envoy).
@@ -29,10 +30,31 @@ export async function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind:
     case 'bad_request':
       sendOutcome(res, json, codes.ambiguous_path, { message: `This request was refused: ${d.reason}.`, requestId });
       return;
-    case 'unavailable':
-      if (/session store/.test(d.reason)) sendOutcome(res, json, codes.session_store_unavailable, { message: 'Sessions cannot be checked right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
-      else sendOutcome(res, json, codes.token_check_unavailable, { message: 'The token cannot be checked with the identity provider right now. Please try again in a moment.', requestId, headers: { 'retry-after': '5' } });
+    case 'unavailable': {
+      const code = unavailableCode(d.cause);
+      sendOutcome(res, json, code, { message: UNAVAILABLE_MESSAGE[code], requestId, headers: { 'retry-after': '5' } });
       return;
+    }
   }
 }
 
+type UnavailableCode = Extract<OutcomeCode, 'session_store_unavailable' | 'idp_unavailable' | 'token_check_unavailable'>;
+
+/** The outcome code of each cause: what the page says, and what API clients and dashboards match on. */
+export function unavailableCode(cause: UnavailableCause): UnavailableCode {
+  switch (cause) {
+    case 'session_store':
+      return codes.session_store_unavailable;
+    case 'idp_refresh':
+      return codes.idp_unavailable;
+    case 'idp_keys':
+    case 'idp_introspection':
+      return codes.token_check_unavailable;
+  }
+}
+
+const UNAVAILABLE_MESSAGE: Record<UnavailableCode, string> = {
+  session_store_unavailable: 'Sessions cannot be checked right now. Please try again in a moment.',
+  idp_unavailable: 'Your session is due for a check with the identity provider, which cannot be reached right now. Please try again in a moment.',
+  token_check_unavailable: 'The token cannot be checked with the identity provider right now. Please try again in a moment.',
+};

@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import * as client from 'openid-client';
 import type { Config, Route } from '../config/types.js';
-import type { Identity, RequestContext } from '../decide/types.js';
-import { StoreUnavailableError, type SessionData, type SessionStore } from '../session/types.js';
-import { CliTokens } from '../authenticate/cli-login.js';
+import type { Identity, RequestContext, UnavailableCause } from '../decide/types.js';
+import { StoreUnavailableError, type SessionView } from '../session/types.js';
+import type { SessionManager } from '../session/manager.js';
+import { CliTokens } from '../session/cli-tokens.js';
+import { addressBucket, RateLimiter } from '../security/rate-limit.js';
 import { identityFromClaims } from './claims.js';
 import { describe as describeIdpError, IdpUnavailableError, type Idp } from './oidc.js';
 
@@ -17,9 +19,9 @@ import { describe as describeIdpError, IdpUnavailableError, type Idp } from './o
 // favour of a cookie: the client asked to be judged by that token.
 
 export type TokenResult =
-  | { kind: 'ok'; identity: Identity; session: SessionData | null }
+  | { kind: 'ok'; identity: Identity; session: SessionView | null }
   | { kind: 'invalid'; description: string }
-  | { kind: 'unavailable'; reason: string };
+  | { kind: 'unavailable'; cause: UnavailableCause; reason: string };
 
 /**
  * Signature algorithms accepted on IdP tokens. Never `none`, never HS*: a symmetric algorithm
@@ -28,8 +30,24 @@ export type TokenResult =
 export const BEARER_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
 const CACHE_MAX = 10_000;
-/** Introspection and Portcullis-token answers are reused this long: a revoked token stops working within it. */
+/** Introspection answers are reused this long: a token revoked at the IdP stops working within it. */
 const SHORT_CACHE_MS = 30_000;
+/**
+ * A token the IdP called inactive is refused without asking again for this long, so a client
+ * replaying one bad token costs one introspection call per window, not one per request.
+ */
+const REFUSED_MS = 5_000;
+/**
+ * Introspection calls a client address may cause: a burst, then a steady rate. An honest client
+ * presents a handful of distinct tokens, each checked once per SHORT_CACHE_MS; a flood of made-up
+ * tokens is what spends this, and it must not become a flood at the IdP.
+ */
+const INTROSPECTION_BURST = 20;
+const INTROSPECTION_PER_SECOND = 2;
+const LIMITED: TokenResult = {
+  kind: 'invalid',
+  description: 'too many unknown tokens were checked from your address; try again in a few seconds',
+};
 /** A verified JWT is re-checked at least this often, so a JWKS rotation that drops its key is noticed. */
 const JWT_CACHE_MS = 5 * 60_000;
 
@@ -57,8 +75,19 @@ export class TokenAuthenticator {
   readonly cli: CliTokens;
   private jwks: { uri: string; get: ReturnType<typeof createRemoteJWKSet> } | null = null;
   private readonly cache = new Map<string, { result: Extract<TokenResult, { kind: 'ok' }>; until: number }>();
+  // Apart from `cache`, so a flood of bad tokens evicts only other bad tokens, never a good one.
+  private readonly refused = new Map<string, { result: TokenResult; until: number }>();
+  /** One IdP round trip per token however many requests present it at once. */
+  private readonly inflight = new Map<string, Promise<TokenResult>>();
+  private readonly introspections = new RateLimiter(INTROSPECTION_BURST, INTROSPECTION_PER_SECOND);
+  /** Opened CLI tokens (a pure function of the token), so the hot path skips the decryption. */
+  private readonly opened = new Map<string, { session: string; exp: number }>();
 
-  constructor(private readonly cfg: Config, private readonly idp: Idp, private readonly store: () => SessionStore) {
+  constructor(
+    private readonly cfg: Config,
+    private readonly idp: Idp,
+    private readonly sessions: () => Pick<SessionManager, 'resolve'>,
+  ) {
     this.cli = new CliTokens(cfg.cookie.secret);
   }
 
@@ -68,26 +97,52 @@ export class TokenAuthenticator {
     if (typeof header !== 'string') return null;
     const m = /^([A-Za-z]+) +([A-Za-z0-9\-._~+/]+=*) *$/.exec(header);
     const scheme = (m?.[1] ?? header.split(' ')[0] ?? '').toLowerCase();
-    if (scheme === 'portcullis') return m ? this.cached(`p ${m[2]!}`, ctx.now, () => this.portcullisToken(m[2]!, ctx.now)) : { kind: 'invalid', description: 'the Portcullis token is malformed' };
+    if (scheme === 'portcullis') return m ? this.portcullisToken(m[2]!, ctx.now) : { kind: 'invalid', description: 'the Portcullis token is malformed' };
     if (scheme !== 'bearer' || !route.allowBearerTokens) return null;
     if (!m) return { kind: 'invalid', description: 'the bearer token is malformed' };
     const token = m[2]!;
     const key = `b ${route.bearerAudiences.join(' ')} ${token}`;
-    return this.cached(key, ctx.now, () => (token.split('.').length === 3 ? this.verifyJwt(token, route, ctx.now) : this.introspect(token, route, ctx.now)));
+    if (token.split('.').length === 3) return this.cached(key, ctx.now, () => this.verifyJwt(token, route, ctx.now));
+    // Only a call that would reach the IdP spends the client's allowance: cached answers and
+    // joining a lookup already in flight are free.
+    const limit = this.cfg.bearer.introspection ? ctx.clientIp : undefined;
+    return this.cached(key, ctx.now, () => this.introspect(token, route, ctx.now), limit);
   }
 
-  private async cached(key: string, now: number, compute: () => Promise<{ result: TokenResult; until?: number }>): Promise<TokenResult> {
+  /** `limitClient`: the address whose allowance a call to the IdP spends (introspection only). */
+  private async cached(
+    key: string,
+    now: number,
+    compute: () => Promise<{ result: TokenResult; until?: number }>,
+    limitClient?: string,
+  ): Promise<TokenResult> {
     const k = createHash('sha256').update(key).digest('base64url');
     const hit = this.cache.get(k);
     if (hit) {
       if (hit.until > now) return hit.result;
       this.cache.delete(k);
     }
-    const { result, until } = await compute();
-    if (result.kind === 'ok' && until !== undefined && until > now) {
-      if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(k, { result, until });
+    const no = this.refused.get(k);
+    if (no) {
+      if (no.until > now) return no.result;
+      this.refused.delete(k);
     }
+    let pending = this.inflight.get(k);
+    if (!pending) {
+      if (limitClient !== undefined && !this.introspections.take(addressBucket(limitClient), now)) return LIMITED;
+      pending = compute()
+        .then(({ result, until }) => this.keep(k, result, until, now))
+        .finally(() => this.inflight.delete(k));
+      this.inflight.set(k, pending);
+    }
+    return pending;
+  }
+
+  private keep(k: string, result: TokenResult, until: number | undefined, now: number): TokenResult {
+    if (until === undefined || until <= now || result.kind === 'unavailable') return result;
+    const map: Map<string, { result: TokenResult; until: number }> = result.kind === 'ok' ? this.cache : this.refused;
+    if (map.size >= CACHE_MAX) map.delete(map.keys().next().value!);
+    map.set(k, { result, until });
     return result;
   }
 
@@ -111,11 +166,11 @@ export class TokenAuthenticator {
     try {
       config = this.idp.get();
     } catch (e) {
-      if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', reason: `the identity provider is unavailable: ${e.message}` } };
+      if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: `the identity provider is unavailable: ${e.message}` } };
       throw e;
     }
     const jwks = this.remoteJwks(config);
-    if (!jwks) return { result: { kind: 'unavailable', reason: 'the identity provider publishes no jwks_uri' } };
+    if (!jwks) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: 'the identity provider publishes no jwks_uri' } };
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, {
@@ -152,7 +207,7 @@ export class TokenAuthenticator {
     if (e instanceof joseErrors.JWKSMultipleMatchingKeys) return { kind: 'invalid', description: 'the token names no key the identity provider publishes unambiguously' };
     if (e instanceof joseErrors.JWSSignatureVerificationFailed) return { kind: 'invalid', description: 'the token signature is invalid' };
     if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) return { kind: 'invalid', description: 'the token is malformed' };
-    if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError) return { kind: 'unavailable', reason: `the identity provider's keys could not be fetched: ${(e as Error).message}` };
+    if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError) return { kind: 'unavailable', cause: 'idp_keys', reason: `the identity provider's keys could not be fetched: ${(e as Error).message}` };
     return { kind: 'invalid', description: 'the token could not be verified' };
   }
 
@@ -162,42 +217,61 @@ export class TokenAuthenticator {
     let r: client.IntrospectionResponse;
     try {
       config = this.idp.get();
-      if (!config.serverMetadata().introspection_endpoint) return { result: { kind: 'unavailable', reason: 'the identity provider has no introspection endpoint' } };
+      if (!config.serverMetadata().introspection_endpoint) return { result: { kind: 'unavailable', cause: 'idp_introspection', reason: 'the identity provider has no introspection endpoint' } };
       r = await client.tokenIntrospection(config, token);
     } catch (e) {
-      return { result: { kind: 'unavailable', reason: `token introspection failed: ${describeIdpError(e)}` } };
+      return { result: { kind: 'unavailable', cause: 'idp_introspection', reason: `token introspection failed: ${describeIdpError(e)}` } };
     }
     const skew = this.cfg.bearer.clockSkewMs;
-    if (r.active !== true) return { result: { kind: 'invalid', description: 'the token is not active (expired, revoked or unknown to the identity provider)' } };
-    if (typeof r.token_type === 'string' && !/^(bearer|access_token|dpop)$/i.test(r.token_type)) return { result: { kind: 'invalid', description: `the token is a ${safe(r.token_type)}, not an access token` } };
-    if (typeof r.exp === 'number' && r.exp * 1000 + skew <= now) return { result: { kind: 'invalid', description: `the token expired at ${new Date(r.exp * 1000).toISOString()}` } };
+    const refused = (description: string): { result: TokenResult; until: number } =>
+      ({ result: { kind: 'invalid', description }, until: now + REFUSED_MS });
+    if (r.active !== true) return refused('the token is not active (expired, revoked or unknown to the identity provider)');
+    if (typeof r.token_type === 'string' && !/^(bearer|access_token|dpop)$/i.test(r.token_type)) return refused(`the token is a ${safe(r.token_type)}, not an access token`);
+    if (typeof r.exp === 'number' && r.exp * 1000 + skew <= now) return refused(`the token expired at ${new Date(r.exp * 1000).toISOString()}`);
     if (typeof r.nbf === 'number' && r.nbf * 1000 - skew > now) return { result: { kind: 'invalid', description: 'the token is not valid yet' } };
-    if (r.iss !== undefined && r.iss !== config.serverMetadata().issuer) return { result: { kind: 'invalid', description: `the token was issued by ${safe(r.iss)}, not by the configured identity provider` } };
+    if (r.iss !== undefined && r.iss !== config.serverMetadata().issuer) return refused(`the token was issued by ${safe(r.iss)}, not by the configured identity provider`);
     // An opaque token without an audience is judged by the client it was issued to: a token
     // minted for some unrelated application must not open this one.
     const aud = audienceList(r.aud);
     const named = aud.length ? aud : typeof r.client_id === 'string' ? [r.client_id] : [];
-    if (!named.some((a) => route.bearerAudiences.includes(a))) return { result: { kind: 'invalid', description: `the token's audience (${safe(named.join(', ') || 'none')}) is not accepted here` } };
+    if (!named.some((a) => route.bearerAudiences.includes(a))) return refused(`the token's audience (${safe(named.join(', ') || 'none')}) is not accepted here`);
     const sub = typeof r.sub === 'string' && r.sub ? r.sub : typeof r.client_id === 'string' ? r.client_id : '';
-    if (!sub) return { result: { kind: 'invalid', description: 'the token names no subject' } };
+    if (!sub) return refused('the token names no subject');
     const claims: Record<string, unknown> = { ...r };
     delete claims.active;
     const until = Math.min(now + SHORT_CACHE_MS, typeof r.exp === 'number' ? r.exp * 1000 : Infinity);
     return this.ok(sub, claims, token, until);
   }
 
-  private async portcullisToken(token: string, now: number): Promise<{ result: TokenResult; until?: number }> {
-    const t = this.cli.openToken(token, now);
-    if (!t) return { result: { kind: 'invalid', description: 'the Portcullis token is invalid or has expired; log in again' } };
-    let session: SessionData | null;
+  /**
+   * The token names a session by its cookie value, so it is resolved exactly like that cookie:
+   * nothing about the session is cached here, or a sign-out, a revocation or a user disabled at
+   * the IdP would go unnoticed for longer on the token than on the cookie.
+   */
+  private async portcullisToken(token: string, now: number): Promise<TokenResult> {
+    const t = this.openCli(token, now);
+    if (!t) return { kind: 'invalid', description: 'the Portcullis token is invalid or has expired; log in again' };
+    let found: Awaited<ReturnType<SessionManager['resolve']>>;
     try {
-      session = await this.store().load(t.session, now);
+      found = await this.sessions().resolve(t.session, now);
     } catch (e) {
-      if (e instanceof StoreUnavailableError) return { result: { kind: 'unavailable', reason: 'the session store is unavailable' } };
+      // Also the IdP being unreachable past the refresh grace period: the cookie path's 503 too.
+      if (e instanceof StoreUnavailableError) return { kind: 'unavailable', cause: e.source, reason: e.source === 'session_store' ? 'the session store is unavailable' : e.message };
       throw e;
     }
-    if (!session) return { result: { kind: 'invalid', description: 'the session behind this Portcullis token has ended; log in again' } };
-    const identity = identityFromClaims(session.sub, session.claims, this.cfg.idp, 'session');
-    return { result: { kind: 'ok', identity, session }, until: Math.min(now + SHORT_CACHE_MS, session.exp) };
+    if (!found) return { kind: 'invalid', description: 'the session behind this Portcullis token has ended; log in again' };
+    return { kind: 'ok', identity: found.identity, session: found.session };
+  }
+
+  private openCli(token: string, now: number): { session: string; exp: number } | null {
+    const k = createHash('sha256').update(token).digest('base64url');
+    let t = this.opened.get(k) ?? null;
+    if (!t) {
+      t = this.cli.openToken(token, now);
+      if (!t) return null;
+      if (this.opened.size >= CACHE_MAX) this.opened.delete(this.opened.keys().next().value!);
+      this.opened.set(k, { session: t.session, exp: t.exp });
+    }
+    return t.exp > now ? t : null;
   }
 }

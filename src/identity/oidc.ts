@@ -67,6 +67,16 @@ export class Idp {
   }
 }
 
+/**
+ * True when the IdP could not be reached at all (connection refused, DNS, timeout), as opposed
+ * to an answer it gave: openid-client lets fetch's TypeError through and maps timeouts and
+ * aborts to ClientError codes. Classified by type and code, never by message text.
+ */
+export function isUnreachable(e: unknown): boolean {
+  if (e instanceof TypeError) return true;
+  return e instanceof client.ClientError && (e.code === 'OAUTH_TIMEOUT' || e.code === 'OAUTH_ABORT');
+}
+
 export function describe(e: unknown): string {
   if (e instanceof client.ResponseBodyError) return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
   if (e instanceof client.AuthorizationResponseError) return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;

@@ -65,7 +65,7 @@ export function presetHeaders(presets: readonly IdentityPreset[], identity: Iden
  */
 export function headerValue(v: string): string | null {
   if (/[\r\n\0]/.test(v)) return null;
-  // eslint-disable-next-line no-control-regex
+   
   return /^[\t\x20-\x7e]*$/.test(v) ? v : Buffer.from(v, 'utf8').toString('latin1');
 }
 

@@ -30,7 +30,7 @@ export function newRequestId(): string {
 }
 
 // Bounded and plain so a forwarded id cannot inject into log lines or headers.
-const FORWARDED_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
+const FORWARDED_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /**
  * The request id: the one a trusted proxy in front already assigned (so one id follows the

@@ -17,7 +17,7 @@ export class Observer {
     const route = d && 'route' in d && d.route ? d.route.id : decision === 'portcullis' ? '(portcullis)' : '(none)';
     if (this.metrics) {
       this.metrics.request(route, status, decision, (performance.now() - started) / 1000, upstream ? upstream.upstreamMs / 1000 : undefined);
-      if (d?.kind === 'unavailable') this.metrics.storeError('load');
+      if (d?.kind === 'unavailable' && d.cause === 'session_store') this.metrics.storeError('load');
     }
     if (d?.kind === 'deny') {
       this.audit.warn({ event: 'access_denied', requestId, route, host: ctx?.host, path: ctx?.path, user: d.identity?.email || d.identity?.user, reason }, 'access denied by policy');

@@ -57,7 +57,7 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
     } catch (e) {
       // Sign-in, userinfo and the session page read the store too: an outage is a 503 there as well.
       if (!(e instanceof StoreUnavailableError)) throw e;
-      await renderRefusal({ rt, ctx, req, res, requestId, setCookies: [] }, { kind: 'unavailable', route: null, reason: e.message });
+      await renderRefusal({ rt, ctx, req, res, requestId, setCookies: [] }, { kind: 'unavailable', route: null, cause: e.source, reason: e.message });
     }
     access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
     return;

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * Token bucket per key (client address). Bounded: when the table is full, the idlest
  * buckets go first, so a flood from many addresses cannot grow memory.
@@ -24,4 +26,20 @@ export class RateLimiter {
     b.tokens -= 1;
     return true;
   }
+}
+
+/**
+ * The key a client address is limited under. An IPv6 client usually holds a whole /64 and can
+ * send from any address in it (and behind a trusted proxy, spell one address many ways in
+ * X-Forwarded-For), so IPv6 is limited per /64, written canonically.
+ */
+export function addressBucket(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const [head = '', tail] = ip.toLowerCase().split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  // An embedded IPv4 tail (::1.2.3.4) is two groups written as one.
+  const missing = 8 - left.length - right.length - (right.at(-1)?.includes('.') ? 1 : 0);
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, missing)).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }

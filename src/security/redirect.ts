@@ -46,6 +46,7 @@ const ABSOLUTE_HTTP = /^https?:\/\/(?!\/)/i;
 // gets through: an application that decodes its path, or honours its own `next` parameter,
 // would turn either into a second, unvalidated redirect off-site. The price is that targets
 // carrying a full URL in their query are refused and the user lands on the default page.
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const HOSTILE_DECODED_REST = /[/\\](?:\s*|\.{1,2})[/\\]|[\\\x00-\x1f\x7f]/;
 const ASCII_ESCAPE = /%([0-7][0-9a-f])/gi;
 const PORT_DIGITS = /^\d{1,5}$/;

@@ -147,16 +147,7 @@ export class SessionManager {
       value = readChunked(name, cookies);
     }
     if (value) {
-      const now = ctx.now;
-      let entry = this.cached(value, now);
-      if (!entry) {
-        const endings = this.endings;
-        const session = await this.store.load(value, now);
-        // An ending heard while the store was being read may be this very session's: the answer
-        // stands for this request, the next one asks the store again.
-        if (session) entry = this.remember(value, this.decode(session), endings === this.endings ? now : -Infinity);
-      }
-      if (entry && this.refresher && this.due(entry, now)) entry = await this.refreshed(value, entry, now);
+      const entry = await this.current(value, ctx.now);
       if (entry) {
         const setCookies = entry.reissue ? this.cookiesFor(entry.reissue, entry.view, ctx.host, ctx.headers.cookie) : [];
         return { identity: entry.identity, session: entry.view, setCookies };
@@ -166,6 +157,29 @@ export class SessionManager {
     // cannot keep confusing later attempts. A session whose refresh the IdP refused ends here
     // too: the browser goes through the login again, an API client gets 401 (pitfall 10).
     return { identity: null, session: null, setCookies: clearCookies(name, this.cookieOptions(ctx.host), cookies ?? parseCookies(ctx.headers.cookie)) };
+  }
+
+  /**
+   * The session a Portcullis CLI token names (its cookie value), judged exactly as that cookie
+   * would be: the same cache and revalidation bound, refresh when due, ended and revoked sessions
+   * refused. null when the session is over. Throws StoreUnavailableError like lookup().
+   */
+  async resolve(value: string, now: number): Promise<{ identity: Identity; session: SessionView } | null> {
+    const entry = await this.current(value, now);
+    return entry ? { identity: entry.identity, session: entry.view } : null;
+  }
+
+  private async current(value: string, now: number): Promise<Entry | null> {
+    let entry = this.cached(value, now);
+    if (!entry) {
+      const endings = this.endings;
+      const session = await this.store.load(value, now);
+      // An ending heard while the store was being read may be this very session's: the answer
+      // stands for this request, the next one asks the store again.
+      if (session) entry = this.remember(value, this.decode(session), endings === this.endings ? now : -Infinity);
+    }
+    if (entry && this.refresher && this.due(entry, now)) entry = await this.refreshed(value, entry, now);
+    return entry;
   }
 
   private cached(value: string, now: number): Entry | null {
@@ -213,7 +227,7 @@ export class SessionManager {
     if (retry !== undefined && now < retry) {
       // The IdP could not be reached: the session goes on with what it has, but only for one
       // more interval. After that its groups are too old to trust, and it fails closed (503).
-      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs) throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session');
+      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs) throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session', { source: 'idp_refresh' });
       return false;
     }
     return true;
@@ -230,7 +244,10 @@ export class SessionManager {
     } else {
       let p = this.inflight.get(sid);
       if (!p) {
-        p = this.runRefresh(value, sid, since).finally(() => this.inflight.delete(sid));
+        // Cookie store: an older value (a CLI token's, a browser that missed the Set-Cookie)
+        // holds a refresh token already spent; presenting it again would make a rotating IdP
+        // revoke the whole grant. The newest value this process handed out carries the live one.
+        p = this.runRefresh(entry.reissue ?? value, sid, since).finally(() => this.inflight.delete(sid));
         this.inflight.set(sid, p);
       }
       result = await p;
@@ -314,7 +331,7 @@ export class SessionManager {
     }
     this.retryAt.set(s.sid, now + RETRY_AFTER_TRANSIENT_MS);
     if (now > refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) + this.cfg.idpRefreshDirectoryIntervalMs) {
-      throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session');
+      throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session', { source: 'idp_refresh' });
     }
     return { decoded: this.decode(s), value };
   }

@@ -1,3 +1,4 @@
+import type { UnavailableCause } from '../decide/types.js';
 // The session layer's contract. The cookie store keeps the whole session in the browser;
 // server-side stores (Redis, PostgreSQL) keep it encrypted and hand the browser only an id
 // and a key. decide() never knows which one is in use.
@@ -42,10 +43,17 @@ export interface SessionSummary {
   exp: number;
 }
 
+/**
+ * The session cannot be checked right now: the store is down, or (`source: 'idp_refresh'`) the
+ * session is due for a refresh that the IdP cannot give. Either way a 503, never an allow.
+ */
 export class StoreUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly source: Extract<UnavailableCause, 'session_store' | 'idp_refresh'>;
+
+  constructor(message: string, options?: { cause?: unknown; source?: 'session_store' | 'idp_refresh' }) {
     super(message, options);
     this.name = 'StoreUnavailableError';
+    this.source = options?.source ?? 'session_store';
   }
 }
 

@@ -23,7 +23,7 @@ for (const p of proxies ?? []) if (!PROXIES.includes(p)) { console.error(`unknow
 const started = Date.now();
 console.log(`differential fuzz: seed ${seed}, ${runs} requests per proxy and pass${proxies ? `, proxies ${proxies.join(',')}` : ''}`);
 const world = await startWorld();
-let failed = false;
+let failed: boolean;
 try {
   const report = await runFuzz(world, { seed, runs, ...(proxies ? { proxies } : {}), log: (s) => console.log(s) });
   failed = report.regressionFailures.length > 0 || report.results.some((r) => r.failures.length > 0);
