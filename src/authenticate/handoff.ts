@@ -113,7 +113,8 @@ export async function handoff(a: AuthRequest): Promise<void> {
     return refuse('other_browser', 'was not started in this browser: it only works in the browser that began the sign-in, '
       + 'and nothing was changed here', again);
   }
-  if (!(await spendOnce(rt.once, rt.sessions.store, `handoff:${t.jti}`, t.exp, ctx.now))) return refuse('replayed', 'was already used');
+  const fresh = await spendOnce(rt.once, rt.sessions.store, `handoff:${t.jti}`, t.exp, ctx.now);
+  if (!fresh) return refuse('replayed', 'was already used');
   const session = await rt.sessions.store.load(t.value, ctx.now);
   if (!session) return refuse('session_ended', 'names a session that has ended');
   const spent = serializeCookie(nonceCookieName(rt), '', nonceCookieOptions(rt, 0));

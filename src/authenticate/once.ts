@@ -33,7 +33,13 @@ export class OnceCache {
  * for this process. The local cache answers replays here without a round trip, and is only
  * written once the store has answered: an outage (StoreUnavailableError, a 503) spends nothing.
  */
-export async function spendOnce(local: OnceCache, store: Pick<SessionStore, 'spend'>, id: string, expiresAt: number, now: number): Promise<boolean> {
+export async function spendOnce(
+  local: OnceCache,
+  store: Pick<SessionStore, 'spend'>,
+  id: string,
+  expiresAt: number,
+  now: number,
+): Promise<boolean> {
   if (local.has(id, now)) return false;
   if (store.spend && !(await store.spend(id, expiresAt, now))) {
     local.use(id, expiresAt, now);

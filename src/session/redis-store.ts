@@ -143,7 +143,9 @@ export class RedisBackend implements Backend {
     const channel = `${this.s.prefix}ended`;
     // A connection of its own: a subscribed connection can run no other command. Subscribed
     // again by hand on every (re)connect, so `state(true)` comes only once SUBSCRIBE is done.
-    const sub = this.client instanceof Cluster ? this.client.duplicate() : this.client.duplicate({ autoResubscribe: false });
+    const sub = this.client instanceof Cluster
+      ? this.client.duplicate()
+      : this.client.duplicate({ autoResubscribe: false });
     this.subscriber = sub;
     let up = false;
     const down = (): void => {

@@ -99,7 +99,8 @@ export class ServerSessionStore implements SessionStore {
     const spend = backend.spend?.bind(backend);
     if (spend) {
       // Hashed: the store never holds a value that could be replayed, whatever its length.
-      this.spend = (id, expiresAt, now) => this.call(() => spend(createHash('sha256').update(id).digest('base64url'), expiresAt, now));
+      const hash = (id: string): string => createHash('sha256').update(id).digest('base64url');
+      this.spend = (id, expiresAt, now) => this.call(() => spend(hash(id), expiresAt, now));
     }
   }
 
@@ -134,10 +135,12 @@ export class ServerSessionStore implements SessionStore {
       this.upSince = up ? now : null;
       if (up) this.lastHeard = now;
       if (up) {
-        this.log.info({ event: 'session_channel_up', store: this.kind }, 'listening for sign-outs and revocations from every replica');
+        this.log.info({ event: 'session_channel_up', store: this.kind },
+          'listening for sign-outs and revocations from every replica');
       } else {
         this.log.warn({ event: 'session_channel_down', store: this.kind },
-          'the channel for sign-outs and revocations is down: cached sessions are checked against the store every second');
+          'the channel for sign-outs and revocations is down: cached sessions are checked against the store '
+          + 'every second');
       }
     });
     const publish = this.backend.publish.bind(this.backend);
@@ -188,7 +191,8 @@ export class ServerSessionStore implements SessionStore {
       } catch (e) {
         // The session is gone from the store; the other replicas find that out within their
         // short bound, since their channel is down as well when the store is.
-        this.log.warn({ event: 'session_end_not_announced', store: this.kind, detail: errorText(e) }, 'a session ended but the other replicas could not be told at once; they refuse it within a second');
+        this.log.warn({ event: 'session_end_not_announced', store: this.kind, detail: errorText(e) },
+          'a session ended but the other replicas could not be told at once; they refuse it within a second');
       } finally {
         this.echoes.delete(nonce);
       }
