@@ -13,7 +13,8 @@ export interface DemoUser {
   email: string;
   name: string;
   groups: string[];
-  emailVerified?: boolean;
+  /** default true; 'omitted' sends no email_verified claim at all (as Entra ID does) */
+  emailVerified?: boolean | 'omitted';
   disabled?: boolean;
 }
 
@@ -40,6 +41,11 @@ export interface IdpOptions {
   refreshTokenTtl?: number;
   /** when set, access tokens for that resource (and client_credentials tokens) are JWTs */
   jwtAccessTokenAudience?: string;
+  /**
+   * Rewrites every token endpoint answer before it is sent: lets a test play an IdP (or a man
+   * in the middle) that hands out tampered tokens.
+   */
+  tokenResponse?: (body: Record<string, unknown>) => Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 export interface RunningIdp {
@@ -54,6 +60,34 @@ export interface RunningIdp {
   /** How many requests reached `path` (e.g. /token/introspection): what relying parties cost the IdP. */
   requestCount(path: string): number;
   close(): Promise<void>;
+}
+
+function emailVerifiedClaim(u: DemoUser): { email_verified?: boolean } {
+  return u.emailVerified === 'omitted' ? {} : { email_verified: u.emailVerified ?? true };
+}
+
+/** Holds back the JSON body koa writes, passes it through `rewrite`, then sends it. */
+function tamperWith(res: ServerResponse, rewrite: NonNullable<IdpOptions['tokenResponse']>): void {
+  const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse;
+  res.end = ((chunk?: unknown) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : '';
+    let body: Record<string, unknown> | null = null;
+    try {
+      body = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      // not JSON: passed on as it is
+    }
+    if (!body || res.statusCode !== 200) return end(chunk);
+    Promise.resolve(rewrite(body)).then((out) => {
+      const json = JSON.stringify(out);
+      res.setHeader('content-length', Buffer.byteLength(json));
+      end(json);
+    }, (err: unknown) => {
+      console.error('demo idp tokenResponse failed:', err);
+      res.destroy();
+    });
+    return res;
+  }) as typeof res.end;
 }
 
 export const DEMO_USERS: DemoUser[] = [
@@ -309,6 +343,9 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       return;
     }
     if (counts.has(path) || counts.size < 1000) counts.set(path, (counts.get(path) ?? 0) + 1);
+    if (opts.tokenResponse && path === '/token') {
+      tamperWith(res, opts.tokenResponse);
+    }
     handle(req, res);
   });
   await new Promise<void>((resolve, reject) => {
@@ -333,7 +370,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
         return {
           sub: u.id,
           email: u.email,
-          email_verified: u.emailVerified ?? true,
+          ...emailVerifiedClaim(u),
           name: u.name,
           preferred_username: u.id,
           groups: [...u.groups],
@@ -400,7 +437,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
       const u = users.get(token.accountId);
       if (!u) return undefined;
-      return { email: u.email, name: u.name, preferred_username: u.id, groups: [...u.groups] };
+      return { email: u.email, ...emailVerifiedClaim(u), name: u.name, preferred_username: u.id, groups: [...u.groups] };
     },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     ttl: {

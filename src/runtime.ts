@@ -53,7 +53,7 @@ export class Runtime {
     this.observer = deps.observer ?? silentObserver(log);
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
-    this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp), log });
+    this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp, cfg.idp), log });
     this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
     this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions);
     this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);

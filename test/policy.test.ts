@@ -559,6 +559,20 @@ test('unknown criterion names the path and suggests the right name', () => {
   assert.match(compileErrorYaml('policy: {allow: {or: [{device: {type: any}}]}}').message, /not supported by Portcullis/);
 });
 
+test('names inherited from Object.prototype are unknown criteria and certificate keys, not engine text', () => {
+  // JSON.parse keeps "__proto__" as an ordinary key, as a YAML or JSON config file can.
+  for (const name of ['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__']) {
+    const criterion = compileError(JSON.parse(`{"policy": {"allow": {"or": [{"${name}": true}]}}}`));
+    assert.deepEqual(criterion.path, ['policy', 'allow', 'or', 0, name]);
+    assert.match(criterion.message, new RegExp(`^unknown criterion "${name}"; expected one of accept, reject`));
+    assert.doesNotMatch(criterion.message, /native code|\[object Object\]|not supported/);
+    // Before, such a key compiled into a check that could never match: a typo'd policy that denied everyone silently.
+    const certKey = compileError(JSON.parse(`{"policy": {"allow": {"or": [{"client_certificate": {"${name}": "x"}}]}}}`));
+    assert.deepEqual(certKey.path, ['policy', 'allow', 'or', 0, 'client_certificate', name]);
+    assert.match(certKey.message, new RegExp(`^unknown certificate matcher key "${name}"; expected one of fingerprint,`));
+  }
+});
+
 test('unknown operator names the path and suggests the right operator', () => {
   const e = compileErrorYaml('policy: [{allow: {or: [{email: {is: a@b.c}}, {groups: {hsa: admins}}]}}]');
   assert.deepEqual(e.path, ['policy', 0, 'allow', 'or', 1, 'groups', 'hsa']);

@@ -76,6 +76,14 @@ function rawExchange(port: number, bytes: string | Buffer, { keepOpen = false } 
   });
 }
 
+async function waitFor(condition: () => boolean, failure: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(failure);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function headerOf(head: string, name: string): string | undefined {
   const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(head);
   return m?.[1]?.trim();
@@ -487,11 +495,40 @@ routes:
   });
 });
 
-/** An upstream whose requests can hold their connection: /stream never ends, /poll answers after ?ms=, /fast at once. */
-async function startHolder(): Promise<{ port: number; connections: number; close(): Promise<void> }> {
-  const state = { connections: 0 };
+/** How far the upstream got with its last /flood answer. */
+interface Flood { written: number; closed: boolean }
+
+const FLOOD_BYTES = 128 * MB;
+
+/**
+ * An upstream whose requests can hold their connection: /stream never ends, /poll answers after ?ms=, /fast at once;
+ * /flood sends FLOOD_BYTES as fast as its socket takes them (honouring its own backpressure).
+ */
+async function startHolder(): Promise<{
+  port: number; connections: number; flood: Flood | null; polls: number; arrivals: Map<string, number>; close(): Promise<void>;
+}> {
+  const state = { connections: 0, flood: null as Flood | null, polls: 0, arrivals: new Map<string, number>() };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/flood') {
+      const flood: Flood = { written: 0, closed: false };
+      state.flood = flood;
+      const chunk = Buffer.alloc(64 * 1024, 'z');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(FLOOD_BYTES) });
+      res.on('close', () => (flood.closed = true));
+      const pump = (): void => {
+        while (flood.written < FLOOD_BYTES && !flood.closed) {
+          flood.written += chunk.length;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
     if (url.pathname === '/stream') {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write('data: open\n\n');
@@ -530,9 +567,11 @@ async function startHolder(): Promise<{ port: number; connections: number; close
       return;
     }
     if (url.pathname === '/poll') {
+      state.polls++;
       setTimeout(() => res.end('polled'), Number(url.searchParams.get('ms') ?? 3000));
       return;
     }
+    state.arrivals.set(req.url ?? '', (state.arrivals.get(req.url ?? '') ?? 0) + 1);
     res.end('fast');
   });
   server.on('connection', () => state.connections++);
@@ -540,6 +579,9 @@ async function startHolder(): Promise<{ port: number; connections: number; close
   return {
     port: (server.address() as AddressInfo).port,
     get connections() { return state.connections; },
+    get flood() { return state.flood; },
+    get polls() { return state.polls; },
+    get arrivals() { return state.arrivals; },
     close: () => new Promise<void>((r) => {
       server.close(() => r());
       server.closeAllConnections();
@@ -616,6 +658,22 @@ describe('upstream connections: short requests share a few, long ones never make
     for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
   });
 
+  test('a short request queued behind 32 fresh long polls gets a connection of its own soon, and reaches the upstream once', async () => {
+    // 32 is the shared pool's size (src/proxy/upstreams.ts). Polls under a second old are not
+    // yet "holders", so the next request queues for a shared connection, then moves (QUEUE_MS).
+    const pollsBefore = holder.polls;
+    const polls = Array.from({ length: 32 }, () => get('/poll?ms=2500'));
+    await waitFor(() => holder.polls - pollsBefore === 32, 'the 32 polls did not all reach the upstream');
+    const r = await get('/fast?queued=1');
+    assert.equal(r.body, 'fast');
+    assert.ok(r.ms < 1500, `the queued request took ${r.ms.toFixed(0)} ms: it waited for a poll to finish`);
+    for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
+    // The abandoned queued copy gets a shared connection once a poll ends: it must not be sent.
+    // Requests sent now queue behind it on the shared connections, so once they are answered it has had its turn.
+    await Promise.all(Array.from({ length: 32 }, (_, i) => get(`/fast?after=${i}`)));
+    assert.equal(holder.arrivals.get('/fast?queued=1'), 1);
+  });
+
   const raw = (path: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; informational: number[] }> => new Promise((resolve, reject) => {
     const informational: number[] = [];
     const req = http.request({ host: '127.0.0.1', port: s.port, path, method, agent: false, headers: { host, accept: '*/*', ...headers } }, (res) => {
@@ -658,6 +716,64 @@ describe('upstream connections: short requests share a few, long ones never make
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-length'], String(1024 * 1024));
     assert.ok(r.body.equals(Buffer.alloc(1024 * 1024, 'abcdefgh')));
+  });
+
+  /** Sends GET /flood on a raw socket that reads nothing until told to; resolves once the upstream has started. */
+  const startFlood = async (): Promise<net.Socket> => {
+    const before = holder.flood;
+    const socket = net.connect(s.port, '127.0.0.1');
+    socket.pause();
+    socket.write(`GET /flood HTTP/1.1\r\nhost: ${host}\r\naccept: */*\r\nconnection: close\r\n\r\n`);
+    await waitFor(() => holder.flood !== before && holder.flood!.written > 0, 'the upstream never got the /flood request');
+    return socket;
+  };
+
+  /** Waits until the upstream's byte count stops moving (two equal readings 300 ms apart) and returns it. */
+  const settledFlood = async (): Promise<number> => {
+    let last = -1;
+    for (let i = 0; i < 30; i++) {
+      const now = holder.flood!.written;
+      if (now === last) return now;
+      last = now;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    return holder.flood!.written;
+  };
+
+  test('a client that stops reading a large download holds the upstream back, then gets every byte', async () => {
+    const socket = await startFlood();
+    try {
+      const stalled = await settledFlood();
+      // Socket buffers on both hops hold a few MB; without backpressure Portcullis would take all 128 MB into memory.
+      assert.ok(stalled < FLOOD_BYTES / 4, `the upstream wrote ${(stalled / MB).toFixed(1)} MB to a client that read nothing`);
+      assert.equal(holder.flood!.closed, false);
+      let received = 0;
+      socket.on('data', (chunk: Buffer) => (received += chunk.length));
+      const ended = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the download stalled after ${received} bytes once the client read again`)), 30_000);
+        socket.on('end', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        socket.on('error', reject);
+      });
+      socket.resume();
+      await ended;
+      assert.equal(holder.flood!.written, FLOOD_BYTES);
+      assert.ok(received > FLOOD_BYTES && received < FLOOD_BYTES + 4096, `received ${received} bytes`);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  test('a client that leaves in the middle of a held-back download ends the upstream request too', async () => {
+    const socket = await startFlood();
+    await settledFlood();
+    const flood = holder.flood!;
+    assert.equal(flood.closed, false);
+    socket.destroy();
+    await waitFor(() => flood.closed, 'the upstream response was still open 5 s after its client left');
+    assert.ok(flood.written < FLOOD_BYTES);
   });
 
   test('the upstream keeps both its cookies; its hop-by-hop headers and the ones its Connection names stay on its hop', async () => {

@@ -2,8 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
 import type { RequestContext } from '../decide/types.js';
+import { codes, outcomeStatus } from '../http/outcomes.js';
 import { sendPage, sendRedirect } from '../http/pages.js';
-import { keepUserClaims } from '../identity/claims.js';
+import { keepUserClaims, mergeUserinfo } from '../identity/claims.js';
+import { emailRefusal } from '../identity/email-verified.js';
 import { describe, IdpUnavailableError, isUnreachable } from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
@@ -182,8 +184,9 @@ export async function callback(a: AuthRequest): Promise<void> {
   const cookieOpts = { path: '/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
   // `retryTo` keeps the nonce hash: the retry link is shown to, and followed by, this browser.
   type Retry = Pick<LoginState, 'returnTo' | 'nh'>;
-  const fail = (status: number, code: string, title: string, message: string, retryTo?: Retry, setCookies: string[] = []): void => {
-    audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host }, 'login failed');
+  const fail = (status: number, code: string, title: string, message: string, retryTo?: Retry, setCookies: string[] = [],
+    log: Record<string, unknown> = {}): void => {
+    audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host, ...log }, 'login failed');
     sendPage(a.res, !ctx.browser, {
       status, code, title, message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
       retry: {
@@ -248,8 +251,15 @@ export async function callback(a: AuthRequest): Promise<void> {
     return;
   }
   const idClaims = tokens.claims();
-  if (!idClaims) {
+  if (!idClaims || !tokens.id_token) {
     fail(400, 'no_id_token', 'Sign-in could not be completed', 'The identity provider returned no ID token.', login, clear);
+    return;
+  }
+  const signature = await rt.idp.verifyIdToken(tokens.id_token);
+  if (signature.kind !== 'ok') {
+    const code = signature.kind === 'invalid' ? codes.id_token_invalid : codes.id_token_keys_unavailable;
+    fail(outcomeStatus(code), code, 'Sign-in could not be completed',
+      `The identity provider's answer could not be trusted: ${signature.reason}.`, login, clear);
     return;
   }
   const claims: Record<string, unknown> = {};
@@ -257,10 +267,16 @@ export async function callback(a: AuthRequest): Promise<void> {
   if (tokens.access_token && config.serverMetadata().userinfo_endpoint) {
     try {
       const info = await client.fetchUserInfo(config, tokens.access_token, idClaims.sub);
-      keepUserClaims(info, claims);
+      mergeUserinfo(info, claims);
     } catch (e) {
       rt.log.warn({ requestId: a.requestId, event: 'userinfo_failed', detail: describe(e) }, 'userinfo request failed; using ID token claims only');
     }
+  }
+  const refusal = emailRefusal(claims, rt.cfg.idp);
+  if (refusal) {
+    fail(outcomeStatus(codes[refusal.code]), refusal.code, 'Sign-in refused', refusal.message, login, clear,
+      { user: idClaims.sub, email: refusal.email, setting: refusal.setting });
+    return;
   }
   const session = rt.sessions.newSession(idClaims.sub, claims, {
     accessToken: tokens.access_token,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { generatedSigningKey, generatedSigningKeyInherited, parseSigningKeys, REGISTERED_ASSERTION_CLAIMS, type SigningKeyInput } from '../identity/assertion.js';
+import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from '../identity/id-token.js';
 import type { IdentityPreset } from '../identity/presets.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
@@ -157,6 +158,9 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       groupsClaim,
       userClaim: raw.idp_user_claim ?? 'sub',
       emailClaim: raw.idp_email_claim ?? 'email',
+      allowUnverifiedEmail: raw.idp_allow_unverified_email === true,
+      emailVerifiedMissing: raw.idp_email_verified_missing ?? 'refuse',
+      idTokenAlgorithms: idTokenAlgorithms(raw, clientSecret, at),
     },
     cookie: {
       secret: cookieSecret,
@@ -186,6 +190,27 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     routes,
     warnings,
   };
+}
+
+/** The ID token allow-list: never `none`; HMAC only when listed, with a secret long enough for it. */
+function idTokenAlgorithms(raw: RawConfig, clientSecret: string | undefined, at: At): string[] {
+  const list = raw.idp_id_token_algorithms ?? [...ASYMMETRIC_ALGORITHMS];
+  const known: readonly string[] = [...ASYMMETRIC_ALGORITHMS, ...Object.keys(HMAC_ALGORITHMS)];
+  for (const alg of list) {
+    if (alg.toLowerCase() === 'none') {
+      at(['idp_id_token_algorithms'], 'an unsigned ID token (none) proves nothing: remove it');
+    } else if (!known.includes(alg)) {
+      at(['idp_id_token_algorithms'], `unknown algorithm ${JSON.stringify(alg)}: expected among ${known.join(', ')}`);
+    } else if (alg in HMAC_ALGORITHMS) {
+      const need = HMAC_ALGORITHMS[alg as keyof typeof HMAC_ALGORITHMS];
+      // RFC 7518 3.2: a shorter HMAC key can be guessed faster than the hash can be broken.
+      if (clientSecret !== undefined && Buffer.byteLength(clientSecret) < need) {
+        at(['idp_id_token_algorithms'], `${alg} is keyed with idp_client_secret, which must then be at least ${need} bytes`);
+      }
+    }
+  }
+  if (!list.length) at(['idp_id_token_algorithms'], 'expected at least one algorithm, e.g. RS256');
+  return list;
 }
 
 // Headers whose meaning belongs to the connection or the request framing: a claim or a token

@@ -109,6 +109,10 @@ export const configSchema = z.strictObject({
   idp_groups_claim: z.string().optional(),
   idp_user_claim: z.string().optional(),
   idp_email_claim: z.string().optional(),
+  // Email verification (src/identity/email-verified.ts) and ID token signatures (src/identity/id-token.ts).
+  idp_allow_unverified_email: z.boolean().optional(),
+  idp_email_verified_missing: z.enum(['refuse', 'trust'], { error: 'expected idp_email_verified_missing as refuse or trust' }).optional(),
+  idp_id_token_algorithms: stringList('idp_id_token_algorithms').optional(),
   cookie_secret: z.string().optional(),
   cookie_secret_file: z.string().optional(),
   cookie_name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a cookie name made of token characters (letters, digits, - _ .)' }).optional(),

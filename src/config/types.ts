@@ -71,6 +71,12 @@ export interface Config {
     groupsClaim: string;
     userClaim: string;
     emailClaim: string;
+    /** idp_allow_unverified_email: an email with email_verified false may still sign in. */
+    allowUnverifiedEmail: boolean;
+    /** idp_email_verified_missing: what an email without any email_verified claim is worth. */
+    emailVerifiedMissing: 'refuse' | 'trust';
+    /** idp_id_token_algorithms: signature algorithms accepted on ID tokens (HS* = keyed with the client secret). */
+    idTokenAlgorithms: string[];
   };
   cookie: {
     secret: Buffer;

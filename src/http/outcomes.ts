@@ -24,6 +24,11 @@ const TABLE = {
   session_store_unavailable: spec(503, 'Temporarily unavailable'),
   idp_unavailable: spec(503, 'Sign-in is temporarily unavailable'),
   token_check_unavailable: spec(503, 'Temporarily unavailable'),
+  // Sign-in refusals (the login callback)
+  email_unverified: spec(403, 'Sign-in refused'),
+  email_verification_unknown: spec(403, 'Sign-in refused'),
+  id_token_invalid: spec(502, 'Sign-in could not be completed'),
+  id_token_keys_unavailable: spec(502, 'Sign-in could not be completed'),
   // The request itself
   bad_request: spec(400, 'Bad request'),
   bad_upgrade: spec(400, 'Bad request'),

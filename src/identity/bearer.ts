@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import * as client from 'openid-client';
 import type { Config, Route } from '../config/types.js';
 import type { Identity, RequestContext, UnavailableCause } from '../decide/types.js';
@@ -8,6 +8,7 @@ import type { SessionManager } from '../session/manager.js';
 import { CliTokens } from '../session/cli-tokens.js';
 import { addressBucket, RateLimiter } from '../security/rate-limit.js';
 import { identityFromClaims } from './claims.js';
+import { emailRefusal } from './email-verified.js';
 import { describe as describeIdpError, IdpUnavailableError, type Idp } from './oidc.js';
 
 // Identity for clients that cannot follow a login redirect: API clients and CLIs.
@@ -73,7 +74,6 @@ function audienceList(aud: unknown): string[] {
 
 export class TokenAuthenticator {
   readonly cli: CliTokens;
-  private jwks: { uri: string; get: ReturnType<typeof createRemoteJWKSet> } | null = null;
   private readonly cache = new Map<string, { result: Extract<TokenResult, { kind: 'ok' }>; until: number }>();
   // Apart from `cache`, so a flood of bad tokens evicts only other bad tokens, never a good one.
   private readonly refused = new Map<string, { result: TokenResult; until: number }>();
@@ -146,16 +146,13 @@ export class TokenAuthenticator {
     return result;
   }
 
-  private remoteJwks(config: client.Configuration): ReturnType<typeof createRemoteJWKSet> | null {
-    const uri = config.serverMetadata().jwks_uri;
-    if (!uri) return null;
-    // jose keeps the key set cached and refetches on an unknown kid, at most once per cooldown,
-    // so a stream of tokens with made-up kids cannot turn into a stream of requests to the IdP.
-    if (this.jwks?.uri !== uri) this.jwks = { uri, get: createRemoteJWKSet(new URL(uri), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 }) };
-    return this.jwks.get;
-  }
-
-  private ok(sub: string, claims: Record<string, unknown>, token: string, until: number): { result: TokenResult; until: number } {
+  private ok(sub: string, claims: Record<string, unknown>, token: string, until: number): { result: TokenResult; until?: number } {
+    // The login's rule, for tokens too: an API client must not be someone's email by typing it.
+    const refusal = emailRefusal(claims, this.cfg.idp);
+    if (refusal) {
+      const why = refusal.code === 'email_unverified' ? 'is not verified' : 'is not said to be verified';
+      return { result: { kind: 'invalid', description: `the token's email address ${safe(refusal.email)} ${why} by the identity provider` } };
+    }
     const identity = identityFromClaims(sub, claims, this.cfg.idp, 'bearer');
     rawTokens.set(identity, token);
     return { result: { kind: 'ok', identity, session: null }, until };
@@ -169,7 +166,7 @@ export class TokenAuthenticator {
       if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: `the identity provider is unavailable: ${e.message}` } };
       throw e;
     }
-    const jwks = this.remoteJwks(config);
+    const jwks = this.idp.keys();
     if (!jwks) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: 'the identity provider publishes no jwks_uri' } };
     let payload: JWTPayload;
     try {

@@ -35,3 +35,13 @@ export function keepUserClaims(from: Record<string, unknown>, into: Record<strin
   for (const [k, v] of Object.entries(from)) if (!PLUMBING.has(k)) into[k] = v;
   return into;
 }
+
+/**
+ * Adds userinfo to the ID token's claims. email_verified speaks of the address beside it: a
+ * userinfo that names another address without vouching for it must not inherit the ID
+ * token's verdict on the first one.
+ */
+export function mergeUserinfo(info: Record<string, unknown>, into: Record<string, unknown>): Record<string, unknown> {
+  if (info.email !== undefined && info.email !== into.email && info.email_verified === undefined) delete into.email_verified;
+  return keepUserClaims(info, into);
+}

@@ -1,9 +1,9 @@
 import type { CompiledPolicy, Identity, PolicyInput, PolicyResult, RequestContext, TraceStep } from '../decide/types.js';
-import { compileCriterion, type LeafSpec } from './criteria.js';
+import { compileCriterion, type LeafSpec } from './criteria/index.js';
 import { PolicyError, didYouMean, formatPath, isPlainObject, typeName, type PolicyPath } from './errors.js';
 
 export { PolicyError } from './errors.js';
-export { emailDomain } from './criteria.js';
+export { emailDomain } from './criteria/index.js';
 
 export interface PolicyOptions {
   /** Claim that carries group membership (default "groups"). Identity.groups is already filled from it. */

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
 import type { Route } from '../config/types.js';
@@ -60,16 +60,16 @@ interface RouteHeaderNames {
 }
 const routeNames = new WeakMap<Route, RouteHeaderNames>();
 function namesOf(route: Route): RouteHeaderNames {
-  let n = routeNames.get(route);
-  if (!n) {
-    n = {
+  let names = routeNames.get(route);
+  if (!names) {
+    names = {
       remove: new Set([...route.removeRequestHeaders].map(canonicalHeaderName)),
       set: new Set(route.setRequestHeaders.map(([k]) => canonicalHeaderName(k))),
       response: new Set(route.setResponseHeaders.map(([k]) => k.toLowerCase())),
     };
-    routeNames.set(route, n);
+    routeNames.set(route, names);
   }
-  return n;
+  return names;
 }
 
 /**
@@ -77,12 +77,12 @@ function namesOf(route: Route): RouteHeaderNames {
  * and Connection-named headers dropped (filterRequestHeaders' rules), the ones the proxy sets
  * itself replaced, Portcullis' own cookies and consumed credentials removed; then ours.
  */
-export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): string[] {
-  const { req, ctx, route, identity } = f;
+export function upstreamHeaders(input: Omit<ForwardInput, 'res'>, upstream: URL): string[] {
+  const { req, ctx, route, identity } = input;
   const raw = req.rawHeaders;
   const tokens = connectionTokens(raw);
-  const extra = f.extraIdentityHeaders;
-  const ids = f.identityHeaders ?? NO_HEADERS;
+  const extra = input.extraIdentityHeaders;
+  const ids = input.identityHeaders ?? NO_HEADERS;
   const names = namesOf(route);
   const out: string[] = [];
   let xff = '';
@@ -97,9 +97,9 @@ export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): st
       out.push(name, value);
     } else if (role === XFF) {
       // Only the exact spelling from a trusted proxy is believed; an underscore twin is dropped.
-      if (f.trustedPeer && name.length === 15 && name.toLowerCase() === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value;
+      if (input.trustedPeer && name.length === 15 && name.toLowerCase() === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value;
     } else if (role === COOKIE) {
-      const kept = stripOwnCookies(value, f.ownCookie);
+      const kept = stripOwnCookies(value, input.ownCookie);
       if (kept) out.push(name, kept);
     } else if (role === AUTHORIZATION) {
       // A credential Portcullis consumed is not the upstream's to see (a route that wants the
@@ -113,10 +113,10 @@ export function upstreamHeaders(f: Omit<ForwardInput, 'res'>, upstream: URL): st
     if (!names.set.has(k) && !setBy(ids, k)) out.push(k, v);
   };
   own('host', route.preserveHost ? clientHost : upstream.host);
-  own('x-forwarded-for', xff ? `${xff}, ${f.peerIp}` : f.peerIp);
+  own('x-forwarded-for', xff ? `${xff}, ${input.peerIp}` : input.peerIp);
   own('x-forwarded-proto', ctx.scheme);
   own('x-forwarded-host', clientHost);
-  own('x-request-id', f.requestId);
+  own('x-request-id', input.requestId);
   for (const [k, v] of ids) if (!names.set.has(k)) out.push(k, v);
   for (const [k, v] of route.setRequestHeaders) out.push(k, v);
   return out;
@@ -162,17 +162,27 @@ const NO_UPSTREAM: ForwardResult = { upstreamStatus: 0, upstreamMs: 0 };
  * pool.request(): no body stream object, async iterator or header object per request, which
  * is most of what a small proxied request costs (docs/performance.md).
  */
-export function forward(f: ForwardInput, upstreams: Upstreams): Promise<ForwardResult> {
-  const { req, res, route } = f;
+export function forward(input: ForwardInput, upstreams: Upstreams): Promise<ForwardResult> {
+  const { req, res, route } = input;
   const picked = upstreams.pick(route);
   if (!picked) {
-    sendPage(res, !f.ctx.browser, { status: 502, code: 'no_upstream', title: 'No upstream', message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`, requestId: f.requestId, setCookies: f.setCookies });
+    sendPage(res, !input.ctx.browser, {
+      status: 502, code: 'no_upstream', title: 'No upstream',
+      message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`,
+      requestId: input.requestId, setCookies: input.setCookies,
+    });
     return Promise.resolve(NO_UPSTREAM);
   }
-  const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+  const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')
+    || req.headers['transfer-encoding'] !== undefined;
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
-  const opts: Dispatcher.DispatchOptions = { path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: req.method as Dispatcher.HttpMethod, headers: upstreamHeaders(f, picked.url), body: hasBody ? req : null };
-  return new Promise<ForwardResult>((resolve) => new ProxyHandler(f, picked.url, resolve, picked.lane, opts).start());
+  const opts: Dispatcher.DispatchOptions = {
+    path: `${basePath}${input.ctx.path}${input.ctx.query}`,
+    method: req.method as Dispatcher.HttpMethod,
+    headers: upstreamHeaders(input, picked.url),
+    body: hasBody ? req : null,
+  };
+  return new Promise<ForwardResult>((resolve) => new ProxyHandler(input, picked.url, resolve, picked.lane, opts).start());
 }
 
 /**
@@ -182,25 +192,27 @@ export function forward(f: ForwardInput, upstreams: Upstreams): Promise<ForwardR
  */
 const QUEUE_MS = 250;
 
+type Controller = Dispatcher.DispatchController;
+
 /** Stands between undici and a queued request's handler, so the queued copy can be dropped if it waited too long. */
 class QueueTicket implements Dispatcher.DispatchHandler {
   abandoned = false;
-  constructor(private readonly h: ProxyHandler) {}
-  onConnect(abort: (err?: Error) => void): void {
-    if (this.abandoned) abort(new undiciErrors.RequestAbortedError());
-    else this.h.onConnect(abort);
+  constructor(private readonly handler: ProxyHandler) {}
+  onRequestStart(controller: Controller, context: unknown): void {
+    if (this.abandoned) controller.abort(new undiciErrors.RequestAbortedError());
+    else this.handler.onRequestStart(controller, context);
   }
-  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
-    return this.h.onHeaders(status, raw, resume);
+  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, message?: string): void {
+    this.handler.onResponseStart(controller, statusCode, headers, message);
   }
-  onData(chunk: Buffer): boolean {
-    return this.h.onData(chunk);
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    this.handler.onResponseData(controller, chunk);
   }
-  onComplete(): void {
-    this.h.onComplete();
+  onResponseEnd(controller: Controller, trailers: IncomingHttpHeaders): void {
+    this.handler.onResponseEnd(controller, trailers);
   }
-  onError(err: Error): void {
-    if (!this.abandoned) this.h.onError(err);
+  onResponseError(controller: Controller | undefined, err: Error): void {
+    if (!this.abandoned) this.handler.onResponseError(controller, err);
   }
 }
 
@@ -209,7 +221,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   lane: Lane | null = null;
   epoch = 0;
   streaming = false;
-  private abort: ((err?: Error) => void) | null = null;
+  /** undici's handle on the upstream request: pause/resume for backpressure, abort when the client leaves. */
+  private controller: Controller | null = null;
   private clientGone = false;
   private status = 0;
   private upstreamMs = 0;
@@ -217,7 +230,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   private head: string[] | null = null;
   private chunks: Buffer[] | null = null;
   private settled = false;
-  private readonly t0 = performance.now();
+  private readonly startedAt = performance.now();
 
   /** Set by Lane.choose when this request waits for a shared connection. */
   queued = false;
@@ -225,8 +238,14 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   private queueTimer: NodeJS.Timeout | null = null;
   private connected = false;
 
-  constructor(private readonly f: ForwardInput, private readonly upstream: URL, private readonly done: (r: ForwardResult) => void, private readonly upstreamLane: Lane, private readonly opts: Dispatcher.DispatchOptions) {
-    f.res.once('close', this.onClientClose);
+  constructor(
+    private readonly input: ForwardInput,
+    private readonly upstream: URL,
+    private readonly done: (result: ForwardResult) => void,
+    private readonly upstreamLane: Lane,
+    private readonly opts: Dispatcher.DispatchOptions,
+  ) {
+    input.res.once('close', this.onClientClose);
   }
 
   start(): void {
@@ -251,58 +270,59 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   };
 
   private readonly onClientClose = (): void => {
-    if (this.f.res.writableFinished) return;
+    if (this.input.res.writableFinished) return;
     this.clientGone = true;
-    this.abort?.(new undiciErrors.RequestAbortedError());
+    this.controller?.abort(new undiciErrors.RequestAbortedError());
   };
 
-  onConnect(abort: (err?: Error) => void): void {
+  onRequestStart(controller: Controller, _context: unknown): void {
     this.connected = true;
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
     }
-    this.abort = abort;
-    if (this.clientGone) abort(new undiciErrors.RequestAbortedError());
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError());
   }
 
-  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
-    if (status < 200) return true; // 103 Early Hints and the like: the final answer follows
-    this.status = status;
-    this.upstreamMs = performance.now() - this.t0;
-    const { head, length } = responseHead(raw, this.f);
+  onResponseStart(controller: Controller, statusCode: number, _headers: IncomingHttpHeaders, _message?: string): void {
+    if (statusCode < 200) return; // 103 Early Hints and the like: the final answer follows
+    this.status = statusCode;
+    this.upstreamMs = performance.now() - this.startedAt;
+    // The raw list, not `headers`: that object has lost the upstream's spelling and order.
+    // undici's HTTP/1.1 client (the only one these pools use) always fills it with Buffers.
+    const { head, length } = responseHead(controller.rawHeaders as Buffer[], this.input);
     if (length >= 0 && length <= SMALL_BODY) {
       // A small body of known length goes out with the head in one write: streaming it costs
       // a second write per response.
       this.head = head;
       this.chunks = [];
-      return true;
+      return;
     }
-    const res = this.f.res;
+    const res = this.input.res;
     this.lane?.streamingStarted(this);
-    if (!this.writeHead(head)) return false;
+    if (!this.writeHead(head)) return;
     // Unknown length (server-sent events, chunked downloads): the client sees the response
     // start now, not with the first event.
     if (length < 0) res.flushHeaders();
-    res.on('drain', resume);
-    return true;
+    res.on('drain', () => controller.resume());
   }
 
-  onData(chunk: Buffer): boolean {
+  onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.chunks !== null) {
       this.chunks.push(chunk);
-      return true;
+      return;
     }
-    // false pauses the upstream socket until the client drains (backpressure both ways).
-    return this.f.res.write(chunk);
+    // A full client buffer pauses the upstream socket until the client drains (backpressure both ways).
+    if (!this.input.res.write(chunk)) controller.pause();
   }
 
-  onComplete(): void {
-    const res = this.f.res;
+  onResponseEnd(_controller: Controller, _trailers: IncomingHttpHeaders): void {
+    const res = this.input.res;
     if (this.chunks !== null) {
       if (this.writeHead(this.head!)) {
-        const c = this.chunks;
-        res.end(c.length === 0 ? undefined : c.length === 1 ? c[0] : Buffer.concat(c));
+        const chunks = this.chunks;
+        res.end(chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
       }
     } else {
       res.end();
@@ -310,23 +330,29 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     this.finish();
   }
 
-  onError(err: Error): void {
-    const { res, route, requestId } = this.f;
+  /** Also called before onRequestStart (a dispatch that fails at once), when there is no controller yet. */
+  onResponseError(_controller: Controller | undefined, err: Error): void {
+    const { res, route, requestId } = this.input;
     if (this.settled) return;
-    if (!this.upstreamMs) this.upstreamMs = performance.now() - this.t0;
+    if (!this.upstreamMs) this.upstreamMs = performance.now() - this.startedAt;
     if (res.headersSent) {
       // Mid-stream failure: all we can do is cut the connection so the client sees a truncated response.
       res.destroy();
     } else if (!this.clientGone) {
-      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
-      sendPage(res, !this.f.ctx.browser, {
+      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError
+        || err instanceof undiciErrors.ConnectTimeoutError;
+      sendPage(res, !this.input.ctx.browser, {
         status: timeout ? 504 : 502,
         code: timeout ? 'upstream_timeout' : 'upstream_unavailable',
         title: timeout ? 'The application did not answer in time' : 'The application is unavailable',
-        message: timeout ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.` : 'The upstream for this route could not be reached.',
-        details: route.showErrorDetails ? [`${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`] : undefined,
+        message: timeout
+          ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.`
+          : 'The upstream for this route could not be reached.',
+        details: route.showErrorDetails
+          ? [`${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`]
+          : undefined,
         requestId,
-        setCookies: this.f.setCookies,
+        setCookies: this.input.setCookies,
       });
     }
     this.status = 0;
@@ -336,19 +362,21 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   /** Node refuses some header values an upstream may send (control characters): a 502, not a crash. */
   private writeHead(head: string[]): boolean {
     try {
-      this.f.res.writeHead(this.status, head);
+      this.input.res.writeHead(this.status, head);
       return true;
-    } catch (e) {
-      const { res, route, requestId } = this.f;
+    } catch (error) {
+      const { res, route, requestId } = this.input;
       this.chunks = null;
-      sendPage(res, !this.f.ctx.browser, {
+      sendPage(res, !this.input.ctx.browser, {
         status: 502, code: 'upstream_bad_response', title: 'The application sent an invalid response',
         message: 'The upstream for this route answered with a header that cannot be passed on.',
-        details: route.showErrorDetails ? [`${this.upstream.origin}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`] : undefined,
-        requestId, setCookies: this.f.setCookies,
+        details: route.showErrorDetails
+          ? [`${this.upstream.origin}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]
+          : undefined,
+        requestId, setCookies: this.input.setCookies,
       });
       this.status = 0;
-      this.abort?.(new undiciErrors.RequestAbortedError());
+      this.controller?.abort(new undiciErrors.RequestAbortedError());
       this.finish();
       return false;
     }
@@ -359,7 +387,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     this.settled = true;
     if (this.queueTimer !== null) clearTimeout(this.queueTimer);
     this.lane?.done(this);
-    this.f.res.off('close', this.onClientClose);
+    this.input.res.off('close', this.onClientClose);
     this.done({ upstreamStatus: this.status, upstreamMs: this.upstreamMs });
   }
 }
@@ -369,7 +397,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
  * without hop-by-hop ones (and those its Connection header names), the route's
  * set_response_headers, Portcullis' cookies after the upstream's, and the request id.
  */
-function responseHead(raw: Buffer[], f: ForwardInput): { head: string[]; length: number } {
+function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; length: number } {
   const strings: string[] = new Array(raw.length);
   let connection: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
@@ -381,12 +409,12 @@ function responseHead(raw: Buffer[], f: ForwardInput): { head: string[]; length:
   }
   let named: Set<string> | null = null;
   if (connection !== null) {
-    for (const t of connection.split(',')) {
-      const token = t.trim().toLowerCase();
+    for (const listed of connection.split(',')) {
+      const token = listed.trim().toLowerCase();
       if (token && token !== 'keep-alive' && token !== 'close') (named ??= new Set()).add(token);
     }
   }
-  const response = namesOf(f.route).response;
+  const response = namesOf(input.route).response;
   const head: string[] = [];
   let length = -1;
   let requestId = false;
@@ -398,47 +426,52 @@ function responseHead(raw: Buffer[], f: ForwardInput): { head: string[]; length:
     else if (lower === 'x-request-id') requestId = true;
     head.push(name, strings[i + 1]!);
   }
-  for (const [k, v] of f.route.setResponseHeaders) {
+  for (const [k, v] of input.route.setResponseHeaders) {
     head.push(k, v);
     if (k === 'x-request-id') requestId = true;
   }
-  for (const c of f.setCookies) head.push('set-cookie', c);
-  if (!requestId) head.push('x-request-id', f.requestId);
+  for (const cookie of input.setCookies) head.push('set-cookie', cookie);
+  if (!requestId) head.push('x-request-id', input.requestId);
   return { head, length: Number.isSafeInteger(length) ? length : -1 };
 }
 
 /** WebSocket (and other Upgrade) requests: a 101 from the upstream, then bytes both ways. */
-export async function forwardUpgrade(f: Omit<ForwardInput, 'res'>, socket: Duplex, head: Buffer, upstreams: Upstreams): Promise<void> {
-  const picked = upstreams.pick(f.route);
+export async function forwardUpgrade(input: Omit<ForwardInput, 'res'>, socket: Duplex, head: Buffer, upstreams: Upstreams): Promise<void> {
+  const picked = upstreams.pick(input.route);
   if (!picked) {
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     return;
   }
   // allow_websockets means WebSockets. Any other protocol (h2c above all) would hand the
   // client a raw tunnel to the upstream on which every later request skips the path rules.
-  const protocol = String(f.req.headers.upgrade ?? '').trim();
+  const protocol = String(input.req.headers.upgrade ?? '').trim();
   if (protocol.toLowerCase() !== 'websocket') {
     const text = 'Only WebSocket upgrades are proxied';
-    socket.end(`HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${f.requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`);
+    socket.end(`HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${input.requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`);
     return;
   }
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
   try {
-    const up = await upgrade.call(picked.lane.overflow(), { path: `${basePath}${f.ctx.path}${f.ctx.query}`, method: 'GET', protocol, headers: upstreamHeaders(f, picked.url) });
+    const upgraded = await upgrade.call(picked.lane.overflow(), {
+      path: `${basePath}${input.ctx.path}${input.ctx.query}`,
+      method: 'GET',
+      protocol,
+      headers: upstreamHeaders(input, picked.url),
+    });
     let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
-    for (const [k, v] of Object.entries(up.headers)) {
+    for (const [k, v] of Object.entries(upgraded.headers)) {
       if (v === undefined) continue;
       for (const one of Array.isArray(v) ? v : [v]) head101 += `${k}: ${one}\r\n`;
     }
     socket.write(`${head101}\r\n`);
-    if (head.length) up.socket.write(head);
-    up.socket.pipe(socket);
-    socket.pipe(up.socket);
+    if (head.length) upgraded.socket.write(head);
+    upgraded.socket.pipe(socket);
+    socket.pipe(upgraded.socket);
     const close = (): void => {
-      up.socket.destroy();
+      upgraded.socket.destroy();
       socket.destroy();
     };
-    up.socket.on('error', close).on('close', close);
+    upgraded.socket.on('error', close).on('close', close);
     socket.on('error', close).on('close', close);
   } catch {
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');

@@ -1,5 +1,7 @@
 import * as client from 'openid-client';
-import { keepUserClaims } from '../identity/claims.js';
+import type { Config } from '../config/types.js';
+import { keepUserClaims, mergeUserinfo } from '../identity/claims.js';
+import { emailRefusal } from '../identity/email-verified.js';
 import { describe, IdpUnavailableError, type Idp } from '../identity/oidc.js';
 import type { SessionData } from './types.js';
 
@@ -21,7 +23,7 @@ export interface Refresher {
 const keep = keepUserClaims;
 
 export class OidcRefresher implements Refresher {
-  constructor(private readonly idp: Idp) {}
+  constructor(private readonly idp: Idp, private readonly settings: Config['idp']) {}
 
   async refresh(s: SessionData, now: number): Promise<RefreshResult> {
     if (!s.refreshToken) return { kind: 'rejected', reason: 'no refresh token' };
@@ -43,6 +45,11 @@ export class OidcRefresher implements Refresher {
     }
     const idClaims = tokens.claims();
     if (idClaims && idClaims.sub !== s.sub) return { kind: 'rejected', reason: 'the refreshed ID token names another subject' };
+    if (tokens.id_token) {
+      const signature = await this.idp.verifyIdToken(tokens.id_token);
+      if (signature.kind === 'invalid') return { kind: 'rejected', reason: signature.reason };
+      if (signature.kind === 'unavailable') return { kind: 'transient', reason: signature.reason };
+    }
     // The claims are replaced, not merged: a group the IdP no longer lists must disappear even
     // when the IdP leaves the whole claim out.
     let claims: Record<string, unknown> | null = null;
@@ -50,11 +57,15 @@ export class OidcRefresher implements Refresher {
     if (tokens.access_token && config.serverMetadata().userinfo_endpoint) {
       try {
         const info = await client.fetchUserInfo(config, tokens.access_token, s.sub);
-        keep(info, (claims ??= {}));
+        mergeUserinfo(info, (claims ??= {}));
       } catch {
         // The ID token's claims (or, without one, the previous claims until the next refresh) stand.
       }
     }
+    // An address changed at the IdP to one it has not verified ends the session like any other
+    // identity the IdP no longer vouches for.
+    const refusal = claims ? emailRefusal(claims, this.settings) : null;
+    if (refusal) return { kind: 'rejected', reason: `${refusal.message} (${refusal.setting})` };
     return {
       kind: 'ok',
       session: {
