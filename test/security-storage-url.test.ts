@@ -170,7 +170,7 @@ routes:
 
       await proxy.cut();
       await db.terminateConnections();
-      // A decoded session is trusted for REVALIDATE_MS (2 s) before the store is asked again.
+      // With the store's channel down, a decoded session is trusted for UNWATCHED_MS (1 s) at most.
       await new Promise((r) => setTimeout(r, 2_100));
       const down = await request(`http://app.corp.test:${s.port}/`, { jar, headers: BROWSER_HEADERS });
       assert.equal(down.status, 503);

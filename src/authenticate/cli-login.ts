@@ -1,4 +1,5 @@
-import { sendJson, sendPage, sendRedirect } from '../http/pages.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
+import { sendJson, sendRedirect } from '../http/pages.js';
 import { redirectToLogin, signInUrl, type AuthRequest } from './flow.js';
 
 // Programmatic login for command-line tools, the loopback flow of RFC 8252:
@@ -31,7 +32,7 @@ export function cliLoginStart(a: AuthRequest): void {
   const { rt, ctx } = a;
   const redirect = loopbackRedirect(param(a, 'redirect_uri'));
   if (!redirect) {
-    sendPage(a.res, true, { status: 400, code: 'invalid_redirect_uri', title: 'Invalid redirect_uri', message: 'redirect_uri must be a loopback URL with a port, e.g. http://127.0.0.1:8400/callback.', requestId: a.requestId });
+    sendOutcome(a.res, true, codes.invalid_redirect_uri, { message: 'redirect_uri must be a loopback URL with a port, e.g. http://127.0.0.1:8400/callback.', requestId: a.requestId });
     return;
   }
   const request = rt.tokens.cli.sealRequest({ redirectUri: redirect.href, exp: ctx.now + REQUEST_TTL_MS });
@@ -53,7 +54,7 @@ export async function cliLoginComplete(a: AuthRequest): Promise<void> {
   const req = rt.tokens.cli.openRequest(param(a, 'request') ?? '', ctx.now);
   const redirect = req ? loopbackRedirect(req.redirectUri) : null;
   if (!req || !redirect) {
-    sendPage(a.res, !ctx.browser, { status: 400, code: 'invalid_login_request', title: 'Command-line login failed', message: 'This login link is invalid or older than 10 minutes. Run the login command again.', requestId: a.requestId });
+    sendOutcome(a.res, !ctx.browser, codes.invalid_login_request, { message: 'This login link is invalid or older than 10 minutes. Run the login command again.', requestId: a.requestId });
     return;
   }
   const found = await rt.sessions.lookup(ctx);

@@ -13,6 +13,7 @@ import { addressBucket } from '../security/rate-limit.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
 import { bindBrowser, handoffUrl, mintAllowed, nonceDetour } from './handoff.js';
 import { LOGIN_TTL_MS, openReturn, sealReturn } from './return-state.js';
+import { spendOnce } from './once.js';
 
 export { handoff } from './handoff.js';
 
@@ -229,7 +230,7 @@ export async function callback(a: AuthRequest): Promise<void> {
     fail(400, 'invalid_state', 'Sign-in could not be completed', 'The sign-in state is invalid or has expired.', undefined, clear);
     return;
   }
-  if (!rt.once.use(`state:${state}`, login.exp, ctx.now)) {
+  if (!(await spendOnce(rt.once, rt.sessions.store, `state:${state}`, login.exp, ctx.now))) {
     fail(400, 'state_replayed', 'Sign-in could not be completed', 'This sign-in response was already used. Each sign-in link works once.', login, clear);
     return;
   }

@@ -6,6 +6,7 @@ import type { Runtime } from '../runtime.js';
 import { parseCookies, serializeCookie, type CookieOptions } from '../session/cookies.js';
 import type { AuthRequest } from './flow.js';
 import { LOGIN_TTL_MS, sealReturn } from './return-state.js';
+import { spendOnce } from './once.js';
 
 // A handoff link carries a session: whoever opens it becomes that user on the target host. If
 // any browser could spend it, a user signed in on the authenticate host could mint links at
@@ -112,7 +113,8 @@ export async function handoff(a: AuthRequest): Promise<void> {
     return refuse('other_browser', 'was not started in this browser: it only works in the browser that began the sign-in, '
       + 'and nothing was changed here', again);
   }
-  if (!rt.once.use(`handoff:${t.jti}`, t.exp, ctx.now)) return refuse('replayed', 'was already used');
+  const fresh = await spendOnce(rt.once, rt.sessions.store, `handoff:${t.jti}`, t.exp, ctx.now);
+  if (!fresh) return refuse('replayed', 'was already used');
   const session = await rt.sessions.store.load(t.value, ctx.now);
   if (!session) return refuse('session_ended', 'names a session that has ended');
   const spent = serializeCookie(nonceCookieName(rt), '', nonceCookieOptions(rt, 0));

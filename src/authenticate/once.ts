@@ -1,3 +1,5 @@
+import type { SessionStore } from '../session/types.js';
+
 /**
  * Remembers single-use tokens (login states, handoff ids) until they would have expired
  * anyway, so a replay within their lifetime is refused. Bounded: when full, expired entries
@@ -23,4 +25,25 @@ export class OnceCache {
     const exp = this.seen.get(id);
     return exp !== undefined && exp > now;
   }
+}
+
+/**
+ * Spends a single-use id for every process sharing the session store (Redis, PostgreSQL), so a
+ * leaked handoff link or sign-in response cannot be used once per replica; with no shared store,
+ * for this process. The local cache answers replays here without a round trip, and is only
+ * written once the store has answered: an outage (StoreUnavailableError, a 503) spends nothing.
+ */
+export async function spendOnce(
+  local: OnceCache,
+  store: Pick<SessionStore, 'spend'>,
+  id: string,
+  expiresAt: number,
+  now: number,
+): Promise<boolean> {
+  if (local.has(id, now)) return false;
+  if (store.spend && !(await store.spend(id, expiresAt, now))) {
+    local.use(id, expiresAt, now);
+    return false;
+  }
+  return local.use(id, expiresAt, now);
 }

@@ -6,8 +6,8 @@ import { errorText } from '../session/server-store.js';
 import { StoreUnavailableError, type SessionSummary } from '../session/types.js';
 
 // `portcullis sessions list|revoke`: for when a laptop is stolen. Works on the shared store
-// every replica reads, so a revoked session is refused everywhere within a couple of seconds
-// (the replicas' revalidation bound, docs/high-availability.md).
+// every replica reads, and announces the ends on the store's channel, so a revoked session is
+// refused by the next request to any replica (docs/high-availability.md).
 
 export const SESSIONS_HELP = `Usage: portcullis sessions list [--user EMAIL] [--config FILE] [--format text|json]
        portcullis sessions revoke --user EMAIL [--config FILE]
@@ -15,8 +15,8 @@ export const SESSIONS_HELP = `Usage: portcullis sessions list [--user EMAIL] [--
 
 Lists or ends sessions in the configured server-side session_storage (redis://…, postgres://…).
 --user matches the e-mail address (any case), the user claim or the subject. The user's browser
-is sent through the login again on its next request; every replica refuses the session within
-2 seconds. Signing in again at the identity provider is still possible: disable the user there
+is sent through the login again on its next request; every replica refuses the session from then
+on (within 1 second when a replica has lost its channel to the store). Signing in again at the identity provider is still possible: disable the user there
 too when the account itself is compromised.
 The config must carry the same cookie_secret as the running proxies (user names are sealed with it).
 Exit status: 0 done, 1 the store cannot be reached or --id names no session, 2 usage or config error.`;

@@ -37,6 +37,9 @@ const TABLE = {
   internal_error: spec(500, 'Something went wrong'),
   // Sign-in
   too_many_logins: spec(429, 'Too many sign-in attempts'),
+  // Command-line login
+  invalid_redirect_uri: spec(400, 'Invalid redirect_uri'),
+  invalid_login_request: spec(400, 'Command-line login failed'),
   // Forward-auth
   forward_auth_misconfigured: spec(500, 'Proxy misconfigured'),
   not_a_forward_auth_endpoint: spec(400, 'Bad request'),

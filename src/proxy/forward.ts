@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
 import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
-import { sendPage } from '../http/pages.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
 import { canonicalHeaderName, connectionTokens, forwardableName } from '../security/headers.js';
 import type { Flight, Lane, Upstreams } from './upstreams.js';
 
@@ -166,8 +166,7 @@ export function forward(input: ForwardInput, upstreams: Upstreams): Promise<Forw
   const { req, res, route } = input;
   const picked = upstreams.pick(route);
   if (!picked) {
-    sendPage(res, !input.ctx.browser, {
-      status: 502, code: 'no_upstream', title: 'No upstream',
+    sendOutcome(res, !input.ctx.browser, codes.no_upstream, {
       message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`,
       requestId: input.requestId, setCookies: input.setCookies,
     });
@@ -341,10 +340,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     } else if (!this.clientGone) {
       const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError
         || err instanceof undiciErrors.ConnectTimeoutError;
-      sendPage(res, !this.input.ctx.browser, {
-        status: timeout ? 504 : 502,
-        code: timeout ? 'upstream_timeout' : 'upstream_unavailable',
-        title: timeout ? 'The application did not answer in time' : 'The application is unavailable',
+      sendOutcome(res, !this.input.ctx.browser, timeout ? codes.upstream_timeout : codes.upstream_unavailable, {
         message: timeout
           ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.`
           : 'The upstream for this route could not be reached.',
@@ -367,8 +363,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     } catch (error) {
       const { res, route, requestId } = this.input;
       this.chunks = null;
-      sendPage(res, !this.input.ctx.browser, {
-        status: 502, code: 'upstream_bad_response', title: 'The application sent an invalid response',
+      sendOutcome(res, !this.input.ctx.browser, codes.upstream_bad_response, {
         message: 'The upstream for this route answered with a header that cannot be passed on.',
         details: route.showErrorDetails
           ? [`${this.upstream.origin}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]

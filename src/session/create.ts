@@ -111,6 +111,24 @@ class LazyBackend implements Backend {
       throw this.scrub(e);
     }
   }
+  async publish(message: string): Promise<void> {
+    try {
+      return await (await this.backend()).publish!(message);
+    } catch (e) {
+      throw this.scrub(e);
+    }
+  }
+  listen(message: (m: string) => void, state: (up: boolean) => void): void {
+    // Should the import fail, the channel simply never comes up: sessions get the short bound.
+    void this.backend().then((b) => b.listen!(message, state), () => {});
+  }
+  async spend(key: string, expiresAt: number, now: number): Promise<boolean> {
+    try {
+      return await (await this.backend()).spend!(key, expiresAt, now);
+    } catch (e) {
+      throw this.scrub(e);
+    }
+  }
 
   private scrub(e: unknown): unknown {
     return scrubError(e, this.s.secrets);

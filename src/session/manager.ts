@@ -18,11 +18,17 @@ export interface SessionLookup {
 /** Refresh results remembered at most (see RECENT_MS). */
 const RECENT_MAX = 10_000;
 /**
- * Server-side stores: how long a decoded session is trusted without asking the store again.
- * This is the bound on how long a sign-out or `portcullis sessions revoke` made through another
- * process can go unnoticed here (docs/high-availability.md).
+ * Server-side stores: how long a decoded session is trusted without asking the store again while
+ * the store's channel is not known to deliver every sign-out and revocation (down, quiet, not yet
+ * subscribed). It bounds both how long an ending made through another process can go unnoticed
+ * and how long cached sessions are served once the store itself is down (docs/high-availability.md).
  */
-export const REVALIDATE_MS = 2_000;
+export const UNWATCHED_MS = 1_000;
+/**
+ * While the channel is up, endings arrive within milliseconds and the cache can keep a session
+ * longer. The store is still asked now and then, in case a message was lost without a sign.
+ */
+export const WATCHED_MS = 30_000;
 /** Cross-process refresh lock: longer than any refresh takes, short enough to outlive a crash. */
 const LOCK_MS = 10_000;
 const POLL_MS = 100;
@@ -79,8 +85,9 @@ export function refreshDueAt(s: SessionData, intervalMs: number): number {
  * cache is bounded by session_cache_size (more sessions than that in use at once evict each
  * other, and each request decrypts its cookie and signs a new assertion again: 2.4x fewer
  * requests per second in the 20,000-session bench), an entry is dropped as soon as its session
- * has expired, and with a server-side store an entry older than REVALIDATE_MS is checked against
- * the store again, so a session ended by another process is refused here within that bound.
+ * has expired, and with a server-side store an entry is dropped as soon as the store's channel
+ * says its session ended anywhere; while that channel is down, an entry older than UNWATCHED_MS
+ * is checked against the store again, so an ending is refused here within that bound.
  *
  * Refresh happens once per session however many requests arrive together: one promise per
  * session id in this process, and the store's lock across processes (the loser waits for the
@@ -93,6 +100,8 @@ export class SessionManager {
   private readonly recent = new Map<string, { result: Refreshed; at: number }>();
   private readonly retryAt = new Map<string, number>();
   private idpTrouble = false;
+  /** Counts endings heard, so a store read that raced one is not cached (see lookup). */
+  private endings = 0;
   private readonly refresher: Refresher | undefined;
   private readonly log: Logger | undefined;
   /** Whether any route passes the access token / the ID token upstream (else the cache drops them). */
@@ -104,6 +113,15 @@ export class SessionManager {
     this.log = opts.log;
     this.keepAccessToken = cfg.routes.some((r) => r.passAccessToken !== null);
     this.keepIdToken = cfg.routes.some((r) => r.passIdToken !== null);
+    store.watch?.((sids) => this.forget(sids));
+  }
+
+  /** Sessions ended or rewritten by any process: their decoded copies go at once. */
+  private forget(sids: ReadonlySet<string>): void {
+    this.endings++;
+    // A scan of the cache per message: endings are rare next to requests, and an index by
+    // session id would cost every cache miss a second map write.
+    for (const [value, e] of this.cache) if (sids.has(e.view.sid)) this.cache.delete(value);
   }
 
   cookieOptions(host: string, maxAgeSeconds?: number): CookieOptions {
@@ -154,8 +172,11 @@ export class SessionManager {
   private async current(value: string, now: number): Promise<Entry | null> {
     let entry = this.cached(value, now);
     if (!entry) {
+      const endings = this.endings;
       const session = await this.store.load(value, now);
-      if (session) entry = this.remember(value, this.decode(session), now);
+      // An ending heard while the store was being read may be this very session's: the answer
+      // stands for this request, the next one asks the store again.
+      if (session) entry = this.remember(value, this.decode(session), endings === this.endings ? now : -Infinity);
     }
     if (entry && this.refresher && this.due(entry, now)) entry = await this.refreshed(value, entry, now);
     return entry;
@@ -164,9 +185,15 @@ export class SessionManager {
   private cached(value: string, now: number): Entry | null {
     const hit = this.cache.get(value);
     if (!hit) return null;
-    if (hit.view.exp > now && (!this.store.serverSide || now - hit.checkedAt < REVALIDATE_MS)) return hit;
+    if (hit.view.exp > now && (!this.store.serverSide || this.fresh(hit.checkedAt, now))) return hit;
     this.cache.delete(value);
     return null;
+  }
+
+  private fresh(checkedAt: number, now: number): boolean {
+    const since = this.store.watchedSince?.(now) ?? null;
+    if (since !== null && checkedAt >= since) return now - checkedAt < WATCHED_MS;
+    return now - checkedAt < UNWATCHED_MS;
   }
 
   /** The parts of a session the cache keeps (see Decoded). */

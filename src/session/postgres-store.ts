@@ -2,7 +2,9 @@ import pg from 'pg';
 import type { Backend, StoredRecord } from './server-store.js';
 import type { PostgresStorage } from './storage-url.js';
 
-// Portcullis owns two tables: portcullis_schema (component -> version) and portcullis_sessions.
+// Portcullis owns three tables: portcullis_schema (component -> version), portcullis_sessions and
+// portcullis_once (spent login states and handoff links), and the NOTIFY channel
+// portcullis_sessions_ended (sessions ended or rewritten, server-store.ts).
 // Migrations run on first use, in one transaction under an advisory lock, so replicas starting
 // together migrate once; a database migrated by a newer Portcullis is refused, not downgraded.
 
@@ -18,19 +20,31 @@ const MIGRATIONS: string[] = [
      lock_until bigint
    );
    CREATE INDEX portcullis_sessions_expires_at ON portcullis_sessions (expires_at)`,
+  `CREATE TABLE portcullis_once (
+     id text PRIMARY KEY,
+     expires_at bigint NOT NULL
+   );
+   CREATE INDEX portcullis_once_expires_at ON portcullis_once (expires_at)`,
 ];
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
 // Any constant will do, as long as every Portcullis uses the same one.
 const MIGRATION_LOCK = 0x706f7274;
 const SWEEP_MS = 60_000;
+const CHANNEL = 'portcullis_sessions_ended';
+const RELISTEN_MAX_MS = 2_000;
 
 export class PostgresBackend implements Backend {
   readonly kind = 'postgres';
   private readonly pool: pg.Pool;
   private migrated: Promise<void> | null = null;
   private sweeper: NodeJS.Timeout | null = null;
+  private listener: pg.Client | null = null;
+  private relisten: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly url: string;
 
   constructor(s: Omit<PostgresStorage, 'secrets'>, private readonly sweepMs = SWEEP_MS) {
+    this.url = s.url;
     // Short timeouts: while the database is unreachable a request gets its 503 in about two
     // seconds instead of hanging on a connection attempt.
     this.pool = new pg.Pool({ connectionString: s.url, max: 10, connectionTimeoutMillis: 2_000, idleTimeoutMillis: 10_000, query_timeout: 3_000, statement_timeout: 3_000 });
@@ -83,10 +97,77 @@ export class PostgresBackend implements Backend {
     }
   }
 
-  /** Deletes expired sessions; returns how many. Every replica runs it: that is harmless. */
+  /** Deletes expired sessions (and spent marks); returns how many sessions. Every replica runs it: that is harmless. */
   async sweep(now: number): Promise<number> {
     await this.ready();
+    await this.pool.query('DELETE FROM portcullis_once WHERE expires_at <= $1', [now]);
     return (await this.pool.query('DELETE FROM portcullis_sessions WHERE expires_at <= $1', [now])).rowCount ?? 0;
+  }
+
+  async publish(message: string): Promise<void> {
+    await this.ready();
+    await this.pool.query('SELECT pg_notify($1, $2)', [CHANNEL, message]);
+  }
+
+  /** LISTEN needs a connection of its own, outside the pool, held open and opened again when lost. */
+  listen(message: (m: string) => void, state: (up: boolean) => void): void {
+    let attempt = 0;
+    const connect = async (): Promise<void> => {
+      if (this.closed) return;
+      let c: pg.Client;
+      try {
+        // Throws at once for some bad URLs (pg reads ?sslkey= files here).
+        c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 2_000, keepAlive: true });
+      } catch {
+        this.relisten = setTimeout(() => void connect(), RELISTEN_MAX_MS);
+        this.relisten.unref();
+        return;
+      }
+      let up = false;
+      let lost = false;
+      const drop = (): void => {
+        if (lost) return;
+        lost = true;
+        if (up) state((up = false));
+        if (this.listener === c) this.listener = null;
+        c.end().catch(() => {});
+        if (this.closed) return;
+        const wait = Math.min(100 * 2 ** Math.min(attempt++, 5), RELISTEN_MAX_MS);
+        this.relisten = setTimeout(() => void connect(), wait);
+        this.relisten.unref();
+      };
+      c.on('error', drop);
+      c.on('end', drop);
+      c.on('notification', (n) => {
+        if (n.channel === CHANNEL && n.payload) message(n.payload);
+      });
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${CHANNEL}`);
+      } catch {
+        drop();
+        return;
+      }
+      if (lost || this.closed) {
+        c.end().catch(() => {});
+        return;
+      }
+      attempt = 0;
+      this.listener = c;
+      state((up = true));
+    };
+    void connect();
+  }
+
+  async spend(key: string, expiresAt: number, now: number): Promise<boolean> {
+    await this.ready();
+    // An expired mark that the sweep has not removed yet is taken over, like Redis's expired key.
+    const r = await this.pool.query(
+      `INSERT INTO portcullis_once (id, expires_at) VALUES ($1, $2)
+       ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE portcullis_once.expires_at <= $3`,
+      [key, expiresAt, now],
+    );
+    return r.rowCount === 1;
   }
 
   async get(id: string, now: number): Promise<StoredRecord | null> {
@@ -130,6 +211,9 @@ export class PostgresBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.relisten) clearTimeout(this.relisten);
+    await this.listener?.end().catch(() => {});
     if (this.sweeper) clearInterval(this.sweeper);
     await this.pool.end().catch(() => {});
   }

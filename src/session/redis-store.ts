@@ -5,6 +5,8 @@ import type { RedisStorage } from './storage-url.js';
 // Keys (all under the URL's key_prefix, default "portcullis:"):
 //   <prefix>s:<session id>  "<meta>.<data>", with a TTL = the session's own expiry
 //   <prefix>l:<session id>  refresh lock, a few seconds
+//   <prefix>o:<hash>        a spent login state or handoff link, until it would have expired
+//   <prefix>ended           the pub/sub channel for sessions ended or rewritten (server-store.ts)
 // Every command names one key, so the same code runs on a single node, behind Sentinel, and on
 // a Cluster (no cross-slot commands).
 
@@ -15,6 +17,7 @@ export class RedisBackend implements Backend {
   readonly kind = 'redis';
   private readonly client: Redis | Cluster;
   private everReady = false;
+  private subscriber: Redis | Cluster | null = null;
 
   constructor(private readonly s: RedisStorage) {
     // Fail fast while disconnected: a request waiting on a reconnect would hang instead of
@@ -44,7 +47,7 @@ export class RedisBackend implements Backend {
     });
   }
 
-  private key(kind: 's' | 'l', id: string): string {
+  private key(kind: 's' | 'l' | 'o', id: string): string {
     return `${this.s.prefix}${kind}:${id}`;
   }
 
@@ -131,7 +134,45 @@ export class RedisBackend implements Backend {
     return out;
   }
 
+  async publish(message: string): Promise<void> {
+    await this.ready();
+    await this.client.publish(`${this.s.prefix}ended`, message);
+  }
+
+  listen(message: (m: string) => void, state: (up: boolean) => void): void {
+    const channel = `${this.s.prefix}ended`;
+    // A connection of its own: a subscribed connection can run no other command. Subscribed
+    // again by hand on every (re)connect, so `state(true)` comes only once SUBSCRIBE is done.
+    const sub = this.client instanceof Cluster
+      ? this.client.duplicate()
+      : this.client.duplicate({ autoResubscribe: false });
+    this.subscriber = sub;
+    let up = false;
+    const down = (): void => {
+      if (up) state((up = false));
+    };
+    sub.on('error', () => {});
+    sub.on('close', down);
+    sub.on('end', down);
+    sub.on('ready', () => {
+      sub.subscribe(channel).then(() => {
+        if (!up && sub.status === 'ready') state((up = true));
+      }, () => sub.disconnect(true));
+    });
+    sub.on('message', (ch: string, m: string) => {
+      if (ch === channel) message(m);
+    });
+    sub.connect().catch(() => {});
+  }
+
+  async spend(key: string, expiresAt: number, now: number): Promise<boolean> {
+    await this.ready();
+    const ttl = Math.max(1, expiresAt - now);
+    return (await this.client.set(this.key('o', key), '1', 'PX', ttl, 'NX')) === 'OK';
+  }
+
   async close(): Promise<void> {
+    this.subscriber?.disconnect();
     if (this.client.status === 'wait') {
       this.client.disconnect();
       return;

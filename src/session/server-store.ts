@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import type { Logger } from '../observe/logger.js';
 import type { Sealer } from './seal.js';
 import { StoreUnavailableError, type SessionData, type SessionStore, type SessionSummary } from './types.js';
@@ -35,8 +35,28 @@ export interface Backend {
   lock(id: string, token: string, ttlMs: number): Promise<boolean>;
   unlock(id: string, token: string): Promise<void>;
   scan(now: number): Promise<Array<Pick<StoredRecord, 'id' | 'meta' | 'expiresAt'>>>;
+  /** Shared stores: sends a message to every process listening (Redis PUBLISH, PostgreSQL NOTIFY). */
+  publish?(message: string): Promise<void>;
+  /**
+   * Shared stores: hears every published message from now on, reconnecting by itself; `state(true)`
+   * once messages published from then on are sure to arrive, `state(false)` when that stops.
+   */
+  listen?(message: (m: string) => void, state: (up: boolean) => void): void;
+  /** Shared stores: sets the mark when it is not set (or has expired); true when this call set it. */
+  spend?(key: string, expiresAt: number, now: number): Promise<boolean>;
   close(): Promise<void>;
 }
+
+// The invalidation channel carries "e <nonce> <sid> <sid>..." (sessions ended or rewritten) and
+// "p" (a heartbeat). Without a heartbeat heard for QUIET_MS the channel counts as down even when
+// its connection looks open (a silent network partition), and the manager falls back to its
+// short bound (docs/high-availability.md).
+const HEARTBEAT_MS = 250;
+const QUIET_MS = 1_000;
+/** How long an ending waits for its own message to come back, so every replica has it when the answer leaves. */
+const ECHO_WAIT_MS = 100;
+/** Ids per message: a PostgreSQL NOTIFY payload is limited to 8000 bytes. */
+const IDS_PER_MESSAGE = 200;
 
 const KEY_BYTES = 32;
 const SID_RE = /^[A-Za-z0-9_-]{16,64}$/;
@@ -57,6 +77,15 @@ export class ServerSessionStore implements SessionStore {
   private readonly pendingDestroy = new Set<string>();
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private ended: ((sids: ReadonlySet<string>) => void) | null = null;
+  private listening = false;
+  /** When the current subscription started (null: not subscribed) and when the channel last spoke. */
+  private upSince: number | null = null;
+  private lastHeard = 0;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly echoes = new Map<string, () => void>();
+  /** Set only for shared stores, so callers fall back to their process-local check otherwise. */
+  readonly spend?: (id: string, expiresAt: number, now: number) => Promise<boolean>;
 
   constructor(
     private readonly backend: Backend,
@@ -66,14 +95,108 @@ export class ServerSessionStore implements SessionStore {
     /** Where the store is, password masked, for the outage log line. */
     private readonly display: string,
     private readonly userClaim: (s: SessionData) => { user: string; email: string },
-  ) {}
+  ) {
+    const spend = backend.spend?.bind(backend);
+    if (spend) {
+      // Hashed: the store never holds a value that could be replayed, whatever its length.
+      const hash = (id: string): string => createHash('sha256').update(id).digest('base64url');
+      this.spend = (id, expiresAt, now) => this.call(() => spend(hash(id), expiresAt, now));
+    }
+  }
 
   get kind(): string {
     return this.backend.kind;
   }
 
   async start(): Promise<void> {
+    this.listen();
     await this.call(() => this.backend.start()).catch(() => {});
+  }
+
+  watch(ended: (sids: ReadonlySet<string>) => void): void {
+    this.ended = ended;
+  }
+
+  watchedSince(now: number): number | null {
+    // This process is the only one using a memory store: every ending is heard at once.
+    if (!this.backend.listen) return 0;
+    return this.upSince !== null && now - this.lastHeard < QUIET_MS ? this.upSince : null;
+  }
+
+  /** Subscribes on first use: `portcullis check` and the sessions CLI build a store but never listen. */
+  private listen(): void {
+    if (this.listening || this.closed || !this.backend.listen || !this.backend.publish) return;
+    this.listening = true;
+    this.backend.listen((m) => this.heard(m), (up) => {
+      if (this.closed) return;
+      const now = Date.now();
+      // Whatever was published while unsubscribed is lost: only sessions confirmed after this
+      // instant are covered, older cached ones are checked against the store again.
+      this.upSince = up ? now : null;
+      if (up) this.lastHeard = now;
+      if (up) {
+        this.log.info({ event: 'session_channel_up', store: this.kind },
+          'listening for sign-outs and revocations from every replica');
+      } else {
+        this.log.warn({ event: 'session_channel_down', store: this.kind },
+          'the channel for sign-outs and revocations is down: cached sessions are checked against the store '
+          + 'every second');
+      }
+    });
+    const publish = this.backend.publish.bind(this.backend);
+    let pending = false;
+    this.heartbeat = setInterval(() => {
+      // One at a time: while the store hangs, beats must not pile up and take the pool's connections.
+      if (pending) return;
+      pending = true;
+      publish('p').catch(() => {}).finally(() => (pending = false));
+    }, HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  private heard(m: string): void {
+    this.lastHeard = Date.now();
+    if (!m.startsWith('e ')) return;
+    const parts = m.split(' ');
+    this.echoes.get(parts[1]!)?.();
+    const sids = new Set(parts.slice(2).filter((id) => SID_RE.test(id)));
+    if (sids.size) this.ended?.(sids);
+  }
+
+  /**
+   * Tells every process that these sessions ended (or changed). Waits, briefly, for the message to
+   * come back: every replica subscribed hears it at about the same time as this one, so when the
+   * sign-out's answer leaves, the copied cookie is already refused everywhere.
+   */
+  private async announce(ids: string[]): Promise<void> {
+    const publish = this.backend.publish;
+    if (!publish) {
+      this.ended?.(new Set(ids));
+      return;
+    }
+    for (let i = 0; i < ids.length; i += IDS_PER_MESSAGE) {
+      const nonce = randomBytes(9).toString('base64url');
+      const live = this.watchedSince(Date.now()) !== null;
+      const echoed = live ? new Promise<void>((resolve) => {
+        const t = setTimeout(done, ECHO_WAIT_MS);
+        function done(): void {
+          clearTimeout(t);
+          resolve();
+        }
+        this.echoes.set(nonce, done);
+      }) : null;
+      try {
+        await publish.call(this.backend, `e ${nonce} ${ids.slice(i, i + IDS_PER_MESSAGE).join(' ')}`);
+        await echoed;
+      } catch (e) {
+        // The session is gone from the store; the other replicas find that out within their
+        // short bound, since their channel is down as well when the store is.
+        this.log.warn({ event: 'session_end_not_announced', store: this.kind, detail: errorText(e) },
+          'a session ended but the other replicas could not be told at once; they refuse it within a second');
+      } finally {
+        this.echoes.delete(nonce);
+      }
+    }
   }
 
   /** For /ready: resolves when the store answers. */
@@ -82,6 +205,7 @@ export class ServerSessionStore implements SessionStore {
   }
 
   async load(cookieValue: string, now: number): Promise<SessionData | null> {
+    if (!this.listening) this.listen();
     const ref = this.openCookie(cookieValue);
     if (!ref || this.pendingDestroy.has(ref.sid)) return null;
     const rec = await this.call(() => this.backend.get(ref.sid, now));
@@ -110,7 +234,10 @@ export class ServerSessionStore implements SessionStore {
   async update(session: SessionData, cookieValue: string): Promise<boolean> {
     const ref = this.openCookie(cookieValue);
     if (!ref || ref.sid !== session.sid) return false;
-    return this.write(session, ref.key, 'update');
+    const ok = await this.write(session, ref.key, 'update');
+    // Other replicas drop their decoded copy and read the new claims at their next request.
+    if (ok) await this.announce([session.sid]);
+    return ok;
   }
 
   private async write(session: SessionData, key: Buffer, mode: 'create' | 'update'): Promise<boolean> {
@@ -131,6 +258,7 @@ export class ServerSessionStore implements SessionStore {
     if (!ref) return;
     try {
       await this.call(() => this.backend.delete([ref.sid]));
+      await this.announce([ref.sid]);
     } catch (e) {
       if (!(e instanceof StoreUnavailableError)) throw e;
       // The browser's cookie is cleared anyway; the record goes as soon as the store is back.
@@ -169,12 +297,16 @@ export class ServerSessionStore implements SessionStore {
   async revoke(ids: string[]): Promise<number> {
     const valid = ids.filter((id) => SID_RE.test(id));
     if (!valid.length) return 0;
-    return this.call(() => this.backend.delete(valid));
+    const n = await this.call(() => this.backend.delete(valid));
+    await this.announce(valid);
+    return n;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.upSince = null;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
     await this.backend.close();
   }
 
@@ -220,6 +352,7 @@ export class ServerSessionStore implements SessionStore {
     try {
       await this.call(() => this.backend.delete(ids));
       for (const id of ids) this.pendingDestroy.delete(id);
+      await this.announce(ids);
     } catch {
       this.scheduleRetry();
     }

@@ -85,6 +85,24 @@ export interface SessionStore {
   list?(now: number): Promise<SessionSummary[]>;
   /** Ends the sessions with these ids; returns how many existed. */
   revoke?(ids: string[]): Promise<number>;
+  /**
+   * Server-side stores: `ended` hears the ids of sessions ended or rewritten by any process (this
+   * one included) as soon as the store says so. One listener: a later call replaces it (a reload
+   * builds a new SessionManager on the same store).
+   */
+  watch?(ended: (sids: ReadonlySet<string>) => void): void;
+  /**
+   * Since when every end of a session has reached `watch`'s listener without a gap (ms), or null
+   * while that is not known (the channel is down or has gone quiet). A decoded session confirmed
+   * by the store after this instant can be trusted until the listener hears otherwise.
+   */
+  watchedSince?(now: number): number | null;
+  /**
+   * Marks a single-use id (login state, handoff link) as spent in the shared store, so it is spent
+   * for every process: true the first time, false for a replay. Absent when the store is not shared.
+   * Throws StoreUnavailableError when the store is down.
+   */
+  spend?(id: string, expiresAt: number, now: number): Promise<boolean>;
   /** Connects (and migrates) early, so an outage at start is logged before the first request. */
   start?(): Promise<void>;
   close(): Promise<void>;
