@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
 import type { RequestContext } from '../decide/types.js';
-import { codes, outcomeStatus, sendOutcome } from '../http/outcomes.js';
-import { sendPage, sendRedirect } from '../http/pages.js';
+import { codes, sendOutcome, type OutcomeCode } from '../http/outcomes.js';
+import { sendRedirect } from '../http/pages.js';
 import { keepUserClaims, mergeUserinfo } from '../identity/claims.js';
 import { emailRefusal } from '../identity/email-verified.js';
 import { describe, IdpUnavailableError, isUnreachable } from '../identity/oidc.js';
@@ -200,11 +200,11 @@ export async function callback(a: AuthRequest): Promise<void> {
   const cookieOpts = { path: '/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
   // `retryTo` keeps the nonce hash: the retry link is shown to, and followed by, this browser.
   type Retry = Pick<LoginState, 'returnTo' | 'nh'>;
-  const fail = (status: number, code: string, title: string, message: string, retryTo?: Retry, setCookies: string[] = [],
+  const fail = (code: OutcomeCode, message: string, retryTo?: Retry, setCookies: string[] = [],
     log: Record<string, unknown> = {}): void => {
     audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host, ...log }, 'login failed');
-    sendPage(a.res, !ctx.browser, {
-      status, code, title, message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
+    sendOutcome(a.res, !ctx.browser, code, {
+      message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
       retry: {
         href: retryTo ? `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, retryTo.returnTo, retryTo.nh)}` : '/',
         label: 'Try signing in again',
@@ -212,14 +212,14 @@ export async function callback(a: AuthRequest): Promise<void> {
     });
   };
   if (!STATE_RE.test(state)) {
-    fail(400, 'invalid_state', 'Sign-in could not be completed', 'The sign-in response has no valid state parameter.');
+    fail(codes.invalid_state, 'The sign-in response has no valid state parameter.');
     return;
   }
   const name = `${loginCookiePrefix(rt)}${state}`;
   const sealed = parseCookies(ctx.headers.cookie).get(name);
   if (!sealed) {
     const replay = rt.once.has(`state:${state}`, ctx.now);
-    fail(400, replay ? 'state_replayed' : 'state_not_found', 'Sign-in could not be completed',
+    fail(replay ? codes.state_replayed : codes.state_not_found,
       replay ? 'This sign-in response was already used. Each sign-in link works once.'
         : 'This sign-in was not started in this browser, or it took longer than 10 minutes.');
     return;
@@ -227,19 +227,22 @@ export async function callback(a: AuthRequest): Promise<void> {
   const clear = [serializeCookie(name, '', cookieOpts)];
   const login = rt.sealer.openJson<LoginState>('login', sealed, name, ctx.now);
   if (!login || login.state !== state) {
-    fail(400, 'invalid_state', 'Sign-in could not be completed', 'The sign-in state is invalid or has expired.', undefined, clear);
+    fail(codes.invalid_state, 'The sign-in state is invalid or has expired.', undefined, clear);
     return;
   }
   if (!(await spendOnce(rt.once, rt.sessions.store, `state:${state}`, login.exp, ctx.now))) {
-    fail(400, 'state_replayed', 'Sign-in could not be completed', 'This sign-in response was already used. Each sign-in link works once.', login, clear);
+    fail(codes.state_replayed, 'This sign-in response was already used. Each sign-in link works once.', login, clear);
     return;
   }
   const idpError = q.get('error');
   if (idpError) {
     const desc = q.get('error_description');
     const denied = idpError === 'access_denied';
-    fail(denied ? 403 : 400, idpError.replace(/[^a-z_]/gi, '').slice(0, 64) || 'idp_error', denied ? 'Sign-in was refused' : 'The identity provider reported an error',
-      `The identity provider answered "${idpError.slice(0, 100)}"${desc ? `: ${desc.slice(0, 300)}` : ''}.`, login, clear);
+    // The IdP's own error code goes to the message and the audit line, never into the outcome
+    // code: that one is a fixed set (metrics label it, API clients match on it).
+    fail(denied ? codes.idp_denied : codes.idp_error,
+      `The identity provider answered "${idpError.slice(0, 100)}"${desc ? `: ${desc.slice(0, 300)}` : ''}.`, login, clear,
+      { idpError: idpError.replace(/[^a-z_]/gi, '').slice(0, 64) });
     return;
   }
   let config: client.Configuration;
@@ -262,19 +265,19 @@ export async function callback(a: AuthRequest): Promise<void> {
   } catch (e) {
     const why = describe(e);
     const network = isUnreachable(e);
-    fail(network ? 502 : 400, network ? 'idp_unreachable' : 'token_exchange_failed', 'Sign-in could not be completed',
+    fail(network ? codes.idp_unreachable : codes.token_exchange_failed,
       network ? 'The identity provider could not be reached to finish the sign-in.' : `The identity provider did not accept the sign-in (${why}).`, login, clear);
     return;
   }
   const idClaims = tokens.claims();
   if (!idClaims || !tokens.id_token) {
-    fail(400, 'no_id_token', 'Sign-in could not be completed', 'The identity provider returned no ID token.', login, clear);
+    fail(codes.no_id_token, 'The identity provider returned no ID token.', login, clear);
     return;
   }
   const signature = await rt.idp.verifyIdToken(tokens.id_token);
   if (signature.kind !== 'ok') {
     const code = signature.kind === 'invalid' ? codes.id_token_invalid : codes.id_token_keys_unavailable;
-    fail(outcomeStatus(code), code, 'Sign-in could not be completed',
+    fail(code,
       `The identity provider's answer could not be trusted: ${signature.reason}.`, login, clear);
     return;
   }
@@ -290,7 +293,7 @@ export async function callback(a: AuthRequest): Promise<void> {
   }
   const refusal = emailRefusal(claims, rt.cfg.idp);
   if (refusal) {
-    fail(outcomeStatus(codes[refusal.code]), refusal.code, 'Sign-in refused', refusal.message, login, clear,
+    fail(codes[refusal.code], refusal.message, login, clear,
       { user: idClaims.sub, email: refusal.email, setting: refusal.setting });
     return;
   }
@@ -308,7 +311,7 @@ export async function callback(a: AuthRequest): Promise<void> {
     cookies = rt.sessions.cookiesFor(value, session, ctx.host, ctx.headers.cookie);
   } catch (e) {
     rt.log.error({ requestId: a.requestId, event: 'session_store_failed', detail: describe(e) }, 'could not store the session');
-    sendPage(a.res, !ctx.browser, { status: 503, code: 'session_store_unavailable', title: 'Sign-in could not be completed', message: 'Sessions cannot be stored right now. Please try again in a moment.', requestId: a.requestId, setCookies: [...a.setCookies, ...clear] });
+    sendOutcome(a.res, !ctx.browser, codes.session_store_unavailable, { message: 'Sessions cannot be stored right now. Please try again in a moment.', requestId: a.requestId, setCookies: [...a.setCookies, ...clear] });
     return;
   }
   audit(rt).info({ requestId: a.requestId, event: 'login', user: claims.email ?? idClaims.sub, host: ctx.host }, 'login succeeded');
@@ -364,15 +367,15 @@ function signedOutPage(a: AuthRequest, target: string | null, cleared: string[])
     sendRedirect(a.res, target, [...a.setCookies, ...cleared], a.requestId);
     return;
   }
-  sendPage(a.res, !a.ctx.browser, { status: 200, code: 'signed_out', title: 'Signed out', message: 'You are signed out.', requestId: a.requestId, setCookies: [...a.setCookies, ...cleared], retry: { href: '/', label: 'Sign in again' } });
+  sendOutcome(a.res, !a.ctx.browser, codes.signed_out, { message: 'You are signed out.', requestId: a.requestId, setCookies: [...a.setCookies, ...cleared], retry: { href: '/', label: 'Sign in again' } });
 }
 
 function badRedirect(a: AuthRequest): void {
   audit(a.rt).warn({ requestId: a.requestId, event: 'redirect_refused', host: a.ctx.host }, 'refused a redirect target outside the configured hosts');
-  sendPage(a.res, !a.ctx.browser, { status: 400, code: 'invalid_redirect', title: 'Invalid return address', message: 'The address to return to after signing in is not one of the sites this proxy protects.', requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Go to the start page' } });
+  sendOutcome(a.res, !a.ctx.browser, codes.invalid_redirect, { message: 'The address to return to after signing in is not one of the sites this proxy protects.', requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Go to the start page' } });
 }
 
 export function idpUnavailable(a: AuthRequest, detail: string): void {
   audit(a.rt).warn({ requestId: a.requestId, event: 'idp_unavailable', detail }, 'login needed but the identity provider is unavailable');
-  sendPage(a.res, !a.ctx.browser, { status: 503, code: 'idp_unavailable', title: 'Sign-in is temporarily unavailable', message: 'The identity provider cannot be reached right now. Please try again in a minute.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '10' }, retry: { href: `${a.ctx.path}${a.ctx.query}`, label: 'Try again' } });
+  sendOutcome(a.res, !a.ctx.browser, codes.idp_unavailable, { message: 'The identity provider cannot be reached right now. Please try again in a minute.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '10' }, retry: { href: `${a.ctx.path}${a.ctx.query}`, label: 'Try again' } });
 }

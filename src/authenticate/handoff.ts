@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RequestContext } from '../decide/types.js';
-import { sendPage, sendRedirect } from '../http/pages.js';
+import { codes, sendOutcome } from '../http/outcomes.js';
+import { sendRedirect } from '../http/pages.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { parseCookies, serializeCookie, type CookieOptions } from '../session/cookies.js';
@@ -91,8 +92,8 @@ export async function handoff(a: AuthRequest): Promise<void> {
   const refuse = (reason: string, why: string, retry = { href: '/', label: 'Try again' }): void => {
     audit(rt).warn({ requestId: a.requestId, event: 'handoff_refused', reason, host: ctx.host },
       'session handoff refused');
-    sendPage(a.res, !ctx.browser, {
-      status: 400, code: 'invalid_handoff', title: 'Sign-in could not be completed', message: `The sign-in hand-over link ${why}.`,
+    sendOutcome(a.res, !ctx.browser, codes.invalid_handoff, {
+      message: `The sign-in hand-over link ${why}.`,
       requestId: a.requestId, setCookies: a.setCookies, retry,
     });
   };
@@ -127,8 +128,7 @@ export function mintAllowed(a: AuthRequest, sid: string): boolean {
   if (a.rt.handoffMints.take(sid, a.ctx.now)) return true;
   audit(a.rt).warn({ requestId: a.requestId, event: 'handoff_rate_limited', host: a.ctx.host },
     'too many session handoffs for one session');
-  sendPage(a.res, !a.ctx.browser, {
-    status: 429, code: 'too_many_handoffs', title: 'Too many sign-in hand-overs',
+  sendOutcome(a.res, !a.ctx.browser, codes.too_many_handoffs, {
     message: 'This session asked to be handed to other sites too often. Please wait a minute and try again.',
     requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '60' },
   });

@@ -35,8 +35,21 @@ const TABLE = {
   not_found: spec(404, 'Not found'),
   method_not_allowed: spec(405, 'Method not allowed'),
   internal_error: spec(500, 'Something went wrong'),
-  // Sign-in
+  // Sign-in, callback, hand-over, sign-out
   too_many_logins: spec(429, 'Too many sign-in attempts'),
+  invalid_state: spec(400, 'Sign-in could not be completed'),
+  state_not_found: spec(400, 'Sign-in could not be completed'),
+  state_replayed: spec(400, 'Sign-in could not be completed'),
+  idp_denied: spec(403, 'Sign-in was refused'),
+  idp_error: spec(400, 'The identity provider reported an error'),
+  idp_unreachable: spec(502, 'Sign-in could not be completed'),
+  token_exchange_failed: spec(400, 'Sign-in could not be completed'),
+  no_id_token: spec(400, 'Sign-in could not be completed'),
+  invalid_redirect: spec(400, 'Invalid return address'),
+  invalid_handoff: spec(400, 'Sign-in could not be completed'),
+  too_many_handoffs: spec(429, 'Too many sign-in hand-overs'),
+  /** Not a refusal: the JSON form of the signed-out page. */
+  signed_out: spec(200, 'Signed out'),
   // Command-line login
   invalid_redirect_uri: spec(400, 'Invalid redirect_uri'),
   invalid_login_request: spec(400, 'Command-line login failed'),
