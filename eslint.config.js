@@ -5,11 +5,46 @@ import tseslint from 'typescript-eslint';
 
 /** Imports a folder may not make: lower layers never reach up into the ones that use them. */
 const LAYERS = {
-  'src/security/**': ['**/decide/**', '**/session/**', '**/identity/**', '**/authenticate/**', '**/proxy/**', '**/forward-auth/**', '**/http/**', '**/cli/**'],
-  'src/policy/**': ['**/session/**', '**/authenticate/**', '**/proxy/**', '**/forward-auth/**', '**/http/**', '**/cli/**'],
-  'src/session/**': ['**/authenticate/**', '**/proxy/**', '**/forward-auth/**', '**/http/**', '**/cli/**'],
-  'src/identity/**': ['**/authenticate/**', '**/proxy/**', '**/forward-auth/**', '**/http/**', '**/cli/**', '**/config/build*'],
-  'src/decide/**': ['**/authenticate/**', '**/proxy/**', '**/forward-auth/**', '**/http/**', '**/cli/**'],
+  'src/security/**': [
+    '**/decide/**',
+    '**/session/**',
+    '**/identity/**',
+    '**/authenticate/**',
+    '**/proxy/**',
+    '**/forward-auth/**',
+    '**/http/**',
+    '**/cli/**',
+  ],
+  'src/policy/**': [
+    '**/session/**',
+    '**/authenticate/**',
+    '**/proxy/**',
+    '**/forward-auth/**',
+    '**/http/**',
+    '**/cli/**',
+  ],
+  'src/session/**': [
+    '**/authenticate/**',
+    '**/proxy/**',
+    '**/forward-auth/**',
+    '**/http/**',
+    '**/cli/**',
+  ],
+  'src/identity/**': [
+    '**/authenticate/**',
+    '**/proxy/**',
+    '**/forward-auth/**',
+    '**/http/**',
+    '**/cli/**',
+    '**/config/build*',
+  ],
+  'src/decide/**': [
+    '**/authenticate/**',
+    '**/proxy/**',
+    '**/forward-auth/**',
+    '**/http/**',
+    '**/cli/**',
+  ],
   'src/http/**': ['**/proxy/**', '**/forward-auth/**', '**/cli/**'],
   'src/authenticate/**': ['**/proxy/**', '**/forward-auth/**', '**/cli/**'],
   'src/forward-auth/**': ['**/proxy/**', '**/cli/**'],
@@ -23,8 +58,14 @@ export default tseslint.config(
   {
     languageOptions: { ecmaVersion: 2023, sourceType: 'module' },
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
-      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports', disallowTypeAnnotations: false }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
+      '@typescript-eslint/consistent-type-imports': [
+        'error',
+        { fixStyle: 'inline-type-imports', disallowTypeAnnotations: false },
+      ],
       'no-constant-condition': ['error', { checkLoops: false }],
       eqeqeq: ['error', 'always'],
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
@@ -33,7 +74,17 @@ export default tseslint.config(
   ...Object.entries(LAYERS).map(([files, banned]) => ({
     files: [`${files}/*.ts`],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: banned, message: 'this folder sits below the one imported: see ARCHITECTURE.md' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: banned,
+              message: 'this folder sits below the one imported: see ARCHITECTURE.md',
+            },
+          ],
+        },
+      ],
     },
   })),
   {
@@ -43,6 +94,9 @@ export default tseslint.config(
   {
     // Tests, the demo and the bench drive real servers and parse what they send back.
     files: ['test/**/*.ts', 'demo/**/*.ts', 'bench/**/*.ts'],
-    rules: { '@typescript-eslint/no-explicit-any': 'off', '@typescript-eslint/no-non-null-assertion': 'off' },
+    rules: {
+      '@typescript-eslint/no-explicit-any': 'off',
+      '@typescript-eslint/no-non-null-assertion': 'off',
+    },
   },
 );

@@ -19,28 +19,32 @@ createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
   const chunks: Buffer[] = [];
   let status = 0;
   let raw: Buffer[] = [];
-  pool.dispatch({ path: req.url ?? '/', method: req.method as 'GET', headers: req.rawHeaders }, {
-    onConnect() {},
-    onError() {
-      res.writeHead(502).end();
+  pool.dispatch(
+    { path: req.url ?? '/', method: req.method as 'GET', headers: req.rawHeaders },
+    {
+      onConnect() {},
+      onError() {
+        res.writeHead(502).end();
+      },
+      onHeaders(s: number, h: Buffer[]) {
+        status = s;
+        raw = h;
+        return true;
+      },
+      onData(c: Buffer) {
+        chunks.push(c);
+        return true;
+      },
+      onComplete() {
+        const head: string[] = [];
+        for (let i = 0; i < raw.length; i += 2) {
+          const k = raw[i]!.toString('latin1');
+          const l = k.toLowerCase();
+          if (l !== 'connection' && l !== 'keep-alive')
+            head.push(k, raw[i + 1]!.toString('latin1'));
+        }
+        res.writeHead(status, head).end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      },
     },
-    onHeaders(s: number, h: Buffer[]) {
-      status = s;
-      raw = h;
-      return true;
-    },
-    onData(c: Buffer) {
-      chunks.push(c);
-      return true;
-    },
-    onComplete() {
-      const head: string[] = [];
-      for (let i = 0; i < raw.length; i += 2) {
-        const k = raw[i]!.toString('latin1');
-        const l = k.toLowerCase();
-        if (l !== 'connection' && l !== 'keep-alive') head.push(k, raw[i + 1]!.toString('latin1'));
-      }
-      res.writeHead(status, head).end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-    },
-  });
+  );
 }).listen(Number(portArg), '127.0.0.1');

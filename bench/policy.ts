@@ -16,7 +16,17 @@ const ctx: RequestContext = {
 };
 
 function identity(groups: string[], claims: Record<string, unknown> = {}): Identity {
-  return { sub: 'u-1', user: 'u-1', email: 'alice@example.com', emailVerified: true, name: 'Alice', preferredUsername: 'alice', groups, claims, via: 'session' };
+  return {
+    sub: 'u-1',
+    user: 'u-1',
+    email: 'alice@example.com',
+    emailVerified: true,
+    name: 'Alice',
+    preferredUsername: 'alice',
+    groups,
+    claims,
+    via: 'session',
+  };
 }
 
 const simple = compileRoutePolicy({ policy: { allow: { or: [{ groups: { has: 'admins' } }] } } });
@@ -28,7 +38,9 @@ const many = compileRoutePolicy({
     {
       deny: {
         or: [
-          ...Array.from({ length: 4 }, (_, i) => ({ http_path: { starts_with: `/internal${i}/` } })),
+          ...Array.from({ length: 4 }, (_, i) => ({
+            http_path: { starts_with: `/internal${i}/` },
+          })),
           ...Array.from({ length: 3 }, (_, i) => ({ email: { is: `blocked${i}@example.com` } })),
           { source_ip: ['192.0.2.0/24', '198.51.100.0/24', '2001:db8::/32'] },
           { http_method: { in: ['DELETE', 'TRACE'] } },
@@ -85,5 +97,7 @@ console.log(`Node ${process.version}, ${process.platform}/${process.arch}\n`);
 console.log('| policy | outcome | ns/decision | decisions/s |');
 console.log('|---|---|---:|---:|');
 for (const [name, outcome, ns] of rows) {
-  console.log(`| ${name} | ${outcome} | ${ns.toFixed(0)} | ${Math.round(1e9 / ns).toLocaleString('en-US')} |`);
+  console.log(
+    `| ${name} | ${outcome} | ${ns.toFixed(0)} | ${Math.round(1e9 / ns).toLocaleString('en-US')} |`,
+  );
 }

@@ -6,7 +6,15 @@
 // table, writes JSON + Markdown to bench/results/, and stops everything it started.
 // Options: node dist/bench/run.js --help
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,8 +30,31 @@ import { loginThroughIdp } from '../test/helpers/login.js';
 import { freePort, portAccepts } from '../test/helpers/ports.js';
 import { globalYaml } from '../test/helpers/stack.js';
 import { analyzeProfile, type ProfileSummary } from './lib/profile.js';
-import { cpuSecondsBetween, cpuTicks, killAllSync, RssSampler, spawnTracked, stopAll, treeRss, trees, type Tracked } from './lib/proc.js';
-import { nginxAuthRequestBlock, nginxProxyBlock, startApache, startNginx, startPortcullis, startRedis, upstreamBlock, UPSTREAM_BODY, settledUpstreamRequests, upstreamRequests, waitUntil, type PortcullisProc } from './lib/services.js';
+import {
+  cpuSecondsBetween,
+  cpuTicks,
+  killAllSync,
+  RssSampler,
+  spawnTracked,
+  stopAll,
+  treeRss,
+  trees,
+  type Tracked,
+} from './lib/proc.js';
+import {
+  nginxAuthRequestBlock,
+  nginxProxyBlock,
+  startApache,
+  startNginx,
+  startPortcullis,
+  startRedis,
+  upstreamBlock,
+  UPSTREAM_BODY,
+  settledUpstreamRequests,
+  upstreamRequests,
+  waitUntil,
+  type PortcullisProc,
+} from './lib/services.js';
 import { startTokenRp, type TokenRp } from './lib/token.js';
 import { runWrk, writeLuaScripts, type WrkResult } from './lib/wrk.js';
 
@@ -69,7 +100,13 @@ Everything binds to 127.0.0.1 and is stopped at the end (also on Ctrl+C).`;
 
 /** --node-args: flags every Portcullis process of this run starts with. */
 let extraNodeArgs: string[] = [];
-function startP(name: string, configFile: string, yaml: string, port: number, nodeArgs: string[] = []): Promise<PortcullisProc> {
+function startP(
+  name: string,
+  configFile: string,
+  yaml: string,
+  port: number,
+  nodeArgs: string[] = [],
+): Promise<PortcullisProc> {
   return startPortcullis(name, configFile, yaml, port, MAIN_JS, [...extraNodeArgs, ...nodeArgs]);
 }
 
@@ -116,14 +153,19 @@ interface Prepared {
 class Unavailable extends Error {}
 
 function parseList(v: string | undefined, dflt: string): string[] {
-  return (v ?? dflt).split(',').map((s) => s.trim()).filter(Boolean);
+  return (v ?? dflt)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 const mb = (b: number): number => Math.round((b / 1048576) * 10) / 10;
 const fmt = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : '–');
 
 function which(bin: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, bin))) || existsSync(bin);
+  return (
+    (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, bin))) || existsSync(bin)
+  );
 }
 
 interface Preflight {
@@ -154,9 +196,18 @@ function preflight(): Preflight {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      duration: { type: 'string' }, warmup: { type: 'string' }, connections: { type: 'string' }, targets: { type: 'string' },
-      sessions: { type: 'string' }, profile: { type: 'boolean' }, 'profile-only': { type: 'boolean' }, 'write-docs': { type: 'boolean' }, 'node-args': { type: 'string' },
-      threads: { type: 'string' }, hold: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      connections: { type: 'string' },
+      targets: { type: 'string' },
+      sessions: { type: 'string' },
+      profile: { type: 'boolean' },
+      'profile-only': { type: 'boolean' },
+      'write-docs': { type: 'boolean' },
+      'node-args': { type: 'string' },
+      threads: { type: 'string' },
+      hold: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
@@ -170,19 +221,29 @@ async function main(): Promise<number> {
   extraNodeArgs = values['node-args']?.split(/\s+/).filter(Boolean) ?? [];
   const connections = parseList(values.connections, '16,256').map(Number);
   const profileOnly = values['profile-only'] === true;
-  const targets = (profileOnly ? [] : parseList(values.targets, ALL_TARGETS.join(','))) as TargetId[];
-  for (const t of targets) if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}; expected some of ${ALL_TARGETS.join(',')}`);
+  const targets = (
+    profileOnly ? [] : parseList(values.targets, ALL_TARGETS.join(','))
+  ) as TargetId[];
+  for (const t of targets)
+    if (!ALL_TARGETS.includes(t))
+      throw new Error(`unknown target ${t}; expected some of ${ALL_TARGETS.join(',')}`);
   const sessionsN = profileOnly ? 0 : Number(values.sessions ?? 10_000);
   const doProfile = values.profile === true || profileOnly;
-  if (!(duration > 0) || !(warmup >= 0) || connections.some((c) => !(c > 0))) throw new Error('bad --duration, --warmup or --connections');
-  if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first (npm run bench does)`);
+  if (!(duration > 0) || !(warmup >= 0) || connections.some((c) => !(c > 0)))
+    throw new Error('bad --duration, --warmup or --connections');
+  if (!existsSync(MAIN_JS))
+    throw new Error(`${MAIN_JS} is missing: run npm run build first (npm run bench does)`);
 
   const pf = preflight();
   if (pf.missingPackages.length) {
-    console.log(`Missing Debian packages: ${pf.missingPackages.join(' ')}\n  install with: apt-get install -y ${pf.missingPackages.join(' ')}`);
+    console.log(
+      `Missing Debian packages: ${pf.missingPackages.join(' ')}\n  install with: apt-get install -y ${pf.missingPackages.join(' ')}`,
+    );
   }
   if (!pf.wrk || !pf.nginx) {
-    console.error('wrk and nginx are required (the load generator and the fixed upstream); not running.');
+    console.error(
+      'wrk and nginx are required (the load generator and the fixed upstream); not running.',
+    );
     return 2;
   }
 
@@ -190,25 +251,49 @@ async function main(): Promise<number> {
   const work = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
   const lua = writeLuaScripts(work);
   const ports = {
-    upstream: await freePort(), nginxB: await freePort(), nginxE: await freePort(), apache: await freePort(),
-    p1: await freePort(), pw: await freePort(), pg: await freePort(), pm: await freePort(), pprof: await freePort(),
-    redis: await freePort(), tokenRp: await freePort(),
+    upstream: await freePort(),
+    nginxB: await freePort(),
+    nginxE: await freePort(),
+    apache: await freePort(),
+    p1: await freePort(),
+    pw: await freePort(),
+    pg: await freePort(),
+    pm: await freePort(),
+    pprof: await freePort(),
+    redis: await freePort(),
+    tokenRp: await freePort(),
   };
   const machine = {
     nproc: cpus().length,
-    cpuModel: /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown',
+    cpuModel:
+      /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ??
+      cpus()[0]?.model ??
+      'unknown',
     node: process.version,
-    memGiB: Math.round((Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) / 1048576) * 10) / 10,
+    memGiB:
+      Math.round(
+        (Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) /
+          1048576) *
+          10,
+      ) / 10,
   };
   const cmdline = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
-  console.log(`Portcullis benchmark: ${machine.nproc} cores (${machine.cpuModel}), Node ${machine.node}; ${duration}s runs after ${warmup}s warm-up at ${connections.join(', ')} connections`);
+  console.log(
+    `Portcullis benchmark: ${machine.nproc} cores (${machine.cpuModel}), Node ${machine.node}; ${duration}s runs after ${warmup}s warm-up at ${connections.join(', ')} connections`,
+  );
 
   const idpSecret = randomBytes(24).toString('base64url');
   const apacheSecret = randomBytes(24).toString('base64url');
   const cookieSecret = randomBytes(32).toString('base64');
   const audience = 'https://bench.portcullis.test';
   const signingKeyFile = join(work, 'signing-key.pem');
-  writeFileSync(signingKeyFile, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(
+    signingKeyFile,
+    generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }),
+  );
 
   let idp: RunningIdp | null = null;
   let whoami: RunningWhoami | null = null;
@@ -219,26 +304,64 @@ async function main(): Promise<number> {
 
   try {
     // --- shared infrastructure -------------------------------------------------------------
-    await startNginx('nginx-upstream', join(work, 'nginx-upstream'), upstreamBlock(ports.upstream), ports.upstream, 1);
+    await startNginx(
+      'nginx-upstream',
+      join(work, 'nginx-upstream'),
+      upstreamBlock(ports.upstream),
+      ports.upstream,
+      1,
+    );
     whoami = await startWhoami({ name: 'whoami' });
     tokenRp = await startTokenRp(ports.tokenRp);
     const portcullisPorts = [ports.p1, ports.pw, ports.pg, ports.pm, ports.pprof, ports.nginxE];
     const clients: IdpClient[] = [
       {
-        client_id: 'portcullis', client_secret: idpSecret,
+        client_id: 'portcullis',
+        client_secret: idpSecret,
         redirect_uris: portcullisPorts.map((p) => `http://127.0.0.1:${p}/.portcullis/callback`),
-        post_logout_redirect_uris: portcullisPorts.map((p) => `http://127.0.0.1:${p}/.portcullis/signed_out`),
+        post_logout_redirect_uris: portcullisPorts.map(
+          (p) => `http://127.0.0.1:${p}/.portcullis/signed_out`,
+        ),
       },
-      { client_id: 'apache', client_secret: apacheSecret, redirect_uris: [`http://127.0.0.1:${ports.apache}/redirect_uri`] },
-      { client_id: tokenRp.clientId, client_secret: tokenRp.secret, redirect_uris: [tokenRp.redirectUri] },
+      {
+        client_id: 'apache',
+        client_secret: apacheSecret,
+        redirect_uris: [`http://127.0.0.1:${ports.apache}/redirect_uri`],
+      },
+      {
+        client_id: tokenRp.clientId,
+        client_secret: tokenRp.secret,
+        redirect_uris: [tokenRp.redirectUri],
+      },
     ];
     idp = await startIdp({ clients, jwtAccessTokenAudience: audience });
 
-    const features = detectFeatures(idp.issuer, idpSecret, cookieSecret, signingKeyFile, audience, pf);
-    console.log(`Features of this build: signed assertion ${features.assertion ? 'yes' : 'no'}, bearer tokens ${features.bearer ? 'yes' : 'no'}, workers ${features.workers ? 'yes' : 'no'}, redis sessions ${features.redis ? 'yes' : 'no'}`);
+    const features = detectFeatures(
+      idp.issuer,
+      idpSecret,
+      cookieSecret,
+      signingKeyFile,
+      audience,
+      pf,
+    );
+    console.log(
+      `Features of this build: signed assertion ${features.assertion ? 'yes' : 'no'}, bearer tokens ${features.bearer ? 'yes' : 'no'}, workers ${features.workers ? 'yes' : 'no'}, redis sessions ${features.redis ? 'yes' : 'no'}`,
+    );
 
     const yaml = (port: number, extra: { workers?: string; storage?: string } = {}): string =>
-      portcullisYaml({ port, issuer: idp!.issuer, clientSecret: idpSecret, cookieSecret, upstream: ports.upstream, whoami: whoami!.port, nginxE: ports.nginxE, features, signingKeyFile, audience, ...extra });
+      portcullisYaml({
+        port,
+        issuer: idp!.issuer,
+        clientSecret: idpSecret,
+        cookieSecret,
+        upstream: ports.upstream,
+        whoami: whoami!.port,
+        nginxE: ports.nginxE,
+        features,
+        signingKeyFile,
+        audience,
+        ...extra,
+      });
 
     // Portcullis for (d), (e) and (f): one process, cookie sessions, workers: 1.
     let p1: PortcullisProc | null = null;
@@ -257,16 +380,33 @@ async function main(): Promise<number> {
         case 'a': {
           const roots = (): number[] => [];
           return {
-            url: `${up}/`, headers: { accept: '*/*' }, roots, processes: 'none (the floor)', reachesUpstream: true, notes: [],
+            url: `${up}/`,
+            headers: { accept: '*/*' },
+            roots,
+            processes: 'none (the floor)',
+            reachesUpstream: true,
+            notes: [],
             check: () => checkThrough(`${up}/`, {}, null),
           };
         }
         case 'b': {
-          const n = await startNginx('nginx-proxy', join(work, 'nginx-b'), nginxProxyBlock(ports.nginxB, ports.upstream), ports.nginxB, 'auto');
+          const n = await startNginx(
+            'nginx-proxy',
+            join(work, 'nginx-b'),
+            nginxProxyBlock(ports.nginxB, ports.upstream),
+            ports.nginxB,
+            'auto',
+          );
           const url = `http://127.0.0.1:${ports.nginxB}/`;
           return {
-            url, headers: { accept: '*/*' }, roots: () => [n.pid], processes: `nginx master + ${machine.nproc} workers (worker_processes auto)`, reachesUpstream: true, notes: [],
-            check: () => checkThrough(url, {}, null), teardown: () => n.stop('SIGQUIT'),
+            url,
+            headers: { accept: '*/*' },
+            roots: () => [n.pid],
+            processes: `nginx master + ${machine.nproc} workers (worker_processes auto)`,
+            reachesUpstream: true,
+            notes: [],
+            check: () => checkThrough(url, {}, null),
+            teardown: () => n.stop('SIGQUIT'),
           };
         }
         case 'n': {
@@ -275,22 +415,51 @@ async function main(): Promise<number> {
           await waitUntil('bare-proxy', () => portAccepts(port), n);
           const url = `http://127.0.0.1:${port}/`;
           return {
-            url, headers: { accept: '*/*' }, roots: () => [n.pid], processes: 'one node process: node:http server + undici pool, no auth (bench/bare-proxy.ts)', reachesUpstream: true,
+            url,
+            headers: { accept: '*/*' },
+            roots: () => [n.pid],
+            processes:
+              'one node process: node:http server + undici pool, no auth (bench/bare-proxy.ts)',
+            reachesUpstream: true,
             notes: ['the ceiling of a Node proxy here: what (d) costs beyond it is Portcullis'],
-            check: () => checkThrough(url, {}, null), teardown: () => n.stop('SIGTERM'),
+            check: () => checkThrough(url, {}, null),
+            teardown: () => n.stop('SIGTERM'),
           };
         }
         case 'c': {
-          if (!pf.apache) throw new Unavailable('apache2 or libapache2-mod-auth-openidc is not installed');
-          const a = await startApache({ dir: join(work, 'apache'), port: ports.apache, upstreamPort: ports.upstream, whoamiPort: whoami!.port, issuer: idp!.issuer, clientId: 'apache', clientSecret: apacheSecret, passphrase: randomBytes(24).toString('base64url') });
+          if (!pf.apache)
+            throw new Unavailable('apache2 or libapache2-mod-auth-openidc is not installed');
+          const a = await startApache({
+            dir: join(work, 'apache'),
+            port: ports.apache,
+            upstreamPort: ports.upstream,
+            whoamiPort: whoami!.port,
+            issuer: idp!.issuer,
+            clientId: 'apache',
+            clientSecret: apacheSecret,
+            passphrase: randomBytes(24).toString('base64url'),
+          });
           const base = `http://127.0.0.1:${ports.apache}`;
           const jar = new CookieJar();
-          const { final } = await loginThroughIdp(`${base}/`, { jar, username: 'alice', password: 'alice' });
-          if (final.status !== 200) throw new Error(`mod_auth_openidc login ended with ${final.status}: ${final.body.slice(0, 300)}\n${readLog(join(work, 'apache', 'error.log'))}`);
+          const { final } = await loginThroughIdp(`${base}/`, {
+            jar,
+            username: 'alice',
+            password: 'alice',
+          });
+          if (final.status !== 200)
+            throw new Error(
+              `mod_auth_openidc login ended with ${final.status}: ${final.body.slice(0, 300)}\n${readLog(join(work, 'apache', 'error.log'))}`,
+            );
           const cookie = jar.header(new URL(`${base}/`));
           return {
-            url: `${base}/`, headers: { accept: '*/*', cookie }, roots: () => [a.pid], processes: 'Apache httpd (event MPM) parent + children', reachesUpstream: true,
-            notes: ['session: mod_auth_openidc default server-side cache (shm); claims passed as headers'],
+            url: `${base}/`,
+            headers: { accept: '*/*', cookie },
+            roots: () => [a.pid],
+            processes: 'Apache httpd (event MPM) parent + children',
+            reachesUpstream: true,
+            notes: [
+              'session: mod_auth_openidc default server-side cache (shm); claims passed as headers',
+            ],
             check: async () => {
               await checkThrough(`${base}/`, { cookie }, 'alice@example.com');
               await checkWhoami(`${base}/whoami/?format=json`, { cookie }, 'alice@example.com');
@@ -302,20 +471,41 @@ async function main(): Promise<number> {
           const p = await ensureP1();
           const url = `http://127.0.0.1:${p.port}/`;
           return {
-            url, headers: { accept: '*/*', cookie: p1Cookie }, roots: () => [p.proc.pid], processes: 'one node process (workers: 1)', reachesUpstream: true,
-            notes: [`policy with 3 criteria, identity headers${features.assertion ? ', signed assertion' : ' (signed assertion not available in this build)'}`],
+            url,
+            headers: { accept: '*/*', cookie: p1Cookie },
+            roots: () => [p.proc.pid],
+            processes: 'one node process (workers: 1)',
+            reachesUpstream: true,
+            notes: [
+              `policy with 3 criteria, identity headers${features.assertion ? ', signed assertion' : ' (signed assertion not available in this build)'}`,
+            ],
             check: async () => {
               await checkThrough(url, { cookie: p1Cookie }, 'alice@example.com');
-              await checkWhoami(`http://127.0.0.1:${p.port}/whoami/?format=json`, { cookie: p1Cookie }, 'alice@example.com', features.assertion);
+              await checkWhoami(
+                `http://127.0.0.1:${p.port}/whoami/?format=json`,
+                { cookie: p1Cookie },
+                'alice@example.com',
+                features.assertion,
+              );
             },
           };
         }
         case 'e': {
           const p = await ensureP1();
-          const n = await startNginx('nginx-auth-request', join(work, 'nginx-e'), nginxAuthRequestBlock(ports.nginxE, ports.upstream, p.port), ports.nginxE, 'auto');
+          const n = await startNginx(
+            'nginx-auth-request',
+            join(work, 'nginx-e'),
+            nginxAuthRequestBlock(ports.nginxE, ports.upstream, p.port),
+            ports.nginxE,
+            'auto',
+          );
           const url = `http://127.0.0.1:${ports.nginxE}/`;
           return {
-            url, headers: { accept: '*/*', cookie: p1Cookie }, roots: () => [n.pid, p.proc.pid], processes: `nginx (worker_processes auto) + one Portcullis process`, reachesUpstream: true,
+            url,
+            headers: { accept: '*/*', cookie: p1Cookie },
+            roots: () => [n.pid, p.proc.pid],
+            processes: `nginx (worker_processes auto) + one Portcullis process`,
+            reachesUpstream: true,
             notes: ['docs/recipes/nginx.md with keep-alive to Portcullis and the upstream'],
             check: () => checkThrough(url, { cookie: p1Cookie }, 'alice@example.com'),
             teardown: () => n.stop('SIGQUIT'),
@@ -328,17 +518,33 @@ async function main(): Promise<number> {
           const url = `http://127.0.0.1:${p.port}/`;
           const auth = { authorization: `Bearer ${token}` };
           return {
-            url, headers: { accept: '*/*', ...auth }, roots: () => [p.proc.pid], processes: 'one node process (workers: 1)', reachesUpstream: true,
-            notes: ['JWT access token from the test IdP (resource indicator), verified against its JWKS'],
+            url,
+            headers: { accept: '*/*', ...auth },
+            roots: () => [p.proc.pid],
+            processes: 'one node process (workers: 1)',
+            reachesUpstream: true,
+            notes: [
+              'JWT access token from the test IdP (resource indicator), verified against its JWKS',
+            ],
             check: () => checkThrough(url, auth, 'alice@example.com'),
           };
         }
         case 'g': {
-          if (!features.redis) throw new Unavailable(pf.redis ? 'session_storage: redis:// is not in this build' : 'redis-server is not installed');
+          if (!features.redis)
+            throw new Unavailable(
+              pf.redis
+                ? 'session_storage: redis:// is not in this build'
+                : 'redis-server is not installed',
+            );
           const r = await startRedis(join(work, 'redis'), ports.redis);
           let p: PortcullisProc;
           try {
-            p = await startP('portcullis-redis', join(work, 'portcullis-redis.yaml'), yaml(ports.pg, { storage: `redis://127.0.0.1:${ports.redis}/0` }), ports.pg);
+            p = await startP(
+              'portcullis-redis',
+              join(work, 'portcullis-redis.yaml'),
+              yaml(ports.pg, { storage: `redis://127.0.0.1:${ports.redis}/0` }),
+              ports.pg,
+            );
           } catch (e) {
             await r.stop();
             throw e;
@@ -346,11 +552,21 @@ async function main(): Promise<number> {
           const cookie = await loginPortcullis(ports.pg);
           const url = `http://127.0.0.1:${ports.pg}/`;
           return {
-            url, headers: { accept: '*/*', cookie }, roots: () => [p.proc.pid, r.pid], processes: 'one node process + redis-server', reachesUpstream: true,
-            notes: ['decoded sessions cached per process and re-checked against Redis every 2 s (the revocation bound)'],
+            url,
+            headers: { accept: '*/*', cookie },
+            roots: () => [p.proc.pid, r.pid],
+            processes: 'one node process + redis-server',
+            reachesUpstream: true,
+            notes: [
+              'decoded sessions cached per process and re-checked against Redis every 2 s (the revocation bound)',
+            ],
             check: async () => {
               await checkThrough(url, { cookie }, 'alice@example.com');
-              await checkWhoami(`http://127.0.0.1:${ports.pg}/whoami/?format=json`, { cookie }, 'alice@example.com');
+              await checkWhoami(
+                `http://127.0.0.1:${ports.pg}/whoami/?format=json`,
+                { cookie },
+                'alice@example.com',
+              );
             },
             teardown: async () => {
               await p.proc.stop();
@@ -360,13 +576,23 @@ async function main(): Promise<number> {
         }
         case 'dw': {
           if (!features.workers) throw new Unavailable('workers is not in this build');
-          const p = await startP('portcullis-workers', join(work, 'portcullis-workers.yaml'), yaml(ports.pw, { workers: 'auto' }), ports.pw);
+          const p = await startP(
+            'portcullis-workers',
+            join(work, 'portcullis-workers.yaml'),
+            yaml(ports.pw, { workers: 'auto' }),
+            ports.pw,
+          );
           // Every worker must be up before the load: the primary pings only once one is.
           await new Promise((r) => setTimeout(r, 1500));
           const cookie = await loginPortcullis(ports.pw);
           const url = `http://127.0.0.1:${ports.pw}/`;
           return {
-            url, headers: { accept: '*/*', cookie }, roots: () => [p.proc.pid], processes: `primary + ${machine.nproc} workers (node:cluster)`, reachesUpstream: true, notes: [],
+            url,
+            headers: { accept: '*/*', cookie },
+            roots: () => [p.proc.pid],
+            processes: `primary + ${machine.nproc} workers (node:cluster)`,
+            reachesUpstream: true,
+            notes: [],
             check: () => checkThrough(url, { cookie }, 'alice@example.com'),
             teardown: () => p.proc.stop(),
           };
@@ -376,7 +602,14 @@ async function main(): Promise<number> {
 
     // --- the targets -------------------------------------------------------------------------
     for (const id of targets) {
-      const res: TargetResult = { id, label: LABELS[id], status: 'ok', processes: '', notes: [], runs: [] };
+      const res: TargetResult = {
+        id,
+        label: LABELS[id],
+        status: 'ok',
+        processes: '',
+        notes: [],
+        runs: [],
+      };
       results.push(res);
       let prep: Prepared | null = null;
       try {
@@ -384,24 +617,41 @@ async function main(): Promise<number> {
         res.processes = prep.processes;
         res.notes = prep.notes;
         await prep.check();
-        if (id === 'c' || id === 'd' || id === 'e' || id === 'f' || id === 'g') await checkRefused(prep.url, id === 'c');
+        if (id === 'c' || id === 'd' || id === 'e' || id === 'f' || id === 'g')
+          await checkRefused(prep.url, id === 'c');
         if (values.hold) {
           const pids = prep.roots();
-          console.log(`holding ${LABELS[id]} (pids ${pids.join(' ') || '-'}):\n  wrk -t2 -c16 -d10 --latency ${Object.entries(prep.headers).map(([k, v]) => `-H '${k}: ${v}'`).join(' ')} ${prep.url}\nCtrl+C stops everything.`);
+          console.log(
+            `holding ${LABELS[id]} (pids ${pids.join(' ') || '-'}):\n  wrk -t2 -c16 -d10 --latency ${Object.entries(
+              prep.headers,
+            )
+              .map(([k, v]) => `-H '${k}: ${v}'`)
+              .join(' ')} ${prep.url}\nCtrl+C stops everything.`,
+          );
           await new Promise(() => {});
         }
       } catch (e) {
         res.status = e instanceof Unavailable ? 'not available' : 'check failed';
         res.reason = (e as Error).message;
-        console.log(`${LABELS[id]}: ${res.status}: ${res.reason.split('\n').slice(0, 12).join('\n')}`);
+        console.log(
+          `${LABELS[id]}: ${res.status}: ${res.reason.split('\n').slice(0, 12).join('\n')}`,
+        );
         await prep?.teardown?.().catch(() => {});
         continue;
       }
       for (const c of connections) {
-        const m = await measure(prep, c, { duration, warmup, threads, script: lua.done, upstreamPort: ports.upstream });
+        const m = await measure(prep, c, {
+          duration,
+          warmup,
+          threads,
+          script: lua.done,
+          upstreamPort: ports.upstream,
+        });
         res.runs.push(m);
         if (!m.ok) res.status = 'failed';
-        console.log(`${LABELS[id].padEnd(48)} c=${String(c).padEnd(4)} ${fmt(m.rps, 0).padStart(8)} req/s  p50 ${fmt(m.p50)} ms  p99 ${fmt(m.p99)} ms  p99.9 ${fmt(m.p999)} ms  cpu ${fmt(m.cpuS, 1)} s  rss ${m.peakRssMB} MB${m.ok ? '' : `  FAILED: ${m.problem}`}`);
+        console.log(
+          `${LABELS[id].padEnd(48)} c=${String(c).padEnd(4)} ${fmt(m.rps, 0).padStart(8)} req/s  p50 ${fmt(m.p50)} ms  p99 ${fmt(m.p99)} ms  p99.9 ${fmt(m.p999)} ms  cpu ${fmt(m.cpuS, 1)} s  rss ${m.peakRssMB} MB${m.ok ? '' : `  FAILED: ${m.problem}`}`,
+        );
       }
       await prep.teardown?.().catch(() => {});
     }
@@ -410,17 +660,40 @@ async function main(): Promise<number> {
     // --- memory: idle, then N distinct sessions cycling ---------------------------------------
     if (sessionsN > 0) {
       memory = await memoryRun({
-        n: sessionsN, connections: Math.max(...connections), duration, warmup, threads, work, lua: lua.cycle, cookieSecret,
-        yaml: yaml(ports.pm), port: ports.pm, upstreamPort: ports.upstream,
+        n: sessionsN,
+        connections: Math.max(...connections),
+        duration,
+        warmup,
+        threads,
+        work,
+        lua: lua.cycle,
+        cookieSecret,
+        yaml: yaml(ports.pm),
+        port: ports.pm,
+        upstreamPort: ports.upstream,
       });
-      console.log(`memory: idle ${memory.idleRssMB} MB (3 s), ${memory.settledRssMB} MB (30 s); ${memory.sessions} sessions at ${memory.connections} connections: peak ${memory.peakRssMB} MB, ${fmt(memory.rps, 0)} req/s${memory.ok ? '' : `, FAILED: ${memory.problem}`}`);
+      console.log(
+        `memory: idle ${memory.idleRssMB} MB (3 s), ${memory.settledRssMB} MB (30 s); ${memory.sessions} sessions at ${memory.connections} connections: peak ${memory.peakRssMB} MB, ${fmt(memory.rps, 0)} req/s${memory.ok ? '' : `, FAILED: ${memory.problem}`}`,
+      );
     }
 
     // --- profile of (d) ------------------------------------------------------------------------
     if (doProfile) {
-      profile = await profileRun({ work, yaml: yaml(ports.pprof), port: ports.pprof, connections: Math.max(...connections), duration, warmup, threads, script: lua.done });
-      console.log(`\nCPU profile of (d), ${profile.connections} connections, ${profile.totalMs.toFixed(0)} ms sampled; top self-time frames:`);
-      for (const f of profile.top.slice(0, 15)) console.log(`  ${f.selfPct.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`);
+      profile = await profileRun({
+        work,
+        yaml: yaml(ports.pprof),
+        port: ports.pprof,
+        connections: Math.max(...connections),
+        duration,
+        warmup,
+        threads,
+        script: lua.done,
+      });
+      console.log(
+        `\nCPU profile of (d), ${profile.connections} connections, ${profile.totalMs.toFixed(0)} ms sampled; top self-time frames:`,
+      );
+      for (const f of profile.top.slice(0, 15))
+        console.log(`  ${f.selfPct.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`);
     }
   } finally {
     await stopAll();
@@ -432,12 +705,42 @@ async function main(): Promise<number> {
   }
 
   // --- report ----------------------------------------------------------------------------------
-  const report = buildReport({ machine, cmdline, duration, warmup, connections, threads, results, memory, profile, seconds: Math.round((Date.now() - started) / 1000), missing: pf.missingPackages });
+  const report = buildReport({
+    machine,
+    cmdline,
+    duration,
+    warmup,
+    connections,
+    threads,
+    results,
+    memory,
+    profile,
+    seconds: Math.round((Date.now() - started) / 1000),
+    missing: pf.missingPackages,
+  });
   console.log(`\n${report.table}\n\n${report.goals}`);
   const outDir = join(ROOT, 'bench', 'results');
   mkdirSync(outDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  writeFileSync(join(outDir, `bench-${stamp}.json`), JSON.stringify({ machine, cmdline, duration, warmup, connections, threads, results, memory, profile, goals: report.goalList }, null, 2));
+  writeFileSync(
+    join(outDir, `bench-${stamp}.json`),
+    JSON.stringify(
+      {
+        machine,
+        cmdline,
+        duration,
+        warmup,
+        connections,
+        threads,
+        results,
+        memory,
+        profile,
+        goals: report.goalList,
+      },
+      null,
+      2,
+    ),
+  );
   writeFileSync(join(outDir, `bench-${stamp}.md`), report.markdown);
   writeFileSync(join(outDir, 'latest.md'), report.markdown);
   console.log(`\nwrote bench/results/bench-${stamp}.json and .md (and latest.md)`);
@@ -445,7 +748,9 @@ async function main(): Promise<number> {
     updateDocs(join(ROOT, 'docs', 'performance.md'), report.markdown);
     console.log('updated docs/performance.md');
   }
-  const failed = results.some((r) => r.status === 'failed' || r.status === 'check failed') || (memory !== null && !memory.ok);
+  const failed =
+    results.some((r) => r.status === 'failed' || r.status === 'check failed') ||
+    (memory !== null && !memory.ok);
   return failed ? 1 : 0;
 }
 
@@ -469,10 +774,21 @@ idp_client_secret: ${clientSecret}
 }
 
 /** Which of the config keys this build knows: tried with parseConfig, never guessed. */
-function detectFeatures(issuer: string, clientSecret: string, cookieSecret: string, signingKeyFile: string, audience: string, pf: Preflight): Features {
+function detectFeatures(
+  issuer: string,
+  clientSecret: string,
+  cookieSecret: string,
+  signingKeyFile: string,
+  audience: string,
+  pf: Preflight,
+): Features {
   const ok = (extraGlobal: string, extraRoute = ''): boolean => {
     try {
-      parseConfig(`${baseYaml(issuer, clientSecret, cookieSecret)}${extraGlobal}routes:\n  - from: http://127.0.0.1:2\n    to: http://127.0.0.1:3\n    allow_any_authenticated_user: true\n${extraRoute}`, 'probe.yaml', {});
+      parseConfig(
+        `${baseYaml(issuer, clientSecret, cookieSecret)}${extraGlobal}routes:\n  - from: http://127.0.0.1:2\n    to: http://127.0.0.1:3\n    allow_any_authenticated_user: true\n${extraRoute}`,
+        'probe.yaml',
+        {},
+      );
       return true;
     } catch {
       return false;
@@ -494,7 +810,20 @@ const POLICY = `    policy:
           - http_method: {in: [GET, HEAD]}
 `;
 
-function portcullisYaml(o: { port: number; issuer: string; clientSecret: string; cookieSecret: string; upstream: number; whoami: number; nginxE: number; features: Features; signingKeyFile: string; audience: string; workers?: string; storage?: string }): string {
+function portcullisYaml(o: {
+  port: number;
+  issuer: string;
+  clientSecret: string;
+  cookieSecret: string;
+  upstream: number;
+  whoami: number;
+  nginxE: number;
+  features: Features;
+  signingKeyFile: string;
+  audience: string;
+  workers?: string;
+  storage?: string;
+}): string {
   const f = o.features;
   return `# Generated by bench/run.ts
 ${globalYaml({ port: o.port, cookieSecret: o.cookieSecret, issuer: o.issuer, clientSecret: o.clientSecret, logLevel: 'warn' })}
@@ -521,7 +850,11 @@ async function loginPortcullis(port: number): Promise<string> {
   for (let i = 0; i < 20; i++) {
     const jar = new CookieJar();
     try {
-      const { final } = await loginThroughIdp(`${base}/whoami/`, { jar, username: 'alice', password: 'alice' });
+      const { final } = await loginThroughIdp(`${base}/whoami/`, {
+        jar,
+        username: 'alice',
+        password: 'alice',
+      });
       if (final.status === 200) return jar.header(new URL(`${base}/`));
       last = `${final.status} ${final.body.slice(0, 200)}`;
     } catch (e) {
@@ -541,57 +874,107 @@ function readLog(p: string): string {
 }
 
 /** An allowed request reaches the fixed upstream; with `email`, with the identity echoed back, and a client's own copy replaced. */
-async function checkThrough(url: string, headers: Record<string, string>, email: string | null): Promise<void> {
-  const spoof: Record<string, string> = email ? { 'x-forwarded-user': 'mallory', 'x-forwarded-email': 'mallory@evil.test' } : {};
+async function checkThrough(
+  url: string,
+  headers: Record<string, string>,
+  email: string | null,
+): Promise<void> {
+  const spoof: Record<string, string> = email
+    ? { 'x-forwarded-user': 'mallory', 'x-forwarded-email': 'mallory@evil.test' }
+    : {};
   const r = await request(url, { headers: { accept: '*/*', ...headers, ...spoof } });
-  if (r.status !== 200) throw new Error(`${url}: expected 200, got ${r.status}: ${r.body.slice(0, 300)}`);
-  if (r.body !== UPSTREAM_BODY) throw new Error(`${url}: the body is not the upstream's (${r.body.length} bytes)`);
+  if (r.status !== 200)
+    throw new Error(`${url}: expected 200, got ${r.status}: ${r.body.slice(0, 300)}`);
+  if (r.body !== UPSTREAM_BODY)
+    throw new Error(`${url}: the body is not the upstream's (${r.body.length} bytes)`);
   if (email) {
     const saw = String(r.headers['x-saw-email'] ?? '');
     const user = String(r.headers['x-saw-user'] ?? '');
-    if (saw !== email) throw new Error(`${url}: the upstream saw X-Forwarded-Email "${saw}", expected ${email}`);
-    if (!user || user === 'mallory') throw new Error(`${url}: the upstream saw X-Forwarded-User "${user}"`);
+    if (saw !== email)
+      throw new Error(`${url}: the upstream saw X-Forwarded-Email "${saw}", expected ${email}`);
+    if (!user || user === 'mallory')
+      throw new Error(`${url}: the upstream saw X-Forwarded-User "${user}"`);
   }
 }
 
-async function checkWhoami(url: string, headers: Record<string, string>, email: string, assertion = false): Promise<void> {
+async function checkWhoami(
+  url: string,
+  headers: Record<string, string>,
+  email: string,
+  assertion = false,
+): Promise<void> {
   const r = await request(url, { headers: { accept: 'application/json', ...headers } });
   if (r.status !== 200) throw new Error(`${url}: expected 200 from whoami, got ${r.status}`);
   const seen = JSON.parse(r.body) as { headers: Record<string, string> };
   const h = seen.headers;
-  if (h['x-forwarded-email'] !== email) throw new Error(`${url}: whoami saw x-forwarded-email ${h['x-forwarded-email']}`);
-  if (assertion && !h['x-portcullis-jwt-assertion']) throw new Error(`${url}: whoami saw no X-Portcullis-Jwt-Assertion`);
+  if (h['x-forwarded-email'] !== email)
+    throw new Error(`${url}: whoami saw x-forwarded-email ${h['x-forwarded-email']}`);
+  if (assertion && !h['x-portcullis-jwt-assertion'])
+    throw new Error(`${url}: whoami saw no X-Portcullis-Jwt-Assertion`);
 }
 
 /** Without credentials the request must be refused (non-2xx) and never reach the upstream. */
 async function checkRefused(url: string, browserRedirectOk: boolean): Promise<void> {
   const r = await request(url, { headers: { accept: '*/*', 'x-forwarded-user': 'mallory' } });
   const refused = r.status === 401 || r.status === 403 || (browserRedirectOk && r.status === 302);
-  if (!refused || r.headers['x-saw-user'] !== undefined) throw new Error(`${url}: an unauthenticated request got ${r.status}, expected it refused`);
+  if (!refused || r.headers['x-saw-user'] !== undefined)
+    throw new Error(`${url}: an unauthenticated request got ${r.status}, expected it refused`);
 }
 
-async function measure(p: Prepared, c: number, o: { duration: number; warmup: number; threads: number; script: string; upstreamPort: number }): Promise<Measure> {
-  if (o.warmup > 0) await runWrk({ url: p.url, connections: c, durationS: o.warmup, threads: o.threads, headers: p.headers, script: o.script });
+async function measure(
+  p: Prepared,
+  c: number,
+  o: { duration: number; warmup: number; threads: number; script: string; upstreamPort: number },
+): Promise<Measure> {
+  if (o.warmup > 0)
+    await runWrk({
+      url: p.url,
+      connections: c,
+      durationS: o.warmup,
+      threads: o.threads,
+      headers: p.headers,
+      script: o.script,
+    });
   const roots = p.roots();
   const pidsBefore = trees(roots);
   const up0 = await settledUpstreamRequests(o.upstreamPort);
   const before = cpuTicks(pidsBefore);
   const sampler = new RssSampler(roots);
-  const r = await runWrk({ url: p.url, connections: c, durationS: o.duration, threads: o.threads, headers: p.headers, script: o.script }).finally(() => sampler.stop());
+  const r = await runWrk({
+    url: p.url,
+    connections: c,
+    durationS: o.duration,
+    threads: o.threads,
+    headers: p.headers,
+    script: o.script,
+  }).finally(() => sampler.stop());
   const peak = sampler.stop();
   const after = cpuTicks([...new Set([...pidsBefore, ...trees(roots)])]);
   const up1 = await upstreamRequests(o.upstreamPort);
   const seen = up1 - up0 - 1;
   const cpuS = cpuSecondsBetween(before, after);
   let problem: string | undefined;
-  if (r.failed > 0) problem = `${r.failed} errors/non-2xx (connect ${r.errors.connect}, read ${r.errors.read}, write ${r.errors.write}, timeout ${r.errors.timeout}, status ${r.errors.status})`;
+  if (r.failed > 0)
+    problem = `${r.failed} errors/non-2xx (connect ${r.errors.connect}, read ${r.errors.read}, write ${r.errors.write}, timeout ${r.errors.timeout}, status ${r.errors.status})`;
   // wrk counts completed responses; at most one request per connection is still in flight at the end.
-  else if (p.reachesUpstream && (seen < r.requests - 1 || seen > r.requests + c + 1)) problem = `the upstream saw ${seen} requests for ${r.requests} responses`;
+  else if (p.reachesUpstream && (seen < r.requests - 1 || seen > r.requests + c + 1))
+    problem = `the upstream saw ${seen} requests for ${r.requests} responses`;
   else if (r.requests === 0) problem = 'no responses';
   return {
-    connections: c, rps: r.rps, requests: r.requests, p50: r.p50, p99: r.p99, p999: r.p999, errors: r.errors, failed: r.failed,
-    upstreamSeen: p.reachesUpstream ? seen : null, cpuS, cpuMsPer1k: r.requests ? (cpuS * 1000 * 1000) / r.requests : NaN,
-    peakRssMB: mb(peak), ok: problem === undefined, problem,
+    connections: c,
+    rps: r.rps,
+    requests: r.requests,
+    p50: r.p50,
+    p99: r.p99,
+    p999: r.p999,
+    errors: r.errors,
+    failed: r.failed,
+    upstreamSeen: p.reachesUpstream ? seen : null,
+    cpuS,
+    cpuMsPer1k: r.requests ? (cpuS * 1000 * 1000) / r.requests : NaN,
+    peakRssMB: mb(peak),
+    ok: problem === undefined,
+    problem,
   };
 }
 
@@ -617,8 +1000,25 @@ interface MemoryResult {
  * cycle at high concurrency. The first session is a real login; the others are copies of it
  * with their own session ids, sealed with the same cookie_secret exactly as a login seals them.
  */
-async function memoryRun(o: { n: number; connections: number; duration: number; warmup: number; threads: number; work: string; lua: string; cookieSecret: string; yaml: string; port: number; upstreamPort: number }): Promise<MemoryResult> {
-  const p = await startP('portcullis-memory', join(o.work, 'portcullis-memory.yaml'), o.yaml, o.port);
+async function memoryRun(o: {
+  n: number;
+  connections: number;
+  duration: number;
+  warmup: number;
+  threads: number;
+  work: string;
+  lua: string;
+  cookieSecret: string;
+  yaml: string;
+  port: number;
+  upstreamPort: number;
+}): Promise<MemoryResult> {
+  const p = await startP(
+    'portcullis-memory',
+    join(o.work, 'portcullis-memory.yaml'),
+    o.yaml,
+    o.port,
+  );
   try {
     const cookie = await loginPortcullis(o.port);
     const name = '_portcullis';
@@ -645,29 +1045,87 @@ async function memoryRun(o: { n: number; connections: number; duration: number; 
     await new Promise((r) => setTimeout(r, Math.max(0, loggedIn + 30_000 - Date.now())));
     const settled = p.proc.pid > 0 ? treeRss([p.proc.pid]) : 0;
     const url = `http://127.0.0.1:${o.port}/`;
-    if (o.warmup > 0) await runWrk({ url, connections: o.connections, durationS: o.warmup, threads: o.threads, headers: { accept: '*/*' }, script: o.lua, scriptArgs: [file] });
+    if (o.warmup > 0)
+      await runWrk({
+        url,
+        connections: o.connections,
+        durationS: o.warmup,
+        threads: o.threads,
+        headers: { accept: '*/*' },
+        script: o.lua,
+        scriptArgs: [file],
+      });
     const sampler = new RssSampler([p.proc.pid], 100);
-    const r = await runWrk({ url, connections: o.connections, durationS: o.duration, threads: o.threads, headers: { accept: '*/*' }, script: o.lua, scriptArgs: [file] });
+    const r = await runWrk({
+      url,
+      connections: o.connections,
+      durationS: o.duration,
+      threads: o.threads,
+      headers: { accept: '*/*' },
+      script: o.lua,
+      scriptArgs: [file],
+    });
     const peak = sampler.stop();
     await new Promise((res) => setTimeout(res, 2000));
     const afterRss = treeRss([p.proc.pid]);
     const problem = r.failed > 0 ? `${r.failed} errors/non-2xx` : undefined;
-    return { sessions: o.n, connections: o.connections, idleRssMB: mb(idle), settledRssMB: mb(settled), peakRssMB: mb(peak), afterRssMB: mb(afterRss), rps: r.rps, p99: r.p99, ok: !problem, problem };
+    return {
+      sessions: o.n,
+      connections: o.connections,
+      idleRssMB: mb(idle),
+      settledRssMB: mb(settled),
+      peakRssMB: mb(peak),
+      afterRssMB: mb(afterRss),
+      rps: r.rps,
+      p99: r.p99,
+      ok: !problem,
+      problem,
+    };
   } finally {
     await p.proc.stop();
   }
 }
 
-async function profileRun(o: { work: string; yaml: string; port: number; connections: number; duration: number; warmup: number; threads: number; script: string }): Promise<ProfileSummary> {
+async function profileRun(o: {
+  work: string;
+  yaml: string;
+  port: number;
+  connections: number;
+  duration: number;
+  warmup: number;
+  threads: number;
+  script: string;
+}): Promise<ProfileSummary> {
   const dir = join(o.work, 'cpuprof');
   mkdirSync(dir, { recursive: true });
-  const p = await startP('portcullis-profile', join(o.work, 'portcullis-profile.yaml'), o.yaml, o.port, ['--cpu-prof', '--cpu-prof-dir', dir]);
+  const p = await startP(
+    'portcullis-profile',
+    join(o.work, 'portcullis-profile.yaml'),
+    o.yaml,
+    o.port,
+    ['--cpu-prof', '--cpu-prof-dir', dir],
+  );
   const proc: Tracked = p.proc;
   try {
     const cookie = await loginPortcullis(o.port);
     const url = `http://127.0.0.1:${o.port}/`;
-    if (o.warmup > 0) await runWrk({ url, connections: o.connections, durationS: o.warmup, threads: o.threads, headers: { accept: '*/*', cookie }, script: o.script });
-    const r = await runWrk({ url, connections: o.connections, durationS: o.duration, threads: o.threads, headers: { accept: '*/*', cookie }, script: o.script });
+    if (o.warmup > 0)
+      await runWrk({
+        url,
+        connections: o.connections,
+        durationS: o.warmup,
+        threads: o.threads,
+        headers: { accept: '*/*', cookie },
+        script: o.script,
+      });
+    const r = await runWrk({
+      url,
+      connections: o.connections,
+      durationS: o.duration,
+      threads: o.threads,
+      headers: { accept: '*/*', cookie },
+      script: o.script,
+    });
     // SIGTERM: a graceful stop, so node writes the profile on exit.
     await proc.stop('SIGTERM', 15_000);
     const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
@@ -695,8 +1153,16 @@ interface Goal {
 
 function buildReport(o: {
   machine: { nproc: number; cpuModel: string; node: string; memGiB: number };
-  cmdline: string; duration: number; warmup: number; connections: number[]; threads: number;
-  results: TargetResult[]; memory: MemoryResult | null; profile: ProfileSummary | null; seconds: number; missing: string[];
+  cmdline: string;
+  duration: number;
+  warmup: number;
+  connections: number[];
+  threads: number;
+  results: TargetResult[];
+  memory: MemoryResult | null;
+  profile: ProfileSummary | null;
+  seconds: number;
+  missing: string[];
 }): { table: string; goals: string; markdown: string; goalList: Goal[] } {
   const byId = new Map(o.results.map((r) => [r.id, r]));
   const run = (id: TargetId, c: number): Measure | undefined => {
@@ -704,20 +1170,27 @@ function buildReport(o: {
     const m = r?.runs.find((x) => x.connections === c);
     return m && m.ok ? m : undefined;
   };
-  const ratio = (a: number | undefined, b: number | undefined): string => (a !== undefined && b !== undefined && b > 0 ? `${(a / b).toFixed(2)}×` : '–');
+  const ratio = (a: number | undefined, b: number | undefined): string =>
+    a !== undefined && b !== undefined && b > 0 ? `${(a / b).toFixed(2)}×` : '–';
   const lines: string[] = [];
-  lines.push('| target | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors / non-2xx | CPU s | CPU ms per 1k req | peak RSS MB | req/s vs (b) nginx | req/s vs (c) mod_auth_openidc | p99 vs (c) | status |');
+  lines.push(
+    '| target | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors / non-2xx | CPU s | CPU ms per 1k req | peak RSS MB | req/s vs (b) nginx | req/s vs (c) mod_auth_openidc | p99 vs (c) | status |',
+  );
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const r of o.results) {
     if (!r.runs.length) {
-      lines.push(`| ${r.label} | – | – | – | – | – | – | – | – | – | – | – | – | ${r.status}: ${(r.reason ?? '').split('\n')[0]!.replace(/\|/g, '/')} |`);
+      lines.push(
+        `| ${r.label} | – | – | – | – | – | – | – | – | – | – | – | – | ${r.status}: ${(r.reason ?? '').split('\n')[0]!.replace(/\|/g, '/')} |`,
+      );
       continue;
     }
     for (const m of r.runs) {
       const b = run('b', m.connections);
       const c = run('c', m.connections);
       const portcullis = r.id !== 'a' && r.id !== 'b' && r.id !== 'c' && r.id !== 'n';
-      lines.push(`| ${r.label} | ${m.connections} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ${m.failed} | ${fmt(m.cpuS, 1)} | ${fmt(m.cpuMsPer1k, 1)} | ${r.id === 'a' ? '–' : m.peakRssMB} | ${portcullis || r.id === 'c' || r.id === 'n' ? ratio(m.rps, b?.rps) : '–'} | ${portcullis ? ratio(m.rps, c?.rps) : '–'} | ${portcullis ? ratio(m.p99, c?.p99) : '–'} | ${m.ok ? 'ok' : `FAILED: ${m.problem}`} |`);
+      lines.push(
+        `| ${r.label} | ${m.connections} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ${m.failed} | ${fmt(m.cpuS, 1)} | ${fmt(m.cpuMsPer1k, 1)} | ${r.id === 'a' ? '–' : m.peakRssMB} | ${portcullis || r.id === 'c' || r.id === 'n' ? ratio(m.rps, b?.rps) : '–'} | ${portcullis ? ratio(m.rps, c?.rps) : '–'} | ${portcullis ? ratio(m.p99, c?.p99) : '–'} | ${m.ok ? 'ok' : `FAILED: ${m.problem}`} |`,
+      );
     }
   }
   const table = lines.join('\n');
@@ -732,7 +1205,10 @@ function buildReport(o: {
     if (m.ok) return { m, note: '' };
     const socket = m.errors.connect + m.errors.read + m.errors.write + m.errors.timeout;
     if (m.errors.status > 0 || socket > m.requests / 1000) return undefined;
-    return { m, note: `; (c) dropped ${socket} of ${fmt(m.requests, 0)} requests (socket errors, no wrong status)` };
+    return {
+      m,
+      note: `; (c) dropped ${socket} of ${fmt(m.requests, 0)} requests (socket errors, no wrong status)`,
+    };
   };
   const goals: Goal[] = [];
   for (const conns of o.connections) {
@@ -741,63 +1217,128 @@ function buildReport(o: {
     const c = ref?.m;
     const note = ref?.note ?? '';
     const b = run('b', conns);
-    goals.push({ goal: `(d) throughput ≥ (c) at ${conns} connections`, met: d && c ? d.rps >= c.rps : null, detail: d && c ? `${fmt(d.rps, 0)} vs ${fmt(c.rps, 0)} req/s (${ratio(d.rps, c.rps)})${note}` : 'not measured' });
-    goals.push({ goal: `(d) p99 < (c) p99 at ${conns} connections`, met: d && c ? d.p99 < c.p99 : null, detail: d && c ? `${fmt(d.p99)} vs ${fmt(c.p99)} ms${note}` : 'not measured' });
-    goals.push({ goal: `(d) throughput ≥ ½ (b) at ${conns} connections`, met: d && b ? d.rps >= b.rps / 2 : null, detail: d && b ? `${fmt(d.rps, 0)} vs ${fmt(b.rps, 0)} req/s (${ratio(d.rps, b.rps)})` : 'not measured' });
+    goals.push({
+      goal: `(d) throughput ≥ (c) at ${conns} connections`,
+      met: d && c ? d.rps >= c.rps : null,
+      detail:
+        d && c
+          ? `${fmt(d.rps, 0)} vs ${fmt(c.rps, 0)} req/s (${ratio(d.rps, c.rps)})${note}`
+          : 'not measured',
+    });
+    goals.push({
+      goal: `(d) p99 < (c) p99 at ${conns} connections`,
+      met: d && c ? d.p99 < c.p99 : null,
+      detail: d && c ? `${fmt(d.p99)} vs ${fmt(c.p99)} ms${note}` : 'not measured',
+    });
+    goals.push({
+      goal: `(d) throughput ≥ ½ (b) at ${conns} connections`,
+      met: d && b ? d.rps >= b.rps / 2 : null,
+      detail:
+        d && b
+          ? `${fmt(d.rps, 0)} vs ${fmt(b.rps, 0)} req/s (${ratio(d.rps, b.rps)})`
+          : 'not measured',
+    });
   }
   const low = Math.min(...o.connections);
   const d16 = run('d', low);
   const a16 = run('a', low);
-  goals.push({ goal: `added p50 over (a) < 0.5 ms at ${low} connections`, met: d16 && a16 ? d16.p50 - a16.p50 < 0.5 : null, detail: d16 && a16 ? `${fmt(d16.p50 - a16.p50, 3)} ms (${fmt(d16.p50)} − ${fmt(a16.p50)})` : 'not measured' });
+  goals.push({
+    goal: `added p50 over (a) < 0.5 ms at ${low} connections`,
+    met: d16 && a16 ? d16.p50 - a16.p50 < 0.5 : null,
+    detail:
+      d16 && a16
+        ? `${fmt(d16.p50 - a16.p50, 3)} ms (${fmt(d16.p50)} − ${fmt(a16.p50)})`
+        : 'not measured',
+  });
   if (o.memory) {
-    goals.push({ goal: 'idle RSS < 70 MB (30 s after one login)', met: o.memory.settledRssMB < 70, detail: `${o.memory.settledRssMB} MB (${o.memory.idleRssMB} MB 3 s after the login)` });
-    goals.push({ goal: `peak RSS < 120 MB at ${o.memory.connections} connections with ${o.memory.sessions} sessions cycling`, met: o.memory.ok ? o.memory.peakRssMB < 120 : false, detail: `${o.memory.peakRssMB} MB${o.memory.ok ? '' : ` (run FAILED: ${o.memory.problem})`}` });
+    goals.push({
+      goal: 'idle RSS < 70 MB (30 s after one login)',
+      met: o.memory.settledRssMB < 70,
+      detail: `${o.memory.settledRssMB} MB (${o.memory.idleRssMB} MB 3 s after the login)`,
+    });
+    goals.push({
+      goal: `peak RSS < 120 MB at ${o.memory.connections} connections with ${o.memory.sessions} sessions cycling`,
+      met: o.memory.ok ? o.memory.peakRssMB < 120 : false,
+      detail: `${o.memory.peakRssMB} MB${o.memory.ok ? '' : ` (run FAILED: ${o.memory.problem})`}`,
+    });
   }
   for (const conns of o.connections) {
     const dw = run('dw', conns);
     const d = run('d', conns);
-    goals.push({ goal: `workers: auto ≥ 1.6× one worker at ${conns} connections`, met: dw && d ? dw.rps >= 1.6 * d.rps : null, detail: dw && d ? `${ratio(dw.rps, d.rps)} (${fmt(dw.rps, 0)} vs ${fmt(d.rps, 0)} req/s)` : 'not measured' });
+    goals.push({
+      goal: `workers: auto ≥ 1.6× one worker at ${conns} connections`,
+      met: dw && d ? dw.rps >= 1.6 * d.rps : null,
+      detail:
+        dw && d
+          ? `${ratio(dw.rps, d.rps)} (${fmt(dw.rps, 0)} vs ${fmt(d.rps, 0)} req/s)`
+          : 'not measured',
+    });
   }
   const reference: string[] = [];
   for (const conns of o.connections) {
     const n = run('n', conns);
     const b = run('b', conns);
     const d = run('d', conns);
-    if (n && b && d) reference.push(`at ${conns} connections the bare Node proxy (n) reaches ${ratio(n.rps, b.rps)} of (b) and (d) reaches ${ratio(d.rps, n.rps)} of (n) (CPU per request: (n) ${fmt(n.cpuMsPer1k, 1)}, (d) ${fmt(d.cpuMsPer1k, 1)}, (b) ${fmt(b.cpuMsPer1k, 1)} ms per 1k)`);
+    if (n && b && d)
+      reference.push(
+        `at ${conns} connections the bare Node proxy (n) reaches ${ratio(n.rps, b.rps)} of (b) and (d) reaches ${ratio(d.rps, n.rps)} of (n) (CPU per request: (n) ${fmt(n.cpuMsPer1k, 1)}, (d) ${fmt(d.cpuMsPer1k, 1)}, (b) ${fmt(b.cpuMsPer1k, 1)} ms per 1k)`,
+      );
   }
-  const goalText = ['| goal (issue 8) | met | measured |', '|---|---|---|', ...goals.map((g) => `| ${g.goal} | ${g.met === null ? 'not measured' : g.met ? 'yes' : '**no**'} | ${g.detail} |`)].join('\n')
-    + (reference.length ? `\n\nReference (no goal): ${reference.join('; ')}.` : '');
+  const goalText =
+    [
+      '| goal (issue 8) | met | measured |',
+      '|---|---|---|',
+      ...goals.map(
+        (g) =>
+          `| ${g.goal} | ${g.met === null ? 'not measured' : g.met ? 'yes' : '**no**'} | ${g.detail} |`,
+      ),
+    ].join('\n') + (reference.length ? `\n\nReference (no goal): ${reference.join('; ')}.` : '');
 
   const md: string[] = [];
-  md.push(`Machine: ${o.machine.nproc} cores (${o.machine.cpuModel}), ${o.machine.memGiB} GiB, Node ${o.machine.node}. Run took ${o.seconds} s.`);
+  md.push(
+    `Machine: ${o.machine.nproc} cores (${o.machine.cpuModel}), ${o.machine.memGiB} GiB, Node ${o.machine.node}. Run took ${o.seconds} s.`,
+  );
   md.push('');
-  md.push(`Command: \`${o.cmdline}\` — wrk, ${o.threads} threads, keep-alive, ${o.warmup} s warm-up then ${o.duration} s measured per row.`);
+  md.push(
+    `Command: \`${o.cmdline}\` — wrk, ${o.threads} threads, keep-alive, ${o.warmup} s warm-up then ${o.duration} s measured per row.`,
+  );
   if (o.missing.length) md.push(`\nMissing packages during this run: ${o.missing.join(', ')}.`);
   md.push('');
   md.push(table);
   md.push('');
-  md.push('Processes measured (CPU seconds over the measured run, peak of summed VmRSS sampled every 200 ms):');
+  md.push(
+    'Processes measured (CPU seconds over the measured run, peak of summed VmRSS sampled every 200 ms):',
+  );
   md.push('');
-  for (const r of o.results) md.push(`- ${r.label}: ${r.processes || '–'}${r.notes.length ? `; ${r.notes.join('; ')}` : ''}`);
+  for (const r of o.results)
+    md.push(
+      `- ${r.label}: ${r.processes || '–'}${r.notes.length ? `; ${r.notes.join('; ')}` : ''}`,
+    );
   if (o.memory) {
     md.push('');
-    md.push(`Memory (fresh Portcullis, one process): idle ${o.memory.idleRssMB} MB 3 s after one login, ${o.memory.settledRssMB} MB 30 s after it; ${o.memory.sessions} distinct sessions cycling at ${o.memory.connections} connections: peak ${o.memory.peakRssMB} MB (${o.memory.afterRssMB} MB 2 s after), ${fmt(o.memory.rps, 0)} req/s, p99 ${fmt(o.memory.p99)} ms${o.memory.ok ? '' : `, FAILED: ${o.memory.problem}`}.`);
+    md.push(
+      `Memory (fresh Portcullis, one process): idle ${o.memory.idleRssMB} MB 3 s after one login, ${o.memory.settledRssMB} MB 30 s after it; ${o.memory.sessions} distinct sessions cycling at ${o.memory.connections} connections: peak ${o.memory.peakRssMB} MB (${o.memory.afterRssMB} MB 2 s after), ${fmt(o.memory.rps, 0)} req/s, p99 ${fmt(o.memory.p99)} ms${o.memory.ok ? '' : `, FAILED: ${o.memory.problem}`}.`,
+    );
   }
   md.push('');
   md.push(goalText);
   if (o.profile) {
     md.push('');
-    md.push(`CPU profile of (d) (\`node --cpu-prof\`, ${o.profile.connections} connections, ${fmt(o.profile.rps ?? NaN, 0)} req/s while profiled, ${o.profile.totalMs.toFixed(0)} ms sampled). Top frames by self time:`);
+    md.push(
+      `CPU profile of (d) (\`node --cpu-prof\`, ${o.profile.connections} connections, ${fmt(o.profile.rps ?? NaN, 0)} req/s while profiled, ${o.profile.totalMs.toFixed(0)} ms sampled). Top frames by self time:`,
+    );
     md.push('');
     md.push('| self % | function | where |');
     md.push('|---:|---|---|');
-    for (const f of o.profile.top.slice(0, 25)) md.push(`| ${f.selfPct.toFixed(1)} | \`${f.name}\` | ${f.where} |`);
+    for (const f of o.profile.top.slice(0, 25))
+      md.push(`| ${f.selfPct.toFixed(1)} | \`${f.name}\` | ${f.where} |`);
     md.push('');
     md.push('Self time by area:');
     md.push('');
     md.push('| self % | area |');
     md.push('|---:|---|');
-    for (const a of o.profile.areas.slice(0, 12)) md.push(`| ${a.selfPct.toFixed(1)} | ${a.area} |`);
+    for (const a of o.profile.areas.slice(0, 12))
+      md.push(`| ${a.selfPct.toFixed(1)} | ${a.area} |`);
   }
   return { table, goals: goalText, markdown: `${md.join('\n')}\n`, goalList: goals };
 }
@@ -806,10 +1347,13 @@ const BEGIN = '<!-- bench:begin (generated by node dist/bench/run.js --write-doc
 const END = '<!-- bench:end -->';
 
 function updateDocs(file: string, markdown: string): void {
-  const text = existsSync(file) ? readFileSync(file, 'utf8') : `# Performance\n\n${BEGIN}\n${END}\n`;
+  const text = existsSync(file)
+    ? readFileSync(file, 'utf8')
+    : `# Performance\n\n${BEGIN}\n${END}\n`;
   const i = text.indexOf(BEGIN);
   const j = text.indexOf(END);
-  if (i === -1 || j === -1 || j < i) throw new Error(`${file} has no ${BEGIN} … ${END} section to replace`);
+  if (i === -1 || j === -1 || j < i)
+    throw new Error(`${file} has no ${BEGIN} … ${END} section to replace`);
   writeFileSync(file, `${text.slice(0, i + BEGIN.length)}\n${markdown}${text.slice(j)}`);
 }
 

@@ -5,7 +5,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
-import type { Adapter, AdapterPayload, GrantInstance, Provider as ProviderInstance } from 'oidc-provider';
+import type {
+  Adapter,
+  AdapterPayload,
+  GrantInstance,
+  Provider as ProviderInstance,
+} from 'oidc-provider';
 
 export interface DemoUser {
   id: string;
@@ -45,7 +50,9 @@ export interface IdpOptions {
    * Rewrites every token endpoint answer before it is sent: lets a test play an IdP (or a man
    * in the middle) that hands out tampered tokens.
    */
-  tokenResponse?: (body: Record<string, unknown>) => Record<string, unknown> | Promise<Record<string, unknown>>;
+  tokenResponse?: (
+    body: Record<string, unknown>,
+  ) => Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 export interface RunningIdp {
@@ -70,7 +77,8 @@ function emailVerifiedClaim(u: DemoUser): { email_verified?: boolean } {
 function tamperWith(res: ServerResponse, rewrite: NonNullable<IdpOptions['tokenResponse']>): void {
   const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse;
   res.end = ((chunk?: unknown) => {
-    const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : '';
+    const text =
+      typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : '';
     let body: Record<string, unknown> | null = null;
     try {
       body = JSON.parse(text) as Record<string, unknown>;
@@ -78,20 +86,29 @@ function tamperWith(res: ServerResponse, rewrite: NonNullable<IdpOptions['tokenR
       // not JSON: passed on as it is
     }
     if (!body || res.statusCode !== 200) return end(chunk);
-    Promise.resolve(rewrite(body)).then((out) => {
-      const json = JSON.stringify(out);
-      res.setHeader('content-length', Buffer.byteLength(json));
-      end(json);
-    }, (err: unknown) => {
-      console.error('demo idp tokenResponse failed:', err);
-      res.destroy();
-    });
+    Promise.resolve(rewrite(body)).then(
+      (out) => {
+        const json = JSON.stringify(out);
+        res.setHeader('content-length', Buffer.byteLength(json));
+        end(json);
+      },
+      (err: unknown) => {
+        console.error('demo idp tokenResponse failed:', err);
+        res.destroy();
+      },
+    );
     return res;
   }) as typeof res.end;
 }
 
 export const DEMO_USERS: DemoUser[] = [
-  { id: 'alice', password: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['admins', 'eng'] },
+  {
+    id: 'alice',
+    password: 'alice',
+    email: 'alice@example.com',
+    name: 'Alice Example',
+    groups: ['admins', 'eng'],
+  },
   { id: 'bob', password: 'bob', email: 'bob@example.com', name: 'Bob Example', groups: ['eng'] },
 ];
 
@@ -104,7 +121,11 @@ function loadOidcProvider(): Promise<OidcModule> {
   modulePromise ??= (async () => {
     const original = console.warn;
     console.warn = (...args: unknown[]) => {
-      if (typeof args[0] === 'string' && args[0].includes('oidc-provider WARNING: Unsupported runtime')) return;
+      if (
+        typeof args[0] === 'string' &&
+        args[0].includes('oidc-provider WARNING: Unsupported runtime')
+      )
+        return;
       original(...args);
     };
     try {
@@ -116,7 +137,10 @@ function loadOidcProvider(): Promise<OidcModule> {
   return modulePromise;
 }
 
-interface Entry { payload: AdapterPayload; expiresAt?: number }
+interface Entry {
+  payload: AdapterPayload;
+  expiresAt?: number;
+}
 
 // The bundled memory adapter keeps one module-global LRU shared by every Provider in the
 // process (capped at 1000 entries); tests start many IdPs, so each gets its own store.
@@ -155,7 +179,8 @@ function makeAdapter(clients: Map<string, AdapterPayload>) {
       // Expired entries are otherwise only dropped when looked up; a long demo run would grow.
       if (++writes % 500 === 0) {
         const now = Date.now();
-        for (const [k, e] of store) if (e.expiresAt !== undefined && e.expiresAt <= now) store.delete(k);
+        for (const [k, e] of store)
+          if (e.expiresAt !== undefined && e.expiresAt <= now) store.delete(k);
       }
       store.set(key, {
         payload: structuredClone(payload),
@@ -203,7 +228,8 @@ function makeAdapter(clients: Map<string, AdapterPayload>) {
       const p = store.get(key)?.payload;
       store.delete(key);
       if (p && typeof p.uid === 'string' && uidIndex.get(p.uid) === id) uidIndex.delete(p.uid);
-      if (p && typeof p.userCode === 'string' && userCodeIndex.get(p.userCode) === id) userCodeIndex.delete(p.userCode);
+      if (p && typeof p.userCode === 'string' && userCodeIndex.get(p.userCode) === id)
+        userCodeIndex.delete(p.userCode);
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
@@ -215,7 +241,10 @@ function makeAdapter(clients: Map<string, AdapterPayload>) {
 }
 
 const esc = (s: unknown): string =>
-  String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  String(s).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 
 function page(title: string, body: string): string {
   return `<!DOCTYPE html>
@@ -239,7 +268,12 @@ ${body}
 </html>`;
 }
 
-function loginPage(uid: string, clientId: string | undefined, error?: string, username = ''): string {
+function loginPage(
+  uid: string,
+  clientId: string | undefined,
+  error?: string,
+  username = '',
+): string {
   return page(
     'Sign in - Demo IdP',
     `<h1>Sign in to the Demo IdP</h1>
@@ -284,7 +318,12 @@ let keysPromise: Promise<{ jwk: Record<string, unknown>; cookieKey: string }> | 
 function processKeys() {
   keysPromise ??= (async () => {
     const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-    const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' };
+    const jwk = {
+      ...(await exportJWK(privateKey)),
+      kid: randomBytes(8).toString('hex'),
+      alg: 'RS256',
+      use: 'sig',
+    };
     return { jwk, cookieKey: randomBytes(32).toString('base64url') };
   })();
   return keysPromise;
@@ -333,9 +372,18 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       interactions(provider, req, res, path).catch((err: unknown) => {
         if (!res.headersSent) {
           const known = err instanceof errors.SessionNotFound;
-          sendHtml(res, known ? 400 : 500, page('Error', `<h1>Sign-in failed</h1><p class="error">${esc(
-            known ? 'This sign-in attempt has expired or was already completed. Start again from the application.' : (err as Error).message,
-          )}</p>`));
+          sendHtml(
+            res,
+            known ? 400 : 500,
+            page(
+              'Error',
+              `<h1>Sign-in failed</h1><p class="error">${esc(
+                known
+                  ? 'This sign-in attempt has expired or was already completed. Start again from the application.'
+                  : (err as Error).message,
+              )}</p>`,
+            ),
+          );
         } else {
           res.destroy();
         }
@@ -384,7 +432,8 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
   const loadExistingGrant = async (ctx: any): Promise<GrantInstance | undefined> => {
     const oidc = ctx.oidc;
     const p = oidc.provider as ProviderInstance;
-    const grantId: string | undefined = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId);
+    const grantId: string | undefined =
+      oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId);
     let grant = grantId ? await p.Grant.find(grantId) : undefined;
     if (grant && grant.accountId !== oidc.session.accountId) grant = undefined;
     grant ??= new p.Grant({ accountId: oidc.session.accountId, clientId: oidc.client.clientId });
@@ -392,7 +441,9 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     if (oidcScopes.length) grant.addOIDCScope(oidcScopes.join(' '));
     const claims = [...(oidc.requestParamClaims as Set<string>)];
     if (claims.length) grant.addOIDCClaims(claims);
-    for (const [indicator, rs] of Object.entries(oidc.resourceServers as Record<string, { scope: string }>)) {
+    for (const [indicator, rs] of Object.entries(
+      oidc.resourceServers as Record<string, { scope: string }>,
+    )) {
       grant.addResourceScope(indicator, rs.scope);
     }
     await grant.save();
@@ -437,9 +488,17 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
       const u = users.get(token.accountId);
       if (!u) return undefined;
-      return { email: u.email, ...emailVerifiedClaim(u), name: u.name, preferred_username: u.id, groups: [...u.groups] };
+      return {
+        email: u.email,
+        ...emailVerifiedClaim(u),
+        name: u.name,
+        preferred_username: u.id,
+        groups: [...u.groups],
+      };
     },
-    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    interactions: {
+      url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}`,
+    },
     ttl: {
       AccessToken: accessTokenTtl,
       ClientCredentials: accessTokenTtl,
@@ -454,11 +513,18 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       PreAuthorizedCode: 600,
     },
     clientBasedCORS: (_ctx: unknown, origin: string, client: any) =>
-      origin !== 'null' && (client.redirectUris as string[]).some((u) => URL.parse(u)?.origin === origin),
+      origin !== 'null' &&
+      (client.redirectUris as string[]).some((u) => URL.parse(u)?.origin === origin),
     renderError: async (ctx: any, out: Record<string, string>) => {
       ctx.type = 'html';
-      ctx.body = page('Error - Demo IdP', `<h1>Something went wrong</h1>${Object.entries(out)
-        .map(([k, v]) => `<p><strong>${esc(k)}</strong>: <span id="${esc(k)}">${esc(v)}</span></p>`).join('')}`);
+      ctx.body = page(
+        'Error - Demo IdP',
+        `<h1>Something went wrong</h1>${Object.entries(out)
+          .map(
+            ([k, v]) => `<p><strong>${esc(k)}</strong>: <span id="${esc(k)}">${esc(v)}</span></p>`,
+          )
+          .join('')}`,
+      );
     },
     features: {
       devInteractions: { enabled: false },
@@ -473,7 +539,9 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
         allowedPolicy: async (_ctx: unknown, client: any, token: any) => {
           if (token.clientId === client.clientId) return true;
           if (client.clientAuthMethod === 'none') return false;
-          throw new errors.InvalidRequest!('client is not authorized to revoke the presented token');
+          throw new errors.InvalidRequest!(
+            'client is not authorized to revoke the presented token',
+          );
         },
       },
       rpInitiatedLogout: {
@@ -493,14 +561,22 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
         },
         postLogoutSuccessSource: async (ctx: any) => {
           ctx.type = 'html';
-          ctx.body = page('Signed out - Demo IdP', '<h1>Signed out</h1><p>You have been signed out of the Demo IdP.</p>');
+          ctx.body = page(
+            'Signed out - Demo IdP',
+            '<h1>Signed out</h1><p>You have been signed out of the Demo IdP.</p>',
+          );
         },
       },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (ctx: any, _client: unknown, oneOf?: string[]) => {
           if (oneOf) return oneOf;
-          if (audience && ctx.oidc.route === 'token' && ctx.oidc.params?.grant_type === 'client_credentials') return audience;
+          if (
+            audience &&
+            ctx.oidc.route === 'token' &&
+            ctx.oidc.params?.grant_type === 'client_credentials'
+          )
+            return audience;
           return undefined;
         },
         // A code or refresh token obtained for the audience keeps yielding JWTs for it
@@ -558,7 +634,12 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     },
   };
 
-  async function interactions(p: ProviderInstance, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  async function interactions(
+    p: ProviderInstance,
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+  ): Promise<void> {
     const m = /^\/interaction\/([^/]+)(?:\/(login|abort))?\/?$/.exec(path);
     if (!m) {
       sendHtml(res, 404, page('Not found', '<h1>Not found</h1>'));
@@ -569,10 +650,15 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     if (details.uid !== m[1]) throw new errors.SessionNotFound('interaction mismatch');
 
     if (action === 'abort') {
-      await p.interactionFinished(req, res, {
-        error: 'access_denied',
-        error_description: 'End-User aborted interaction',
-      }, { mergeWithLastSubmission: false });
+      await p.interactionFinished(
+        req,
+        res,
+        {
+          error: 'access_denied',
+          error_description: 'End-User aborted interaction',
+        },
+        { mergeWithLastSubmission: false },
+      );
       return;
     }
 
@@ -580,22 +666,41 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       // Only reachable if a check outside loadExistingGrant asks (e.g. native clients):
       // grant exactly what is missing and carry on without showing anything.
       const d = details.prompt.details as {
-        missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]>;
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+        missingResourceScopes?: Record<string, string[]>;
       };
       const accountId = details.session?.accountId;
       const clientId = details.params.client_id;
       if (!accountId || !clientId) throw new errors.SessionNotFound('no session');
-      const grant = (details.grantId ? await p.Grant.find(details.grantId) : undefined) ?? new p.Grant({ accountId, clientId });
+      const grant =
+        (details.grantId ? await p.Grant.find(details.grantId) : undefined) ??
+        new p.Grant({ accountId, clientId });
       if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
       if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
-      for (const [indicator, scopes] of Object.entries(d.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
+      for (const [indicator, scopes] of Object.entries(d.missingResourceScopes ?? {}))
+        grant.addResourceScope(indicator, scopes.join(' '));
       const id = await grant.save();
-      await p.interactionFinished(req, res, { consent: { grantId: id } }, { mergeWithLastSubmission: true });
+      await p.interactionFinished(
+        req,
+        res,
+        { consent: { grantId: id } },
+        { mergeWithLastSubmission: true },
+      );
       return;
     }
 
     if (req.method === 'GET' && !action) {
-      sendHtml(res, 200, loginPage(details.uid, details.params.client_id, undefined, details.params.login_hint ?? ''));
+      sendHtml(
+        res,
+        200,
+        loginPage(
+          details.uid,
+          details.params.client_id,
+          undefined,
+          details.params.login_hint ?? '',
+        ),
+      );
       return;
     }
     if (req.method === 'POST' && action === 'login') {
@@ -604,11 +709,26 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       const password = form.get('password') ?? '';
       const user = users.get(username) ?? [...users.values()].find((u) => u.email === username);
       if (!user || user.password !== password || user.disabled) {
-        sendHtml(res, 401, loginPage(details.uid, details.params.client_id,
-          user?.disabled && user.password === password ? 'This account is disabled.' : 'Invalid username or password.', username));
+        sendHtml(
+          res,
+          401,
+          loginPage(
+            details.uid,
+            details.params.client_id,
+            user?.disabled && user.password === password
+              ? 'This account is disabled.'
+              : 'Invalid username or password.',
+            username,
+          ),
+        );
         return;
       }
-      await p.interactionFinished(req, res, { login: { accountId: user.id } }, { mergeWithLastSubmission: false });
+      await p.interactionFinished(
+        req,
+        res,
+        { login: { accountId: user.id } },
+        { mergeWithLastSubmission: false },
+      );
       return;
     }
     res.writeHead(405, { allow: action ? 'POST' : 'GET' }).end();

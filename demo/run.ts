@@ -9,7 +9,13 @@ import { startWhoami } from './whoami.js';
 const PROXY_PORT = Number(process.env.DEMO_PORT ?? 8080);
 const IDP_PORT = Number(process.env.DEMO_IDP_PORT ?? 9000);
 
-export function demoConfigYaml(o: { proxyPort: number; issuer: string; upstream: string; clientSecret: string; cookieSecret: string }): string {
+export function demoConfigYaml(o: {
+  proxyPort: number;
+  issuer: string;
+  upstream: string;
+  clientSecret: string;
+  cookieSecret: string;
+}): string {
   return `# The demo's config: the same file format as portcullis.yaml.
 address: 127.0.0.1:${o.proxyPort}
 insecure_server: true          # plain HTTP on this machine only
@@ -45,15 +51,26 @@ async function main(): Promise<void> {
   const hosts = ['app', 'admin', 'public'].map((h) => `http://${h}.localhost:${PROXY_PORT}`);
   const idp = await startIdp({
     port: IDP_PORT,
-    clients: [{
-      client_id: 'portcullis-demo',
-      client_secret: clientSecret,
-      redirect_uris: hosts.map((h) => `${h}/.portcullis/callback`),
-      post_logout_redirect_uris: hosts.map((h) => `${h}/.portcullis/signed_out`),
-    }],
+    clients: [
+      {
+        client_id: 'portcullis-demo',
+        client_secret: clientSecret,
+        redirect_uris: hosts.map((h) => `${h}/.portcullis/callback`),
+        post_logout_redirect_uris: hosts.map((h) => `${h}/.portcullis/signed_out`),
+      },
+    ],
   });
   const whoami = await startWhoami({ name: 'whoami' });
-  const cfg = parseConfig(demoConfigYaml({ proxyPort: PROXY_PORT, issuer: idp.issuer, upstream: whoami.url, clientSecret, cookieSecret: randomBytes(32).toString('base64') }), 'demo (embedded)');
+  const cfg = parseConfig(
+    demoConfigYaml({
+      proxyPort: PROXY_PORT,
+      issuer: idp.issuer,
+      upstream: whoami.url,
+      clientSecret,
+      cookieSecret: randomBytes(32).toString('base64'),
+    }),
+    'demo (embedded)',
+  );
   const proxy = await startPortcullis(cfg);
   console.log(`
 Portcullis demo is running.
@@ -67,7 +84,9 @@ Portcullis demo is running.
   Press Ctrl+C to stop.
 `);
   const stop = (): void => {
-    void Promise.allSettled([proxy.close(), whoami.close(), idp.close()]).then(() => process.exit(0));
+    void Promise.allSettled([proxy.close(), whoami.close(), idp.close()]).then(() =>
+      process.exit(0),
+    );
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -12,13 +12,21 @@ export interface RunningWhoami {
   close(): Promise<void>;
 }
 
-const IDENTITY_HEADERS = new Set(['x-forwarded-user', 'x-forwarded-email', 'x-forwarded-groups', 'x-portcullis-jwt-assertion']);
+const IDENTITY_HEADERS = new Set([
+  'x-forwarded-user',
+  'x-forwarded-email',
+  'x-forwarded-groups',
+  'x-portcullis-jwt-assertion',
+]);
 const ECHO_BODY_LIMIT = 64 * 1024;
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const WS_MAX_MESSAGE = 16 * 1024 * 1024;
 
 const esc = (s: unknown): string =>
-  String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  String(s).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 
 function pairs(raw: string[]): Array<[string, string]> {
   const out: Array<[string, string]> = [];
@@ -26,17 +34,32 @@ function pairs(raw: string[]): Array<[string, string]> {
   return out;
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown, extra: Record<string, string> = {}): void {
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  extra: Record<string, string> = {},
+): void {
   const body = JSON.stringify(value, null, 2);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...extra });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    ...extra,
+  });
   res.end(body);
 }
 
 function wantsJson(req: IncomingMessage, url: URL): boolean {
-  return url.searchParams.get('format') === 'json' || /application\/json/i.test(String(req.headers.accept ?? ''));
+  return (
+    url.searchParams.get('format') === 'json' ||
+    /application\/json/i.test(String(req.headers.accept ?? ''))
+  );
 }
 
-async function readUpTo(req: IncomingMessage, limit: number): Promise<{ text: string; bytes: number; truncated: boolean }> {
+async function readUpTo(
+  req: IncomingMessage,
+  limit: number,
+): Promise<{ text: string; bytes: number; truncated: boolean }> {
   const chunks: Buffer[] = [];
   let kept = 0;
   let bytes = 0;
@@ -51,11 +74,23 @@ async function readUpTo(req: IncomingMessage, limit: number): Promise<{ text: st
   return { text: Buffer.concat(chunks).toString('utf8'), bytes, truncated: bytes > kept };
 }
 
-function htmlReport(name: string, seen: { method: string; url: string; httpVersion: string; rawHeaders: Array<[string, string]>; remoteAddress?: string; body?: string }): string {
-  const rows = seen.rawHeaders.map(([k, v]) => {
-    const hl = IDENTITY_HEADERS.has(k.toLowerCase());
-    return `<tr${hl ? ' class="identity"' : ''}><th>${esc(k)}</th><td>${esc(v)}</td></tr>`;
-  }).join('\n');
+function htmlReport(
+  name: string,
+  seen: {
+    method: string;
+    url: string;
+    httpVersion: string;
+    rawHeaders: Array<[string, string]>;
+    remoteAddress?: string;
+    body?: string;
+  },
+): string {
+  const rows = seen.rawHeaders
+    .map(([k, v]) => {
+      const hl = IDENTITY_HEADERS.has(k.toLowerCase());
+      return `<tr${hl ? ' class="identity"' : ''}><th>${esc(k)}</th><td>${esc(v)}</td></tr>`;
+    })
+    .join('\n');
   const user = seen.rawHeaders.find(([k]) => k.toLowerCase() === 'x-forwarded-user')?.[1];
   return `<!DOCTYPE html>
 <html lang="en">
@@ -143,12 +178,20 @@ export function startWhoami(opts: { port?: number; name?: string } = {}): Promis
     }
 
     if (url.pathname === '/ws') {
-      sendJson(res, 426, { error: 'WebSocket upgrade required' }, { upgrade: 'websocket', connection: 'Upgrade' });
+      sendJson(
+        res,
+        426,
+        { error: 'WebSocket upgrade required' },
+        { upgrade: 'websocket', connection: 'Upgrade' },
+      );
       return;
     }
 
     // Every other path echoes, so any route the proxy maps here can be inspected.
-    const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await readUpTo(req, ECHO_BODY_LIMIT);
+    const body =
+      req.method === 'GET' || req.method === 'HEAD'
+        ? undefined
+        : await readUpTo(req, ECHO_BODY_LIMIT);
     const seen = {
       name,
       method: req.method ?? '',
@@ -163,7 +206,10 @@ export function startWhoami(opts: { port?: number; name?: string } = {}): Promis
       sendJson(res, 200, seen);
     } else {
       const html = htmlReport(name, seen);
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html) });
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': Buffer.byteLength(html),
+      });
       res.end(html);
     }
   }
@@ -172,24 +218,28 @@ export function startWhoami(opts: { port?: number; name?: string } = {}): Promis
     const url = new URL(req.url ?? '/', 'http://whoami.invalid');
     const key = req.headers['sec-websocket-key'];
     if (
-      url.pathname !== '/ws'
-      || String(req.headers.upgrade).toLowerCase() !== 'websocket'
-      || typeof key !== 'string'
-      || req.headers['sec-websocket-version'] !== '13'
+      url.pathname !== '/ws' ||
+      String(req.headers.upgrade).toLowerCase() !== 'websocket' ||
+      typeof key !== 'string' ||
+      req.headers['sec-websocket-version'] !== '13'
     ) {
       socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
-    const protocol = String(req.headers['sec-websocket-protocol'] ?? '').split(',')[0]?.trim();
+    const accept = createHash('sha1')
+      .update(key + WS_GUID)
+      .digest('base64');
+    const protocol = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')[0]
+      ?.trim();
     socket.write(
-      'HTTP/1.1 101 Switching Protocols\r\n'
-      + 'Upgrade: websocket\r\n'
-      + 'Connection: Upgrade\r\n'
-      + `Sec-WebSocket-Accept: ${accept}\r\n`
-      + (protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : '')
-      + `X-Whoami-Name: ${name}\r\n`
-      + '\r\n',
+      'HTTP/1.1 101 Switching Protocols\r\n' +
+        'Upgrade: websocket\r\n' +
+        'Connection: Upgrade\r\n' +
+        `Sec-WebSocket-Accept: ${accept}\r\n` +
+        (protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : '') +
+        `X-Whoami-Name: ${name}\r\n` +
+        '\r\n',
     );
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -242,14 +292,22 @@ export function wsFrame(opcode: number, payload: Buffer, mask = false): Buffer {
   }
   if (!mask) return Buffer.concat([header, payload]);
   header[1] = header[1]! | 0x80;
-  const key = Buffer.from([Math.random() * 256, Math.random() * 256, Math.random() * 256, Math.random() * 256].map(Math.floor));
+  const key = Buffer.from(
+    [Math.random() * 256, Math.random() * 256, Math.random() * 256, Math.random() * 256].map(
+      Math.floor,
+    ),
+  );
   key.copy(header, off);
   const body = Buffer.from(payload);
   for (let i = 0; i < body.length; i++) body[i] = body[i]! ^ key[i & 3]!;
   return Buffer.concat([header, body]);
 }
 
-export interface WsFrame { fin: boolean; opcode: number; payload: Buffer }
+export interface WsFrame {
+  fin: boolean;
+  opcode: number;
+  payload: Buffer;
+}
 
 /** Incremental RFC 6455 frame parser; unmasks client frames, takes server frames as they are. */
 export class WsParser {

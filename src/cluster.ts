@@ -25,7 +25,11 @@ const RESTART_DELAY_MS = 1_000;
  * and exits); a worker that crashes later is replaced. `env` is added to each worker's
  * environment (and not to this process's). Resolves with the exit code.
  */
-export function runCluster(count: number, log: (msg: string) => void = (m) => console.error(m), env?: Record<string, string>): Promise<number> {
+export function runCluster(
+  count: number,
+  log: (msg: string) => void = (m) => console.error(m),
+  env?: Record<string, string>,
+): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     let finished = false;
@@ -56,14 +60,18 @@ export function runCluster(count: number, log: (msg: string) => void = (m) => co
       }
       if (!wasListening && Date.now() - since < EARLY_EXIT_MS) {
         // The config or the port is the problem, not a transient crash: restarting would loop.
-        log(`portcullis: worker ${w.process.pid} exited before it could serve (code ${code}, signal ${signal}); stopping`);
+        log(
+          `portcullis: worker ${w.process.pid} exited before it could serve (code ${code}, signal ${signal}); stopping`,
+        );
         stopping = true;
         exitCode = code || 1;
         for (const other of started.keys()) other.process.kill('SIGTERM');
         if (started.size === 0) finish(exitCode);
         return;
       }
-      log(`portcullis: worker ${w.process.pid} exited (code ${code}, signal ${signal}); starting a new one`);
+      log(
+        `portcullis: worker ${w.process.pid} exited (code ${code}, signal ${signal}); starting a new one`,
+      );
       setTimeout(() => {
         if (!stopping) fork();
       }, RESTART_DELAY_MS).unref();

@@ -67,7 +67,10 @@ export class Reloader {
     const { log, metrics, file } = this.o;
     const fail = (errors: string[]): ReloadResult => {
       metrics?.reload(false);
-      log.error({ event: 'config_reload_failed', file, trigger, errors }, 'configuration reload failed; the previous configuration stays in force');
+      log.error(
+        { event: 'config_reload_failed', file, trigger, errors },
+        'configuration reload failed; the previous configuration stays in force',
+      );
       return { ok: false, errors, notes: [] };
     };
     let text: Buffer;
@@ -101,7 +104,16 @@ export class Reloader {
     this.lastHash = hash(text);
     metrics?.reload(true);
     for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
-    log.info({ event: 'config_reloaded', file, trigger, routes: cfg.routes.length, ...(notes.length ? { restartNeeded: notes } : {}) }, 'configuration reloaded');
+    log.info(
+      {
+        event: 'config_reloaded',
+        file,
+        trigger,
+        routes: cfg.routes.length,
+        ...(notes.length ? { restartNeeded: notes } : {}),
+      },
+      'configuration reloaded',
+    );
     return { ok: true, errors: [], notes };
   }
 
@@ -131,9 +143,17 @@ export class Reloader {
         }, 200);
         this.debounce.unref();
       });
-      this.watcher.on('error', (e) => this.o.log.warn({ event: 'config_watch_failed', detail: e.message }, 'watching the config file failed; SIGHUP still reloads'));
+      this.watcher.on('error', (e) =>
+        this.o.log.warn(
+          { event: 'config_watch_failed', detail: e.message },
+          'watching the config file failed; SIGHUP still reloads',
+        ),
+      );
     } catch (e) {
-      this.o.log.warn({ event: 'config_watch_failed', detail: (e as Error).message }, 'cannot watch the config file; SIGHUP still reloads');
+      this.o.log.warn(
+        { event: 'config_watch_failed', detail: (e as Error).message },
+        'cannot watch the config file; SIGHUP still reloads',
+      );
     }
   }
 
@@ -151,15 +171,22 @@ function hash(b: Buffer): string {
 /** Settings a running listener cannot change; a reload keeps the old value and says so. */
 export function restartOnlyChanges(cur: Config, next: Config): string[] {
   const out: string[] = [];
-  if (cur.listen.host !== next.listen.host || cur.listen.port !== next.listen.port) out.push('address (restart to listen on the new address)');
+  if (cur.listen.host !== next.listen.host || cur.listen.port !== next.listen.port)
+    out.push('address (restart to listen on the new address)');
   if (!!cur.tls !== !!next.tls) out.push('insecure_server / TLS on or off (restart to change)');
-  const m = (c: Config) => (c.metricsListen ? `${c.metricsListen.host}:${c.metricsListen.port}` : '');
+  const m = (c: Config) =>
+    c.metricsListen ? `${c.metricsListen.host}:${c.metricsListen.port}` : '';
   if (m(cur) !== m(next)) out.push('metrics_address (restart to move the metrics listener)');
-  if (cur.auditLogFile !== next.auditLogFile) out.push('audit_log_file (restart to switch the audit log)');
+  if (cur.auditLogFile !== next.auditLogFile)
+    out.push('audit_log_file (restart to switch the audit log)');
   return out;
 }
 
 /** True when the IdP client must be rebuilt (and discovery run again). */
 export function idpChanged(a: Config['idp'], b: Config['idp']): boolean {
-  return a.issuer.href !== b.issuer.href || a.clientId !== b.clientId || a.clientSecret !== b.clientSecret;
+  return (
+    a.issuer.href !== b.issuer.href ||
+    a.clientId !== b.clientId ||
+    a.clientSecret !== b.clientSecret
+  );
 }

@@ -51,15 +51,25 @@ export class Runtime {
   /** Metrics and the audit log of the running instance; silent for `check`, `explain`, tests. */
   readonly observer: Observer;
 
-  constructor(readonly cfg: Config, readonly idp: Idp, readonly log: Logger, deps: RuntimeDeps = {}) {
+  constructor(
+    readonly cfg: Config,
+    readonly idp: Idp,
+    readonly log: Logger,
+    deps: RuntimeDeps = {},
+  ) {
     const store = deps.store;
     this.observer = deps.observer ?? silentObserver(log);
     const { perAddressPerHour, globalPerSecond } = cfg.loginRateLimit;
-    this.loginStarts = perAddressPerHour > 0 ? new RateLimiter(perAddressPerHour, perAddressPerHour / 3600) : null;
-    this.loginStartsGlobal = globalPerSecond > 0 ? new RateLimiter(globalPerSecond * 60, globalPerSecond, 1) : null;
+    this.loginStarts =
+      perAddressPerHour > 0 ? new RateLimiter(perAddressPerHour, perAddressPerHour / 3600) : null;
+    this.loginStartsGlobal =
+      globalPerSecond > 0 ? new RateLimiter(globalPerSecond * 60, globalPerSecond, 1) : null;
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
-    this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), { refresher: new OidcRefresher(idp, cfg.idp), log });
+    this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), {
+      refresher: new OidcRefresher(idp, cfg.idp),
+      log,
+    });
     this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
     this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions);
     this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);
@@ -67,10 +77,18 @@ export class Runtime {
     const domains: string[] = [];
     for (const r of cfg.routes) {
       if (r.from.wildcard) domains.push(r.from.host);
-      else hosts.push(r.from.port === defaultPort(r.from.scheme) ? r.from.host : `${r.from.host}:${r.from.port}`);
+      else
+        hosts.push(
+          r.from.port === defaultPort(r.from.scheme)
+            ? r.from.host
+            : `${r.from.host}:${r.from.port}`,
+        );
     }
     if (cfg.authenticateUrl) hosts.push(cfg.authenticateUrl.host.toLowerCase());
-    this.validateRedirect = createRedirectValidator({ allowedHosts: hosts, allowedDomains: domains });
+    this.validateRedirect = createRedirectValidator({
+      allowedHosts: hosts,
+      allowedDomains: domains,
+    });
   }
 
   /** scheme://host[:port] of the request, as the browser sees it. */
@@ -89,7 +107,11 @@ export class Runtime {
 
   /** Every callback URL the IdP must have registered, character for character. */
   callbackUrls(): string[] {
-    if (this.cfg.authenticateUrl) return [`${this.cfg.authenticateUrl.origin}${this.cfg.callbackPath}`];
-    return this.routes.hosts().filter((h) => !h.includes('*')).map((h) => `${h}${this.cfg.callbackPath}`);
+    if (this.cfg.authenticateUrl)
+      return [`${this.cfg.authenticateUrl.origin}${this.cfg.callbackPath}`];
+    return this.routes
+      .hosts()
+      .filter((h) => !h.includes('*'))
+      .map((h) => `${h}${this.cfg.callbackPath}`);
   }
 }

@@ -7,13 +7,25 @@ import type { Config } from './config/types.js';
 import type { Duplex } from 'node:stream';
 import { Idp } from './identity/oidc.js';
 import { Audit, createAuditLogger } from './observe/audit.js';
-import { isPingable, startOpsServer, withTimeout, type OpsServer, type ReadyCheck } from './observe/health.js';
+import {
+  isPingable,
+  startOpsServer,
+  withTimeout,
+  type OpsServer,
+  type ReadyCheck,
+} from './observe/health.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import type { Metrics } from './observe/metrics.js';
 import { Observer } from './observe/observer.js';
 import { createRequestHandler, createUpgradeHandler, type ProxyState } from './proxy/handler.js';
 import { Upstreams } from './proxy/upstreams.js';
-import { idpChanged, Reloader, restartOnlyChanges, type ConfigValidator, type ReloadResult } from './reload.js';
+import {
+  idpChanged,
+  Reloader,
+  restartOnlyChanges,
+  type ConfigValidator,
+  type ReloadResult,
+} from './reload.js';
 import { Runtime } from './runtime.js';
 import { RouteTable } from './decide/route-table.js';
 import { runPolicyTests } from './policy/simulate.js';
@@ -49,21 +61,37 @@ export interface RunningPortcullis {
  * Builds what a config compiles to. The one place a Runtime is made, at start and on every
  * reload (and by `probe`), so a store or cache that must outlive a reload is kept here.
  */
-export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runtime, observer?: Observer): Runtime {
+export function buildRuntime(
+  cfg: Config,
+  idp: Idp,
+  log: Logger,
+  previous?: Runtime,
+  observer?: Observer,
+): Runtime {
   // The session store (and its connections) survives a reload unless its setting or the secrets sealing it changed.
-  const store = previous && sameSessionStorage(previous.cfg, cfg) ? previous.sessions.store : undefined;
+  const store =
+    previous && sameSessionStorage(previous.cfg, cfg) ? previous.sessions.store : undefined;
   const rt = new Runtime(cfg, idp, log, { store, observer: observer ?? previous?.observer });
   // Single-use login states and handoff ids must stay spent across a reload, or a response
   // captured before it could be replayed after it.
   // Likewise the login and handoff rate limits: a reload must not hand a flooding client a fresh budget.
   if (previous) {
     type Kept = Pick<Runtime, 'once' | 'handoffMints'>;
-    Object.assign(rt as Kept, { once: previous.once, handoffMints: previous.handoffMints } satisfies Kept);
+    Object.assign(rt as Kept, {
+      once: previous.once,
+      handoffMints: previous.handoffMints,
+    } satisfies Kept);
     // New limits take effect at once; unchanged ones keep counting.
     const was = previous.cfg.loginRateLimit;
-    if (was.perAddressPerHour === cfg.loginRateLimit.perAddressPerHour && was.globalPerSecond === cfg.loginRateLimit.globalPerSecond) {
+    if (
+      was.perAddressPerHour === cfg.loginRateLimit.perAddressPerHour &&
+      was.globalPerSecond === cfg.loginRateLimit.globalPerSecond
+    ) {
       type Limits = Pick<Runtime, 'loginStarts' | 'loginStartsGlobal'>;
-      Object.assign(rt as Limits, { loginStarts: previous.loginStarts, loginStartsGlobal: previous.loginStartsGlobal } satisfies Limits);
+      Object.assign(rt as Limits, {
+        loginStarts: previous.loginStarts,
+        loginStartsGlobal: previous.loginStartsGlobal,
+      } satisfies Limits);
     }
   }
   return rt;
@@ -72,13 +100,20 @@ export function buildRuntime(cfg: Config, idp: Idp, log: Logger, previous?: Runt
 /** A reload whose policy_tests fail is refused, like one that does not parse. */
 async function policyTestsPass(cfg: Config): Promise<string[]> {
   const failures = await runPolicyTests(cfg, new RouteTable(cfg.routes));
-  return failures.map((f) => `${cfg.file}:${f.line}: ${f.key}: policy test "${f.name}" expected ${f.expected}, got ${f.got}${f.explanation.length ? ` (${f.explanation.join('; ')})` : ''}`);
+  return failures.map(
+    (f) =>
+      `${cfg.file}:${f.line}: ${f.key}: policy test "${f.name}" expected ${f.expected}, got ${f.got}${f.explanation.length ? ` (${f.explanation.join('; ')})` : ''}`,
+  );
 }
 
 function createIdp(cfg: Config, log: Logger, instrument: ((idp: Idp) => void) | null): Idp {
   const idp = new Idp(cfg.idp, (msg, attempt) => {
     // One line per outage, then one every 10 attempts, not one per retry.
-    if (attempt === 1 || attempt % 10 === 0) log.error({ event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg }, 'identity provider discovery failed; retrying with backoff');
+    if (attempt === 1 || attempt % 10 === 0)
+      log.error(
+        { event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg },
+        'identity provider discovery failed; retrying with backoff',
+      );
   });
   instrument?.(idp);
   return idp;
@@ -88,17 +123,29 @@ function createIdp(cfg: Config, log: Logger, instrument: ((idp: Idp) => void) | 
 // Slowloris: a client has 10 s to send its headers, checked every second (Node's default
 // check runs only every 30 s). No limit on the whole request: 1 GB uploads must pass. Idle
 // keep-alive connections close after 5 s; headers over 16 KB get a 431.
-const LISTENER_LIMITS = { maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 } as const;
+const LISTENER_LIMITS = {
+  maxHeaderSize: 16 * 1024,
+  headersTimeout: 10_000,
+  requestTimeout: 0,
+  keepAliveTimeout: 5_000,
+  connectionsCheckingInterval: 1_000,
+} as const;
 
-export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Promise<RunningPortcullis> {
+export async function startPortcullis(
+  cfg: Config,
+  opts: StartOptions = {},
+): Promise<RunningPortcullis> {
   const log = opts.logger ?? createLogger(cfg.logLevel);
   let draining = false;
   const state: ProxyState = { runtime: null as unknown as Runtime, upstreams: new Upstreams() };
   // prom-client and its collectors are loaded only when metrics_address will be scraped (moving
   // it needs a restart anyway): about 10 MB of resident memory otherwise spent for nothing.
   const metricsModule = cfg.metricsListen ? await import('./observe/metrics.js') : null;
-  const metrics = metricsModule ? new metricsModule.Metrics(() => ({ idpReady: state.runtime.idp.status.ready })) : null;
-  const instrument = metricsModule && metrics ? (i: Idp): void => metricsModule.instrumentIdp(i, metrics) : null;
+  const metrics = metricsModule
+    ? new metricsModule.Metrics(() => ({ idpReady: state.runtime.idp.status.ready }))
+    : null;
+  const instrument =
+    metricsModule && metrics ? (i: Idp): void => metricsModule.instrumentIdp(i, metrics) : null;
   const auditSink = createAuditLogger(log, cfg.auditLogFile);
   const observer = new Observer(metrics, new Audit(auditSink.log, metrics));
   let idp = createIdp(cfg, log, instrument);
@@ -111,7 +158,15 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
 
   // With client_ca_file every handshake asks for a client certificate but none is required:
   // an unverified or missing one simply leaves RequestContext.clientCert empty for the policy.
-  const makeContexts = (c: Config) => (c.tls?.certs ?? []).map((x) => ({ x509: new X509Certificate(x.cert), ctx: createSecureContext({ cert: x.cert, key: x.key, ...(c.tls?.clientCa ? { ca: c.tls.clientCa } : {}) }) }));
+  const makeContexts = (c: Config) =>
+    (c.tls?.certs ?? []).map((x) => ({
+      x509: new X509Certificate(x.cert),
+      ctx: createSecureContext({
+        cert: x.cert,
+        key: x.key,
+        ...(c.tls?.clientCa ? { ca: c.tls.clientCa } : {}),
+      }),
+    }));
   let contexts = makeContexts(cfg);
   let server: Server;
   if (cfg.tls) {
@@ -119,10 +174,14 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
       cert: cfg.tls.certs[0]!.cert,
       key: cfg.tls.certs[0]!.key,
       SNICallback: (servername, cb) => {
-        const hit: SecureContext | undefined = contexts.find((c) => c.x509.checkHost(servername))?.ctx;
+        const hit: SecureContext | undefined = contexts.find((c) =>
+          c.x509.checkHost(servername),
+        )?.ctx;
         cb(null, hit ?? contexts[0]!.ctx);
       },
-      ...(cfg.tls.clientCa ? { requestCert: true, rejectUnauthorized: false, ca: cfg.tls.clientCa } : {}),
+      ...(cfg.tls.clientCa
+        ? { requestCert: true, rejectUnauthorized: false, ca: cfg.tls.clientCa }
+        : {}),
       ...LISTENER_LIMITS,
     }) as unknown as Server;
   } else {
@@ -140,7 +199,12 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy();
     // Node's parser refuses smuggling shapes and oversized headers; answer with a status, never a crash.
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? '431 Request Header Fields Too Large'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? '408 Request Timeout'
+          : '400 Bad Request';
     socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
   const listen = opts.listen ?? cfg.listen;
@@ -152,13 +216,31 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     });
   });
   const port = (server.address() as AddressInfo).port;
-  log.info({ event: 'listening', address: `${listen.host}:${port}`, tls: !!cfg.tls, routes: cfg.routes.length }, 'portcullis is listening');
+  log.info(
+    {
+      event: 'listening',
+      address: `${listen.host}:${port}`,
+      tls: !!cfg.tls,
+      routes: cfg.routes.length,
+    },
+    'portcullis is listening',
+  );
 
   const ready = async (): Promise<ReadyCheck[]> => {
     const rt = state.runtime;
     const checks: ReadyCheck[] = [
-      { name: 'config', ok: !draining, detail: draining ? 'shutting down' : `${rt.cfg.file}, ${rt.cfg.routes.length} routes` },
-      { name: 'idp_discovery', ok: rt.idp.status.ready, detail: rt.idp.status.ready ? rt.cfg.idp.issuer.href : rt.idp.status.lastError ?? 'discovery not finished' },
+      {
+        name: 'config',
+        ok: !draining,
+        detail: draining ? 'shutting down' : `${rt.cfg.file}, ${rt.cfg.routes.length} routes`,
+      },
+      {
+        name: 'idp_discovery',
+        ok: rt.idp.status.ready,
+        detail: rt.idp.status.ready
+          ? rt.cfg.idp.issuer.href
+          : (rt.idp.status.lastError ?? 'discovery not finished'),
+      },
     ];
     const store = rt.sessions.store;
     if (isPingable(store)) {
@@ -167,7 +249,11 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
         checks.push({ name: 'session_store', ok: true, detail: store.kind });
       } catch (e) {
         metrics?.storeError('ping');
-        checks.push({ name: 'session_store', ok: false, detail: `${store.kind}: ${(e as Error).message}` });
+        checks.push({
+          name: 'session_store',
+          ok: false,
+          detail: `${store.kind}: ${(e as Error).message}`,
+        });
       }
     } else {
       checks.push({ name: 'session_store', ok: true, detail: `${store.kind} (nothing to reach)` });
@@ -182,7 +268,10 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
       server.close();
       throw e;
     }
-    log.info({ event: 'metrics_listening', address: `${cfg.metricsListen.host}:${ops.port}` }, 'metrics, /ping and /ready are listening');
+    log.info(
+      { event: 'metrics_listening', address: `${cfg.metricsListen.host}:${ops.port}` },
+      'metrics, /ping and /ready are listening',
+    );
   }
 
   const apply = async (next: Config): Promise<string[]> => {
@@ -211,7 +300,15 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     }
     return notes;
   };
-  const reloader = opts.configFile ? new Reloader({ file: opts.configFile, log, metrics, apply, validators: opts.validators ?? [policyTestsPass] }) : null;
+  const reloader = opts.configFile
+    ? new Reloader({
+        file: opts.configFile,
+        log,
+        metrics,
+        apply,
+        validators: opts.validators ?? [policyTestsPass],
+      })
+    : null;
   if (reloader && cfg.watchConfig) reloader.watch();
 
   let closing: Promise<void> | null = null;
@@ -219,7 +316,10 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     closing ??= (async () => {
       draining = true;
       reloader?.close();
-      log.info({ event: 'shutting_down', graceMs }, 'stopping: no new connections, finishing requests in flight');
+      log.info(
+        { event: 'shutting_down', graceMs },
+        'stopping: no new connections, finishing requests in flight',
+      );
       await new Promise<void>((resolve) => {
         const done = setTimeout(() => {
           server.closeAllConnections();
@@ -241,7 +341,10 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
       idp.close();
       await ops?.close();
       await state.upstreams.close();
-      await Promise.allSettled([state.runtime.sessions.store.close(), ...[...retired].map((r) => r.sessions.store.close())]);
+      await Promise.allSettled([
+        state.runtime.sessions.store.close(),
+        ...[...retired].map((r) => r.sessions.store.close()),
+      ]);
       await auditSink.close();
       log.info({ event: 'stopped' }, 'portcullis stopped');
     })();
@@ -257,7 +360,10 @@ export async function startPortcullis(cfg: Config, opts: StartOptions = {}): Pro
     },
     metricsPort: ops?.port ?? null,
     metrics,
-    reload: (trigger = 'request') => reloader ? reloader.reload(trigger) : Promise.resolve({ ok: false, errors: ['no config file to reload from'], notes: [] }),
+    reload: (trigger = 'request') =>
+      reloader
+        ? reloader.reload(trigger)
+        : Promise.resolve({ ok: false, errors: ['no config file to reload from'], notes: [] }),
     shutdown: (graceMs) => shutdown(graceMs ?? state.runtime.cfg.shutdownTimeoutMs),
     close: () => shutdown(2000),
   };

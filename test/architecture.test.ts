@@ -69,12 +69,25 @@ test('src/ has no import cycles', () => {
   const files = sources(SRC);
   assert.ok(files.length > 50, `found only ${files.length} modules under ${SRC}`);
   const graph = new Map(files.map((f) => [f, importsOf(f)]));
-  const found = cycles(graph).map((c) => c.map((f) => relative(SRC, f)).sort().join(' <-> '));
+  const found = cycles(graph).map((c) =>
+    c
+      .map((f) => relative(SRC, f))
+      .sort()
+      .join(' <-> '),
+  );
   assert.deepEqual(found, []);
 });
 
 test('the cycle finder finds a cycle', () => {
   // The check above must be able to fail.
-  const graph = new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]]);
-  assert.deepEqual(cycles(graph).map((c) => c.sort()), [['a', 'b', 'c']]);
+  const graph = new Map([
+    ['a', ['b']],
+    ['b', ['c']],
+    ['c', ['a']],
+    ['d', ['a']],
+  ]);
+  assert.deepEqual(
+    cycles(graph).map((c) => c.sort()),
+    [['a', 'b', 'c']],
+  );
 });

@@ -13,7 +13,9 @@ describe('headless Chromium', () => {
   const hosts = ['auth.corp.test', 'app.corp.test', 'app.other.test'];
   before(async () => {
     // Hash-like names (as Entra ID sends group object ids) do not compress away.
-    const many = Array.from({ length: 200 }, (_, i) => createHash('sha256').update(String(i)).digest('hex').slice(0, 36));
+    const many = Array.from({ length: 200 }, (_, i) =>
+      createHash('sha256').update(String(i)).digest('hex').slice(0, 36),
+    );
     s = await startStack({
       hosts: ['auth.corp.test'],
       body: `authenticate_service_url: http://auth.corp.test:\${PORT}
@@ -30,8 +32,20 @@ routes:
 `,
       idp: {
         users: [
-          { id: 'alice', password: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['admins', 'eng'] },
-          { id: 'carol', password: 'carol', email: 'carol@example.com', name: 'Carol Many', groups: ['admins', ...many] },
+          {
+            id: 'alice',
+            password: 'alice',
+            email: 'alice@example.com',
+            name: 'Alice Example',
+            groups: ['admins', 'eng'],
+          },
+          {
+            id: 'carol',
+            password: 'carol',
+            email: 'carol@example.com',
+            name: 'Carol Many',
+            groups: ['admins', ...many],
+          },
         ],
       },
     });
@@ -66,8 +80,13 @@ routes:
     const page = await ctx.newPage();
     await page.goto(`http://app.other.test:${s.port}/first?via=other`);
     await page.waitForSelector('#username');
-    const nonce = (await ctx.cookies(`http://app.other.test:${s.port}/`)).find((c) => c.name === '_portcullis_handoff');
-    assert.ok(nonce?.httpOnly && nonce.sameSite === 'Lax', 'Chromium keeps the HttpOnly, SameSite=Lax nonce of app.other.test');
+    const nonce = (await ctx.cookies(`http://app.other.test:${s.port}/`)).find(
+      (c) => c.name === '_portcullis_handoff',
+    );
+    assert.ok(
+      nonce?.httpOnly && nonce.sameSite === 'Lax',
+      'Chromium keeps the HttpOnly, SameSite=Lax nonce of app.other.test',
+    );
     await page.fill('#username', 'alice');
     await page.fill('#password', 'alice');
     await page.click('#submit');
@@ -75,7 +94,10 @@ routes:
     assert.match((await page.textContent('body')) ?? '', /alice@example\.com/);
     const left = await ctx.cookies(`http://app.other.test:${s.port}/`);
     assert.ok(!left.some((c) => c.name === '_portcullis_handoff'), 'the nonce is gone once spent');
-    assert.ok(left.some((c) => c.name === '_portcullis'), 'app.other.test has its own session cookie');
+    assert.ok(
+      left.some((c) => c.name === '_portcullis'),
+      'app.other.test has its own session cookie',
+    );
     await ctx.close();
   });
 
@@ -92,9 +114,12 @@ routes:
     const info = (await res!.json()) as { groups: string[] };
     assert.equal(info.groups.length, 201);
     const cookies = await ctx.cookies();
-    const session = cookies.filter((c) => c.name === '_portcullis' || c.name.startsWith('_portcullis_'));
+    const session = cookies.filter(
+      (c) => c.name === '_portcullis' || c.name.startsWith('_portcullis_'),
+    );
     assert.ok(session.length > 1, 'the session is split over several cookies');
-    for (const c of session) assert.ok(c.name.length + c.value.length < 4000, `${c.name} fits a browser cookie`);
+    for (const c of session)
+      assert.ok(c.name.length + c.value.length < 4000, `${c.name} fits a browser cookie`);
     // The other parent domain needs group admins: the big session carries it across the handoff.
     await page.goto(`http://app.other.test:${s.port}/`);
     await page.waitForURL(`http://app.other.test:${s.port}/`);

@@ -17,7 +17,12 @@ const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Result { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** The child's environment: this one minus PORTCULLIS_CONFIG, so only a test sets it. */
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -26,16 +31,27 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return env;
 }
 
-function run(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<Result> {
+function run(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: opts.cwd ?? dir, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      cwd: opts.cwd ?? dir,
+      env: childEnv(opts.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`portcullis ${args.join(' ')} did not exit within 15 s\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `portcullis ${args.join(' ')} did not exit within 15 s\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, 15_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
@@ -76,14 +92,18 @@ function writeConfig(name: string, text: string): string {
 
 const good = writeConfig('good.yaml', goodYaml());
 // Line 10: a `to` that is not a URL.
-const bad = writeConfig('bad.yaml', goodYaml().replace('    to: http://127.0.0.1:3000', '    to: not-a-url'));
+const bad = writeConfig(
+  'bad.yaml',
+  goodYaml().replace('    to: http://127.0.0.1:3000', '    to: not-a-url'),
+);
 
 describe('help and usage', () => {
   test('--help prints the usage and every command, exit 0', async () => {
     const r = await run(['--help']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^Usage: portcullis <command>/m);
-    for (const c of ['serve', 'check', 'gen-secret']) assert.match(r.stdout, new RegExp(`^\\s+${c}\\s`, 'm'));
+    for (const c of ['serve', 'check', 'gen-secret'])
+      assert.match(r.stdout, new RegExp(`^\\s+${c}\\s`, 'm'));
   });
 
   for (const command of ['serve', 'check', 'gen-secret']) {
@@ -135,7 +155,10 @@ describe('gen-secret', () => {
 
   test('its output is accepted as cookie_secret', async () => {
     const secret = (await run(['gen-secret'])).stdout.trim();
-    const file = writeConfig('gen.yaml', goodYaml().replace(`cookie_secret: ${SECRET}`, `cookie_secret: ${secret}`));
+    const file = writeConfig(
+      'gen.yaml',
+      goodYaml().replace(`cookie_secret: ${SECRET}`, `cookie_secret: ${secret}`),
+    );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
   });
@@ -147,14 +170,26 @@ describe('check', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`${good.replaceAll('.', '\\.')}: OK \\(2 routes\\)`));
     assert.match(r.stdout, /redirect URI:\s+https:\/\/app\.example\.com\/\.portcullis\/callback$/m);
-    assert.match(r.stdout, /redirect URI:\s+http:\/\/intranet\.example\.com:8080\/\.portcullis\/callback$/m);
-    assert.match(r.stdout, /post-logout redirect URI:\s+https:\/\/app\.example\.com\/\.portcullis\/signed_out$/m);
+    assert.match(
+      r.stdout,
+      /redirect URI:\s+http:\/\/intranet\.example\.com:8080\/\.portcullis\/callback$/m,
+    );
+    assert.match(
+      r.stdout,
+      /post-logout redirect URI:\s+https:\/\/app\.example\.com\/\.portcullis\/signed_out$/m,
+    );
   });
 
   test('a bad config exits 1 naming the file, line, key and what was expected', async () => {
     const r = await run(['check', '--config', bad]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`^${bad.replaceAll('.', '\\.')}:10:9: error: routes\\[0\\]\\.to: expected an http\\(s\\) upstream URL`, 'm'));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^${bad.replaceAll('.', '\\.')}:10:9: error: routes\\[0\\]\\.to: expected an http\\(s\\) upstream URL`,
+        'm',
+      ),
+    );
     assert.doesNotMatch(r.stdout, /OK/);
   });
 
@@ -167,16 +202,31 @@ describe('check', () => {
   test('--format json is parseable, for a good config and a bad one', async () => {
     const ok = await run(['check', '--config', good, '--format', 'json']);
     assert.equal(ok.code, 0, ok.stderr);
-    const o = JSON.parse(ok.stdout) as { ok: boolean; register: { redirect_uris: string[]; post_logout_redirect_uris: string[] } };
+    const o = JSON.parse(ok.stdout) as {
+      ok: boolean;
+      register: { redirect_uris: string[]; post_logout_redirect_uris: string[] };
+    };
     assert.equal(o.ok, true);
-    assert.deepEqual(o.register.redirect_uris, ['https://app.example.com/.portcullis/callback', 'http://intranet.example.com:8080/.portcullis/callback']);
-    assert.deepEqual(o.register.post_logout_redirect_uris, ['https://app.example.com/.portcullis/signed_out', 'http://intranet.example.com:8080/.portcullis/signed_out']);
+    assert.deepEqual(o.register.redirect_uris, [
+      'https://app.example.com/.portcullis/callback',
+      'http://intranet.example.com:8080/.portcullis/callback',
+    ]);
+    assert.deepEqual(o.register.post_logout_redirect_uris, [
+      'https://app.example.com/.portcullis/signed_out',
+      'http://intranet.example.com:8080/.portcullis/signed_out',
+    ]);
 
     const no = await run(['check', '--config', bad, '--format', 'json']);
     assert.equal(no.code, 1);
-    const n = JSON.parse(no.stdout) as { ok: boolean; issues: Array<{ key: string; line: number; column: number; message: string }> };
+    const n = JSON.parse(no.stdout) as {
+      ok: boolean;
+      issues: Array<{ key: string; line: number; column: number; message: string }>;
+    };
     assert.equal(n.ok, false);
-    assert.deepEqual(n.issues.map((i) => [i.key, i.line, i.column]), [['routes[0].to', 10, 9]]);
+    assert.deepEqual(
+      n.issues.map((i) => [i.key, i.line, i.column]),
+      [['routes[0].to', 10, 9]],
+    );
   });
 
   test('PORTCULLIS_CONFIG is used when --config is absent, and --config wins over it', async () => {
@@ -199,15 +249,28 @@ describe('check', () => {
 });
 
 /** Starts `portcullis serve` and resolves once it logs that it is listening, with the port. */
-function startServe(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number; output: () => string; exited: Promise<Result> }> {
-  const child = spawn(process.execPath, [MAIN, 'serve', ...args], { cwd: dir, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+function startServe(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; port: number; output: () => string; exited: Promise<Result> }> {
+  const child = spawn(process.execPath, [MAIN, 'serve', ...args], {
+    cwd: dir,
+    env: childEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
-  const exited = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const exited = new Promise<Result>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`serve did not report listening within 15 s\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `serve did not report listening within 15 s\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, 15_000);
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout!.on('data', (d: Buffer) => {
@@ -217,13 +280,22 @@ function startServe(args: string[], env: Record<string, string> = {}): Promise<{
         const entry = JSON.parse(line) as { event?: string; address?: string };
         if (entry.event === 'listening') {
           clearTimeout(timer);
-          resolve({ child, port: Number(entry.address!.split(':').at(-1)), output: () => stdout + stderr, exited });
+          resolve({
+            child,
+            port: Number(entry.address!.split(':').at(-1)),
+            output: () => stdout + stderr,
+            exited,
+          });
         }
       }
     });
     void exited.then((r) => {
       clearTimeout(timer);
-      reject(new Error(`serve exited with ${r.code} before listening\nstdout: ${r.stdout}\nstderr: ${r.stderr}`));
+      reject(
+        new Error(
+          `serve exited with ${r.code} before listening\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+        ),
+      );
     });
   });
 }
@@ -231,7 +303,10 @@ function startServe(args: string[], env: Record<string, string> = {}): Promise<{
 describe('serve', () => {
   test('a bad config exits 2 naming the line, and never listens', async () => {
     const port = await freePort();
-    const file = writeConfig('bad-serve.yaml', goodYaml({ port }).replace('    to: http://127.0.0.1:3000', '    to: not-a-url'));
+    const file = writeConfig(
+      'bad-serve.yaml',
+      goodYaml({ port }).replace('    to: http://127.0.0.1:3000', '    to: not-a-url'),
+    );
     const r = await run(['serve', '--config', file]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /invalid config, not starting/);
@@ -249,14 +324,20 @@ describe('serve', () => {
       assert.equal(ping.status, 200);
       assert.equal(ping.body, 'OK\n');
       // The IdP being down is logged, not fatal.
-      for (let i = 0; i < 60 && !/identity provider discovery failed/.test(s.output()); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 60 && !/identity provider discovery failed/.test(s.output()); i++)
+        await new Promise((r) => setTimeout(r, 50));
       assert.match(s.output(), /identity provider discovery failed/);
-      const refused = await request(`http://intranet.example.com:${s.port}/`, { headers: { accept: 'application/json', host: 'intranet.example.com:8080' } });
+      const refused = await request(`http://intranet.example.com:${s.port}/`, {
+        headers: { accept: 'application/json', host: 'intranet.example.com:8080' },
+      });
       assert.equal(refused.status, 401, 'a protected route still refuses without a session');
     } finally {
       s.child.kill('SIGTERM');
     }
-    const r = await Promise.race([s.exited, new Promise<null>((res) => setTimeout(() => res(null), 5000))]);
+    const r = await Promise.race([
+      s.exited,
+      new Promise<null>((res) => setTimeout(() => res(null), 5000)),
+    ]);
     assert.ok(r, 'serve did not exit within 5 s of SIGTERM');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.signal, null);
@@ -268,11 +349,14 @@ describe('serve', () => {
     let ws: Socket | undefined;
     try {
       // A WebSocket cannot be drained gently, only bounded: shutdown_timeout is that bound.
-      const file = writeConfig('serve-ws.yaml', `shutdown_timeout: 1s\n${goodYaml({ issuer: `http://127.0.0.1:${await freePort()}` })}  - from: http://ws.example.com
+      const file = writeConfig(
+        'serve-ws.yaml',
+        `shutdown_timeout: 1s\n${goodYaml({ issuer: `http://127.0.0.1:${await freePort()}` })}  - from: http://ws.example.com
     to: ${upstream.url}
     allow_public_unauthenticated_access: true
     allow_websockets: true
-`);
+`,
+      );
       const s = await startServe(['--config', file]);
       const sock = connect(s.port, '127.0.0.1');
       ws = sock;
@@ -283,13 +367,18 @@ describe('serve', () => {
           if (buf.includes('\r\n\r\n')) resolve(buf);
         });
         sock.on('error', reject);
-        sock.write('GET /ws HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+        sock.write(
+          'GET /ws HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        );
       });
       assert.match(head, /^HTTP\/1\.1 101 /);
       const closed = new Promise<void>((r) => sock.once('close', () => r()));
       const started = Date.now();
       s.child.kill('SIGTERM');
-      const r = await Promise.race([s.exited, new Promise<null>((res) => setTimeout(() => res(null), 8000))]);
+      const r = await Promise.race([
+        s.exited,
+        new Promise<null>((res) => setTimeout(() => res(null), 8000)),
+      ]);
       if (!r) s.child.kill('SIGKILL');
       assert.ok(r, 'serve was still running 8 s after SIGTERM: the open WebSocket kept it alive');
       assert.equal(r.code, 0, r.stderr);

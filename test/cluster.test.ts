@@ -18,24 +18,31 @@ test('workers: 2 without a signing_key: every worker signs with the one key the 
   const port = await freePort();
   const idpPort = await freePort(); // nothing listens there: the JWKS needs no IdP
   const file = join(dir, 'cluster.yaml');
-  writeFileSync(file, [
-    `address: 127.0.0.1:${port}`,
-    'insecure_server: true',
-    'workers: 2',
-    `idp_provider_url: http://127.0.0.1:${idpPort}`,
-    'idp_client_id: portcullis',
-    'idp_client_secret: s3cret-s3cret-s3cret-s3cret-s3cret',
-    `cookie_secret: ${Buffer.alloc(32, 7).toString('base64')}`,
-    'log_level: info',
-    'routes:',
-    `  - from: http://app.example.com:${port}`,
-    '    to: http://127.0.0.1:3000',
-    '    allow_any_authenticated_user: true',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    file,
+    [
+      `address: 127.0.0.1:${port}`,
+      'insecure_server: true',
+      'workers: 2',
+      `idp_provider_url: http://127.0.0.1:${idpPort}`,
+      'idp_client_id: portcullis',
+      'idp_client_secret: s3cret-s3cret-s3cret-s3cret-s3cret',
+      `cookie_secret: ${Buffer.alloc(32, 7).toString('base64')}`,
+      'log_level: info',
+      'routes:',
+      `  - from: http://app.example.com:${port}`,
+      '    to: http://127.0.0.1:3000',
+      '    allow_any_authenticated_user: true',
+      '',
+    ].join('\n'),
+  );
   const env = { ...process.env };
   delete env.PORTCULLIS_CONFIG;
-  const child = spawn(process.execPath, [MAIN, 'serve', '--config', file], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', file], {
+    cwd: dir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -48,7 +55,10 @@ test('workers: 2 without a signing_key: every worker signs with the one key the 
   // Both workers listening (each logs it), so fresh connections are spread over both.
   const deadline = Date.now() + 20_000;
   while ((output.match(/"event":"listening"/g) ?? []).length < 2) {
-    assert.ok(Date.now() < deadline, `two workers did not report listening within 20 s:\n${output}`);
+    assert.ok(
+      Date.now() < deadline,
+      `two workers did not report listening within 20 s:\n${output}`,
+    );
     await new Promise((r) => setTimeout(r, 50));
   }
 

@@ -51,12 +51,21 @@ const ENV = { CLIENT_SECRET: 'from-the-env' };
 /** What a route carries, in a form deepEqual can compare (policies as their decisions). */
 function summary(cfg: Config): unknown {
   return {
-    listen: cfg.listen, issuer: cfg.idp.issuer.href, clientSecret: cfg.idp.clientSecret, cookie: { ...cfg.cookie, secret: cfg.cookie.secret.toString('base64') },
+    listen: cfg.listen,
+    issuer: cfg.idp.issuer.href,
+    clientSecret: cfg.idp.clientSecret,
+    cookie: { ...cfg.cookie, secret: cfg.cookie.secret.toString('base64') },
     trusted: [cfg.isTrustedProxy('10.1.2.3'), cfg.isTrustedProxy('192.168.1.1')],
-    policyTests: cfg.policyTests, warnings: cfg.warnings, workers: cfg.workers,
+    policyTests: cfg.policyTests,
+    warnings: cfg.warnings,
+    workers: cfg.workers,
     routes: cfg.routes.map((r) => ({
-      id: r.id, from: r.from, to: r.to.map((u) => u.href), match: { ...r.match, re: r.match.kind === 'regex' ? String(r.match.re) : undefined },
-      set: r.setRequestHeaders, isPublic: r.isPublic,
+      id: r.id,
+      from: r.from,
+      to: r.to.map((u) => u.href),
+      match: { ...r.match, re: r.match.kind === 'regex' ? String(r.match.re) : undefined },
+      set: r.setRequestHeaders,
+      isPublic: r.isPublic,
     })),
   };
 }
@@ -78,12 +87,23 @@ describe('config validated in a worker thread (serve, reloads)', () => {
     const { cfg, lint } = await parseConfigIsolated(GOOD, FILE, ENV, { lint: true });
     const local = parseConfig(GOOD, FILE, ENV);
     assert.deepEqual(summary(cfg), summary(local));
-    assert.equal(cfg.idp.clientSecret, 'from-the-env', 'environment variables are substituted from the env passed in');
-    assert.deepEqual(cfg.policyTests.map((t) => t.line), [25], "the line of `- name: admins read`");
+    assert.equal(
+      cfg.idp.clientSecret,
+      'from-the-env',
+      'environment variables are substituted from the env passed in',
+    );
+    assert.deepEqual(
+      cfg.policyTests.map((t) => t.line),
+      [25],
+      'the line of `- name: admins read`',
+    );
     assert.deepEqual(lint, lintConfig(local, GOOD));
     // The compiled policy is this thread's own, and decides as the in-process one does.
     assert.equal(typeof cfg.routes[0]!.policy, typeof local.routes[0]!.policy);
-    assert.ok(Buffer.isBuffer(cfg.cookie.secret), 'the cookie secret is a Buffer, not a cloned Uint8Array');
+    assert.ok(
+      Buffer.isBuffer(cfg.cookie.secret),
+      'the cookie secret is a Buffer, not a cloned Uint8Array',
+    );
     assert.ok(cfg.routes[0]!.to[0] instanceof URL);
   });
 
@@ -91,8 +111,19 @@ describe('config validated in a worker thread (serve, reloads)', () => {
     ['an unknown key', GOOD.replace('    prefix: /api/', '    prefx: /api/'), ENV],
     ['invalid YAML', GOOD.replace('routes:', 'routes: [\n'), ENV],
     ['a missing environment variable', GOOD, {}],
-    ['a policy with an unknown criterion', GOOD.replace('groups: {has: admins}', 'groupz: {has: admins}'), ENV],
-    ['a bad CIDR and a duplicate key', GOOD.replace('[10.0.0.0/8]', '[10.0.0.0/33]').replace('cookie_same_site: lax', 'cookie_same_site: lax\ncookie_same_site: strict'), ENV],
+    [
+      'a policy with an unknown criterion',
+      GOOD.replace('groups: {has: admins}', 'groupz: {has: admins}'),
+      ENV,
+    ],
+    [
+      'a bad CIDR and a duplicate key',
+      GOOD.replace('[10.0.0.0/8]', '[10.0.0.0/33]').replace(
+        'cookie_same_site: lax',
+        'cookie_same_site: lax\ncookie_same_site: strict',
+      ),
+      ENV,
+    ],
     ['not a mapping', '- just\n- a list\n', ENV],
   ];
   for (const [name, text, env] of bad) {
@@ -114,23 +145,42 @@ describe('config validated in a worker thread (serve, reloads)', () => {
     const here = dirname(fileURLToPath(import.meta.url));
     // What `portcullis serve` loads: the CLI's static graph, and the server modules it imports
     // when it runs one (src/cli/main.ts serverModules).
-    const entries = ['cli/main.js', 'server.js', 'runtime.js', 'identity/oidc.js', 'observe/logger.js', 'policy/simulate.js'].map((f) => resolve(here, '../src', f));
+    const entries = [
+      'cli/main.js',
+      'server.js',
+      'runtime.js',
+      'identity/oidc.js',
+      'observe/logger.js',
+      'policy/simulate.js',
+    ].map((f) => resolve(here, '../src', f));
     const seen = new Set<string>();
     const packages = new Set<string>();
     const walk = (file: string): void => {
       if (seen.has(file)) return;
       seen.add(file);
       // Static imports and re-exports only: `await import()` is what keeps a module out until used.
-      for (const m of readFileSync(file, 'utf8').matchAll(/^(?:import|export)\s+(?:[^;]*?from\s+)?'([^']+)';/gms)) {
+      for (const m of readFileSync(file, 'utf8').matchAll(
+        /^(?:import|export)\s+(?:[^;]*?from\s+)?'([^']+)';/gms,
+      )) {
         const spec = m[1]!;
         if (spec.startsWith('.')) walk(resolve(dirname(file), spec));
         else if (!spec.startsWith('node:')) packages.add(spec.split('/')[0]!);
       }
     };
     for (const e of entries) walk(e);
-    assert.ok(seen.has(resolve(here, '../src/proxy/forward.js')) && seen.has(resolve(here, '../src/config/build.js')), 'the walk follows the graph');
-    assert.ok(packages.has('pino') && packages.has('openid-client'), `the walk sees packages: ${[...packages].join(', ')}`);
-    assert.ok(!packages.has('yaml') && !packages.has('zod'), `loaded statically: ${[...packages].join(', ')}`);
+    assert.ok(
+      seen.has(resolve(here, '../src/proxy/forward.js')) &&
+        seen.has(resolve(here, '../src/config/build.js')),
+      'the walk follows the graph',
+    );
+    assert.ok(
+      packages.has('pino') && packages.has('openid-client'),
+      `the walk sees packages: ${[...packages].join(', ')}`,
+    );
+    assert.ok(
+      !packages.has('yaml') && !packages.has('zod'),
+      `loaded statically: ${[...packages].join(', ')}`,
+    );
   });
 });
 
@@ -140,13 +190,24 @@ describe('Reloader', () => {
 
   test('a reload asked for while one runs gets a run that reads the file as it is after the ask', async () => {
     const file = join(dir, 'portcullis.yaml');
-    const withRoutes = (n: number): string => GOOD.replace(/policy_tests:[\s\S]*$/, '') + Array.from({ length: n }, (_, i) => `  - from: https://extra${i}.example.com\n    to: http://127.0.0.1:3000\n    allow_any_authenticated_user: true\n`).join('');
+    const withRoutes = (n: number): string =>
+      GOOD.replace(/policy_tests:[\s\S]*$/, '') +
+      Array.from(
+        { length: n },
+        (_, i) =>
+          `  - from: https://extra${i}.example.com\n    to: http://127.0.0.1:3000\n    allow_any_authenticated_user: true\n`,
+      ).join('');
     writeFileSync(file, withRoutes(0));
     const applied: number[] = [];
     let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
     const reloader = new Reloader({
-      file, env: ENV, metrics: null, log: createLogger('silent'),
+      file,
+      env: ENV,
+      metrics: null,
+      log: createLogger('silent'),
       apply: async (cfg) => {
         applied.push(cfg.routes.length);
         if (applied.length === 1) await gate;
@@ -155,7 +216,8 @@ describe('Reloader', () => {
     });
     const first = reloader.reload('one');
     // Wait until the first run has read the file and is applying it, then change the file.
-    for (let i = 0; i < 200 && applied.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 200 && applied.length === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(applied, [2]);
     writeFileSync(file, withRoutes(3));
     const second = reloader.reload('two');

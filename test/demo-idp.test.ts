@@ -20,7 +20,12 @@ import { launchBrowser } from './helpers/browser.js';
 
 const SCOPE = 'openid email profile groups offline_access';
 
-interface RpSession { claims: client.IDToken; idToken: string; accessToken: string; refreshToken?: string }
+interface RpSession {
+  claims: client.IDToken;
+  idToken: string;
+  accessToken: string;
+  refreshToken?: string;
+}
 
 interface Rp {
   origin: string;
@@ -35,7 +40,10 @@ interface Rp {
 
 // A minimal confidential relying party: authorization code + PKCE + state + nonce, with the
 // transaction kept in a cookie-keyed map and the login outcome rendered as HTML.
-async function startRp(host = '127.0.0.1', extraAuthParams: Record<string, string> = {}): Promise<Rp> {
+async function startRp(
+  host = '127.0.0.1',
+  extraAuthParams: Record<string, string> = {},
+): Promise<Rp> {
   const pending = new Map<string, { verifier: string; state: string; nonce: string }>();
   const sessions = new Map<string, RpSession>();
   let cfg: client.Configuration | undefined;
@@ -61,21 +69,27 @@ async function startRp(host = '127.0.0.1', extraAuthParams: Record<string, strin
       post_logout_redirect_uris: [`${origin}/bye`],
     },
     async connect(idp) {
-      cfg = await client.discovery(new URL(idp.issuer), clientId, secret, undefined, { execute: [client.allowInsecureRequests] });
+      cfg = await client.discovery(new URL(idp.issuer), clientId, secret, undefined, {
+        execute: [client.allowInsecureRequests],
+      });
       return cfg;
     },
     config() {
       if (!cfg) throw new Error('rp not connected');
       return cfg;
     },
-    close: () => new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 
   const cookie = (req: http.IncomingMessage, name: string): string | undefined =>
-    String(req.headers.cookie ?? '').split(/;\s*/).map((c) => c.split('=')).find(([n]) => n === name)?.[1];
+    String(req.headers.cookie ?? '')
+      .split(/;\s*/)
+      .map((c) => c.split('='))
+      .find(([n]) => n === name)?.[1];
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', origin);
@@ -83,12 +97,17 @@ async function startRp(host = '127.0.0.1', extraAuthParams: Record<string, strin
       const sid = cookie(req, 'rp_sid');
       const s = sid ? sessions.get(sid) : undefined;
       if (s) {
-        const html = `<!DOCTYPE html><html><body><h1 id="hello">Hello ${s.claims.name as string}</h1>`
-          + `<pre id="claims">${JSON.stringify(s.claims)}</pre></body></html>`;
+        const html =
+          `<!DOCTYPE html><html><body><h1 id="hello">Hello ${s.claims.name as string}</h1>` +
+          `<pre id="claims">${JSON.stringify(s.claims)}</pre></body></html>`;
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(html);
         return;
       }
-      const t = { verifier: client.randomPKCECodeVerifier(), state: client.randomState(), nonce: client.randomNonce() };
+      const t = {
+        verifier: client.randomPKCECodeVerifier(),
+        state: client.randomState(),
+        nonce: client.randomNonce(),
+      };
       const tx = randomBytes(12).toString('hex');
       pending.set(tx, t);
       const params: Record<string, string> = {
@@ -102,7 +121,12 @@ async function startRp(host = '127.0.0.1', extraAuthParams: Record<string, strin
       };
       for (const [k, v] of url.searchParams) params[k] = v;
       const to = client.buildAuthorizationUrl(rp.config(), params);
-      res.writeHead(302, { location: to.href, 'set-cookie': `rp_tx=${tx}; Path=/; HttpOnly; SameSite=Lax` }).end();
+      res
+        .writeHead(302, {
+          location: to.href,
+          'set-cookie': `rp_tx=${tx}; Path=/; HttpOnly; SameSite=Lax`,
+        })
+        .end();
       return;
     }
     if (url.pathname === '/callback') {
@@ -121,15 +145,26 @@ async function startRp(host = '127.0.0.1', extraAuthParams: Record<string, strin
           idTokenExpected: true,
         });
         const sid = randomBytes(12).toString('hex');
-        const s: RpSession = { claims: tokens.claims()!, idToken: tokens.id_token!, accessToken: tokens.access_token };
+        const s: RpSession = {
+          claims: tokens.claims()!,
+          idToken: tokens.id_token!,
+          accessToken: tokens.access_token,
+        };
         if (tokens.refresh_token) s.refreshToken = tokens.refresh_token;
         sessions.set(sid, s);
-        res.writeHead(303, { location: '/', 'set-cookie': `rp_sid=${sid}; Path=/; HttpOnly; SameSite=Lax` }).end();
+        res
+          .writeHead(303, {
+            location: '/',
+            'set-cookie': `rp_sid=${sid}; Path=/; HttpOnly; SameSite=Lax`,
+          })
+          .end();
       } catch (err) {
         const e = err as { error?: string; error_description?: string; message: string };
         rp.lastError = { error: e.error ?? e.message };
         if (e.error_description) rp.lastError.description = e.error_description;
-        res.writeHead(400, { 'content-type': 'text/html' }).end(`<p id="error">${e.error ?? e.message}</p>`);
+        res
+          .writeHead(400, { 'content-type': 'text/html' })
+          .end(`<p id="error">${e.error ?? e.message}</p>`);
       }
       return;
     }
@@ -143,13 +178,29 @@ async function startRp(host = '127.0.0.1', extraAuthParams: Record<string, strin
   return rp;
 }
 
-async function rpWithIdp(opts: { host?: string; audience?: string; extra?: IdpClient[]; authParams?: Record<string, string> } = {}) {
+async function rpWithIdp(
+  opts: {
+    host?: string;
+    audience?: string;
+    extra?: IdpClient[];
+    authParams?: Record<string, string>;
+  } = {},
+) {
   const rp = await startRp(opts.host, opts.authParams);
-  const idpOpts: Parameters<typeof startIdp>[0] = { clients: [rp.idpClient, ...(opts.extra ?? [])] };
+  const idpOpts: Parameters<typeof startIdp>[0] = {
+    clients: [rp.idpClient, ...(opts.extra ?? [])],
+  };
   if (opts.audience) idpOpts.jwtAccessTokenAudience = opts.audience;
   const idp = await startIdp(idpOpts);
   await rp.connect(idp);
-  return { rp, idp, close: async () => { await rp.close(); await idp.close(); } };
+  return {
+    rp,
+    idp,
+    close: async () => {
+      await rp.close();
+      await idp.close();
+    },
+  };
 }
 
 function onlySession(rp: Rp): RpSession {
@@ -161,7 +212,14 @@ describe('demo IdP with an openid-client relying party', () => {
   let env: Awaited<ReturnType<typeof rpWithIdp>>;
   before(async () => {
     env = await rpWithIdp({
-      extra: [{ client_id: 'svc', client_secret: 'svc-secret', redirect_uris: [], grant_types: ['client_credentials'] }],
+      extra: [
+        {
+          client_id: 'svc',
+          client_secret: 'svc-secret',
+          redirect_uris: [],
+          grant_types: ['client_credentials'],
+        },
+      ],
       audience: 'https://api.example.test',
     });
   });
@@ -181,11 +239,21 @@ describe('demo IdP with an openid-client relying party', () => {
   test('alice logs in and the ID token carries email, name and groups', async () => {
     env.rp.sessions.clear();
     const jar = new CookieJar();
-    const { final, chain } = await loginThroughIdp(`${env.rp.origin}/`, { jar, username: 'alice', password: 'alice' });
+    const { final, chain } = await loginThroughIdp(`${env.rp.origin}/`, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+    });
     assert.equal(final.status, 200, final.body);
     assert.match(final.body, /Hello Alice Example/);
-    assert.ok(chain.some((u) => u.startsWith(`${env.idp.issuer}/interaction/`)), chain.join('\n'));
-    assert.ok(chain.some((u) => u.startsWith(`${env.rp.origin}/callback?code=`)), chain.join('\n'));
+    assert.ok(
+      chain.some((u) => u.startsWith(`${env.idp.issuer}/interaction/`)),
+      chain.join('\n'),
+    );
+    assert.ok(
+      chain.some((u) => u.startsWith(`${env.rp.origin}/callback?code=`)),
+      chain.join('\n'),
+    );
     const s = onlySession(env.rp);
     assert.equal(s.claims.sub, 'alice');
     assert.equal(s.claims.email, 'alice@example.com');
@@ -214,7 +282,10 @@ describe('demo IdP with an openid-client relying party', () => {
     assert.equal(out.final.status, 200);
     assert.equal(out.chain.at(-1), `${env.rp.origin}/bye?state=xyz`);
     // Logging out revokes the session's grants, and with them the refresh token.
-    await assert.rejects(client.refreshTokenGrant(env.rp.config(), s.refreshToken!), (e: { error?: string }) => e.error === 'invalid_grant');
+    await assert.rejects(
+      client.refreshTokenGrant(env.rp.config(), s.refreshToken!),
+      (e: { error?: string }) => e.error === 'invalid_grant',
+    );
 
     // ...after which prompt=none reports login_required to the relying party.
     env.rp.sessions.clear();
@@ -226,7 +297,11 @@ describe('demo IdP with an openid-client relying party', () => {
   test('a wrong password is refused with the form shown again', async () => {
     env.rp.sessions.clear();
     const jar = new CookieJar();
-    const { final, chain } = await loginThroughIdp(`${env.rp.origin}/`, { jar, username: 'alice', password: 'nope' });
+    const { final, chain } = await loginThroughIdp(`${env.rp.origin}/`, {
+      jar,
+      username: 'alice',
+      password: 'nope',
+    });
     assert.equal(final.status, 401);
     assert.match(final.body, /Invalid username or password/);
     assert.match(final.body, /name="password"/);
@@ -241,14 +316,21 @@ describe('demo IdP with an openid-client relying party', () => {
     const cancel = /href="([^"]*\/abort)"/.exec(final.body)?.[1];
     assert.ok(cancel, 'cancel link present');
     const aborted = await followRedirects(new URL(cancel, chain.at(-1)).href, { jar });
-    assert.match(aborted.chain.at(-1)!, new RegExp(`^${env.rp.origin}/callback\\?error=access_denied`));
+    assert.match(
+      aborted.chain.at(-1)!,
+      new RegExp(`^${env.rp.origin}/callback\\?error=access_denied`),
+    );
     assert.equal(aborted.final.status, 400);
     assert.equal(env.rp.lastError?.error, 'access_denied');
   });
 
   test('refresh rotates the token and picks up new groups', async () => {
     env.rp.sessions.clear();
-    await loginThroughIdp(`${env.rp.origin}/`, { jar: new CookieJar(), username: 'alice', password: 'alice' });
+    await loginThroughIdp(`${env.rp.origin}/`, {
+      jar: new CookieJar(),
+      username: 'alice',
+      password: 'alice',
+    });
     const s = onlySession(env.rp);
     env.idp.setGroups('alice', ['eng']);
     try {
@@ -256,23 +338,38 @@ describe('demo IdP with an openid-client relying party', () => {
       assert.deepEqual(t.claims()?.groups, ['eng']);
       assert.ok(t.refresh_token && t.refresh_token !== s.refreshToken, 'rotated');
       // Reusing a rotated refresh token is theft detection territory: refused.
-      await assert.rejects(client.refreshTokenGrant(env.rp.config(), s.refreshToken!), (e: { error?: string }) => e.error === 'invalid_grant');
+      await assert.rejects(
+        client.refreshTokenGrant(env.rp.config(), s.refreshToken!),
+        (e: { error?: string }) => e.error === 'invalid_grant',
+      );
     } finally {
       env.idp.setGroups('alice', ['admins', 'eng']);
     }
   });
 
   test('client_credentials yields a JWT for the audience; opaque tokens are introspectable and revocable', async () => {
-    const svc = await client.discovery(new URL(env.idp.issuer), 'svc', 'svc-secret', undefined, { execute: [client.allowInsecureRequests] });
+    const svc = await client.discovery(new URL(env.idp.issuer), 'svc', 'svc-secret', undefined, {
+      execute: [client.allowInsecureRequests],
+    });
     const t = await client.clientCredentialsGrant(svc);
     const jwks = createRemoteJWKSet(new URL(svc.serverMetadata().jwks_uri!));
-    const { payload } = await jwtVerify(t.access_token, jwks, { issuer: env.idp.issuer, audience: 'https://api.example.test' });
+    const { payload } = await jwtVerify(t.access_token, jwks, {
+      issuer: env.idp.issuer,
+      audience: 'https://api.example.test',
+    });
     assert.equal(payload.client_id, 'svc');
     // oidc-provider refuses to introspect structured tokens; they are verified with the JWKS.
-    await assert.rejects(client.tokenIntrospection(svc, t.access_token), (e: { error?: string }) => e.error === 'unsupported_token_type');
+    await assert.rejects(
+      client.tokenIntrospection(svc, t.access_token),
+      (e: { error?: string }) => e.error === 'unsupported_token_type',
+    );
 
     env.rp.sessions.clear();
-    await loginThroughIdp(`${env.rp.origin}/`, { jar: new CookieJar(), username: 'bob', password: 'bob' });
+    await loginThroughIdp(`${env.rp.origin}/`, {
+      jar: new CookieJar(),
+      username: 'bob',
+      password: 'bob',
+    });
     const s = onlySession(env.rp);
     const before = await client.tokenIntrospection(env.rp.config(), s.accessToken);
     assert.equal(before.active, true);
@@ -284,12 +381,20 @@ describe('demo IdP with an openid-client relying party', () => {
 
   test('an authorization request for the audience gets a JWT access token with identity claims', async () => {
     env.rp.sessions.clear();
-    await loginThroughIdp(`${env.rp.origin}/?resource=${encodeURIComponent('https://api.example.test')}`, {
-      jar: new CookieJar(), username: 'alice', password: 'alice',
-    });
+    await loginThroughIdp(
+      `${env.rp.origin}/?resource=${encodeURIComponent('https://api.example.test')}`,
+      {
+        jar: new CookieJar(),
+        username: 'alice',
+        password: 'alice',
+      },
+    );
     const s = onlySession(env.rp);
     const jwks = createRemoteJWKSet(new URL(env.rp.config().serverMetadata().jwks_uri!));
-    const { payload } = await jwtVerify(s.accessToken, jwks, { issuer: env.idp.issuer, audience: 'https://api.example.test' });
+    const { payload } = await jwtVerify(s.accessToken, jwks, {
+      issuer: env.idp.issuer,
+      audience: 'https://api.example.test',
+    });
     assert.equal(payload.sub, 'alice');
     assert.deepEqual(payload.groups, ['admins', 'eng']);
     assert.equal(payload.email, 'alice@example.com');
@@ -299,11 +404,22 @@ describe('demo IdP with an openid-client relying party', () => {
 test('disableUser makes refresh fail with invalid_grant and blocks login', async () => {
   const env = await rpWithIdp();
   try {
-    await loginThroughIdp(`${env.rp.origin}/`, { jar: new CookieJar(), username: 'alice', password: 'alice' });
+    await loginThroughIdp(`${env.rp.origin}/`, {
+      jar: new CookieJar(),
+      username: 'alice',
+      password: 'alice',
+    });
     const s = onlySession(env.rp);
     env.idp.disableUser('alice');
-    await assert.rejects(client.refreshTokenGrant(env.rp.config(), s.refreshToken!), (e: { error?: string }) => e.error === 'invalid_grant');
-    const { final } = await loginThroughIdp(`${env.rp.origin}/`, { jar: new CookieJar(), username: 'alice', password: 'alice' });
+    await assert.rejects(
+      client.refreshTokenGrant(env.rp.config(), s.refreshToken!),
+      (e: { error?: string }) => e.error === 'invalid_grant',
+    );
+    const { final } = await loginThroughIdp(`${env.rp.origin}/`, {
+      jar: new CookieJar(),
+      username: 'alice',
+      password: 'alice',
+    });
     assert.equal(final.status, 401);
     assert.match(final.body, /disabled/);
   } finally {
@@ -314,10 +430,17 @@ test('disableUser makes refresh fail with invalid_grant and blocks login', async
 test('removeClient makes the token endpoint answer invalid_client', async () => {
   const env = await rpWithIdp();
   try {
-    await loginThroughIdp(`${env.rp.origin}/`, { jar: new CookieJar(), username: 'bob', password: 'bob' });
+    await loginThroughIdp(`${env.rp.origin}/`, {
+      jar: new CookieJar(),
+      username: 'bob',
+      password: 'bob',
+    });
     const s = onlySession(env.rp);
     env.idp.removeClient(env.rp.clientId);
-    await assert.rejects(client.refreshTokenGrant(env.rp.config(), s.refreshToken!), (e: { error?: string }) => e.error === 'invalid_client');
+    await assert.rejects(
+      client.refreshTokenGrant(env.rp.config(), s.refreshToken!),
+      (e: { error?: string }) => e.error === 'invalid_client',
+    );
   } finally {
     await env.close();
   }
@@ -339,7 +462,10 @@ describe('CookieJar', () => {
     assert.equal(jar.get('sec'), undefined, 'Secure refused over http');
     assert.equal(jar.get('other'), undefined, 'foreign domain refused');
     assert.equal(jar.get('gone'), undefined);
-    assert.equal(jar.header(new URL('http://app.example.test/a/b/c')), 'deep=3; host=1; ss=7; dom=2');
+    assert.equal(
+      jar.header(new URL('http://app.example.test/a/b/c')),
+      'deep=3; host=1; ss=7; dom=2',
+    );
     assert.equal(jar.header(new URL('http://sub.example.test/')), 'dom=2');
     assert.equal(jar.header(new URL('http://app.example.test/ab')), 'dom=2');
     const ss = jar.all().find((c) => c.name === 'ss')!;
@@ -349,7 +475,10 @@ describe('CookieJar', () => {
     jar.setFrom(app, ['dom=; Domain=example.test; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT']);
     assert.equal(jar.get('dom'), undefined);
     const tls = new URL('https://app.example.test/');
-    jar.setFrom(tls, ['__Host-s=9; Secure; Path=/', '__Host-bad=1; Secure; Path=/; Domain=example.test']);
+    jar.setFrom(tls, [
+      '__Host-s=9; Secure; Path=/',
+      '__Host-bad=1; Secure; Path=/; Domain=example.test',
+    ]);
     assert.equal(jar.get('__Host-s'), '9');
     assert.equal(jar.get('__Host-bad'), undefined);
     assert.equal(jar.header(new URL('http://app.example.test/a/x')), 'host=1; ss=7');
@@ -386,7 +515,11 @@ describe('whoami upstream', () => {
 
   test('echoes method, raw URL and headers as JSON or HTML', async () => {
     const r = await request(`${w.url}/anything/x?y=%2F`, {
-      headers: { accept: 'application/json', 'X-Forwarded-User': 'alice', 'x-forwarded-groups': 'admins,eng' },
+      headers: {
+        accept: 'application/json',
+        'X-Forwarded-User': 'alice',
+        'x-forwarded-groups': 'admins,eng',
+      },
     });
     const j = r.json();
     assert.equal(j.method, 'GET');
@@ -394,15 +527,24 @@ describe('whoami upstream', () => {
     assert.equal(j.httpVersion, '1.1');
     assert.equal(j.name, 'upstream-a');
     assert.equal(j.headers['x-forwarded-user'], 'alice');
-    assert.ok((j.rawHeaders as Array<[string, string]>).some(([k, v]) => k === 'X-Forwarded-User' && v === 'alice'));
+    assert.ok(
+      (j.rawHeaders as Array<[string, string]>).some(
+        ([k, v]) => k === 'X-Forwarded-User' && v === 'alice',
+      ),
+    );
     assert.equal(r.headers['x-whoami-name'], 'upstream-a');
 
     const q = await request(`${w.url}/anything?format=json`);
     assert.equal(q.json().url, '/anything?format=json');
 
-    const h = await request(`${w.url}/anything`, { headers: { accept: 'text/html', 'x-forwarded-email': 'a@example.com' } });
+    const h = await request(`${w.url}/anything`, {
+      headers: { accept: 'text/html', 'x-forwarded-email': 'a@example.com' },
+    });
     assert.match(String(h.headers['content-type']), /text\/html/);
-    assert.match(h.body, /<tr class="identity"><th>x-forwarded-email<\/th><td>a@example.com<\/td><\/tr>/);
+    assert.match(
+      h.body,
+      /<tr class="identity"><th>x-forwarded-email<\/th><td>a@example.com<\/td><\/tr>/,
+    );
   });
 
   test('streams a 50 MB upload and reports its sha256', async () => {
@@ -422,12 +564,16 @@ describe('whoami upstream', () => {
       },
     });
     const result = await new Promise<{ bytes: number; sha256: string }>((resolve, reject) => {
-      const req = http.request(`${w.url}/upload`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve(JSON.parse(text)));
-      });
+      const req = http.request(
+        `${w.url}/upload`,
+        { method: 'POST', headers: { 'content-type': 'application/octet-stream' } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve(JSON.parse(text)));
+        },
+      );
       req.on('error', reject);
       body.pipe(req);
     });
@@ -456,8 +602,8 @@ describe('whoami upstream', () => {
     const socket = net.connect(w.port, '127.0.0.1');
     const key = randomBytes(16).toString('base64');
     socket.write(
-      `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${w.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
-      + `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-User: alice\r\n\r\n`,
+      `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${w.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-User: alice\r\n\r\n`,
     );
     const parser = new WsParser();
     const frames: WsFrame[] = [];
@@ -484,7 +630,9 @@ describe('whoami upstream', () => {
     socket.write(wsFrame(0x1, Buffer.from('hello, upstream'), true));
     const echo = await nextFrame();
     assert.match(headers, /^HTTP\/1\.1 101/);
-    const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    const accept = createHash('sha1')
+      .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest('base64');
     assert.ok(headers.includes(`Sec-WebSocket-Accept: ${accept}`));
     assert.equal(echo.opcode, 0x1);
     assert.equal(echo.payload.toString(), 'hello, upstream');
@@ -499,7 +647,10 @@ describe('whoami upstream', () => {
     assert.equal(pong.payload.toString(), 'p');
 
     socket.write(wsFrame(0x1, Buffer.from('__whoami__'), true));
-    assert.equal(JSON.parse((await nextFrame()).payload.toString()).headers['x-forwarded-user'], 'alice');
+    assert.equal(
+      JSON.parse((await nextFrame()).payload.toString()).headers['x-forwarded-user'],
+      'alice',
+    );
 
     const code = Buffer.alloc(2);
     code.writeUInt16BE(1000);

@@ -29,7 +29,11 @@ import { freePort } from './helpers/ports.js';
 import { recipe, sub } from './helpers/recipes.js';
 
 /** An application that routes on the raw request-target and reports who it thinks is asking. */
-async function startRecorder(): Promise<{ port: number; seen: Array<{ url: string; host: string; user: string }>; close(): Promise<void> }> {
+async function startRecorder(): Promise<{
+  port: number;
+  seen: Array<{ url: string; host: string; user: string }>;
+  close(): Promise<void>;
+}> {
   const seen: Array<{ url: string; host: string; user: string }> = [];
   const server = http.createServer((req, res) => {
     const user = String(req.headers['x-forwarded-user'] ?? '');
@@ -42,7 +46,11 @@ async function startRecorder(): Promise<{ port: number; seen: Array<{ url: strin
   return {
     port: (server.address() as AddressInfo).port,
     seen,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -73,7 +81,15 @@ for (const kind of ['nginx', 'caddy'] as const) {
       pcPort = await freePort();
       app = `http://app.corp.test:${port}`;
       const secret = randomBytes(24).toString('base64url');
-      idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: secret, redirect_uris: [`${app}/.portcullis/callback`] }] });
+      idp = await startIdp({
+        clients: [
+          {
+            client_id: 'portcullis',
+            client_secret: secret,
+            redirect_uris: [`${app}/.portcullis/callback`],
+          },
+        ],
+      });
       upstream = await startRecorder();
       // The review's setup: an admins-only app, a public status page and a wiki for anyone
       // signed in, all in one Portcullis; nginx or Caddy fronts only the app.
@@ -96,30 +112,46 @@ routes:
   - from: http://wiki.corp.test:${port}
     allow_any_authenticated_user: true
 `;
-      const sink = new Writable({ write(c: Buffer, _e, cb) { logs.push(c.toString()); cb(); } });
-      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('info', sink) });
+      const sink = new Writable({
+        write(c: Buffer, _e, cb) {
+          logs.push(c.toString());
+          cb();
+        },
+      });
+      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
+        logger: createLogger('info', sink),
+      });
       await portcullis.idp.start();
-      proxy = kind === 'nginx'
-        ? await startNginx(sub(recipe('nginx.md', 'nginx'), [
-          ['listen 80 default_server;', `listen 127.0.0.1:${port} default_server;`],
-          ['listen 80;', `listen 127.0.0.1:${port};`],
-          ['server_name app.example.com;', 'server_name app.corp.test;'],
-          ['?host=app.example.com', '?host=app.corp.test'],
-          ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
-          ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
-        ]))
-        : await startCaddy(sub(recipe('caddy.md', 'caddy'), [
-          ['app.example.com {', `http://app.corp.test:${port} {`],
-          ['?host=app.example.com', '?host=app.corp.test'],
-          ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
-          ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
-        ]));
+      proxy =
+        kind === 'nginx'
+          ? await startNginx(
+              sub(recipe('nginx.md', 'nginx'), [
+                ['listen 80 default_server;', `listen 127.0.0.1:${port} default_server;`],
+                ['listen 80;', `listen 127.0.0.1:${port};`],
+                ['server_name app.example.com;', 'server_name app.corp.test;'],
+                ['?host=app.example.com', '?host=app.corp.test'],
+                ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
+                ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
+              ]),
+            )
+          : await startCaddy(
+              sub(recipe('caddy.md', 'caddy'), [
+                ['app.example.com {', `http://app.corp.test:${port} {`],
+                ['?host=app.example.com', '?host=app.corp.test'],
+                ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
+                ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
+              ]),
+            );
       // Sessions are not bound to a host: bob's cookie from the app is the cookie he would get
       // by signing in to the wiki, which he may.
       const login = async (user: string) => {
         const jar = new CookieJar();
         const r = await loginThroughIdp(`${app}/home`, { jar, username: user, password: user });
-        assert.equal(r.final.status, 200, `${user} signs in through ${kind}: ${r.chain.join('\n')}`);
+        assert.equal(
+          r.final.status,
+          200,
+          `${user} signs in through ${kind}: ${r.chain.join('\n')}`,
+        );
         return jar.header(new URL(app))!;
       };
       bobCookie = await login('bob');
@@ -130,17 +162,27 @@ routes:
       await Promise.allSettled([portcullis?.close(), upstream?.close(), idp?.close()]);
     });
 
-    const diag = () => `${'errorLog' in proxy ? proxy.errorLog() : proxy.log()}\n${logs.join('').slice(-3000)}`;
+    const diag = () =>
+      `${'errorLog' in proxy ? proxy.errorLog() : proxy.log()}\n${logs.join('').slice(-3000)}`;
     const get = (path: string, headers: Record<string, string>) =>
-      statusOf(request(`${app}${path}`, { rawPath: path, headers: { accept: 'application/json', ...headers } }));
+      statusOf(
+        request(`${app}${path}`, {
+          rawPath: path,
+          headers: { accept: 'application/json', ...headers },
+        }),
+      );
 
-    test('the client\'s Host header cannot choose another route\'s policy for this upstream', async () => {
+    test("the client's Host header cannot choose another route's policy for this upstream", async () => {
       upstream.seen.length = 0;
       assert.equal(await get('/admin/users', {}), 401, 'the app itself still asks for a session');
       // Before the fix: 200 from the admins-only app, judged as the public status page.
       // (Caddy answers a host no site names with its own empty 200; what matters is that the
       // upstream never sees the request.)
-      for (const host of [`status.corp.test:${port}`, 'status.corp.test', `STATUS.corp.test.:${port}`]) {
+      for (const host of [
+        `status.corp.test:${port}`,
+        'status.corp.test',
+        `STATUS.corp.test.:${port}`,
+      ]) {
         await get('/admin/users', { host });
         assert.deepEqual(upstream.seen, [], `anonymous with Host: ${host}\n${diag()}`);
       }
@@ -150,19 +192,33 @@ routes:
       // The host the location protects still works for who may use it.
       assert.equal(await get('/admin/users', { cookie: aliceCookie }), 200);
       assert.equal(await get('/home', { cookie: bobCookie }), 200);
-      assert.deepEqual((upstream.seen as Array<{ user: string }>).map((s) => s.user), ['alice', 'bob']);
+      assert.deepEqual(
+        (upstream.seen as Array<{ user: string }>).map((s) => s.user),
+        ['alice', 'bob'],
+      );
     });
 
     test('a path is judged as the proxy forwards it: dot segments and // are refused, not normalized away', async () => {
       upstream.seen.length = 0;
       assert.equal(await get('/admin/panel', { cookie: bobCookie }), 403, 'bob is not an admin');
       // Before the fix each was judged as /x (any signed-in user) and reached the admin area.
-      const sneaky = ['/admin/../x', '/admin/%2e%2e/x', '/admin/%2E%2E/x', '/admin/./../x', '/admin/.%2e/x', '/admin//../x'];
+      const sneaky = [
+        '/admin/../x',
+        '/admin/%2e%2e/x',
+        '/admin/%2E%2E/x',
+        '/admin/./../x',
+        '/admin/.%2e/x',
+        '/admin//../x',
+      ];
       for (const path of sneaky) {
         const status = await get(path, { cookie: bobCookie });
         assert.notEqual(status, 200, `bob ${path}\n${diag()}`);
       }
-      assert.deepEqual(upstream.seen, [], `no such path reached the upstream: ${JSON.stringify(upstream.seen)}`);
+      assert.deepEqual(
+        upstream.seen,
+        [],
+        `no such path reached the upstream: ${JSON.stringify(upstream.seen)}`,
+      );
       // Ordinary paths are untouched, including dots that are not segments of their own.
       for (const path of ['/x', '/docs/v1.2/', '/.well-known/thing', '/a..b/c']) {
         assert.equal(await get(path, { cookie: bobCookie }), 200, `bob ${path}\n${diag()}`);
@@ -171,29 +227,45 @@ routes:
     });
 
     if (kind === 'nginx') {
-      test('the auth URL\'s ?host= binding refuses another host even where nginx lets it through', async () => {
+      test("the auth URL's ?host= binding refuses another host even where nginx lets it through", async () => {
         // A user who drops the default_server block, or adds this server to a port that has
         // another default: the binding alone must hold.
         const recipeText = recipe('nginx.md', 'nginx');
-        const withoutDefault = recipeText.replace(/server \{\n {4}listen 80 default_server;[\s\S]*?\n\}\n/, '');
-        assert.notEqual(withoutDefault, recipeText, 'the recipe has a default_server block to remove');
+        const withoutDefault = recipeText.replace(
+          /server \{\n {4}listen 80 default_server;[\s\S]*?\n\}\n/,
+          '',
+        );
+        assert.notEqual(
+          withoutDefault,
+          recipeText,
+          'the recipe has a default_server block to remove',
+        );
         const port2 = await freePort();
-        const nginx2 = await startNginx(sub(withoutDefault, [
-          ['listen 80;', `listen 127.0.0.1:${port2};`],
-          ['server_name app.example.com;', 'server_name app.corp.test;'],
-          ['?host=app.example.com', `?host=app.corp.test:${port}`],
-          ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
-          ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
-        ]));
+        const nginx2 = await startNginx(
+          sub(withoutDefault, [
+            ['listen 80;', `listen 127.0.0.1:${port2};`],
+            ['server_name app.example.com;', 'server_name app.corp.test;'],
+            ['?host=app.example.com', `?host=app.corp.test:${port}`],
+            ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
+            ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
+          ]),
+        );
         try {
           upstream.seen.length = 0;
-          const at = (host: string, cookie?: string) => statusOf(request(`http://127.0.0.1:${port2}/admin/users`, {
-            headers: { host, accept: 'application/json', ...(cookie ? { cookie } : {}) },
-          }));
+          const at = (host: string, cookie?: string) =>
+            statusOf(
+              request(`http://127.0.0.1:${port2}/admin/users`, {
+                headers: { host, accept: 'application/json', ...(cookie ? { cookie } : {}) },
+              }),
+            );
           assert.equal(await at(`status.corp.test:${port}`), 403, diag());
           assert.equal(await at(`wiki.corp.test:${port}`, bobCookie), 403, diag());
           assert.deepEqual(upstream.seen, []);
-          assert.match(logs.join(''), /"event":"forward_auth_wrong_host"/, 'the operator can see why');
+          assert.match(
+            logs.join(''),
+            /"event":"forward_auth_wrong_host"/,
+            'the operator can see why',
+          );
           // The bound host (the route's own port in Host, as a browser sends it) passes.
           assert.equal(await at(`app.corp.test:${port}`, aliceCookie), 200, diag());
         } finally {

@@ -15,7 +15,10 @@ import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
 import { recipe, sub } from './helpers/recipes.js';
 
-interface Seen { rawHeaders: Array<[string, string]>; url: string }
+interface Seen {
+  rawHeaders: Array<[string, string]>;
+  url: string;
+}
 const headersOf = (s: Seen) => s.rawHeaders.map(([k, v]) => [k.toLowerCase(), v] as const);
 
 const SPOOF = {
@@ -44,7 +47,16 @@ describe('real HAProxy in front of the upstream, asking /.portcullis/auth/nginx 
     const pcPort = await freePort();
     app = `http://app.corp.test:${port}`;
     const secret = randomBytes(24).toString('base64url');
-    idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: secret, redirect_uris: [`${app}/.portcullis/callback`], post_logout_redirect_uris: [`${app}/.portcullis/signed_out`] }] });
+    idp = await startIdp({
+      clients: [
+        {
+          client_id: 'portcullis',
+          client_secret: secret,
+          redirect_uris: [`${app}/.portcullis/callback`],
+          post_logout_redirect_uris: [`${app}/.portcullis/signed_out`],
+        },
+      ],
+    });
     upstream = await startWhoami({ name: 'upstream' });
     const yaml = `address: 127.0.0.1:${pcPort}
 insecure_server: true
@@ -64,8 +76,15 @@ routes:
   - from: ${app}
     allow_any_authenticated_user: true
 `;
-    const sink = new Writable({ write(c: Buffer, _e, cb) { logs.push(c.toString()); cb(); } });
-    portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('info', sink) });
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        logs.push(c.toString());
+        cb();
+      },
+    });
+    portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
+      logger: createLogger('info', sink),
+    });
     await portcullis.idp.start();
     const cfg = sub(recipe('haproxy.md', 'haproxy'), [
       ['bind :80', `bind 127.0.0.1:${port}`],
@@ -90,13 +109,27 @@ routes:
   test('alice signs in through HAProxy, lands on the URL she asked for, with her identity and none of the spoofed headers', async () => {
     const jar = new CookieJar();
     const wanted = `${app}/deep/page?x=1&y=%20two&z=a%26b`;
-    const { final, chain } = await loginThroughIdp(wanted, { jar, username: 'alice', password: 'alice', headers: SPOOF });
+    const { final, chain } = await loginThroughIdp(wanted, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+      headers: SPOOF,
+    });
     assert.equal(final.status, 200, `${final.body.slice(0, 300)}\n${chain.join('\n')}\n${diag()}`);
     assert.equal(chain.at(-1), wanted);
-    assert.ok(chain.some((u) => u.startsWith(`${app}/.portcullis/sign_in?return=`)), 'HAProxy sent the browser to the sign-in page on the app host');
-    assert.ok(chain.some((u) => u.startsWith(`${app}/.portcullis/callback?`)), 'the callback on the app host reached Portcullis');
+    assert.ok(
+      chain.some((u) => u.startsWith(`${app}/.portcullis/sign_in?return=`)),
+      'HAProxy sent the browser to the sign-in page on the app host',
+    );
+    assert.ok(
+      chain.some((u) => u.startsWith(`${app}/.portcullis/callback?`)),
+      'the callback on the app host reached Portcullis',
+    );
 
-    const r = await request(`${app}/deep/page?format=json`, { jar, headers: { ...BROWSER_HEADERS, ...SPOOF } });
+    const r = await request(`${app}/deep/page?format=json`, {
+      jar,
+      headers: { ...BROWSER_HEADERS, ...SPOOF },
+    });
     assert.equal(r.status, 200, diag());
     const h = headersOf(r.json<Seen>());
     const get = (n: string) => h.filter(([k]) => k === n).map(([, v]) => v);
@@ -104,8 +137,14 @@ routes:
     assert.deepEqual(get('x-forwarded-user'), ['alice']);
     assert.deepEqual(get('x-forwarded-groups'), ['admins,eng']);
     assert.deepEqual(get('x-forwarded-preferred-username'), ['alice']);
-    assert.ok(!h.some(([k]) => k.includes('_')), `no underscore spelling reaches the upstream: ${JSON.stringify(h)}`);
-    assert.ok(!h.some(([k]) => k.includes('.')), `no dotted spelling reaches the upstream: ${JSON.stringify(h)}`);
+    assert.ok(
+      !h.some(([k]) => k.includes('_')),
+      `no underscore spelling reaches the upstream: ${JSON.stringify(h)}`,
+    );
+    assert.ok(
+      !h.some(([k]) => k.includes('.')),
+      `no dotted spelling reaches the upstream: ${JSON.stringify(h)}`,
+    );
   });
 
   test('a public path needs no session and carries no identity, even a spoofed one', async () => {
@@ -113,12 +152,19 @@ routes:
     assert.equal(r.status, 200, diag());
     const h = headersOf(r.json<Seen>());
     const ids = h.filter(([k]) => /^x[-_.]forwarded[-_.](user|email|groups)/.test(k));
-    assert.ok(ids.every(([, v]) => v === ''), `no identity on a public path, got ${JSON.stringify(ids)}`);
+    assert.ok(
+      ids.every(([, v]) => v === ''),
+      `no identity on a public path, got ${JSON.stringify(ids)}`,
+    );
   });
 
   test('bob is denied on the admins-only path and allowed elsewhere', async () => {
     const bob = new CookieJar();
-    const denied = await loginThroughIdp(`${app}/admin/panel`, { jar: bob, username: 'bob', password: 'bob' });
+    const denied = await loginThroughIdp(`${app}/admin/panel`, {
+      jar: bob,
+      username: 'bob',
+      password: 'bob',
+    });
     assert.equal(denied.final.status, 403, diag());
     assert.equal(denied.chain.at(-1), `${app}/admin/panel`);
     const elsewhere = await request(`${app}/home`, { jar: bob, headers: BROWSER_HEADERS });
@@ -128,7 +174,10 @@ routes:
   test('without a session a browser is redirected to sign in and an API client gets 401; the upstream sees neither', async () => {
     const b = await request(`${app}/some/where?q=1`, { headers: BROWSER_HEADERS });
     assert.equal(b.status, 302, diag());
-    assert.match(b.location ?? '', new RegExp(`^${app.replace(/\./g, '\\.')}/\\.portcullis/sign_in\\?return=`));
+    assert.match(
+      b.location ?? '',
+      new RegExp(`^${app.replace(/\./g, '\\.')}/\\.portcullis/sign_in\\?return=`),
+    );
     const api = await request(`${app}/api/things`, { headers: { accept: 'application/json' } });
     assert.equal(api.status, 401);
     assert.doesNotMatch(api.body, /whoami|rawHeaders/);
@@ -139,7 +188,9 @@ routes:
       const r = await request(`${app}/public/x`, { headers: { host } });
       assert.equal(r.status, 404, `Host ${host}: ${r.status}\n${diag()}`);
     }
-    const direct = await request(`${app}/.portcullis/auth/nginx`, { headers: { 'X-Original-URL': `${app}/public/x` } });
+    const direct = await request(`${app}/.portcullis/auth/nginx`, {
+      headers: { 'X-Original-URL': `${app}/public/x` },
+    });
     assert.equal(direct.status, 403);
   });
 

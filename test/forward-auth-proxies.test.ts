@@ -18,7 +18,10 @@ import { startNginx, type StartedNginx } from './helpers/nginx.js';
 import { freePort } from './helpers/ports.js';
 import { recipe, sub } from './helpers/recipes.js';
 
-interface Seen { rawHeaders: Array<[string, string]>; url: string }
+interface Seen {
+  rawHeaders: Array<[string, string]>;
+  url: string;
+}
 const headersOf = (s: Seen) => s.rawHeaders.map(([k, v]) => [k.toLowerCase(), v] as const);
 
 const SPOOF = {
@@ -52,7 +55,16 @@ for (const kind of ['nginx', 'caddy'] as const) {
       const pcPort = await freePort();
       app = `http://app.corp.test:${port}`;
       const secret = randomBytes(24).toString('base64url');
-      idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: secret, redirect_uris: [`${app}/.portcullis/callback`], post_logout_redirect_uris: [`${app}/.portcullis/signed_out`] }] });
+      idp = await startIdp({
+        clients: [
+          {
+            client_id: 'portcullis',
+            client_secret: secret,
+            redirect_uris: [`${app}/.portcullis/callback`],
+            post_logout_redirect_uris: [`${app}/.portcullis/signed_out`],
+          },
+        ],
+      });
       upstream = await startWhoami({ name: 'upstream' });
       const yaml = `address: 127.0.0.1:${pcPort}
 insecure_server: true
@@ -73,25 +85,36 @@ routes:
     allow_any_authenticated_user: true
 `;
       const { Writable } = await import('node:stream');
-      const sink = new Writable({ write(c: Buffer, _e, cb) { logs.push(c.toString()); cb(); } });
-      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('info', sink) });
+      const sink = new Writable({
+        write(c: Buffer, _e, cb) {
+          logs.push(c.toString());
+          cb();
+        },
+      });
+      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
+        logger: createLogger('info', sink),
+      });
       await portcullis.idp.start();
       if (kind === 'nginx') {
-        nginx = await startNginx(sub(recipe('nginx.md', 'nginx'), [
-          ['listen 80 default_server;', `listen 127.0.0.1:${port} default_server;`],
-          ['listen 80;', `listen 127.0.0.1:${port};`],
-          ['server_name app.example.com;', 'server_name app.corp.test;'],
-          ['?host=app.example.com', '?host=app.corp.test'],
-          ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
-          ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
-        ]));
+        nginx = await startNginx(
+          sub(recipe('nginx.md', 'nginx'), [
+            ['listen 80 default_server;', `listen 127.0.0.1:${port} default_server;`],
+            ['listen 80;', `listen 127.0.0.1:${port};`],
+            ['server_name app.example.com;', 'server_name app.corp.test;'],
+            ['?host=app.example.com', '?host=app.corp.test'],
+            ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
+            ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
+          ]),
+        );
       } else {
-        caddy = await startCaddy(sub(recipe('caddy.md', 'caddy'), [
-          ['app.example.com {', `http://app.corp.test:${port} {`],
-          ['?host=app.example.com', '?host=app.corp.test'],
-          ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
-          ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
-        ]));
+        caddy = await startCaddy(
+          sub(recipe('caddy.md', 'caddy'), [
+            ['app.example.com {', `http://app.corp.test:${port} {`],
+            ['?host=app.example.com', '?host=app.corp.test'],
+            ['127.0.0.1:4180', `127.0.0.1:${pcPort}`],
+            ['127.0.0.1:8080', `127.0.0.1:${upstream.port}`],
+          ]),
+        );
       }
     });
     after(async () => {
@@ -106,13 +129,31 @@ routes:
     test('alice logs in through the proxy, lands on the URL she asked for (query intact) with identity headers and none of the spoofed ones', async () => {
       const jar = new CookieJar();
       const wanted = `${app}/deep/page?x=1&y=%20two&z=a%26b`;
-      const { final, chain } = await loginThroughIdp(wanted, { jar, username: 'alice', password: 'alice', headers: SPOOF });
-      assert.equal(final.status, 200, `${final.body.slice(0, 300)}\n${chain.join('\n')}\n${diag()}`);
+      const { final, chain } = await loginThroughIdp(wanted, {
+        jar,
+        username: 'alice',
+        password: 'alice',
+        headers: SPOOF,
+      });
+      assert.equal(
+        final.status,
+        200,
+        `${final.body.slice(0, 300)}\n${chain.join('\n')}\n${diag()}`,
+      );
       assert.equal(chain.at(-1), wanted);
-      assert.ok(chain.some((u) => u.startsWith(`${app}/.portcullis/sign_in?return=`)), 'the proxy sent the browser to the sign-in page on the app host');
-      assert.ok(chain.some((u) => u.startsWith(`${app}/.portcullis/callback?`)), 'the IdP returned to the app host, which the proxy routes to Portcullis');
+      assert.ok(
+        chain.some((u) => u.startsWith(`${app}/.portcullis/sign_in?return=`)),
+        'the proxy sent the browser to the sign-in page on the app host',
+      );
+      assert.ok(
+        chain.some((u) => u.startsWith(`${app}/.portcullis/callback?`)),
+        'the IdP returned to the app host, which the proxy routes to Portcullis',
+      );
 
-      const r = await request(`${app}/deep/page?format=json`, { jar, headers: { ...BROWSER_HEADERS, ...SPOOF } });
+      const r = await request(`${app}/deep/page?format=json`, {
+        jar,
+        headers: { ...BROWSER_HEADERS, ...SPOOF },
+      });
       assert.equal(r.status, 200);
       const seen = r.json<Seen>();
       const h = headersOf(seen);
@@ -121,8 +162,14 @@ routes:
       assert.deepEqual(get('x-forwarded-user'), ['alice']);
       assert.deepEqual(get('x-forwarded-groups'), ['admins,eng']);
       assert.deepEqual(get('x-forwarded-preferred-username'), ['alice']);
-      assert.ok(!h.some(([k]) => k.includes('_')), `no underscore spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`);
-      assert.ok(!h.some(([k]) => k.includes('.')), `no dotted spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`);
+      assert.ok(
+        !h.some(([k]) => k.includes('_')),
+        `no underscore spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`,
+      );
+      assert.ok(
+        !h.some(([k]) => k.includes('.')),
+        `no dotted spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`,
+      );
       assert.ok(!h.some(([, v]) => /\{http\./.test(v)), 'no unreplaced Caddy placeholder');
     });
 
@@ -130,46 +177,83 @@ routes:
       const r = await request(`${app}/public/health?format=json`, { headers: SPOOF });
       assert.equal(r.status, 200, diag());
       const h = headersOf(r.json<Seen>());
-      const forwarded = h.filter(([k]) => k === 'x-forwarded-email' || k === 'x-forwarded-user' || k === 'x-forwarded-groups');
-      assert.ok(forwarded.every(([, v]) => v === ''), `no identity on a public path, got ${JSON.stringify(forwarded)}`);
-      assert.ok(!h.some(([k]) => k.includes('.')), `no dotted spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`);
+      const forwarded = h.filter(
+        ([k]) =>
+          k === 'x-forwarded-email' || k === 'x-forwarded-user' || k === 'x-forwarded-groups',
+      );
+      assert.ok(
+        forwarded.every(([, v]) => v === ''),
+        `no identity on a public path, got ${JSON.stringify(forwarded)}`,
+      );
+      assert.ok(
+        !h.some(([k]) => k.includes('.')),
+        `no dotted spelling reaches the upstream: ${h.map(([k]) => k).join(', ')}`,
+      );
     });
 
     test('bob is denied on the admins-only path and allowed elsewhere; alice gets in', async () => {
       const bob = new CookieJar();
-      const denied = await loginThroughIdp(`${app}/admin/panel`, { jar: bob, username: 'bob', password: 'bob' });
+      const denied = await loginThroughIdp(`${app}/admin/panel`, {
+        jar: bob,
+        username: 'bob',
+        password: 'bob',
+      });
       assert.equal(denied.final.status, 403, diag());
       assert.equal(denied.chain.at(-1), `${app}/admin/panel`);
-      if (kind === 'caddy') assert.match(denied.final.body, /admins/, 'Caddy passes the 403 page naming the missing group');
+      if (kind === 'caddy')
+        assert.match(
+          denied.final.body,
+          /admins/,
+          'Caddy passes the 403 page naming the missing group',
+        );
       const elsewhere = await request(`${app}/home`, { jar: bob, headers: BROWSER_HEADERS });
       assert.equal(elsewhere.status, 200);
       const alice = new CookieJar();
-      const ok = await loginThroughIdp(`${app}/admin/panel`, { jar: alice, username: 'alice', password: 'alice' });
+      const ok = await loginThroughIdp(`${app}/admin/panel`, {
+        jar: alice,
+        username: 'alice',
+        password: 'alice',
+      });
       assert.equal(ok.final.status, 200);
     });
 
     test('without a session a browser is sent to the sign-in page and an API client gets 401, never a 500', async () => {
       const b = await request(`${app}/some/where?q=1`, { headers: BROWSER_HEADERS });
       assert.equal(b.status, 302, diag());
-      assert.match(b.location ?? '', new RegExp(`^${app.replace(/\./g, '\\.')}/\\.portcullis/sign_in\\?return=`));
+      assert.match(
+        b.location ?? '',
+        new RegExp(`^${app.replace(/\./g, '\\.')}/\\.portcullis/sign_in\\?return=`),
+      );
       const api = await request(`${app}/api/things`, { headers: { accept: 'application/json' } });
       assert.equal(api.status, 401);
-      const bearer = await request(`${app}/api/things`, { headers: { accept: 'text/html', authorization: 'Bearer nonsense' } });
+      const bearer = await request(`${app}/api/things`, {
+        headers: { accept: 'text/html', authorization: 'Bearer nonsense' },
+      });
       assert.equal(bearer.status, 401);
     });
 
     test('a forged X-Original-URL / X-Forwarded-* from the client does not change the decision', async () => {
       for (const h of [
-        { 'X-Original-URL': `${app}/public/x`, 'X-Forwarded-Uri': '/public/x', 'X-Forwarded-Host': 'app.corp.test', 'X-Forwarded-Method': 'GET' },
+        {
+          'X-Original-URL': `${app}/public/x`,
+          'X-Forwarded-Uri': '/public/x',
+          'X-Forwarded-Host': 'app.corp.test',
+          'X-Forwarded-Method': 'GET',
+        },
         { 'X-Original-URL': 'http://other.corp.test/public/x' },
       ] as Array<Record<string, string>>) {
         const r = await request(`${app}/secret`, { headers: { accept: 'application/json', ...h } });
         // 401 (the decision for /secret without a session) or 403 (Portcullis noticed the forged
         // header disagreeing with the one the proxy set): never the public path's 200.
-        assert.ok(r.status === 401 || r.status === 403, `${r.status} for ${JSON.stringify(h)}\n${diag()}`);
+        assert.ok(
+          r.status === 401 || r.status === 403,
+          `${r.status} for ${JSON.stringify(h)}\n${diag()}`,
+        );
       }
       // The endpoint itself is not for clients.
-      const direct = await request(`${app}/.portcullis/auth/${kind}`, { headers: { 'X-Original-URL': `${app}/public/x`, 'X-Forwarded-Uri': '/public/x' } });
+      const direct = await request(`${app}/.portcullis/auth/${kind}`, {
+        headers: { 'X-Original-URL': `${app}/public/x`, 'X-Forwarded-Uri': '/public/x' },
+      });
       assert.equal(direct.status, 403);
     });
 

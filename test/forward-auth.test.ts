@@ -50,27 +50,71 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
   let alice: string;
   let bob: string;
   before(async () => {
-    s = await startStack({ hosts: ['app.corp.test'], body: `compat: [oauth2-proxy, authentik, authelia]\n${ROUTES}` });
+    s = await startStack({
+      hosts: ['app.corp.test'],
+      body: `compat: [oauth2-proxy, authentik, authelia]\n${ROUTES}`,
+    });
     app = `http://app.corp.test:${s.port}`;
     fa = `http://127.0.0.1:${s.port}`;
     const a = new CookieJar();
-    assert.equal((await loginThroughIdp(`${app}/`, { jar: a, username: 'alice', password: 'alice' })).final.status, 200);
+    assert.equal(
+      (await loginThroughIdp(`${app}/`, { jar: a, username: 'alice', password: 'alice' })).final
+        .status,
+      200,
+    );
     alice = a.header(new URL(app));
     const b = new CookieJar();
-    assert.equal((await loginThroughIdp(`${app}/`, { jar: b, username: 'bob', password: 'bob' })).final.status, 200);
+    assert.equal(
+      (await loginThroughIdp(`${app}/`, { jar: b, username: 'bob', password: 'bob' })).final.status,
+      200,
+    );
     bob = b.header(new URL(app));
   });
   after(() => s.close());
 
   // nginx auth_request as in docs/recipes/nginx.md: Host is the proxy_pass address, GET, no body.
-  const nginx = (path: string, extra: Record<string, string> = {}, endpoint = '/.portcullis/auth/nginx') =>
-    request(`${fa}${endpoint}`, { headers: { 'X-Original-URL': `${app}${path}`, 'X-Original-Method': 'GET', 'X-Forwarded-For': '127.0.0.1', ...extra } });
+  const nginx = (
+    path: string,
+    extra: Record<string, string> = {},
+    endpoint = '/.portcullis/auth/nginx',
+  ) =>
+    request(`${fa}${endpoint}`, {
+      headers: {
+        'X-Original-URL': `${app}${path}`,
+        'X-Original-Method': 'GET',
+        'X-Forwarded-For': '127.0.0.1',
+        ...extra,
+      },
+    });
   // Traefik forwardAuth (pkg/middlewares/auth/forward.go) and Caddy forward_auth: GET to the address.
-  const traefik = (path: string, extra: Record<string, string> = {}, endpoint = '/.portcullis/auth/traefik', method = 'GET') =>
-    request(`${fa}${endpoint}`, { headers: { 'X-Forwarded-Method': method, 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': path, 'X-Forwarded-For': '203.0.113.7', ...extra } });
+  const traefik = (
+    path: string,
+    extra: Record<string, string> = {},
+    endpoint = '/.portcullis/auth/traefik',
+    method = 'GET',
+  ) =>
+    request(`${fa}${endpoint}`, {
+      headers: {
+        'X-Forwarded-Method': method,
+        'X-Forwarded-Proto': 'http',
+        'X-Forwarded-Host': `app.corp.test:${s.port}`,
+        'X-Forwarded-Uri': path,
+        'X-Forwarded-For': '203.0.113.7',
+        ...extra,
+      },
+    });
   // Envoy ext_authz HTTP service: client's method, path_prefix + path, Host = the original authority.
-  const envoy = (path: string, extra: Record<string, string> = {}, method = 'GET', prefix = '/.portcullis/auth/envoy') =>
-    request(`${app}${prefix}${path}`, { method, rawPath: `${prefix}${path}`, headers: { 'content-length': '0', 'x-forwarded-proto': 'http', ...extra } });
+  const envoy = (
+    path: string,
+    extra: Record<string, string> = {},
+    method = 'GET',
+    prefix = '/.portcullis/auth/envoy',
+  ) =>
+    request(`${app}${prefix}${path}`, {
+      method,
+      rawPath: `${prefix}${path}`,
+      headers: { 'content-length': '0', 'x-forwarded-proto': 'http', ...extra },
+    });
 
   test('nginx: 200 with identity headers from the session, none from the client', async () => {
     const r = await nginx('/deep?x=1', { cookie: alice, ...SPOOF });
@@ -85,7 +129,10 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
   test('nginx: no session is 401 (sign-in URL in Location for browsers only), denied is 403, never a redirect', async () => {
     const browser = await nginx('/wanted?a=1&b=2', { accept: BROWSER_HEADERS.accept! });
     assert.equal(browser.status, 401);
-    assert.match(browser.location ?? '', new RegExp(`^${app.replace(/\./g, '\\.')}/\\.portcullis/sign_in\\?return=`));
+    assert.match(
+      browser.location ?? '',
+      new RegExp(`^${app.replace(/\./g, '\\.')}/\\.portcullis/sign_in\\?return=`),
+    );
     // The sealed return URL brings the browser back to exactly the URL it asked for.
     const start = await request(browser.location!, { headers: BROWSER_HEADERS });
     assert.equal(start.status, 302);
@@ -98,17 +145,29 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     assert.equal(denied.headers['x-forwarded-user'], undefined);
     for (const r of [
       await nginx('/x', { cookie: '_portcullis=garbage', accept: 'text/html' }),
-      await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Original-URL': `http://nope.corp.test:${s.port}/` } }),
+      await request(`${fa}/.portcullis/auth/nginx`, {
+        headers: { 'X-Original-URL': `http://nope.corp.test:${s.port}/` },
+      }),
       await nginx('/public/..%2fadmin', { cookie: bob }),
       await nginx('/admin', { 'X-Forwarded-Uri': '/public/x' }),
-      await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Original-URL': 'javascript:alert(1)' } }),
-    ]) assert.ok([200, 401, 403].includes(r.status) && r.status !== 200, `nginx answers only 401/403 here, got ${r.status}`);
+      await request(`${fa}/.portcullis/auth/nginx`, {
+        headers: { 'X-Original-URL': 'javascript:alert(1)' },
+      }),
+    ])
+      assert.ok(
+        [200, 401, 403].includes(r.status) && r.status !== 200,
+        `nginx answers only 401/403 here, got ${r.status}`,
+      );
   });
 
   test('nginx: an unknown host is a 403, and the log names it with the configured hosts', async () => {
-    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Original-URL': `http://nope.corp.test:${s.port}/`, cookie: alice } });
+    const r = await request(`${fa}/.portcullis/auth/nginx`, {
+      headers: { 'X-Original-URL': `http://nope.corp.test:${s.port}/`, cookie: alice },
+    });
     assert.equal(r.status, 403);
-    const line = s.logs.find((l) => l.event === 'forward_auth_unknown_host' && l.host === 'nope.corp.test');
+    const line = s.logs.find(
+      (l) => l.event === 'forward_auth_unknown_host' && l.host === 'nope.corp.test',
+    );
     assert.ok(line, 'logged');
     assert.ok(JSON.stringify(line.configuredHosts).includes('app.corp.test'));
   });
@@ -117,13 +176,30 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
   // 500 reads as Portcullis failing); nginx is answered 403, the only refusal its auth_request
   // passes on (any other status becomes its own 500).
   test('nginx: a trusted proxy that does not describe the original request is a logged misconfiguration, not a guess', async () => {
-    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { cookie: alice, accept: 'application/json' } });
+    const r = await request(`${fa}/.portcullis/auth/nginx`, {
+      headers: { cookie: alice, accept: 'application/json' },
+    });
     assert.equal(r.status, 403);
     assert.equal(r.json().error, 'forward_auth_misconfigured');
-    assert.ok(s.logs.some((l) => l.event === 'forward_auth_misconfigured' && l.requestId === r.json().request_id && String(l.detail).includes('X-Original-URL')));
-    const half = await request(`${fa}/.portcullis/auth/nginx`, { headers: { cookie: alice, 'X-Forwarded-Host': `app.corp.test:${s.port}` } });
+    assert.ok(
+      s.logs.some(
+        (l) =>
+          l.event === 'forward_auth_misconfigured' &&
+          l.requestId === r.json().request_id &&
+          String(l.detail).includes('X-Original-URL'),
+      ),
+    );
+    const half = await request(`${fa}/.portcullis/auth/nginx`, {
+      headers: { cookie: alice, 'X-Forwarded-Host': `app.corp.test:${s.port}` },
+    });
     assert.equal(half.status, 403);
-    assert.ok(s.logs.some((l) => l.event === 'forward_auth_misconfigured' && String(l.detail).includes('X-Forwarded-Uri is missing')));
+    assert.ok(
+      s.logs.some(
+        (l) =>
+          l.event === 'forward_auth_misconfigured' &&
+          String(l.detail).includes('X-Forwarded-Uri is missing'),
+      ),
+    );
   });
 
   test('empty forwarding headers from a trusted proxy are a 4xx that names the empty header, never a 500 or a pass', async () => {
@@ -132,34 +208,71 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       ['traefik', { 'X-Forwarded-Host': '', 'X-Forwarded-Uri': '/admin/x' }, 'X-Forwarded-Host'],
       ['traefik', { 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '' }, 'X-Forwarded-Uri'],
       ['caddy', { 'X-Forwarded-Host': '  ', 'X-Forwarded-Uri': '/x' }, 'X-Forwarded-Host'],
-      ['caddy', { 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '/x', 'X-Forwarded-Proto': '' }, 'X-Forwarded-Proto'],
+      [
+        'caddy',
+        { 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '/x', 'X-Forwarded-Proto': '' },
+        'X-Forwarded-Proto',
+      ],
       ['nginx', { 'X-Original-URL': '' }, 'X-Original-URL'],
-      ['nginx', { 'X-Original-URL': '', 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '/x' }, 'X-Original-URL'],
+      [
+        'nginx',
+        { 'X-Original-URL': '', 'X-Forwarded-Host': host, 'X-Forwarded-Uri': '/x' },
+        'X-Original-URL',
+      ],
       ['nginx', { 'X-Forwarded-Host': '', 'X-Forwarded-Uri': '/x' }, 'X-Forwarded-Host'],
       ['nginx', { 'X-Original-URL': `${app}/x`, 'X-Original-Method': '' }, 'X-Original-Method'],
     ];
     for (const [ep, headers, named] of cases) {
-      const r = await request(`${fa}/.portcullis/auth/${ep}`, { headers: { cookie: alice, accept: 'application/json', ...headers } });
+      const r = await request(`${fa}/.portcullis/auth/${ep}`, {
+        headers: { cookie: alice, accept: 'application/json', ...headers },
+      });
       const what = `${ep} ${JSON.stringify(headers)}`;
       assert.equal(r.status, ep === 'nginx' ? 403 : 400, what);
       assert.equal(r.json().error, 'bad_request', what);
-      assert.equal(r.json().message, `This request was refused: the ${named} header is empty.`, what);
+      assert.equal(
+        r.json().message,
+        `This request was refused: the ${named} header is empty.`,
+        what,
+      );
       assert.equal(r.headers['x-forwarded-user'], undefined, `${what}: no identity answered`);
-      const line = s.logs.find((l) => l.requestId === r.json().request_id && l.event === 'forward_auth_refused');
+      const line = s.logs.find(
+        (l) => l.requestId === r.json().request_id && l.event === 'forward_auth_refused',
+      );
       assert.equal(line?.detail, `the ${named} header is empty`, what);
     }
     // Missing is told apart from empty.
-    const missing = await request(`${fa}/.portcullis/auth/traefik`, { headers: { cookie: alice, accept: 'application/json', 'X-Forwarded-Uri': '/x' } });
+    const missing = await request(`${fa}/.portcullis/auth/traefik`, {
+      headers: { cookie: alice, accept: 'application/json', 'X-Forwarded-Uri': '/x' },
+    });
     assert.equal(missing.status, 400);
     assert.equal(missing.json().error, 'forward_auth_misconfigured');
-    const line = s.logs.find((l) => l.requestId === missing.json().request_id && l.event === 'forward_auth_misconfigured');
-    assert.match(String(line?.detail), /no X-Forwarded-Host and X-Forwarded-Uri \(X-Forwarded-Host is missing\)/);
+    const line = s.logs.find(
+      (l) => l.requestId === missing.json().request_id && l.event === 'forward_auth_misconfigured',
+    );
+    assert.match(
+      String(line?.detail),
+      /no X-Forwarded-Host and X-Forwarded-Uri \(X-Forwarded-Host is missing\)/,
+    );
   });
 
   test('nginx: X-Forwarded-Proto/-Host/-Uri work without X-Original-URL (ingress-style)', async () => {
-    const r = await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': '/admin/x', cookie: alice } });
+    const r = await request(`${fa}/.portcullis/auth/nginx`, {
+      headers: {
+        'X-Forwarded-Proto': 'http',
+        'X-Forwarded-Host': `app.corp.test:${s.port}`,
+        'X-Forwarded-Uri': '/admin/x',
+        cookie: alice,
+      },
+    });
     assert.equal(r.status, 200);
-    const b = await request(`${fa}/.portcullis/auth/nginx`, { headers: { 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': '/admin/x', cookie: bob } });
+    const b = await request(`${fa}/.portcullis/auth/nginx`, {
+      headers: {
+        'X-Forwarded-Proto': 'http',
+        'X-Forwarded-Host': `app.corp.test:${s.port}`,
+        'X-Forwarded-Uri': '/admin/x',
+        cookie: bob,
+      },
+    });
     assert.equal(b.status, 403);
   });
 
@@ -171,26 +284,44 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       assert.equal(ok.headers['x-forwarded-email'], 'alice@example.com');
       assert.equal(ok.headers['x-forwarded-groups'], 'admins,eng');
       noSpoofEcho(ok);
-      const b = await traefik('/wanted?a=1&b=two%20words', { accept: BROWSER_HEADERS.accept! }, path);
+      const b = await traefik(
+        '/wanted?a=1&b=two%20words',
+        { accept: BROWSER_HEADERS.accept! },
+        path,
+      );
       assert.equal(b.status, 302);
       assert.ok(b.location!.startsWith(`${app}/.portcullis/sign_in?return=`));
       const api = await traefik('/wanted', { accept: 'application/json' }, path);
       assert.equal(api.status, 401);
       assert.equal(api.json().error, 'unauthenticated');
-      const denied = await traefik('/admin/x', { cookie: bob, accept: BROWSER_HEADERS.accept! }, path);
+      const denied = await traefik(
+        '/admin/x',
+        { cookie: bob, accept: BROWSER_HEADERS.accept! },
+        path,
+      );
       assert.equal(denied.status, 403);
       assert.match(denied.body, /admins/);
       const pub = await traefik('/public/x', SPOOF, path);
       assert.equal(pub.status, 200);
-      assert.equal(pub.headers['x-forwarded-user'], '', 'public route: every header present, empty');
+      assert.equal(
+        pub.headers['x-forwarded-user'],
+        '',
+        'public route: every header present, empty',
+      );
       noSpoofEcho(pub);
     });
   }
 
   test('traefik: the return URL with its query string survives the whole login', async () => {
     const jar = new CookieJar();
-    const b = await traefik('/reports?team=eng&sort=-date&q=a%26b', { accept: BROWSER_HEADERS.accept! });
-    const { chain } = await loginThroughIdp(b.location!, { jar, username: 'alice', password: 'alice' });
+    const b = await traefik('/reports?team=eng&sort=-date&q=a%26b', {
+      accept: BROWSER_HEADERS.accept!,
+    });
+    const { chain } = await loginThroughIdp(b.location!, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+    });
     assert.equal(chain.at(-1), `${app}/reports?team=eng&sort=-date&q=a%26b`);
   });
 
@@ -199,7 +330,7 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     assert.equal(r.status, 403);
   });
 
-  test('envoy: only 200 allows; the original path follows the prefix, the method is the client\'s', async () => {
+  test("envoy: only 200 allows; the original path follows the prefix, the method is the client's", async () => {
     const ok = await envoy('/admin/x?y=1', { cookie: alice, ...SPOOF }, 'POST');
     assert.equal(ok.status, 200);
     assert.equal(ok.headers['x-forwarded-user'], 'alice');
@@ -216,36 +347,91 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       assert.notEqual(r.status, 200, p);
     }
     // A prefix that only normalization turns into the endpoint is not one.
-    const tricky = await request(`${app}/.portcullis/auth/%65nvoy/public/ok`, { rawPath: '/.portcullis/auth/%65nvoy/public/ok' });
+    const tricky = await request(`${app}/.portcullis/auth/%65nvoy/public/ok`, {
+      rawPath: '/.portcullis/auth/%65nvoy/public/ok',
+    });
     assert.notEqual(tricky.status, 200);
   });
 
   test('?host= on the auth URL binds it: another original host is refused by every contract that has a URL of its own', async () => {
-    const cases: Array<[string, (p: string, h: Record<string, string>, ep: string) => Promise<Resp>, number]> = [
-      ['/.portcullis/auth/nginx', nginx, 200], ['/.portcullis/auth/traefik', traefik, 200], ['/.portcullis/auth/caddy', traefik, 200],
-      ['/oauth2/auth', nginx, 202], ['/outpost.goauthentik.io/auth/nginx', nginx, 200], ['/api/authz/forward-auth', traefik, 200],
+    const cases: Array<
+      [string, (p: string, h: Record<string, string>, ep: string) => Promise<Resp>, number]
+    > = [
+      ['/.portcullis/auth/nginx', nginx, 200],
+      ['/.portcullis/auth/traefik', traefik, 200],
+      ['/.portcullis/auth/caddy', traefik, 200],
+      ['/oauth2/auth', nginx, 202],
+      ['/outpost.goauthentik.io/auth/nginx', nginx, 200],
+      ['/api/authz/forward-auth', traefik, 200],
     ];
     for (const [ep, ask, allow] of cases) {
-      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=app.corp.test`)).status, allow, ep);
-      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=*.corp.test`)).status, allow, `${ep} wildcard`);
-      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=a.test,APP.corp.test.&host=b.test`)).status, allow, `${ep} list`);
-      assert.equal((await ask('/x', { cookie: alice }, `${ep}?host=app.corp.test:${s.port}`)).status, allow, `${ep} port`);
-      for (const binding of ['status.corp.test', `app.corp.test:${s.port + 1}`, '*.app.corp.test', 'corp.test']) {
-        const r = await ask('/x', { cookie: alice, accept: 'application/json' }, `${ep}?host=${binding}`);
+      assert.equal(
+        (await ask('/x', { cookie: alice }, `${ep}?host=app.corp.test`)).status,
+        allow,
+        ep,
+      );
+      assert.equal(
+        (await ask('/x', { cookie: alice }, `${ep}?host=*.corp.test`)).status,
+        allow,
+        `${ep} wildcard`,
+      );
+      assert.equal(
+        (await ask('/x', { cookie: alice }, `${ep}?host=a.test,APP.corp.test.&host=b.test`)).status,
+        allow,
+        `${ep} list`,
+      );
+      assert.equal(
+        (await ask('/x', { cookie: alice }, `${ep}?host=app.corp.test:${s.port}`)).status,
+        allow,
+        `${ep} port`,
+      );
+      for (const binding of [
+        'status.corp.test',
+        `app.corp.test:${s.port + 1}`,
+        '*.app.corp.test',
+        'corp.test',
+      ]) {
+        const r = await ask(
+          '/x',
+          { cookie: alice, accept: 'application/json' },
+          `${ep}?host=${binding}`,
+        );
         assert.equal(r.status, 403, `${ep}?host=${binding}`);
         assert.equal(r.json().error, 'wrong_host');
       }
-      const bad = await ask('/x', { cookie: alice, accept: 'application/json' }, `${ep}?host=app.corp.test/x`);
-      assert.equal(bad.status, 500, `${ep}: a malformed binding is the operator's error, said as such`);
+      const bad = await ask(
+        '/x',
+        { cookie: alice, accept: 'application/json' },
+        `${ep}?host=app.corp.test/x`,
+      );
+      assert.equal(
+        bad.status,
+        500,
+        `${ep}: a malformed binding is the operator's error, said as such`,
+      );
       assert.equal(bad.json().error, 'forward_auth_misconfigured');
     }
     const logged = s.logs.filter((l) => l['event'] === 'forward_auth_wrong_host');
-    assert.ok(logged.some((l) => l['host'] === 'app.corp.test' && String(l['binding']).includes('status.corp.test')), 'the log names host and binding');
+    assert.ok(
+      logged.some(
+        (l) => l['host'] === 'app.corp.test' && String(l['binding']).includes('status.corp.test'),
+      ),
+      'the log names host and binding',
+    );
   });
 
   test('a path with . .. or // segments is judged as the proxy forwards it: refused, not normalized', async () => {
     // An application matching raw bytes reads `/%70ublic/x` as its private area, not /public/.
-    for (const p of ['/admin/../x', '/admin/%2e%2e/x', '/admin/./../x', '//admin/../x', '/x/./y', '/x//y', '/%70ublic/x', '/%61dmin']) {
+    for (const p of [
+      '/admin/../x',
+      '/admin/%2e%2e/x',
+      '/admin/./../x',
+      '//admin/../x',
+      '/x/./y',
+      '/x//y',
+      '/%70ublic/x',
+      '/%61dmin',
+    ]) {
       assert.equal((await nginx(p, { cookie: bob })).status, 403, `nginx ${p}`);
       const t = await traefik(p, { cookie: bob, accept: 'application/json' });
       assert.equal(t.status, 400, `traefik ${p}`);
@@ -256,7 +442,11 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     // /files/../admin would select the admins-only route in an app that routes on the raw path.
     assert.equal((await traefik('/files/a/../b', { cookie: bob })).status, 200);
     assert.equal((await traefik('/files/%61', { cookie: bob })).status, 200);
-    assert.equal((await traefik('/%66iles/a', { cookie: bob })).status, 400, 'raw, this is not /files/');
+    assert.equal(
+      (await traefik('/%66iles/a', { cookie: bob })).status,
+      400,
+      'raw, this is not /files/',
+    );
     assert.equal((await traefik('/files/a//b', { cookie: bob })).status, 200);
     assert.equal((await traefik('/files/../admin', { cookie: bob })).status, 400);
     assert.equal((await traefik('/admin/../files/x', { cookie: bob })).status, 400);
@@ -264,13 +454,18 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
   });
 
   test('health endpoints never answer a forward-auth question; probe user agents bypass nothing', async () => {
-    const ping = await request(`${fa}/.portcullis/ping`, { headers: { 'X-Original-URL': `${app}/admin` } });
+    const ping = await request(`${fa}/.portcullis/ping`, {
+      headers: { 'X-Original-URL': `${app}/admin` },
+    });
     assert.equal(ping.status, 400);
     for (const ua of ['GoogleHC/1.0', 'kube-probe/1.29', 'ELB-HealthChecker/2.0']) {
       assert.equal((await nginx('/x', { 'user-agent': ua })).status, 401, ua);
       assert.equal((await traefik('/x', { 'user-agent': ua })).status, 401, ua);
     }
-    assert.equal((await request(`${fa}/ping`, { headers: { 'X-Forwarded-Uri': '/admin' } })).status, 400);
+    assert.equal(
+      (await request(`${fa}/ping`, { headers: { 'X-Forwarded-Uri': '/admin' } })).status,
+      400,
+    );
     assert.equal((await request(`${fa}/ping`)).body, 'OK\n');
   });
 
@@ -283,41 +478,94 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     assert.equal(ok.headers['x-auth-request-preferred-username'], 'alice');
     assert.equal(ok.headers['x-auth-request-access-token'], undefined, 'tokens are not handed out');
     noSpoofEcho(ok);
-    assert.equal((await nginx('/x', { accept: BROWSER_HEADERS.accept! }, '/oauth2/auth')).status, 401);
+    assert.equal(
+      (await nginx('/x', { accept: BROWSER_HEADERS.accept! }, '/oauth2/auth')).status,
+      401,
+    );
     assert.equal((await nginx('/admin', { cookie: bob }, '/oauth2/auth')).status, 403);
     // Per-location restrictions in the query keep restricting after a migration.
-    assert.equal((await nginx('/x', { cookie: bob }, '/oauth2/auth?allowed_groups=admins')).status, 403);
-    assert.equal((await nginx('/x', { cookie: alice }, '/oauth2/auth?allowed_groups=admins')).status, 202);
-    assert.equal((await nginx('/x', { cookie: alice }, '/oauth2/auth?allowed_email_domains=evil.test')).status, 403);
+    assert.equal(
+      (await nginx('/x', { cookie: bob }, '/oauth2/auth?allowed_groups=admins')).status,
+      403,
+    );
+    assert.equal(
+      (await nginx('/x', { cookie: alice }, '/oauth2/auth?allowed_groups=admins')).status,
+      202,
+    );
+    assert.equal(
+      (await nginx('/x', { cookie: alice }, '/oauth2/auth?allowed_email_domains=evil.test')).status,
+      403,
+    );
     assert.equal((await nginx('/public/x', {}, '/oauth2/auth?allowed_groups=admins')).status, 401);
   });
 
   test('oauth2-proxy: start, sign_in, callback, sign_out, userinfo, ping, ready on the route host; rd is validated', async () => {
-    const start = await request(`${app}/oauth2/start?rd=${encodeURIComponent(`${app}/after?x=1`)}`, { headers: BROWSER_HEADERS });
+    const start = await request(
+      `${app}/oauth2/start?rd=${encodeURIComponent(`${app}/after?x=1`)}`,
+      { headers: BROWSER_HEADERS },
+    );
     assert.equal(start.status, 302);
     assert.ok(start.location!.startsWith(s.idp.issuer), start.location);
     const jar = new CookieJar();
-    const { chain } = await loginThroughIdp(`${app}/oauth2/sign_in?rd=${encodeURIComponent(`${app}/after?x=1&y=2`)}`, { jar, username: 'alice', password: 'alice' });
+    const { chain } = await loginThroughIdp(
+      `${app}/oauth2/sign_in?rd=${encodeURIComponent(`${app}/after?x=1&y=2`)}`,
+      { jar, username: 'alice', password: 'alice' },
+    );
     assert.equal(chain.at(-1), `${app}/after?x=1&y=2`);
-    for (const rd of ['https://evil.test/', '//evil.test', '/\\evil.test', `http://app.corp.test.evil.test:${s.port}/`]) {
-      assert.equal((await request(`${app}/oauth2/start?rd=${encodeURIComponent(rd)}`, { headers: BROWSER_HEADERS })).status, 400, rd);
-      assert.equal((await request(`${app}/oauth2/sign_out?rd=${encodeURIComponent(rd)}`, { headers: BROWSER_HEADERS })).status, 400, rd);
+    for (const rd of [
+      'https://evil.test/',
+      '//evil.test',
+      '/\\evil.test',
+      `http://app.corp.test.evil.test:${s.port}/`,
+    ]) {
+      assert.equal(
+        (
+          await request(`${app}/oauth2/start?rd=${encodeURIComponent(rd)}`, {
+            headers: BROWSER_HEADERS,
+          })
+        ).status,
+        400,
+        rd,
+      );
+      assert.equal(
+        (
+          await request(`${app}/oauth2/sign_out?rd=${encodeURIComponent(rd)}`, {
+            headers: BROWSER_HEADERS,
+          })
+        ).status,
+        400,
+        rd,
+      );
     }
     // /oauth2/callback is the real callback (authenticate_callback_path can make it the redirect
     // URI): a callback this browser did not start is refused like on /.portcullis/callback.
-    const cb = await request(`${app}/oauth2/callback?code=abc&state=${'x'.repeat(24)}`, { headers: BROWSER_HEADERS });
+    const cb = await request(`${app}/oauth2/callback?code=abc&state=${'x'.repeat(24)}`, {
+      headers: BROWSER_HEADERS,
+    });
     assert.equal(cb.status, 400);
     assert.match(cb.body, /not started in this browser/);
     const info = await request(`${app}/oauth2/userinfo`, { jar });
-    assert.deepEqual(info.json(), { user: 'alice', email: 'alice@example.com', groups: ['admins', 'eng'], preferredUsername: 'alice' });
+    assert.deepEqual(info.json(), {
+      user: 'alice',
+      email: 'alice@example.com',
+      groups: ['admins', 'eng'],
+      preferredUsername: 'alice',
+    });
     assert.equal((await request(`${app}/oauth2/userinfo`)).status, 401);
     assert.equal((await request(`${app}/ping`)).status, 200);
     assert.equal((await request(`${app}/ready`)).status, 200);
-    const out = await request(`${app}/oauth2/sign_out?rd=${encodeURIComponent(`${app}/bye`)}`, { jar, headers: BROWSER_HEADERS });
+    const out = await request(`${app}/oauth2/sign_out?rd=${encodeURIComponent(`${app}/bye`)}`, {
+      jar,
+      headers: BROWSER_HEADERS,
+    });
     assert.equal(out.status, 302);
     assert.equal((await request(`${app}/oauth2/userinfo`, { jar })).status, 401);
     // Browser endpoints answer on route hosts only, like /.portcullis/.
-    assert.equal((await request(`http://nope.corp.test:${s.port}/oauth2/start`, { headers: BROWSER_HEADERS })).status, 404);
+    assert.equal(
+      (await request(`http://nope.corp.test:${s.port}/oauth2/start`, { headers: BROWSER_HEADERS }))
+        .status,
+      404,
+    );
   });
 
   test('Authentik outpost: auth/nginx, auth/traefik, auth/envoy with X-authentik-* (groups pipe-separated); start with rd', async () => {
@@ -330,15 +578,38 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     assert.ok(n.headers['x-authentik-uid']);
     noSpoofEcho(n);
     assert.equal((await nginx('/x', {}, '/outpost.goauthentik.io/auth/nginx')).status, 401);
-    const t = await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/outpost.goauthentik.io/auth/traefik');
+    const t = await traefik(
+      '/x',
+      { accept: BROWSER_HEADERS.accept! },
+      '/outpost.goauthentik.io/auth/traefik',
+    );
     assert.equal(t.status, 302);
-    assert.equal((await traefik('/admin', { cookie: bob }, '/outpost.goauthentik.io/auth/caddy')).status, 403);
-    const e = await envoy('/admin/x', { cookie: alice }, 'GET', '/outpost.goauthentik.io/auth/envoy');
+    assert.equal(
+      (await traefik('/admin', { cookie: bob }, '/outpost.goauthentik.io/auth/caddy')).status,
+      403,
+    );
+    const e = await envoy(
+      '/admin/x',
+      { cookie: alice },
+      'GET',
+      '/outpost.goauthentik.io/auth/envoy',
+    );
     assert.equal(e.status, 200);
     assert.equal(e.headers['x-authentik-groups'], 'admins|eng');
-    const start = await request(`${app}/outpost.goauthentik.io/start?rd=${encodeURIComponent(`${app}/x`)}`, { headers: BROWSER_HEADERS });
+    const start = await request(
+      `${app}/outpost.goauthentik.io/start?rd=${encodeURIComponent(`${app}/x`)}`,
+      { headers: BROWSER_HEADERS },
+    );
     assert.equal(start.status, 302);
-    assert.equal((await request(`${app}/outpost.goauthentik.io/start?rd=${encodeURIComponent('https://evil.test/')}`, { headers: BROWSER_HEADERS })).status, 400);
+    assert.equal(
+      (
+        await request(
+          `${app}/outpost.goauthentik.io/start?rd=${encodeURIComponent('https://evil.test/')}`,
+          { headers: BROWSER_HEADERS },
+        )
+      ).status,
+      400,
+    );
   });
 
   test('Authelia: forward-auth (302/303 browsers, 401 others), auth-request (401 + Location), ext-authz, verify; Remote-* headers', async () => {
@@ -349,14 +620,36 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
     assert.equal(ok.headers['remote-email'], 'alice@example.com');
     assert.equal(ok.headers['remote-name'], 'Alice Example');
     noSpoofEcho(ok);
-    assert.equal((await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/api/authz/forward-auth')).status, 302);
-    assert.equal((await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/api/authz/forward-auth', 'POST')).status, 303);
-    assert.equal((await traefik('/x', { accept: BROWSER_HEADERS.accept!, 'X-Requested-With': 'XMLHttpRequest' }, '/api/authz/forward-auth')).status, 401);
+    assert.equal(
+      (await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/api/authz/forward-auth')).status,
+      302,
+    );
+    assert.equal(
+      (await traefik('/x', { accept: BROWSER_HEADERS.accept! }, '/api/authz/forward-auth', 'POST'))
+        .status,
+      303,
+    );
+    assert.equal(
+      (
+        await traefik(
+          '/x',
+          { accept: BROWSER_HEADERS.accept!, 'X-Requested-With': 'XMLHttpRequest' },
+          '/api/authz/forward-auth',
+        )
+      ).status,
+      401,
+    );
     const ar = await nginx('/x', { accept: 'application/json' }, '/api/authz/auth-request');
     assert.equal(ar.status, 401);
-    assert.ok(ar.location!.includes('/.portcullis/sign_in?return='), 'Location on every 401, for error_page 401 =302 $redirection_url');
+    assert.ok(
+      ar.location!.includes('/.portcullis/sign_in?return='),
+      'Location on every 401, for error_page 401 =302 $redirection_url',
+    );
     assert.equal((await nginx('/admin', { cookie: bob }, '/api/authz/auth-request')).status, 403);
-    assert.equal((await envoy('/admin', { cookie: alice }, 'GET', '/api/authz/ext-authz')).status, 200);
+    assert.equal(
+      (await envoy('/admin', { cookie: alice }, 'GET', '/api/authz/ext-authz')).status,
+      200,
+    );
     assert.equal((await nginx('/x', { cookie: alice }, '/api/verify')).status, 200);
     assert.equal((await nginx('/x', {}, '/api/verify')).status, 401);
   });
@@ -367,7 +660,10 @@ describe('forward-auth from an untrusted peer (trusted_proxies: [10.0.0.0/8], so
   let app: string;
   let bob: string;
   before(async () => {
-    s = await startStack({ hosts: ['app.corp.test'], body: `trusted_proxies: [10.0.0.0/8]\n${ROUTES}` });
+    s = await startStack({
+      hosts: ['app.corp.test'],
+      body: `trusted_proxies: [10.0.0.0/8]\n${ROUTES}`,
+    });
     app = `http://app.corp.test:${s.port}`;
     const b = new CookieJar();
     await loginThroughIdp(`${app}/`, { jar: b, username: 'bob', password: 'bob' });
@@ -376,15 +672,25 @@ describe('forward-auth from an untrusted peer (trusted_proxies: [10.0.0.0/8], so
   after(() => s.close());
 
   test('a forged X-Forwarded-Host / -Uri / X-Original-URL does not change the route or policy', async () => {
-    const forged = { 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `app.corp.test:${s.port}`, 'X-Forwarded-Uri': '/public/health', 'X-Original-URL': `${app}/public/health`, accept: 'application/json' };
+    const forged = {
+      'X-Forwarded-Proto': 'http',
+      'X-Forwarded-Host': `app.corp.test:${s.port}`,
+      'X-Forwarded-Uri': '/public/health',
+      'X-Original-URL': `${app}/public/health`,
+      accept: 'application/json',
+    };
     for (const ep of ['nginx', 'traefik', 'caddy']) {
-      const r = await request(`http://127.0.0.1:${s.port}/.portcullis/auth/${ep}`, { headers: forged });
+      const r = await request(`http://127.0.0.1:${s.port}/.portcullis/auth/${ep}`, {
+        headers: forged,
+      });
       assert.notEqual(r.status, 200, `${ep} believed an untrusted peer`);
       const onApp = await request(`${app}/.portcullis/auth/${ep}`, { headers: forged });
       assert.equal(onApp.status, 401, `${ep}: judged as the request that arrived (no session)`);
     }
     // A request for /admin carrying X-Forwarded-Uri: /public/health gets /admin's decision.
-    const envoy = await request(`${app}/.portcullis/auth/envoy/admin`, { headers: { ...forged, cookie: bob } });
+    const envoy = await request(`${app}/.portcullis/auth/envoy/admin`, {
+      headers: { ...forged, cookie: bob },
+    });
     assert.equal(envoy.status, 403);
     const proxied = await request(`${app}/admin`, { headers: { ...forged, cookie: bob } });
     assert.equal(proxied.status, 403);
@@ -393,7 +699,11 @@ describe('forward-auth from an untrusted peer (trusted_proxies: [10.0.0.0/8], so
   test('compat endpoints are not answered unless enabled', async () => {
     const r = await request(`${app}/oauth2/auth`, { headers: { accept: 'application/json' } });
     assert.equal(r.status, 401);
-    assert.equal(r.json().error, 'unauthenticated', 'the ordinary decision for the path, not an oauth2-proxy answer');
+    assert.equal(
+      r.json().error,
+      'unauthenticated',
+      'the ordinary decision for the path, not an oauth2-proxy answer',
+    );
     const ping = await request(`${app}/ping`, { headers: { accept: 'application/json' } });
     assert.equal(ping.status, 401);
   });
@@ -415,14 +725,30 @@ routes:
   after(() => s.close());
 
   test('a login started from one subdomain serves the others through Traefik-shaped requests', async () => {
-    const ask = (host: string, path: string, extra: Record<string, string> = {}) => request(`http://127.0.0.1:${s.port}/.portcullis/auth/traefik`, {
-      headers: { 'X-Forwarded-Method': 'GET', 'X-Forwarded-Proto': 'http', 'X-Forwarded-Host': `${host}:${s.port}`, 'X-Forwarded-Uri': path, ...extra },
+    const ask = (host: string, path: string, extra: Record<string, string> = {}) =>
+      request(`http://127.0.0.1:${s.port}/.portcullis/auth/traefik`, {
+        headers: {
+          'X-Forwarded-Method': 'GET',
+          'X-Forwarded-Proto': 'http',
+          'X-Forwarded-Host': `${host}:${s.port}`,
+          'X-Forwarded-Uri': path,
+          ...extra,
+        },
+      });
+    const first = await ask('wiki.corp.test', '/page?id=7&v=2', {
+      accept: BROWSER_HEADERS.accept!,
     });
-    const first = await ask('wiki.corp.test', '/page?id=7&v=2', { accept: BROWSER_HEADERS.accept! });
     assert.equal(first.status, 302);
-    assert.ok(first.location!.startsWith(`http://auth.corp.test:${s.port}/.portcullis/sign_in?return=`), 'one sign-in host for the domain');
+    assert.ok(
+      first.location!.startsWith(`http://auth.corp.test:${s.port}/.portcullis/sign_in?return=`),
+      'one sign-in host for the domain',
+    );
     const jar = new CookieJar();
-    const { chain } = await loginThroughIdp(first.location!, { jar, username: 'bob', password: 'bob' });
+    const { chain } = await loginThroughIdp(first.location!, {
+      jar,
+      username: 'bob',
+      password: 'bob',
+    });
     assert.equal(chain.at(-1), `http://wiki.corp.test:${s.port}/page?id=7&v=2`);
     const cookie = jar.all().find((c) => c.name === '_portcullis');
     assert.equal(cookie?.domain, 'corp.test');
@@ -432,6 +758,13 @@ routes:
       assert.equal(r.headers['x-forwarded-email'], 'bob@example.com');
     }
     // Not a subdomain: no route, no answer but a refusal.
-    assert.notEqual((await ask('corp.test.evil.test', '/', { cookie: jar.header(new URL(`http://wiki.corp.test:${s.port}/`)) })).status, 200);
+    assert.notEqual(
+      (
+        await ask('corp.test.evil.test', '/', {
+          cookie: jar.header(new URL(`http://wiki.corp.test:${s.port}/`)),
+        })
+      ).status,
+      200,
+    );
   });
 });

@@ -20,18 +20,55 @@ const OWN = '_portcullis';
 /** Cookie names that matter: the target, look-alikes that contain it, chunks, and spaced spellings. */
 const cookieName = fc.oneof(
   fc.constantFrom(
-    OWN, OWN, OWN,
-    `x${OWN}`, `${OWN}_1`, `${OWN}_2`, `${OWN}X`, `${OWN}foo`, `__portcullis`, 'portcullis', '_Portcullis',
-    ` ${OWN}`, `${OWN} `, ` ${OWN} `, `\t${OWN}`, `${OWN}\t`, `  ${OWN}`,
-    'a', 'b', 'session', '',
+    OWN,
+    OWN,
+    OWN,
+    `x${OWN}`,
+    `${OWN}_1`,
+    `${OWN}_2`,
+    `${OWN}X`,
+    `${OWN}foo`,
+    `__portcullis`,
+    'portcullis',
+    '_Portcullis',
+    ` ${OWN}`,
+    `${OWN} `,
+    ` ${OWN} `,
+    `\t${OWN}`,
+    `${OWN}\t`,
+    `  ${OWN}`,
+    'a',
+    'b',
+    'session',
+    '',
   ),
   fc.stringMatching(/^[A-Za-z0-9_ -]{0,8}$/),
 );
 
 const cookieValue = fc.oneof(
   fc.constantFrom(
-    'abc', 'good', 'evil', '', ' ', '"quoted"', '"', '"half', 'half"', '2~abc', '3~x', '10~y', '0', '9lives',
-    OWN, `x${OWN}`, `a${OWN}b`, 'a=b', '=', ' spaced ', '\tv\t', 'v w',
+    'abc',
+    'good',
+    'evil',
+    '',
+    ' ',
+    '"quoted"',
+    '"',
+    '"half',
+    'half"',
+    '2~abc',
+    '3~x',
+    '10~y',
+    '0',
+    '9lives',
+    OWN,
+    `x${OWN}`,
+    `a${OWN}b`,
+    'a=b',
+    '=',
+    ' spaced ',
+    '\tv\t',
+    'v w',
   ),
   fc.stringMatching(/^[A-Za-z0-9~"= _-]{0,10}$/),
 );
@@ -45,7 +82,12 @@ const cookiePart = fc.oneof(
 const separator = fc.constantFrom(';', '; ', ' ; ', ';  ', ';\t');
 
 const cookieHeader = fc.oneof(
-  { weight: 9, arbitrary: fc.tuple(fc.array(cookiePart, { maxLength: 6 }), separator).map(([parts, sep]) => parts.join(sep)) },
+  {
+    weight: 9,
+    arbitrary: fc
+      .tuple(fc.array(cookiePart, { maxLength: 6 }), separator)
+      .map(([parts, sep]) => parts.join(sep)),
+  },
   { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
 );
 
@@ -58,7 +100,11 @@ describe('singleCookieValue', () => {
         if (fast === undefined) return;
         answered++;
         assert.equal(typeof fast, 'string');
-        assert.equal(fast, readChunked(OWN, parseCookies(header)), `header ${JSON.stringify(header)}`);
+        assert.equal(
+          fast,
+          readChunked(OWN, parseCookies(header)),
+          `header ${JSON.stringify(header)}`,
+        );
       }),
       { numRuns: 5000 },
     );
@@ -66,7 +112,7 @@ describe('singleCookieValue', () => {
     assert.ok(answered > 100, `fast path answered only ${answered} times`);
   });
 
-  test('common case: the one session cookie among the application\'s', () => {
+  test("common case: the one session cookie among the application's", () => {
     assert.equal(singleCookieValue('a=1; _portcullis=abc; b=2', OWN), 'abc');
     assert.equal(singleCookieValue('_portcullis=abc', OWN), 'abc');
     assert.equal(singleCookieValue('a=1;_portcullis=abc', OWN), 'abc');
@@ -108,7 +154,9 @@ function referenceStrip(header: string, own: string): string {
     .split(';')
     .filter((p) => {
       const name = p.slice(0, p.indexOf('=') === -1 ? undefined : p.indexOf('=')).trim();
-      return name && name !== own && !name.startsWith(`${own}_`) && !name.startsWith(`__Host-${own}_`);
+      return (
+        name && name !== own && !name.startsWith(`${own}_`) && !name.startsWith(`__Host-${own}_`)
+      );
     })
     .join(';')
     .trim();
@@ -118,7 +166,11 @@ describe('stripOwnCookies', () => {
   test('identical to the previous implementation for arbitrary headers', () => {
     fc.assert(
       fc.property(cookieHeader, fc.constantFrom(OWN, OWN, 'sess', 'a'), (header, own) => {
-        assert.equal(stripOwnCookies(header, own), referenceStrip(header, own), `header ${JSON.stringify(header)}, own ${own}`);
+        assert.equal(
+          stripOwnCookies(header, own),
+          referenceStrip(header, own),
+          `header ${JSON.stringify(header)}, own ${own}`,
+        );
       }),
       { numRuns: 5000 },
     );
@@ -127,17 +179,30 @@ describe('stripOwnCookies', () => {
   test('headers without any Portcullis cookie come out as the previous code made them', () => {
     // The fast path (`own` not in the header) must not skip the previous clean-up of empty parts.
     for (const header of ['a=1; ', 'a=1;;b=2', '; a=1', '=x; a=1', 'a=1; =x', ' a=1 ', 'a=1']) {
-      assert.equal(stripOwnCookies(header, OWN), referenceStrip(header, OWN), `header ${JSON.stringify(header)}`);
+      assert.equal(
+        stripOwnCookies(header, OWN),
+        referenceStrip(header, OWN),
+        `header ${JSON.stringify(header)}`,
+      );
     }
   });
 
   test('the session cookie and its chunks are removed; look-alikes and order are kept', () => {
-    assert.equal(stripOwnCookies('a=1; _portcullis=2~abc; b=2; _portcullis_1=def; c=3', OWN), 'a=1; b=2; c=3');
-    assert.equal(stripOwnCookies('x_portcullis=1; _portcullis=s; _portcullisfoo=2', OWN), 'x_portcullis=1; _portcullisfoo=2');
+    assert.equal(
+      stripOwnCookies('a=1; _portcullis=2~abc; b=2; _portcullis_1=def; c=3', OWN),
+      'a=1; b=2; c=3',
+    );
+    assert.equal(
+      stripOwnCookies('x_portcullis=1; _portcullis=s; _portcullisfoo=2', OWN),
+      'x_portcullis=1; _portcullisfoo=2',
+    );
     assert.equal(stripOwnCookies(' _portcullis =s; z=9', OWN), 'z=9');
     assert.equal(stripOwnCookies('_portcullis=s', OWN), '');
     // The handoff nonce, which over https must live at Path=/ under the __Host- prefix.
-    assert.equal(stripOwnCookies('a=1; __Host-_portcullis_handoff=n; __Host-other=2', OWN), 'a=1; __Host-other=2');
+    assert.equal(
+      stripOwnCookies('a=1; __Host-_portcullis_handoff=n; __Host-other=2', OWN),
+      'a=1; __Host-other=2',
+    );
     assert.equal(stripOwnCookies('b=2; a=1', OWN), 'b=2; a=1');
   });
 });
@@ -180,7 +245,17 @@ const UPSTREAM = new URL('http://10.0.0.5:3000');
 const PEER = '203.0.113.9';
 
 function identity(via: Identity['via']): Identity {
-  return { sub: 's1', user: 'alice', email: 'alice@example.com', emailVerified: true, name: 'Alice', preferredUsername: 'alice', groups: ['eng'], claims: {}, via };
+  return {
+    sub: 's1',
+    user: 'alice',
+    email: 'alice@example.com',
+    emailVerified: true,
+    name: 'Alice',
+    preferredUsername: 'alice',
+    groups: ['eng'],
+    claims: {},
+    via,
+  };
 }
 
 const ID_HEADERS: ReadonlyArray<[string, string]> = [
@@ -208,14 +283,28 @@ function call(c: Call): string[] {
   }
   const req = { rawHeaders: raw, headers, method: 'GET', url: '/x' } as unknown as IncomingMessage;
   const ctx: RequestContext = {
-    method: 'GET', scheme: 'https', host: c.host ?? 'app.example.com', port: c.port ?? 443, path: '/x', query: '',
-    clientIp: PEER, headers, browser: false, now: Date.now(),
+    method: 'GET',
+    scheme: 'https',
+    host: c.host ?? 'app.example.com',
+    port: c.port ?? 443,
+    path: '/x',
+    query: '',
+    clientIp: PEER,
+    headers,
+    browser: false,
+    now: Date.now(),
   };
   const via = c.via === undefined ? 'session' : c.via;
   const f: Omit<ForwardInput, 'res'> = {
-    req, ctx, route: c.route ?? plainRoute,
+    req,
+    ctx,
+    route: c.route ?? plainRoute,
     identity: via === null ? null : identity(via),
-    requestId: 'req-42', ownCookie: OWN, trustedPeer: c.trustedPeer ?? false, peerIp: PEER, setCookies: [],
+    requestId: 'req-42',
+    ownCookie: OWN,
+    trustedPeer: c.trustedPeer ?? false,
+    peerIp: PEER,
+    setCookies: [],
     identityHeaders: c.identityHeaders ?? ID_HEADERS,
   };
   return upstreamHeaders(f, UPSTREAM);
@@ -231,15 +320,27 @@ function pairs(flat: string[]): Array<[string, string]> {
 const canon = (n: string): string => n.toLowerCase().replaceAll('_', '-');
 /** Every value sent under `name`, in any spelling (the upstream may fold `_` and `-`). */
 function valuesOf(flat: string[], name: string): string[] {
-  return pairs(flat).filter(([k]) => canon(k) === canon(name)).map(([, v]) => v);
+  return pairs(flat)
+    .filter(([k]) => canon(k) === canon(name))
+    .map(([, v]) => v);
 }
 
 describe('upstreamHeaders', () => {
-  test('client identity headers in any spelling are gone; the proxy\'s are sent exactly once', () => {
+  test("client identity headers in any spelling are gone; the proxy's are sent exactly once", () => {
     const out = call({
       raw: [
-        'X-Forwarded-User', 'mallory', 'x_forwarded_email', 'mallory@evil.example', 'X-Portcullis-Jwt-Assertion', 'forged',
-        'Remote-User', 'root', 'X_Forwarded_User', 'mallory2', 'Accept', 'text/html',
+        'X-Forwarded-User',
+        'mallory',
+        'x_forwarded_email',
+        'mallory@evil.example',
+        'X-Portcullis-Jwt-Assertion',
+        'forged',
+        'Remote-User',
+        'root',
+        'X_Forwarded_User',
+        'mallory2',
+        'Accept',
+        'text/html',
       ],
     });
     assert.deepEqual(valuesOf(out, 'x-forwarded-user'), ['alice']);
@@ -247,11 +348,16 @@ describe('upstreamHeaders', () => {
     assert.deepEqual(valuesOf(out, 'x-portcullis-jwt-assertion'), ['signed.jwt.value']);
     assert.deepEqual(valuesOf(out, 'remote-user'), []);
     assert.deepEqual(valuesOf(out, 'accept'), ['text/html']);
-    for (const v of ['mallory', 'mallory@evil.example', 'forged', 'root', 'mallory2']) assert.ok(!out.includes(v), `client value ${v} reached the upstream`);
+    for (const v of ['mallory', 'mallory@evil.example', 'forged', 'root', 'mallory2'])
+      assert.ok(!out.includes(v), `client value ${v} reached the upstream`);
   });
 
   test('client identity headers are dropped even when the proxy sends none (public route)', () => {
-    const out = call({ raw: ['X-Forwarded-User', 'mallory', 'remote_user', 'root'], via: null, identityHeaders: [] });
+    const out = call({
+      raw: ['X-Forwarded-User', 'mallory', 'remote_user', 'root'],
+      via: null,
+      identityHeaders: [],
+    });
     assert.deepEqual(valuesOf(out, 'x-forwarded-user'), []);
     assert.deepEqual(valuesOf(out, 'remote-user'), []);
   });
@@ -259,24 +365,50 @@ describe('upstreamHeaders', () => {
   test('X-Forwarded-For from an untrusted peer is replaced by the peer, in every spelling', () => {
     const out = call({ raw: ['X_Forwarded_For', '6.6.6.6', 'X-Forwarded-For', '7.7.7.7'] });
     assert.deepEqual(valuesOf(out, 'x-forwarded-for'), [PEER]);
-    assert.deepEqual(pairs(out).filter(([k]) => canon(k) === 'x-forwarded-for').map(([k]) => k), ['x-forwarded-for']);
+    assert.deepEqual(
+      pairs(out)
+        .filter(([k]) => canon(k) === 'x-forwarded-for')
+        .map(([k]) => k),
+      ['x-forwarded-for'],
+    );
     assert.ok(!out.some((v) => v.includes('6.6.6.6') || v.includes('7.7.7.7')));
   });
 
-  test('a trusted peer\'s X-Forwarded-For is extended, its underscore twin still dropped', () => {
-    const out = call({ raw: ['X-Forwarded-For', '1.2.3.4', 'X_Forwarded_For', '6.6.6.6'], trustedPeer: true });
+  test("a trusted peer's X-Forwarded-For is extended, its underscore twin still dropped", () => {
+    const out = call({
+      raw: ['X-Forwarded-For', '1.2.3.4', 'X_Forwarded_For', '6.6.6.6'],
+      trustedPeer: true,
+    });
     assert.deepEqual(valuesOf(out, 'x-forwarded-for'), [`1.2.3.4, ${PEER}`]);
     assert.ok(!out.some((v) => v.includes('6.6.6.6')));
     // several instances are one list, in order
-    const two = call({ raw: ['X-Forwarded-For', '1.2.3.4', 'x-forwarded-for', '5.6.7.8'], trustedPeer: true });
+    const two = call({
+      raw: ['X-Forwarded-For', '1.2.3.4', 'x-forwarded-for', '5.6.7.8'],
+      trustedPeer: true,
+    });
     assert.deepEqual(valuesOf(two, 'x-forwarded-for'), [`1.2.3.4, 5.6.7.8, ${PEER}`]);
   });
 
-  test('Host, X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id and Expect are the proxy\'s, not the client\'s', () => {
+  test("Host, X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id and Expect are the proxy's, not the client's", () => {
     const raw = [
-      'Host', 'evil.example', 'X-Forwarded-Host', 'evil.example', 'X-Forwarded-Proto', 'http', 'X-Forwarded-Port', '1',
-      'Forwarded', 'for=6.6.6.6;host=evil.example', 'X-Real-IP', '6.6.6.6', 'x_real_ip', '6.6.6.7', 'X-Request-Id', 'chosen-by-client',
-      'Expect', '100-continue',
+      'Host',
+      'evil.example',
+      'X-Forwarded-Host',
+      'evil.example',
+      'X-Forwarded-Proto',
+      'http',
+      'X-Forwarded-Port',
+      '1',
+      'Forwarded',
+      'for=6.6.6.6;host=evil.example',
+      'X-Real-IP',
+      '6.6.6.6',
+      'x_real_ip',
+      '6.6.6.7',
+      'X-Request-Id',
+      'chosen-by-client',
+      'Expect',
+      '100-continue',
     ];
     const out = call({ raw });
     assert.deepEqual(valuesOf(out, 'host'), ['10.0.0.5:3000']);
@@ -298,12 +430,41 @@ describe('upstreamHeaders', () => {
   test('headers named in Connection, hop-by-hop headers and values with CR/LF/NUL are dropped', () => {
     const out = call({
       raw: [
-        'Connection', 'keep-alive, X-Secret', 'X-Secret', 'hush', 'x_secret', 'hush2', 'Keep-Alive', 'timeout=5',
-        'Proxy-Authorization', 'Basic Zm9vOmJhcg==', 'TE', 'trailers', 'Upgrade', 'h2c',
-        'X-Cr', 'a\rb', 'X-Lf', 'a\nb', 'X-Nul', 'a\0b', 'X-Ok', 'fine',
+        'Connection',
+        'keep-alive, X-Secret',
+        'X-Secret',
+        'hush',
+        'x_secret',
+        'hush2',
+        'Keep-Alive',
+        'timeout=5',
+        'Proxy-Authorization',
+        'Basic Zm9vOmJhcg==',
+        'TE',
+        'trailers',
+        'Upgrade',
+        'h2c',
+        'X-Cr',
+        'a\rb',
+        'X-Lf',
+        'a\nb',
+        'X-Nul',
+        'a\0b',
+        'X-Ok',
+        'fine',
       ],
     });
-    for (const n of ['connection', 'x-secret', 'keep-alive', 'proxy-authorization', 'te', 'upgrade', 'x-cr', 'x-lf', 'x-nul']) {
+    for (const n of [
+      'connection',
+      'x-secret',
+      'keep-alive',
+      'proxy-authorization',
+      'te',
+      'upgrade',
+      'x-cr',
+      'x-lf',
+      'x-nul',
+    ]) {
       assert.deepEqual(valuesOf(out, n), [], `${n} reached the upstream`);
     }
     assert.deepEqual(valuesOf(out, 'x-ok'), ['fine']);
@@ -311,7 +472,9 @@ describe('upstreamHeaders', () => {
   });
 
   test('the session cookie is stripped, other cookies stay; an emptied Cookie header is not sent', () => {
-    const out = call({ raw: ['Cookie', 'a=1; _portcullis=secret; _portcullis_1=chunk; x_portcullis=2; b=3'] });
+    const out = call({
+      raw: ['Cookie', 'a=1; _portcullis=secret; _portcullis_1=chunk; x_portcullis=2; b=3'],
+    });
     assert.deepEqual(valuesOf(out, 'cookie'), ['a=1; x_portcullis=2; b=3']);
     assert.ok(!out.some((v) => v.includes('secret') || v.includes('chunk')));
     const only = call({ raw: ['Cookie', '_portcullis=secret', 'Accept', '*/*'] });
@@ -321,23 +484,58 @@ describe('upstreamHeaders', () => {
   });
 
   test('Authorization: the Portcullis scheme never, an IdP bearer token only when it did not prove the identity', () => {
-    assert.deepEqual(valuesOf(call({ raw: ['Authorization', 'Portcullis xyz'] }), 'authorization'), []);
-    assert.deepEqual(valuesOf(call({ raw: ['authorization', 'portcullis xyz'], via: null }), 'authorization'), []);
-    assert.deepEqual(valuesOf(call({ raw: ['Authorization', 'PORTCULLIS\txyz'], via: 'bearer' }), 'authorization'), []);
-    assert.deepEqual(valuesOf(call({ raw: ['Authorization', 'Bearer abc'], via: 'session' }), 'authorization'), ['Bearer abc']);
-    assert.deepEqual(valuesOf(call({ raw: ['Authorization', 'Bearer abc'], via: 'bearer' }), 'authorization'), []);
-    assert.deepEqual(valuesOf(call({ raw: ['Authorization', 'Bearer abc'], via: null }), 'authorization'), ['Bearer abc']);
+    assert.deepEqual(
+      valuesOf(call({ raw: ['Authorization', 'Portcullis xyz'] }), 'authorization'),
+      [],
+    );
+    assert.deepEqual(
+      valuesOf(call({ raw: ['authorization', 'portcullis xyz'], via: null }), 'authorization'),
+      [],
+    );
+    assert.deepEqual(
+      valuesOf(call({ raw: ['Authorization', 'PORTCULLIS\txyz'], via: 'bearer' }), 'authorization'),
+      [],
+    );
+    assert.deepEqual(
+      valuesOf(call({ raw: ['Authorization', 'Bearer abc'], via: 'session' }), 'authorization'),
+      ['Bearer abc'],
+    );
+    assert.deepEqual(
+      valuesOf(call({ raw: ['Authorization', 'Bearer abc'], via: 'bearer' }), 'authorization'),
+      [],
+    );
+    assert.deepEqual(
+      valuesOf(call({ raw: ['Authorization', 'Bearer abc'], via: null }), 'authorization'),
+      ['Bearer abc'],
+    );
   });
 
-  test('an identity header that is also Authorization (pass_access_token) replaces the client\'s', () => {
-    const out = call({ raw: ['Authorization', 'Bearer client'], identityHeaders: [...ID_HEADERS, ['authorization', 'Bearer idp-token']] });
+  test("an identity header that is also Authorization (pass_access_token) replaces the client's", () => {
+    const out = call({
+      raw: ['Authorization', 'Bearer client'],
+      identityHeaders: [...ID_HEADERS, ['authorization', 'Bearer idp-token']],
+    });
     assert.deepEqual(valuesOf(out, 'authorization'), ['Bearer idp-token']);
   });
 
   test('set_request_headers win over identity and client headers; remove_request_headers covers every spelling', () => {
     const out = call({
-      route: customRoute, host: 'custom.example.com',
-      raw: ['x-team', 'client-team', 'X_TEAM', 'client-team2', 'X-Debug', '1', 'x_debug', '2', 'X-DEBUG', '3', 'Accept', '*/*'],
+      route: customRoute,
+      host: 'custom.example.com',
+      raw: [
+        'x-team',
+        'client-team',
+        'X_TEAM',
+        'client-team2',
+        'X-Debug',
+        '1',
+        'x_debug',
+        '2',
+        'X-DEBUG',
+        '3',
+        'Accept',
+        '*/*',
+      ],
     });
     assert.deepEqual(valuesOf(out, 'x-team'), ['platform']);
     assert.deepEqual(valuesOf(out, 'x-forwarded-email'), ['route@example.com']);
@@ -346,41 +544,119 @@ describe('upstreamHeaders', () => {
     assert.deepEqual(valuesOf(out, 'accept'), ['*/*']);
   });
 
-  test('the client\'s other headers keep their order, ahead of the proxy\'s', () => {
-    const clientOwn: string[] = ['Accept', 'a', 'User-Agent', 'u', 'X-B', '1', 'X-A', '2', 'x-b', '3', 'Accept-Language', 'de'];
-    const raw = ['Host', 'app.example.com', 'Accept', 'a', 'X-Forwarded-User', 'm', 'User-Agent', 'u', 'X-B', '1', 'Cookie', '_portcullis=s', 'X-A', '2', 'x-b', '3', 'Accept-Language', 'de'];
+  test("the client's other headers keep their order, ahead of the proxy's", () => {
+    const clientOwn: string[] = [
+      'Accept',
+      'a',
+      'User-Agent',
+      'u',
+      'X-B',
+      '1',
+      'X-A',
+      '2',
+      'x-b',
+      '3',
+      'Accept-Language',
+      'de',
+    ];
+    const raw = [
+      'Host',
+      'app.example.com',
+      'Accept',
+      'a',
+      'X-Forwarded-User',
+      'm',
+      'User-Agent',
+      'u',
+      'X-B',
+      '1',
+      'Cookie',
+      '_portcullis=s',
+      'X-A',
+      '2',
+      'x-b',
+      '3',
+      'Accept-Language',
+      'de',
+    ];
     const out = call({ raw });
     assert.deepEqual(out.slice(0, clientOwn.length), clientOwn);
     const rest = pairs(out.slice(clientOwn.length)).map(([k]) => k);
-    assert.deepEqual(rest, ['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', ...ID_HEADERS.map(([k]) => k)]);
+    assert.deepEqual(rest, [
+      'host',
+      'x-forwarded-for',
+      'x-forwarded-proto',
+      'x-forwarded-host',
+      'x-request-id',
+      ...ID_HEADERS.map(([k]) => k),
+    ]);
   });
 
   test('property: no client identity header, Connection-named header or bad value ever gets through', () => {
     const names = fc.constantFrom(
-      'X-Forwarded-User', 'x_forwarded_user', 'X-Forwarded-Email', 'REMOTE_USER', 'Remote-Groups', 'X-Portcullis-Jwt-Assertion',
-      'x_portcullis_anything', 'X-Authentik-Meta-App', 'X-Pomerium-Claim-Email', 'X-App', 'X_App', 'Accept', 'X-Secret', 'x_secret',
-      'X-Forwarded-For', 'X_Forwarded_For', 'Host', 'Cookie', 'Authorization', 'Connection',
+      'X-Forwarded-User',
+      'x_forwarded_user',
+      'X-Forwarded-Email',
+      'REMOTE_USER',
+      'Remote-Groups',
+      'X-Portcullis-Jwt-Assertion',
+      'x_portcullis_anything',
+      'X-Authentik-Meta-App',
+      'X-Pomerium-Claim-Email',
+      'X-App',
+      'X_App',
+      'Accept',
+      'X-Secret',
+      'x_secret',
+      'X-Forwarded-For',
+      'X_Forwarded_For',
+      'Host',
+      'Cookie',
+      'Authorization',
+      'Connection',
     );
-    const values = fc.oneof(fc.constantFrom('v', 'x-secret', 'X_App', 'a\r\nb', '\0', 'Bearer t', '_portcullis=s; a=1'), fc.string({ maxLength: 6 }));
+    const values = fc.oneof(
+      fc.constantFrom('v', 'x-secret', 'X_App', 'a\r\nb', '\0', 'Bearer t', '_portcullis=s; a=1'),
+      fc.string({ maxLength: 6 }),
+    );
     fc.assert(
-      fc.property(fc.array(fc.tuple(names, values), { maxLength: 10 }), fc.boolean(), (list, trusted) => {
-        const raw = list.flat();
-        const out = call({ raw, trustedPeer: trusted });
-        const tokens = new Set<string>();
-        for (const [k, v] of list) if (k.toLowerCase() === 'connection') for (const t of v.split(',')) if (t.trim()) tokens.add(canon(t.trim()));
-        const ours = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', ...ID_HEADERS.map(([k]) => k)]);
-        for (const [k, v] of pairs(out)) {
-          assert.ok(!/[\r\n\0]/.test(v), `bad value for ${k}`);
-          assert.notEqual(canon(k), 'connection');
-          if (ours.has(k)) continue;
-          assert.ok(!tokens.has(canon(k)), `${k} was named in Connection`);
-          assert.ok(!/^(x-forwarded-(user|email)|remote-|x-portcullis-|x-authentik-|x-pomerium-)/.test(canon(k)), `client identity header ${k}`);
-          if (canon(k) === 'cookie') assert.ok(!v.includes('_portcullis'), 'session cookie forwarded');
-        }
-        for (const k of ours) assert.equal(valuesOf(out, k).length, 1, `${k} not exactly once`);
-        assert.equal(valuesOf(out, 'x-forwarded-for')[0]!.endsWith(PEER), true);
-        if (!trusted) assert.equal(valuesOf(out, 'x-forwarded-for')[0], PEER);
-      }),
+      fc.property(
+        fc.array(fc.tuple(names, values), { maxLength: 10 }),
+        fc.boolean(),
+        (list, trusted) => {
+          const raw = list.flat();
+          const out = call({ raw, trustedPeer: trusted });
+          const tokens = new Set<string>();
+          for (const [k, v] of list)
+            if (k.toLowerCase() === 'connection')
+              for (const t of v.split(',')) if (t.trim()) tokens.add(canon(t.trim()));
+          const ours = new Set([
+            'host',
+            'x-forwarded-for',
+            'x-forwarded-proto',
+            'x-forwarded-host',
+            'x-request-id',
+            ...ID_HEADERS.map(([k]) => k),
+          ]);
+          for (const [k, v] of pairs(out)) {
+            assert.ok(!/[\r\n\0]/.test(v), `bad value for ${k}`);
+            assert.notEqual(canon(k), 'connection');
+            if (ours.has(k)) continue;
+            assert.ok(!tokens.has(canon(k)), `${k} was named in Connection`);
+            assert.ok(
+              !/^(x-forwarded-(user|email)|remote-|x-portcullis-|x-authentik-|x-pomerium-)/.test(
+                canon(k),
+              ),
+              `client identity header ${k}`,
+            );
+            if (canon(k) === 'cookie')
+              assert.ok(!v.includes('_portcullis'), 'session cookie forwarded');
+          }
+          for (const k of ours) assert.equal(valuesOf(out, k).length, 1, `${k} not exactly once`);
+          assert.equal(valuesOf(out, 'x-forwarded-for')[0]!.endsWith(PEER), true);
+          if (!trusted) assert.equal(valuesOf(out, 'x-forwarded-for')[0], PEER);
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -405,11 +681,12 @@ describe('Lane: which upstream pool a request goes to', async () => {
   const fastPool = { name: 'fast' } as unknown as Pool;
   const overflowPool = { name: 'overflow' } as unknown as Pool;
   const flight = () => ({ lane: null, epoch: 0, streaming: false, queued: false });
-  const fill = (lane: InstanceType<typeof Lane>, n: number, at: number) => Array.from({ length: n }, () => {
-    const f = flight();
-    assert.equal(lane.choose(f, at, true), fastPool);
-    return f;
-  });
+  const fill = (lane: InstanceType<typeof Lane>, n: number, at: number) =>
+    Array.from({ length: n }, () => {
+      const f = flight();
+      assert.equal(lane.choose(f, at, true), fastPool);
+      return f;
+    });
 
   test('the first 32 requests get a shared connection without queueing', () => {
     const lane = new Lane(fastPool, () => overflowPool);
@@ -442,7 +719,11 @@ describe('Lane: which upstream pool a request goes to', async () => {
     const lane = new Lane(fastPool, () => overflowPool);
     const flights = fill(lane, 32, 1000);
     for (const f of flights.slice(0, 15)) lane.streamingStarted(f);
-    assert.equal(lane.choose(flight(), 1001, true), fastPool, '15 streams of 32: still worth queueing');
+    assert.equal(
+      lane.choose(flight(), 1001, true),
+      fastPool,
+      '15 streams of 32: still worth queueing',
+    );
     lane.streamingStarted(flights[15]!);
     assert.equal(lane.choose(flight(), 1002, true), overflowPool, '16 streams of 32: go elsewhere');
   });
@@ -451,8 +732,16 @@ describe('Lane: which upstream pool a request goes to', async () => {
     const lane = new Lane(fastPool, () => overflowPool);
     fill(lane, 16, 1000);
     fill(lane, 16, 1900);
-    assert.equal(lane.choose(flight(), 1950, true), fastPool, 'nothing has been in flight for a second yet');
-    assert.equal(lane.choose(flight(), 2100, true), overflowPool, '16 requests have now been in flight over a second');
+    assert.equal(
+      lane.choose(flight(), 1950, true),
+      fastPool,
+      'nothing has been in flight for a second yet',
+    );
+    assert.equal(
+      lane.choose(flight(), 2100, true),
+      overflowPool,
+      '16 requests have now been in flight over a second',
+    );
   });
 });
 
@@ -460,7 +749,7 @@ describe('Lane: which upstream pool a request goes to', async () => {
 // 5. The decoded-session cache holds what it needs, not the request it was filled from.
 
 describe('session cache memory', () => {
-  test('a cached session does not keep the whole Cookie header alive (other apps\' cookies, analytics)', async (t) => {
+  test("a cached session does not keep the whole Cookie header alive (other apps' cookies, analytics)", async (t) => {
     const { SessionManager } = await import('../src/session/manager.js');
     const { CookieSessionStore } = await import('../src/session/cookie-store.js');
     const { Sealer } = await import('../src/session/seal.js');
@@ -475,11 +764,25 @@ describe('session cache memory', () => {
     const n = 1500;
     const values: string[] = [];
     for (let i = 0; i < n; i++) {
-      values.push(await store.save({ v: 1, sid: `sid-${i}`, sub: `user-${i}`, claims: { email: `u${i}@example.com`, groups: ['eng'] }, iat: now, exp: now + 3_600_000 }));
+      values.push(
+        await store.save({
+          v: 1,
+          sid: `sid-${i}`,
+          sub: `user-${i}`,
+          claims: { email: `u${i}@example.com`, groups: ['eng'] },
+          iat: now,
+          exp: now + 3_600_000,
+        }),
+      );
     }
     // What a browser sends on a parent-domain deployment: 8 KB of other cookies around ours.
     const padding = `_ga=${'g'.repeat(4000)}; other_app=${'o'.repeat(4000)}`;
-    const ctx = (value: string): RequestContext => ({ headers: { cookie: `${padding}; ${OWN}=${value}` }, now, host: 'app.example.com' }) as unknown as RequestContext;
+    const ctx = (value: string): RequestContext =>
+      ({
+        headers: { cookie: `${padding}; ${OWN}=${value}` },
+        now,
+        host: 'app.example.com',
+      }) as unknown as RequestContext;
 
     gc();
     const before = process.memoryUsage().heapUsed;
@@ -496,8 +799,12 @@ describe('session cache memory', () => {
     // And they are cached: the second round decrypts nothing.
     let opened = 0;
     const load = store.load.bind(store);
-    store.load = async (value, t) => { opened++; return load(value, t); };
-    for (const v of values.slice(0, 100)) await manager.lookup(ctx(Buffer.from(v, 'latin1').toString('latin1')));
+    store.load = async (value, t) => {
+      opened++;
+      return load(value, t);
+    };
+    for (const v of values.slice(0, 100))
+      await manager.lookup(ctx(Buffer.from(v, 'latin1').toString('latin1')));
     assert.equal(opened, 0);
   });
 
@@ -508,19 +815,42 @@ describe('session cache memory', () => {
     const store = new CookieSessionStore(new Sealer(Buffer.from(SECRET, 'base64')), OWN);
     const now = Date.now();
     const values: string[] = [];
-    for (let i = 0; i < 150; i++) values.push(await store.save({ v: 1, sid: `sid-${i}`, sub: `user-${i}`, claims: { groups: ['eng'] }, iat: now, exp: now + 3_600_000 }));
+    for (let i = 0; i < 150; i++)
+      values.push(
+        await store.save({
+          v: 1,
+          sid: `sid-${i}`,
+          sub: `user-${i}`,
+          claims: { groups: ['eng'] },
+          iat: now,
+          exp: now + 3_600_000,
+        }),
+      );
     let opened = 0;
     const load = store.load.bind(store);
-    store.load = async (value, t) => { opened++; return load(value, t); };
-    const ctx = (value: string): RequestContext => ({ headers: { cookie: `${OWN}=${value}` }, now, host: 'app.example.com' }) as unknown as RequestContext;
+    store.load = async (value, t) => {
+      opened++;
+      return load(value, t);
+    };
+    const ctx = (value: string): RequestContext =>
+      ({
+        headers: { cookie: `${OWN}=${value}` },
+        now,
+        host: 'app.example.com',
+      }) as unknown as RequestContext;
     const cycle = async (m: InstanceType<typeof SessionManager>): Promise<number> => {
       opened = 0;
-      for (const v of values) assert.equal((await m.lookup(ctx(v))).identity?.user, `user-${values.indexOf(v)}`);
+      for (const v of values)
+        assert.equal((await m.lookup(ctx(v))).identity?.user, `user-${values.indexOf(v)}`);
       return opened;
     };
     const small = new SessionManager({ ...cfg, sessionCacheSize: 100 }, store);
     assert.equal(await cycle(small), 150);
-    assert.equal(await cycle(small), 150, '150 sessions through 100 places: every one was evicted before it came back');
+    assert.equal(
+      await cycle(small),
+      150,
+      '150 sessions through 100 places: every one was evicted before it came back',
+    );
     const big = new SessionManager({ ...cfg, sessionCacheSize: 200 }, store);
     assert.equal(await cycle(big), 150);
     assert.equal(await cycle(big), 0, 'all 150 fit: none is decrypted again');

@@ -29,21 +29,32 @@ trusted_proxies: [127.0.0.1]`,
   after(() => s.close());
 
   // Each token from its own address, so the per-address introspection limit plays no part.
-  const ask = (token: string, i: number) => request(`http://api.corp.test:${s.port}/`, {
-    headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'x-forwarded-for': `198.51.100.${i}` },
-  });
+  const ask = (token: string, i: number) =>
+    request(`http://api.corp.test:${s.port}/`, {
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept: 'application/json',
+        'x-forwarded-for': `198.51.100.${i}`,
+      },
+    });
   const calls = (): number => s.idp.requestCount(INTROSPECTION);
 
   test('101 refused tokens: the last 100 are remembered, the first was pushed out and is asked about again', async () => {
     const tokens = Array.from({ length: 101 }, () => randomBytes(24).toString('base64url'));
     const t0 = calls();
     for (let i = 0; i < tokens.length; i += 20) {
-      await Promise.all(tokens.slice(i, i + 20).map(async (t, j) => assert.equal((await ask(t, i + j)).status, 401)));
+      await Promise.all(
+        tokens
+          .slice(i, i + 20)
+          .map(async (t, j) => assert.equal((await ask(t, i + j)).status, 401)),
+      );
     }
     assert.equal(calls() - t0, 101);
     // Refused answers are kept 5 s: asked again at once, the 100 newest cost nothing.
     const t1 = calls();
-    await Promise.all(tokens.slice(1).map(async (t, j) => assert.equal((await ask(t, j + 1)).status, 401)));
+    await Promise.all(
+      tokens.slice(1).map(async (t, j) => assert.equal((await ask(t, j + 1)).status, 401)),
+    );
     assert.equal(calls() - t1, 0, 'the newest 100 are still cached');
     assert.equal((await ask(tokens[0]!, 0)).status, 401);
     assert.equal(calls() - t1, 1, 'the oldest went when the 101st came');

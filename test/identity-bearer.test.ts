@@ -5,7 +5,13 @@ import { decodeJwt, decodeProtectedHeader, SignJWT, UnsecuredJWT, type JWK } fro
 import { startIdp } from '../demo/idp.js';
 import { request, type Resp } from './helpers/http.js';
 import { BROWSER_HEADERS } from './helpers/login.js';
-import { API_AUDIENCE, CLI, SVC, startIdentityStack, type IdentityStack } from './helpers/identity-stack.js';
+import {
+  API_AUDIENCE,
+  CLI,
+  SVC,
+  startIdentityStack,
+  type IdentityStack,
+} from './helpers/identity-stack.js';
 
 // API clients and CLIs with tokens from the real test IdP: client-credentials JWTs, user
 // access tokens (JWT for the API resource, opaque through introspection), and every shape
@@ -13,7 +19,8 @@ import { API_AUDIENCE, CLI, SVC, startIdentityStack, type IdentityStack } from '
 
 function seen(r: Resp): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const [k, v] of r.json().rawHeaders as Array<[string, string]>) (out[k.toLowerCase()] ??= []).push(v);
+  for (const [k, v] of r.json().rawHeaders as Array<[string, string]>)
+    (out[k.toLowerCase()] ??= []).push(v);
   return out;
 }
 
@@ -63,14 +70,26 @@ idp_introspection: true`,
   test('a client-credentials token gets through a route whose policy allows the client, not one that does not', async () => {
     const token = await s.clientCredentials();
     assert.equal(decodeJwt(token).aud, API_AUDIENCE);
-    const ok = await request(url('api'), { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+    const ok = await request(url('api'), {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+    });
     assert.equal(ok.status, 200, ok.body);
     const h = seen(ok);
     assert.deepEqual(h['x-forwarded-user'], [SVC.id]);
-    assert.equal(decodeJwt(h['x-portcullis-jwt-assertion']![0]!).sub, SVC.id, 'the assertion names the client');
-    assert.equal(h.authorization, undefined, 'the token that proved the identity is not passed upstream unless the route asks');
+    assert.equal(
+      decodeJwt(h['x-portcullis-jwt-assertion']![0]!).sub,
+      SVC.id,
+      'the assertion names the client',
+    );
+    assert.equal(
+      h.authorization,
+      undefined,
+      'the token that proved the identity is not passed upstream unless the route asks',
+    );
 
-    const denied = await request(url('admins'), { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+    const denied = await request(url('admins'), {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+    });
     assert.equal(denied.status, 403);
     assert.equal(denied.json().error, 'access_denied');
   });
@@ -92,11 +111,17 @@ idp_introspection: true`,
 
   test('an opaque user access token is verified through introspection', async () => {
     const opaque = await s.userToken('alice');
-    assert.notEqual(opaque.split('.').length, 3, 'without a resource the IdP issues an opaque token');
+    assert.notEqual(
+      opaque.split('.').length,
+      3,
+      'without a resource the IdP issues an opaque token',
+    );
     const r = await request(url('admins'), { headers: { authorization: `Bearer ${opaque}` } });
     assert.equal(r.status, 200, r.body);
     assert.deepEqual(seen(r)['x-forwarded-email'], ['alice@example.com']);
-    const junk = await request(url('admins'), { headers: { authorization: 'Bearer not-a-token-the-idp-issued' } });
+    const junk = await request(url('admins'), {
+      headers: { authorization: 'Bearer not-a-token-the-idp-issued' },
+    });
     assert.equal(junk.status, 401);
     assert.match(wwwAuthenticate(junk), /error="invalid_token"/);
     assert.match(wwwAuthenticate(junk), /not active/);
@@ -113,11 +138,16 @@ idp_introspection: true`,
   describe('forged and misdirected tokens are refused with what was wrong, never a redirect', () => {
     async function refused(token: string, host = 'api'): Promise<{ r: Resp; why: string }> {
       // Browser-like headers on purpose: a token must still get a 401, not a login page.
-      const r = await request(url(host), { headers: { ...BROWSER_HEADERS, authorization: `Bearer ${token}` } });
+      const r = await request(url(host), {
+        headers: { ...BROWSER_HEADERS, authorization: `Bearer ${token}` },
+      });
       assert.equal(r.status, 401, r.body);
       assert.equal(r.location, undefined);
       const h = wwwAuthenticate(r);
-      assert.match(h, /^Bearer realm="portcullis", error="invalid_token", error_description="[^"]+"$/);
+      assert.match(
+        h,
+        /^Bearer realm="portcullis", error="invalid_token", error_description="[^"]+"$/,
+      );
       return { r, why: /error_description="([^"]+)"/.exec(h)![1]! };
     }
 
@@ -130,7 +160,12 @@ idp_introspection: true`,
     });
 
     const claims = () => ({ sub: SVC.id, client_id: SVC.id });
-    async function signWith(alg: string, key: Parameters<SignJWT['sign']>[0], kid: string, o: { iss?: string; aud?: string; exp?: number } = {}): Promise<string> {
+    async function signWith(
+      alg: string,
+      key: Parameters<SignJWT['sign']>[0],
+      kid: string,
+      o: { iss?: string; aud?: string; exp?: number } = {},
+    ): Promise<string> {
       return new SignJWT(claims())
         .setProtectedHeader({ alg, kid, typ: 'at+jwt' })
         .setIssuer(o.iss ?? s.idp.issuer)
@@ -154,12 +189,29 @@ idp_introspection: true`,
     });
 
     test('from another issuer (even signed with the same key)', async () => {
-      const other = await startIdp({ clients: [{ client_id: SVC.id, client_secret: SVC.secret, redirect_uris: [], grant_types: ['client_credentials'] }], jwtAccessTokenAudience: API_AUDIENCE });
+      const other = await startIdp({
+        clients: [
+          {
+            client_id: SVC.id,
+            client_secret: SVC.secret,
+            redirect_uris: [],
+            grant_types: ['client_credentials'],
+          },
+        ],
+        jwtAccessTokenAudience: API_AUDIENCE,
+      });
       try {
         const token = await s.clientCredentials(other.issuer);
-        assert.equal(decodeProtectedHeader(token).kid, realKid, 'the test IdPs share one key, so only iss tells them apart');
+        assert.equal(
+          decodeProtectedHeader(token).kid,
+          realKid,
+          'the test IdPs share one key, so only iss tells them apart',
+        );
         const { why } = await refused(token);
-        assert.match(why, /issued by http:\/\/127\.0\.0\.1:\d+, not by the configured identity provider/);
+        assert.match(
+          why,
+          /issued by http:\/\/127\.0\.0\.1:\d+, not by the configured identity provider/,
+        );
       } finally {
         await other.close();
       }
@@ -172,13 +224,21 @@ idp_introspection: true`,
     });
 
     test('alg: none', async () => {
-      const token = new UnsecuredJWT(claims()).setIssuer(s.idp.issuer).setAudience(API_AUDIENCE).setIssuedAt().setExpirationTime('5m').encode();
+      const token = new UnsecuredJWT(claims())
+        .setIssuer(s.idp.issuer)
+        .setAudience(API_AUDIENCE)
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .encode();
       const { why } = await refused(token);
       assert.match(why, /algorithm none is not accepted/);
     });
 
     test('HS256 signed with the IdP public key as the secret', async () => {
-      const pem = createPublicKey({ key: idpJwk as import('node:crypto').JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string;
+      const pem = createPublicKey({
+        key: idpJwk as import('node:crypto').JsonWebKey,
+        format: 'jwk',
+      }).export({ type: 'spki', format: 'pem' }) as string;
       for (const secret of [Buffer.from(pem), Buffer.from(JSON.stringify(idpJwk))]) {
         const { why } = await refused(await signWith('HS256', new Uint8Array(secret), realKid));
         assert.match(why, /algorithm HS256 is not accepted/);
@@ -187,7 +247,9 @@ idp_introspection: true`,
 
     test('an unknown kid', async () => {
       const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      const { why } = await refused(await signWith('RS256', privateKey, 'kid-the-idp-never-published'));
+      const { why } = await refused(
+        await signWith('RS256', privateKey, 'kid-the-idp-never-published'),
+      );
       assert.match(why, /unknown key \(kid kid-the-idp-never-published\)/);
     });
 
@@ -200,7 +262,9 @@ idp_introspection: true`,
     test('a bad token is refused even when a session cookie comes with it', async () => {
       const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
       const token = await signWith('RS256', privateKey, realKid);
-      const r = await request(url('api'), { headers: { authorization: `Bearer ${token}`, cookie: '_portcullis=whatever' } });
+      const r = await request(url('api'), {
+        headers: { authorization: `Bearer ${token}`, cookie: '_portcullis=whatever' },
+      });
       assert.equal(r.status, 401);
       assert.match(wwwAuthenticate(r), /invalid_token/);
     });

@@ -16,7 +16,13 @@ import { CookieJar, request, type Resp } from './helpers/http.js';
 import { startLoopback } from './helpers/identity-stack.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
-import { spyOnTokenEndpoint, startProxy, yamlOnPort, type Proxy, type TokenSpy } from './helpers/session-infra.js';
+import {
+  spyOnTokenEndpoint,
+  startProxy,
+  yamlOnPort,
+  type Proxy,
+  type TokenSpy,
+} from './helpers/session-infra.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 /** The smallest idp_refresh_directory_interval the config accepts. */
@@ -40,8 +46,14 @@ routes:
 type Loopback = Awaited<ReturnType<typeof startLoopback>>;
 
 /** The programmatic login: returns the CLI's token and the browser's cookie jar (the same session). */
-async function cliLogin(port: number, loopback: Loopback, username: string): Promise<{ token: string; jar: CookieJar }> {
-  const start = await request(`http://app.corp.test:${port}/.portcullis/api/v1/login?redirect_uri=${encodeURIComponent(`${loopback.url}/cb`)}`);
+async function cliLogin(
+  port: number,
+  loopback: Loopback,
+  username: string,
+): Promise<{ token: string; jar: CookieJar }> {
+  const start = await request(
+    `http://app.corp.test:${port}/.portcullis/api/v1/login?redirect_uri=${encodeURIComponent(`${loopback.url}/cb`)}`,
+  );
   assert.equal(start.status, 200, start.body);
   const jar = new CookieJar();
   const { final } = await loginThroughIdp(start.body, { jar, username, password: username });
@@ -56,7 +68,11 @@ function withToken(token: string): Record<string, string> {
 }
 
 /** Polls until the answer is not 200; every status seen is kept for the failure message. */
-async function untilRefused(get: () => Promise<Resp>, withinMs: number, seen: number[] = []): Promise<{ resp: Resp; ms: number }> {
+async function untilRefused(
+  get: () => Promise<Resp>,
+  withinMs: number,
+  seen: number[] = [],
+): Promise<{ resp: Resp; ms: number }> {
   const t0 = Date.now();
   for (;;) {
     const resp = await get();
@@ -69,7 +85,10 @@ async function untilRefused(get: () => Promise<Resp>, withinMs: number, seen: nu
 function assertEnded(r: Resp): void {
   assert.equal(r.status, 401, r.body);
   assert.equal(r.json().error, 'invalid_token');
-  assert.equal(r.headers['www-authenticate'], `Bearer realm="portcullis", error="invalid_token", error_description="${ENDED}"`);
+  assert.equal(
+    r.headers['www-authenticate'],
+    `Bearer realm="portcullis", error="invalid_token", error_description="${ENDED}"`,
+  );
   assert.equal(r.location, undefined, 'a refused token never gets a login redirect');
   assert.ok(!r.body.includes('alice'), 'nothing about the user leaks into the refusal');
 }
@@ -97,17 +116,36 @@ describe('a CLI token with the cookie store follows what the IdP says at each re
     try {
       s.idp.setGroups('alice', ['eng']);
       const seen: number[] = [];
-      const dropped = await untilRefused(() => request(admin, { headers: withToken(token) }), INTERVAL_MS + 3_000, seen);
+      const dropped = await untilRefused(
+        () => request(admin, { headers: withToken(token) }),
+        INTERVAL_MS + 3_000,
+        seen,
+      );
       assert.equal(dropped.resp.status, 403, `statuses seen: ${seen.join(',')}`);
       assert.match(dropped.resp.body, /admins/);
       assert.ok(dropped.ms <= INTERVAL_MS + 2_000, `the token kept the group for ${dropped.ms} ms`);
-      assert.equal((await request(admin, { jar, headers: JSON_HEADERS })).status, 403, 'the cookie agrees');
-      assert.equal((await request(app, { headers: withToken(token) })).status, 200, 'the token still works where eng suffices');
+      assert.equal(
+        (await request(admin, { jar, headers: JSON_HEADERS })).status,
+        403,
+        'the cookie agrees',
+      );
+      assert.equal(
+        (await request(app, { headers: withToken(token) })).status,
+        200,
+        'the token still works where eng suffices',
+      );
 
       s.idp.disableUser('alice');
-      const ended = await untilRefused(() => request(app, { headers: withToken(token) }), INTERVAL_MS + 3_000, seen);
+      const ended = await untilRefused(
+        () => request(app, { headers: withToken(token) }),
+        INTERVAL_MS + 3_000,
+        seen,
+      );
       assertEnded(ended.resp);
-      assert.ok(ended.ms <= INTERVAL_MS + 2_000, `the disabled user's token worked for ${ended.ms} ms`);
+      assert.ok(
+        ended.ms <= INTERVAL_MS + 2_000,
+        `the disabled user's token worked for ${ended.ms} ms`,
+      );
       const cookie = await request(app, { jar, headers: JSON_HEADERS });
       assert.equal(cookie.status, 401);
       assert.equal(cookie.json().error, 'unauthenticated');
@@ -117,10 +155,18 @@ describe('a CLI token with the cookie store follows what the IdP says at each re
       s.idp.setGroups('alice', ['admins', 'eng']);
     }
     const refreshes = spy.refreshes.slice(refreshesBefore);
-    assert.deepEqual(refreshes.map((r) => r.status), [200, 400], 'one refresh for the group change, one refused for the disabled user');
+    assert.deepEqual(
+      refreshes.map((r) => r.status),
+      [200, 400],
+      'one refresh for the group change, one refused for the disabled user',
+    );
     // The token carries the login-time cookie; the IdP rotates refresh tokens, so the second
     // refresh must present the rotated one, or the IdP sees a replay and revokes the grant.
-    assert.equal(new Set(refreshes.map((r) => r.refreshToken)).size, refreshes.length, 'a refresh token was presented twice');
+    assert.equal(
+      new Set(refreshes.map((r) => r.refreshToken)).size,
+      refreshes.length,
+      'a refresh token was presented twice',
+    );
     assert.ok(s.logs.some((l) => l.event === 'session_refresh_rejected'));
   });
 });
@@ -137,7 +183,10 @@ for (const kind of ['memory', 'redis'] as const) {
 
     before(async () => {
       loopback = await startLoopback();
-      const storage = kind === 'memory' ? 'session_storage: memory\n' : `session_storage: "redis://127.0.0.1:6379/0?key_prefix=${prefix}"\n`;
+      const storage =
+        kind === 'memory'
+          ? 'session_storage: memory\n'
+          : `session_storage: "redis://127.0.0.1:6379/0?key_prefix=${prefix}"\n`;
       s = await startStack({ hosts: ['app.corp.test', 'admin.corp.test'], body: routes(storage) });
       if (kind === 'redis') {
         portB = await freePort();
@@ -158,8 +207,12 @@ for (const kind of ['memory', 'redis'] as const) {
 
     test('sign-out in the browser: the token is refused on the very next request', async () => {
       const { token, jar } = await cliLogin(s.port, loopback, 'alice');
-      for (let i = 0; i < 3; i++) assert.equal((await request(app(s.port), { headers: withToken(token) })).status, 200);
-      const out = await request(app(s.port, '/.portcullis/sign_out'), { jar, headers: BROWSER_HEADERS });
+      for (let i = 0; i < 3; i++)
+        assert.equal((await request(app(s.port), { headers: withToken(token) })).status, 200);
+      const out = await request(app(s.port, '/.portcullis/sign_out'), {
+        jar,
+        headers: BROWSER_HEADERS,
+      });
       assert.equal(out.status, 302, out.body);
       assertEnded(await request(app(s.port, '/right-after'), { headers: withToken(token) }));
       const cookie = await request(app(s.port), { jar, headers: JSON_HEADERS });
@@ -173,22 +226,45 @@ for (const kind of ['memory', 'redis'] as const) {
         // Both replicas now hold the session in their caches, through the token and the cookie.
         for (const port of [s.port, portB]) {
           assert.equal((await request(app(port), { headers: withToken(token) })).status, 200);
-          assert.equal((await request(app(port), { headers: { ...JSON_HEADERS, cookie } })).status, 200);
+          assert.equal(
+            (await request(app(port), { headers: { ...JSON_HEADERS, cookie } })).status,
+            200,
+          );
         }
         const file = join(dir, 'portcullis.yaml');
         writeFileSync(file, s.yaml);
-        const revoke = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-          execFile(process.execPath, [CLI, 'sessions', 'revoke', '--user', 'alice@example.com', '--config', file], { timeout: 20_000 }, (err, stdout, stderr) => {
-            resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-          });
-        });
+        const revoke = await new Promise<{ code: number; stdout: string; stderr: string }>(
+          (resolve) => {
+            execFile(
+              process.execPath,
+              [CLI, 'sessions', 'revoke', '--user', 'alice@example.com', '--config', file],
+              { timeout: 20_000 },
+              (err, stdout, stderr) => {
+                resolve({
+                  code: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
+                  stdout,
+                  stderr,
+                });
+              },
+            );
+          },
+        );
         assert.equal(revoke.code, 0, revoke.stderr);
         assert.match(revoke.stdout, /revoked \d+ sessions? of alice@example\.com/);
         for (const port of [portB, s.port]) {
-          const { resp, ms } = await untilRefused(() => request(app(port), { headers: withToken(token) }), UNWATCHED_MS + 3_000);
+          const { resp, ms } = await untilRefused(
+            () => request(app(port), { headers: withToken(token) }),
+            UNWATCHED_MS + 3_000,
+          );
           assertEnded(resp);
-          assert.ok(ms <= UNWATCHED_MS + 1_000, `port ${port}: the revoked session's token worked for ${ms} ms`);
-          assert.equal((await request(app(port), { headers: { ...JSON_HEADERS, cookie } })).status, 401);
+          assert.ok(
+            ms <= UNWATCHED_MS + 1_000,
+            `port ${port}: the revoked session's token worked for ${ms} ms`,
+          );
+          assert.equal(
+            (await request(app(port), { headers: { ...JSON_HEADERS, cookie } })).status,
+            401,
+          );
         }
       });
     }

@@ -23,10 +23,13 @@ idp_client_id: portcullis
 idp_client_secret: ${CLIENT}
 ${over.globals ?? ''}
 routes:
-${over.routes ?? `  - from: https://app.example.com
+${
+  over.routes ??
+  `  - from: https://app.example.com
     to: http://10.0.0.5:3000
     allow_any_authenticated_user: true
-`}`;
+`
+}`;
 }
 
 function lint(yaml: string, env: NodeJS.ProcessEnv = {}): ConfigIssue[] {
@@ -43,14 +46,29 @@ describe('portcullis check lints', () => {
   });
 
   test('authenticate host equal to a route host (an auth host that is also an app host loses the return URL)', () => {
-    const bad = lint(base({ globals: 'authenticate_service_url: https://app.example.com\ncookie_domain: example.com' }));
+    const bad = lint(
+      base({
+        globals: 'authenticate_service_url: https://app.example.com\ncookie_domain: example.com',
+      }),
+    );
     const w = find(bad, /authenticate service .* is also this route's host/);
     assert.ok(w, JSON.stringify(bad));
     assert.equal(w.severity, 'warning');
     assert.equal(w.key, 'routes[0].from');
     assert.ok(w.line > 0);
     assert.match(w.fix!, /auth\.<parent domain>/);
-    assert.equal(find(lint(base({ globals: 'authenticate_service_url: https://auth.example.com\ncookie_domain: example.com' })), /is also this route's host/), undefined);
+    assert.equal(
+      find(
+        lint(
+          base({
+            globals:
+              'authenticate_service_url: https://auth.example.com\ncookie_domain: example.com',
+          }),
+        ),
+        /is also this route's host/,
+      ),
+      undefined,
+    );
   });
 
   test('a route host outside cookie_domain needs the handoff (info)', () => {
@@ -61,7 +79,12 @@ describe('portcullis check lints', () => {
     to: http://10.0.0.6:3000
     allow_any_authenticated_user: true
 `;
-    const issues = lint(base({ globals: 'authenticate_service_url: https://auth.example.com\ncookie_domain: example.com', routes }));
+    const issues = lint(
+      base({
+        globals: 'authenticate_service_url: https://auth.example.com\ncookie_domain: example.com',
+        routes,
+      }),
+    );
     const i = find(issues, /wiki\.other\.org is not under cookie_domain/);
     assert.ok(i, JSON.stringify(issues));
     assert.equal(i.severity, 'info');
@@ -71,12 +94,20 @@ describe('portcullis check lints', () => {
   });
 
   test('cookie_secure: false with TLS', () => {
-    const https = base({ globals: 'cookie_secure: false', routes: '  - from: https://app.example.com\n    to: http://10.0.0.5:3000\n    allow_any_authenticated_user: true\n' });
+    const https = base({
+      globals: 'cookie_secure: false',
+      routes:
+        '  - from: https://app.example.com\n    to: http://10.0.0.5:3000\n    allow_any_authenticated_user: true\n',
+    });
     const w = find(lint(https), /cookie_secure is false/);
     assert.ok(w);
     assert.equal(w.key, 'cookie_secure');
     // Plain HTTP everywhere (a lab, or TLS terminated elsewhere on http routes): nothing to say.
-    const http = base({ globals: 'cookie_secure: false', routes: '  - from: http://app.example.com\n    to: http://10.0.0.5:3000\n    allow_any_authenticated_user: true\n' });
+    const http = base({
+      globals: 'cookie_secure: false',
+      routes:
+        '  - from: http://app.example.com\n    to: http://10.0.0.5:3000\n    allow_any_authenticated_user: true\n',
+    });
     assert.equal(find(lint(http), /cookie_secure/), undefined);
   });
 
@@ -92,22 +123,37 @@ describe('portcullis check lints', () => {
 
     const short = find(lint(base().replace(CLIENT, 'abc123')), /only 6 characters/);
     assert.ok(short);
-    assert.ok(find(lint(base().replace(CLIENT, 'aaaaaaaaaaaaaaaaaaaaaaaabbbbbbbb')), /low-entropy/));
-    assert.ok(find(lint(base().replace(CLIENT, 'my-portcullis-client-secret-2024')), /low-entropy/));
+    assert.ok(
+      find(lint(base().replace(CLIENT, 'aaaaaaaaaaaaaaaaaaaaaaaabbbbbbbb')), /low-entropy/),
+    );
+    assert.ok(
+      find(lint(base().replace(CLIENT, 'my-portcullis-client-secret-2024')), /low-entropy/),
+    );
 
     // A secret read from a file does not pass through an env file.
     const dir = mkdtempSync(join(tmpdir(), 'lint-'));
     writeFileSync(join(dir, 'secret'), 'Zk3$Lm9Qp2Wx7Rt5Yv8Nb4Hc6Jd1Fg0Sa\n');
-    const fromFile = base().replace(`idp_client_secret: ${CLIENT}`, `idp_client_secret_file: ${join(dir, 'secret')}`);
+    const fromFile = base().replace(
+      `idp_client_secret: ${CLIENT}`,
+      `idp_client_secret_file: ${join(dir, 'secret')}`,
+    );
     assert.deepEqual(lint(fromFile), []);
   });
 
   test('a non-random cookie secret', () => {
     const weak = Buffer.from('0123456789abcdef0123456789abcdef').toString('base64');
-    const w = find(lint(base().replace(COOKIE, weak)), /cookie_secret decodes to 32 bytes with only 16/);
+    const w = find(
+      lint(base().replace(COOKIE, weak)),
+      /cookie_secret decodes to 32 bytes with only 16/,
+    );
     assert.equal(w, undefined, 'sixteen distinct values is the threshold, not below it');
     const weaker = Buffer.from('abababababababababababababababab').toString('base64');
-    assert.ok(find(lint(base().replace(COOKIE, weaker)), /cookie_secret decodes to 32 bytes with only 2 distinct/));
+    assert.ok(
+      find(
+        lint(base().replace(COOKIE, weaker)),
+        /cookie_secret decodes to 32 bytes with only 2 distinct/,
+      ),
+    );
   });
 
   test('memory session storage: lost on restart', () => {
@@ -181,12 +227,21 @@ describe('portcullis check lints', () => {
     const w = find(lint(base({ routes })), /decides by group/);
     assert.ok(w);
     assert.equal(w.key, 'routes[0].policy');
-    assert.equal(find(lint(base({ routes, globals: 'idp_scopes: [openid, profile, email, groups]' })), /decides by group/), undefined);
+    assert.equal(
+      find(
+        lint(base({ routes, globals: 'idp_scopes: [openid, profile, email, groups]' })),
+        /decides by group/,
+      ),
+      undefined,
+    );
     const legacy = `  - from: https://app.example.com
     to: http://10.0.0.5:3000
     allowed_groups: [admins]
 `;
-    assert.equal(find(lint(base({ routes: legacy })), /decides by group/)?.key, 'routes[0].allowed_groups');
+    assert.equal(
+      find(lint(base({ routes: legacy })), /decides by group/)?.key,
+      'routes[0].allowed_groups',
+    );
   });
 
   test('tls_skip_verify', () => {
@@ -219,19 +274,40 @@ ${behind}`;
 
   test('the CLI exits 1 on errors and 0 with warnings, in text and JSON', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'check-'));
-    const run = (file: string, ...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['dist/src/cli/main.js', 'check', '--config', file, ...args], { cwd: process.cwd() }, (err, stdout, stderr) => {
-        resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr });
+    const run = (file: string, ...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['dist/src/cli/main.js', 'check', '--config', file, ...args],
+          { cwd: process.cwd() },
+          (err, stdout, stderr) => {
+            resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr });
+          },
+        );
       });
-    });
     const warnOnly = join(dir, 'warn.yaml');
-    writeFileSync(warnOnly, base({ routes: '  - from: https://app.example.com\n    to: https://10.0.0.5:8443\n    tls_skip_verify: true\n    allow_any_authenticated_user: true\n' }));
+    writeFileSync(
+      warnOnly,
+      base({
+        routes:
+          '  - from: https://app.example.com\n    to: https://10.0.0.5:8443\n    tls_skip_verify: true\n    allow_any_authenticated_user: true\n',
+      }),
+    );
     const w = await run(warnOnly);
     assert.equal(w.code, 0, w.stderr);
-    assert.match(w.stdout, /warn\.yaml:\d+:\d+: warning: routes\[0\]\.tls_skip_verify: .*\(fix: give the upstream's CA/);
+    assert.match(
+      w.stdout,
+      /warn\.yaml:\d+:\d+: warning: routes\[0\]\.tls_skip_verify: .*\(fix: give the upstream's CA/,
+    );
 
     const broken = join(dir, 'broken.yaml');
-    writeFileSync(broken, base({ routes: '  - from: https://a.example.com\n    to: http://10.0.0.5:1\n  - from: https://a.example.com\n    prefix: /socket.io/\n    to: http://10.0.0.5:1\n    allow_public_unauthenticated_access: true\n' }));
+    writeFileSync(
+      broken,
+      base({
+        routes:
+          '  - from: https://a.example.com\n    to: http://10.0.0.5:1\n  - from: https://a.example.com\n    prefix: /socket.io/\n    to: http://10.0.0.5:1\n    allow_public_unauthenticated_access: true\n',
+      }),
+    );
     const b = await run(broken);
     assert.equal(b.code, 1);
     assert.match(b.stderr, /error: routes\[1\]: this route never matches/);

@@ -43,18 +43,33 @@ routes:
 
     // One full session: login, a proxied request, a denial, a failed callback, sign-out.
     const jar = new CookieJar();
-    const login = await loginThroughIdp(`http://app.corp.test:${s.port}/hello`, { jar, username: 'alice', password: 'alice' });
+    const login = await loginThroughIdp(`http://app.corp.test:${s.port}/hello`, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+    });
     assert.equal(login.final.status, 200);
     chain.push(...login.chain);
     for (const c of jar.all()) cookieValues.push(c.value);
     const denyJar = new CookieJar();
-    const denied = await loginThroughIdp(`http://deny.corp.test:${s.port}/`, { jar: denyJar, username: 'alice', password: 'alice' });
+    const denied = await loginThroughIdp(`http://deny.corp.test:${s.port}/`, {
+      jar: denyJar,
+      username: 'alice',
+      password: 'alice',
+    });
     assert.equal(denied.final.status, 403);
     chain.push(...denied.chain);
     for (const c of denyJar.all()) cookieValues.push(c.value);
-    const bogus = await request(`http://app.corp.test:${s.port}/.portcullis/callback?code=abc&state=${'x'.repeat(24)}`, { headers: BROWSER_HEADERS });
+    const bogus = await request(
+      `http://app.corp.test:${s.port}/.portcullis/callback?code=abc&state=${'x'.repeat(24)}`,
+      { headers: BROWSER_HEADERS },
+    );
     assert.equal(bogus.status, 400);
-    const out = await request(`http://app.corp.test:${s.port}/.portcullis/sign_out`, { jar, method: 'POST', headers: BROWSER_HEADERS });
+    const out = await request(`http://app.corp.test:${s.port}/.portcullis/sign_out`, {
+      jar,
+      method: 'POST',
+      headers: BROWSER_HEADERS,
+    });
     assert.equal(out.status, 302);
   });
   after(() => s.close());
@@ -71,9 +86,18 @@ routes:
     assert.match(m, /^portcullis_login_failures_total\{reason="state_not_found"\} 1$/m);
     assert.match(m, /^portcullis_request_duration_seconds_count\{route="app"\} [1-9]/m);
     assert.match(m, /^portcullis_upstream_duration_seconds_count\{route="app"\} 1$/m);
-    assert.match(m, /^portcullis_idp_request_duration_seconds_count\{operation="discovery",outcome="ok"\} 1$/m);
-    assert.match(m, /^portcullis_idp_request_duration_seconds_count\{operation="token",outcome="ok"\} 2$/m);
-    assert.match(m, /^portcullis_idp_request_duration_seconds_count\{operation="userinfo",outcome="ok"\} 2$/m);
+    assert.match(
+      m,
+      /^portcullis_idp_request_duration_seconds_count\{operation="discovery",outcome="ok"\} 1$/m,
+    );
+    assert.match(
+      m,
+      /^portcullis_idp_request_duration_seconds_count\{operation="token",outcome="ok"\} 2$/m,
+    );
+    assert.match(
+      m,
+      /^portcullis_idp_request_duration_seconds_count\{operation="userinfo",outcome="ok"\} 2$/m,
+    );
     assert.match(m, /^portcullis_config_reloads_total\{result="failure"\} 0$/m);
     assert.match(m, /^portcullis_idp_ready 1$/m);
     assert.match(m, /^process_cpu_user_seconds_total /m);
@@ -86,18 +110,35 @@ routes:
     assert.equal(ready.status, 200);
     const body = ready.json<{ ready: boolean; checks: Array<{ name: string; ok: boolean }> }>();
     assert.equal(body.ready, true);
-    assert.deepEqual(body.checks.map((c) => [c.name, c.ok]), [['config', true], ['idp_discovery', true], ['session_store', true]]);
+    assert.deepEqual(
+      body.checks.map((c) => [c.name, c.ok]),
+      [
+        ['config', true],
+        ['idp_discovery', true],
+        ['session_store', true],
+      ],
+    );
     const main = await request(`http://app.corp.test:${s.port}/.portcullis/ping`);
     assert.equal(main.status, 200);
     // The operator endpoints are not on the user-facing listener.
-    assert.equal((await request(`http://app.corp.test:${s.port}/metrics`, { headers: { accept: 'application/json' } })).status, 401);
+    assert.equal(
+      (
+        await request(`http://app.corp.test:${s.port}/metrics`, {
+          headers: { accept: 'application/json' },
+        })
+      ).status,
+      401,
+    );
   });
 
   test('the audit log file has the security events under its own logger name', async () => {
     let lines: Array<Record<string, unknown>> = [];
     for (let i = 0; i < 50; i++) {
       try {
-        lines = readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+        lines = readFileSync(auditFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
       } catch {
         // not written yet
       }
@@ -122,8 +163,12 @@ routes:
     assert.ok(text.length > 1000);
     assert.ok(!text.includes(s.clientSecret), 'client secret');
     assert.ok(!text.includes(s.cookieSecret), 'cookie secret');
-    assert.ok(!text.includes(Buffer.from(s.cookieSecret, 'base64').toString('base64url')), 'cookie secret, base64url');
-    for (const v of cookieValues) if (v.length >= 16) assert.ok(!text.includes(v), `cookie value ${v.slice(0, 12)}…`);
+    assert.ok(
+      !text.includes(Buffer.from(s.cookieSecret, 'base64').toString('base64url')),
+      'cookie secret, base64url',
+    );
+    for (const v of cookieValues)
+      if (v.length >= 16) assert.ok(!text.includes(v), `cookie value ${v.slice(0, 12)}…`);
     const callbacks = chain.filter((u) => u.includes('/.portcullis/callback?'));
     assert.equal(callbacks.length, 2);
     for (const u of callbacks) {
@@ -132,23 +177,42 @@ routes:
       assert.ok(!text.includes(q.get('state')!), 'state');
     }
     assert.doesNotMatch(text, /eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/, 'no JWT (ID token)');
-    assert.doesNotMatch(text, /"(access_token|refresh_token|id_token|cookie|authorization)":"(?!\[redacted\])/i);
+    assert.doesNotMatch(
+      text,
+      /"(access_token|refresh_token|id_token|cookie|authorization)":"(?!\[redacted\])/i,
+    );
   });
 
   test('the request id set by a trusted proxy is kept, anyone else gets a fresh one', () => {
-    const fake = (ip: string, id: string) => ({ headers: { 'x-request-id': id }, socket: { remoteAddress: ip } }) as unknown as IncomingMessage;
+    const fake = (ip: string, id: string) =>
+      ({
+        headers: { 'x-request-id': id },
+        socket: { remoteAddress: ip },
+      }) as unknown as IncomingMessage;
     const trusted = (ip: string) => ip === '10.0.0.1';
     assert.equal(requestIdFor(fake('::ffff:10.0.0.1', 'edge-7f3a-42'), trusted), 'edge-7f3a-42');
     assert.notEqual(requestIdFor(fake('10.0.0.2', 'edge-7f3a-42'), trusted), 'edge-7f3a-42');
     assert.notEqual(requestIdFor(fake('10.0.0.1', 'evil\nline'), trusted), 'evil\nline');
   });
 
-  test('the upstream and the access log see the trusted proxy\'s request id', async () => {
+  test("the upstream and the access log see the trusted proxy's request id", async () => {
     const jar = new CookieJar();
-    await loginThroughIdp(`http://app.corp.test:${s.port}/`, { jar, username: 'bob', password: 'bob' });
-    const r = await request(`http://app.corp.test:${s.port}/rid?format=json`, { jar, headers: { 'x-request-id': 'lb-0001-abc' } });
+    await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+      jar,
+      username: 'bob',
+      password: 'bob',
+    });
+    const r = await request(`http://app.corp.test:${s.port}/rid?format=json`, {
+      jar,
+      headers: { 'x-request-id': 'lb-0001-abc' },
+    });
     assert.equal(r.status, 200);
-    assert.equal(r.json<{ headers: Record<string, string> }>().headers['x-request-id'], 'lb-0001-abc');
-    assert.ok(s.logs.some((l) => l.msg === 'request' && l.requestId === 'lb-0001-abc' && l.path === '/rid'));
+    assert.equal(
+      r.json<{ headers: Record<string, string> }>().headers['x-request-id'],
+      'lb-0001-abc',
+    );
+    assert.ok(
+      s.logs.some((l) => l.msg === 'request' && l.requestId === 'lb-0001-abc' && l.path === '/rid'),
+    );
   });
 });

@@ -13,13 +13,22 @@ import { freePort } from './helpers/ports.js';
 // `portcullis probe` against the real test IdP: the phantom-credentials failure (a deleted IdP client that health checks miss)
 // that no container health check sees.
 
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function probe(file: string, ...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['dist/src/cli/main.js', 'probe', '--config', file, ...args], { cwd: process.cwd(), timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['dist/src/cli/main.js', 'probe', '--config', file, ...args],
+      { cwd: process.cwd(), timeout: 60_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -39,9 +48,14 @@ describe('portcullis probe', () => {
   let dir: string;
   const secret = randomBytes(24).toString('base64url');
 
-  const write = (name: string, o: { issuer?: string; secret?: string; upstream?: string } = {}): string => {
+  const write = (
+    name: string,
+    o: { issuer?: string; secret?: string; upstream?: string } = {},
+  ): string => {
     const file = join(dir, name);
-    writeFileSync(file, `address: 127.0.0.1:0
+    writeFileSync(
+      file,
+      `address: 127.0.0.1:0
 insecure_server: true
 cookie_secure: false
 cookie_secret: ${randomBytes(32).toString('base64')}
@@ -57,13 +71,22 @@ routes:
     from: http://docs.localhost:8080
     to: ${o.upstream ?? up.url}
     allow_public_unauthenticated_access: true
-`);
+`,
+    );
     return file;
   };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'probe-'));
-    idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: secret, redirect_uris: ['http://app.localhost:8080/.portcullis/callback'] }] });
+    idp = await startIdp({
+      clients: [
+        {
+          client_id: 'portcullis',
+          client_secret: secret,
+          redirect_uris: ['http://app.localhost:8080/.portcullis/callback'],
+        },
+      ],
+    });
     up = await startWhoami({ name: 'probe-upstream' });
   });
   after(async () => {
@@ -75,21 +98,44 @@ routes:
     const text = await probe(file);
     assert.equal(text.code, 0, text.stdout + text.stderr);
     const lines = text.stdout.trim().split('\n');
-    assert.match(lines[0]!, /^OK +idp_discovery +[\d.]+ ms +http:\/\/127\.0\.0\.1:\d+\/\.well-known\/openid-configuration: issuer /);
-    assert.ok(lines.some((l) => /^OK +idp_client .*invalid_grant for a made-up code/.test(l)), text.stdout);
+    assert.match(
+      lines[0]!,
+      /^OK +idp_discovery +[\d.]+ ms +http:\/\/127\.0\.0\.1:\d+\/\.well-known\/openid-configuration: issuer /,
+    );
+    assert.ok(
+      lines.some((l) => /^OK +idp_client .*invalid_grant for a made-up code/.test(l)),
+      text.stdout,
+    );
     // Both routes share the upstream: one request, naming both routes.
-    assert.ok(lines.some((l) => /^OK +upstream .*app,docs http:\/\/127\.0\.0\.1:\d+\/: answered HTTP 200/.test(l)), text.stdout);
+    assert.ok(
+      lines.some((l) =>
+        /^OK +upstream .*app,docs http:\/\/127\.0\.0\.1:\d+\/: answered HTTP 200/.test(l),
+      ),
+      text.stdout,
+    );
     assert.match(lines.at(-1)!, /^OK: 5 checks, 4 ok, 0 failed, 1 skipped in \d+ ms$/);
 
     const json = await probe(file, '--format', 'json');
     assert.equal(json.code, 0);
     const cs = checks(json);
-    assert.deepEqual(cs.map((c) => [c.check, c.status]), [['idp_discovery', 'ok'], ['idp_jwks', 'ok'], ['idp_client', 'ok'], ['upstream', 'ok'], ['session_store', 'skip']]);
+    assert.deepEqual(
+      cs.map((c) => [c.check, c.status]),
+      [
+        ['idp_discovery', 'ok'],
+        ['idp_jwks', 'ok'],
+        ['idp_client', 'ok'],
+        ['upstream', 'ok'],
+        ['session_store', 'skip'],
+      ],
+    );
     assert.match(byName(cs, 'idp_jwks').detail, /^\d+ signing keys?$/);
 
     const prom = await probe(file, '--format', 'prometheus');
     assert.equal(prom.code, 0);
-    assert.match(prom.stdout, /^portcullis_probe_success\{check="idp_client",target="portcullis at http:\/\/127\.0\.0\.1:\d+\/token"\} 1$/m);
+    assert.match(
+      prom.stdout,
+      /^portcullis_probe_success\{check="idp_client",target="portcullis at http:\/\/127\.0\.0\.1:\d+\/token"\} 1$/m,
+    );
     assert.match(prom.stdout, /^portcullis_probe_ok 1$/m);
     assert.match(prom.stdout, /^# TYPE portcullis_probe_duration_seconds gauge$/m);
   });
@@ -106,7 +152,11 @@ routes:
 
   test('an unreachable upstream fails its line', async () => {
     const port = await freePort();
-    const r = await probe(write('noup.yaml', { upstream: `http://127.0.0.1:${port}` }), '--format', 'json');
+    const r = await probe(
+      write('noup.yaml', { upstream: `http://127.0.0.1:${port}` }),
+      '--format',
+      'json',
+    );
     assert.equal(r.code, 1);
     const c = byName(checks(r), 'upstream');
     assert.equal(c.status, 'fail');

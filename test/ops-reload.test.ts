@@ -19,11 +19,16 @@ import { freePort, portAccepts } from './helpers/ports.js';
 // Changing the config without downtime: reloads (good and bad) under load with a WebSocket
 // open, and SIGHUP / graceful SIGTERM on the real `portcullis serve` process.
 
-interface Ws { send(text: string): Promise<string>; close(): void }
+interface Ws {
+  send(text: string): Promise<string>;
+  close(): void;
+}
 
 async function openWs(port: number, host: string, cookie: string): Promise<Ws> {
   const socket = net.connect(port, '127.0.0.1');
-  socket.write(`GET /ws HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nCookie: ${cookie}\r\n\r\n`);
+  socket.write(
+    `GET /ws HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nCookie: ${cookie}\r\n\r\n`,
+  );
   const parser = new WsParser();
   const messages: string[] = [];
   const waiters: Array<() => void> = [];
@@ -44,8 +49,14 @@ async function openWs(port: number, host: string, cookie: string): Promise<Ws> {
   const wait = async (cond: () => boolean): Promise<void> => {
     const deadline = Date.now() + 5000;
     while (!cond()) {
-      if (Date.now() > deadline || socket.destroyed) throw new Error(`websocket: ${status || 'no answer'}${socket.destroyed ? ' (closed)' : ''}`);
-      await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 100); });
+      if (Date.now() > deadline || socket.destroyed)
+        throw new Error(
+          `websocket: ${status || 'no answer'}${socket.destroyed ? ' (closed)' : ''}`,
+        );
+      await new Promise<void>((r) => {
+        waiters.push(r);
+        setTimeout(r, 100);
+      });
     }
   };
   await wait(() => !!status);
@@ -88,12 +99,28 @@ ${extra}`;
 
   before(async () => {
     port = await freePort();
-    idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: secret, redirect_uris: [`http://app.corp.test:${port}/.portcullis/callback`] }] });
+    idp = await startIdp({
+      clients: [
+        {
+          client_id: 'portcullis',
+          client_secret: secret,
+          redirect_uris: [`http://app.corp.test:${port}/.portcullis/callback`],
+        },
+      ],
+    });
     up = await startWhoami({ name: 'reload-upstream' });
     file = join(mkdtempSync(join(tmpdir(), 'reload-')), 'portcullis.yaml');
     writeFileSync(file, yaml());
-    const sink = new Writable({ write(c: Buffer, _e, cb) { logText += c.toString(); cb(); } });
-    proxy = await startPortcullis(loadConfigFile(file), { configFile: file, logger: createLogger('info', sink) });
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        logText += c.toString();
+        cb();
+      },
+    });
+    proxy = await startPortcullis(loadConfigFile(file), {
+      configFile: file,
+      logger: createLogger('info', sink),
+    });
     await proxy.idp.start();
   });
   after(async () => {
@@ -103,7 +130,11 @@ ${extra}`;
 
   test('a good reload (file change) and a bad one (SIGHUP-style) cut no request, no WebSocket and no session', async () => {
     const jar = new CookieJar();
-    const login = await loginThroughIdp(`http://app.corp.test:${port}/`, { jar, username: 'alice', password: 'alice' });
+    const login = await loginThroughIdp(`http://app.corp.test:${port}/`, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+    });
     assert.equal(login.final.status, 200);
     const cookie = jar.header(new URL(`http://app.corp.test:${port}/`));
     const ws = await openWs(port, `app.corp.test:${port}`, cookie);
@@ -127,15 +158,22 @@ ${extra}`;
     await new Promise((r) => setTimeout(r, 300));
 
     // 1. A new route, picked up from the file change alone.
-    writeFileSync(file, yaml(`  - id: extra
+    writeFileSync(
+      file,
+      yaml(`  - id: extra
     from: http://extra.corp.test:${port}
     to: ${up.url}
     allow_public_unauthenticated_access: true
-`));
+`),
+    );
     let extra = 0;
     for (let i = 0; i < 50 && extra !== 200; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      extra = (await request(`http://extra.corp.test:${port}/`, { headers: { accept: 'application/json' } })).status;
+      extra = (
+        await request(`http://extra.corp.test:${port}/`, {
+          headers: { accept: 'application/json' },
+        })
+      ).status;
     }
     assert.equal(extra, 200, 'the new route is served after the file changed');
     assert.equal(await ws.send('after good reload'), 'after good reload');
@@ -145,19 +183,41 @@ ${extra}`;
     const bad = await proxy.reload('test');
     assert.equal(bad.ok, false);
     assert.match(bad.errors.join('\n'), /routes\[1\]\.too: unknown key; did you mean `to`\?/);
-    assert.equal((await request(`http://extra.corp.test:${port}/`, { headers: { accept: 'application/json' } })).status, 200, 'the previous config is still in force');
+    assert.equal(
+      (
+        await request(`http://extra.corp.test:${port}/`, {
+          headers: { accept: 'application/json' },
+        })
+      ).status,
+      200,
+      'the previous config is still in force',
+    );
     assert.equal(await ws.send('after bad reload'), 'after bad reload');
 
     // 3. A config that parses but fails its own policy_tests: refused just the same.
-    writeFileSync(file, `${yaml()}policy_tests:
+    writeFileSync(
+      file,
+      `${yaml()}policy_tests:
   - name: strangers are kept out
     request: { url: http://app.corp.test:${port}/, email: mallory@evil.test }
     expect: deny
-`);
+`,
+    );
     const untested = await proxy.reload('test');
     assert.equal(untested.ok, false);
-    assert.match(untested.errors.join('\n'), /policy test "strangers are kept out" expected deny, got allow/);
-    assert.equal((await request(`http://extra.corp.test:${port}/`, { headers: { accept: 'application/json' } })).status, 200, 'still the config from step 1');
+    assert.match(
+      untested.errors.join('\n'),
+      /policy test "strangers are kept out" expected deny, got allow/,
+    );
+    assert.equal(
+      (
+        await request(`http://extra.corp.test:${port}/`, {
+          headers: { accept: 'application/json' },
+        })
+      ).status,
+      200,
+      'still the config from step 1',
+    );
 
     await new Promise((r) => setTimeout(r, 300));
     stop = true;
@@ -165,7 +225,10 @@ ${extra}`;
     assert.deepEqual(failures, []);
     assert.ok(ok > 50, `${ok} requests under load`);
     // Same cookie_secret: the session from before both reloads is still good.
-    assert.equal((await request(`http://app.corp.test:${port}/me?format=json`, { jar })).status, 200);
+    assert.equal(
+      (await request(`http://app.corp.test:${port}/me?format=json`, { jar })).status,
+      200,
+    );
     ws.close();
 
     const metrics = (await request(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).body;
@@ -183,7 +246,15 @@ describe('portcullis serve: SIGHUP and graceful SIGTERM', () => {
   let child: ChildProcess | null = null;
 
   before(async () => {
-    idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: 'x'.repeat(32), redirect_uris: ['http://a.localhost/.portcullis/callback'] }] });
+    idp = await startIdp({
+      clients: [
+        {
+          client_id: 'portcullis',
+          client_secret: 'x'.repeat(32),
+          redirect_uris: ['http://a.localhost/.portcullis/callback'],
+        },
+      ],
+    });
     up = await startWhoami({ name: 'serve-upstream' });
   });
   after(async () => {
@@ -210,25 +281,47 @@ routes:
 `;
     writeFileSync(file, cfg('one.localhost'));
     let out = '';
-    const c = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--config', file], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, ['dist/src/cli/main.js', 'serve', '--config', file], {
+      cwd: process.cwd(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child = c;
-    c.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-    c.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    c.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    c.stderr!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const exited = new Promise<number | null>((r) => c.on('exit', (code) => r(code)));
-    for (let i = 0; i < 100 && !(await portAccepts(port)); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.equal((await request(`http://one.localhost:${port}/`, { headers: { accept: 'application/json' } })).status, 200, out);
+    for (let i = 0; i < 100 && !(await portAccepts(port)); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.equal(
+      (await request(`http://one.localhost:${port}/`, { headers: { accept: 'application/json' } }))
+        .status,
+      200,
+      out,
+    );
 
     writeFileSync(file, cfg('two.localhost'));
-    assert.equal((await request(`http://two.localhost:${port}/`, { headers: { accept: 'application/json' } })).status, 404, 'watch_config: false waits for the signal');
+    assert.equal(
+      (await request(`http://two.localhost:${port}/`, { headers: { accept: 'application/json' } }))
+        .status,
+      404,
+      'watch_config: false waits for the signal',
+    );
     c.kill('SIGHUP');
     let two = 0;
     for (let i = 0; i < 50 && two !== 200; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      two = (await request(`http://two.localhost:${port}/`, { headers: { accept: 'application/json' } })).status;
+      two = (
+        await request(`http://two.localhost:${port}/`, { headers: { accept: 'application/json' } })
+      ).status;
     }
     assert.equal(two, 200, out);
 
-    const slow = request(`http://two.localhost:${port}/slow?ms=1500`, { headers: { accept: 'application/json' } });
+    const slow = request(`http://two.localhost:${port}/slow?ms=1500`, {
+      headers: { accept: 'application/json' },
+    });
     await new Promise((r) => setTimeout(r, 300));
     const t = Date.now();
     c.kill('SIGTERM');

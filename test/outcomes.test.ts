@@ -13,7 +13,8 @@ import { codes, outcomeStatus } from '../src/http/outcomes.js';
 import { renderRefusal, unavailableCode } from '../src/http/refusal.js';
 import { StoreUnavailableError } from '../src/session/types.js';
 
-const cfg = parseConfig(`address: 127.0.0.1:4180
+const cfg = parseConfig(
+  `address: 127.0.0.1:4180
 insecure_server: true
 cookie_secret: ${Buffer.alloc(32, 7).toString('base64')}
 idp_provider_url: http://127.0.0.1:9/
@@ -22,11 +23,22 @@ idp_client_secret: y
 routes:
   - from: http://app.test
     allow_any_authenticated_user: true
-`, 'outcomes.yaml');
+`,
+  'outcomes.yaml',
+);
 
 const ctx: RequestContext = {
-  method: 'GET', scheme: 'http', host: 'app.test', port: 80, path: '/x', query: '', clientIp: '127.0.0.1',
-  headers: { accept: 'application/json' }, browser: false, now: Date.now(), clientCert: undefined,
+  method: 'GET',
+  scheme: 'http',
+  host: 'app.test',
+  port: 80,
+  path: '/x',
+  query: '',
+  clientIp: '127.0.0.1',
+  headers: { accept: 'application/json' },
+  browser: false,
+  now: Date.now(),
+  clientCert: undefined,
 };
 
 test('decide(): a store outage and an IdP refresh outage are told apart by cause, not by text', async () => {
@@ -42,16 +54,31 @@ test('decide(): a store outage and an IdP refresh outage are told apart by cause
     assert.equal(d.kind, 'unavailable');
     assert.equal((d as Extract<Decision, { kind: 'unavailable' }>).cause, source);
   }
-  const tokens = { authenticate: async () => ({ kind: 'unavailable' as const, cause: 'idp_keys' as const, reason: 'jwks down' }) };
+  const tokens = {
+    authenticate: async () => ({
+      kind: 'unavailable' as const,
+      cause: 'idp_keys' as const,
+      reason: 'jwks down',
+    }),
+  };
   const d = await decide(ctx, { routes, sessions: failing('session_store'), tokens });
-  assert.deepEqual(d.kind === 'unavailable' && d.cause, 'idp_keys', 'a presented token is judged on its own');
+  assert.deepEqual(
+    d.kind === 'unavailable' && d.cause,
+    'idp_keys',
+    'a presented token is judged on its own',
+  );
 });
 
 test('each cause is answered with its own code, a 503 and Retry-After', async () => {
   let cause: UnavailableCause = 'session_store';
   const server = http.createServer((req, res) => {
     const a = { ctx, req, res, requestId: 'r1', setCookies: [] } as unknown as AuthRequest;
-    void renderRefusal(a, { kind: 'unavailable', route: null, cause, reason: 'the session store is unavailable' });
+    void renderRefusal(a, {
+      kind: 'unavailable',
+      route: null,
+      cause,
+      reason: 'the session store is unavailable',
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
@@ -92,19 +119,40 @@ test('an unreachable IdP is told from an IdP that answered, by error type (openi
   const { startIdp } = await import('../demo/idp.js');
   const client = await import('openid-client');
   const { isUnreachable } = await import('../src/identity/oidc.js');
-  const idp = await startIdp({ clients: [{ client_id: 'c', client_secret: 's'.repeat(32), redirect_uris: ['http://app.test/cb'] }] });
+  const idp = await startIdp({
+    clients: [
+      { client_id: 'c', client_secret: 's'.repeat(32), redirect_uris: ['http://app.test/cb'] },
+    ],
+  });
   try {
-    const config = await client.discovery(new URL(idp.issuer), 'c', 's'.repeat(32), undefined, { execute: [client.allowInsecureRequests] });
+    const config = await client.discovery(new URL(idp.issuer), 'c', 's'.repeat(32), undefined, {
+      execute: [client.allowInsecureRequests],
+    });
     // The IdP answers: an unknown refresh token is its refusal (invalid_grant), not an outage.
-    const answered = await client.refreshTokenGrant(config, 'made-up').then(() => null, (e: unknown) => e);
+    const answered = await client.refreshTokenGrant(config, 'made-up').then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(answered instanceof client.ResponseBodyError, String(answered));
     assert.equal(isUnreachable(answered), false);
     // Nothing listens any more: an outage, however the error words it.
     await idp.close();
-    const refused = await client.refreshTokenGrant(config, 'made-up').then(() => null, (e: unknown) => e);
+    const refused = await client.refreshTokenGrant(config, 'made-up').then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.equal(isUnreachable(refused), true, String(refused));
-    assert.equal(isUnreachable(new client.ClientError('operation timed out', { code: 'OAUTH_TIMEOUT' } as ErrorOptions)), true);
-    assert.equal(isUnreachable(new Error('fetch failed: ECONNREFUSED timeout aborted')), false, 'words decide nothing');
+    assert.equal(
+      isUnreachable(
+        new client.ClientError('operation timed out', { code: 'OAUTH_TIMEOUT' } as ErrorOptions),
+      ),
+      true,
+    );
+    assert.equal(
+      isUnreachable(new Error('fetch failed: ECONNREFUSED timeout aborted')),
+      false,
+      'words decide nothing',
+    );
   } finally {
     await idp.close().catch(() => undefined);
   }

@@ -39,7 +39,15 @@ function run(args: string[], yaml = BASE): { status: number | null; out: string;
 
 describe('portcullis explain', () => {
   test('ALLOW with the route and the rule that allowed, exit 0', () => {
-    const r = run(['explain', '--url', 'https://grafana.example.com/admin/users?x=1', '--email', 'alice@example.com', '--groups', 'admins,eng']);
+    const r = run([
+      'explain',
+      '--url',
+      'https://grafana.example.com/admin/users?x=1',
+      '--email',
+      'alice@example.com',
+      '--groups',
+      'admins,eng',
+    ]);
     assert.equal(r.status, 0, r.err);
     assert.match(r.out, /^ALLOW/);
     assert.match(r.out, /route: routes\[0\]/);
@@ -47,14 +55,30 @@ describe('portcullis explain', () => {
   });
 
   test('DENY says which group was needed and which the user has, exit 1', () => {
-    const r = run(['explain', '--url', 'https://grafana.example.com/admin', '--email', 'bob@example.com', '--groups', 'eng']);
+    const r = run([
+      'explain',
+      '--url',
+      'https://grafana.example.com/admin',
+      '--email',
+      'bob@example.com',
+      '--groups',
+      'eng',
+    ]);
     assert.equal(r.status, 1);
     assert.match(r.out, /^DENY/);
     assert.match(r.out, /needs group admins; you have eng/);
   });
 
   test('deny wins over allow: an admin from a blocked network is refused', () => {
-    const r = run(['explain', '--url', 'https://grafana.example.com/admin', '--groups', 'admins', '--ip', '198.51.100.7']);
+    const r = run([
+      'explain',
+      '--url',
+      'https://grafana.example.com/admin',
+      '--groups',
+      'admins',
+      '--ip',
+      '198.51.100.7',
+    ]);
     assert.equal(r.status, 1);
     assert.match(r.out, /source_ip/);
   });
@@ -71,8 +95,14 @@ describe('portcullis explain', () => {
   test('usage and config errors exit 2', () => {
     assert.equal(run(['explain']).status, 2);
     assert.equal(run(['explain', '--url', 'not a url']).status, 2);
-    assert.equal(run(['explain', '--url', 'https://grafana.example.com/', '--claim', 'novalue']).status, 2);
-    const bad = run(['explain', '--url', 'https://grafana.example.com/'], BASE.replace('groups: { has: admins }', 'grups: { has: admins }'));
+    assert.equal(
+      run(['explain', '--url', 'https://grafana.example.com/', '--claim', 'novalue']).status,
+      2,
+    );
+    const bad = run(
+      ['explain', '--url', 'https://grafana.example.com/'],
+      BASE.replace('groups: { has: admins }', 'grups: { has: admins }'),
+    );
     assert.equal(bad.status, 2);
     assert.match(bad.err, /did you mean/);
   });
@@ -80,7 +110,9 @@ describe('portcullis explain', () => {
 
 describe('policy_tests in portcullis check', () => {
   test('passing tests: exit 0', () => {
-    const r = run(['check'], `${BASE}policy_tests:
+    const r = run(
+      ['check'],
+      `${BASE}policy_tests:
   - name: admins reach grafana admin
     request: { url: https://grafana.example.com/admin, email: alice@example.com, groups: [admins] }
     expect: allow
@@ -90,21 +122,28 @@ describe('policy_tests in portcullis check', () => {
   - name: anonymous must sign in
     request: { url: https://grafana.example.com/ }
     expect: login
-`);
+`,
+    );
     assert.equal(r.status, 0, r.err + r.out);
   });
 
   test('a failing test is named with its line and why; exit 1', () => {
-    const r = run(['check'], `${BASE}policy_tests:
+    const r = run(
+      ['check'],
+      `${BASE}policy_tests:
   - name: admins reach grafana admin
     request: { url: https://grafana.example.com/admin, email: alice@example.com, groups: [admins] }
     expect: allow
   - name: eng reaches admin (wrong on purpose)
     request: { url: https://grafana.example.com/admin, email: bob@example.com, groups: [eng] }
     expect: allow
-`);
+`,
+    );
     assert.equal(r.status, 1);
-    assert.match(r.err, /:25:\d+: error: policy_tests\[1\]: policy test "eng reaches admin \(wrong on purpose\)" expected allow but got deny/);
+    assert.match(
+      r.err,
+      /:25:\d+: error: policy_tests\[1\]: policy test "eng reaches admin \(wrong on purpose\)" expected allow but got deny/,
+    );
     assert.match(r.err, /needs group admins; you have eng/);
     assert.doesNotMatch(r.err, /admins reach grafana admin/);
   });

@@ -9,23 +9,48 @@ import type { Identity, RequestContext } from '../src/decide/types.js';
 const FRI = Date.UTC(2025, 2, 28, 12, 0); // a Friday
 
 function ctx(over: Partial<RequestContext> = {}): RequestContext {
-  return { method: 'GET', scheme: 'https', host: 'verify.localhost.pomerium.io', port: 443, path: '/', query: '', clientIp: '198.51.100.1', headers: {}, browser: true, now: FRI, ...over };
+  return {
+    method: 'GET',
+    scheme: 'https',
+    host: 'verify.localhost.pomerium.io',
+    port: 443,
+    path: '/',
+    query: '',
+    clientIp: '198.51.100.1',
+    headers: {},
+    browser: true,
+    now: FRI,
+    ...over,
+  };
 }
 
 function user(over: Partial<Identity> = {}): Identity {
-  return { sub: 'u', user: 'u', email: 'someone@example.com', emailVerified: true, name: '', preferredUsername: '', groups: [], claims: {}, via: 'session', ...over };
+  return {
+    sub: 'u',
+    user: 'u',
+    email: 'someone@example.com',
+    emailVerified: true,
+    name: '',
+    preferredUsername: '',
+    groups: [],
+    claims: {},
+    via: 'session',
+    ...over,
+  };
 }
 
 /** A bare PPL document, as the docs show it, placed in a route's `policy`. */
 function ppl(doc: string) {
   const p = compileRoutePolicy({ policy: parse(doc) });
-  return (identity: Identity | null, c: Partial<RequestContext> = {}) => p({ ctx: ctx(c), identity }).allow;
+  return (identity: Identity | null, c: Partial<RequestContext> = {}) =>
+    p({ ctx: ctx(c), identity }).allow;
 }
 
 /** A whole route object as the docs show it. */
 function routeYaml(doc: string) {
   const p = compileRoutePolicy(parse(doc) as RoutePolicySource);
-  return (identity: Identity | null, c: Partial<RequestContext> = {}) => p({ ctx: ctx(c), identity }).allow;
+  return (identity: Identity | null, c: Partial<RequestContext> = {}) =>
+    p({ ctx: ctx(c), identity }).allow;
 }
 
 // Source: https://www.pomerium.com/docs/internals/ppl ("At a Glance"),
@@ -67,7 +92,12 @@ allow:
   };
   const run = (op: string) => {
     const allow = ppl(template.replace('OPERATOR', op));
-    return [allow(people.both), allow(people.domainOnly), allow(people.adminOnly), allow(people.neither)];
+    return [
+      allow(people.both),
+      allow(people.domainOnly),
+      allow(people.adminOnly),
+      allow(people.neither),
+    ];
   };
   // "and": example.com and admin (A ∧ B)
   assert.deepEqual(run('and'), [true, false, false, false]);
@@ -109,8 +139,14 @@ allow:
     user({ email: 'x@domain2.com', claims: { family_name: 'Jones' } }),
     user({ email: 'x@other.com', claims: { family_name: 'Jones' } }),
   ];
-  assert.deepEqual(people.map((p) => oneRule(p)), [true, true, true, false]);
-  assert.deepEqual(people.map((p) => twoRules(p)), [true, true, true, false]);
+  assert.deepEqual(
+    people.map((p) => oneRule(p)),
+    [true, true, true, false],
+  );
+  assert.deepEqual(
+    people.map((p) => twoRules(p)),
+    [true, true, true, false],
+  );
 });
 
 // Source: https://www.pomerium.com/docs/internals/ppl ("Criteria"),
@@ -142,7 +178,11 @@ allow:
         san_email:
           ends_with: '@yourdomain.com'
 `);
-  const good = { fingerprint256: '00'.repeat(32).match(/../g)!.join(':'), subject: {}, san: ['email:alice@yourdomain.com'] };
+  const good = {
+    fingerprint256: '00'.repeat(32).match(/../g)!.join(':'),
+    subject: {},
+    san: ['email:alice@yourdomain.com'],
+  };
   const bad = { ...good, san: ['email:alice@otherdomain.com'] };
   assert.equal(san(user(), { clientCert: good }), true);
   assert.equal(san(user(), { clientCert: bad }), false);
@@ -156,7 +196,12 @@ allow:
         fingerprint: '17859273e8a980631d367b2d5a6a6635412b0f22835f69e47b3f65624546a704'
 `);
   // The docs' openssl output for the same certificate, in the long form Node also uses.
-  const trusted = { fingerprint256: '17:85:92:73:E8:A9:80:63:1D:36:7B:2D:5A:6A:66:35:41:2B:0F:22:83:5F:69:E4:7B:3F:65:62:45:46:A7:04', subject: {}, san: [] };
+  const trusted = {
+    fingerprint256:
+      '17:85:92:73:E8:A9:80:63:1D:36:7B:2D:5A:6A:66:35:41:2B:0F:22:83:5F:69:E4:7B:3F:65:62:45:46:A7:04',
+    subject: {},
+    san: [],
+  };
   assert.equal(fp(user(), { clientCert: trusted }), true);
   assert.equal(fp(user(), { clientCert: good }), false);
   assert.equal(fp(user()), false, 'no certificate');
@@ -190,7 +235,10 @@ allow:
     - day_of_week: tue-fri
 `);
   const day = (d: number) => Date.UTC(2025, 2, d, 12); // 2025-03-24 is a Monday
-  assert.deepEqual([24, 25, 26, 27, 28, 29, 30].map((d) => allow(null, { now: day(d) })), [false, true, true, true, true, false, false]);
+  assert.deepEqual(
+    [24, 25, 26, 27, 28, 29, 30].map((d) => allow(null, { now: day(d) })),
+    [false, true, true, true, true, false, false],
+  );
 });
 
 // Source: https://www.pomerium.com/docs/internals/ppl ("Date Matcher"),
@@ -227,7 +275,11 @@ allow:
         in: ['user1@company.com', 'user2.company.com']
 `);
   assert.equal(listed(user({ email: 'user1@company.com' })), true);
-  assert.equal(listed(user({ email: 'user2@company.com' })), false, 'the docs list "user2.company.com", which no address equals');
+  assert.equal(
+    listed(user({ email: 'user2@company.com' })),
+    false,
+    'the docs list "user2.company.com", which no address equals',
+  );
 });
 
 // Source: https://www.pomerium.com/docs/internals/ppl ("String Matcher", not_in under deny),
@@ -241,7 +293,10 @@ deny:
     - mcp_tool:
         not_in: ['query', 'list_tables']
 `),
-    (e: unknown) => e instanceof PolicyError && e.path.join('.') === 'policy.deny.and.0.mcp_tool' && /not supported/.test(e.message),
+    (e: unknown) =>
+      e instanceof PolicyError &&
+      e.path.join('.') === 'policy.deny.and.0.mcp_tool' &&
+      /not supported/.test(e.message),
   );
 });
 

@@ -8,19 +8,35 @@ import { startNginx, type StartedNginx } from './helpers/nginx.js';
 import { startCaddy, type StartedCaddy } from './helpers/caddy.js';
 import { freePort } from './helpers/ports.js';
 
-interface Seen { method: string; url: string; headers: IncomingHttpHeaders; body: string }
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
 
-interface Backend { server: Server; port: number; seen: Seen[]; connections: number }
+interface Backend {
+  server: Server;
+  port: number;
+  seen: Seen[];
+  connections: number;
+}
 
-async function listen(handler: (req: Seen, res: import('node:http').ServerResponse) => void): Promise<Backend> {
+async function listen(
+  handler: (req: Seen, res: import('node:http').ServerResponse) => void,
+): Promise<Backend> {
   const b: Backend = { server: createServer(), port: 0, seen: [], connections: 0 };
   // Longer than any test, so a dropped keep-alive connection means the proxy dropped it.
   b.server.keepAliveTimeout = 60_000;
-  b.server.on('connection', () => { b.connections++; });
+  b.server.on('connection', () => {
+    b.connections++;
+  });
   b.server.on('request', (req, res) => {
     let body = '';
     req.setEncoding('utf8');
-    req.on('data', (c: string) => { body += c; });
+    req.on('data', (c: string) => {
+      body += c;
+    });
     req.on('end', () => {
       const s: Seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
       b.seen.push(s);
@@ -58,21 +74,45 @@ const auth = (s: Seen, res: import('node:http').ServerResponse) => {
       res.end();
       return;
     default:
-      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="test"', 'x-auth-reason': 'no session' });
+      res.writeHead(401, {
+        'content-type': 'text/plain',
+        'www-authenticate': 'Bearer realm="test"',
+        'x-auth-reason': 'no session',
+      });
       res.end('denied by auth');
   }
 };
 
-interface Reply { status: number; headers: IncomingHttpHeaders; body: string }
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
 
-function fetchRaw(port: number, path: string, o: { method?: string; headers?: Record<string, string>; body?: string; agent?: Agent } = {}): Promise<Reply> {
+function fetchRaw(
+  port: number,
+  path: string,
+  o: { method?: string; headers?: Record<string, string>; body?: string; agent?: Agent } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: o.method ?? 'GET', headers: o.headers, agent: o.agent ?? false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: o.method ?? 'GET',
+        headers: o.headers,
+        agent: o.agent ?? false,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
     req.on('error', reject);
     req.end(o.body);
   });
@@ -92,7 +132,10 @@ after(async () => {
   await new Promise((r) => authz.server.close(r));
 });
 
-function reset(): void { app.seen.length = 0; authz.seen.length = 0; }
+function reset(): void {
+  app.seen.length = 0;
+  authz.seen.length = 0;
+}
 
 describe('nginx auth_request', () => {
   let ngx: StartedNginx;
@@ -142,11 +185,15 @@ describe('nginx auth_request', () => {
       }
     `);
   });
-  after(async () => { await ngx?.close(); });
+  after(async () => {
+    await ngx?.close();
+  });
 
   test('allowed: upstream answers, identity from the auth response reaches it, spoofed value does not', async () => {
     reset();
-    const r = await fetchRaw(port, '/app/page?q=1', { headers: { 'x-test-allow': '1', 'x-auth-user': 'mallory' } });
+    const r = await fetchRaw(port, '/app/page?q=1', {
+      headers: { 'x-test-allow': '1', 'x-auth-user': 'mallory' },
+    });
     assert.equal(r.status, 200);
     assert.equal(r.headers['x-upstream'], 'app');
     const seen = JSON.parse(r.body) as Seen;
@@ -165,7 +212,9 @@ describe('nginx auth_request', () => {
 
   test('allowed with no identity: the spoofed header is still dropped', async () => {
     reset();
-    const r = await fetchRaw(port, '/x', { headers: { 'x-test-allow': 'anon', 'x-auth-user': 'mallory' } });
+    const r = await fetchRaw(port, '/x', {
+      headers: { 'x-test-allow': 'anon', 'x-auth-user': 'mallory' },
+    });
     assert.equal(r.status, 200);
     const seen = JSON.parse(r.body) as Seen;
     assert.equal(seen.headers['x-auth-user'], undefined);
@@ -173,7 +222,11 @@ describe('nginx auth_request', () => {
 
   test('POST body goes to the upstream only, never to the auth subrequest', async () => {
     reset();
-    const r = await fetchRaw(port, '/form', { method: 'POST', body: 'a=1', headers: { 'x-test-allow': '1', 'content-type': 'application/x-www-form-urlencoded' } });
+    const r = await fetchRaw(port, '/form', {
+      method: 'POST',
+      body: 'a=1',
+      headers: { 'x-test-allow': '1', 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(r.status, 200);
     assert.equal((JSON.parse(r.body) as Seen).body, 'a=1');
     // nginx subrequests are always GET (ngx_http_subrequest); only X-Original-Method tells the truth.
@@ -186,11 +239,14 @@ describe('nginx auth_request', () => {
     reset();
     const r = await fetchRaw(port, '/app/page?q=1');
     assert.equal(r.status, 302);
-    assert.equal(r.headers.location, `http://127.0.0.1:${port}/signin?rd=http://127.0.0.1:${port}/app/page?q=1`);
+    assert.equal(
+      r.headers.location,
+      `http://127.0.0.1:${port}/signin?rd=http://127.0.0.1:${port}/app/page?q=1`,
+    );
     assert.equal(app.seen.length, 0);
   });
 
-  test('403 from auth reaches the client as nginx\'s own 403 page', async () => {
+  test("403 from auth reaches the client as nginx's own 403 page", async () => {
     reset();
     const r = await fetchRaw(port, '/x', { headers: { 'x-test-allow': 'forbid' } });
     assert.equal(r.status, 403);
@@ -214,11 +270,18 @@ describe('nginx auth_request', () => {
     for (let i = 0; i < 5; i++) {
       const r = await fetchRaw(port, `/open/${i}`, { agent });
       assert.equal(r.status, 200);
-      assert.equal((JSON.parse(r.body) as Seen).headers.connection, undefined, 'nginx must not send Connection: close');
+      assert.equal(
+        (JSON.parse(r.body) as Seen).headers.connection,
+        undefined,
+        'nginx must not send Connection: close',
+      );
     }
     agent.destroy();
     assert.equal(app.seen.length, 5);
-    assert.ok(app.connections - before <= 1, `expected one upstream connection, saw ${app.connections - before}`);
+    assert.ok(
+      app.connections - before <= 1,
+      `expected one upstream connection, saw ${app.connections - before}`,
+    );
     assert.match(ngx.accessLog(), /GET \/open\/4 HTTP\/1.1" 200/);
   });
 });
@@ -245,7 +308,9 @@ http://127.0.0.1:${port} {
 }
 `);
   });
-  after(async () => { await caddy?.close(); });
+  after(async () => {
+    await caddy?.close();
+  });
 
   test('the helper bound the site to loopback and kept state in its dir', () => {
     assert.match(caddy.caddyfile, /\bbind 127\.0\.0\.1\b/);
@@ -255,7 +320,11 @@ http://127.0.0.1:${port} {
 
   test('allowed: copied (and renamed) headers reach the upstream; auth sees the original method and URI', async () => {
     reset();
-    const r = await fetchRaw(port, '/app/page?q=1', { method: 'POST', body: 'a=1', headers: { 'x-test-allow': '1', 'x-auth-user': 'mallory' } });
+    const r = await fetchRaw(port, '/app/page?q=1', {
+      method: 'POST',
+      body: 'a=1',
+      headers: { 'x-test-allow': '1', 'x-auth-user': 'mallory' },
+    });
     assert.equal(r.status, 200);
     assert.equal(r.headers['x-upstream'], 'app');
     const seen = JSON.parse(r.body) as Seen;
@@ -277,13 +346,18 @@ http://127.0.0.1:${port} {
 
   test('allowed with no identity: the client-supplied header was stripped before forward_auth', async () => {
     reset();
-    const r = await fetchRaw(port, '/x', { headers: { 'x-test-allow': 'anon', 'x-auth-user': 'mallory' } });
+    const r = await fetchRaw(port, '/x', {
+      headers: { 'x-test-allow': 'anon', 'x-auth-user': 'mallory' },
+    });
     assert.equal(r.status, 200);
     const v = (JSON.parse(r.body) as Seen).headers['x-auth-user'];
     assert.notEqual(v, 'mallory', 'spoofed identity reached the upstream');
     // Caddy 2.6 sets the copied header to the unreplaced placeholder when the auth response
     // lacks it (later versions skip it): an upstream must never trust a value of that shape.
-    assert.ok(v === undefined || v === '' || v === '{http.reverse_proxy.header.X-Auth-User}', `unexpected value ${String(v)}`);
+    assert.ok(
+      v === undefined || v === '' || v === '{http.reverse_proxy.header.X-Auth-User}',
+      `unexpected value ${String(v)}`,
+    );
   });
 
   test('401 from auth is copied to the client: status, headers and body', async () => {
@@ -314,7 +388,10 @@ http://127.0.0.1:${port} {
 describe('helpers fail clearly', () => {
   test('nginx with a broken config rejects with its error log', async () => {
     const p = await freePort();
-    await assert.rejects(startNginx(`server { listen 127.0.0.1:${p}; no_such_directive on; }`), /unknown directive "no_such_directive"/);
+    await assert.rejects(
+      startNginx(`server { listen 127.0.0.1:${p}; no_such_directive on; }`),
+      /unknown directive "no_such_directive"/,
+    );
   });
 
   test('nginx refuses a listen that is not loopback', async () => {
@@ -323,7 +400,10 @@ describe('helpers fail clearly', () => {
 
   test('caddy with a broken Caddyfile rejects with its log', async () => {
     const p = await freePort();
-    await assert.rejects(startCaddy(`http://127.0.0.1:${p} {\n\tno_such_directive\n}\n`), /no_such_directive/);
+    await assert.rejects(
+      startCaddy(`http://127.0.0.1:${p} {\n\tno_such_directive\n}\n`),
+      /no_such_directive/,
+    );
   });
 
   test('a port already taken is reported rather than mistaken for readiness', async () => {
@@ -332,7 +412,10 @@ describe('helpers fail clearly', () => {
     const p = (squatter.address() as AddressInfo).port;
     try {
       await assert.rejects(startNginx(`server { listen 127.0.0.1:${p}; }`), /already in use/);
-      await assert.rejects(startCaddy(`http://127.0.0.1:${p} {\n\trespond ok\n}\n`), /already in use/);
+      await assert.rejects(
+        startCaddy(`http://127.0.0.1:${p} {\n\trespond ok\n}\n`),
+        /already in use/,
+      );
     } finally {
       await new Promise((r) => squatter.close(r));
     }

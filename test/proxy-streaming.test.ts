@@ -19,7 +19,12 @@ const MB = 1024 * 1024;
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 /** An upstream that only counts what reaches it: proof that a refused request went no further. */
-async function startCanary(): Promise<{ port: number; seen: string[]; connections: number; close(): Promise<void> }> {
+async function startCanary(): Promise<{
+  port: number;
+  seen: string[];
+  connections: number;
+  close(): Promise<void>;
+}> {
   const state = { seen: [] as string[], connections: 0 };
   const server = http.createServer((req, res) => {
     state.seen.push(`${req.method} ${req.url}`);
@@ -31,30 +36,48 @@ async function startCanary(): Promise<{ port: number; seen: string[]; connection
   // the client has a raw tunnel past every path rule in front of it.
   server.on('upgrade', (req, socket: net.Socket) => {
     state.seen.push(`UPGRADE ${String(req.headers.upgrade)} ${req.url}`);
-    socket.end(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${String(req.headers.upgrade)}\r\nConnection: Upgrade\r\n\r\n`);
+    socket.end(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${String(req.headers.upgrade)}\r\nConnection: Upgrade\r\n\r\n`,
+    );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
-    get seen() { return state.seen; },
-    get connections() { return state.connections; },
-    close: () => new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    }),
+    get seen() {
+      return state.seen;
+    },
+    get connections() {
+      return state.connections;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }
 
-interface RawAnswer { status: number; head: string; rest: Buffer; socket: net.Socket }
+interface RawAnswer {
+  status: number;
+  head: string;
+  rest: Buffer;
+  socket: net.Socket;
+}
 
 /** Writes bytes exactly as given and reads the status line and headers of the answer. */
-function rawExchange(port: number, bytes: string | Buffer, { keepOpen = false } = {}): Promise<RawAnswer> {
+function rawExchange(
+  port: number,
+  bytes: string | Buffer,
+  { keepOpen = false } = {},
+): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`no answer within 10 s; got so far: ${JSON.stringify(buf.toString('latin1'))}`));
+      reject(
+        new Error(`no answer within 10 s; got so far: ${JSON.stringify(buf.toString('latin1'))}`),
+      );
     }, 10_000);
     const onData = (chunk: Buffer): void => {
       buf = Buffer.concat([buf, chunk]);
@@ -95,7 +118,10 @@ function readFrames(socket: net.Socket, first: Buffer, count: number): Promise<W
   const frames: WsFrame[] = parser.push(first);
   return new Promise((resolve, reject) => {
     if (frames.length >= count) return resolve(frames);
-    const timer = setTimeout(() => reject(new Error(`only ${frames.length} of ${count} frames within 5 s`)), 5000);
+    const timer = setTimeout(
+      () => reject(new Error(`only ${frames.length} of ${count} frames within 5 s`)),
+      5000,
+    );
     const onData = (chunk: Buffer): void => {
       frames.push(...parser.push(chunk));
       if (frames.length >= count) {
@@ -110,7 +136,8 @@ function readFrames(socket: net.Socket, first: Buffer, count: number): Promise<W
 }
 
 type Seen = { rawHeaders: Array<[string, string]> };
-const headerValues = (seen: Seen, name: string): string[] => seen.rawHeaders.filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
+const headerValues = (seen: Seen, name: string): string[] =>
+  seen.rawHeaders.filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
 
 /** No line of a Node/JS stack trace and no source path. */
 function assertNoStackTrace(body: string): void {
@@ -159,7 +186,11 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
     });
     appHost = `app.corp.test:${s.port}`;
     app = `http://${appHost}`;
-    const { final } = await loginThroughIdp(`${app}/`, { jar, username: 'alice', password: 'alice' });
+    const { final } = await loginThroughIdp(`${app}/`, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+    });
     assert.equal(final.status, 200, final.body.slice(0, 300));
     cookie = jar.header(new URL(app));
     assert.match(cookie, /_portcullis=/);
@@ -191,8 +222,18 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
     try {
       const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
         const req = http.request({
-          host: '127.0.0.1', port: s.port, method: 'POST', path: '/upload', agent: false,
-          headers: { host: appHost, cookie, 'content-type': 'application/octet-stream', 'content-length': String(TOTAL), accept: 'application/json' },
+          host: '127.0.0.1',
+          port: s.port,
+          method: 'POST',
+          path: '/upload',
+          agent: false,
+          headers: {
+            host: appHost,
+            cookie,
+            'content-type': 'application/octet-stream',
+            'content-length': String(TOTAL),
+            accept: 'application/json',
+          },
         });
         req.on('response', (res) => {
           let text = '';
@@ -215,7 +256,10 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
     const grewMb = (peak - baseline) / MB;
     // Streaming costs 30-45 MB here (socket buffers and not-yet-collected chunks in four
     // parties: client, proxy in, proxy out, upstream); buffering the body would cost 200+.
-    assert.ok(grewMb < 75, `resident memory grew by ${grewMb.toFixed(1)} MB during a 200 MB upload: the body is being buffered`);
+    assert.ok(
+      grewMb < 75,
+      `resident memory grew by ${grewMb.toFixed(1)} MB during a 200 MB upload: the body is being buffered`,
+    );
   });
 
   test('a chunked upload of unknown length streams through too', async () => {
@@ -223,7 +267,19 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
     const expected = createHash('sha256');
     for (const p of parts) expected.update(p);
     const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: '/upload', agent: false, headers: { host: appHost, cookie, 'transfer-encoding': 'chunked', accept: 'application/json' } });
+      const req = http.request({
+        host: '127.0.0.1',
+        port: s.port,
+        method: 'POST',
+        path: '/upload',
+        agent: false,
+        headers: {
+          host: appHost,
+          cookie,
+          'transfer-encoding': 'chunked',
+          accept: 'application/json',
+        },
+      });
       req.on('response', (res) => {
         let text = '';
         res.on('data', (d: Buffer) => (text += d.toString()));
@@ -233,70 +289,136 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
       pipeline(Readable.from(parts), req).catch(reject);
     });
     assert.equal(answer.status, 200, answer.text);
-    assert.deepEqual(JSON.parse(answer.text), { bytes: 40 * 128 * 1024, sha256: expected.digest('hex') });
+    assert.deepEqual(JSON.parse(answer.text), {
+      bytes: 40 * 128 * 1024,
+      sha256: expected.digest('hex'),
+    });
   });
 
   test('an upload with Expect: 100-continue (what curl sends for large files) gets its 100 and streams through', async () => {
     const payload = randomBytes(3 * MB);
-    const answer = await new Promise<{ continued: boolean; status: number; text: string }>((resolve, reject) => {
-      let continued = false;
-      const req = http.request({
-        host: '127.0.0.1', port: s.port, method: 'POST', path: '/upload', agent: false,
-        headers: { host: appHost, cookie, expect: '100-continue', 'content-length': String(payload.length), accept: 'application/json' },
-      });
-      req.on('continue', () => {
-        continued = true;
-        req.end(payload);
-      });
-      req.on('response', (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => resolve({ continued, status: res.statusCode ?? 0, text }));
-        // A client that never got its 100 must not be left waiting forever.
-        if (!continued) req.end();
-      });
-      req.on('error', reject);
-    });
+    const answer = await new Promise<{ continued: boolean; status: number; text: string }>(
+      (resolve, reject) => {
+        let continued = false;
+        const req = http.request({
+          host: '127.0.0.1',
+          port: s.port,
+          method: 'POST',
+          path: '/upload',
+          agent: false,
+          headers: {
+            host: appHost,
+            cookie,
+            expect: '100-continue',
+            'content-length': String(payload.length),
+            accept: 'application/json',
+          },
+        });
+        req.on('continue', () => {
+          continued = true;
+          req.end(payload);
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ continued, status: res.statusCode ?? 0, text }));
+          // A client that never got its 100 must not be left waiting forever.
+          if (!continued) req.end();
+        });
+        req.on('error', reject);
+      },
+    );
     assert.equal(answer.status, 200, answer.text);
     assert.ok(answer.continued, 'no 100 Continue before the final answer');
-    assert.deepEqual(JSON.parse(answer.text), { bytes: payload.length, sha256: createHash('sha256').update(payload).digest('hex') });
+    assert.deepEqual(JSON.parse(answer.text), {
+      bytes: payload.length,
+      sha256: createHash('sha256').update(payload).digest('hex'),
+    });
   });
 
   test('server-sent events arrive one by one, not buffered until the stream ends', async () => {
     const arrivals: Array<{ at: number; ids: string[] }> = [];
     const started = performance.now();
-    const { status, type, ended } = await new Promise<{ status: number; type: string; ended: number }>((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: s.port, path: '/sse', agent: false, headers: { host: appHost, cookie, accept: 'text/event-stream' } }, (res) => {
-        res.setEncoding('utf8');
-        let pending = '';
-        res.on('data', (d: string) => {
-          pending += d;
-          const events = pending.split('\n\n');
-          pending = events.pop()!;
-          if (events.length) arrivals.push({ at: performance.now() - started, ids: events.map((e) => /^id: (\d+)$/m.exec(e)?.[1] ?? '?') });
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), ended: performance.now() - started }));
-        res.on('error', reject);
-      });
+    const { status, type, ended } = await new Promise<{
+      status: number;
+      type: string;
+      ended: number;
+    }>((resolve, reject) => {
+      const req = http.get(
+        {
+          host: '127.0.0.1',
+          port: s.port,
+          path: '/sse',
+          agent: false,
+          headers: { host: appHost, cookie, accept: 'text/event-stream' },
+        },
+        (res) => {
+          res.setEncoding('utf8');
+          let pending = '';
+          res.on('data', (d: string) => {
+            pending += d;
+            const events = pending.split('\n\n');
+            pending = events.pop()!;
+            if (events.length)
+              arrivals.push({
+                at: performance.now() - started,
+                ids: events.map((e) => /^id: (\d+)$/m.exec(e)?.[1] ?? '?'),
+              });
+          });
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              type: String(res.headers['content-type']),
+              ended: performance.now() - started,
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
     });
     assert.equal(status, 200);
     assert.equal(type, 'text/event-stream');
-    assert.deepEqual(arrivals.flatMap((a) => a.ids), ['1', '2', '3', '4', '5']);
+    assert.deepEqual(
+      arrivals.flatMap((a) => a.ids),
+      ['1', '2', '3', '4', '5'],
+    );
     // The upstream spaces its five events 100 ms apart: ~400 ms between the first and the end.
-    assert.ok(ended - arrivals[0]!.at > 250, `first event at ${arrivals[0]!.at.toFixed(0)} ms, stream ended at ${ended.toFixed(0)} ms: the response was buffered`);
-    assert.ok(arrivals.length >= 4, `events came in ${arrivals.length} batch(es), expected them one by one`);
+    assert.ok(
+      ended - arrivals[0]!.at > 250,
+      `first event at ${arrivals[0]!.at.toFixed(0)} ms, stream ended at ${ended.toFixed(0)} ms: the response was buffered`,
+    );
+    assert.ok(
+      arrivals.length >= 4,
+      `events came in ${arrivals.length} batch(es), expected them one by one`,
+    );
   });
 
   test('a WebSocket echo works through the proxy with the session cookie', async () => {
     const key = randomBytes(16).toString('base64');
-    const a = await rawExchange(s.port, [
-      'GET /ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
-      `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13', `Cookie: ${cookie}`, '', '',
-    ].join('\r\n'), { keepOpen: true });
+    const a = await rawExchange(
+      s.port,
+      [
+        'GET /ws HTTP/1.1',
+        `Host: ${appHost}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${key}`,
+        'Sec-WebSocket-Version: 13',
+        `Cookie: ${cookie}`,
+        '',
+        '',
+      ].join('\r\n'),
+      { keepOpen: true },
+    );
     try {
       assert.equal(a.status, 101, a.head);
-      assert.equal(headerOf(a.head, 'sec-websocket-accept'), createHash('sha1').update(key + WS_GUID).digest('base64'));
+      assert.equal(
+        headerOf(a.head, 'sec-websocket-accept'),
+        createHash('sha1')
+          .update(key + WS_GUID)
+          .digest('base64'),
+      );
       assert.match(headerOf(a.head, 'upgrade') ?? '', /^websocket$/i);
       a.socket.write(wsFrame(0x1, Buffer.from('hello through the gate ✓'), true));
       const [echo] = await readFrames(a.socket, a.rest, 1);
@@ -306,7 +428,10 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
       a.socket.write(wsFrame(0x1, Buffer.from('__whoami__'), true));
       const [who] = await readFrames(a.socket, Buffer.alloc(0), 1);
       const seen = JSON.parse(who!.payload.toString('utf8')) as Seen;
-      assert.ok(!headerValues(seen, 'cookie').some((c) => c.includes('_portcullis')), 'session cookie reached the upstream');
+      assert.ok(
+        !headerValues(seen, 'cookie').some((c) => c.includes('_portcullis')),
+        'session cookie reached the upstream',
+      );
       assert.equal(headerValues(seen, 'x-request-id').length, 1);
     } finally {
       a.socket.destroy();
@@ -314,34 +439,71 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
   });
 
   test('a WebSocket upgrade on a route without allow_websockets is refused with 403', async () => {
-    const a = await rawExchange(s.port, [
-      'GET /nows/ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', `Cookie: ${cookie}`, '', '',
-    ].join('\r\n'));
+    const a = await rawExchange(
+      s.port,
+      [
+        'GET /nows/ws HTTP/1.1',
+        `Host: ${appHost}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        `Cookie: ${cookie}`,
+        '',
+        '',
+      ].join('\r\n'),
+    );
     assert.equal(a.status, 403, a.head);
   });
 
   test('a WebSocket upgrade without a session is refused with 401', async () => {
-    const a = await rawExchange(s.port, [
-      'GET /ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', '', '',
-    ].join('\r\n'));
+    const a = await rawExchange(
+      s.port,
+      [
+        'GET /ws HTTP/1.1',
+        `Host: ${appHost}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        '',
+        '',
+      ].join('\r\n'),
+    );
     assert.equal(a.status, 401, a.head);
   });
 
   test('allow_websockets tunnels WebSockets only: an h2c upgrade is refused before the upstream', async () => {
     const host = `canary.corp.test:${s.port}`;
     const before = canary.seen.length;
-    const ws = await rawExchange(s.port, [
-      'GET /chat HTTP/1.1', `Host: ${host}`, 'Upgrade: websocket', 'Connection: Upgrade',
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', '', '',
-    ].join('\r\n'));
+    const ws = await rawExchange(
+      s.port,
+      [
+        'GET /chat HTTP/1.1',
+        `Host: ${host}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        '',
+        '',
+      ].join('\r\n'),
+    );
     assert.equal(ws.status, 101, `control: a WebSocket upgrade reaches this upstream\n${ws.head}`);
     assert.deepEqual(canary.seen.slice(before), ['UPGRADE websocket /chat']);
 
-    const h2c = await rawExchange(s.port, [
-      'GET /admin HTTP/1.1', `Host: ${host}`, 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', 'Connection: Upgrade, HTTP2-Settings', '', '',
-    ].join('\r\n'));
+    const h2c = await rawExchange(
+      s.port,
+      [
+        'GET /admin HTTP/1.1',
+        `Host: ${host}`,
+        'Upgrade: h2c',
+        'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA',
+        'Connection: Upgrade, HTTP2-Settings',
+        '',
+        '',
+      ].join('\r\n'),
+    );
     assert.notEqual(h2c.status, 101, 'an h2c tunnel was opened through the proxy');
     assert.equal(h2c.status, 400, h2c.head);
     await new Promise((r) => setTimeout(r, 100));
@@ -349,10 +511,20 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
   });
 
   test('a WebSocket upgrade to an upstream that is down gets 502', async () => {
-    const a = await rawExchange(s.port, [
-      'GET /down/ws HTTP/1.1', `Host: ${appHost}`, 'Upgrade: websocket', 'Connection: Upgrade',
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', `Cookie: ${cookie}`, '', '',
-    ].join('\r\n'));
+    const a = await rawExchange(
+      s.port,
+      [
+        'GET /down/ws HTTP/1.1',
+        `Host: ${appHost}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        `Cookie: ${cookie}`,
+        '',
+        '',
+      ].join('\r\n'),
+    );
     assert.equal(a.status, 502, a.head);
   });
 
@@ -377,7 +549,10 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
 
   test('an upstream slower than the route timeout (1s) gives 504 after about a second', async () => {
     const started = performance.now();
-    const r = await request(`${app}/slow?ms=3000`, { jar, headers: { accept: 'application/json' } });
+    const r = await request(`${app}/slow?ms=3000`, {
+      jar,
+      headers: { accept: 'application/json' },
+    });
     const took = performance.now() - started;
     assert.equal(r.status, 504, r.body);
     assert.equal(r.json().error, 'upstream_timeout');
@@ -391,24 +566,42 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
   });
 
   test('hop-by-hop headers from the client, and the headers Connection names, do not reach the upstream', async () => {
-    const r = await rawExchange(s.port, [
-      'GET /echo?format=json HTTP/1.1', `Host: ${appHost}`, `Cookie: ${cookie}`, 'Accept: application/json',
-      'Connection: keep-alive, x-secret', 'x-secret: 1', 'Keep-Alive: timeout=5', 'TE: trailers', 'Proxy-Authorization: Basic Zm9vOmJhcg==',
-      'x-kept: yes', '', '',
-    ].join('\r\n'), { keepOpen: true });
+    const r = await rawExchange(
+      s.port,
+      [
+        'GET /echo?format=json HTTP/1.1',
+        `Host: ${appHost}`,
+        `Cookie: ${cookie}`,
+        'Accept: application/json',
+        'Connection: keep-alive, x-secret',
+        'x-secret: 1',
+        'Keep-Alive: timeout=5',
+        'TE: trailers',
+        'Proxy-Authorization: Basic Zm9vOmJhcg==',
+        'x-kept: yes',
+        '',
+        '',
+      ].join('\r\n'),
+      { keepOpen: true },
+    );
     assert.equal(r.status, 200, r.head);
     const length = Number(headerOf(r.head, 'content-length'));
     let body = r.rest;
-    while (body.length < length) body = Buffer.concat([body, await new Promise<Buffer>((res) => r.socket.once('data', res))]);
+    while (body.length < length)
+      body = Buffer.concat([body, await new Promise<Buffer>((res) => r.socket.once('data', res))]);
     r.socket.destroy();
     const seen = JSON.parse(body.toString('utf8')) as Seen;
-    for (const h of ['x-secret', 'keep-alive', 'te', 'proxy-authorization']) assert.deepEqual(headerValues(seen, h), [], `${h} reached the upstream`);
+    for (const h of ['x-secret', 'keep-alive', 'te', 'proxy-authorization'])
+      assert.deepEqual(headerValues(seen, h), [], `${h} reached the upstream`);
     for (const v of headerValues(seen, 'connection')) assert.doesNotMatch(v, /x-secret/i);
     assert.deepEqual(headerValues(seen, 'x-kept'), ['yes'], 'an ordinary header is forwarded');
   });
 
   test('X-Forwarded-For from a trusted peer (loopback by default) is extended with the peer', async () => {
-    const r = await request(`${app}/echo?format=json`, { jar, headers: { accept: 'application/json', 'x-forwarded-for': '203.0.113.9' } });
+    const r = await request(`${app}/echo?format=json`, {
+      jar,
+      headers: { accept: 'application/json', 'x-forwarded-for': '203.0.113.9' },
+    });
     assert.deepEqual(headerValues(r.json(), 'x-forwarded-for'), ['203.0.113.9, 127.0.0.1']);
   });
 
@@ -418,19 +611,37 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
 
     test('control: a well-formed request on the same route does reach the canary', async () => {
       const before = canary.seen.length;
-      const a = await rawExchange(s.port, `POST /ok HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 5\r\n\r\nhello`);
+      const a = await rawExchange(
+        s.port,
+        `POST /ok HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 5\r\n\r\nhello`,
+      );
       assert.equal(a.status, 200, a.head);
       assert.deepEqual(canary.seen.slice(before), ['POST /ok']);
     });
 
     const shapes: Array<[string, () => string]> = [
-      ['Content-Length together with Transfer-Encoding', () => {
-        const body = `0\r\n\r\n${smuggled()}`;
-        return `POST /cl-te HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n\r\n${body}`;
-      }],
-      ['two different Content-Length headers', () => `POST /cl-cl HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 5\r\nContent-Length: ${5 + smuggled().length}\r\n\r\nhello${smuggled()}`],
-      ['an obs-fold (continuation line) header', () => `GET /fold HTTP/1.1\r\nHost: ${host()}\r\nX-Folded: first\r\n  Transfer-Encoding: chunked\r\n\r\n`],
-      ['Transfer-Encoding that is not chunked-last', () => `POST /te-bad HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`],
+      [
+        'Content-Length together with Transfer-Encoding',
+        () => {
+          const body = `0\r\n\r\n${smuggled()}`;
+          return `POST /cl-te HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n\r\n${body}`;
+        },
+      ],
+      [
+        'two different Content-Length headers',
+        () =>
+          `POST /cl-cl HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 5\r\nContent-Length: ${5 + smuggled().length}\r\n\r\nhello${smuggled()}`,
+      ],
+      [
+        'an obs-fold (continuation line) header',
+        () =>
+          `GET /fold HTTP/1.1\r\nHost: ${host()}\r\nX-Folded: first\r\n  Transfer-Encoding: chunked\r\n\r\n`,
+      ],
+      [
+        'Transfer-Encoding that is not chunked-last',
+        () =>
+          `POST /te-bad HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`,
+      ],
     ];
     for (const [name, build] of shapes) {
       test(name, async () => {
@@ -447,7 +658,10 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
 
   test('a 20 KB header gets 431 and does not reach the upstream', async () => {
     const seenBefore = canary.seen.length;
-    const a = await rawExchange(s.port, `GET /big HTTP/1.1\r\nHost: canary.corp.test:${s.port}\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+    const a = await rawExchange(
+      s.port,
+      `GET /big HTTP/1.1\r\nHost: canary.corp.test:${s.port}\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`,
+    );
     assert.equal(a.status, 431, a.head);
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(canary.seen.slice(seenBefore), []);
@@ -496,7 +710,10 @@ routes:
 });
 
 /** How far the upstream got with its last /flood answer. */
-interface Flood { written: number; closed: boolean }
+interface Flood {
+  written: number;
+  closed: boolean;
+}
 
 const FLOOD_BYTES = 128 * MB;
 
@@ -505,16 +722,29 @@ const FLOOD_BYTES = 128 * MB;
  * /flood sends FLOOD_BYTES as fast as its socket takes them (honouring its own backpressure).
  */
 async function startHolder(): Promise<{
-  port: number; connections: number; flood: Flood | null; polls: number; arrivals: Map<string, number>; close(): Promise<void>;
+  port: number;
+  connections: number;
+  flood: Flood | null;
+  polls: number;
+  arrivals: Map<string, number>;
+  close(): Promise<void>;
 }> {
-  const state = { connections: 0, flood: null as Flood | null, polls: 0, arrivals: new Map<string, number>() };
+  const state = {
+    connections: 0,
+    flood: null as Flood | null,
+    polls: 0,
+    arrivals: new Map<string, number>(),
+  };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/flood') {
       const flood: Flood = { written: 0, closed: false };
       state.flood = flood;
       const chunk = Buffer.alloc(64 * 1024, 'z');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(FLOOD_BYTES) });
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(FLOOD_BYTES),
+      });
       res.on('close', () => (flood.closed = true));
       const pump = (): void => {
         while (flood.written < FLOOD_BYTES && !flood.closed) {
@@ -554,7 +784,10 @@ async function startHolder(): Promise<{
     }
     if (url.pathname === '/big') {
       const body = Buffer.alloc(1024 * 1024, 'abcdefgh');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(body.length),
+      });
       res.end(body);
       return;
     }
@@ -578,14 +811,23 @@ async function startHolder(): Promise<{
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
-    get connections() { return state.connections; },
-    get flood() { return state.flood; },
-    get polls() { return state.polls; },
-    get arrivals() { return state.arrivals; },
-    close: () => new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    }),
+    get connections() {
+      return state.connections;
+    },
+    get flood() {
+      return state.flood;
+    },
+    get polls() {
+      return state.polls;
+    },
+    get arrivals() {
+      return state.arrivals;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -616,26 +858,49 @@ describe('upstream connections: short requests share a few, long ones never make
   const get = (path: string): Promise<{ status: number; body: string; ms: number }> => {
     const t = performance.now();
     return new Promise((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: s.port, path, agent: false, headers: { host, accept: 'text/plain' } }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t }));
-      });
+      const req = http.get(
+        {
+          host: '127.0.0.1',
+          port: s.port,
+          path,
+          agent: false,
+          headers: { host, accept: 'text/plain' },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t }),
+          );
+        },
+      );
       req.on('error', reject);
       req.setTimeout(8000, () => req.destroy(new Error(`${path}: no answer within 8 s`)));
     });
   };
 
   /** Opens a stream and resolves once its first event arrived (i.e. it has an upstream connection). */
-  const openStream = (): Promise<void> => new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port: s.port, path: '/stream', agent: false, headers: { host, accept: 'text/event-stream' } }, (res) => {
-      res.once('data', () => resolve());
+  const openStream = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const req = http.get(
+        {
+          host: '127.0.0.1',
+          port: s.port,
+          path: '/stream',
+          agent: false,
+          headers: { host, accept: 'text/event-stream' },
+        },
+        (res) => {
+          res.once('data', () => resolve());
+        },
+      );
+      open.push(req);
+      req.on('error', (e) => (open.includes(req) ? reject(e) : undefined));
+      req.setTimeout(5000, () =>
+        reject(new Error('a stream got no upstream connection within 5 s')),
+      );
     });
-    open.push(req);
-    req.on('error', (e) => (open.includes(req) ? reject(e) : undefined));
-    req.setTimeout(5000, () => reject(new Error('a stream got no upstream connection within 5 s')));
-  });
 
   test('48 endless event streams all get through, and a short request still answers at once', async () => {
     // More streams than the shared pool has connections (32): each must still start.
@@ -654,7 +919,10 @@ describe('upstream connections: short requests share a few, long ones never make
     await new Promise((r) => setTimeout(r, 1300));
     const r = await get('/fast');
     assert.equal(r.status, 200);
-    assert.ok(r.ms < 1500, `the short request took ${r.ms.toFixed(0)} ms: it queued behind the polls`);
+    assert.ok(
+      r.ms < 1500,
+      `the short request took ${r.ms.toFixed(0)} ms: it queued behind the polls`,
+    );
     for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
   });
 
@@ -663,10 +931,16 @@ describe('upstream connections: short requests share a few, long ones never make
     // yet "holders", so the next request queues for a shared connection, then moves (QUEUE_MS).
     const pollsBefore = holder.polls;
     const polls = Array.from({ length: 32 }, () => get('/poll?ms=2500'));
-    await waitFor(() => holder.polls - pollsBefore === 32, 'the 32 polls did not all reach the upstream');
+    await waitFor(
+      () => holder.polls - pollsBefore === 32,
+      'the 32 polls did not all reach the upstream',
+    );
     const r = await get('/fast?queued=1');
     assert.equal(r.body, 'fast');
-    assert.ok(r.ms < 1500, `the queued request took ${r.ms.toFixed(0)} ms: it waited for a poll to finish`);
+    assert.ok(
+      r.ms < 1500,
+      `the queued request took ${r.ms.toFixed(0)} ms: it waited for a poll to finish`,
+    );
     for (const p of await Promise.all(polls)) assert.equal(p.body, 'polled');
     // The abandoned queued copy gets a shared connection once a poll ends: it must not be sent.
     // Requests sent now queue behind it on the shared connections, so once they are answered it has had its turn.
@@ -674,17 +948,44 @@ describe('upstream connections: short requests share a few, long ones never make
     assert.equal(holder.arrivals.get('/fast?queued=1'), 1);
   });
 
-  const raw = (path: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; informational: number[] }> => new Promise((resolve, reject) => {
-    const informational: number[] = [];
-    const req = http.request({ host: '127.0.0.1', port: s.port, path, method, agent: false, headers: { host, accept: '*/*', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), informational }));
+  const raw = (
+    path: string,
+    method = 'GET',
+    headers: Record<string, string> = {},
+  ): Promise<{
+    status: number;
+    headers: http.IncomingHttpHeaders;
+    body: Buffer;
+    informational: number[];
+  }> =>
+    new Promise((resolve, reject) => {
+      const informational: number[] = [];
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: s.port,
+          path,
+          method,
+          agent: false,
+          headers: { host, accept: '*/*', ...headers },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(chunks),
+              informational,
+            }),
+          );
+        },
+      );
+      req.on('information', (i) => informational.push(i.statusCode));
+      req.on('error', reject);
+      req.end();
     });
-    req.on('information', (i) => informational.push(i.statusCode));
-    req.on('error', reject);
-    req.end();
-  });
 
   test('HEAD gets the length of the GET and no body', async () => {
     const r = await raw('/doc', 'HEAD');
@@ -723,8 +1024,13 @@ describe('upstream connections: short requests share a few, long ones never make
     const before = holder.flood;
     const socket = net.connect(s.port, '127.0.0.1');
     socket.pause();
-    socket.write(`GET /flood HTTP/1.1\r\nhost: ${host}\r\naccept: */*\r\nconnection: close\r\n\r\n`);
-    await waitFor(() => holder.flood !== before && holder.flood!.written > 0, 'the upstream never got the /flood request');
+    socket.write(
+      `GET /flood HTTP/1.1\r\nhost: ${host}\r\naccept: */*\r\nconnection: close\r\n\r\n`,
+    );
+    await waitFor(
+      () => holder.flood !== before && holder.flood!.written > 0,
+      'the upstream never got the /flood request',
+    );
     return socket;
   };
 
@@ -745,12 +1051,21 @@ describe('upstream connections: short requests share a few, long ones never make
     try {
       const stalled = await settledFlood();
       // Socket buffers on both hops hold a few MB; without backpressure Portcullis would take all 128 MB into memory.
-      assert.ok(stalled < FLOOD_BYTES / 4, `the upstream wrote ${(stalled / MB).toFixed(1)} MB to a client that read nothing`);
+      assert.ok(
+        stalled < FLOOD_BYTES / 4,
+        `the upstream wrote ${(stalled / MB).toFixed(1)} MB to a client that read nothing`,
+      );
       assert.equal(holder.flood!.closed, false);
       let received = 0;
       socket.on('data', (chunk: Buffer) => (received += chunk.length));
       const ended = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`the download stalled after ${received} bytes once the client read again`)), 30_000);
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(`the download stalled after ${received} bytes once the client read again`),
+            ),
+          30_000,
+        );
         socket.on('end', () => {
           clearTimeout(timer);
           resolve();
@@ -760,7 +1075,10 @@ describe('upstream connections: short requests share a few, long ones never make
       socket.resume();
       await ended;
       assert.equal(holder.flood!.written, FLOOD_BYTES);
-      assert.ok(received > FLOOD_BYTES && received < FLOOD_BYTES + 4096, `received ${received} bytes`);
+      assert.ok(
+        received > FLOOD_BYTES && received < FLOOD_BYTES + 4096,
+        `received ${received} bytes`,
+      );
     } finally {
       socket.destroy();
     }
@@ -772,7 +1090,10 @@ describe('upstream connections: short requests share a few, long ones never make
     const flood = holder.flood!;
     assert.equal(flood.closed, false);
     socket.destroy();
-    await waitFor(() => flood.closed, 'the upstream response was still open 5 s after its client left');
+    await waitFor(
+      () => flood.closed,
+      'the upstream response was still open 5 s after its client left',
+    );
     assert.ok(flood.written < FLOOD_BYTES);
   });
 

@@ -15,6 +15,13 @@ const files = [];
 })(root);
 const only = process.argv.slice(2);
 const selected = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
-if (!selected.length) { console.error('no test files found'); process.exit(1); }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=120000', ...selected], { stdio: 'inherit' });
+if (!selected.length) {
+  console.error('no test files found');
+  process.exit(1);
+}
+const r = spawnSync(
+  process.execPath,
+  ['--test', '--test-concurrency=1', '--test-timeout=120000', ...selected],
+  { stdio: 'inherit' },
+);
 process.exit(r.status ?? 1);

@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { DEMO_USERS, type DemoUser } from '../demo/idp.js';
 import { CookieJar, request, type Resp } from './helpers/http.js';
-import { API_AUDIENCE, CLI, startIdentityStack, type IdentityStack } from './helpers/identity-stack.js';
+import {
+  API_AUDIENCE,
+  CLI,
+  startIdentityStack,
+  type IdentityStack,
+} from './helpers/identity-stack.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -13,9 +18,23 @@ import { startStack, type Stack } from './helpers/stack.js';
 // `--insecure-oidc-allow-unverified-email` (oauth2-proxy PR #159, CHANGELOG v4.0.0: "option to skip
 // the OIDC provider verified email check"); Portcullis refuses by default the same way.
 
-const MALLORY: DemoUser = { id: 'mallory', password: 'mallory', email: 'ceo@example.com', name: 'Mallory', groups: [], emailVerified: false };
+const MALLORY: DemoUser = {
+  id: 'mallory',
+  password: 'mallory',
+  email: 'ceo@example.com',
+  name: 'Mallory',
+  groups: [],
+  emailVerified: false,
+};
 // Entra ID and others send no email_verified at all.
-const EVE: DemoUser = { id: 'eve', password: 'eve', email: 'eve@example.com', name: 'Eve', groups: [], emailVerified: 'omitted' };
+const EVE: DemoUser = {
+  id: 'eve',
+  password: 'eve',
+  email: 'eve@example.com',
+  name: 'Eve',
+  groups: [],
+  emailVerified: 'omitted',
+};
 const USERS = [...DEMO_USERS, MALLORY, EVE];
 
 const ROUTES = `routes:
@@ -30,19 +49,27 @@ const ROUTES = `routes:
 
 function seen(r: Resp): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const [k, v] of r.json().rawHeaders as Array<[string, string]>) (out[k.toLowerCase()] ??= []).push(v);
+  for (const [k, v] of r.json().rawHeaders as Array<[string, string]>)
+    (out[k.toLowerCase()] ??= []).push(v);
   return out;
 }
 
 async function signIn(s: Stack, user: string): Promise<{ final: Resp; jar: CookieJar }> {
   const jar = new CookieJar();
-  const { final } = await loginThroughIdp(`http://app.corp.test:${s.port}/?format=json`, { jar, username: user, password: user });
+  const { final } = await loginThroughIdp(`http://app.corp.test:${s.port}/?format=json`, {
+    jar,
+    username: user,
+    password: user,
+  });
   return { final, jar };
 }
 
 /** The jar holds no Portcullis session, and the app still asks this browser to sign in. */
 async function assertNoSession(s: Stack, jar: CookieJar): Promise<void> {
-  const again = await request(`http://app.corp.test:${s.port}/?format=json`, { jar, headers: BROWSER_HEADERS });
+  const again = await request(`http://app.corp.test:${s.port}/?format=json`, {
+    jar,
+    headers: BROWSER_HEADERS,
+  });
   assert.equal(again.status, 302, 'no session was set: the app sends the browser to sign in again');
   assert.match(again.location ?? '', /\/\.portcullis\/sign_in|\/auth\?/);
 }
@@ -63,14 +90,21 @@ describe('an email the IdP did not verify (default settings)', () => {
     assert.equal(final.status, 403, final.body);
     assert.match(final.body, /Sign-in refused/);
     assert.match(final.body, /has not verified the email address ceo@example\.com/);
-    assert.doesNotMatch(final.body, /rawHeaders|x-forwarded-email/i, 'the upstream was never reached');
+    assert.doesNotMatch(
+      final.body,
+      /rawHeaders|x-forwarded-email/i,
+      'the upstream was never reached',
+    );
     await assertNoSession(s, jar);
     const line = auditLines(s, 'login_failed').find((l) => l.reason === 'email_unverified');
     assert.ok(line, 'an audit line says why');
     assert.equal(line.email, 'ceo@example.com');
     assert.equal(line.user, 'mallory');
     assert.match(String(line.setting), /idp_allow_unverified_email/);
-    assert.ok(!auditLines(s, 'login').some((l) => l.user === 'ceo@example.com'), 'no successful login was recorded');
+    assert.ok(
+      !auditLines(s, 'login').some((l) => l.user === 'ceo@example.com'),
+      'no successful login was recorded',
+    );
   });
 
   test('no email_verified claim at all: refused too, and the log names the setting that trusts such an IdP', async () => {
@@ -78,7 +112,9 @@ describe('an email the IdP did not verify (default settings)', () => {
     assert.equal(final.status, 403, final.body);
     assert.match(final.body, /did not say whether the email address eve@example\.com is verified/);
     await assertNoSession(s, jar);
-    const line = auditLines(s, 'login_failed').find((l) => l.reason === 'email_verification_unknown');
+    const line = auditLines(s, 'login_failed').find(
+      (l) => l.reason === 'email_verification_unknown',
+    );
     assert.ok(line);
     assert.match(String(line.setting), /idp_email_verified_missing: trust/);
   });
@@ -94,8 +130,16 @@ describe('opting in', () => {
   let trustMissing: Stack;
   let allowUnverified: Stack;
   before(async () => {
-    trustMissing = await startStack({ hosts: ['app.corp.test'], body: `idp_email_verified_missing: trust\n${ROUTES}`, idp: { users: USERS } });
-    allowUnverified = await startStack({ hosts: ['app.corp.test'], body: `idp_allow_unverified_email: true\n${ROUTES}`, idp: { users: USERS } });
+    trustMissing = await startStack({
+      hosts: ['app.corp.test'],
+      body: `idp_email_verified_missing: trust\n${ROUTES}`,
+      idp: { users: USERS },
+    });
+    allowUnverified = await startStack({
+      hosts: ['app.corp.test'],
+      body: `idp_allow_unverified_email: true\n${ROUTES}`,
+      idp: { users: USERS },
+    });
   });
   after(() => Promise.all([trustMissing.close(), allowUnverified.close()]));
 
@@ -140,14 +184,22 @@ idp_introspection: true`,
   });
   after(() => s.close());
 
-  for (const [kind, resource] of [['a JWT', API_AUDIENCE], ['an opaque token (introspection)', undefined]] as const) {
+  for (const [kind, resource] of [
+    ['a JWT', API_AUDIENCE],
+    ['an opaque token (introspection)', undefined],
+  ] as const) {
     test(`${kind} whose email is unverified or unstated is refused with 401 invalid_token; a verified one passes`, async () => {
       for (const user of ['mallory', 'eve']) {
         const token = await s.userToken(user, resource);
-        const r = await request(url(), { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+        const r = await request(url(), {
+          headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+        });
         assert.equal(r.status, 401, `${user}: ${r.body}`);
         assert.equal(r.json().error, 'invalid_token');
-        assert.match(String(r.headers['www-authenticate']), /error="invalid_token".*email address .*example\.com is not/);
+        assert.match(
+          String(r.headers['www-authenticate']),
+          /error="invalid_token".*email address .*example\.com is not/,
+        );
         assert.doesNotMatch(r.body, /rawHeaders/, 'nothing reached the upstream');
       }
       const alice = await s.userToken('alice', resource);

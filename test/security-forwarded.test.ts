@@ -13,11 +13,17 @@ test('an untrusted peer is the client, whatever X-Forwarded-For claims', () => {
 });
 
 test('behind trusted proxies the right-most untrusted address wins, not the forged left-most one', () => {
-  assert.equal(clientAddress('10.0.0.1', '6.6.6.6, 198.51.100.7, 10.0.0.2', trusted), '198.51.100.7');
+  assert.equal(
+    clientAddress('10.0.0.1', '6.6.6.6, 198.51.100.7, 10.0.0.2', trusted),
+    '198.51.100.7',
+  );
   assert.equal(clientAddress('10.0.0.1', '198.51.100.7', trusted), '198.51.100.7');
   assert.equal(clientAddress('::ffff:10.0.0.1', '6.6.6.6,198.51.100.7', trusted), '198.51.100.7');
   // Several header instances are one list, in order.
-  assert.equal(clientAddress('10.0.0.1', ['6.6.6.6', '198.51.100.7, 10.0.0.2'], trusted), '198.51.100.7');
+  assert.equal(
+    clientAddress('10.0.0.1', ['6.6.6.6', '198.51.100.7, 10.0.0.2'], trusted),
+    '198.51.100.7',
+  );
   assert.equal(clientAddress('10.0.0.1', ['198.51.100.7', '10.0.0.2'], trusted), '198.51.100.7');
 });
 
@@ -31,7 +37,10 @@ test('IPv6 hops are normalized (case, brackets, ports, mapped IPv4)', () => {
   assert.equal(clientAddress('fd00::1', '[2001:db8::1]:443', trusted), '2001:db8::1');
   assert.equal(clientAddress('fd00::1', '[2001:db8::2]', trusted), '2001:db8::2');
   assert.equal(clientAddress('fd00::1', '::ffff:198.51.100.7', trusted), '198.51.100.7');
-  assert.equal(clientAddress('10.0.0.1', '198.51.100.7:5555, 10.0.0.2:80', trusted), '198.51.100.7');
+  assert.equal(
+    clientAddress('10.0.0.1', '198.51.100.7:5555, 10.0.0.2:80', trusted),
+    '198.51.100.7',
+  );
   // A mapped trusted hop is still trusted and skipped.
   assert.equal(clientAddress('10.0.0.1', '198.51.100.7, ::ffff:10.0.0.2', trusted), '198.51.100.7');
 });

@@ -50,13 +50,20 @@ routes:
   /** A signed-in browser on the authenticate host (and everything under corp.test). */
   async function signedIn(user: string): Promise<CookieJar> {
     const jar = new CookieJar();
-    const r = await loginThroughIdp(`http://app.corp.test:${s.port}/`, { jar, username: user, password: user });
+    const r = await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+      jar,
+      username: user,
+      password: user,
+    });
     assert.equal(r.final.status, 200);
     return jar;
   }
 
   /** What bob does: follow the redirects from an app.other.test page up to the handoff link, and keep it. */
-  async function mintLink(jar: CookieJar, path = '/secret-page'): Promise<{ link: string; status: number }> {
+  async function mintLink(
+    jar: CookieJar,
+    path = '/secret-page',
+  ): Promise<{ link: string; status: number }> {
     const toAuth = await request(other(path), { jar, headers: BROWSER_HEADERS });
     assert.equal(toAuth.status, 302);
     const fromAuth = await request(toAuth.location!, { jar, headers: BROWSER_HEADERS });
@@ -64,7 +71,10 @@ routes:
   }
 
   async function whoIsOnOther(jar: CookieJar): Promise<string | null> {
-    const r = await request(other('/.portcullis/userinfo'), { jar, headers: { accept: 'application/json' } });
+    const r = await request(other('/.portcullis/userinfo'), {
+      jar,
+      headers: { accept: 'application/json' },
+    });
     return r.status === 200 ? (r.json() as { email: string }).email : null;
   }
 
@@ -77,22 +87,41 @@ routes:
     const bob = await signedIn('bob');
     const { link, status } = await mintLink(bob);
     assert.equal(status, 302);
-    assert.match(link, /\/\.portcullis\/handoff\?token=/, 'bob gets a handoff link without an IdP round trip');
+    assert.match(
+      link,
+      /\/\.portcullis\/handoff\?token=/,
+      'bob gets a handoff link without an IdP round trip',
+    );
 
     const logFrom = s.logs.length;
     const opened = await request(link, { jar: alice, headers: BROWSER_HEADERS });
     assert.equal(opened.status, 400);
     assert.match(opened.body, /was not started in this browser/);
     assert.doesNotMatch(opened.body, /bob@example\.com|at .*\.js:\d+/);
-    assert.ok(!opened.setCookies.some((c) => c.startsWith('_portcullis=') || c.startsWith('_portcullis_1=')), `no session cookie set: ${opened.setCookies.join(' | ')}`);
-    assert.equal(await whoIsOnOther(alice), 'alice@example.com', 'alice is still alice on app.other.test');
-    const page = await followRedirects(other('/secret-page'), { jar: alice, headers: BROWSER_HEADERS });
+    assert.ok(
+      !opened.setCookies.some(
+        (c) => c.startsWith('_portcullis=') || c.startsWith('_portcullis_1='),
+      ),
+      `no session cookie set: ${opened.setCookies.join(' | ')}`,
+    );
+    assert.equal(
+      await whoIsOnOther(alice),
+      'alice@example.com',
+      'alice is still alice on app.other.test',
+    );
+    const page = await followRedirects(other('/secret-page'), {
+      jar: alice,
+      headers: BROWSER_HEADERS,
+    });
     assert.match(page.final.body, /alice@example\.com/);
     assert.doesNotMatch(page.final.body, /bob@example\.com/);
     const refused = s.logs.slice(logFrom).find((l) => l.event === 'handoff_refused');
     assert.equal(refused?.reason, 'other_browser', 'an audit line names the refusal');
     assert.equal(refused?.name, 'audit');
-    assert.ok(!s.logText().includes(new URL(link).searchParams.get('token')!), 'the token itself is not logged');
+    assert.ok(
+      !s.logText().includes(new URL(link).searchParams.get('token')!),
+      'the token itself is not logged',
+    );
 
     // The refusal did not spend the link: it still works in the browser it was made for.
     const own = await followRedirects(link, { jar: bob, headers: BROWSER_HEADERS });
@@ -111,9 +140,15 @@ routes:
     const opened = await request(link, { jar: alice, headers: BROWSER_HEADERS });
     assert.equal(opened.status, 400);
     assert.match(opened.body, /was not started in this browser/);
-    assert.equal(await whoIsOnOther(alice), null, 'no session for alice on app.other.test, least of all bob\'s');
+    assert.equal(
+      await whoIsOnOther(alice),
+      null,
+      "no session for alice on app.other.test, least of all bob's",
+    );
     // A forged nonce cookie of the right shape does not help either.
-    const forged = await request(link, { headers: { ...BROWSER_HEADERS, cookie: `${NONCE}=${'A'.repeat(24)}` } });
+    const forged = await request(link, {
+      headers: { ...BROWSER_HEADERS, cookie: `${NONCE}=${'A'.repeat(24)}` },
+    });
     assert.equal(forged.status, 400);
     assert.match(forged.body, /was not started in this browser/);
   });
@@ -123,19 +158,33 @@ routes:
     const toAuth = await request(other('/cookie-check'), { jar: bob, headers: BROWSER_HEADERS });
     const set = toAuth.setCookies.find((c) => c.startsWith(`${NONCE}=`));
     assert.ok(set, 'the redirect to the authenticate host sets the nonce');
-    assert.match(set, /^_portcullis_handoff=[A-Za-z0-9_-]{24}; Path=\/; Max-Age=600; HttpOnly; SameSite=Lax$/);
+    assert.match(
+      set,
+      /^_portcullis_handoff=[A-Za-z0-9_-]{24}; Path=\/; Max-Age=600; HttpOnly; SameSite=Lax$/,
+    );
     assert.doesNotMatch(set, /Domain=/i);
     // A second tab starting at the same time keeps the same nonce instead of overwriting it.
     const again = await request(other('/cookie-check-2'), { jar: bob, headers: BROWSER_HEADERS });
-    assert.equal(again.setCookies.find((c) => c.startsWith(`${NONCE}=`))?.split(';')[0], set.split(';')[0]);
+    assert.equal(
+      again.setCookies.find((c) => c.startsWith(`${NONCE}=`))?.split(';')[0],
+      set.split(';')[0],
+    );
     const fromAuth = await request(toAuth.location!, { jar: bob, headers: BROWSER_HEADERS });
     const done = await request(fromAuth.location!, { jar: bob, headers: BROWSER_HEADERS });
     assert.equal(done.status, 302);
-    assert.ok(done.setCookies.some((c) => new RegExp(`^${NONCE}=; .*Max-Age=0`).test(c)), 'the nonce is cleared once spent');
+    assert.ok(
+      done.setCookies.some((c) => new RegExp(`^${NONCE}=; .*Max-Age=0`).test(c)),
+      'the nonce is cleared once spent',
+    );
     assert.equal(bob.get(NONCE, 'app.other.test'), undefined);
     // Path=/ (what lets the second tab above find it) does not take it to the upstream.
     const url = new URL(other('/headers'));
-    const upstream = await request(url.href, { headers: { accept: 'application/json', cookie: `app=1; ${NONCE}=${'n'.repeat(24)}; ${bob.header(url)}` } });
+    const upstream = await request(url.href, {
+      headers: {
+        accept: 'application/json',
+        cookie: `app=1; ${NONCE}=${'n'.repeat(24)}; ${bob.header(url)}`,
+      },
+    });
     assert.equal(upstream.status, 200);
     assert.match(upstream.body, /app=1/);
     assert.doesNotMatch(upstream.body, new RegExp(NONCE));
@@ -147,7 +196,10 @@ routes:
     const { cookie, nh } = bindBrowser(rt, ctx);
     assert.equal(nonceCookieName(rt), '__Host-_portcullis_handoff');
     // RFC 6265bis 4.1.3.2: a __Host- cookie must be Secure, have Path=/ and no Domain, or the browser drops it.
-    assert.match(cookie, /^__Host-_portcullis_handoff=[A-Za-z0-9_-]{24}; Path=\/; Max-Age=600; Secure; HttpOnly; SameSite=Lax$/);
+    assert.match(
+      cookie,
+      /^__Host-_portcullis_handoff=[A-Za-z0-9_-]{24}; Path=\/; Max-Age=600; Secure; HttpOnly; SameSite=Lax$/,
+    );
     assert.match(nh, /^[A-Za-z0-9_-]{43}$/);
     assert.ok(!cookie.includes(nh), 'the cookie holds the nonce, the return address only its hash');
   });
@@ -177,7 +229,10 @@ routes:
     assert.equal(r.chain.at(-1), other('/landing?a=1'));
     const detour = r.chain.findIndex((u) => u.startsWith(other('/.portcullis/sign_in?return=')));
     const handoff = r.chain.findIndex((u) => u.startsWith(other('/.portcullis/handoff?')));
-    assert.ok(detour > 0 && handoff > detour, `the detour through app.other.test comes before the handoff:\n${r.chain.join('\n')}`);
+    assert.ok(
+      detour > 0 && handoff > detour,
+      `the detour through app.other.test comes before the handoff:\n${r.chain.join('\n')}`,
+    );
     assert.match(r.final.body, /alice@example\.com/);
   });
 });
@@ -186,13 +241,44 @@ describe('over https, in Chromium', () => {
   test('the nonce is a __Host- cookie the browser accepts, and a first login on the other parent domain lands there', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'portcullis-handoff-tls-'));
     const hosts = ['auth.corp.test', 'app.other.test'];
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=auth.corp.test',
-      '-addext', `subjectAltName=${hosts.map((h) => `DNS:${h}`).join(',')}`, '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=auth.corp.test',
+        '-addext',
+        `subjectAltName=${hosts.map((h) => `DNS:${h}`).join(',')}`,
+        '-keyout',
+        join(dir, 'tls.key'),
+        '-out',
+        join(dir, 'tls.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
     const port = await freePort();
     const clientSecret = randomBytes(24).toString('base64url');
-    const idp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: clientSecret, redirect_uris: [`https://auth.corp.test:${port}/.portcullis/callback`] }] });
+    const idp = await startIdp({
+      clients: [
+        {
+          client_id: 'portcullis',
+          client_secret: clientSecret,
+          redirect_uris: [`https://auth.corp.test:${port}/.portcullis/callback`],
+        },
+      ],
+    });
     const upstream = await startWhoami({ name: 'upstream' });
-    const p = await startPortcullis(parseConfig(`address: 127.0.0.1:${port}
+    const p = await startPortcullis(
+      parseConfig(
+        `address: 127.0.0.1:${port}
 cookie_secret: ${randomBytes(32).toString('base64')}
 idp_provider_url: ${idp.issuer}
 idp_client_id: portcullis
@@ -207,7 +293,11 @@ routes:
     to: ${upstream.url}
     allow_any_authenticated_user: true
     pass_identity_headers: true
-`, 'tls.yaml'), { logger: createLogger('silent') });
+`,
+        'tls.yaml',
+      ),
+      { logger: createLogger('silent') },
+    );
     const browser = await launchBrowser(hosts);
     try {
       const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
@@ -215,15 +305,28 @@ routes:
       const wanted = `https://app.other.test:${port}/deep?x=1`;
       await page.goto(wanted);
       await page.waitForSelector('#username');
-      const nonce = (await ctx.cookies(`https://app.other.test:${port}/`)).find((c) => c.name === '__Host-_portcullis_handoff');
-      assert.ok(nonce, 'Chromium stored the __Host- nonce (it drops one that breaks the prefix rules)');
-      assert.deepEqual([nonce.secure, nonce.httpOnly, nonce.path, nonce.domain, nonce.sameSite], [true, true, '/', 'app.other.test', 'Lax']);
+      const nonce = (await ctx.cookies(`https://app.other.test:${port}/`)).find(
+        (c) => c.name === '__Host-_portcullis_handoff',
+      );
+      assert.ok(
+        nonce,
+        'Chromium stored the __Host- nonce (it drops one that breaks the prefix rules)',
+      );
+      assert.deepEqual(
+        [nonce.secure, nonce.httpOnly, nonce.path, nonce.domain, nonce.sameSite],
+        [true, true, '/', 'app.other.test', 'Lax'],
+      );
       await page.fill('#username', 'alice');
       await page.fill('#password', 'alice');
       await page.click('#submit');
       await page.waitForURL(wanted);
       assert.match((await page.textContent('body')) ?? '', /alice@example\.com/);
-      assert.ok(!(await ctx.cookies(`https://app.other.test:${port}/`)).some((c) => c.name === '__Host-_portcullis_handoff'), 'spent');
+      assert.ok(
+        !(await ctx.cookies(`https://app.other.test:${port}/`)).some(
+          (c) => c.name === '__Host-_portcullis_handoff',
+        ),
+        'spent',
+      );
       await ctx.close();
     } finally {
       await browser.close();

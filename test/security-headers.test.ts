@@ -60,7 +60,17 @@ test('every spelling of every identity header is recognised', () => {
 });
 
 test('inputs and ordinary headers are not identity headers', () => {
-  for (const name of ['X-Auth-Request-Redirect', 'X-Forwarded-For', 'X-Forwarded-Proto', 'X-Forwarded-Host', 'Accept', 'Cookie', 'Authorization', 'X-Remote-Something', 'X-Email']) {
+  for (const name of [
+    'X-Auth-Request-Redirect',
+    'X-Forwarded-For',
+    'X-Forwarded-Proto',
+    'X-Forwarded-Host',
+    'Accept',
+    'Cookie',
+    'Authorization',
+    'X-Remote-Something',
+    'X-Email',
+  ]) {
     assert.equal(isIdentityHeader(name), false, name);
   }
 });
@@ -74,8 +84,29 @@ test('configured extra names (e.g. jwt_claims_headers targets) are matched in ev
 });
 
 test('hop-by-hop: the RFC 9110 set plus every token of every Connection header', () => {
-  const set = hopByHop(['Host', 'a', 'Connection', 'keep-alive, X-Custom', 'connection', ' x_other ,,Te', 'X-Custom', '1']);
-  for (const name of ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'x-custom', 'x-other']) {
+  const set = hopByHop([
+    'Host',
+    'a',
+    'Connection',
+    'keep-alive, X-Custom',
+    'connection',
+    ' x_other ,,Te',
+    'X-Custom',
+    '1',
+  ]);
+  for (const name of [
+    'connection',
+    'keep-alive',
+    'proxy-connection',
+    'te',
+    'trailer',
+    'transfer-encoding',
+    'upgrade',
+    'proxy-authorization',
+    'proxy-authenticate',
+    'x-custom',
+    'x-other',
+  ]) {
     assert.ok(set.has(name), name);
   }
   assert.equal(set.has('host'), false);
@@ -87,44 +118,89 @@ test('hop-by-hop: the RFC 9110 set plus every token of every Connection header',
 
 test('filterRequestHeaders drops identity and hop-by-hop headers in every spelling and keeps the rest in order', () => {
   const raw = [
-    'Host', 'app.example.com',
-    'X-Forwarded-Email', 'forged@example.com',
-    'Accept', 'text/html',
-    'x-forwarded-email', 'forged2@example.com',
-    'X_Forwarded_Email', 'forged3@example.com',
-    'X-Auth-Request-User', 'admin',
-    'X-Auth_Request_User', 'admin',
-    'Remote-User', 'admin',
-    'X-authentik-username', 'akadmin',
-    'X-Portcullis-Jwt-Assertion', 'eyJhbGciOiJub25lIn0.e30.',
-    'X-Pomerium-Claim-Groups', 'admins',
-    'Connection', 'keep-alive, X-Custom',
-    'Keep-Alive', 'timeout=5',
-    'X-Custom', 'secret-for-this-hop',
-    'x_custom', 'also',
-    'Transfer-Encoding', 'chunked',
-    'TE', 'trailers',
-    'Upgrade', 'h2c',
-    'Proxy-Authorization', 'Basic eDp5',
-    'Cookie', 'a=1',
-    'X-Auth-Request-Redirect', 'https://app.example.com/next',
-    'Cookie', 'b=2',
-    'X-Claim', 'kept unless configured',
+    'Host',
+    'app.example.com',
+    'X-Forwarded-Email',
+    'forged@example.com',
+    'Accept',
+    'text/html',
+    'x-forwarded-email',
+    'forged2@example.com',
+    'X_Forwarded_Email',
+    'forged3@example.com',
+    'X-Auth-Request-User',
+    'admin',
+    'X-Auth_Request_User',
+    'admin',
+    'Remote-User',
+    'admin',
+    'X-authentik-username',
+    'akadmin',
+    'X-Portcullis-Jwt-Assertion',
+    'eyJhbGciOiJub25lIn0.e30.',
+    'X-Pomerium-Claim-Groups',
+    'admins',
+    'Connection',
+    'keep-alive, X-Custom',
+    'Keep-Alive',
+    'timeout=5',
+    'X-Custom',
+    'secret-for-this-hop',
+    'x_custom',
+    'also',
+    'Transfer-Encoding',
+    'chunked',
+    'TE',
+    'trailers',
+    'Upgrade',
+    'h2c',
+    'Proxy-Authorization',
+    'Basic eDp5',
+    'Cookie',
+    'a=1',
+    'X-Auth-Request-Redirect',
+    'https://app.example.com/next',
+    'Cookie',
+    'b=2',
+    'X-Claim',
+    'kept unless configured',
   ];
   const copy = [...raw];
   assert.deepEqual(filterRequestHeaders(raw), [
-    'Host', 'app.example.com',
-    'Accept', 'text/html',
-    'Cookie', 'a=1',
-    'X-Auth-Request-Redirect', 'https://app.example.com/next',
-    'Cookie', 'b=2',
-    'X-Claim', 'kept unless configured',
+    'Host',
+    'app.example.com',
+    'Accept',
+    'text/html',
+    'Cookie',
+    'a=1',
+    'X-Auth-Request-Redirect',
+    'https://app.example.com/next',
+    'Cookie',
+    'b=2',
+    'X-Claim',
+    'kept unless configured',
   ]);
-  assert.deepEqual(filterRequestHeaders(raw, identityHeaderSet(['X-Claim'])).slice(-2), ['Cookie', 'b=2']);
+  assert.deepEqual(filterRequestHeaders(raw, identityHeaderSet(['X-Claim'])).slice(-2), [
+    'Cookie',
+    'b=2',
+  ]);
   assert.deepEqual(raw, copy, 'the input array is not modified');
 });
 
 test('values containing CR, LF or NUL are dropped', () => {
-  const raw = ['A', 'ok', 'B', 'x\r\nInjected: 1', 'C', 'x\ny', 'D', 'x\u0000y', 'E', 'x\ry', 'F', 'tab\tis fine'];
+  const raw = [
+    'A',
+    'ok',
+    'B',
+    'x\r\nInjected: 1',
+    'C',
+    'x\ny',
+    'D',
+    'x\u0000y',
+    'E',
+    'x\ry',
+    'F',
+    'tab\tis fine',
+  ];
   assert.deepEqual(filterRequestHeaders(raw), ['A', 'ok', 'F', 'tab\tis fine']);
 });

@@ -23,7 +23,8 @@ const ROUTES = `routes:
 
 function seen(r: Resp): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const [k, v] of r.json().rawHeaders as Array<[string, string]>) (out[k.toLowerCase()] ??= []).push(v);
+  for (const [k, v] of r.json().rawHeaders as Array<[string, string]>)
+    (out[k.toLowerCase()] ??= []).push(v);
   return out;
 }
 
@@ -34,53 +35,85 @@ async function tamperedStack(body: string): Promise<{ s: Stack; set(r: Rewrite |
     hosts: ['app.corp.test'],
     body,
     idp: {
-      tokenResponse: async (b) => (rewrite && typeof b.id_token === 'string' ? { ...b, id_token: await rewrite(b.id_token) } : b),
+      tokenResponse: async (b) =>
+        rewrite && typeof b.id_token === 'string'
+          ? { ...b, id_token: await rewrite(b.id_token) }
+          : b,
     },
   });
-  return { s, set: (r) => { rewrite = r; } };
+  return {
+    s,
+    set: (r) => {
+      rewrite = r;
+    },
+  };
 }
 
 /** The same claims, but the user the attacker wants to be, signed with the attacker's key under the IdP's kid. */
 async function forgeWithForeignKey(idToken: string): Promise<string> {
   const { kid } = decodeProtectedHeader(idToken);
   const { privateKey } = await generateKeyPair('RS256');
-  const claims: JWTPayload = { ...decodeJwt(idToken), sub: 'admin', email: 'admin@example.com', email_verified: true };
+  const claims: JWTPayload = {
+    ...decodeJwt(idToken),
+    sub: 'admin',
+    email: 'admin@example.com',
+    email_verified: true,
+  };
   return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: kid! }).sign(privateKey);
 }
 
 async function signIn(s: Stack, user = 'alice'): Promise<{ final: Resp; jar: CookieJar }> {
   const jar = new CookieJar();
-  const { final } = await loginThroughIdp(`http://app.corp.test:${s.port}/?format=json`, { jar, username: user, password: user });
+  const { final } = await loginThroughIdp(`http://app.corp.test:${s.port}/?format=json`, {
+    jar,
+    username: user,
+    password: user,
+  });
   return { final, jar };
 }
 
 async function assertNoSession(s: Stack, jar: CookieJar): Promise<void> {
-  const again = await request(`http://app.corp.test:${s.port}/?format=json`, { jar, headers: { accept: 'text/html' } });
+  const again = await request(`http://app.corp.test:${s.port}/?format=json`, {
+    jar,
+    headers: { accept: 'text/html' },
+  });
   assert.equal(again.status, 302, 'no session was set: the app sends the browser to sign in again');
 }
 
 function refusals(s: Stack, reason: string): Array<Record<string, unknown>> {
-  return s.logs.filter((l) => l.name === 'audit' && l.event === 'login_failed' && l.reason === reason);
+  return s.logs.filter(
+    (l) => l.name === 'audit' && l.event === 'login_failed' && l.reason === reason,
+  );
 }
 
-describe('ID token signatures (default: public-key algorithms, the IdP\'s JWKS)', () => {
+describe("ID token signatures (default: public-key algorithms, the IdP's JWKS)", () => {
   let t: Awaited<ReturnType<typeof tamperedStack>>;
   before(async () => {
     t = await tamperedStack(ROUTES);
   });
   after(() => t.s.close());
 
-  test('a token re-signed with a foreign key under the IdP\'s kid: refused, clear page, audit line, no session', async () => {
+  test("a token re-signed with a foreign key under the IdP's kid: refused, clear page, audit line, no session", async () => {
     t.set(forgeWithForeignKey);
     try {
       const { final, jar } = await signIn(t.s);
       assert.equal(final.status, 502, final.body);
-      assert.match(final.body, /could not be trusted: the ID token&#39;s signature does not match|could not be trusted: the ID token's signature does not match/);
-      assert.doesNotMatch(final.body, /admin@example\.com|rawHeaders/, 'the forged identity reached nothing');
+      assert.match(
+        final.body,
+        /could not be trusted: the ID token&#39;s signature does not match|could not be trusted: the ID token's signature does not match/,
+      );
+      assert.doesNotMatch(
+        final.body,
+        /admin@example\.com|rawHeaders/,
+        'the forged identity reached nothing',
+      );
       await assertNoSession(t.s, jar);
       const line = refusals(t.s, 'id_token_invalid').at(-1);
       assert.ok(line, 'an audit line says why');
-      assert.match(String(line.detail), /signature does not match the identity provider's key \(kid /);
+      assert.match(
+        String(line.detail),
+        /signature does not match the identity provider's key \(kid /,
+      );
       assert.ok(!t.s.logs.some((l) => l.event === 'login' && l.user === 'admin@example.com'));
     } finally {
       t.set(null);
@@ -90,7 +123,9 @@ describe('ID token signatures (default: public-key algorithms, the IdP\'s JWKS)'
   test('a token signed with a kid the IdP does not publish: refused', async () => {
     t.set(async (idToken) => {
       const { privateKey } = await generateKeyPair('RS256');
-      return new SignJWT(decodeJwt(idToken)).setProtectedHeader({ alg: 'RS256', kid: 'attacker-key' }).sign(privateKey);
+      return new SignJWT(decodeJwt(idToken))
+        .setProtectedHeader({ alg: 'RS256', kid: 'attacker-key' })
+        .sign(privateKey);
     });
     try {
       const { final, jar } = await signIn(t.s);
@@ -105,7 +140,11 @@ describe('ID token signatures (default: public-key algorithms, the IdP\'s JWKS)'
   test('a token MACed with the client secret (HS256) is not accepted unless configured', async () => {
     // Not a regression case: this IdP does not advertise HS256, so openid-client refused it
     // before the fix too (400); it guards the default allow-list staying public-key only.
-    t.set((idToken) => new SignJWT(decodeJwt(idToken)).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(t.s.clientSecret)));
+    t.set((idToken) =>
+      new SignJWT(decodeJwt(idToken))
+        .setProtectedHeader({ alg: 'HS256' })
+        .sign(new TextEncoder().encode(t.s.clientSecret)),
+    );
     try {
       const { final, jar } = await signIn(t.s);
       assert.ok(final.status === 400 || final.status === 502, final.body);
@@ -127,14 +166,22 @@ describe('idp_id_token_algorithms: [HS256] (an IdP that MACs ID tokens with the 
   let t: Awaited<ReturnType<typeof tamperedStack>>;
   before(async () => {
     t = await tamperedStack(`idp_id_token_algorithms: [HS256]\n${ROUTES}`);
-    t.set((idToken) => new SignJWT(decodeJwt(idToken)).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(t.s.clientSecret)));
+    t.set((idToken) =>
+      new SignJWT(decodeJwt(idToken))
+        .setProtectedHeader({ alg: 'HS256' })
+        .sign(new TextEncoder().encode(t.s.clientSecret)),
+    );
   });
   after(() => t.s.close());
 
   test('a token MACed with the client secret signs in; one MACed with another secret does not', async () => {
     const ok = await signIn(t.s);
     assert.equal(ok.final.status, 200, ok.final.body);
-    t.set((idToken) => new SignJWT(decodeJwt(idToken)).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode('x'.repeat(40))));
+    t.set((idToken) =>
+      new SignJWT(decodeJwt(idToken))
+        .setProtectedHeader({ alg: 'HS256' })
+        .sign(new TextEncoder().encode('x'.repeat(40))),
+    );
     const bad = await signIn(t.s);
     assert.equal(bad.final.status, 502, bad.final.body);
     assert.match(bad.final.body, /signature does not match/);
@@ -165,11 +212,25 @@ routes:
     allow_any_authenticated_user: true
 `;
   test('none is refused, unknown names are refused, HMAC needs a long enough client secret', () => {
-    assert.throws(() => parseConfig(yaml('idp_id_token_algorithms: [RS256, none]'), 't.yaml'), /unsigned ID token \(none\) proves nothing/);
-    assert.throws(() => parseConfig(yaml('idp_id_token_algorithms: [RS256, XY1]'), 't.yaml'), /unknown algorithm "XY1"/);
-    assert.throws(() => parseConfig(yaml('idp_id_token_algorithms: [HS256]'), 't.yaml'), /HS256 is keyed with idp_client_secret, which must then be at least 32 bytes/);
+    assert.throws(
+      () => parseConfig(yaml('idp_id_token_algorithms: [RS256, none]'), 't.yaml'),
+      /unsigned ID token \(none\) proves nothing/,
+    );
+    assert.throws(
+      () => parseConfig(yaml('idp_id_token_algorithms: [RS256, XY1]'), 't.yaml'),
+      /unknown algorithm "XY1"/,
+    );
+    assert.throws(
+      () => parseConfig(yaml('idp_id_token_algorithms: [HS256]'), 't.yaml'),
+      /HS256 is keyed with idp_client_secret, which must then be at least 32 bytes/,
+    );
     const ok = parseConfig(yaml('idp_id_token_algorithms: [HS256]', 'k'.repeat(32)), 't.yaml');
     assert.deepEqual(ok.idp.idTokenAlgorithms, ['HS256']);
-    assert.ok(!parseConfig(yaml(''), 't.yaml').idp.idTokenAlgorithms.some((a) => a.startsWith('HS') || a === 'none'), 'the default is public-key only');
+    assert.ok(
+      !parseConfig(yaml(''), 't.yaml').idp.idTokenAlgorithms.some(
+        (a) => a.startsWith('HS') || a === 'none',
+      ),
+      'the default is public-key only',
+    );
   });
 });

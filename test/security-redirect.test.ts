@@ -5,7 +5,10 @@ import fc from 'fast-check';
 import { createRedirectValidator } from '../src/security/redirect.js';
 
 // From dist/test/ back to /work, then into the shared corpora (repo is /work/main).
-const CORPUS = new URL('../../../shared/attack-corpora/oauth2-proxy-openredirects.txt', import.meta.url);
+const CORPUS = new URL(
+  '../../../shared/attack-corpora/oauth2-proxy-openredirects.txt',
+  import.meta.url,
+);
 
 /** Go's url.QueryUnescape as oauth2-proxy's own corpus test applies it; bytewise when not UTF-8. */
 function queryUnescape(s: string): string {
@@ -13,15 +16,24 @@ function queryUnescape(s: string): string {
   try {
     return decodeURIComponent(plus);
   } catch {
-    return plus.replace(/%([0-9a-f]{2})/gi, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+    return plus.replace(/%([0-9a-f]{2})/gi, (_m, h: string) =>
+      String.fromCharCode(parseInt(h, 16)),
+    );
   }
 }
 
 test('oauth2-proxy open-redirect corpus: every line is refused, raw and query-unescaped, with and without a base', () => {
   const lines = readFileSync(CORPUS, 'utf8').split('\n');
   if (lines.at(-1) === '') lines.pop();
-  assert.equal(lines.length, 559, 'the corpus should have 559 lines; is the path to /work/shared right?');
-  const validate = createRedirectValidator({ allowedHosts: ['www.whitelisteddomain.tld'], allowedDomains: ['.whitelisteddomain.tld'] });
+  assert.equal(
+    lines.length,
+    559,
+    'the corpus should have 559 lines; is the path to /work/shared right?',
+  );
+  const validate = createRedirectValidator({
+    allowedHosts: ['www.whitelisteddomain.tld'],
+    allowedDomains: ['.whitelisteddomain.tld'],
+  });
   const base = new URL('https://www.whitelisteddomain.tld/');
   const accepted: string[] = [];
   for (const line of lines) {
@@ -116,7 +128,11 @@ const REFUSED = [
 
 test('explicit hostile targets are refused', () => {
   for (const target of REFUSED) {
-    assert.equal(exact(target, base), null, `exact-host validator accepted ${JSON.stringify(target)}`);
+    assert.equal(
+      exact(target, base),
+      null,
+      `exact-host validator accepted ${JSON.stringify(target)}`,
+    );
     assert.equal(domain(target, base), null, `domain validator accepted ${JSON.stringify(target)}`);
   }
 });
@@ -169,44 +185,141 @@ test('allowed domains: the domain itself and any subdomain, nothing that merely 
   assert.equal(domain('https://.example.com/'), null);
   assert.equal(domain('https://a..example.com/'), null);
   assert.equal(domain('https://app.example.com:8443/'), null);
-  const star = createRedirectValidator({ allowedHosts: [], allowedDomains: ['*.example.com:8443'] });
+  const star = createRedirectValidator({
+    allowedHosts: [],
+    allowedDomains: ['*.example.com:8443'],
+  });
   assert.ok(star('https://app.example.com:8443/'));
   assert.equal(star('https://app.example.com/'), null);
 });
 
 test('allow-list entries that the URL parser would rewrite are configuration errors', () => {
-  assert.throws(() => createRedirectValidator({ allowedHosts: ['allowed．example．com'], allowedDomains: [] }), /did you mean "allowed\.example\.com"/);
-  assert.throws(() => createRedirectValidator({ allowedHosts: ['bad host'], allowedDomains: [] }), /not a canonical host name/);
-  assert.throws(() => createRedirectValidator({ allowedHosts: ['a.example.com:99999'], allowedDomains: [] }), /invalid port/);
-  assert.throws(() => createRedirectValidator({ allowedHosts: [], allowedDomains: ['example.com'] }), /must start with "\."/);
-  assert.throws(() => createRedirectValidator({ allowedHosts: [], allowedDomains: ['.10.0.0.1'] }), /IP address/);
+  assert.throws(
+    () => createRedirectValidator({ allowedHosts: ['allowed．example．com'], allowedDomains: [] }),
+    /did you mean "allowed\.example\.com"/,
+  );
+  assert.throws(
+    () => createRedirectValidator({ allowedHosts: ['bad host'], allowedDomains: [] }),
+    /not a canonical host name/,
+  );
+  assert.throws(
+    () => createRedirectValidator({ allowedHosts: ['a.example.com:99999'], allowedDomains: [] }),
+    /invalid port/,
+  );
+  assert.throws(
+    () => createRedirectValidator({ allowedHosts: [], allowedDomains: ['example.com'] }),
+    /must start with "\."/,
+  );
+  assert.throws(
+    () => createRedirectValidator({ allowedHosts: [], allowedDomains: ['.10.0.0.1'] }),
+    /IP address/,
+  );
 });
 
 test('property: whatever the mix of separators, encodings and host names, an accepted URL has an allowed host', () => {
-  const validate = createRedirectValidator({ allowedHosts: ['allowed.example.com', 'ports.example.org:8443'], allowedDomains: ['.example.net'] });
+  const validate = createRedirectValidator({
+    allowedHosts: ['allowed.example.com', 'ports.example.org:8443'],
+    allowedDomains: ['.example.net'],
+  });
   const isAllowed = (u: URL) =>
     (u.hostname === 'allowed.example.com' && u.port === '') ||
     (u.hostname === 'ports.example.org' && u.port === '8443') ||
-    ((u.hostname === 'example.net' || u.hostname.endsWith('.example.net')) && !u.hostname.startsWith('.') && u.port === '');
-  const prefix = fc.constantFrom('https://', 'http://', 'HTTPS://', '//', '/', '', 'https:', 'https:/', '/\\', '\\\\', 'javascript:', 'data:', ' ', '%2f%2f', 'https:///');
+    ((u.hostname === 'example.net' || u.hostname.endsWith('.example.net')) &&
+      !u.hostname.startsWith('.') &&
+      u.port === '');
+  const prefix = fc.constantFrom(
+    'https://',
+    'http://',
+    'HTTPS://',
+    '//',
+    '/',
+    '',
+    'https:',
+    'https:/',
+    '/\\',
+    '\\\\',
+    'javascript:',
+    'data:',
+    ' ',
+    '%2f%2f',
+    'https:///',
+  );
   const host = fc.constantFrom(
-    'allowed.example.com', 'ports.example.org', 'a.example.net', 'example.net', 'evil.com', 'allowed.example.com.evil.com',
-    'evilexample.net', 'allowed．example．com', 'allowed。example。com', 'a｡example｡net', 'allowed%2eexample%2ecom', '127.0.0.1', '0x7f.1', '2130706433',
-    '[::1]', 'allowed.example.com@evil.com', 'evil.com@allowed.example.com', 'evil.com%40allowed.example.com', '',
+    'allowed.example.com',
+    'ports.example.org',
+    'a.example.net',
+    'example.net',
+    'evil.com',
+    'allowed.example.com.evil.com',
+    'evilexample.net',
+    'allowed．example．com',
+    'allowed。example。com',
+    'a｡example｡net',
+    'allowed%2eexample%2ecom',
+    '127.0.0.1',
+    '0x7f.1',
+    '2130706433',
+    '[::1]',
+    'allowed.example.com@evil.com',
+    'evil.com@allowed.example.com',
+    'evil.com%40allowed.example.com',
+    '',
   );
   const piece = fc.constantFrom(
-    '/', '\\', '@', '.', '..', '%', '%2e', '%2f', '%5c', '%40', '%09', '%0a', '%0d%0a', '%00', '%252f', '．', '。', ':', ':8443', ':443', '?', '#',
-    '//', 'evil.com', 'allowed.example.com', 'a.example.net', 'x', 'user:pw@', ' ', '\t', '\r\n', 'https://',
+    '/',
+    '\\',
+    '@',
+    '.',
+    '..',
+    '%',
+    '%2e',
+    '%2f',
+    '%5c',
+    '%40',
+    '%09',
+    '%0a',
+    '%0d%0a',
+    '%00',
+    '%252f',
+    '．',
+    '。',
+    ':',
+    ':8443',
+    ':443',
+    '?',
+    '#',
+    '//',
+    'evil.com',
+    'allowed.example.com',
+    'a.example.net',
+    'x',
+    'user:pw@',
+    ' ',
+    '\t',
+    '\r\n',
+    'https://',
   );
-  const target = fc.tuple(prefix, host, fc.array(piece, { maxLength: 8 })).map(([p, h, rest]) => p + h + rest.join(''));
-  const bases = fc.constantFrom<URL | undefined>(undefined, new URL('https://allowed.example.com/'), new URL('https://evil.com/'), new URL('https://a.example.net/'));
+  const target = fc
+    .tuple(prefix, host, fc.array(piece, { maxLength: 8 }))
+    .map(([p, h, rest]) => p + h + rest.join(''));
+  const bases = fc.constantFrom<URL | undefined>(
+    undefined,
+    new URL('https://allowed.example.com/'),
+    new URL('https://evil.com/'),
+    new URL('https://a.example.net/'),
+  );
   let acceptedCount = 0;
   fc.assert(
     fc.property(target, bases, (t, b) => {
       const u = validate(t, b);
       if (u === null) return true;
       acceptedCount++;
-      return isAllowed(u) && (u.protocol === 'https:' || u.protocol === 'http:') && u.username === '' && u.password === '';
+      return (
+        isAllowed(u) &&
+        (u.protocol === 'https:' || u.protocol === 'http:') &&
+        u.username === '' &&
+        u.password === ''
+      );
     }),
     { numRuns: 5000 },
   );
@@ -215,12 +328,21 @@ test('property: whatever the mix of separators, encodings and host names, an acc
 });
 
 test('property: arbitrary strings around an allowed prefix never escape the allowed host', () => {
-  const validate = createRedirectValidator({ allowedHosts: ['allowed.example.com'], allowedDomains: [] });
+  const validate = createRedirectValidator({
+    allowedHosts: ['allowed.example.com'],
+    allowedDomains: [],
+  });
   fc.assert(
-    fc.property(fc.constantFrom('https://allowed.example.com', '/', 'https://'), fc.string({ unit: 'binary', maxLength: 40 }), (p, s) => {
-      const u = validate(p + s, new URL('https://allowed.example.com/'));
-      return u === null || (u.hostname === 'allowed.example.com' && u.port === '' && u.username === '');
-    }),
+    fc.property(
+      fc.constantFrom('https://allowed.example.com', '/', 'https://'),
+      fc.string({ unit: 'binary', maxLength: 40 }),
+      (p, s) => {
+        const u = validate(p + s, new URL('https://allowed.example.com/'));
+        return (
+          u === null || (u.hostname === 'allowed.example.com' && u.port === '' && u.username === '')
+        );
+      },
+    ),
     { numRuns: 3000 },
   );
 });

@@ -38,12 +38,20 @@ function spellings(secret: string): string[] {
 }
 
 function assertNoSecret(text: string, secrets: string[], where: string): void {
-  for (const s of secrets) for (const form of spellings(s)) assert.ok(!text.includes(form), `${where} holds the secret ${JSON.stringify(form)}:\n${text}`);
+  for (const s of secrets)
+    for (const form of spellings(s))
+      assert.ok(
+        !text.includes(form),
+        `${where} holds the secret ${JSON.stringify(form)}:\n${text}`,
+      );
 }
 
 function run(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -73,18 +81,36 @@ routes:
 
 describe('displayed session_storage URLs hold no credential', () => {
   test('PostgreSQL: the user-info password and every non-harmless query value are masked; the rest stays readable', () => {
-    const secrets = ['Uinfo@-7c1f', 'Qpass-9d2e', 'SslPw-4b8a', 'Pfile-2e6d', 'Tok-5a3c', 'Sec-8f1b', 'Auth-3c7e', 'Api-6d4f', 'Upper-1a9b', 'EncKey-0e2c', 'Dup-7b3d', 'Opt-2f5a', 'Key-8a1e'];
-    const url = `postgres://portcullis:${encodeURIComponent(secrets[0]!)}@db.internal:5432/sessions?sslmode=verify-full`
-      + `&password=${secrets[1]}&sslpassword=${secrets[2]}&passfile=${secrets[3]}&token=${secrets[4]}&secret=${secrets[5]}`
-      + `&auth=${secrets[6]}&api_key=${secrets[7]}&PASSWORD=${secrets[8]}&pass%77ord=${secrets[9]}&token=${secrets[10]}`
-      + `&options=-c%20x%3D${secrets[11]}&sslkey=/etc/${secrets[12]}.pem&application_name=portcullis`;
+    const secrets = [
+      'Uinfo@-7c1f',
+      'Qpass-9d2e',
+      'SslPw-4b8a',
+      'Pfile-2e6d',
+      'Tok-5a3c',
+      'Sec-8f1b',
+      'Auth-3c7e',
+      'Api-6d4f',
+      'Upper-1a9b',
+      'EncKey-0e2c',
+      'Dup-7b3d',
+      'Opt-2f5a',
+      'Key-8a1e',
+    ];
+    const url =
+      `postgres://portcullis:${encodeURIComponent(secrets[0]!)}@db.internal:5432/sessions?sslmode=verify-full` +
+      `&password=${secrets[1]}&sslpassword=${secrets[2]}&passfile=${secrets[3]}&token=${secrets[4]}&secret=${secrets[5]}` +
+      `&auth=${secrets[6]}&api_key=${secrets[7]}&PASSWORD=${secrets[8]}&pass%77ord=${secrets[9]}&token=${secrets[10]}` +
+      `&options=-c%20x%3D${secrets[11]}&sslkey=/etc/${secrets[12]}.pem&application_name=portcullis`;
     const p = parseSessionStorage(url);
     assert.ok(typeof p === 'object' && p.kind === 'postgres');
     assert.equal(p.url, url, 'the client still gets the URL as written');
     assertNoSecret(p.display, secrets, 'display');
-    assert.equal(p.display, 'postgres://portcullis:***@db.internal:5432/sessions?sslmode=verify-full&password=***&sslpassword=***'
-      + '&passfile=***&token=***&secret=***&auth=***&api_key=***&PASSWORD=***&pass%77ord=***&token=***&options=***&sslkey=***'
-      + '&application_name=portcullis');
+    assert.equal(
+      p.display,
+      'postgres://portcullis:***@db.internal:5432/sessions?sslmode=verify-full&password=***&sslpassword=***' +
+        '&passfile=***&token=***&secret=***&auth=***&api_key=***&PASSWORD=***&pass%77ord=***&token=***&options=***&sslkey=***' +
+        '&application_name=portcullis',
+    );
     // A Unix socket directory in ?host= is not a secret and stays.
     const socket = parseSessionStorage('postgresql:///portcullis?host=/var/run/postgresql');
     assert.ok(typeof socket === 'object' && socket.kind === 'postgres');
@@ -97,15 +123,19 @@ describe('displayed session_storage URLs hold no credential', () => {
 
   test('Redis: the user-info password and sentinel_password, however often and however spelled, are masked', () => {
     const secrets = ['RPass@-5e1d', 'Sent-1b7c', 'Sent2-9c4e', 'SentEnc-3d8f'];
-    const url = `redis://app:${encodeURIComponent(secrets[0]!)}@s1:26379,s2:26379/1?sentinel=main&sentinel_password=${secrets[1]}`
-      + `&sentinel_password=${secrets[2]}&sentinel%5Fpassword=${secrets[3]}&key_prefix=iap:`;
+    const url =
+      `redis://app:${encodeURIComponent(secrets[0]!)}@s1:26379,s2:26379/1?sentinel=main&sentinel_password=${secrets[1]}` +
+      `&sentinel_password=${secrets[2]}&sentinel%5Fpassword=${secrets[3]}&key_prefix=iap:`;
     const r = parseSessionStorage(url);
     assert.ok(typeof r === 'object' && r.kind === 'redis');
     assert.equal(r.password, secrets[0]);
     assert.equal(r.sentinelPassword, secrets[1]);
     assertNoSecret(r.display, secrets, 'display');
-    assert.equal(r.display, 'redis://app:***@s1:26379,s2:26379/1?sentinel=main&sentinel_password=***&sentinel_password=***'
-      + '&sentinel%5Fpassword=***&key_prefix=iap:');
+    assert.equal(
+      r.display,
+      'redis://app:***@s1:26379,s2:26379/1?sentinel=main&sentinel_password=***&sentinel_password=***' +
+        '&sentinel%5Fpassword=***&key_prefix=iap:',
+    );
     const pwOnly = parseSessionStorage('rediss://:Only-6a2d@redis.internal:6380');
     assert.ok(typeof pwOnly === 'object' && pwOnly.kind === 'redis');
     assert.equal(pwOnly.display, 'rediss://:***@redis.internal:6380');
@@ -121,7 +151,11 @@ describe('displayed session_storage URLs hold no credential', () => {
       ['redis://:Two@At-7a8b@redis.internal:6379', 'At-7a8b', /percent-encode/],
       ['redis://:Bad%zzEnc-9c0d@redis.internal:6379', 'Bad%zzEnc-9c0d', /percent-encoding/],
       ['redis://:ok@redis.internal:6379?password=Query-1e2f', 'Query-1e2f', /user info/],
-      ['redis://redis.internal:6379?Weird%20Key-3a4b=1', 'Weird Key-3a4b', /unknown Redis URL option/],
+      [
+        'redis://redis.internal:6379?Weird%20Key-3a4b=1',
+        'Weird Key-3a4b',
+        /unknown Redis URL option/,
+      ],
       ['redis://:Host-5c6d@redis.internal:99999', 'Host-5c6d', /host:port/],
       ['postgres://u:1234/Pg-7e8f@db.internal/x', 'Pg-7e8f', /percent-encode/],
       ['postgres://u:1234?Pg-9a0b@db.internal/x', 'Pg-9a0b', /percent-encode/],
@@ -146,13 +180,23 @@ describe('displayed session_storage URLs hold no credential', () => {
 });
 
 describe('no secret of a real session_storage URL reaches a log line, check or probe', () => {
-  const secrets = ['Uinfo@-2b7e', 'Qpass-6c1a', 'SslPw-8e3f', 'Pfile-4d9b', 'Tok-1f6c', 'Sec-3a8d', 'Auth-7b2e', 'Api-9c5f'];
+  const secrets = [
+    'Uinfo@-2b7e',
+    'Qpass-6c1a',
+    'SslPw-8e3f',
+    'Pfile-4d9b',
+    'Tok-1f6c',
+    'Sec-3a8d',
+    'Auth-7b2e',
+    'Api-9c5f',
+  ];
   test('startup, an outage and its recovery, portcullis check and portcullis probe (PostgreSQL, trust auth)', async () => {
     const db = await createTempDatabase();
     const proxy = await startTcpProxy(5432);
-    const url = `postgres://postgres:${encodeURIComponent(secrets[0]!)}@127.0.0.1:${proxy.port}/${db.name}?sslmode=disable`
-      + `&password=${secrets[1]}&sslpassword=${secrets[2]}&passfile=${secrets[3]}&token=${secrets[4]}&secret=${secrets[5]}`
-      + `&auth=${secrets[6]}&api_key=${secrets[7]}&application_name=portcullis-leak-test`;
+    const url =
+      `postgres://postgres:${encodeURIComponent(secrets[0]!)}@127.0.0.1:${proxy.port}/${db.name}?sslmode=disable` +
+      `&password=${secrets[1]}&sslpassword=${secrets[2]}&passfile=${secrets[3]}&token=${secrets[4]}&secret=${secrets[5]}` +
+      `&auth=${secrets[6]}&api_key=${secrets[7]}&application_name=portcullis-leak-test`;
     const s = await startStack({
       hosts: ['app.corp.test'],
       body: `session_storage: ${JSON.stringify(url)}
@@ -164,7 +208,11 @@ routes:
     });
     try {
       const jar = new CookieJar();
-      const login = await loginThroughIdp(`http://app.corp.test:${s.port}/`, { jar, username: 'alice', password: 'alice' });
+      const login = await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+        jar,
+        username: 'alice',
+        password: 'alice',
+      });
       assert.equal(login.final.status, 200, 'the store works with this URL');
       assert.equal((await db.query('SELECT id FROM portcullis_sessions')).length, 1);
 
@@ -172,20 +220,34 @@ routes:
       await db.terminateConnections();
       // With the store's channel down, a decoded session is trusted for UNWATCHED_MS (1 s) at most.
       await new Promise((r) => setTimeout(r, 2_100));
-      const down = await request(`http://app.corp.test:${s.port}/`, { jar, headers: BROWSER_HEADERS });
+      const down = await request(`http://app.corp.test:${s.port}/`, {
+        jar,
+        headers: BROWSER_HEADERS,
+      });
       assert.equal(down.status, 503);
       const outage = s.logs.find((l) => l.event === 'session_store_unavailable');
       assert.ok(outage, 'the outage is logged');
-      assert.equal(outage.at, `postgres://postgres:***@127.0.0.1:${proxy.port}/${db.name}?sslmode=disable&password=***&sslpassword=***`
-        + '&passfile=***&token=***&secret=***&auth=***&api_key=***&application_name=portcullis-leak-test');
+      assert.equal(
+        outage.at,
+        `postgres://postgres:***@127.0.0.1:${proxy.port}/${db.name}?sslmode=disable&password=***&sslpassword=***` +
+          '&passfile=***&token=***&secret=***&auth=***&api_key=***&application_name=portcullis-leak-test',
+      );
       await proxy.restore();
       let back = 0;
       for (let i = 0; i < 60 && back !== 200; i++) {
-        back = (await request(`http://app.corp.test:${s.port}/`, { jar, headers: BROWSER_HEADERS })).status;
+        back = (await request(`http://app.corp.test:${s.port}/`, { jar, headers: BROWSER_HEADERS }))
+          .status;
         if (back !== 200) await new Promise((r) => setTimeout(r, 100));
       }
       assert.equal(back, 200);
-      assert.ok(s.logs.some((l) => l.event === 'session_store_recovered' && typeof l.at === 'string' && l.at.includes('password=***')));
+      assert.ok(
+        s.logs.some(
+          (l) =>
+            l.event === 'session_store_recovered' &&
+            typeof l.at === 'string' &&
+            l.at.includes('password=***'),
+        ),
+      );
       assertNoSecret(s.logText(), secrets, 'the log');
 
       const file = join(dir, 'portcullis.yaml');
@@ -205,17 +267,25 @@ routes:
 
   test('a client error that quotes the URL (pg reading a missing ?sslkey= file) is logged with the path blanked out', async () => {
     const keyPath = `/nonexistent/${randomBytes(4).toString('hex')}-SslKey-5e9a.pem`;
-    const cfg = parseConfig(yaml(`postgres://postgres@127.0.0.1:5432/postgres?sslmode=require&sslkey=${keyPath}`), 'key.yaml');
+    const cfg = parseConfig(
+      yaml(`postgres://postgres@127.0.0.1:5432/postgres?sslmode=require&sslkey=${keyPath}`),
+      'key.yaml',
+    );
     let text = '';
     const lines: Array<Record<string, unknown>> = [];
     const sink = new Writable({
       write(chunk: Buffer, _e, cb) {
         text += chunk.toString();
-        for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+        for (const l of chunk.toString().split('\n'))
+          if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
         cb();
       },
     });
-    const store = createSessionStore(cfg, new Sealer(cfg.cookie.secret), createLogger('debug', sink));
+    const store = createSessionStore(
+      cfg,
+      new Sealer(cfg.cookie.secret),
+      createLogger('debug', sink),
+    );
     try {
       await store.start?.();
       const outage = lines.find((l) => l.event === 'session_store_unavailable');

@@ -20,7 +20,12 @@ import pg from 'pg';
 import { CookieJar, request, type RequestOptions, type Resp } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
-import { createTempDatabase, PG_ADMIN, startPrivateRedis, type TempDatabase } from './helpers/session-infra.js';
+import {
+  createTempDatabase,
+  PG_ADMIN,
+  startPrivateRedis,
+  type TempDatabase,
+} from './helpers/session-infra.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -52,16 +57,30 @@ async function startReplicaProcess(s: Stack, name: string): Promise<Replica> {
   writeFileSync(file, yaml);
   const env = { ...process.env };
   delete env.PORTCULLIS_CONFIG;
-  const child: ChildProcess = spawn(process.execPath, [MAIN, 'serve', '--config', file], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [MAIN, 'serve', '--config', file], {
+    cwd: dir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  const logs = (): Array<Record<string, unknown>> => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const logs = (): Array<Record<string, unknown>> =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   const deadline = Date.now() + 20_000;
   // Listening, and subscribed to the store's channel (it subscribes at start).
-  while (!logs().some((l) => l.event === 'listening') || !logs().some((l) => l.event === 'session_channel_up')) {
-    assert.ok(Date.now() < deadline && child.exitCode === null, `the replica did not start:\n${out}`);
+  while (
+    !logs().some((l) => l.event === 'listening') ||
+    !logs().some((l) => l.event === 'session_channel_up')
+  ) {
+    assert.ok(
+      Date.now() < deadline && child.exitCode === null,
+      `the replica did not start:\n${out}`,
+    );
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
@@ -82,9 +101,17 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
   });
 }
 
-async function waitForLog(logs: () => Array<Record<string, unknown>>, event: string, from = 0): Promise<void> {
+async function waitForLog(
+  logs: () => Array<Record<string, unknown>>,
+  event: string,
+  from = 0,
+): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (!logs().slice(from).some((l) => l.event === event)) {
+  while (
+    !logs()
+      .slice(from)
+      .some((l) => l.event === event)
+  ) {
     assert.ok(Date.now() < deadline, `no ${event} log line`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -98,7 +125,10 @@ for (const kind of ['redis', 'postgres'] as const) {
     const prefix = `portcullis-test-${randomBytes(6).toString('hex')}:`;
     const app = (path = '/'): string => `http://app.corp.test:${s.port}${path}`;
     /** The same URL, answered by the replica process. */
-    const onB = (o: RequestOptions = {}): RequestOptions => ({ ...o, connectTo: { host: '127.0.0.1', port: b.port } });
+    const onB = (o: RequestOptions = {}): RequestOptions => ({
+      ...o,
+      connectTo: { host: '127.0.0.1', port: b.port },
+    });
     const latencies: string[] = [];
 
     before(async () => {
@@ -109,12 +139,16 @@ for (const kind of ['redis', 'postgres'] as const) {
       } else {
         url = `redis://127.0.0.1:6379/0?key_prefix=${prefix}`;
       }
-      s = await startStack({ hosts: ['app.corp.test'], body: `session_storage: "${url}"\n${ROUTES}` });
+      s = await startStack({
+        hosts: ['app.corp.test'],
+        body: `session_storage: "${url}"\n${ROUTES}`,
+      });
       await waitForLog(() => s.logs, 'session_channel_up');
       b = await startReplicaProcess(s, `replica-${kind}`);
     });
     after(async () => {
-      if (latencies.length) console.log(`# ${kind} invalidation latencies: ${latencies.join('; ')}`);
+      if (latencies.length)
+        console.log(`# ${kind} invalidation latencies: ${latencies.join('; ')}`);
       await Promise.allSettled([b?.close(), s?.close()]);
       if (db) await db.drop();
       else {
@@ -127,10 +161,16 @@ for (const kind of ['redis', 'postgres'] as const) {
 
     async function signedIn(user: string): Promise<string> {
       const jar = new CookieJar();
-      assert.equal((await loginThroughIdp(app(), { jar, username: user, password: user })).final.status, 200);
+      assert.equal(
+        (await loginThroughIdp(app(), { jar, username: user, password: user })).final.status,
+        200,
+      );
       const cookie = jar.header(new URL(app()));
       // Both processes now hold the decoded session in their caches.
-      assert.equal((await request(app('/warm'), { headers: { ...JSON_HEADERS, cookie } })).status, 200);
+      assert.equal(
+        (await request(app('/warm'), { headers: { ...JSON_HEADERS, cookie } })).status,
+        200,
+      );
       const viaB = await request(app('/warm'), onB({ headers: { ...JSON_HEADERS, cookie } }));
       assert.equal(viaB.status, 200);
       assert.equal(viaB.json().headers['x-forwarded-email'], `${user}@example.com`);
@@ -145,21 +185,35 @@ for (const kind of ['redis', 'postgres'] as const) {
       for (let i = 0; i < 7; i++) {
         const cookie = await signedIn('alice');
         const t0 = performance.now();
-        const out = await request(app('/.portcullis/sign_out'), { headers: { ...BROWSER_HEADERS, cookie } });
+        const out = await request(app('/.portcullis/sign_out'), {
+          headers: { ...BROWSER_HEADERS, cookie },
+        });
         const t1 = performance.now();
         assert.ok([200, 302].includes(out.status), `sign-out answered ${out.status}`);
-        const next = await request(app('/after-sign-out'), onB({ headers: { ...JSON_HEADERS, cookie } }));
+        const next = await request(
+          app('/after-sign-out'),
+          onB({ headers: { ...JSON_HEADERS, cookie } }),
+        );
         const t2 = performance.now();
-        assert.equal(next.status, 401, 'the copied cookie is refused by the very next request to the other process');
+        assert.equal(
+          next.status,
+          401,
+          'the copied cookie is refused by the very next request to the other process',
+        );
         assert.equal(next.json().error, 'unauthenticated');
         assert.ok(!next.body.includes('alice@example.com'), 'nothing of the session leaks');
         took.push(t2 - t0);
-        latencies.push(`sign-out answered in ${(t1 - t0).toFixed(1)} ms, B refused ${(t2 - t0).toFixed(1)} ms after it began`);
+        latencies.push(
+          `sign-out answered in ${(t1 - t0).toFixed(1)} ms, B refused ${(t2 - t0).toFixed(1)} ms after it began`,
+        );
         const page = await request(app('/page'), onB({ headers: { ...BROWSER_HEADERS, cookie } }));
         assert.equal(page.status, 302, 'a browser is sent to sign in again');
       }
       const median = took.sort((x, y) => x - y)[Math.floor(took.length / 2)]!;
-      assert.ok(median < LATENCY_BOUND_MS, `refused a median ${median.toFixed(1)} ms after the sign-out began`);
+      assert.ok(
+        median < LATENCY_BOUND_MS,
+        `refused a median ${median.toFixed(1)} ms after the sign-out began`,
+      );
     });
 
     test('portcullis sessions revoke (a third process): the very next request to either process is refused', async () => {
@@ -168,23 +222,42 @@ for (const kind of ['redis', 'postgres'] as const) {
       const took: number[] = [];
       for (const first of ['A', 'B', 'A', 'B', 'A'] as const) {
         const cookie = await signedIn('bob');
-        const revoke = await cli(['sessions', 'revoke', '--user', 'bob@example.com', '--config', file]);
+        const revoke = await cli([
+          'sessions',
+          'revoke',
+          '--user',
+          'bob@example.com',
+          '--config',
+          file,
+        ]);
         const t0 = performance.now();
         assert.equal(revoke.code, 0, revoke.stderr);
         assert.match(revoke.stdout, /revoked 1 session of bob@example\.com/);
-        const ask = (onOther: boolean): Promise<Resp> => request(app('/after-revoke'), onOther
-          ? onB({ headers: { ...JSON_HEADERS, cookie } }) : { headers: { ...JSON_HEADERS, cookie } });
+        const ask = (onOther: boolean): Promise<Resp> =>
+          request(
+            app('/after-revoke'),
+            onOther
+              ? onB({ headers: { ...JSON_HEADERS, cookie } })
+              : { headers: { ...JSON_HEADERS, cookie } },
+          );
         const r1 = await ask(first === 'B');
         const t1 = performance.now();
         const r2 = await ask(first !== 'B');
-        assert.equal(r1.status, 401, `process ${first}: the very next request after the revocation`);
+        assert.equal(
+          r1.status,
+          401,
+          `process ${first}: the very next request after the revocation`,
+        );
         assert.equal(r2.status, 401);
         assert.ok(!r1.body.includes('bob@example.com') && !r2.body.includes('bob@example.com'));
         latencies.push(`revoke: ${first} refused ${(t1 - t0).toFixed(1)} ms after the CLI exited`);
         took.push(t1 - t0);
       }
       const median = took.sort((x, y) => x - y)[Math.floor(took.length / 2)]!;
-      assert.ok(median < LATENCY_BOUND_MS, `refused a median ${median.toFixed(1)} ms after the CLI exited`);
+      assert.ok(
+        median < LATENCY_BOUND_MS,
+        `refused a median ${median.toFixed(1)} ms after the CLI exited`,
+      );
     });
 
     test('a sign-in response is spent for every process: replayed on the other, it is refused', async () => {
@@ -199,15 +272,25 @@ for (const kind of ['redis', 'postgres'] as const) {
       const loginCookie = jar.header(new URL(app()));
       assert.match(loginCookie, /=/, 'a login cookie was set');
       const done = await loginThroughIdp(next, { jar, username: 'alice', password: 'alice' });
-      assert.equal(done.final.status, 200, `the sign-in completes through the first process: ${done.chain.join(' -> ')} ${done.final.body.slice(0, 300)}`);
+      assert.equal(
+        done.final.status,
+        200,
+        `the sign-in completes through the first process: ${done.chain.join(' -> ')} ${done.final.body.slice(0, 300)}`,
+      );
       // Someone holding a copy of the browser's callback request (URL and cookies) replays it.
       const callbackUrl = done.chain.find((u) => u.includes('/.portcullis/callback?'));
       assert.ok(callbackUrl, `the chain went through the callback: ${done.chain.join(' -> ')}`);
-      const replay = await request(callbackUrl, onB({ headers: { ...JSON_HEADERS, cookie: loginCookie } }));
+      const replay = await request(
+        callbackUrl,
+        onB({ headers: { ...JSON_HEADERS, cookie: loginCookie } }),
+      );
       const t = replay.json<{ error: string }>();
       assert.equal(replay.status, 400);
       assert.equal(t.error, 'state_replayed', replay.body);
-      assert.ok(!replay.setCookies.some((c) => /^_portcullis=[^;]/.test(c)), 'no session is issued');
+      assert.ok(
+        !replay.setCookies.some((c) => /^_portcullis=[^;]/.test(c)),
+        'no session is issued',
+      );
     });
   });
 }
@@ -238,7 +321,16 @@ routes:
         b = await startReplicaProcess(s, `handoff-${kind}`);
         const other = (path: string): string => `http://app.other.test:${s.port}${path}`;
         const jar = new CookieJar();
-        assert.equal((await loginThroughIdp(`http://app.corp.test:${s.port}/`, { jar, username: 'bob', password: 'bob' })).final.status, 200);
+        assert.equal(
+          (
+            await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+              jar,
+              username: 'bob',
+              password: 'bob',
+            })
+          ).final.status,
+          200,
+        );
         const toAuth = await request(other('/secret'), { jar, headers: BROWSER_HEADERS });
         assert.equal(toAuth.status, 302);
         const fromAuth = await request(toAuth.location!, { jar, headers: BROWSER_HEADERS });
@@ -249,10 +341,16 @@ routes:
         const first = await request(link, { headers: { ...BROWSER_HEADERS, cookie } });
         assert.equal(first.status, 302, 'the link works once');
         assert.ok(first.setCookies.some((c) => /^_portcullis=[^;]/.test(c)));
-        const again = await request(link, { headers: { ...BROWSER_HEADERS, cookie }, connectTo: { host: '127.0.0.1', port: b.port } });
+        const again = await request(link, {
+          headers: { ...BROWSER_HEADERS, cookie },
+          connectTo: { host: '127.0.0.1', port: b.port },
+        });
         assert.equal(again.status, 400, 'the other process refuses the spent link');
         assert.match(again.body, /was already used/);
-        assert.ok(!again.setCookies.some((c) => /^_portcullis=[^;]/.test(c)), 'no session cookie is set');
+        assert.ok(
+          !again.setCookies.some((c) => /^_portcullis=[^;]/.test(c)),
+          'no session cookie is set',
+        );
         assert.ok(!again.body.includes('bob@example.com'));
         await waitForLog(() => b!.logs(), 'handoff_refused');
         const refused = b.logs().find((l) => l.event === 'handoff_refused');
@@ -273,12 +371,16 @@ routes:
 });
 
 /** Polls every 20 ms until the answer is not 200; every answer before it must be a 200. */
-async function untilNot200(get: () => Promise<Resp>, withinMs: number): Promise<{ resp: Resp; ms: number; served: number }> {
+async function untilNot200(
+  get: () => Promise<Resp>,
+  withinMs: number,
+): Promise<{ resp: Resp; ms: number; served: number }> {
   const t0 = performance.now();
   let served = 0;
   for (;;) {
     const resp = await get();
-    if (resp.status !== 200 || performance.now() - t0 > withinMs) return { resp, ms: performance.now() - t0, served };
+    if (resp.status !== 200 || performance.now() - t0 > withinMs)
+      return { resp, ms: performance.now() - t0, served };
     served++;
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -287,24 +389,45 @@ async function untilNot200(get: () => Promise<Resp>, withinMs: number): Promise<
 describe('while the invalidation channel is down, cached sessions are trusted for at most 1 s', () => {
   test('redis: the subscriber killed (CLIENT KILL) while a session is deleted unannounced: refused within 1 s', async () => {
     const redis = await startPrivateRedis();
-    const s = await startStack({ hosts: ['app.corp.test'], body: `session_storage: redis://127.0.0.1:${redis.port}\n${ROUTES}` });
+    const s = await startStack({
+      hosts: ['app.corp.test'],
+      body: `session_storage: redis://127.0.0.1:${redis.port}\n${ROUTES}`,
+    });
     const admin = new Redis({ host: '127.0.0.1', port: redis.port });
     try {
       await waitForLog(() => s.logs, 'session_channel_up');
       const jar = new CookieJar();
-      assert.equal((await loginThroughIdp(`http://app.corp.test:${s.port}/`, { jar, username: 'alice', password: 'alice' })).final.status, 200);
-      const get = (): Promise<Resp> => request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
+      assert.equal(
+        (
+          await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+            jar,
+            username: 'alice',
+            password: 'alice',
+          })
+        ).final.status,
+        200,
+      );
+      const get = (): Promise<Resp> =>
+        request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
       assert.equal((await get()).status, 200);
       const from = s.logs.length;
       // The message about this deletion is lost: it happens while nobody listens.
-      assert.ok(Number(await admin.client('KILL', 'TYPE', 'pubsub')) >= 1, 'the subscriber connection was killed');
+      assert.ok(
+        Number(await admin.client('KILL', 'TYPE', 'pubsub')) >= 1,
+        'the subscriber connection was killed',
+      );
       const keys = await admin.keys('portcullis:s:*');
       assert.equal(keys.length, 1);
       await admin.del(keys[0]!);
       const { resp, ms } = await untilNot200(get, 3_000);
       assert.equal(resp.status, 401, 'the deleted session is refused');
-      assert.ok(ms <= UNWATCHED_MS + 200, `refused ${ms.toFixed(0)} ms after the deletion (bound ${UNWATCHED_MS} ms)`);
-      console.log(`# redis: lost message, refused ${ms.toFixed(0)} ms after the unannounced deletion`);
+      assert.ok(
+        ms <= UNWATCHED_MS + 200,
+        `refused ${ms.toFixed(0)} ms after the deletion (bound ${UNWATCHED_MS} ms)`,
+      );
+      console.log(
+        `# redis: lost message, refused ${ms.toFixed(0)} ms after the unannounced deletion`,
+      );
       await waitForLog(() => s.logs, 'session_channel_down', from);
       await waitForLog(() => s.logs, 'session_channel_up', from);
     } finally {
@@ -316,21 +439,42 @@ describe('while the invalidation channel is down, cached sessions are trusted fo
 
   test('redis: the store goes down: cached sessions are served for at most 1 s, then 503, never a 500', async () => {
     const redis = await startPrivateRedis();
-    const s = await startStack({ hosts: ['app.corp.test'], body: `session_storage: redis://127.0.0.1:${redis.port}\n${ROUTES}` });
+    const s = await startStack({
+      hosts: ['app.corp.test'],
+      body: `session_storage: redis://127.0.0.1:${redis.port}\n${ROUTES}`,
+    });
     try {
       await waitForLog(() => s.logs, 'session_channel_up');
       const jar = new CookieJar();
-      assert.equal((await loginThroughIdp(`http://app.corp.test:${s.port}/`, { jar, username: 'alice', password: 'alice' })).final.status, 200);
-      const get = (): Promise<Resp> => request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
+      assert.equal(
+        (
+          await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+            jar,
+            username: 'alice',
+            password: 'alice',
+          })
+        ).final.status,
+        200,
+      );
+      const get = (): Promise<Resp> =>
+        request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
       assert.equal((await get()).status, 200);
       await redis.shutdown();
       const { resp, ms, served } = await untilNot200(get, 3_000);
       assert.equal(resp.status, 503);
       assert.equal(resp.json().error, 'session_store_unavailable');
-      assert.ok(ms <= UNWATCHED_MS + 200, `cached sessions served for ${ms.toFixed(0)} ms after the store went down`);
-      console.log(`# redis down: cached session served ${served} times for ${ms.toFixed(0)} ms, then 503`);
+      assert.ok(
+        ms <= UNWATCHED_MS + 200,
+        `cached sessions served for ${ms.toFixed(0)} ms after the store went down`,
+      );
+      console.log(
+        `# redis down: cached session served ${served} times for ${ms.toFixed(0)} ms, then 503`,
+      );
       for (let i = 0; i < 5; i++) assert.equal((await get()).status, 503);
-      assert.ok(!s.logText().includes(jar.get('_portcullis', 'app.corp.test')!), 'the cookie never reaches the log');
+      assert.ok(
+        !s.logText().includes(jar.get('_portcullis', 'app.corp.test')!),
+        'the cookie never reaches the log',
+      );
     } finally {
       await s.close();
       await redis.close();
@@ -339,23 +483,44 @@ describe('while the invalidation channel is down, cached sessions are trusted fo
 
   test('postgres: the LISTEN connection terminated while a session is deleted unannounced: refused within 1 s', async () => {
     const db = await createTempDatabase();
-    const s = await startStack({ hosts: ['app.corp.test'], body: `session_storage: "${db.url()}"\n${ROUTES}` });
+    const s = await startStack({
+      hosts: ['app.corp.test'],
+      body: `session_storage: "${db.url()}"\n${ROUTES}`,
+    });
     const admin = new pg.Client({ connectionString: PG_ADMIN });
     await admin.connect();
     try {
       await waitForLog(() => s.logs, 'session_channel_up');
       const jar = new CookieJar();
-      assert.equal((await loginThroughIdp(`http://app.corp.test:${s.port}/`, { jar, username: 'alice', password: 'alice' })).final.status, 200);
-      const get = (): Promise<Resp> => request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
+      assert.equal(
+        (
+          await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+            jar,
+            username: 'alice',
+            password: 'alice',
+          })
+        ).final.status,
+        200,
+      );
+      const get = (): Promise<Resp> =>
+        request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
       assert.equal((await get()).status, 200);
       const from = s.logs.length;
-      const killed = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'", [db.name]);
+      const killed = await admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+        [db.name],
+      );
       assert.equal(killed.rowCount, 1, 'the listening connection was terminated');
       await db.query('DELETE FROM portcullis_sessions');
       const { resp, ms } = await untilNot200(get, 3_000);
       assert.equal(resp.status, 401, 'the deleted session is refused');
-      assert.ok(ms <= UNWATCHED_MS + 200, `refused ${ms.toFixed(0)} ms after the deletion (bound ${UNWATCHED_MS} ms)`);
-      console.log(`# postgres: lost message, refused ${ms.toFixed(0)} ms after the unannounced deletion`);
+      assert.ok(
+        ms <= UNWATCHED_MS + 200,
+        `refused ${ms.toFixed(0)} ms after the deletion (bound ${UNWATCHED_MS} ms)`,
+      );
+      console.log(
+        `# postgres: lost message, refused ${ms.toFixed(0)} ms after the unannounced deletion`,
+      );
       await waitForLog(() => s.logs, 'session_channel_down', from);
       await waitForLog(() => s.logs, 'session_channel_up', from);
     } finally {

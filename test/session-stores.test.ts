@@ -14,13 +14,23 @@ import { createSessionStore } from '../src/session/create.js';
 import { PostgresBackend, POSTGRES_SCHEMA_VERSION } from '../src/session/postgres-store.js';
 import { Sealer } from '../src/session/seal.js';
 import { parseSessionStorage } from '../src/session/storage-url.js';
-import { StoreUnavailableError, type SessionData, type SessionStore } from '../src/session/types.js';
-import { createTempDatabase, startPrivateRedis, startTcpProxy, type TempDatabase } from './helpers/session-infra.js';
+import {
+  StoreUnavailableError,
+  type SessionData,
+  type SessionStore,
+} from '../src/session/types.js';
+import {
+  createTempDatabase,
+  startPrivateRedis,
+  startTcpProxy,
+  type TempDatabase,
+} from './helpers/session-infra.js';
 
 const SECRET = randomBytes(32).toString('base64');
 
 function config(storage: string, secret = SECRET): Config {
-  return parseConfig(`address: 127.0.0.1:0
+  return parseConfig(
+    `address: 127.0.0.1:0
 insecure_server: true
 cookie_secret: ${secret}
 idp_provider_url: http://127.0.0.1:1
@@ -31,21 +41,27 @@ routes:
   - from: http://app.test
     to: http://127.0.0.1:2
     allow_any_authenticated_user: true
-`, 'stores.yaml');
+`,
+    'stores.yaml',
+  );
 }
 
 function logged(): { log: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      for (const l of chunk.toString().split('\n'))
+        if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
       cb();
     },
   });
   return { log: createLogger('debug', sink), lines };
 }
 
-function store(storage: string, secret = SECRET): SessionStore & { lines: Array<Record<string, unknown>> } {
+function store(
+  storage: string,
+  secret = SECRET,
+): SessionStore & { lines: Array<Record<string, unknown>> } {
   const cfg = config(storage, secret);
   const { log, lines } = logged();
   return Object.assign(createSessionStore(cfg, new Sealer(cfg.cookie.secret), log), { lines });
@@ -54,9 +70,14 @@ function store(storage: string, secret = SECRET): SessionStore & { lines: Array<
 function session(email = 'alice@example.com', ttlMs = 3_600_000): SessionData {
   const now = Date.now();
   return {
-    v: 1, sid: randomBytes(18).toString('base64url'), sub: 'alice', iat: now, exp: now + ttlMs,
+    v: 1,
+    sid: randomBytes(18).toString('base64url'),
+    sub: 'alice',
+    iat: now,
+    exp: now + ttlMs,
     claims: { sub: 'alice', email, groups: ['admins', 'eng'], name: 'Alice Example' },
-    accessToken: `at-${randomBytes(24).toString('base64url')}`, accessTokenExp: now + 300_000,
+    accessToken: `at-${randomBytes(24).toString('base64url')}`,
+    accessTokenExp: now + 300_000,
     refreshToken: `rt-${randomBytes(24).toString('base64url')}`,
   };
 }
@@ -70,24 +91,42 @@ describe('session_storage parsing', () => {
   test('single node, Sentinel and Cluster URLs, with the password masked for display', () => {
     const single = parseSessionStorage('rediss://:p%40ss@redis.internal:6380/2?key_prefix=iap:');
     assert.ok(typeof single === 'object' && single.kind === 'redis');
-    assert.deepEqual([single.mode, single.nodes, single.password, single.db, single.tls, single.prefix], ['single', [{ host: 'redis.internal', port: 6380 }], 'p@ss', 2, true, 'iap:']);
+    assert.deepEqual(
+      [single.mode, single.nodes, single.password, single.db, single.tls, single.prefix],
+      ['single', [{ host: 'redis.internal', port: 6380 }], 'p@ss', 2, true, 'iap:'],
+    );
     assert.doesNotMatch(single.display, /p%40ss/);
-    const sentinel = parseSessionStorage('redis://:pw@s1:26379,s2:26379,s3/0?sentinel=mymaster&sentinel_password=spw');
+    const sentinel = parseSessionStorage(
+      'redis://:pw@s1:26379,s2:26379,s3/0?sentinel=mymaster&sentinel_password=spw',
+    );
     assert.ok(typeof sentinel === 'object' && sentinel.kind === 'redis');
     assert.equal(sentinel.mode, 'sentinel');
     assert.equal(sentinel.sentinelName, 'mymaster');
     assert.equal(sentinel.nodes.length, 3);
     assert.doesNotMatch(sentinel.display, /spw|:pw@/);
     const cluster = parseSessionStorage('redis://n1:7000,n2:7001?cluster=true');
-    assert.ok(typeof cluster === 'object' && cluster.kind === 'redis' && cluster.mode === 'cluster');
-    assert.match(String(parseSessionStorage('redis://a:1,b:2')), /sentinel=MASTER_NAME or cluster=true/);
-    assert.match(String(parseSessionStorage('redis://a:1?clustr=true')), /unknown Redis URL option "clustr"/);
+    assert.ok(
+      typeof cluster === 'object' && cluster.kind === 'redis' && cluster.mode === 'cluster',
+    );
+    assert.match(
+      String(parseSessionStorage('redis://a:1,b:2')),
+      /sentinel=MASTER_NAME or cluster=true/,
+    );
+    assert.match(
+      String(parseSessionStorage('redis://a:1?clustr=true')),
+      /unknown Redis URL option "clustr"/,
+    );
     assert.match(String(parseSessionStorage('mysql://db')), /expected cookie, memory, redis/);
   });
 
   test('a bad session_storage is a config error naming the key and line', () => {
-    assert.throws(() => config('redis://a:1,b:2'), /stores\.yaml:7:\d+: error: session_storage: several Redis hosts need/);
-    assert.throws(() => parseConfig(`address: 127.0.0.1:0
+    assert.throws(
+      () => config('redis://a:1,b:2'),
+      /stores\.yaml:7:\d+: error: session_storage: several Redis hosts need/,
+    );
+    assert.throws(
+      () =>
+        parseConfig(`address: 127.0.0.1:0
 insecure_server: true
 cookie_secret: ${SECRET}
 idp_provider_url: http://127.0.0.1:1
@@ -97,7 +136,9 @@ idp_refresh_directory_interval: 2s
 routes:
   - from: http://app.test
     to: http://127.0.0.1:2
-`), /idp_refresh_directory_interval: expected at least 10s/);
+`),
+      /idp_refresh_directory_interval: expected at least 10s/,
+    );
   });
 });
 
@@ -164,7 +205,8 @@ for (const kind of ['redis', 'postgres'] as const) {
       await a.save(s);
       const text = await dump();
       assert.ok(text.length > 0, 'the dump is not empty');
-      for (const secret of secretsOf(s)) assert.ok(!text.includes(secret), `the dump contains ${secret.slice(0, 12)}…`);
+      for (const secret of secretsOf(s))
+        assert.ok(!text.includes(secret), `the dump contains ${secret.slice(0, 12)}…`);
     });
 
     test('a forged, tampered or foreign cookie is no session, and a cookie sealed under another cookie_secret is refused', async () => {
@@ -192,7 +234,10 @@ for (const kind of ['redis', 'postgres'] as const) {
       const b = open();
       const s = session();
       const cookie = await a.save(s);
-      assert.equal(await a.update!({ ...s, accessToken: 'at-2', refreshedAt: Date.now() }, cookie), true);
+      assert.equal(
+        await a.update!({ ...s, accessToken: 'at-2', refreshedAt: Date.now() }, cookie),
+        true,
+      );
       assert.equal((await b.load(cookie, Date.now()))?.accessToken, 'at-2');
     });
 
@@ -207,7 +252,10 @@ for (const kind of ['redis', 'postgres'] as const) {
       const again = await b.lock!(cookie, 200);
       assert.ok(again, 'free after release');
       await new Promise((r) => setTimeout(r, 300));
-      assert.ok(await a.lock!(cookie, 200), 'free after its TTL even without release (a crashed holder)');
+      assert.ok(
+        await a.lock!(cookie, 200),
+        'free after its TTL even without release (a crashed holder)',
+      );
     });
 
     test('sessions list shows users (sealed under cookie_secret), and revoke by id ends exactly that one', async () => {
@@ -243,7 +291,10 @@ for (const kind of ['redis', 'postgres'] as const) {
         } finally {
           await sweeper.close();
         }
-        assert.equal((await db!.query('SELECT id FROM portcullis_sessions WHERE id = $1', [s.sid])).length, 0);
+        assert.equal(
+          (await db!.query('SELECT id FROM portcullis_sessions WHERE id = $1', [s.sid])).length,
+          0,
+        );
       }
     });
 
@@ -254,14 +305,23 @@ for (const kind of ['redis', 'postgres'] as const) {
           const stores = [0, 1, 2].map(() => store(fresh.url()));
           // Three replicas starting together: one migrates, the others wait on the advisory lock.
           await Promise.all(stores.map((s) => s.start!()));
-          const rows = await fresh.query<{ component: string; version: number }>('SELECT component, version FROM portcullis_schema');
+          const rows = await fresh.query<{ component: string; version: number }>(
+            'SELECT component, version FROM portcullis_schema',
+          );
           assert.deepEqual(rows, [{ component: 'sessions', version: POSTGRES_SCHEMA_VERSION }]);
-          for (const s of stores) assert.ok(!s.lines.some((l) => l.event === 'session_store_unavailable'), JSON.stringify(s.lines));
+          for (const s of stores)
+            assert.ok(
+              !s.lines.some((l) => l.event === 'session_store_unavailable'),
+              JSON.stringify(s.lines),
+            );
           await Promise.all(stores.map((s) => s.close()));
           await fresh.query('UPDATE portcullis_schema SET version = 99');
           const newer = store(fresh.url());
           await assert.rejects(newer.list!(Date.now()), StoreUnavailableError);
-          assert.match(JSON.stringify(newer.lines), /schema version 99, newer than this Portcullis knows/);
+          assert.match(
+            JSON.stringify(newer.lines),
+            /schema version 99, newer than this Portcullis knows/,
+          );
           await newer.close();
         } finally {
           await fresh.drop();
@@ -279,9 +339,14 @@ describe('a Redis outage (a private redis-server, shut down and started again)',
       const before = session();
       const cookie = await s.save(before);
       await redis.shutdown();
-      for (let i = 0; i < 20; i++) await assert.rejects(s.load(cookie, Date.now()), StoreUnavailableError);
+      for (let i = 0; i < 20; i++)
+        await assert.rejects(s.load(cookie, Date.now()), StoreUnavailableError);
       await assert.rejects(s.save(session()), StoreUnavailableError);
-      assert.equal(s.lines.filter((l) => l.event === 'session_store_unavailable').length, 1, 'one error line for the whole outage');
+      assert.equal(
+        s.lines.filter((l) => l.event === 'session_store_unavailable').length,
+        1,
+        'one error line for the whole outage',
+      );
       assert.equal(s.lines.filter((l) => l.level === 50).length, 1);
       await redis.start();
       let back: SessionData | null = null;
@@ -289,7 +354,11 @@ describe('a Redis outage (a private redis-server, shut down and started again)',
         back = await s.load(cookie, Date.now()).catch(() => null);
         if (!back) await new Promise((r) => setTimeout(r, 100));
       }
-      assert.equal(back?.accessToken, before.accessToken, 'the session written before the outage is still there');
+      assert.equal(
+        back?.accessToken,
+        before.accessToken,
+        'the session written before the outage is still there',
+      );
       assert.equal(s.lines.filter((l) => l.event === 'session_store_recovered').length, 1);
       // A second outage is a second line.
       await redis.shutdown();
@@ -315,7 +384,8 @@ describe('a PostgreSQL outage (a TCP proxy in front of the server, cut and resto
       await proxy.cut();
       await db.terminateConnections();
       const t0 = Date.now();
-      for (let i = 0; i < 10; i++) await assert.rejects(s.load(keptCookie, Date.now()), StoreUnavailableError);
+      for (let i = 0; i < 10; i++)
+        await assert.rejects(s.load(keptCookie, Date.now()), StoreUnavailableError);
       assert.ok(Date.now() - t0 < 10_000, 'each failure is fast, not a hang');
       // Sign-out while down: the browser's cookie is cleared by the caller; the record goes when the store is back.
       await s.destroy(endedCookie);
@@ -328,12 +398,23 @@ describe('a PostgreSQL outage (a TCP proxy in front of the server, cut and resto
       }
       assert.equal(back?.refreshToken, kept.refreshToken);
       for (let i = 0; i < 50; i++) {
-        if (!(await db.query('SELECT id FROM portcullis_sessions WHERE id = $1', [ended.sid])).length) break;
+        if (
+          !(await db.query('SELECT id FROM portcullis_sessions WHERE id = $1', [ended.sid])).length
+        )
+          break;
         await new Promise((r) => setTimeout(r, 100));
       }
-      assert.equal((await db.query('SELECT id FROM portcullis_sessions WHERE id = $1', [ended.sid])).length, 0, 'the deferred sign-out reached the store');
+      assert.equal(
+        (await db.query('SELECT id FROM portcullis_sessions WHERE id = $1', [ended.sid])).length,
+        0,
+        'the deferred sign-out reached the store',
+      );
       const other = store(db.url());
-      assert.equal(await other.load(endedCookie, Date.now()), null, 'another process refuses it too');
+      assert.equal(
+        await other.load(endedCookie, Date.now()),
+        null,
+        'another process refuses it too',
+      );
       await other.close();
     } finally {
       await s.close();

@@ -17,7 +17,12 @@ export interface Tracked {
 const live = new Set<Tracked>();
 
 /** Spawns `cmd` detached (own process group) and remembers it until it is stopped. */
-export function spawnTracked(name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Tracked {
+export function spawnTracked(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: SpawnOptions = {},
+): Tracked {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...opts });
   let out = '';
   const keep = (b: Buffer): void => {
@@ -162,7 +167,10 @@ export class RssSampler {
   private timer: NodeJS.Timeout;
   private pids: number[] = [];
   private n = 0;
-  constructor(private readonly roots: number[], intervalMs = 200) {
+  constructor(
+    private readonly roots: number[],
+    intervalMs = 200,
+  ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
   }

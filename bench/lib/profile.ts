@@ -1,9 +1,25 @@
 // Reads a V8 .cpuprofile (node --cpu-prof) and ranks functions by self time.
 import { relative } from 'node:path';
 
-interface CallFrame { functionName: string; url: string; lineNumber: number; columnNumber: number }
-interface ProfileNode { id: number; callFrame: CallFrame; hitCount?: number; children?: number[] }
-interface CpuProfile { nodes: ProfileNode[]; startTime: number; endTime: number; samples?: number[]; timeDeltas?: number[] }
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+  columnNumber: number;
+}
+interface ProfileNode {
+  id: number;
+  callFrame: CallFrame;
+  hitCount?: number;
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+  timeDeltas?: number[];
+}
 
 export interface ProfileSummary {
   totalMs: number;
@@ -47,9 +63,16 @@ export function analyzeProfile(p: CpuProfile, root: string): ProfileSummary {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   if (p.samples && p.timeDeltas) {
-    for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
+    for (let i = 0; i < p.samples.length; i++)
+      self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
   } else {
-    const per = (p.endTime - p.startTime) / 1000 / Math.max(1, p.nodes.reduce((s, n) => s + (n.hitCount ?? 0), 0));
+    const per =
+      (p.endTime - p.startTime) /
+      1000 /
+      Math.max(
+        1,
+        p.nodes.reduce((s, n) => s + (n.hitCount ?? 0), 0),
+      );
     for (const n of p.nodes) self.set(n.id, (n.hitCount ?? 0) * per);
   }
   let total = 0;
@@ -62,7 +85,11 @@ export function analyzeProfile(p: CpuProfile, root: string): ProfileSummary {
     if (cf.functionName === '(idle)') continue;
     total += ms;
     const key = `${cf.functionName}|${cf.url}|${cf.lineNumber}`;
-    const e = fn.get(key) ?? { name: cf.functionName || '(anonymous)', where: where(cf, root), selfMs: 0 };
+    const e = fn.get(key) ?? {
+      name: cf.functionName || '(anonymous)',
+      where: where(cf, root),
+      selfMs: 0,
+    };
     e.selfMs += ms;
     fn.set(key, e);
     const a = area(cf, root);
@@ -81,15 +108,27 @@ export function analyzeProfile(p: CpuProfile, root: string): ProfileSummary {
       const key = `${cf.functionName}|${cf.url}|${cf.lineNumber}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      const e = incl.get(key) ?? { name: cf.functionName || '(anonymous)', where: where(cf, root), totalMs: 0 };
+      const e = incl.get(key) ?? {
+        name: cf.functionName || '(anonymous)',
+        where: where(cf, root),
+        totalMs: 0,
+      };
       e.totalMs += ms;
       incl.set(key, e);
     }
   }
   return {
     totalMs: total,
-    top: [...fn.values()].sort((x, y) => y.selfMs - x.selfMs).slice(0, 40).map((e) => ({ ...e, selfPct: pct(e.selfMs) })),
-    inclusive: [...incl.values()].sort((x, y) => y.totalMs - x.totalMs).slice(0, 30).map((e) => ({ ...e, totalPct: pct(e.totalMs) })),
-    areas: [...areas.entries()].sort((x, y) => y[1] - x[1]).map(([a, ms]) => ({ area: a, selfMs: ms, selfPct: pct(ms) })),
+    top: [...fn.values()]
+      .sort((x, y) => y.selfMs - x.selfMs)
+      .slice(0, 40)
+      .map((e) => ({ ...e, selfPct: pct(e.selfMs) })),
+    inclusive: [...incl.values()]
+      .sort((x, y) => y.totalMs - x.totalMs)
+      .slice(0, 30)
+      .map((e) => ({ ...e, totalPct: pct(e.totalMs) })),
+    areas: [...areas.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .map(([a, ms]) => ({ area: a, selfMs: ms, selfPct: pct(ms) })),
   };
 }

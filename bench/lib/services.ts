@@ -6,18 +6,33 @@ import { request } from '../../test/helpers/http.js';
 import { portAccepts } from '../../test/helpers/ports.js';
 import { spawnTracked, type Tracked } from './proc.js';
 
-export async function waitUntil(what: string, cond: () => Promise<boolean>, proc: Tracked | null, timeoutMs = 20_000): Promise<void> {
+export async function waitUntil(
+  what: string,
+  cond: () => Promise<boolean>,
+  proc: Tracked | null,
+  timeoutMs = 20_000,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    if (proc?.hasExited()) throw new Error(`${what} exited while starting:\n${proc.output().slice(-3000)}`);
+    if (proc?.hasExited())
+      throw new Error(`${what} exited while starting:\n${proc.output().slice(-3000)}`);
     if (await cond().catch(() => false)) return;
-    if (Date.now() > end) throw new Error(`${what} did not come up within ${timeoutMs} ms${proc ? `:\n${proc.output().slice(-3000)}` : ''}`);
+    if (Date.now() > end)
+      throw new Error(
+        `${what} did not come up within ${timeoutMs} ms${proc ? `:\n${proc.output().slice(-3000)}` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
 /** An nginx of our own: `-p dir`, foreground, `worker_processes` as given. */
-export async function startNginx(name: string, dir: string, httpBlock: string, port: number, workers: number | 'auto'): Promise<Tracked> {
+export async function startNginx(
+  name: string,
+  dir: string,
+  httpBlock: string,
+  port: number,
+  workers: number | 'auto',
+): Promise<Tracked> {
   mkdirSync(dir, { recursive: true });
   const asRoot = process.getuid?.() === 0;
   const conf = `${asRoot ? 'user root;\n' : ''}daemon off;
@@ -41,12 +56,22 @@ ${httpBlock}
 `;
   const confPath = join(dir, 'nginx.conf');
   writeFileSync(confPath, conf);
-  const p = spawnTracked(name, '/usr/sbin/nginx', ['-p', `${dir}/`, '-c', confPath, '-e', join(dir, 'error.log')]);
+  const p = spawnTracked(name, '/usr/sbin/nginx', [
+    '-p',
+    `${dir}/`,
+    '-c',
+    confPath,
+    '-e',
+    join(dir, 'error.log'),
+  ]);
   await waitUntil(name, () => portAccepts(port), p);
   return p;
 }
 
-export const UPSTREAM_BODY = 'Portcullis benchmark upstream: a fixed answer from nginx, so the upstream is never the bottleneck. '.repeat(4).slice(0, 300);
+export const UPSTREAM_BODY =
+  'Portcullis benchmark upstream: a fixed answer from nginx, so the upstream is never the bottleneck. '
+    .repeat(4)
+    .slice(0, 300);
 
 /** The fixed upstream: `return 200` with ~300 bytes; echoes the identity headers it received so checks can see them. */
 export function upstreamBlock(port: number): string {
@@ -107,7 +132,11 @@ export function nginxProxyBlock(port: number, upstreamPort: number): string {
  * docs/recipes/nginx.md; the only addition is keep-alive to both upstreams (the recipe's plain
  * proxy_pass opens a new connection per subrequest, which at these rates runs out of ports).
  */
-export function nginxAuthRequestBlock(port: number, upstreamPort: number, portcullisPort: number): string {
+export function nginxAuthRequestBlock(
+  port: number,
+  upstreamPort: number,
+  portcullisPort: number,
+): string {
   return `  upstream fixed { server 127.0.0.1:${upstreamPort}; keepalive 256; }
   upstream portcullis { server 127.0.0.1:${portcullisPort}; keepalive 256; }
   server {
@@ -232,7 +261,9 @@ ProxyPass / http://127.0.0.1:${o.upstreamPort}/
 `;
   const confPath = join(o.dir, 'httpd.conf');
   writeFileSync(confPath, conf);
-  const p = spawnTracked('apache', '/usr/sbin/apache2', ['-f', confPath, '-DFOREGROUND'], { env: { ...process.env, APACHE_RUN_DIR: o.dir, APACHE_LOCK_DIR: o.dir, APACHE_LOG_DIR: o.dir } });
+  const p = spawnTracked('apache', '/usr/sbin/apache2', ['-f', confPath, '-DFOREGROUND'], {
+    env: { ...process.env, APACHE_RUN_DIR: o.dir, APACHE_LOCK_DIR: o.dir, APACHE_LOG_DIR: o.dir },
+  });
   await waitUntil('apache', () => portAccepts(o.port), p).catch((e: Error) => {
     throw new Error(`${e.message}\n${readTail(join(o.dir, 'error.log'))}`);
   });
@@ -241,7 +272,18 @@ ProxyPass / http://127.0.0.1:${o.upstreamPort}/
 
 export async function startRedis(dir: string, port: number): Promise<Tracked> {
   mkdirSync(dir, { recursive: true });
-  const p = spawnTracked('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
+  const p = spawnTracked('redis', 'redis-server', [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+  ]);
   await waitUntil('redis-server', () => portAccepts(port), p);
   return p;
 }
@@ -253,10 +295,32 @@ export interface PortcullisProc {
 }
 
 /** Portcullis as its own process, exactly as deployed: `node dist/src/cli/main.js serve --config FILE`. */
-export async function startPortcullis(name: string, configFile: string, yaml: string, port: number, mainJs: string, nodeArgs: string[] = []): Promise<PortcullisProc> {
+export async function startPortcullis(
+  name: string,
+  configFile: string,
+  yaml: string,
+  port: number,
+  mainJs: string,
+  nodeArgs: string[] = [],
+): Promise<PortcullisProc> {
   writeFileSync(configFile, yaml);
-  const proc = spawnTracked(name, process.execPath, [...nodeArgs, mainJs, 'serve', '--config', configFile]);
-  await waitUntil(name, async () => (await request(`http://127.0.0.1:${port}/.portcullis/ping`, { headers: { host: `127.0.0.1:${port}` } })).status === 200, proc);
+  const proc = spawnTracked(name, process.execPath, [
+    ...nodeArgs,
+    mainJs,
+    'serve',
+    '--config',
+    configFile,
+  ]);
+  await waitUntil(
+    name,
+    async () =>
+      (
+        await request(`http://127.0.0.1:${port}/.portcullis/ping`, {
+          headers: { host: `127.0.0.1:${port}` },
+        })
+      ).status === 200,
+    proc,
+  );
   return { proc, port, configFile };
 }
 

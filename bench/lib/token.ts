@@ -22,7 +22,12 @@ export async function startTokenRp(port: number): Promise<TokenRp> {
   const origin = `http://127.0.0.1:${port}`;
   const redirectUri = `${origin}/callback`;
   let cfg: client.Configuration | null = null;
-  let pending: { verifier: string; state: string; resolve: (t: string) => void; reject: (e: Error) => void } | null = null;
+  let pending: {
+    verifier: string;
+    state: string;
+    resolve: (t: string) => void;
+    reject: (e: Error) => void;
+  } | null = null;
 
   const server = http.createServer((req, res) => {
     void (async () => {
@@ -30,7 +35,10 @@ export async function startTokenRp(port: number): Promise<TokenRp> {
       if (url.pathname === '/callback' && pending && cfg) {
         const p = pending;
         try {
-          const tokens = await client.authorizationCodeGrant(cfg, url, { pkceCodeVerifier: p.verifier, expectedState: p.state });
+          const tokens = await client.authorizationCodeGrant(cfg, url, {
+            pkceCodeVerifier: p.verifier,
+            expectedState: p.state,
+          });
           p.resolve(tokens.access_token);
           res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
         } catch (e) {
@@ -51,7 +59,9 @@ export async function startTokenRp(port: number): Promise<TokenRp> {
     secret,
     redirectUri,
     async fetchToken(issuer, username, password, resource) {
-      cfg ??= await client.discovery(new URL(issuer), clientId, secret, undefined, { execute: [client.allowInsecureRequests] });
+      cfg ??= await client.discovery(new URL(issuer), clientId, secret, undefined, {
+        execute: [client.allowInsecureRequests],
+      });
       const verifier = client.randomPKCECodeVerifier();
       const state = client.randomState();
       const token = new Promise<string>((resolve, reject) => {
@@ -66,13 +76,19 @@ export async function startTokenRp(port: number): Promise<TokenRp> {
         resource,
       });
       await loginThroughIdp(start.href, { jar: new CookieJar(), username, password });
-      const t = await Promise.race([token, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no token within 10 s')), 10_000).unref())]);
+      const t = await Promise.race([
+        token,
+        new Promise<never>((_, rej) =>
+          setTimeout(() => rej(new Error('no token within 10 s')), 10_000).unref(),
+        ),
+      ]);
       pending = null;
       return t;
     },
-    close: () => new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -77,7 +77,18 @@ export interface WrkOptions {
 
 export function runWrk(o: WrkOptions): Promise<WrkResult> {
   const threads = Math.min(o.threads ?? 2, o.connections);
-  const args = ['-t', String(threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', `${o.timeoutS ?? 5}s`, '-s', o.script];
+  const args = [
+    '-t',
+    String(threads),
+    '-c',
+    String(o.connections),
+    '-d',
+    `${o.durationS}s`,
+    '--timeout',
+    `${o.timeoutS ?? 5}s`,
+    '-s',
+    o.script,
+  ];
   for (const [k, v] of Object.entries(o.headers ?? {})) args.push('-H', `${k}: ${v}`);
   args.push(o.url);
   if (o.scriptArgs?.length) args.push('--', ...o.scriptArgs);
@@ -98,7 +109,13 @@ export function runWrk(o: WrkOptions): Promise<WrkResult> {
       if (!line) return reject(new Error(`wrk printed no result:\n${out}`));
       const j = JSON.parse(line.slice('BENCHJSON '.length)) as Record<string, number>;
       const durationS = j.duration_us! / 1e6;
-      const errors = { connect: j.connect!, read: j.read!, write: j.write!, timeout: j.timeout!, status: j.status! };
+      const errors = {
+        connect: j.connect!,
+        read: j.read!,
+        write: j.write!,
+        timeout: j.timeout!,
+        status: j.status!,
+      };
       resolve({
         requests: j.requests!,
         durationS,

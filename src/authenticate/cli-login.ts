@@ -20,11 +20,15 @@ export function loopbackRedirect(value: string | null): URL | null {
   if (!value || /[\s\\]/.test(value)) return null;
   const u = URL.parse(value);
   if (!u || u.protocol !== 'http:' || u.username || u.password || u.hash || !u.port) return null;
-  return u.hostname === '127.0.0.1' || u.hostname === '[::1]' || u.hostname === 'localhost' ? u : null;
+  return u.hostname === '127.0.0.1' || u.hostname === '[::1]' || u.hostname === 'localhost'
+    ? u
+    : null;
 }
 
 function param(a: AuthRequest, name: string): string | null {
-  return new URLSearchParams(a.ctx.query.startsWith('?') ? a.ctx.query.slice(1) : a.ctx.query).get(name);
+  return new URLSearchParams(a.ctx.query.startsWith('?') ? a.ctx.query.slice(1) : a.ctx.query).get(
+    name,
+  );
 }
 
 /** GET /.portcullis/api/v1/login?redirect_uri=http://127.0.0.1:PORT/path */
@@ -32,19 +36,39 @@ export function cliLoginStart(a: AuthRequest): void {
   const { rt, ctx } = a;
   const redirect = loopbackRedirect(param(a, 'redirect_uri'));
   if (!redirect) {
-    sendOutcome(a.res, true, codes.invalid_redirect_uri, { message: 'redirect_uri must be a loopback URL with a port, e.g. http://127.0.0.1:8400/callback.', requestId: a.requestId });
+    sendOutcome(a.res, true, codes.invalid_redirect_uri, {
+      message:
+        'redirect_uri must be a loopback URL with a port, e.g. http://127.0.0.1:8400/callback.',
+      requestId: a.requestId,
+    });
     return;
   }
-  const request = rt.tokens.cli.sealRequest({ redirectUri: redirect.href, exp: ctx.now + REQUEST_TTL_MS });
+  const request = rt.tokens.cli.sealRequest({
+    redirectUri: redirect.href,
+    exp: ctx.now + REQUEST_TTL_MS,
+  });
   const complete = `${rt.authOrigin(ctx)}/.portcullis/api/v1/login/complete?request=${request}`;
   const loginUrl = signInUrl(rt, ctx, complete);
-  rt.log.info({ requestId: a.requestId, event: 'cli_login_start', host: ctx.host }, 'programmatic login started');
+  rt.log.info(
+    { requestId: a.requestId, event: 'cli_login_start', host: ctx.host },
+    'programmatic login started',
+  );
   // Plain text, as Pomerium's /.pomerium/api/v1/login answers, so existing CLIs work; JSON on request.
   if (String(ctx.headers.accept ?? '').includes('application/json')) {
-    sendJson(a.res, 200, { login_url: loginUrl }, { 'cache-control': 'no-store', 'x-request-id': a.requestId });
+    sendJson(
+      a.res,
+      200,
+      { login_url: loginUrl },
+      { 'cache-control': 'no-store', 'x-request-id': a.requestId },
+    );
     return;
   }
-  a.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(loginUrl)), 'x-request-id': a.requestId });
+  a.res.writeHead(200, {
+    'content-type': 'text/plain; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': String(Buffer.byteLength(loginUrl)),
+    'x-request-id': a.requestId,
+  });
   a.res.end(loginUrl);
 }
 
@@ -54,7 +78,10 @@ export async function cliLoginComplete(a: AuthRequest): Promise<void> {
   const req = rt.tokens.cli.openRequest(param(a, 'request') ?? '', ctx.now);
   const redirect = req ? loopbackRedirect(req.redirectUri) : null;
   if (!req || !redirect) {
-    sendOutcome(a.res, !ctx.browser, codes.invalid_login_request, { message: 'This login link is invalid or older than 10 minutes. Run the login command again.', requestId: a.requestId });
+    sendOutcome(a.res, !ctx.browser, codes.invalid_login_request, {
+      message: 'This login link is invalid or older than 10 minutes. Run the login command again.',
+      requestId: a.requestId,
+    });
     return;
   }
   const found = await rt.sessions.lookup(ctx);
@@ -64,6 +91,14 @@ export async function cliLoginComplete(a: AuthRequest): Promise<void> {
     return;
   }
   redirect.searchParams.set(TOKEN_PARAM, rt.tokens.cli.mintToken(value, found.session.exp));
-  rt.log.info({ requestId: a.requestId, event: 'cli_login', user: found.identity?.email || found.identity?.user, host: ctx.host }, 'programmatic login completed');
+  rt.log.info(
+    {
+      requestId: a.requestId,
+      event: 'cli_login',
+      user: found.identity?.email || found.identity?.user,
+      host: ctx.host,
+    },
+    'programmatic login completed',
+  );
   sendRedirect(a.res, redirect.href, [...a.setCookies, ...found.setCookies], a.requestId);
 }

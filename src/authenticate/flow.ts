@@ -29,7 +29,6 @@ export { handoff } from './handoff.js';
 const MAX_LOGIN_COOKIES = 4;
 const STATE_RE = /^[A-Za-z0-9_-]{22,64}$/;
 
-
 interface LoginState {
   state: string;
   verifier: string;
@@ -82,7 +81,10 @@ export function signInUrl(rt: Runtime, ctx: RequestContext, returnTo: string): s
  * Reads the return URL of sign_in/sign_out: a sealed `return` (with its nonce hash, if an app
  * host made it), or an `rd` checked against the configured hosts.
  */
-export function returnTarget(a: AuthRequest, fallback: string | null): { url: string; nh?: string | undefined } | null {
+export function returnTarget(
+  a: AuthRequest,
+  fallback: string | null,
+): { url: string; nh?: string | undefined } | null {
   const q = query(a.ctx);
   const sealed = q.get('return');
   if (sealed) return openReturn(a.rt, sealed, a.ctx.now);
@@ -115,7 +117,10 @@ export async function signIn(a: AuthRequest): Promise<void> {
   // sign-in always goes to the IdP, so a session cookie planted in the browser by someone
   // else can never be adopted by a user who meant to sign in as themselves.
   const found = await a.rt.sessions.lookup(a.ctx);
-  const value = found.session && query(a.ctx).has('return') ? a.rt.sessions.cookieValue(a.ctx.headers.cookie) : null;
+  const value =
+    found.session && query(a.ctx).has('return')
+      ? a.rt.sessions.cookieValue(a.ctx.headers.cookie)
+      : null;
   const setCookies = [...a.setCookies, ...found.setCookies];
   if (found.session && value) {
     const to = new URL(target.url);
@@ -125,7 +130,12 @@ export async function signIn(a: AuthRequest): Promise<void> {
     } else if (!target.nh) {
       sendRedirect(a.res, nonceDetour(a.rt, a.ctx.now, to), setCookies, a.requestId);
     } else if (mintAllowed({ ...a, setCookies }, found.session.sid)) {
-      sendRedirect(a.res, handoffUrl(a.rt, a.ctx.now, value, to, target.nh), setCookies, a.requestId);
+      sendRedirect(
+        a.res,
+        handoffUrl(a.rt, a.ctx.now, value, to, target.nh),
+        setCookies,
+        a.requestId,
+      );
     }
     return;
   }
@@ -139,14 +149,19 @@ function loginStartAllowed(a: AuthRequest): boolean {
   const own = loginStarts === null || loginStarts.take(addressBucket(a.ctx.clientIp), a.ctx.now);
   if (own && (loginStartsGlobal === null || loginStartsGlobal.take('', a.ctx.now))) return true;
   const event = own ? 'login_rate_limited_global' : 'login_rate_limited';
-  audit(a.rt).warn({ requestId: a.requestId, event, client: a.ctx.clientIp }, own
-    ? 'too many login starts from all clients together (login_rate_limit_global)'
-    : 'too many login starts from one client address (login_rate_limit)');
+  audit(a.rt).warn(
+    { requestId: a.requestId, event, client: a.ctx.clientIp },
+    own
+      ? 'too many login starts from all clients together (login_rate_limit_global)'
+      : 'too many login starts from one client address (login_rate_limit)',
+  );
   sendOutcome(a.res, !a.ctx.browser, codes.too_many_logins, {
     message: own
       ? 'Too many sign-ins are starting right now. Please try again in a few seconds.'
       : 'Too many sign-ins were started from your address. Please wait a minute and try again.',
-    requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': own ? '5' : '60' },
+    requestId: a.requestId,
+    setCookies: a.setCookies,
+    headers: { 'retry-after': own ? '5' : '60' },
   });
   return false;
 }
@@ -168,17 +183,38 @@ async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string)
   const nonce = client.randomNonce();
   const redirectUri = `${a.rt.authOrigin(a.ctx)}${a.rt.cfg.callbackPath}`;
   const login: LoginState = {
-    state, verifier, nonce, returnTo, ...(nh ? { nh } : {}), redirectUri, iat: a.ctx.now, exp: a.ctx.now + LOGIN_TTL_MS,
+    state,
+    verifier,
+    nonce,
+    returnTo,
+    ...(nh ? { nh } : {}),
+    redirectUri,
+    iat: a.ctx.now,
+    exp: a.ctx.now + LOGIN_TTL_MS,
   };
   const name = `${loginCookiePrefix(a.rt)}${state}`;
   // Path=/ (not /.portcullis/) so the cap below sees every tab's cookie, whichever app path
   // started the login; Portcullis never forwards its own cookies to an upstream.
-  const opts = { path: '/', secure: a.rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const };
-  const cookies = [...a.setCookies, serializeCookie(name, a.rt.sealer.sealJson('login', login, name), { ...opts, maxAgeSeconds: LOGIN_TTL_MS / 1000 })];
+  const opts = {
+    path: '/',
+    secure: a.rt.cfg.cookie.secure,
+    httpOnly: true,
+    sameSite: 'Lax' as const,
+  };
+  const cookies = [
+    ...a.setCookies,
+    serializeCookie(name, a.rt.sealer.sealJson('login', login, name), {
+      ...opts,
+      maxAgeSeconds: LOGIN_TTL_MS / 1000,
+    }),
+  ];
   // Several tabs may start a login at once: each gets its own cookie, but only a few live.
-  const existing = [...parseCookies(a.ctx.headers.cookie).keys()].filter((k) => k.startsWith(loginCookiePrefix(a.rt)));
+  const existing = [...parseCookies(a.ctx.headers.cookie).keys()].filter((k) =>
+    k.startsWith(loginCookiePrefix(a.rt)),
+  );
   if (existing.length >= MAX_LOGIN_COOKIES) {
-    for (const k of existing.slice(0, existing.length - MAX_LOGIN_COOKIES + 1)) cookies.push(serializeCookie(k, '', { ...opts, maxAgeSeconds: 0 }));
+    for (const k of existing.slice(0, existing.length - MAX_LOGIN_COOKIES + 1))
+      cookies.push(serializeCookie(k, '', { ...opts, maxAgeSeconds: 0 }));
   }
   const url = client.buildAuthorizationUrl(config, {
     redirect_uri: redirectUri,
@@ -188,7 +224,10 @@ async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string)
     code_challenge: await client.calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
   });
-  a.rt.log.info({ requestId: a.requestId, event: 'login_start', host: a.ctx.host }, 'login started');
+  a.rt.log.info(
+    { requestId: a.requestId, event: 'login_start', host: a.ctx.host },
+    'login started',
+  );
   sendRedirect(a.res, url.href, cookies, a.requestId);
 }
 
@@ -197,16 +236,41 @@ export async function callback(a: AuthRequest): Promise<void> {
   const { rt, ctx } = a;
   const q = query(ctx);
   const state = q.get('state') ?? '';
-  const cookieOpts = { path: '/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax' as const, maxAgeSeconds: 0 };
+  const cookieOpts = {
+    path: '/',
+    secure: rt.cfg.cookie.secure,
+    httpOnly: true,
+    sameSite: 'Lax' as const,
+    maxAgeSeconds: 0,
+  };
   // `retryTo` keeps the nonce hash: the retry link is shown to, and followed by, this browser.
   type Retry = Pick<LoginState, 'returnTo' | 'nh'>;
-  const fail = (code: OutcomeCode, message: string, retryTo?: Retry, setCookies: string[] = [],
-    log: Record<string, unknown> = {}): void => {
-    audit(rt).warn({ requestId: a.requestId, event: 'login_failed', reason: code, detail: message, host: ctx.host, ...log }, 'login failed');
+  const fail = (
+    code: OutcomeCode,
+    message: string,
+    retryTo?: Retry,
+    setCookies: string[] = [],
+    log: Record<string, unknown> = {},
+  ): void => {
+    audit(rt).warn(
+      {
+        requestId: a.requestId,
+        event: 'login_failed',
+        reason: code,
+        detail: message,
+        host: ctx.host,
+        ...log,
+      },
+      'login failed',
+    );
     sendOutcome(a.res, !ctx.browser, code, {
-      message, requestId: a.requestId, setCookies: [...a.setCookies, ...setCookies],
+      message,
+      requestId: a.requestId,
+      setCookies: [...a.setCookies, ...setCookies],
       retry: {
-        href: retryTo ? `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, retryTo.returnTo, retryTo.nh)}` : '/',
+        href: retryTo
+          ? `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, retryTo.returnTo, retryTo.nh)}`
+          : '/',
         label: 'Try signing in again',
       },
     });
@@ -219,9 +283,12 @@ export async function callback(a: AuthRequest): Promise<void> {
   const sealed = parseCookies(ctx.headers.cookie).get(name);
   if (!sealed) {
     const replay = rt.once.has(`state:${state}`, ctx.now);
-    fail(replay ? codes.state_replayed : codes.state_not_found,
-      replay ? 'This sign-in response was already used. Each sign-in link works once.'
-        : 'This sign-in was not started in this browser, or it took longer than 10 minutes.');
+    fail(
+      replay ? codes.state_replayed : codes.state_not_found,
+      replay
+        ? 'This sign-in response was already used. Each sign-in link works once.'
+        : 'This sign-in was not started in this browser, or it took longer than 10 minutes.',
+    );
     return;
   }
   const clear = [serializeCookie(name, '', cookieOpts)];
@@ -231,7 +298,12 @@ export async function callback(a: AuthRequest): Promise<void> {
     return;
   }
   if (!(await spendOnce(rt.once, rt.sessions.store, `state:${state}`, login.exp, ctx.now))) {
-    fail(codes.state_replayed, 'This sign-in response was already used. Each sign-in link works once.', login, clear);
+    fail(
+      codes.state_replayed,
+      'This sign-in response was already used. Each sign-in link works once.',
+      login,
+      clear,
+    );
     return;
   }
   const idpError = q.get('error');
@@ -240,9 +312,13 @@ export async function callback(a: AuthRequest): Promise<void> {
     const denied = idpError === 'access_denied';
     // The IdP's own error code goes to the message and the audit line, never into the outcome
     // code: that one is a fixed set (metrics label it, API clients match on it).
-    fail(denied ? codes.idp_denied : codes.idp_error,
-      `The identity provider answered "${idpError.slice(0, 100)}"${desc ? `: ${desc.slice(0, 300)}` : ''}.`, login, clear,
-      { idpError: idpError.replace(/[^a-z_]/gi, '').slice(0, 64) });
+    fail(
+      denied ? codes.idp_denied : codes.idp_error,
+      `The identity provider answered "${idpError.slice(0, 100)}"${desc ? `: ${desc.slice(0, 300)}` : ''}.`,
+      login,
+      clear,
+      { idpError: idpError.replace(/[^a-z_]/gi, '').slice(0, 64) },
+    );
     return;
   }
   let config: client.Configuration;
@@ -265,8 +341,14 @@ export async function callback(a: AuthRequest): Promise<void> {
   } catch (e) {
     const why = describe(e);
     const network = isUnreachable(e);
-    fail(network ? codes.idp_unreachable : codes.token_exchange_failed,
-      network ? 'The identity provider could not be reached to finish the sign-in.' : `The identity provider did not accept the sign-in (${why}).`, login, clear);
+    fail(
+      network ? codes.idp_unreachable : codes.token_exchange_failed,
+      network
+        ? 'The identity provider could not be reached to finish the sign-in.'
+        : `The identity provider did not accept the sign-in (${why}).`,
+      login,
+      clear,
+    );
     return;
   }
   const idClaims = tokens.claims();
@@ -276,9 +358,14 @@ export async function callback(a: AuthRequest): Promise<void> {
   }
   const signature = await rt.idp.verifyIdToken(tokens.id_token);
   if (signature.kind !== 'ok') {
-    const code = signature.kind === 'invalid' ? codes.id_token_invalid : codes.id_token_keys_unavailable;
-    fail(code,
-      `The identity provider's answer could not be trusted: ${signature.reason}.`, login, clear);
+    const code =
+      signature.kind === 'invalid' ? codes.id_token_invalid : codes.id_token_keys_unavailable;
+    fail(
+      code,
+      `The identity provider's answer could not be trusted: ${signature.reason}.`,
+      login,
+      clear,
+    );
     return;
   }
   const claims: Record<string, unknown> = {};
@@ -288,40 +375,68 @@ export async function callback(a: AuthRequest): Promise<void> {
       const info = await client.fetchUserInfo(config, tokens.access_token, idClaims.sub);
       mergeUserinfo(info, claims);
     } catch (e) {
-      rt.log.warn({ requestId: a.requestId, event: 'userinfo_failed', detail: describe(e) }, 'userinfo request failed; using ID token claims only');
+      rt.log.warn(
+        { requestId: a.requestId, event: 'userinfo_failed', detail: describe(e) },
+        'userinfo request failed; using ID token claims only',
+      );
     }
   }
   const refusal = emailRefusal(claims, rt.cfg.idp);
   if (refusal) {
-    fail(codes[refusal.code], refusal.message, login, clear,
-      { user: idClaims.sub, email: refusal.email, setting: refusal.setting });
+    fail(codes[refusal.code], refusal.message, login, clear, {
+      user: idClaims.sub,
+      email: refusal.email,
+      setting: refusal.setting,
+    });
     return;
   }
-  const session = rt.sessions.newSession(idClaims.sub, claims, {
-    accessToken: tokens.access_token,
-    accessTokenExp: tokens.expires_in ? ctx.now + tokens.expires_in * 1000 : undefined,
-    refreshToken: tokens.refresh_token,
-    // Kept only when a route forwards it (pass_id_token): otherwise it would just grow the cookie.
-    idToken: rt.cfg.routes.some((r) => r.passIdToken) ? tokens.id_token : undefined,
-  }, ctx.now);
+  const session = rt.sessions.newSession(
+    idClaims.sub,
+    claims,
+    {
+      accessToken: tokens.access_token,
+      accessTokenExp: tokens.expires_in ? ctx.now + tokens.expires_in * 1000 : undefined,
+      refreshToken: tokens.refresh_token,
+      // Kept only when a route forwards it (pass_id_token): otherwise it would just grow the cookie.
+      idToken: rt.cfg.routes.some((r) => r.passIdToken) ? tokens.id_token : undefined,
+    },
+    ctx.now,
+  );
   let cookies: string[];
   let value: string;
   try {
     value = await rt.sessions.store.save(session);
     cookies = rt.sessions.cookiesFor(value, session, ctx.host, ctx.headers.cookie);
   } catch (e) {
-    rt.log.error({ requestId: a.requestId, event: 'session_store_failed', detail: describe(e) }, 'could not store the session');
-    sendOutcome(a.res, !ctx.browser, codes.session_store_unavailable, { message: 'Sessions cannot be stored right now. Please try again in a moment.', requestId: a.requestId, setCookies: [...a.setCookies, ...clear] });
+    rt.log.error(
+      { requestId: a.requestId, event: 'session_store_failed', detail: describe(e) },
+      'could not store the session',
+    );
+    sendOutcome(a.res, !ctx.browser, codes.session_store_unavailable, {
+      message: 'Sessions cannot be stored right now. Please try again in a moment.',
+      requestId: a.requestId,
+      setCookies: [...a.setCookies, ...clear],
+    });
     return;
   }
-  audit(rt).info({ requestId: a.requestId, event: 'login', user: claims.email ?? idClaims.sub, host: ctx.host }, 'login succeeded');
+  audit(rt).info(
+    { requestId: a.requestId, event: 'login', user: claims.email ?? idClaims.sub, host: ctx.host },
+    'login succeeded',
+  );
   const target = new URL(login.returnTo);
-  const covered = target.host === ctx.host + (ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`) && target.protocol === `${ctx.scheme}:`
-    || (rt.sessions.cookieDomainFor(target.hostname) !== null && rt.sessions.cookieDomainFor(target.hostname) === rt.sessions.cookieDomainFor(ctx.host));
+  const covered =
+    (target.host ===
+      ctx.host + (ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`) &&
+      target.protocol === `${ctx.scheme}:`) ||
+    (rt.sessions.cookieDomainFor(target.hostname) !== null &&
+      rt.sessions.cookieDomainFor(target.hostname) === rt.sessions.cookieDomainFor(ctx.host));
   // Not covered: a handoff, for the browser holding the nonce; a return address made without
   // one (an `rd`, a forward-auth sign-in) first collects it on the target host.
-  const location = covered ? target.href
-    : login.nh ? handoffUrl(rt, ctx.now, value, target, login.nh) : nonceDetour(rt, ctx.now, target);
+  const location = covered
+    ? target.href
+    : login.nh
+      ? handoffUrl(rt, ctx.now, value, target, login.nh)
+      : nonceDetour(rt, ctx.now, target);
   sendRedirect(a.res, location, [...a.setCookies, ...clear, ...cookies], a.requestId);
 }
 
@@ -337,14 +452,22 @@ export async function signOut(a: AuthRequest): Promise<void> {
   audit(rt).info({ requestId: a.requestId, event: 'sign_out', host: ctx.host }, 'signed out');
   const returnState = target ? sealReturn(rt, ctx.now, target.url) : '';
   if (!rt.isAuthHost(ctx)) {
-    sendRedirect(a.res, `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}`, [...a.setCookies, ...cleared], a.requestId);
+    sendRedirect(
+      a.res,
+      `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}`,
+      [...a.setCookies, ...cleared],
+      a.requestId,
+    );
     return;
   }
   let endSession: string | null = null;
   try {
     const config = rt.idp.get();
     if (config.serverMetadata().end_session_endpoint) {
-      const params: Record<string, string> = { post_logout_redirect_uri: `${rt.authOrigin(ctx)}/.portcullis/signed_out`, client_id: rt.cfg.idp.clientId };
+      const params: Record<string, string> = {
+        post_logout_redirect_uri: `${rt.authOrigin(ctx)}/.portcullis/signed_out`,
+        client_id: rt.cfg.idp.clientId,
+      };
       if (returnState) params.state = returnState;
       endSession = client.buildEndSessionUrl(config, params).href;
     }
@@ -367,15 +490,38 @@ function signedOutPage(a: AuthRequest, target: string | null, cleared: string[])
     sendRedirect(a.res, target, [...a.setCookies, ...cleared], a.requestId);
     return;
   }
-  sendOutcome(a.res, !a.ctx.browser, codes.signed_out, { message: 'You are signed out.', requestId: a.requestId, setCookies: [...a.setCookies, ...cleared], retry: { href: '/', label: 'Sign in again' } });
+  sendOutcome(a.res, !a.ctx.browser, codes.signed_out, {
+    message: 'You are signed out.',
+    requestId: a.requestId,
+    setCookies: [...a.setCookies, ...cleared],
+    retry: { href: '/', label: 'Sign in again' },
+  });
 }
 
 function badRedirect(a: AuthRequest): void {
-  audit(a.rt).warn({ requestId: a.requestId, event: 'redirect_refused', host: a.ctx.host }, 'refused a redirect target outside the configured hosts');
-  sendOutcome(a.res, !a.ctx.browser, codes.invalid_redirect, { message: 'The address to return to after signing in is not one of the sites this proxy protects.', requestId: a.requestId, setCookies: a.setCookies, retry: { href: '/', label: 'Go to the start page' } });
+  audit(a.rt).warn(
+    { requestId: a.requestId, event: 'redirect_refused', host: a.ctx.host },
+    'refused a redirect target outside the configured hosts',
+  );
+  sendOutcome(a.res, !a.ctx.browser, codes.invalid_redirect, {
+    message:
+      'The address to return to after signing in is not one of the sites this proxy protects.',
+    requestId: a.requestId,
+    setCookies: a.setCookies,
+    retry: { href: '/', label: 'Go to the start page' },
+  });
 }
 
 export function idpUnavailable(a: AuthRequest, detail: string): void {
-  audit(a.rt).warn({ requestId: a.requestId, event: 'idp_unavailable', detail }, 'login needed but the identity provider is unavailable');
-  sendOutcome(a.res, !a.ctx.browser, codes.idp_unavailable, { message: 'The identity provider cannot be reached right now. Please try again in a minute.', requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '10' }, retry: { href: `${a.ctx.path}${a.ctx.query}`, label: 'Try again' } });
+  audit(a.rt).warn(
+    { requestId: a.requestId, event: 'idp_unavailable', detail },
+    'login needed but the identity provider is unavailable',
+  );
+  sendOutcome(a.res, !a.ctx.browser, codes.idp_unavailable, {
+    message: 'The identity provider cannot be reached right now. Please try again in a minute.',
+    requestId: a.requestId,
+    setCookies: a.setCookies,
+    headers: { 'retry-after': '10' },
+    retry: { href: `${a.ctx.path}${a.ctx.query}`, label: 'Try again' },
+  });
 }

@@ -39,14 +39,22 @@ interface HandoffToken {
  * this very host: a sibling subdomain cannot plant a nonce it knows (cookie tossing).
  */
 export function nonceCookieName(rt: Pick<Runtime, 'cfg'>): string {
-  return rt.cfg.cookie.secure ? `__Host-${rt.cfg.cookie.name}_handoff` : `${rt.cfg.cookie.name}_handoff`;
+  return rt.cfg.cookie.secure
+    ? `__Host-${rt.cfg.cookie.name}_handoff`
+    : `${rt.cfg.cookie.name}_handoff`;
 }
 
 // Path=/, not /.portcullis/: the __Host- prefix demands it, and the redirect to the login starts
 // on whatever app path needed it, where a tab must see the nonce another tab already holds.
 // Portcullis never forwards its own cookies upstream (proxy/forward.ts stripOwnCookies).
 function nonceCookieOptions(rt: Pick<Runtime, 'cfg'>, maxAgeSeconds: number): CookieOptions {
-  return { path: '/', secure: rt.cfg.cookie.secure, httpOnly: true, sameSite: 'Lax', maxAgeSeconds };
+  return {
+    path: '/',
+    secure: rt.cfg.cookie.secure,
+    httpOnly: true,
+    sameSite: 'Lax',
+    maxAgeSeconds,
+  };
 }
 
 function nonceHash(nonce: string): string {
@@ -58,17 +66,37 @@ function nonceHash(nonce: string): string {
  * into the return address and the cookie that holds the nonce. A nonce the browser already has
  * is kept, so tabs that start a login at the same time do not overwrite each other's.
  */
-export function bindBrowser(rt: Pick<Runtime, 'cfg'>, ctx: RequestContext): { nh: string; cookie: string } {
+export function bindBrowser(
+  rt: Pick<Runtime, 'cfg'>,
+  ctx: RequestContext,
+): { nh: string; cookie: string } {
   const held = parseCookies(ctx.headers.cookie).get(nonceCookieName(rt));
   const nonce = held && NONCE_RE.test(held) ? held : randomBytes(18).toString('base64url');
-  const cookie = serializeCookie(nonceCookieName(rt), nonce, nonceCookieOptions(rt, LOGIN_TTL_MS / 1000));
+  const cookie = serializeCookie(
+    nonceCookieName(rt),
+    nonce,
+    nonceCookieOptions(rt, LOGIN_TTL_MS / 1000),
+  );
   return { nh: nonceHash(nonce), cookie };
 }
 
 /** The one-time link that gives the session `value` to `target`'s host, for the browser holding the nonce behind `nh`. */
-export function handoffUrl(rt: Pick<Runtime, 'sealer'>, now: number, value: string, target: URL, nh: string): string {
+export function handoffUrl(
+  rt: Pick<Runtime, 'sealer'>,
+  now: number,
+  value: string,
+  target: URL,
+  nh: string,
+): string {
   const jti = randomBytes(12).toString('base64url');
-  const token: HandoffToken = { value, aud: target.host, rd: target.href, jti, exp: now + HANDOFF_TTL_MS, nh };
+  const token: HandoffToken = {
+    value,
+    aud: target.host,
+    rd: target.href,
+    jti,
+    exp: now + HANDOFF_TTL_MS,
+    nh,
+  };
   return `${target.origin}/.portcullis/handoff?token=${rt.sealer.sealJson('handoff', token)}`;
 }
 
@@ -90,14 +118,19 @@ export async function handoff(a: AuthRequest): Promise<void> {
   const t = rt.sealer.openJson<HandoffToken>('handoff', q.get('token') ?? '', '', ctx.now);
   const here = new URL(`${rt.origin(ctx)}/`);
   const refuse = (reason: string, why: string, retry = { href: '/', label: 'Try again' }): void => {
-    audit(rt).warn({ requestId: a.requestId, event: 'handoff_refused', reason, host: ctx.host },
-      'session handoff refused');
+    audit(rt).warn(
+      { requestId: a.requestId, event: 'handoff_refused', reason, host: ctx.host },
+      'session handoff refused',
+    );
     sendOutcome(a.res, !ctx.browser, codes.invalid_handoff, {
       message: `The sign-in hand-over link ${why}.`,
-      requestId: a.requestId, setCookies: a.setCookies, retry,
+      requestId: a.requestId,
+      setCookies: a.setCookies,
+      retry,
     });
   };
-  if (!t) return refuse('invalid_or_expired', 'is invalid or has expired (it is valid for one minute)');
+  if (!t)
+    return refuse('invalid_or_expired', 'is invalid or has expired (it is valid for one minute)');
   if (t.aud !== here.host) return refuse('wrong_host', 'was made for another site');
   let rd: URL;
   try {
@@ -110,9 +143,16 @@ export async function handoff(a: AuthRequest): Promise<void> {
   // owner's link, and learns nothing either way.
   const nonce = parseCookies(ctx.headers.cookie).get(nonceCookieName(rt));
   if (typeof t.nh !== 'string' || !nonce || !sameHash(nonceHash(nonce), t.nh)) {
-    const again = { href: `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, rd.href)}`, label: 'Sign in' };
-    return refuse('other_browser', 'was not started in this browser: it only works in the browser that began the sign-in, '
-      + 'and nothing was changed here', again);
+    const again = {
+      href: `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, rd.href)}`,
+      label: 'Sign in',
+    };
+    return refuse(
+      'other_browser',
+      'was not started in this browser: it only works in the browser that began the sign-in, ' +
+        'and nothing was changed here',
+      again,
+    );
   }
   const fresh = await spendOnce(rt.once, rt.sessions.store, `handoff:${t.jti}`, t.exp, ctx.now);
   if (!fresh) return refuse('replayed', 'was already used');
@@ -126,11 +166,16 @@ export async function handoff(a: AuthRequest): Promise<void> {
 /** A person opens a few hosts of other parent domains a minute; more than that is someone minting links. */
 export function mintAllowed(a: AuthRequest, sid: string): boolean {
   if (a.rt.handoffMints.take(sid, a.ctx.now)) return true;
-  audit(a.rt).warn({ requestId: a.requestId, event: 'handoff_rate_limited', host: a.ctx.host },
-    'too many session handoffs for one session');
+  audit(a.rt).warn(
+    { requestId: a.requestId, event: 'handoff_rate_limited', host: a.ctx.host },
+    'too many session handoffs for one session',
+  );
   sendOutcome(a.res, !a.ctx.browser, codes.too_many_handoffs, {
-    message: 'This session asked to be handed to other sites too often. Please wait a minute and try again.',
-    requestId: a.requestId, setCookies: a.setCookies, headers: { 'retry-after': '60' },
+    message:
+      'This session asked to be handed to other sites too often. Please wait a minute and try again.',
+    requestId: a.requestId,
+    setCookies: a.setCookies,
+    headers: { 'retry-after': '60' },
   });
   return false;
 }

@@ -22,28 +22,56 @@ function view(identity: Identity, session: SessionView) {
 export async function userinfo(a: AuthRequest): Promise<void> {
   const found = await a.rt.sessions.lookup(a.ctx);
   if (!found.identity || !found.session) {
-    sendJson(a.res, 401, { error: 'unauthenticated', message: 'no valid session', request_id: a.requestId }, { 'www-authenticate': 'Bearer realm="portcullis"', 'x-request-id': a.requestId, ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}) });
+    sendJson(
+      a.res,
+      401,
+      { error: 'unauthenticated', message: 'no valid session', request_id: a.requestId },
+      {
+        'www-authenticate': 'Bearer realm="portcullis"',
+        'x-request-id': a.requestId,
+        ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
+      },
+    );
     return;
   }
   // A refresh during this lookup re-issues the cookie: it must reach the browser from here too.
-  sendJson(a.res, 200, view(found.identity, found.session), { 'x-request-id': a.requestId, ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}) });
+  sendJson(a.res, 200, view(found.identity, found.session), {
+    'x-request-id': a.requestId,
+    ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
+  });
 }
 
 export async function mePage(a: AuthRequest): Promise<void> {
   const found = await a.rt.sessions.lookup(a.ctx);
   if (!found.identity || !found.session) {
-    if (a.ctx.browser) await redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
+    if (a.ctx.browser)
+      await redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
     else await userinfo(a);
     return;
   }
   const v = view(found.identity, found.session);
   const rows: Array<[string, string]> = [
-    ['User', v.user], ['Email', `${v.email}${v.email_verified ? '' : ' (not verified)'}`], ['Name', v.name],
-    ['Groups', v.groups.length ? v.groups.join(', ') : '(none: the identity provider sent no groups claim)'],
+    ['User', v.user],
+    ['Email', `${v.email}${v.email_verified ? '' : ' (not verified)'}`],
+    ['Name', v.name],
+    [
+      'Groups',
+      v.groups.length ? v.groups.join(', ') : '(none: the identity provider sent no groups claim)',
+    ],
     ['Session expires', v.session_expires_at],
   ];
-  const body = htmlDocument('Portcullis: your session', `<h1>You are signed in</h1><table>${rows.map(([k, val]) => `<tr><th>${k}</th><td>${escapeHtml(val)}</td></tr>`).join('')}</table>
-<form method="post" action="/.portcullis/sign_out"><p><button type="submit" id="sign-out">Sign out</button></p></form><p class="rid">Request id: ${escapeHtml(a.requestId)}</p>`);
-  a.res.writeHead(200, { ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}), 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'", 'content-length': String(Buffer.byteLength(body)) });
+  const body = htmlDocument(
+    'Portcullis: your session',
+    `<h1>You are signed in</h1><table>${rows.map(([k, val]) => `<tr><th>${k}</th><td>${escapeHtml(val)}</td></tr>`).join('')}</table>
+<form method="post" action="/.portcullis/sign_out"><p><button type="submit" id="sign-out">Sign out</button></p></form><p class="rid">Request id: ${escapeHtml(a.requestId)}</p>`,
+  );
+  a.res.writeHead(200, {
+    ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'x-frame-options': 'DENY',
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    'content-length': String(Buffer.byteLength(body)),
+  });
   a.res.end(body);
 }

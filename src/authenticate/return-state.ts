@@ -17,12 +17,23 @@ export interface ReturnState {
   nh?: string | undefined;
 }
 
-export function sealReturn(rt: Pick<Runtime, 'sealer'>, now: number, url: string, nh?: string): string {
-  const r: ReturnState = nh ? { url, exp: now + LOGIN_TTL_MS, nh } : { url, exp: now + LOGIN_TTL_MS };
+export function sealReturn(
+  rt: Pick<Runtime, 'sealer'>,
+  now: number,
+  url: string,
+  nh?: string,
+): string {
+  const r: ReturnState = nh
+    ? { url, exp: now + LOGIN_TTL_MS, nh }
+    : { url, exp: now + LOGIN_TTL_MS };
   return rt.sealer.sealJson('return', r);
 }
 
-export function openReturn(rt: Pick<Runtime, 'sealer'>, sealed: string, now: number): ReturnState | null {
+export function openReturn(
+  rt: Pick<Runtime, 'sealer'>,
+  sealed: string,
+  now: number,
+): ReturnState | null {
   const r = rt.sealer.openJson<ReturnState>('return', sealed, '', now);
   if (!r || typeof r.url !== 'string') return null;
   return typeof r.nh === 'string' ? r : { url: r.url, exp: r.exp };

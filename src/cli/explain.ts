@@ -1,7 +1,12 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/errors.js';
 import { RouteTable } from '../decide/route-table.js';
-import { describeDecision, simulate, SimulationError, type SimulatedRequest } from '../policy/simulate.js';
+import {
+  describeDecision,
+  simulate,
+  SimulationError,
+  type SimulatedRequest,
+} from '../policy/simulate.js';
 
 export const EXPLAIN_HELP = `Usage: portcullis explain --url URL [--config FILE] [--method M] [--user U] [--email E]
                           [--groups a,b] [--claim k=v ...] [--ip A] [--time ISO] [--header k=v ...]
@@ -12,16 +17,27 @@ prints ALLOW or DENY, the route that matched, and the policy trace. Without --us
 (e.g. --claim roles='["a","b"]'), else a string.
 Exit status: 0 allow, 1 deny, 2 usage or config error.`;
 
-export async function explain(args: string[], configPath: (flag: string | undefined) => string): Promise<number> {
+export async function explain(
+  args: string[],
+  configPath: (flag: string | undefined) => string,
+): Promise<number> {
   let v;
   try {
     ({ values: v } = parseArgs({
       args,
       strict: true,
       options: {
-        config: { type: 'string', short: 'c' }, url: { type: 'string' }, method: { type: 'string' }, user: { type: 'string' },
-        email: { type: 'string' }, groups: { type: 'string' }, claim: { type: 'string', multiple: true }, ip: { type: 'string' },
-        time: { type: 'string' }, header: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
+        config: { type: 'string', short: 'c' },
+        url: { type: 'string' },
+        method: { type: 'string' },
+        user: { type: 'string' },
+        email: { type: 'string' },
+        groups: { type: 'string' },
+        claim: { type: 'string', multiple: true },
+        ip: { type: 'string' },
+        time: { type: 'string' },
+        header: { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (e) {
@@ -41,7 +57,9 @@ export async function explain(args: string[], configPath: (flag: string | undefi
     for (const kv of list ?? []) {
       const eq = kv.indexOf('=');
       if (eq <= 0) {
-        console.error(`portcullis explain: expected --${what} name=value, got ${JSON.stringify(kv)}`);
+        console.error(
+          `portcullis explain: expected --${what} name=value, got ${JSON.stringify(kv)}`,
+        );
         return null;
       }
       out[kv.slice(0, eq)] = kv.slice(eq + 1);
@@ -72,8 +90,20 @@ export async function explain(args: string[], configPath: (flag: string | undefi
     }
     throw e;
   }
-  const req: SimulatedRequest = { url: v.url, method: v.method, user: v.user, email: v.email, ip: v.ip, time: v.time, headers };
-  if (v.groups !== undefined) req.groups = v.groups.split(',').map((g) => g.trim()).filter(Boolean);
+  const req: SimulatedRequest = {
+    url: v.url,
+    method: v.method,
+    user: v.user,
+    email: v.email,
+    ip: v.ip,
+    time: v.time,
+    headers,
+  };
+  if (v.groups !== undefined)
+    req.groups = v.groups
+      .split(',')
+      .map((g) => g.trim())
+      .filter(Boolean);
   if (Object.keys(claims).length) req.claims = claims;
   try {
     const d = await simulate(cfg, new RouteTable(cfg.routes), req);

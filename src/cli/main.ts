@@ -57,9 +57,19 @@ Prints 32 random bytes, base64-encoded: a value for cookie_secret.`,
  */
 async function serverModules() {
   const [server, runtime, oidc, logger, simulate] = await Promise.all([
-    import('../server.js'), import('../runtime.js'), import('../identity/oidc.js'), import('../observe/logger.js'), import('../policy/simulate.js'),
+    import('../server.js'),
+    import('../runtime.js'),
+    import('../identity/oidc.js'),
+    import('../observe/logger.js'),
+    import('../policy/simulate.js'),
   ]);
-  return { ...server, Runtime: runtime.Runtime, Idp: oidc.Idp, createLogger: logger.createLogger, runPolicyTests: simulate.runPolicyTests };
+  return {
+    ...server,
+    Runtime: runtime.Runtime,
+    Idp: oidc.Idp,
+    createLogger: logger.createLogger,
+    runPolicyTests: simulate.runPolicyTests,
+  };
 }
 
 function configPath(flag: string | undefined): string {
@@ -79,9 +89,23 @@ async function main(argv: string[]): Promise<number> {
   // Its own options (list|revoke, --user, --id): parsed in src/cli/sessions.ts.
   if (command === 'sessions') return sessionsCommand(rest, configPath);
   if (command === 'explain') return explain(rest, configPath);
-  let values: { config?: string | undefined; format?: string | undefined; timeout?: string | undefined; help?: boolean | undefined };
+  let values: {
+    config?: string | undefined;
+    format?: string | undefined;
+    timeout?: string | undefined;
+    help?: boolean | undefined;
+  };
   try {
-    ({ values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, format: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        config: { type: 'string', short: 'c' },
+        format: { type: 'string' },
+        timeout: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
   } catch (e) {
     console.error(`portcullis ${command}: ${(e as Error).message}\n\n${HELP[command]}`);
     return 2;
@@ -91,17 +115,31 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // A typo here would otherwise silently print text to a script that expects JSON.
-  if (values.format !== undefined && command === 'probe' && !['text', 'json', 'prometheus'].includes(values.format)) {
-    console.error(`portcullis probe: --format must be text, json or prometheus, got "${values.format}"\n\n${HELP.probe}`);
+  if (
+    values.format !== undefined &&
+    command === 'probe' &&
+    !['text', 'json', 'prometheus'].includes(values.format)
+  ) {
+    console.error(
+      `portcullis probe: --format must be text, json or prometheus, got "${values.format}"\n\n${HELP.probe}`,
+    );
     return 2;
   }
-  if (values.format !== undefined && command !== 'probe' && (command !== 'check' || (values.format !== 'text' && values.format !== 'json'))) {
-    console.error(`portcullis ${command}: ${command === 'check' ? `--format must be text or json, got "${values.format}"` : '--format applies only to check and probe'}\n\n${HELP[command]}`);
+  if (
+    values.format !== undefined &&
+    command !== 'probe' &&
+    (command !== 'check' || (values.format !== 'text' && values.format !== 'json'))
+  ) {
+    console.error(
+      `portcullis ${command}: ${command === 'check' ? `--format must be text or json, got "${values.format}"` : '--format applies only to check and probe'}\n\n${HELP[command]}`,
+    );
     return 2;
   }
   const timeoutS = values.timeout === undefined ? 5 : Number(values.timeout);
   if (values.timeout !== undefined && (command !== 'probe' || !(timeoutS > 0 && timeoutS <= 300))) {
-    console.error(`portcullis ${command}: ${command === 'probe' ? `--timeout must be a number of seconds between 0 and 300, got "${values.timeout}"` : '--timeout applies only to probe'}\n\n${HELP[command]}`);
+    console.error(
+      `portcullis ${command}: ${command === 'probe' ? `--timeout must be a number of seconds between 0 and 300, got "${values.timeout}"` : '--timeout applies only to probe'}\n\n${HELP[command]}`,
+    );
     return 2;
   }
   switch (command) {
@@ -113,7 +151,11 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve(configPath(values.config));
     case 'probe':
-      return probe(configPath(values.config), (values.format ?? 'text') as 'text' | 'json' | 'prometheus', timeoutS * 1000);
+      return probe(
+        configPath(values.config),
+        (values.format ?? 'text') as 'text' | 'json' | 'prometheus',
+        timeoutS * 1000,
+      );
   }
   return 2;
 }
@@ -127,22 +169,36 @@ async function check(file: string, json: boolean): Promise<number> {
     const rt = new Runtime(cfg, new Idp(cfg.idp), createLogger('silent'));
     const issues = [...cfg.warnings, ...lintConfig(cfg, readFileSync(file, 'utf8'))];
     for (const f of await runPolicyTests(cfg, rt.routes)) {
-      issues.push({ key: f.key, line: f.line, column: 1, severity: 'error', message: `policy test "${f.name}" expected ${f.expected} but got ${f.got}: ${f.explanation.join('; ')}` });
+      issues.push({
+        key: f.key,
+        line: f.line,
+        column: 1,
+        severity: 'error',
+        message: `policy test "${f.name}" expected ${f.expected} but got ${f.got}: ${f.explanation.join('; ')}`,
+      });
     }
     const ok = !issues.some((i) => i.severity === 'error');
     const register = {
       redirect_uris: rt.callbackUrls(),
-      post_logout_redirect_uris: rt.callbackUrls().map((u) => u.replace(/\/callback$/, '/signed_out')),
+      post_logout_redirect_uris: rt
+        .callbackUrls()
+        .map((u) => u.replace(/\/callback$/, '/signed_out')),
     };
     if (json) {
       console.log(JSON.stringify({ ok, file, issues, register }, null, 2));
     } else {
-      for (const w of issues) (w.severity === 'error' ? console.error : console.log)(formatIssue(file, w));
+      for (const w of issues)
+        (w.severity === 'error' ? console.error : console.log)(formatIssue(file, w));
       const errors = issues.filter((i) => i.severity === 'error').length;
-      console.log(ok ? `${file}: OK (${cfg.routes.length} route${cfg.routes.length === 1 ? '' : 's'})` : `${file}: ${errors} error${errors === 1 ? '' : 's'}: the config loads, but will not work as written`);
+      console.log(
+        ok
+          ? `${file}: OK (${cfg.routes.length} route${cfg.routes.length === 1 ? '' : 's'})`
+          : `${file}: ${errors} error${errors === 1 ? '' : 's'}: the config loads, but will not work as written`,
+      );
       console.log('Register these at the identity provider, character for character:');
       for (const u of register.redirect_uris) console.log(`  redirect URI:             ${u}`);
-      for (const u of register.post_logout_redirect_uris) console.log(`  post-logout redirect URI: ${u}`);
+      for (const u of register.post_logout_redirect_uris)
+        console.log(`  post-logout redirect URI: ${u}`);
     }
     return ok ? 0 : 1;
   } catch (e) {
@@ -161,7 +217,9 @@ async function serve(file: string): Promise<number> {
   try {
     // The same findings as `portcullis check`, so a deployment that skipped it still hears them.
     // (Printed once: by the primary when there are several workers.)
-    ({ cfg, lint: findings } = await loadConfigFileIsolated(file, process.env, { lint: !isClusterWorker() }));
+    ({ cfg, lint: findings } = await loadConfigFileIsolated(file, process.env, {
+      lint: !isClusterWorker(),
+    }));
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`portcullis: invalid config, not starting\n${e.message}`);
@@ -177,18 +235,27 @@ async function serve(file: string): Promise<number> {
     // assertions from several keys behind one address. The primary generates it once instead,
     // hands it to its workers (only to them: their environment, read once), and warns once.
     const w = cfg.warnings.find((i) => i.key === 'signing_key');
-    console.error(formatIssue(file, {
-      key: 'signing_key', line: w?.line ?? 0, column: w?.column ?? 0, severity: 'warning',
-      message: `no signing_key: X-Portcullis-Jwt-Assertion is signed with a key generated at start and shared by the ${cfg.workers} workers, so upstreams see a new key after every restart and replicas disagree; set signing_key_file to a PEM private key (e.g. \`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256\`)`,
-    }));
-    return runCluster(cfg.workers, undefined, { [CLUSTER_SIGNING_KEY_ENV]: generatedSigningKeyPem() });
+    console.error(
+      formatIssue(file, {
+        key: 'signing_key',
+        line: w?.line ?? 0,
+        column: w?.column ?? 0,
+        severity: 'warning',
+        message: `no signing_key: X-Portcullis-Jwt-Assertion is signed with a key generated at start and shared by the ${cfg.workers} workers, so upstreams see a new key after every restart and replicas disagree; set signing_key_file to a PEM private key (e.g. \`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256\`)`,
+      }),
+    );
+    return runCluster(cfg.workers, undefined, {
+      [CLUSTER_SIGNING_KEY_ENV]: generatedSigningKeyPem(),
+    });
   }
   const { startPortcullis } = await serverModules();
   let running;
   try {
     running = await startPortcullis(cfg, { configFile: file });
   } catch (e) {
-    console.error(`portcullis: cannot listen on ${cfg.listen.host}:${cfg.listen.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    console.error(
+      `portcullis: cannot listen on ${cfg.listen.host}:${cfg.listen.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
     return 1;
   }
   const r = running;
@@ -198,39 +265,58 @@ async function serve(file: string): Promise<number> {
     // A second signal means "now": the operator (or the orchestrator) has stopped waiting.
     if (stopping) process.exit(1);
     stopping = true;
-    void r.shutdown().then(() => process.exit(0), () => process.exit(1));
+    void r.shutdown().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   return new Promise<number>(() => {});
 }
 
-async function probe(file: string, format: 'text' | 'json' | 'prometheus', timeoutMs: number): Promise<number> {
+async function probe(
+  file: string,
+  format: 'text' | 'json' | 'prometheus',
+  timeoutMs: number,
+): Promise<number> {
   let cfg;
   try {
     const { loadConfigFile } = await import('../config/load.js');
     cfg = loadConfigFile(file);
   } catch (e) {
     if (e instanceof ConfigError) {
-      if (format === 'json') console.log(JSON.stringify({ ok: false, file, issues: e.issues }, null, 2));
+      if (format === 'json')
+        console.log(JSON.stringify({ ok: false, file, issues: e.issues }, null, 2));
       else console.error(`portcullis probe: invalid config\n${e.message}`);
       return 1;
     }
     throw e;
   }
   // Loaded here: probe uses undici's full client API, which `serve` has no need to keep in memory.
-  const { formatJson, formatPrometheus, formatText, probeOk, runProbe } = await import('./probe.js');
+  const { formatJson, formatPrometheus, formatText, probeOk, runProbe } =
+    await import('./probe.js');
   const { buildRuntime, Idp, createLogger } = await serverModules();
   const rt = buildRuntime(cfg, new Idp(cfg.idp), createLogger('silent'));
   const started = performance.now();
   let checks;
   try {
-    checks = await runProbe(cfg, { timeoutMs, store: rt.sessions.store, redirectUri: rt.callbackUrls()[0] });
+    checks = await runProbe(cfg, {
+      timeoutMs,
+      store: rt.sessions.store,
+      redirectUri: rt.callbackUrls()[0],
+    });
   } finally {
     await rt.sessions.store.close().catch(() => {});
   }
   const ms = performance.now() - started;
-  console.log(format === 'json' ? formatJson(checks, ms) : format === 'prometheus' ? formatPrometheus(checks) : formatText(checks, ms));
+  console.log(
+    format === 'json'
+      ? formatJson(checks, ms)
+      : format === 'prometheus'
+        ? formatPrometheus(checks)
+        : formatText(checks, ms),
+  );
   return probeOk(checks) ? 0 : 1;
 }
 

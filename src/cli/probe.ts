@@ -29,7 +29,11 @@ export interface ProbeOptions {
   redirectUri?: string;
 }
 
-async function timed(check: string, target: string, fn: () => Promise<{ status: ProbeStatus; detail: string }>): Promise<ProbeCheck> {
+async function timed(
+  check: string,
+  target: string,
+  fn: () => Promise<{ status: ProbeStatus; detail: string }>,
+): Promise<ProbeCheck> {
   const t = performance.now();
   let r: { status: ProbeStatus; detail: string };
   try {
@@ -37,19 +41,35 @@ async function timed(check: string, target: string, fn: () => Promise<{ status: 
   } catch (e) {
     r = { status: 'fail', detail: errText(e) };
   }
-  return { check, target, status: r.status, ms: Math.round((performance.now() - t) * 10) / 10, detail: r.detail };
+  return {
+    check,
+    target,
+    status: r.status,
+    ms: Math.round((performance.now() - t) * 10) / 10,
+    detail: r.detail,
+  };
 }
 
 function errText(e: unknown): string {
   const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
   const code = err?.cause?.code ?? err?.code;
-  if (err?.name === 'TimeoutError' || err?.name === 'AbortError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'no answer in time (timeout)';
-  return code ? `${code}${err.cause?.message && !err.cause.message.includes(code) ? `: ${err.cause.message}` : ''}` : err?.message ?? String(e);
+  if (
+    err?.name === 'TimeoutError' ||
+    err?.name === 'AbortError' ||
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT'
+  )
+    return 'no answer in time (timeout)';
+  return code
+    ? `${code}${err.cause?.message && !err.cause.message.includes(code) ? `: ${err.cause.message}` : ''}`
+    : (err?.message ?? String(e));
 }
 
 /** application/x-www-form-urlencoded as RFC 6749 §2.3.1 wants it for Basic client credentials. */
 function formEncode(s: string): string {
-  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).replace(/%20/g, '+');
+  return encodeURIComponent(s)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, '+');
 }
 
 export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<ProbeCheck[]> {
@@ -59,53 +79,122 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
   const discoveryUrl = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
   let md: Record<string, unknown> | null = null;
 
-  out.push(await timed('idp_discovery', discoveryUrl, async () => {
-    const res = await fetch(discoveryUrl, { signal: AbortSignal.timeout(timeout), headers: { accept: 'application/json' } });
-    if (!res.ok) return { status: 'fail', detail: `answered HTTP ${res.status}${res.status === 404 ? ' (wrong idp_provider_url, or the provider/application was deleted or renamed)' : ''}` };
-    const doc = (await res.json()) as Record<string, unknown>;
-    const said = String(doc.issuer ?? '');
-    if (said.replace(/\/$/, '') !== issuer.replace(/\/$/, '')) return { status: 'fail', detail: `the IdP calls itself ${JSON.stringify(said)}, not ${issuer}: set idp_provider_url to exactly that` };
-    if (typeof doc.token_endpoint !== 'string' || typeof doc.jwks_uri !== 'string') return { status: 'fail', detail: 'the discovery document has no token_endpoint or jwks_uri' };
-    md = doc;
-    return { status: 'ok', detail: `issuer ${said}` };
-  }));
+  out.push(
+    await timed('idp_discovery', discoveryUrl, async () => {
+      const res = await fetch(discoveryUrl, {
+        signal: AbortSignal.timeout(timeout),
+        headers: { accept: 'application/json' },
+      });
+      if (!res.ok)
+        return {
+          status: 'fail',
+          detail: `answered HTTP ${res.status}${res.status === 404 ? ' (wrong idp_provider_url, or the provider/application was deleted or renamed)' : ''}`,
+        };
+      const doc = (await res.json()) as Record<string, unknown>;
+      const said = String(doc.issuer ?? '');
+      if (said.replace(/\/$/, '') !== issuer.replace(/\/$/, ''))
+        return {
+          status: 'fail',
+          detail: `the IdP calls itself ${JSON.stringify(said)}, not ${issuer}: set idp_provider_url to exactly that`,
+        };
+      if (typeof doc.token_endpoint !== 'string' || typeof doc.jwks_uri !== 'string')
+        return {
+          status: 'fail',
+          detail: 'the discovery document has no token_endpoint or jwks_uri',
+        };
+      md = doc;
+      return { status: 'ok', detail: `issuer ${said}` };
+    }),
+  );
 
   const meta = md as Record<string, unknown> | null;
   if (!meta) {
-    out.push({ check: 'idp_jwks', target: issuer, status: 'skip', ms: 0, detail: 'discovery failed' });
-    out.push({ check: 'idp_client', target: cfg.idp.clientId, status: 'skip', ms: 0, detail: 'discovery failed' });
+    out.push({
+      check: 'idp_jwks',
+      target: issuer,
+      status: 'skip',
+      ms: 0,
+      detail: 'discovery failed',
+    });
+    out.push({
+      check: 'idp_client',
+      target: cfg.idp.clientId,
+      status: 'skip',
+      ms: 0,
+      detail: 'discovery failed',
+    });
   } else {
     const jwksUri = String(meta.jwks_uri);
-    out.push(await timed('idp_jwks', jwksUri, async () => {
-      const res = await fetch(jwksUri, { signal: AbortSignal.timeout(timeout), headers: { accept: 'application/json' } });
-      if (!res.ok) return { status: 'fail', detail: `answered HTTP ${res.status}` };
-      const keys = ((await res.json()) as { keys?: unknown[] }).keys;
-      if (!Array.isArray(keys) || !keys.length) return { status: 'fail', detail: 'the key set is empty: no ID token could be verified' };
-      return { status: 'ok', detail: `${keys.length} signing key${keys.length === 1 ? '' : 's'}` };
-    }));
+    out.push(
+      await timed('idp_jwks', jwksUri, async () => {
+        const res = await fetch(jwksUri, {
+          signal: AbortSignal.timeout(timeout),
+          headers: { accept: 'application/json' },
+        });
+        if (!res.ok) return { status: 'fail', detail: `answered HTTP ${res.status}` };
+        const keys = ((await res.json()) as { keys?: unknown[] }).keys;
+        if (!Array.isArray(keys) || !keys.length)
+          return { status: 'fail', detail: 'the key set is empty: no ID token could be verified' };
+        return {
+          status: 'ok',
+          detail: `${keys.length} signing key${keys.length === 1 ? '' : 's'}`,
+        };
+      }),
+    );
     const tokenUrl = String(meta.token_endpoint);
-    out.push(await timed('idp_client', `${cfg.idp.clientId} at ${tokenUrl}`, async () => {
-      // A made-up authorization code: a client the IdP still knows, with the right secret, gets
-      // invalid_grant (the code is wrong); a deleted client or a wrong secret gets invalid_client.
-      const body = new URLSearchParams({ grant_type: 'authorization_code', code: `portcullis-probe-${randomBytes(12).toString('hex')}`, redirect_uri: o.redirectUri ?? `${issuer.replace(/\/$/, '')}/probe` });
-      const res = await fetch(tokenUrl, {
-        method: 'POST',
-        signal: AbortSignal.timeout(timeout),
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', authorization: `Basic ${Buffer.from(`${formEncode(cfg.idp.clientId)}:${formEncode(cfg.idp.clientSecret)}`).toString('base64')}` },
-        body,
-      });
-      let error = '';
-      try {
-        error = String(((await res.json()) as { error?: unknown }).error ?? '');
-      } catch {
-        // not JSON: reported by status below
-      }
-      if (error === 'invalid_grant') return { status: 'ok', detail: 'client id and secret accepted (invalid_grant for a made-up code, as expected)' };
-      if (error === 'invalid_client') return { status: 'fail', detail: 'invalid_client: the IdP no longer accepts this client id and secret (the client was deleted, or the secret is wrong or was mangled on its way into the config); logins will fail' };
-      if (error === 'unauthorized_client') return { status: 'fail', detail: 'unauthorized_client: the client exists but may not use the authorization code flow' };
-      if (res.ok) return { status: 'fail', detail: `the token endpoint accepted a made-up code (HTTP ${res.status}): this is not a standard OpenID provider` };
-      return { status: 'fail', detail: `unexpected answer HTTP ${res.status}${error ? ` ${error}` : ''}` };
-    }));
+    out.push(
+      await timed('idp_client', `${cfg.idp.clientId} at ${tokenUrl}`, async () => {
+        // A made-up authorization code: a client the IdP still knows, with the right secret, gets
+        // invalid_grant (the code is wrong); a deleted client or a wrong secret gets invalid_client.
+        const body = new URLSearchParams({
+          grant_type: 'authorization_code',
+          code: `portcullis-probe-${randomBytes(12).toString('hex')}`,
+          redirect_uri: o.redirectUri ?? `${issuer.replace(/\/$/, '')}/probe`,
+        });
+        const res = await fetch(tokenUrl, {
+          method: 'POST',
+          signal: AbortSignal.timeout(timeout),
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            accept: 'application/json',
+            authorization: `Basic ${Buffer.from(`${formEncode(cfg.idp.clientId)}:${formEncode(cfg.idp.clientSecret)}`).toString('base64')}`,
+          },
+          body,
+        });
+        let error = '';
+        try {
+          error = String(((await res.json()) as { error?: unknown }).error ?? '');
+        } catch {
+          // not JSON: reported by status below
+        }
+        if (error === 'invalid_grant')
+          return {
+            status: 'ok',
+            detail: 'client id and secret accepted (invalid_grant for a made-up code, as expected)',
+          };
+        if (error === 'invalid_client')
+          return {
+            status: 'fail',
+            detail:
+              'invalid_client: the IdP no longer accepts this client id and secret (the client was deleted, or the secret is wrong or was mangled on its way into the config); logins will fail',
+          };
+        if (error === 'unauthorized_client')
+          return {
+            status: 'fail',
+            detail:
+              'unauthorized_client: the client exists but may not use the authorization code flow',
+          };
+        if (res.ok)
+          return {
+            status: 'fail',
+            detail: `the token endpoint accepted a made-up code (HTTP ${res.status}): this is not a standard OpenID provider`,
+          };
+        return {
+          status: 'fail',
+          detail: `unexpected answer HTTP ${res.status}${error ? ` ${error}` : ''}`,
+        };
+      }),
+    );
   }
 
   // One request per distinct upstream, as the proxy would make it (same TLS settings).
@@ -122,35 +211,76 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
       }
     }
   }
-  out.push(...await Promise.all(upstreams.map((u) => {
-    const ids = seen.get(`${u.url.href} ${u.skip} ${u.ca ?? ''}`)!;
-    return timed('upstream', `${ids.join(',')} ${u.url.href}`, async () => {
-      const dispatcher = new Agent({ connect: { rejectUnauthorized: !u.skip, ...(u.ca ? { ca: u.ca } : {}), timeout }, headersTimeout: timeout, bodyTimeout: timeout });
-      try {
-        const res = await request(u.url, { method: 'GET', dispatcher, headers: { 'user-agent': 'portcullis-probe' } });
-        await res.body.dump();
-        if (res.statusCode >= 500) return { status: 'fail', detail: `answered HTTP ${res.statusCode}` };
-        return { status: 'ok', detail: `answered HTTP ${res.statusCode}` };
-      } finally {
-        await dispatcher.close();
-      }
-    });
-  })));
+  out.push(
+    ...(await Promise.all(
+      upstreams.map((u) => {
+        const ids = seen.get(`${u.url.href} ${u.skip} ${u.ca ?? ''}`)!;
+        return timed('upstream', `${ids.join(',')} ${u.url.href}`, async () => {
+          const dispatcher = new Agent({
+            connect: { rejectUnauthorized: !u.skip, ...(u.ca ? { ca: u.ca } : {}), timeout },
+            headersTimeout: timeout,
+            bodyTimeout: timeout,
+          });
+          try {
+            const res = await request(u.url, {
+              method: 'GET',
+              dispatcher,
+              headers: { 'user-agent': 'portcullis-probe' },
+            });
+            await res.body.dump();
+            if (res.statusCode >= 500)
+              return { status: 'fail', detail: `answered HTTP ${res.statusCode}` };
+            return { status: 'ok', detail: `answered HTTP ${res.statusCode}` };
+          } finally {
+            await dispatcher.close();
+          }
+        });
+      }),
+    )),
+  );
 
   const store = o.store;
   if (!store || store.kind === 'cookie') {
-    out.push({ check: 'session_store', target: store?.kind ?? 'cookie', status: 'skip', ms: 0, detail: 'sessions live in the browser cookie: nothing to reach' });
+    out.push({
+      check: 'session_store',
+      target: store?.kind ?? 'cookie',
+      status: 'skip',
+      ms: 0,
+      detail: 'sessions live in the browser cookie: nothing to reach',
+    });
   } else {
-    out.push(await timed('session_store', store.kind, async () => {
-      if (isPingable(store)) await withTimeout(store.ping(), timeout, `the ${store.kind} store`);
-      const now = Date.now();
-      const sid = randomBytes(12).toString('base64url');
-      const value = await withTimeout(store.save({ v: 1, sid, sub: 'portcullis-probe', claims: {}, iat: now, exp: now + 60_000 }), timeout, `writing to the ${store.kind} store`);
-      const back = await withTimeout(store.load(value, now), timeout, `reading from the ${store.kind} store`);
-      await withTimeout(store.destroy(value), timeout, `deleting from the ${store.kind} store`).catch(() => {});
-      if (!back || back.sid !== sid) return { status: 'fail', detail: 'a session written could not be read back' };
-      return { status: 'ok', detail: 'write, read and delete of a probe session' };
-    }));
+    out.push(
+      await timed('session_store', store.kind, async () => {
+        if (isPingable(store)) await withTimeout(store.ping(), timeout, `the ${store.kind} store`);
+        const now = Date.now();
+        const sid = randomBytes(12).toString('base64url');
+        const value = await withTimeout(
+          store.save({
+            v: 1,
+            sid,
+            sub: 'portcullis-probe',
+            claims: {},
+            iat: now,
+            exp: now + 60_000,
+          }),
+          timeout,
+          `writing to the ${store.kind} store`,
+        );
+        const back = await withTimeout(
+          store.load(value, now),
+          timeout,
+          `reading from the ${store.kind} store`,
+        );
+        await withTimeout(
+          store.destroy(value),
+          timeout,
+          `deleting from the ${store.kind} store`,
+        ).catch(() => {});
+        if (!back || back.sid !== sid)
+          return { status: 'fail', detail: 'a session written could not be read back' };
+        return { status: 'ok', detail: 'write, read and delete of a probe session' };
+      }),
+    );
   }
   return out;
 }
@@ -161,10 +291,15 @@ export function probeOk(checks: ProbeCheck[]): boolean {
 
 export function formatText(checks: ProbeCheck[], totalMs: number): string {
   const name = Math.max(...checks.map((c) => c.check.length));
-  const lines = checks.map((c) => `${c.status.toUpperCase().padEnd(4)}  ${c.check.padEnd(name)}  ${`${c.ms} ms`.padStart(9)}  ${c.target}: ${c.detail}`);
+  const lines = checks.map(
+    (c) =>
+      `${c.status.toUpperCase().padEnd(4)}  ${c.check.padEnd(name)}  ${`${c.ms} ms`.padStart(9)}  ${c.target}: ${c.detail}`,
+  );
   const failed = checks.filter((c) => c.status === 'fail').length;
   const skipped = checks.filter((c) => c.status === 'skip').length;
-  lines.push(`${failed ? 'FAILED' : 'OK'}: ${checks.length} checks, ${checks.length - failed - skipped} ok, ${failed} failed, ${skipped} skipped in ${Math.round(totalMs)} ms`);
+  lines.push(
+    `${failed ? 'FAILED' : 'OK'}: ${checks.length} checks, ${checks.length - failed - skipped} ok, ${failed} failed, ${skipped} skipped in ${Math.round(totalMs)} ms`,
+  );
   return lines.join('\n');
 }
 
@@ -174,7 +309,8 @@ export function formatJson(checks: ProbeCheck[], totalMs: number): string {
 
 /** Prometheus text format, for node_exporter's textfile collector or a Pushgateway. */
 export function formatPrometheus(checks: ProbeCheck[], now = Date.now()): string {
-  const esc = (s: string): string => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  const esc = (s: string): string =>
+    s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
   const label = (c: ProbeCheck): string => `check="${esc(c.check)}",target="${esc(c.target)}"`;
   const run = checks.filter((c) => c.status !== 'skip');
   return [

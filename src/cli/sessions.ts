@@ -21,15 +21,30 @@ too when the account itself is compromised.
 The config must carry the same cookie_secret as the running proxies (user names are sealed with it).
 Exit status: 0 done, 1 the store cannot be reached or --id names no session, 2 usage or config error.`;
 
-export async function sessionsCommand(args: string[], configPath: (flag: string | undefined) => string): Promise<number> {
-  let values: { config?: string | undefined; user?: string | undefined; id?: string | undefined; format?: string | undefined; help?: boolean | undefined };
+export async function sessionsCommand(
+  args: string[],
+  configPath: (flag: string | undefined) => string,
+): Promise<number> {
+  let values: {
+    config?: string | undefined;
+    user?: string | undefined;
+    id?: string | undefined;
+    format?: string | undefined;
+    help?: boolean | undefined;
+  };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args,
       allowPositionals: true,
       strict: true,
-      options: { config: { type: 'string', short: 'c' }, user: { type: 'string' }, id: { type: 'string' }, format: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string', short: 'c' },
+        user: { type: 'string' },
+        id: { type: 'string' },
+        format: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
     }));
   } catch (e) {
     console.error(`portcullis sessions: ${(e as Error).message}\n\n${SESSIONS_HELP}`);
@@ -44,9 +59,15 @@ export async function sessionsCommand(args: string[], configPath: (flag: string 
     console.error(`portcullis sessions: ${msg}\n\n${SESSIONS_HELP}`);
     return 2;
   };
-  if (positionals.length !== 1 || (action !== 'list' && action !== 'revoke')) return usage('expected "list" or "revoke"');
-  if (values.format !== undefined && (action !== 'list' || !['text', 'json'].includes(values.format))) return usage('--format text|json applies to list only');
-  if (action === 'revoke' && (values.user === undefined) === (values.id === undefined)) return usage('revoke needs exactly one of --user EMAIL and --id ID');
+  if (positionals.length !== 1 || (action !== 'list' && action !== 'revoke'))
+    return usage('expected "list" or "revoke"');
+  if (
+    values.format !== undefined &&
+    (action !== 'list' || !['text', 'json'].includes(values.format))
+  )
+    return usage('--format text|json applies to list only');
+  if (action === 'revoke' && (values.user === undefined) === (values.id === undefined))
+    return usage('revoke needs exactly one of --user EMAIL and --id ID');
   if (action === 'list' && values.id !== undefined) return usage('--id applies to revoke only');
 
   const file = configPath(values.config);
@@ -64,9 +85,11 @@ export async function sessionsCommand(args: string[], configPath: (flag: string 
   }
   const kind = cfg.sessionStorage.kind;
   if (kind === 'cookie' || kind === 'memory') {
-    console.error(kind === 'cookie'
-      ? 'portcullis sessions: session_storage is cookie: sessions live only in browsers and cannot be listed or revoked one by one. Changing cookie_secret ends every session; use redis://… or postgres://… to revoke single sessions.'
-      : 'portcullis sessions: session_storage is memory: sessions live inside the running proxy process and this command cannot reach them. Restarting the proxy ends every session.');
+    console.error(
+      kind === 'cookie'
+        ? 'portcullis sessions: session_storage is cookie: sessions live only in browsers and cannot be listed or revoked one by one. Changing cookie_secret ends every session; use redis://… or postgres://… to revoke single sessions.'
+        : 'portcullis sessions: session_storage is memory: sessions live inside the running proxy process and this command cannot reach them. Restarting the proxy ends every session.',
+    );
     return 2;
   }
   const { createLogger } = await import('../observe/logger.js');
@@ -74,13 +97,33 @@ export async function sessionsCommand(args: string[], configPath: (flag: string 
   try {
     const all = await store.list!(Date.now());
     const wanted = values.user?.trim().toLowerCase();
-    const matches = (s: SessionSummary): boolean => wanted === undefined || s.email.toLowerCase() === wanted || s.user.toLowerCase() === wanted || s.sub.toLowerCase() === wanted;
+    const matches = (s: SessionSummary): boolean =>
+      wanted === undefined ||
+      s.email.toLowerCase() === wanted ||
+      s.user.toLowerCase() === wanted ||
+      s.sub.toLowerCase() === wanted;
     if (action === 'list') {
       const rows = all.filter(matches);
       if (values.format === 'json') {
-        console.log(JSON.stringify(rows.map((s) => ({ id: s.id, user: s.user, email: s.email, sub: s.sub, signed_in_at: iso(s.iat), expires_at: iso(s.exp) })), null, 2));
+        console.log(
+          JSON.stringify(
+            rows.map((s) => ({
+              id: s.id,
+              user: s.user,
+              email: s.email,
+              sub: s.sub,
+              signed_in_at: iso(s.iat),
+              expires_at: iso(s.exp),
+            })),
+            null,
+            2,
+          ),
+        );
       } else {
-        for (const s of rows) console.log(`${s.id}  ${s.email || s.user}  signed in ${iso(s.iat)}  expires ${iso(s.exp)}`);
+        for (const s of rows)
+          console.log(
+            `${s.id}  ${s.email || s.user}  signed in ${iso(s.iat)}  expires ${iso(s.exp)}`,
+          );
         console.log(`${rows.length} session${rows.length === 1 ? '' : 's'}`);
       }
       return 0;
@@ -100,7 +143,9 @@ export async function sessionsCommand(args: string[], configPath: (flag: string 
     return 0;
   } catch (e) {
     if (e instanceof StoreUnavailableError) {
-      console.error(`portcullis sessions: cannot reach the ${kind} session store: ${errorText((e as Error).cause ?? e)}`);
+      console.error(
+        `portcullis sessions: cannot reach the ${kind} session store: ${errorText((e as Error).cause ?? e)}`,
+      );
       return 1;
     }
     throw e;

@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { generatedSigningKey, generatedSigningKeyInherited, parseSigningKeys, REGISTERED_ASSERTION_CLAIMS, type SigningKeyInput } from '../identity/assertion.js';
+import {
+  generatedSigningKey,
+  generatedSigningKeyInherited,
+  parseSigningKeys,
+  REGISTERED_ASSERTION_CLAIMS,
+  type SigningKeyInput,
+} from '../identity/assertion.js';
 import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from '../identity/id-token.js';
 import type { IdentityPreset } from '../identity/presets.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
@@ -30,7 +36,11 @@ const DEFAULT_LOGIN_RATE_LIMIT_GLOBAL = 200;
 /** Reports a problem at a key path; the caller decides how a path becomes a line number. */
 export type At = (path: readonly PropertyKey[], message: string) => void;
 
-function readSecretFile(path: string, key: string, at: (p: readonly PropertyKey[], m: string) => void): string | undefined {
+function readSecretFile(
+  path: string,
+  key: string,
+  at: (p: readonly PropertyKey[], m: string) => void,
+): string | undefined {
   try {
     // Only the final newline that editors add is dropped: the rest of the file is the secret.
     return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
@@ -48,29 +58,44 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
   const secret = (key: 'idp_client_secret' | 'cookie_secret'): string | undefined => {
     const inline = raw[key];
     const path = raw[`${key}_file`];
-    if (inline !== undefined && path !== undefined) at([key], `set either ${key} or ${key}_file, not both`);
+    if (inline !== undefined && path !== undefined)
+      at([key], `set either ${key} or ${key}_file, not both`);
     return path !== undefined ? readSecretFile(path, `${key}_file`, at) : inline;
   };
   // An unreadable *_file is already reported; "is required" on top would send the operator looking for a missing key.
-  const isSet = (key: 'idp_client_secret' | 'cookie_secret'): boolean => raw[key] !== undefined || raw[`${key}_file`] !== undefined;
+  const isSet = (key: 'idp_client_secret' | 'cookie_secret'): boolean =>
+    raw[key] !== undefined || raw[`${key}_file`] !== undefined;
   const clientSecret = secret('idp_client_secret');
-  if (clientSecret === undefined && !isSet('idp_client_secret')) at(['idp_client_secret'], 'is required: the OIDC client secret registered at the IdP (or idp_client_secret_file)');
+  if (clientSecret === undefined && !isSet('idp_client_secret'))
+    at(
+      ['idp_client_secret'],
+      'is required: the OIDC client secret registered at the IdP (or idp_client_secret_file)',
+    );
   const cookieSecretText = secret('cookie_secret');
   let cookieSecret = Buffer.alloc(0);
   if (cookieSecretText === undefined) {
-    if (!isSet('cookie_secret')) at(['cookie_secret'], 'is required: 32 random bytes, base64-encoded (generate one with `portcullis gen-secret`), or cookie_secret_file');
+    if (!isSet('cookie_secret'))
+      at(
+        ['cookie_secret'],
+        'is required: 32 random bytes, base64-encoded (generate one with `portcullis gen-secret`), or cookie_secret_file',
+      );
   } else {
     cookieSecret = Buffer.from(cookieSecretText.trim(), 'base64');
     const isBase64 = /^[A-Za-z0-9+/_-]+={0,2}$/.test(cookieSecretText.trim());
     if (!isBase64 || cookieSecret.length !== 32) {
-      at([raw.cookie_secret_file !== undefined ? 'cookie_secret_file' : 'cookie_secret'],
-        `expected 32 bytes encoded as base64 (44 characters; \`portcullis gen-secret\` prints one), got ${isBase64 ? `${cookieSecret.length} bytes` : 'text that is not base64'}`);
+      at(
+        [raw.cookie_secret_file !== undefined ? 'cookie_secret_file' : 'cookie_secret'],
+        `expected 32 bytes encoded as base64 (44 characters; \`portcullis gen-secret\` prints one), got ${isBase64 ? `${cookieSecret.length} bytes` : 'text that is not base64'}`,
+      );
     }
   }
 
   const issuer = new URL(raw.idp_provider_url);
   if (issuer.protocol === 'http:' && !isLoopback(issuer.hostname)) {
-    at(['idp_provider_url'], 'expected an https:// issuer (plain http is only accepted for an IdP on this machine, 127.0.0.1 or localhost)');
+    at(
+      ['idp_provider_url'],
+      'expected an https:// issuer (plain http is only accepted for an IdP on this machine, 127.0.0.1 or localhost)',
+    );
   }
 
   const insecure = raw.insecure_server === true;
@@ -86,19 +111,44 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       }
     };
     if (raw.certificate_file || raw.certificate_key_file) {
-      if (!raw.certificate_file || !raw.certificate_key_file) at([raw.certificate_file ? 'certificate_key_file' : 'certificate_file'], 'certificate_file and certificate_key_file go together');
-      else certs.push({ cert: readPem(raw.certificate_file, ['certificate_file']), key: readPem(raw.certificate_key_file, ['certificate_key_file']) });
+      if (!raw.certificate_file || !raw.certificate_key_file)
+        at(
+          [raw.certificate_file ? 'certificate_key_file' : 'certificate_file'],
+          'certificate_file and certificate_key_file go together',
+        );
+      else
+        certs.push({
+          cert: readPem(raw.certificate_file, ['certificate_file']),
+          key: readPem(raw.certificate_key_file, ['certificate_key_file']),
+        });
     }
-    raw.certificates?.forEach((c, i) => certs.push({ cert: readPem(c.cert, ['certificates', i, 'cert']), key: readPem(c.key, ['certificates', i, 'key']) }));
-    if (!certs.length) at(['insecure_server'], 'no TLS certificate: set certificate_file and certificate_key_file (or certificates), or insecure_server: true to serve plain HTTP behind a TLS-terminating proxy');
+    raw.certificates?.forEach((c, i) =>
+      certs.push({
+        cert: readPem(c.cert, ['certificates', i, 'cert']),
+        key: readPem(c.key, ['certificates', i, 'key']),
+      }),
+    );
+    if (!certs.length)
+      at(
+        ['insecure_server'],
+        'no TLS certificate: set certificate_file and certificate_key_file (or certificates), or insecure_server: true to serve plain HTTP behind a TLS-terminating proxy',
+      );
     tls = { certs };
-    if (raw.client_ca_file !== undefined) tls.clientCa = readPem(raw.client_ca_file, ['client_ca_file']);
+    if (raw.client_ca_file !== undefined)
+      tls.clientCa = readPem(raw.client_ca_file, ['client_ca_file']);
   } else if (raw.client_ca_file !== undefined) {
-    at(['client_ca_file'], 'client certificates need Portcullis to terminate TLS: remove insecure_server and set certificate_file/certificate_key_file');
+    at(
+      ['client_ca_file'],
+      'client certificates need Portcullis to terminate TLS: remove insecure_server and set certificate_file/certificate_key_file',
+    );
   }
 
   const listen = parseAddress(raw.address ?? (insecure ? ':80' : ':443'));
-  if (!listen) at(['address'], `expected host:port, e.g. :443 or 127.0.0.1:8080, got ${JSON.stringify(raw.address)}`);
+  if (!listen)
+    at(
+      ['address'],
+      `expected host:port, e.g. :443 or 127.0.0.1:8080, got ${JSON.stringify(raw.address)}`,
+    );
 
   let isTrustedProxy: (ip: string) => boolean = () => false;
   const trustedProxies = raw.trusted_proxies ?? DEFAULT_TRUSTED;
@@ -111,12 +161,19 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
 
   let cookieDomain = raw.cookie_domain?.trim().toLowerCase().replace(/^\./, '') || null;
   if (cookieDomain && !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(cookieDomain)) {
-    at(['cookie_domain'], `expected a domain like example.com, got ${JSON.stringify(raw.cookie_domain)}`);
+    at(
+      ['cookie_domain'],
+      `expected a domain like example.com, got ${JSON.stringify(raw.cookie_domain)}`,
+    );
     cookieDomain = null;
   }
   const sameSite = (raw.cookie_same_site ?? 'lax').toLowerCase();
   const cookieSecure = raw.cookie_secure ?? true;
-  if (sameSite === 'none' && !cookieSecure) at(['cookie_same_site'], 'SameSite=None requires cookie_secure: true (browsers drop such cookies otherwise)');
+  if (sameSite === 'none' && !cookieSecure)
+    at(
+      ['cookie_same_site'],
+      'SameSite=None requires cookie_secure: true (browsers drop such cookies otherwise)',
+    );
 
   const groupsClaim = raw.idp_groups_claim ?? 'groups';
   const identity = identitySettings(raw, at, warnings);
@@ -131,24 +188,44 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     if (route) routes.push(route);
   });
   const extraIdentityHeaders = new Set(identity.claimHeaders.map(([h]) => h));
-  for (const r of routes) for (const h of [r.passAccessToken, r.passIdToken]) if (h && h !== 'authorization') extraIdentityHeaders.add(h);
+  for (const r of routes)
+    for (const h of [r.passAccessToken, r.passIdToken])
+      if (h && h !== 'authorization') extraIdentityHeaders.add(h);
 
-  const metricsListen = raw.metrics_address === undefined ? null : parseAddress(raw.metrics_address);
-  if (raw.metrics_address !== undefined && !metricsListen) at(['metrics_address'], `expected host:port, e.g. 127.0.0.1:9090 or :9090, got ${JSON.stringify(raw.metrics_address)}`);
+  const metricsListen =
+    raw.metrics_address === undefined ? null : parseAddress(raw.metrics_address);
+  if (raw.metrics_address !== undefined && !metricsListen)
+    at(
+      ['metrics_address'],
+      `expected host:port, e.g. 127.0.0.1:9090 or :9090, got ${JSON.stringify(raw.metrics_address)}`,
+    );
 
   const storage = parseSessionStorage(raw.session_storage ?? 'cookie');
   if (typeof storage === 'string') at(['session_storage'], storage);
   const refreshInterval = raw.idp_refresh_directory_interval ?? 5 * 60_000;
-  if (refreshInterval < 10_000) at(['idp_refresh_directory_interval'], 'expected at least 10s: every session asks the identity provider this often');
+  if (refreshInterval < 10_000)
+    at(
+      ['idp_refresh_directory_interval'],
+      'expected at least 10s: every session asks the identity provider this often',
+    );
 
-  const authenticateUrl = raw.authenticate_service_url ? new URL(raw.authenticate_service_url) : null;
+  const authenticateUrl = raw.authenticate_service_url
+    ? new URL(raw.authenticate_service_url)
+    : null;
   if (authenticateUrl && (authenticateUrl.pathname !== '/' || authenticateUrl.search)) {
-    at(['authenticate_service_url'], 'expected an origin only, e.g. https://auth.example.com (Portcullis serves its endpoints under /.portcullis/)');
+    at(
+      ['authenticate_service_url'],
+      'expected an origin only, e.g. https://auth.example.com (Portcullis serves its endpoints under /.portcullis/)',
+    );
   }
 
-  const workers = raw.workers === 'auto' ? availableParallelism() : raw.workers ?? 1;
+  const workers = raw.workers === 'auto' ? availableParallelism() : (raw.workers ?? 1);
   // Each worker has its own memory: a login made through one would be unknown to the others.
-  if (workers > 1 && typeof storage !== 'string' && storage.kind === 'memory') at(['workers'], 'session_storage: memory keeps sessions inside one process; with several workers use cookie, redis://… or postgres://…');
+  if (workers > 1 && typeof storage !== 'string' && storage.kind === 'memory')
+    at(
+      ['workers'],
+      'session_storage: memory keeps sessions inside one process; with several workers use cookie, redis://… or postgres://…',
+    );
 
   if (!listen) return null;
   return {
@@ -215,12 +292,18 @@ function idTokenAlgorithms(raw: RawConfig, clientSecret: string | undefined, at:
     if (alg.toLowerCase() === 'none') {
       at(['idp_id_token_algorithms'], 'an unsigned ID token (none) proves nothing: remove it');
     } else if (!known.includes(alg)) {
-      at(['idp_id_token_algorithms'], `unknown algorithm ${JSON.stringify(alg)}: expected among ${known.join(', ')}`);
+      at(
+        ['idp_id_token_algorithms'],
+        `unknown algorithm ${JSON.stringify(alg)}: expected among ${known.join(', ')}`,
+      );
     } else if (alg in HMAC_ALGORITHMS) {
       const need = HMAC_ALGORITHMS[alg as keyof typeof HMAC_ALGORITHMS];
       // RFC 7518 3.2: a shorter HMAC key can be guessed faster than the hash can be broken.
       if (clientSecret !== undefined && Buffer.byteLength(clientSecret) < need) {
-        at(['idp_id_token_algorithms'], `${alg} is keyed with idp_client_secret, which must then be at least ${need} bytes`);
+        at(
+          ['idp_id_token_algorithms'],
+          `${alg} is keyed with idp_client_secret, which must then be at least ${need} bytes`,
+        );
       }
     }
   }
@@ -230,7 +313,24 @@ function idTokenAlgorithms(raw: RawConfig, clientSecret: string | undefined, at:
 
 // Headers whose meaning belongs to the connection or the request framing: a claim or a token
 // written into one of them would break or smuggle the request.
-const UNSETTABLE_HEADERS = new Set(['host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'forwarded']);
+const UNSETTABLE_HEADERS = new Set([
+  'host',
+  'cookie',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'te',
+  'trailer',
+  'keep-alive',
+  'proxy-connection',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+  'forwarded',
+]);
 
 interface RouteDefaults {
   identityHeaders: IdentityPreset[];
@@ -239,47 +339,88 @@ interface RouteDefaults {
 }
 
 /** signing_key(_file), jwt_claims, jwt_claims_headers: what the signed identity assertion carries. */
-function identitySettings(raw: RawConfig, at: (path: readonly PropertyKey[], msg: string) => void, warnings: ConfigIssue[]): { assertion: Config['assertion']; claimHeaders: Array<[string, string]> } {
+function identitySettings(
+  raw: RawConfig,
+  at: (path: readonly PropertyKey[], msg: string) => void,
+  warnings: ConfigIssue[],
+): { assertion: Config['assertion']; claimHeaders: Array<[string, string]> } {
   let keys: SigningKeyInput[] = [];
   let generated = false;
-  if (raw.signing_key !== undefined && raw.signing_key_file !== undefined) at(['signing_key'], 'set either signing_key or signing_key_file, not both');
-  const keyText = raw.signing_key_file !== undefined ? readSecretFile(raw.signing_key_file, 'signing_key_file', at) : raw.signing_key;
+  if (raw.signing_key !== undefined && raw.signing_key_file !== undefined)
+    at(['signing_key'], 'set either signing_key or signing_key_file, not both');
+  const keyText =
+    raw.signing_key_file !== undefined
+      ? readSecretFile(raw.signing_key_file, 'signing_key_file', at)
+      : raw.signing_key;
   if (keyText !== undefined) {
     const parsed = parseSigningKeys(keyText);
-    if ('error' in parsed) at([raw.signing_key_file !== undefined ? 'signing_key_file' : 'signing_key'], parsed.error);
+    if ('error' in parsed)
+      at([raw.signing_key_file !== undefined ? 'signing_key_file' : 'signing_key'], parsed.error);
     else keys = parsed.keys;
   } else if (raw.signing_key_file === undefined) {
     keys = [generatedSigningKey()];
     generated = true;
     // A cluster worker signs with the key its primary generated; the primary has warned once.
-    if (!generatedSigningKeyInherited()) warnings.push({
-      key: 'signing_key', line: 0, column: 0, severity: 'warning',
-      message: 'no signing_key: X-Portcullis-Jwt-Assertion is signed with a key generated at start, so upstreams see a new key after every restart and replicas disagree; set signing_key_file to a PEM private key (e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)',
-    });
+    if (!generatedSigningKeyInherited())
+      warnings.push({
+        key: 'signing_key',
+        line: 0,
+        column: 0,
+        severity: 'warning',
+        message:
+          'no signing_key: X-Portcullis-Jwt-Assertion is signed with a key generated at start, so upstreams see a new key after every restart and replicas disagree; set signing_key_file to a PEM private key (e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)',
+      });
   }
 
   const claimHeaders: Array<[string, string]> = [];
   const jch = raw.jwt_claims_headers;
-  const entries: Array<[string, string, PropertyKey[]]> = jch === undefined ? []
-    : typeof jch === 'string' || Array.isArray(jch)
-      // Pomerium's list form: each claim gets X-Pomerium-Claim-<name>; ours is X-Portcullis-Claim-<name>.
-      ? (typeof jch === 'string' ? jch.split(',').map((c) => c.trim()).filter(Boolean) : jch).map((c, j) => [`x-portcullis-claim-${c.toLowerCase().replaceAll('_', '-')}`, c, ['jwt_claims_headers', j]])
-      : Object.entries(jch).map(([h, c]) => [h.toLowerCase(), c, ['jwt_claims_headers', h]]);
+  const entries: Array<[string, string, PropertyKey[]]> =
+    jch === undefined
+      ? []
+      : typeof jch === 'string' || Array.isArray(jch)
+        ? // Pomerium's list form: each claim gets X-Pomerium-Claim-<name>; ours is X-Portcullis-Claim-<name>.
+          (typeof jch === 'string'
+            ? jch
+                .split(',')
+                .map((c) => c.trim())
+                .filter(Boolean)
+            : jch
+          ).map((c, j) => [
+            `x-portcullis-claim-${c.toLowerCase().replaceAll('_', '-')}`,
+            c,
+            ['jwt_claims_headers', j],
+          ])
+        : Object.entries(jch).map(([h, c]) => [h.toLowerCase(), c, ['jwt_claims_headers', h]]);
   for (const [h, c, path] of entries) {
-    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(h) || UNSETTABLE_HEADERS.has(h) || h === 'authorization') at(path, `"${h}" cannot carry a claim: expected a header name like X-Email that is not part of the request framing`);
+    if (
+      !/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(h) ||
+      UNSETTABLE_HEADERS.has(h) ||
+      h === 'authorization'
+    )
+      at(
+        path,
+        `"${h}" cannot carry a claim: expected a header name like X-Email that is not part of the request framing`,
+      );
     else if (!c) at(path, 'expected a claim name');
     else claimHeaders.push([h, c]);
   }
   const claims = new Set<string>();
   (raw.jwt_claims ?? []).forEach((c, j) => {
-    if (REGISTERED_ASSERTION_CLAIMS.has(c)) at(['jwt_claims', j], `"${c}" is always set by Portcullis and cannot be replaced`);
+    if (REGISTERED_ASSERTION_CLAIMS.has(c))
+      at(['jwt_claims', j], `"${c}" is always set by Portcullis and cannot be replaced`);
     else claims.add(c);
   });
   for (const [, c] of claimHeaders) if (!REGISTERED_ASSERTION_CLAIMS.has(c)) claims.add(c);
   return { assertion: { keys, generated, claims: [...claims], claimHeaders }, claimHeaders };
 }
 
-function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: readonly PropertyKey[], msg: string) => void, defaults: RouteDefaults): Route | null {
+function compileRoute(
+  r: RawRoute,
+  i: number,
+  groupsClaim: string,
+  at: (path: readonly PropertyKey[], msg: string) => void,
+  defaults: RouteDefaults,
+): Route | null {
   const base = ['routes', i] as const;
   const from = parseFrom(r.from);
   if (typeof from === 'string') {
@@ -292,16 +433,24 @@ function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: re
     const path = Array.isArray(r.to) ? [...base, 'to', j] : [...base, 'to'];
     try {
       const u = new URL(t);
-      if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password) throw new Error();
+      if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password)
+        throw new Error();
       if (u.search || u.hash) at(path, 'expected an upstream URL without query or fragment');
       to.push(u);
     } catch {
-      at(path, `expected an http(s) upstream URL like http://10.0.0.5:3000, got ${JSON.stringify(t)}`);
+      at(
+        path,
+        `expected an http(s) upstream URL like http://10.0.0.5:3000, got ${JSON.stringify(t)}`,
+      );
     }
   });
 
   const matchers = (['prefix', 'path', 'regex'] as const).filter((k) => r[k] !== undefined);
-  if (matchers.length > 1) at([...base, matchers[1]!], `use only one of prefix, path and regex on a route (found ${matchers.join(' and ')})`);
+  if (matchers.length > 1)
+    at(
+      [...base, matchers[1]!],
+      `use only one of prefix, path and regex on a route (found ${matchers.join(' and ')})`,
+    );
   let match: PathMatch = { kind: 'any' };
   if (r.prefix !== undefined && r.prefix !== '/') match = { kind: 'prefix', value: r.prefix };
   else if (r.path !== undefined) match = { kind: 'path', value: r.path };
@@ -327,15 +476,29 @@ function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: re
 
   const lowerNames = (m: Record<string, string> | undefined): Array<[string, string]> =>
     Object.entries(m ?? {}).map(([k, v]) => [k.toLowerCase(), v]);
-  for (const [k, v] of [...lowerNames(r.set_request_headers), ...lowerNames(r.set_response_headers)]) {
-    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(k) || /[\r\n\0]/.test(v)) at([...base, r.set_request_headers?.[k] !== undefined ? 'set_request_headers' : 'set_response_headers', k], 'expected a valid header name and a value without CR, LF or NUL');
+  for (const [k, v] of [
+    ...lowerNames(r.set_request_headers),
+    ...lowerNames(r.set_response_headers),
+  ]) {
+    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(k) || /[\r\n\0]/.test(v))
+      at(
+        [
+          ...base,
+          r.set_request_headers?.[k] !== undefined ? 'set_request_headers' : 'set_response_headers',
+          k,
+        ],
+        'expected a valid header name and a value without CR, LF or NUL',
+      );
   }
   let tlsCa = r.tls_custom_ca ? Buffer.from(r.tls_custom_ca, 'base64').toString('utf8') : undefined;
   if (r.tls_custom_ca_file) {
     try {
       tlsCa = readFileSync(r.tls_custom_ca_file, 'utf8');
     } catch (e) {
-      at([...base, 'tls_custom_ca_file'], `cannot read ${r.tls_custom_ca_file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      at(
+        [...base, 'tls_custom_ca_file'],
+        `cannot read ${r.tls_custom_ca_file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      );
     }
   }
 
@@ -344,7 +507,11 @@ function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: re
     if (v === undefined || v === false) return null;
     if (v === true) return 'authorization';
     const h = v.toLowerCase();
-    if (UNSETTABLE_HEADERS.has(h)) at([...base, key], `"${v}" cannot carry a token: expected a header name like X-Access-Token, or true for Authorization: Bearer`);
+    if (UNSETTABLE_HEADERS.has(h))
+      at(
+        [...base, key],
+        `"${v}" cannot carry a token: expected a header name like X-Access-Token, or true for Authorization: Bearer`,
+      );
     return h;
   };
 
@@ -368,7 +535,8 @@ function compileRoute(r: RawRoute, i: number, groupsClaim: string, at: (path: re
     idleTimeoutMs: r.idle_timeout ?? 300_000,
     tlsSkipVerify: r.tls_skip_verify === true,
     tlsCa,
-    identityHeaders: r.identity_headers ?? (r.pass_identity_headers === true ? defaults.identityHeaders : []),
+    identityHeaders:
+      r.identity_headers ?? (r.pass_identity_headers === true ? defaults.identityHeaders : []),
     passAccessToken: tokenHeader('pass_access_token'),
     passIdToken: tokenHeader('pass_id_token'),
     allowBearerTokens: r.allow_bearer_tokens ?? defaults.allowBearerTokens,
@@ -385,7 +553,8 @@ export function parseFrom(text: string): RouteFrom | string {
   } catch {
     return `expected a URL like https://app.example.com, got ${JSON.stringify(text)}`;
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `expected an http:// or https:// URL, got ${JSON.stringify(text)}`;
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    return `expected an http:// or https:// URL, got ${JSON.stringify(text)}`;
   // Pitfall 19: a trailing slash is harmless; any other path is a mistake that silently never matches.
   if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username) {
     return `expected only scheme, host and port in \`from\` (use prefix/path/regex for paths), got ${JSON.stringify(text)}`;
@@ -393,7 +562,13 @@ export function parseFrom(text: string): RouteFrom | string {
   const scheme = u.protocol === 'https:' ? 'https' : 'http';
   const port = u.port ? Number(u.port) : scheme === 'https' ? 443 : 80;
   const host = u.hostname.toLowerCase();
-  return { scheme, host: wildcard ? host.slice('wildcard'.length) : host, port, wildcard: !!wildcard, raw: text };
+  return {
+    scheme,
+    host: wildcard ? host.slice('wildcard'.length) : host,
+    port,
+    wildcard: !!wildcard,
+    raw: text,
+  };
 }
 
 function parseAddress(a: string): { host: string; port: number } | null {

@@ -12,7 +12,10 @@ export interface ConfigIssue {
 }
 
 export class ConfigError extends Error {
-  constructor(public readonly file: string, public readonly issues: ConfigIssue[]) {
+  constructor(
+    public readonly file: string,
+    public readonly issues: ConfigIssue[],
+  ) {
     super(issues.map((i) => formatIssue(file, i)).join('\n'));
     this.name = 'ConfigError';
   }
@@ -34,6 +37,14 @@ export function readConfigText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(file, [{ key: '', line: 0, column: 0, severity: 'error', message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
+    throw new ConfigError(file, [
+      {
+        key: '',
+        line: 0,
+        column: 0,
+        severity: 'error',
+        message: `cannot read the config file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      },
+    ]);
   }
 }

@@ -30,12 +30,21 @@ export interface Loaded {
   lint: ConfigIssue[];
 }
 
-export async function loadConfigFileIsolated(file: string, env: NodeJS.ProcessEnv = process.env, opts: { lint?: boolean } = {}): Promise<Loaded> {
+export async function loadConfigFileIsolated(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { lint?: boolean } = {},
+): Promise<Loaded> {
   return parseConfigIsolated(readConfigText(file), file, env, opts);
 }
 
 /** parseConfig (plus lintConfig when asked), without loading yaml or zod into this thread. */
-export async function parseConfigIsolated(text: string, file: string, env: NodeJS.ProcessEnv = process.env, opts: { lint?: boolean } = {}): Promise<Loaded> {
+export async function parseConfigIsolated(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { lint?: boolean } = {},
+): Promise<Loaded> {
   const request: ValidateRequest = { text, file, env: { ...env }, lint: opts.lint === true };
   const reply = await inWorker(request);
   if (!reply) return inThisThread(request);
@@ -43,7 +52,9 @@ export async function parseConfigIsolated(text: string, file: string, env: NodeJ
   const problems: ConfigIssue[] = [];
   // The worker built this same raw config without a problem; one can only appear here if a
   // file it names (a secret, a certificate) changed in between. Reported without a line.
-  const cfg = buildConfig(reply.raw, file, (path, message) => problems.push({ key: keyPath(path), line: 0, column: 0, severity: 'error', message }));
+  const cfg = buildConfig(reply.raw, file, (path, message) =>
+    problems.push({ key: keyPath(path), line: 0, column: 0, severity: 'error', message }),
+  );
   if (problems.length || !cfg) throw new ConfigError(file, problems);
   cfg.policyTests = reply.policyTests;
   return { cfg, lint: reply.lint };
@@ -54,14 +65,22 @@ function inWorker(request: ValidateRequest): Promise<ValidateReply | null> {
   return new Promise((resolve) => {
     let worker: Worker;
     try {
-      worker = new Worker(new URL('./validate-worker.js', import.meta.url), { workerData: request, stdout: false, stderr: false });
+      worker = new Worker(new URL('./validate-worker.js', import.meta.url), {
+        workerData: request,
+        stdout: false,
+        stderr: false,
+      });
     } catch {
       resolve(null);
       return;
     }
     let reply: ValidateReply | null = null;
-    worker.once('message', (m: ValidateReply) => { reply = m; });
-    worker.once('error', () => { reply = null; });
+    worker.once('message', (m: ValidateReply) => {
+      reply = m;
+    });
+    worker.once('error', () => {
+      reply = null;
+    });
     worker.once('exit', () => resolve(reply));
   });
 }

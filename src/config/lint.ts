@@ -19,78 +19,144 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
   const raw = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as Record<string, unknown>;
   const rawRoutes = Array.isArray(raw.routes) ? (raw.routes as Array<Record<string, unknown>>) : [];
   const out: ConfigIssue[] = [];
-  const add = (path: readonly PropertyKey[], severity: ConfigIssue['severity'], message: string, fix: string, wantKey = false): void => {
+  const add = (
+    path: readonly PropertyKey[],
+    severity: ConfigIssue['severity'],
+    message: string,
+    fix: string,
+    wantKey = false,
+  ): void => {
     out.push({ key: keyPath(path), ...locate(doc, lc, path, wantKey), severity, message, fix });
   };
   // Routes that failed to compile are not in cfg.routes; index keeps the operator's numbering.
   const routePath = (r: Route, ...rest: string[]): PropertyKey[] => ['routes', r.index, ...rest];
-  const hostPort = (scheme: string, host: string, port: number): string => `${host}${port === (scheme === 'https' ? 443 : 80) ? '' : `:${port}`}`;
+  const hostPort = (scheme: string, host: string, port: number): string =>
+    `${host}${port === (scheme === 'https' ? 443 : 80) ? '' : `:${port}`}`;
 
   // Pitfall 1: the authenticate service on an app's own host.
   const auth = cfg.authenticateUrl;
   if (auth) {
     const authPort = auth.port ? Number(auth.port) : auth.protocol === 'https:' ? 443 : 80;
     for (const r of cfg.routes) {
-      if (!r.from.wildcard && r.from.host === auth.hostname.toLowerCase() && r.from.port === authPort && `${r.from.scheme}:` === auth.protocol) {
-        add(routePath(r, 'from'), 'warning',
+      if (
+        !r.from.wildcard &&
+        r.from.host === auth.hostname.toLowerCase() &&
+        r.from.port === authPort &&
+        `${r.from.scheme}:` === auth.protocol
+      ) {
+        add(
+          routePath(r, 'from'),
+          'warning',
           `the authenticate service (${auth.origin}) is also this route's host: the app and the login service share one origin, so the app's own paths, cookies and scripts live next to the login`,
-          `give the authenticate service a host of its own, e.g. authenticate_service_url: https://auth.<parent domain>, and set cookie_domain to the parent domain`);
+          `give the authenticate service a host of its own, e.g. authenticate_service_url: https://auth.<parent domain>, and set cookie_domain to the parent domain`,
+        );
       }
     }
     // Hosts the session cookie set on the authenticate host cannot reach get a one-time handoff.
-    const under = (host: string): boolean => !!cfg.cookie.domain && (host === cfg.cookie.domain || host.endsWith(`.${cfg.cookie.domain}`));
+    const under = (host: string): boolean =>
+      !!cfg.cookie.domain && (host === cfg.cookie.domain || host.endsWith(`.${cfg.cookie.domain}`));
     const authCovered = under(auth.hostname.toLowerCase());
     const seen = new Set<string>();
     for (const r of cfg.routes) {
       const host = r.from.wildcard ? `*${r.from.host}` : r.from.host;
       if (seen.has(host) || host === auth.hostname.toLowerCase()) continue;
       seen.add(host);
-      const covered = authCovered && (r.from.wildcard ? r.from.host.endsWith(`.${cfg.cookie.domain}`) || r.from.host === `.${cfg.cookie.domain}` : under(r.from.host));
+      const covered =
+        authCovered &&
+        (r.from.wildcard
+          ? r.from.host.endsWith(`.${cfg.cookie.domain}`) || r.from.host === `.${cfg.cookie.domain}`
+          : under(r.from.host));
       if (!covered) {
-        add(routePath(r, 'from'), 'info',
+        add(
+          routePath(r, 'from'),
+          'info',
           `${host} is not under cookie_domain${cfg.cookie.domain ? ` (${cfg.cookie.domain})` : ' (not set)'}${authCovered || !cfg.cookie.domain ? '' : ', and neither is the authenticate host'}: after a login the session is handed over to it with a one-time /.portcullis/handoff redirect (one extra hop per host and session)`,
-          cfg.cookie.domain ? `nothing, if ${host} is meant to be on another parent domain; otherwise move it under ${cfg.cookie.domain}` : 'set cookie_domain to the parent domain the authenticate host shares with the routes');
+          cfg.cookie.domain
+            ? `nothing, if ${host} is meant to be on another parent domain; otherwise move it under ${cfg.cookie.domain}`
+            : 'set cookie_domain to the parent domain the authenticate host shares with the routes',
+        );
       }
     }
   }
 
   // Secure cookies are never sent back over plain HTTP, but a non-Secure cookie on an HTTPS site leaks to any http:// request.
-  const https = !!cfg.tls || auth?.protocol === 'https:' || cfg.routes.some((r) => r.from.scheme === 'https');
+  const https =
+    !!cfg.tls || auth?.protocol === 'https:' || cfg.routes.some((r) => r.from.scheme === 'https');
   if (!cfg.cookie.secure && https) {
-    add(['cookie_secure'], 'warning',
+    add(
+      ['cookie_secure'],
+      'warning',
       'cookie_secure is false while the site is served over HTTPS: the session cookie will also be sent over plain http:// and can be read on the network',
-      'remove `cookie_secure: false` (the default is true)');
+      'remove `cookie_secure: false` (the default is true)',
+    );
   }
 
   // Pitfall 3: secrets that env files and shells mangle, and weak ones.
   if (cfg.idp.clientSecret) {
-    const key = raw.idp_client_secret_file !== undefined ? 'idp_client_secret_file' : 'idp_client_secret';
+    const key =
+      raw.idp_client_secret_file !== undefined ? 'idp_client_secret_file' : 'idp_client_secret';
     const s = cfg.idp.clientSecret;
     if (key === 'idp_client_secret') {
-      const bad = [...new Set((s.match(MANGLED) ?? []).map((c) => (/\s/.test(c) ? 'whitespace' : c === '`' ? 'backtick' : c === '"' ? 'double quote' : c === "'" ? 'single quote' : `\`${c}\``)))];
+      const bad = [
+        ...new Set(
+          (s.match(MANGLED) ?? []).map((c) =>
+            /\s/.test(c)
+              ? 'whitespace'
+              : c === '`'
+                ? 'backtick'
+                : c === '"'
+                  ? 'double quote'
+                  : c === "'"
+                    ? 'single quote'
+                    : `\`${c}\``,
+          ),
+        ),
+      ];
       if (bad.length) {
-        add([key], 'warning',
+        add(
+          [key],
+          'warning',
           `the client secret contains ${bad.join(', ')}: docker compose env files and shells silently drop, expand or cut at these, and the IdP then answers invalid_client`,
-          'read it from a file with idp_client_secret_file, or regenerate a letters-and-digits secret at the IdP (Authentik: generate_id rather than generate_key); `portcullis probe` proves which one the IdP accepts');
+          'read it from a file with idp_client_secret_file, or regenerate a letters-and-digits secret at the IdP (Authentik: generate_id rather than generate_key); `portcullis probe` proves which one the IdP accepts',
+        );
       }
     }
     if (s.length < 16) {
-      add([key], 'warning', `the client secret is only ${s.length} characters long: it can be guessed`, 'register a random secret of 32 or more characters at the IdP');
+      add(
+        [key],
+        'warning',
+        `the client secret is only ${s.length} characters long: it can be guessed`,
+        'register a random secret of 32 or more characters at the IdP',
+      );
     } else if (entropyPerChar(s) < 3 || WEAK_WORDS.test(s)) {
-      add([key], 'warning', 'the client secret looks low-entropy (repeated characters or a dictionary word): it can be guessed', 'register a random secret of 32 or more characters at the IdP');
+      add(
+        [key],
+        'warning',
+        'the client secret looks low-entropy (repeated characters or a dictionary word): it can be guessed',
+        'register a random secret of 32 or more characters at the IdP',
+      );
     }
   }
   if (cfg.cookie.secret.length && new Set(cfg.cookie.secret).size < 16) {
-    add([raw.cookie_secret_file !== undefined ? 'cookie_secret_file' : 'cookie_secret'], 'warning',
+    add(
+      [raw.cookie_secret_file !== undefined ? 'cookie_secret_file' : 'cookie_secret'],
+      'warning',
       `cookie_secret decodes to 32 bytes with only ${new Set(cfg.cookie.secret).size} distinct values: it is not random, and anyone who guesses it can forge sessions`,
-      'generate one with `portcullis gen-secret`');
+      'generate one with `portcullis gen-secret`',
+    );
   }
 
   // Pitfall 5: sessions kept in one process's memory.
-  if (typeof raw.session_storage === 'string' && raw.session_storage.trim().toLowerCase() === 'memory') {
-    add(['session_storage'], 'warning',
+  if (
+    typeof raw.session_storage === 'string' &&
+    raw.session_storage.trim().toLowerCase() === 'memory'
+  ) {
+    add(
+      ['session_storage'],
+      'warning',
       'session_storage is memory: every restart or reload-by-restart signs everyone out, and replicas do not share sessions',
-      'use the default cookie storage, or redis://… / postgres://… for server-side sessions');
+      'use the default cookie storage, or redis://… / postgres://… for server-side sessions',
+    );
   }
 
   // Pitfall 7: a route that can never match because an earlier one takes all its requests.
@@ -100,9 +166,12 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
       const a = cfg.routes[i]!;
       if (!hostCovers(a, b) || !pathCovers(a.match, b.match)) continue;
       const line = locate(doc, lc, ['routes', a.index]).line;
-      add(routePath(b), 'error',
+      add(
+        routePath(b),
+        'error',
         `this route never matches: routes[${a.index}]${a.id !== `routes[${a.index}]` ? ` (${a.id})` : ''} on line ${line} comes first and takes every request it would get (the first matching route wins)${b.isPublic && !a.isPublic ? '; these public paths are therefore behind the login' : ''}`,
-        `move this route above routes[${a.index}], or narrow routes[${a.index}] with prefix, path or regex`);
+        `move this route above routes[${a.index}], or narrow routes[${a.index}] with prefix, path or regex`,
+      );
       break;
     }
   }
@@ -110,19 +179,31 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
   // Pitfall 8: group policies without the scope that makes the IdP send groups.
   if (!cfg.idp.scopes.some((s) => /group/i.test(s))) {
     rawRoutes.forEach((r, i) => {
-      const where = r.allowed_groups !== undefined ? ['routes', i, 'allowed_groups'] : usesGroups(r.policy, cfg.idp.groupsClaim) ? ['routes', i, 'policy'] : null;
+      const where =
+        r.allowed_groups !== undefined
+          ? ['routes', i, 'allowed_groups']
+          : usesGroups(r.policy, cfg.idp.groupsClaim)
+            ? ['routes', i, 'policy']
+            : null;
       if (!where) return;
-      add(where, 'warning',
+      add(
+        where,
+        'warning',
         `this route decides by group, but idp_scopes (${cfg.idp.scopes.join(' ')}) does not ask for groups: many IdPs (Authentik, Keycloak, Okta) then send no groups claim and every group rule silently denies`,
-        `add groups to idp_scopes (e.g. idp_scopes: [openid, profile, email, groups, offline_access]) and map the groups claim at the IdP`, true);
+        `add groups to idp_scopes (e.g. idp_scopes: [openid, profile, email, groups, offline_access]) and map the groups claim at the IdP`,
+        true,
+      );
     });
   }
 
   cfg.routes.forEach((r) => {
     if (r.tlsSkipVerify) {
-      add(routePath(r, 'tls_skip_verify'), 'warning',
+      add(
+        routePath(r, 'tls_skip_verify'),
+        'warning',
         'tls_skip_verify turns off certificate checks to the upstream: anyone on the path to it can read and change the traffic, identity headers included',
-        'give the upstream\'s CA with tls_custom_ca_file (or tls_custom_ca) instead');
+        "give the upstream's CA with tls_custom_ca_file (or tls_custom_ca) instead",
+      );
     }
   });
 
@@ -131,20 +212,35 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
   const issScheme = iss.protocol === 'https:' ? 'https' : 'http';
   const issPort = iss.port ? Number(iss.port) : issScheme === 'https' ? 443 : 80;
   const issHost = iss.hostname.toLowerCase();
-  const fronting = cfg.routes.find((r) => r.from.scheme === issScheme && r.from.port === issPort
-    && (r.from.wildcard ? issHost.endsWith(r.from.host) : r.from.host === issHost) && pathMatches(r, iss.pathname));
+  const fronting = cfg.routes.find(
+    (r) =>
+      r.from.scheme === issScheme &&
+      r.from.port === issPort &&
+      (r.from.wildcard ? issHost.endsWith(r.from.host) : r.from.host === issHost) &&
+      pathMatches(r, iss.pathname),
+  );
   if (fronting && !fronting.isPublic) {
-    add(routePath(fronting, 'from'), 'error',
+    add(
+      routePath(fronting, 'from'),
+      'error',
       `the identity provider (${iss.href}) is served by this route, which requires a login: signing in needs the IdP, and the IdP needs a signed-in user, so every login loops`,
-      'make the IdP\'s route public (allow_public_unauthenticated_access: true) in a route listed before this one, or serve the IdP outside Portcullis');
+      "make the IdP's route public (allow_public_unauthenticated_access: true) in a route listed before this one, or serve the IdP outside Portcullis",
+    );
   }
   for (const r of cfg.routes) {
     if (r.isPublic || r === fronting) continue;
-    const to = r.to.find((u) => u.hostname.toLowerCase() === issHost && (u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80) === issPort);
+    const to = r.to.find(
+      (u) =>
+        u.hostname.toLowerCase() === issHost &&
+        (u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80) === issPort,
+    );
     if (to) {
-      add(routePath(r, 'to'), 'warning',
+      add(
+        routePath(r, 'to'),
+        'warning',
         `this route proxies to the identity provider (${hostPort(issScheme, issHost, issPort)}) behind a login: if browsers are sent to the IdP through this host, signing in loops`,
-        'if this is the IdP users sign in at, make the route public (allow_public_unauthenticated_access: true); an admin-only route to the IdP is fine');
+        'if this is the IdP users sign in at, make the route public (allow_public_unauthenticated_access: true); an admin-only route to the IdP is fine',
+      );
     }
   }
   return out;
@@ -165,7 +261,9 @@ function hostCovers(a: Route, b: Route): boolean {
   if (a.from.scheme !== b.from.scheme || a.from.port !== b.from.port) return false;
   if (!a.from.wildcard) return !b.from.wildcard && a.from.host === b.from.host;
   // a.from.host is ".example.com": it covers x.example.com and *.x.example.com, and *.example.com itself.
-  return b.from.wildcard ? b.from.host.endsWith(a.from.host) : b.from.host.endsWith(a.from.host) && b.from.host.length > a.from.host.length;
+  return b.from.wildcard
+    ? b.from.host.endsWith(a.from.host)
+    : b.from.host.endsWith(a.from.host) && b.from.host.length > a.from.host.length;
 }
 
 function pathCovers(a: PathMatch, b: PathMatch): boolean {
@@ -176,12 +274,17 @@ function pathCovers(a: PathMatch, b: PathMatch): boolean {
     case 'prefix':
       if (b.kind === 'prefix') return b.value.startsWith(a.value);
       // path matching is trailing-slash tolerant: both spellings must be under the prefix.
-      if (b.kind === 'path') return b.value.startsWith(a.value) && trim(b.value).startsWith(a.value);
+      if (b.kind === 'path')
+        return b.value.startsWith(a.value) && trim(b.value).startsWith(a.value);
       return false;
     case 'path':
       return b.kind === 'path' && trim(a.value) === trim(b.value);
     case 'regex':
-      return b.kind === 'path' && a.re.test(b.value) && a.re.test(b.value.endsWith('/') ? trim(b.value) : `${b.value}/`);
+      return (
+        b.kind === 'path' &&
+        a.re.test(b.value) &&
+        a.re.test(b.value.endsWith('/') ? trim(b.value) : `${b.value}/`)
+      );
   }
 }
 

@@ -10,34 +10,63 @@ const duration = (what: string) =>
   z.union([z.string(), z.number()]).transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === null) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration for ${what} like 30s, 15m, 12h or 14d, got ${JSON.stringify(v)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration for ${what} like 30s, 15m, 12h or 14d, got ${JSON.stringify(v)}`,
+      });
       return z.NEVER;
     }
     return ms;
   });
 
 const httpUrl = (what: string) =>
-  z.string({ error: `expected ${what} as a URL string` }).refine((v) => {
-    try {
-      const u = new URL(v);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && !u.username && !u.password && !!u.hostname;
-    } catch {
-      return false;
-    }
-  }, { message: `expected ${what} as an absolute http(s) URL without credentials, e.g. https://app.example.com` });
+  z.string({ error: `expected ${what} as a URL string` }).refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return (
+          (u.protocol === 'http:' || u.protocol === 'https:') &&
+          !u.username &&
+          !u.password &&
+          !!u.hostname
+        );
+      } catch {
+        return false;
+      }
+    },
+    {
+      message: `expected ${what} as an absolute http(s) URL without credentials, e.g. https://app.example.com`,
+    },
+  );
 
 const stringList = (what: string) =>
-  z.union([z.string(), z.array(z.string())], { error: `expected ${what} as a string or a list of strings` })
-    .transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
+  z
+    .union([z.string(), z.array(z.string())], {
+      error: `expected ${what} as a string or a list of strings`,
+    })
+    .transform((v) =>
+      Array.isArray(v)
+        ? v
+        : v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+    );
 
 // A limit: 0 turns it off, so a typo like -1 or 2.5 must not silently mean "off" or "unlimited".
 const wholeNumber = (what: string, max: number) => {
   const expected = `expected a whole number of ${what}, from 0 (no limit) to ${max}`;
-  return z.number({ error: expected }).int({ error: expected }).min(0, { message: expected }).max(max, { message: expected });
+  return z
+    .number({ error: expected })
+    .int({ error: expected })
+    .min(0, { message: expected })
+    .max(max, { message: expected });
 };
 
 // Pomerium's own docs write `allow_any_authenticated_user: 'true'`; such configs must paste in unchanged.
-const boolish = z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).transform((v) => v === true || v === 'true');
+const boolish = z
+  .union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' })
+  .transform((v) => v === true || v === 'true');
 
 const policyTestSchema = z.strictObject({
   name: z.string({ error: 'expected a name for the policy test' }),
@@ -52,22 +81,38 @@ const policyTestSchema = z.strictObject({
     time: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
   }),
-  expect: z.enum(['allow', 'deny', 'login'], { error: 'expected `expect` to be allow, deny or login' }),
+  expect: z.enum(['allow', 'deny', 'login'], {
+    error: 'expected `expect` to be allow, deny or login',
+  }),
 });
 
-const presetList = z.union([z.enum(IDENTITY_PRESETS), z.array(z.enum(IDENTITY_PRESETS))], { error: `expected identity_headers as one of ${IDENTITY_PRESETS.join(', ')}, or a list of them` })
+const presetList = z
+  .union([z.enum(IDENTITY_PRESETS), z.array(z.enum(IDENTITY_PRESETS))], {
+    error: `expected identity_headers as one of ${IDENTITY_PRESETS.join(', ')}, or a list of them`,
+  })
   .transform((v) => (Array.isArray(v) ? v : [v]));
 
 // true: `Authorization: Bearer <token>`; a string: that header carries the raw token.
-const tokenPass = (what: string) => z.union([z.boolean(), z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)], { error: `expected ${what} as true/false or a header name like X-Access-Token` });
+const tokenPass = (what: string) =>
+  z.union([z.boolean(), z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)], {
+    error: `expected ${what} as true/false or a header name like X-Access-Token`,
+  });
 
-const headerMap = z.record(z.string(), z.string(), { error: 'expected a map of header names to string values' });
+const headerMap = z.record(z.string(), z.string(), {
+  error: 'expected a map of header names to string values',
+});
 
 export const routeSchema = z.strictObject({
   id: z.string().optional(),
   name: z.string().optional(),
-  from: z.string({ error: 'expected `from` as a URL like https://app.example.com (the host this route answers)' }),
-  to: z.union([z.string(), z.array(z.string()).min(1)], { error: 'expected `to` as a URL or a list of URLs' }).optional(),
+  from: z.string({
+    error: 'expected `from` as a URL like https://app.example.com (the host this route answers)',
+  }),
+  to: z
+    .union([z.string(), z.array(z.string()).min(1)], {
+      error: 'expected `to` as a URL or a list of URLs',
+    })
+    .optional(),
   prefix: z.string().startsWith('/', { error: 'expected `prefix` to start with /' }).optional(),
   path: z.string().startsWith('/', { error: 'expected `path` to start with /' }).optional(),
   regex: z.string().optional(),
@@ -105,8 +150,25 @@ export const configSchema = z.strictObject({
   certificates: z.array(z.strictObject({ cert: z.string(), key: z.string() })).optional(),
   client_ca_file: z.string().optional(),
   authenticate_service_url: httpUrl('authenticate_service_url').optional(),
-  authenticate_callback_path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, { message: 'expected a path like /oauth2/callback' }).optional(),
-  idp_provider: z.enum(['oidc', 'keycloak', 'okta', 'google', 'azure', 'auth0', 'authentik', 'gitlab', 'ping', 'onelogin', 'cognito']).optional(),
+  authenticate_callback_path: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._~/-]*$/, { message: 'expected a path like /oauth2/callback' })
+    .optional(),
+  idp_provider: z
+    .enum([
+      'oidc',
+      'keycloak',
+      'okta',
+      'google',
+      'azure',
+      'auth0',
+      'authentik',
+      'gitlab',
+      'ping',
+      'onelogin',
+      'cognito',
+    ])
+    .optional(),
   idp_provider_url: httpUrl('idp_provider_url (the issuer)'),
   idp_client_id: z.string().min(1),
   idp_client_secret: z.string().min(1).optional(),
@@ -117,34 +179,70 @@ export const configSchema = z.strictObject({
   idp_email_claim: z.string().optional(),
   // Email verification (src/identity/email-verified.ts) and ID token signatures (src/identity/id-token.ts).
   idp_allow_unverified_email: z.boolean().optional(),
-  idp_email_verified_missing: z.enum(['refuse', 'trust'], { error: 'expected idp_email_verified_missing as refuse or trust' }).optional(),
+  idp_email_verified_missing: z
+    .enum(['refuse', 'trust'], { error: 'expected idp_email_verified_missing as refuse or trust' })
+    .optional(),
   idp_id_token_algorithms: stringList('idp_id_token_algorithms').optional(),
   cookie_secret: z.string().optional(),
   cookie_secret_file: z.string().optional(),
-  cookie_name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a cookie name made of token characters (letters, digits, - _ .)' }).optional(),
+  cookie_name: z
+    .string()
+    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, {
+      message: 'expected a cookie name made of token characters (letters, digits, - _ .)',
+    })
+    .optional(),
   cookie_domain: z.string().optional(),
   cookie_expire: duration('cookie_expire').optional(),
   cookie_secure: z.boolean().optional(),
   cookie_http_only: z.boolean().optional(),
   cookie_same_site: z.enum(['lax', 'strict', 'none', 'Lax', 'Strict', 'None']).optional(),
   trusted_proxies: stringList('trusted_proxies').optional(),
-  session_storage: z.string({ error: 'expected session_storage as cookie, memory, redis://… or postgres://…' }).optional(),
+  session_storage: z
+    .string({ error: 'expected session_storage as cookie, memory, redis://… or postgres://…' })
+    .optional(),
   idp_refresh_directory_interval: duration('idp_refresh_directory_interval').optional(),
-  session_cache_size: z.number({ error: 'expected a whole number of sessions, from 100 to 1000000' }).int({ error: 'expected a whole number of sessions, from 100 to 1000000' }).min(100, { message: 'expected at least 100 sessions' }).max(1_000_000, { message: 'expected at most 1000000 sessions (each takes about 2.5 KB of memory)' }).optional(),
+  session_cache_size: z
+    .number({ error: 'expected a whole number of sessions, from 100 to 1000000' })
+    .int({ error: 'expected a whole number of sessions, from 100 to 1000000' })
+    .min(100, { message: 'expected at least 100 sessions' })
+    .max(1_000_000, {
+      message: 'expected at most 1000000 sessions (each takes about 2.5 KB of memory)',
+    })
+    .optional(),
   login_rate_limit: wholeNumber('sign-in starts per client address per hour', 1_000_000).optional(),
-  login_rate_limit_global: wholeNumber('sign-in starts per second from all clients together', 100_000).optional(),
+  login_rate_limit_global: wholeNumber(
+    'sign-in starts per second from all clients together',
+    100_000,
+  ).optional(),
   // Drop-in endpoints of the tools Portcullis replaces (src/forward-auth/compat.ts).
-  compat: z.array(z.enum(['oauth2-proxy', 'authentik', 'authelia'], { error: 'expected compat entries among oauth2-proxy, authentik, authelia' }), { error: 'expected `compat` as a list, e.g. [oauth2-proxy]' }).optional(),
+  compat: z
+    .array(
+      z.enum(['oauth2-proxy', 'authentik', 'authelia'], {
+        error: 'expected compat entries among oauth2-proxy, authentik, authelia',
+      }),
+      { error: 'expected `compat` as a list, e.g. [oauth2-proxy]' },
+    )
+    .optional(),
   signing_key: z.string().optional(),
   signing_key_file: z.string().optional(),
-  jwt_claims_headers: z.union([z.record(z.string(), z.string()), z.array(z.string()), z.string()], { error: 'expected jwt_claims_headers as a map of header names to claim names, or a list of claim names' }).optional(),
+  jwt_claims_headers: z
+    .union([z.record(z.string(), z.string()), z.array(z.string()), z.string()], {
+      error:
+        'expected jwt_claims_headers as a map of header names to claim names, or a list of claim names',
+    })
+    .optional(),
   jwt_claims: stringList('jwt_claims').optional(),
   identity_headers: presetList.optional(),
   allow_bearer_tokens: z.boolean().optional(),
   bearer_audiences: stringList('bearer_audiences').optional(),
   bearer_clock_skew: duration('bearer_clock_skew').optional(),
   idp_introspection: z.boolean().optional(),
-  bearer_token_cache_size: z.number({ error: 'expected a whole number of tokens, from 100 to 1000000' }).int({ error: 'expected a whole number of tokens, from 100 to 1000000' }).min(100, { message: 'expected at least 100 tokens' }).max(1_000_000, { message: 'expected at most 1000000 tokens' }).optional(),
+  bearer_token_cache_size: z
+    .number({ error: 'expected a whole number of tokens, from 100 to 1000000' })
+    .int({ error: 'expected a whole number of tokens, from 100 to 1000000' })
+    .min(100, { message: 'expected at least 100 tokens' })
+    .max(1_000_000, { message: 'expected at most 1000000 tokens' })
+    .optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   // Operations (docs/operations.md): a private listener for /metrics, /ping and /ready; the audit log; reload and shutdown.
   metrics_address: z.string().optional(),
@@ -152,9 +250,17 @@ export const configSchema = z.strictObject({
   watch_config: z.boolean().optional(),
   shutdown_timeout: duration('shutdown_timeout').optional(),
   // One worker process per core behind one listening port (src/cluster.ts).
-  workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'expected `workers` as auto or a number of processes from 1 to 256' }).optional(),
-  policy_tests: z.array(policyTestSchema, { error: 'expected `policy_tests` as a list of tests' }).optional(),
-  routes: z.array(routeSchema, { error: 'expected `routes` as a list of routes' }).min(1, { message: 'expected at least one route' }),
+  workers: z
+    .union([z.literal('auto'), z.number().int().min(1).max(256)], {
+      error: 'expected `workers` as auto or a number of processes from 1 to 256',
+    })
+    .optional(),
+  policy_tests: z
+    .array(policyTestSchema, { error: 'expected `policy_tests` as a list of tests' })
+    .optional(),
+  routes: z
+    .array(routeSchema, { error: 'expected `routes` as a list of routes' })
+    .min(1, { message: 'expected at least one route' }),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;

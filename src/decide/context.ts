@@ -7,13 +7,23 @@ import { defaultPort } from './route-table.js';
 import type { RequestContext } from './types.js';
 
 export type ContextResult =
-  | { ok: true; ctx: RequestContext; pathError: string | undefined; /** The socket peer, and whether it is a trusted proxy. */ peerIp: string; trustedPeer: boolean }
+  | {
+      ok: true;
+      ctx: RequestContext;
+      pathError: string | undefined;
+      /** The socket peer, and whether it is a trusted proxy. */ peerIp: string;
+      trustedPeer: boolean;
+    }
   | { ok: false; status: 400; reason: string };
 
-const HOST_RE = /^(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?)*\.?)(?::(\d{1,5}))?$/;
+const HOST_RE =
+  /^(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?)*\.?)(?::(\d{1,5}))?$/;
 
 /** host[:port] from a Host-like header; null when malformed (no userinfo, no paths, one value). */
-export function parseHostHeader(value: string | undefined, scheme: 'http' | 'https'): { host: string; port: number } | null {
+export function parseHostHeader(
+  value: string | undefined,
+  scheme: 'http' | 'https',
+): { host: string; port: number } | null {
   if (!value) return null;
   const v = value.trim().toLowerCase();
   const m = HOST_RE.exec(v);
@@ -38,7 +48,11 @@ export function isBrowser(headers: IncomingMessage['headers']): boolean {
  * The reverse-proxy view of a request: host from Host, path from the request-target, client
  * address from the socket (X-Forwarded-For only through trusted proxies).
  */
-export function contextFromRequest(req: IncomingMessage, isTrusted: (ip: string) => boolean, now = Date.now()): ContextResult {
+export function contextFromRequest(
+  req: IncomingMessage,
+  isTrusted: (ip: string) => boolean,
+  now = Date.now(),
+): ContextResult {
   const peer = normalizeIp(req.socket.remoteAddress ?? '');
   const trustedPeer = isTrusted(peer);
   let scheme: 'http' | 'https' = req.socket instanceof TLSSocket ? 'https' : 'http';
@@ -48,8 +62,14 @@ export function contextFromRequest(req: IncomingMessage, isTrusted: (ip: string)
   }
   // Two Host headers are a smuggling attempt: which one would the upstream believe?
   let hostCount = 0;
-  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === 4 && req.rawHeaders[i]!.toLowerCase() === 'host') hostCount++;
-  if (hostCount !== 1) return { ok: false, status: 400, reason: hostCount ? 'more than one Host header' : 'missing Host header' };
+  for (let i = 0; i < req.rawHeaders.length; i += 2)
+    if (req.rawHeaders[i]!.length === 4 && req.rawHeaders[i]!.toLowerCase() === 'host') hostCount++;
+  if (hostCount !== 1)
+    return {
+      ok: false,
+      status: 400,
+      reason: hostCount ? 'more than one Host header' : 'missing Host header',
+    };
   const hp = parseHostHeader(req.headers.host, scheme);
   if (!hp) return { ok: false, status: 400, reason: 'malformed Host header' };
 
@@ -93,8 +113,13 @@ function clientCertOf(socket: TLSSocket): RequestContext['clientCert'] {
       const peer = socket.getPeerCertificate();
       if (peer && peer.fingerprint256) {
         const subject: Record<string, string> = {};
-        for (const [k, v] of Object.entries(peer.subject ?? {})) subject[k] = Array.isArray(v) ? v.join(',') : String(v);
-        c = { fingerprint256: peer.fingerprint256, subject, san: peer.subjectaltname ? peer.subjectaltname.split(', ') : [] };
+        for (const [k, v] of Object.entries(peer.subject ?? {}))
+          subject[k] = Array.isArray(v) ? v.join(',') : String(v);
+        c = {
+          fingerprint256: peer.fingerprint256,
+          subject,
+          san: peer.subjectaltname ? peer.subjectaltname.split(', ') : [],
+        };
       }
     }
     certs.set(socket, c);

@@ -19,9 +19,28 @@ import type { Identity, PolicyResult, RequestContext, UnavailableCause } from '.
 //   6. outcome          allow | login (no identity and it would matter) | deny
 
 export type Decision =
-  | { kind: 'allow'; route: Route; identity: Identity | null; session: SessionView | null; policy: PolicyResult | null; setCookies: string[] }
-  | { kind: 'login'; route: Route; reason: string; setCookies: string[]; /** A presented token was refused: answer 401 invalid_token with this, never a redirect. */ tokenError?: string }
-  | { kind: 'deny'; route: Route; identity: Identity | null; policy: PolicyResult; setCookies: string[] }
+  | {
+      kind: 'allow';
+      route: Route;
+      identity: Identity | null;
+      session: SessionView | null;
+      policy: PolicyResult | null;
+      setCookies: string[];
+    }
+  | {
+      kind: 'login';
+      route: Route;
+      reason: string;
+      setCookies: string[];
+      /** A presented token was refused: answer 401 invalid_token with this, never a redirect. */ tokenError?: string;
+    }
+  | {
+      kind: 'deny';
+      route: Route;
+      identity: Identity | null;
+      policy: PolicyResult;
+      setCookies: string[];
+    }
   | { kind: 'not_found'; reason: string; knownHost: boolean }
   | { kind: 'bad_request'; route: Route | null; reason: string }
   | { kind: 'unavailable'; route: Route | null; cause: UnavailableCause; reason: string };
@@ -47,22 +66,39 @@ export interface PathCheck {
   trace?: boolean | undefined;
 }
 
-export async function decide(ctx: RequestContext, deps: DecideDeps, check: PathCheck = {}): Promise<Decision> {
+export async function decide(
+  ctx: RequestContext,
+  deps: DecideDeps,
+  check: PathCheck = {},
+): Promise<Decision> {
   // 1. matchRoute
   const route = deps.routes.match(ctx.scheme, ctx.host, ctx.port, ctx.path);
   if (!route) {
     const knownHost = deps.routes.knowsHost(ctx.scheme, ctx.host, ctx.port);
-    return { kind: 'not_found', knownHost, reason: knownHost ? `no route for path ${ctx.path}` : `no route for host ${ctx.host}` };
+    return {
+      kind: 'not_found',
+      knownHost,
+      reason: knownHost ? `no route for path ${ctx.path}` : `no route for host ${ctx.host}`,
+    };
   }
 
   // 2. checkPath
-  if (check.pathError !== undefined && !route.allowAmbiguousPaths) return { kind: 'bad_request', route, reason: check.pathError };
-  if (check.asSent !== undefined && deps.routes.match(ctx.scheme, ctx.host, ctx.port, check.asSent) !== route) {
-    return { kind: 'bad_request', route, reason: `the path as sent (${check.asSent}) selects another route than its normalized form` };
+  if (check.pathError !== undefined && !route.allowAmbiguousPaths)
+    return { kind: 'bad_request', route, reason: check.pathError };
+  if (
+    check.asSent !== undefined &&
+    deps.routes.match(ctx.scheme, ctx.host, ctx.port, check.asSent) !== route
+  ) {
+    return {
+      kind: 'bad_request',
+      route,
+      reason: `the path as sent (${check.asSent}) selects another route than its normalized form`,
+    };
   }
 
   // 3. publicRoute
-  if (route.isPublic) return { kind: 'allow', route, identity: null, session: null, policy: null, setCookies: [] };
+  if (route.isPublic)
+    return { kind: 'allow', route, identity: null, session: null, policy: null, setCookies: [] };
 
   // 4. loadIdentity
   const found = await loadIdentity(ctx, route, deps);
@@ -72,17 +108,39 @@ export async function decide(ctx: RequestContext, deps: DecideDeps, check: PathC
   const policy = route.policy({ ctx, identity: found.identity, trace: check.trace });
 
   // 6. outcome
-  if (policy.allow) return { kind: 'allow', route, identity: found.identity, session: found.session, policy, setCookies: found.setCookies };
-  if (!found.identity && policy.needsIdentity) return { kind: 'login', route, reason: 'no session', setCookies: found.setCookies };
+  if (policy.allow)
+    return {
+      kind: 'allow',
+      route,
+      identity: found.identity,
+      session: found.session,
+      policy,
+      setCookies: found.setCookies,
+    };
+  if (!found.identity && policy.needsIdentity)
+    return { kind: 'login', route, reason: 'no session', setCookies: found.setCookies };
   return { kind: 'deny', route, identity: found.identity, policy, setCookies: found.setCookies };
 }
 
 /** Step 4. A token the client chose to present is judged on its own: a bad one is refused, not swapped for the cookie. */
-async function loadIdentity(ctx: RequestContext, route: Route, deps: DecideDeps): Promise<SessionLookup | Extract<Decision, { kind: 'login' | 'unavailable' }>> {
+async function loadIdentity(
+  ctx: RequestContext,
+  route: Route,
+  deps: DecideDeps,
+): Promise<SessionLookup | Extract<Decision, { kind: 'login' | 'unavailable' }>> {
   const token = deps.tokens ? await deps.tokens.authenticate(ctx, route) : null;
-  if (token?.kind === 'ok') return { identity: token.identity, session: token.session, setCookies: [] };
-  if (token?.kind === 'invalid') return { kind: 'login', route, reason: `token refused: ${token.description}`, tokenError: token.description, setCookies: [] };
-  if (token?.kind === 'unavailable') return { kind: 'unavailable', route, cause: token.cause, reason: token.reason };
+  if (token?.kind === 'ok')
+    return { identity: token.identity, session: token.session, setCookies: [] };
+  if (token?.kind === 'invalid')
+    return {
+      kind: 'login',
+      route,
+      reason: `token refused: ${token.description}`,
+      tokenError: token.description,
+      setCookies: [],
+    };
+  if (token?.kind === 'unavailable')
+    return { kind: 'unavailable', route, cause: token.cause, reason: token.reason };
   try {
     return await deps.sessions.lookup(ctx);
   } catch (e) {

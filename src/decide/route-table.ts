@@ -29,7 +29,13 @@ export class RouteTable {
     if (hit) return hit;
     const exact = this.exact.get(k) ?? [];
     if (!this.wildcards.length) return exact;
-    const wild = this.wildcards.filter((r) => r.from.scheme === scheme && r.from.port === port && host.length > r.from.host.length && host.endsWith(r.from.host));
+    const wild = this.wildcards.filter(
+      (r) =>
+        r.from.scheme === scheme &&
+        r.from.port === port &&
+        host.length > r.from.host.length &&
+        host.endsWith(r.from.host),
+    );
     if (!wild.length) return exact;
     const all = [...exact, ...wild].sort((a, b) => a.index - b.index);
     if (this.cache.size > 4096) this.cache.clear();
@@ -48,7 +54,14 @@ export class RouteTable {
   }
 
   hosts(): string[] {
-    return [...new Set(this.routes.map((r) => `${r.from.scheme}://${r.from.wildcard ? `*${r.from.host}` : r.from.host}${defaultPort(r.from.scheme) === r.from.port ? '' : `:${r.from.port}`}`))];
+    return [
+      ...new Set(
+        this.routes.map(
+          (r) =>
+            `${r.from.scheme}://${r.from.wildcard ? `*${r.from.host}` : r.from.host}${defaultPort(r.from.scheme) === r.from.port ? '' : `:${r.from.port}`}`,
+        ),
+      ),
+    ];
   }
 }
 
@@ -69,7 +82,10 @@ export function pathMatches(r: Route, path: string): boolean {
       return path.startsWith(m.value);
     case 'path':
       // Trailing-slash tolerant: /admin and /admin/ are the same page to users.
-      return path === m.value || (m.value.endsWith('/') ? path === m.value.slice(0, -1) : path === `${m.value}/`);
+      return (
+        path === m.value ||
+        (m.value.endsWith('/') ? path === m.value.slice(0, -1) : path === `${m.value}/`)
+      );
     case 'regex':
       return m.re.test(path);
   }

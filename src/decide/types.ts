@@ -24,7 +24,8 @@ export interface RequestContext {
   /** Milliseconds since the epoch; fixed per request so every criterion sees the same time. */
   now: number;
   /** Verified TLS client certificate, when the listener asks for one. */
-  clientCert?: { fingerprint256: string; subject: Record<string, string>; san: string[] } | undefined;
+  clientCert?:
+    { fingerprint256: string; subject: Record<string, string>; san: string[] } | undefined;
 }
 
 /** Who is asking, from a validated session or a verified bearer token. Never from client headers. */
@@ -87,4 +88,3 @@ export type UnavailableCause =
   | 'idp_keys'
   /** An opaque bearer token could not be introspected at the IdP. */
   | 'idp_introspection';
-

@@ -17,10 +17,10 @@ export interface HostPattern {
 }
 
 export type HostBinding =
-  | { ok: true; patterns: readonly HostPattern[] | null }
-  | { ok: false; reason: string };
+  { ok: true; patterns: readonly HostPattern[] | null } | { ok: false; reason: string };
 
-const NAME_RE = /^(\*\.)?([a-z0-9](?:[a-z0-9_-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?)*)\.?(?::(\d{1,5}))?$/;
+const NAME_RE =
+  /^(\*\.)?([a-z0-9](?:[a-z0-9_-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?)*)\.?(?::(\d{1,5}))?$/;
 const IPV6_RE = /^(\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/;
 const UNBOUND: HostBinding = { ok: true, patterns: null };
 
@@ -36,7 +36,9 @@ function pattern(text: string): HostPattern | null {
   if (!m) return null;
   const port = m[3] === undefined ? undefined : Number(m[3]);
   if (port !== undefined && (port < 1 || port > 65535)) return null;
-  return m[1] ? { host: `.${m[2]!}`, wildcard: true, port } : { host: m[2]!, wildcard: false, port };
+  return m[1]
+    ? { host: `.${m[2]!}`, wildcard: true, port }
+    : { host: m[2]!, wildcard: false, port };
 }
 
 // The auth URL is fixed per location, so a handful of distinct queries arrive over and over.
@@ -58,12 +60,16 @@ export function hostBinding(query: string): HostBinding {
     for (const item of values.flatMap((v) => v.split(','))) {
       const p = pattern(item);
       if (!p) {
-        result = { ok: false, reason: `the auth URL's host=${JSON.stringify(item.slice(0, 100))} is not a host name, *.domain or [IPv6], with an optional :port` };
+        result = {
+          ok: false,
+          reason: `the auth URL's host=${JSON.stringify(item.slice(0, 100))} is not a host name, *.domain or [IPv6], with an optional :port`,
+        };
         break;
       }
       patterns.push(p);
     }
-    if (patterns.length === values.flatMap((v) => v.split(',')).length) result = { ok: true, patterns };
+    if (patterns.length === values.flatMap((v) => v.split(',')).length)
+      result = { ok: true, patterns };
   }
   if (cache.size >= 256) cache.clear();
   cache.set(query, result);
@@ -74,7 +80,8 @@ export function hostBinding(query: string): HostBinding {
 export function hostAllowed(patterns: readonly HostPattern[], host: string, port: number): boolean {
   for (const p of patterns) {
     if (p.port !== undefined && p.port !== port) continue;
-    if (p.wildcard ? host.length > p.host.length && host.endsWith(p.host) : host === p.host) return true;
+    if (p.wildcard ? host.length > p.host.length && host.endsWith(p.host) : host === p.host)
+      return true;
   }
   return false;
 }

@@ -58,7 +58,13 @@ function single(req: IncomingMessage, name: string): string | undefined | null {
 }
 
 type Target =
-  | { ok: true; path: string; query: string; pathError: string | undefined; asSent: string | undefined }
+  | {
+      ok: true;
+      path: string;
+      query: string;
+      pathError: string | undefined;
+      asSent: string | undefined;
+    }
   | { ok: false; reason: string };
 
 /**
@@ -83,7 +89,13 @@ function normalizeTarget(target: string): Target {
   }
   const lenient = normalizeRequestTarget(target, { allowAmbiguous: true });
   if (!lenient.ok) return { ok: false, reason: `original request: ${strict.reason}` };
-  return { ok: true, path: lenient.path, query: lenient.query, pathError: strict.reason, asSent: lenient.asSent };
+  return {
+    ok: true,
+    path: lenient.path,
+    query: lenient.query,
+    pathError: strict.reason,
+    asSent: lenient.asSent,
+  };
 }
 
 /** A request-target from X-Forwarded-Uri or the rest of X-Original-URL: origin-form, `?q` alone means `/?q`. */
@@ -116,15 +128,23 @@ export function originalContext(
     const t = normalizeTarget(asTarget(envoyTarget ?? ''));
     if (!t.ok) return { ok: false, status: 400, reason: t.reason };
     return {
-      ok: true, trusted, pathError: t.pathError, asSent: t.asSent,
+      ok: true,
+      trusted,
+      pathError: t.pathError,
+      asSent: t.asSent,
       ctx: { ...base, path: t.path, query: t.query, browser: isBrowser(req.headers) },
     };
   }
 
   // Nobody forwards what an untrusted caller asks about: it is judged as it arrived.
-  if (!trusted) return { ok: true, trusted, pathError: arrival.pathError, asSent: undefined, ctx: base };
+  if (!trusted)
+    return { ok: true, trusted, pathError: arrival.pathError, asSent: undefined, ctx: base };
 
-  const dup = (n: string) => ({ ok: false as const, status: 400 as const, reason: `more than one ${n} header` });
+  const dup = (n: string) => ({
+    ok: false as const,
+    status: 400 as const,
+    reason: `more than one ${n} header`,
+  });
   const xou = source === 'original-url' ? single(req, 'x-original-url') : undefined;
   const xfp = single(req, 'x-forwarded-proto');
   const xfh = single(req, 'x-forwarded-host');
@@ -139,8 +159,16 @@ export function originalContext(
   if (xfm === null) return dup('X-Forwarded-Method');
   // Empty is not absent: it says the proxy meant to describe the request and its variable was
   // empty, which the operator must hear as such, not as "add this header".
-  const empty = ([['X-Original-URL', xou], ['X-Forwarded-Proto', xfp], ['X-Forwarded-Host', xfh], ['X-Forwarded-Uri', xfu],
-    ['X-Original-Method', xom], ['X-Forwarded-Method', xfm]] as const).find(([, v]) => v === '');
+  const empty = (
+    [
+      ['X-Original-URL', xou],
+      ['X-Forwarded-Proto', xfp],
+      ['X-Forwarded-Host', xfh],
+      ['X-Forwarded-Uri', xfu],
+      ['X-Original-Method', xom],
+      ['X-Forwarded-Method', xfm],
+    ] as const
+  ).find(([, v]) => v === '');
   if (empty) return { ok: false, status: 400, reason: `the ${empty[0]} header is empty` };
 
   let scheme: 'http' | 'https';
@@ -148,19 +176,31 @@ export function originalContext(
   let target: string;
   if (xou !== undefined) {
     const m = ORIGINAL_URL_RE.exec(xou);
-    if (!m) return { ok: false, status: 400, reason: 'X-Original-URL is not an absolute http(s) URL' };
+    if (!m)
+      return { ok: false, status: 400, reason: 'X-Original-URL is not an absolute http(s) URL' };
     scheme = m[1]!.toLowerCase() as 'http' | 'https';
     hostValue = m[2]!;
     target = asTarget(m[3]!);
     // Two descriptions of one request must agree: the one the proxy did not set is the client's.
-    if (xfu !== undefined && xfu !== target) return { ok: false, status: 400, reason: 'X-Original-URL and X-Forwarded-Uri name different requests' };
+    if (xfu !== undefined && xfu !== target)
+      return {
+        ok: false,
+        status: 400,
+        reason: 'X-Original-URL and X-Forwarded-Uri name different requests',
+      };
     if (xfh !== undefined) {
       const a = parseHostHeader(hostValue, scheme);
       const b = parseHostHeader(xfh, scheme);
-      if (!a || !b || a.host !== b.host) return { ok: false, status: 400, reason: 'X-Original-URL and X-Forwarded-Host name different hosts' };
+      if (!a || !b || a.host !== b.host)
+        return {
+          ok: false,
+          status: 400,
+          reason: 'X-Original-URL and X-Forwarded-Host name different hosts',
+        };
     }
   } else if (xfh !== undefined && xfu !== undefined) {
-    if (xfp !== undefined && xfp !== 'http' && xfp !== 'https') return { ok: false, status: 400, reason: 'X-Forwarded-Proto is neither http nor https' };
+    if (xfp !== undefined && xfp !== 'http' && xfp !== 'https')
+      return { ok: false, status: 400, reason: 'X-Forwarded-Proto is neither http nor https' };
     scheme = (xfp as 'http' | 'https' | undefined) ?? base.scheme;
     hostValue = xfh;
     target = asTarget(xfu);
@@ -169,18 +209,31 @@ export function originalContext(
     // auth request itself would apply the policy of the wrong path: refuse, and say what is missing.
     // A 4xx all the same (issue 17): a 500 reads as Portcullis failing, and a client that can
     // strip a header at some hop could otherwise turn its request into our 5xx.
-    const only = xfh !== undefined ? ' (X-Forwarded-Uri is missing)' : xfu !== undefined ? ' (X-Forwarded-Host is missing)' : '';
+    const only =
+      xfh !== undefined
+        ? ' (X-Forwarded-Uri is missing)'
+        : xfu !== undefined
+          ? ' (X-Forwarded-Host is missing)'
+          : '';
     return {
-      ok: false, status: 400, misconfigured: true,
-      reason: source === 'original-url'
-        ? `the proxy sent neither X-Original-URL nor X-Forwarded-Host and X-Forwarded-Uri${only} (nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri;)`
-        : `the proxy sent no X-Forwarded-Host and X-Forwarded-Uri${only}`,
+      ok: false,
+      status: 400,
+      misconfigured: true,
+      reason:
+        source === 'original-url'
+          ? `the proxy sent neither X-Original-URL nor X-Forwarded-Host and X-Forwarded-Uri${only} (nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri;)`
+          : `the proxy sent no X-Forwarded-Host and X-Forwarded-Uri${only}`,
     };
   }
 
   const hp = parseHostHeader(hostValue, scheme);
   if (!hp) return { ok: false, status: 400, reason: 'malformed host in the original request' };
-  if (!target.startsWith('/')) return { ok: false, status: 400, reason: 'the original request-target is not an absolute path' };
+  if (!target.startsWith('/'))
+    return {
+      ok: false,
+      status: 400,
+      reason: 'the original request-target is not an absolute path',
+    };
   const t = normalizeTarget(target);
   if (!t.ok) return { ok: false, status: 400, reason: t.reason };
 
@@ -188,7 +241,8 @@ export function originalContext(
     return { ok: false, status: 400, reason: 'X-Original-Method and X-Forwarded-Method differ' };
   }
   const method = xom ?? xfm;
-  if (method !== undefined && !METHOD_RE.test(method)) return { ok: false, status: 400, reason: 'malformed original method' };
+  if (method !== undefined && !METHOD_RE.test(method))
+    return { ok: false, status: 400, reason: 'malformed original method' };
 
   return {
     ok: true,

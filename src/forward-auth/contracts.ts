@@ -61,20 +61,47 @@ const autheliaHeaders: IdentityHeaders = (id) => [
   ['Remote-Name', id?.name ?? ''],
 ];
 
-export const NGINX: Contract = { source: 'original-url', style: 'nginx', allowStatus: 200, headers: portcullisHeaders };
-export const FORWARDED: Contract = { source: 'forwarded', style: 'redirect', allowStatus: 200, headers: portcullisHeaders };
-export const ENVOY: Contract = { source: 'path', style: 'redirect', allowStatus: 200, headers: portcullisHeaders };
+export const NGINX: Contract = {
+  source: 'original-url',
+  style: 'nginx',
+  allowStatus: 200,
+  headers: portcullisHeaders,
+};
+export const FORWARDED: Contract = {
+  source: 'forwarded',
+  style: 'redirect',
+  allowStatus: 200,
+  headers: portcullisHeaders,
+};
+export const ENVOY: Contract = {
+  source: 'path',
+  style: 'redirect',
+  allowStatus: 200,
+  headers: portcullisHeaders,
+};
 
 export const OAUTH2_AUTH: Contract = {
-  source: 'original-url', style: 'nginx', allowStatus: 202, headers: oauth2Headers, constraints: oauth2Constraints,
+  source: 'original-url',
+  style: 'nginx',
+  allowStatus: 202,
+  headers: oauth2Headers,
+  constraints: oauth2Constraints,
 };
 
 export const AUTHENTIK_NGINX: Contract = { ...NGINX, headers: authentikHeaders };
 export const AUTHENTIK_FORWARDED: Contract = { ...FORWARDED, headers: authentikHeaders };
 export const AUTHENTIK_ENVOY: Contract = { ...ENVOY, headers: authentikHeaders };
 
-export const AUTHELIA_FORWARD_AUTH: Contract = { ...FORWARDED, headers: autheliaHeaders, seeOther: true };
-export const AUTHELIA_AUTH_REQUEST: Contract = { ...NGINX, headers: autheliaHeaders, alwaysLocation: true };
+export const AUTHELIA_FORWARD_AUTH: Contract = {
+  ...FORWARDED,
+  headers: autheliaHeaders,
+  seeOther: true,
+};
+export const AUTHELIA_AUTH_REQUEST: Contract = {
+  ...NGINX,
+  headers: autheliaHeaders,
+  alwaysLocation: true,
+};
 /** Legacy /api/verify with `rd`: Authelia redirects when told where its portal is (we always know). */
 export const AUTHELIA_VERIFY_RD: Contract = { ...AUTHELIA_FORWARD_AUTH, source: 'original-url' };
 export const AUTHELIA_ENVOY: Contract = { ...ENVOY, headers: autheliaHeaders, seeOther: true };

@@ -22,9 +22,16 @@ const PORTCULLIS_PING = '/.portcullis/ping';
 // Headers only a forward-auth request carries. oauth2-proxy once answered its health check to
 // any request with the probe's User-Agent, and auth_request passes the client's User-Agent:
 // a health answer must never be mistaken for "allowed".
-const FORWARD_AUTH_MARKERS = ['x-original-url', 'x-original-uri', 'x-original-method', 'x-forwarded-uri', 'x-forwarded-method'];
+const FORWARD_AUTH_MARKERS = [
+  'x-original-url',
+  'x-original-uri',
+  'x-original-method',
+  'x-forwarded-uri',
+  'x-forwarded-method',
+];
 
-const hasMarkers = (req: IncomingMessage): boolean => FORWARD_AUTH_MARKERS.some((h) => req.headers[h] !== undefined);
+const hasMarkers = (req: IncomingMessage): boolean =>
+  FORWARD_AUTH_MARKERS.some((h) => req.headers[h] !== undefined);
 
 /** Cheap test run on every request: is this path answered by this module? */
 export function isForwardAuthPath(rt: Runtime, ctx: RequestContext, req: IncomingMessage): boolean {
@@ -44,30 +51,66 @@ export interface ForwardAuthOutcome {
 }
 
 /** Answers a path isForwardAuthPath accepted. */
-export async function answerForwardAuth(rt: Runtime, ctx: RequestContext, pathError: string | undefined, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<ForwardAuthOutcome> {
+export async function answerForwardAuth(
+  rt: Runtime,
+  ctx: RequestContext,
+  pathError: string | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+): Promise<ForwardAuthOutcome> {
   const p = ctx.path;
   const found = p === PORTCULLIS_PING ? null : lookupEndpoint(p, req.url ?? '', rt.cfg.compat);
   if (found === null || (found.found === 'exact' && found.entry.handling.kind === 'health')) {
     if (hasMarkers(req)) {
-      sendOutcome(res, true, codes.not_a_forward_auth_endpoint, { message: `${p} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`, requestId });
-      return { ctx, decision: undefined, label: 'health_refused', reason: 'forward-auth headers on a health endpoint' };
+      sendOutcome(res, true, codes.not_a_forward_auth_endpoint, {
+        message: `${p} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`,
+        requestId,
+      });
+      return {
+        ctx,
+        decision: undefined,
+        label: 'health_refused',
+        reason: 'forward-auth headers on a health endpoint',
+      };
     }
     const body = 'OK\n';
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length), 'cache-control': 'no-store' });
+    res.writeHead(200, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': String(body.length),
+      'cache-control': 'no-store',
+    });
     res.end(body);
     return { ctx, decision: undefined, label: 'health', reason: p };
   }
   const arrival = { ctx, pathError };
   switch (found.found) {
     case 'prefix':
-      if (found.entry.handling.kind === 'judge') return judge(rt, arrival, req, res, requestId, found.entry.handling.contract, found.rest);
+      if (found.entry.handling.kind === 'judge')
+        return judge(rt, arrival, req, res, requestId, found.entry.handling.contract, found.rest);
       break;
     case 'encoded_prefix':
-      sendOutcome(res, !ctx.browser, codes.bad_request, { message: 'The forward-auth path must be spelled literally.', requestId });
-      return { ctx, decision: undefined, label: 'forward_auth', reason: 'encoded forward-auth prefix' };
+      sendOutcome(res, !ctx.browser, codes.bad_request, {
+        message: 'The forward-auth path must be spelled literally.',
+        requestId,
+      });
+      return {
+        ctx,
+        decision: undefined,
+        label: 'forward_auth',
+        reason: 'encoded forward-auth prefix',
+      };
     case 'exact': {
       const h = found.entry.handling;
-      if (h.kind === 'judge') return judge(rt, arrival, req, res, requestId, h.variant ? h.variant(ctx.query) : h.contract);
+      if (h.kind === 'judge')
+        return judge(
+          rt,
+          arrival,
+          req,
+          res,
+          requestId,
+          h.variant ? h.variant(ctx.query) : h.contract,
+        );
       if (h.kind === 'browser') {
         await browserEndpoint(rt, ctx, req, res, requestId);
         return { ctx, decision: undefined, label: 'portcullis', reason: p };
@@ -77,8 +120,16 @@ export async function answerForwardAuth(rt: Runtime, ctx: RequestContext, pathEr
     case 'none':
       break;
   }
-  sendOutcome(res, !ctx.browser, codes.not_found, { message: `${p} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`, requestId });
-  return { ctx, decision: undefined, label: 'forward_auth', reason: 'unknown forward-auth endpoint' };
+  sendOutcome(res, !ctx.browser, codes.not_found, {
+    message: `${p} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`,
+    requestId,
+  });
+  return {
+    ctx,
+    decision: undefined,
+    label: 'forward_auth',
+    reason: 'unknown forward-auth endpoint',
+  };
 }
 
 /** Header values as the proxies will copy them: UTF-8 bytes, no control characters. */
@@ -87,18 +138,41 @@ function headerValue(s: string): string {
   return Buffer.from(s.replace(/[\u0000-\u001f\u007f]/g, ''), 'utf8').toString('latin1');
 }
 
-async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: string | undefined }, req: IncomingMessage, res: ServerResponse, requestId: string, c: Contract, envoyTarget?: string): Promise<ForwardAuthOutcome> {
+async function judge(
+  rt: Runtime,
+  arrival: { ctx: RequestContext; pathError: string | undefined },
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  c: Contract,
+  envoyTarget?: string,
+): Promise<ForwardAuthOutcome> {
   const o = originalContext(req, arrival, c.source, rt.cfg.isTrustedProxy, envoyTarget);
   if (!o.ok) {
-    if (o.misconfigured) rt.log.warn({ requestId, event: 'forward_auth_misconfigured', detail: o.reason }, 'forward-auth request does not describe the original request');
-    else rt.log.warn({ requestId, event: 'forward_auth_refused', detail: o.reason }, 'forward-auth request refused');
+    if (o.misconfigured)
+      rt.log.warn(
+        { requestId, event: 'forward_auth_misconfigured', detail: o.reason },
+        'forward-auth request does not describe the original request',
+      );
+    else
+      rt.log.warn(
+        { requestId, event: 'forward_auth_refused', detail: o.reason },
+        'forward-auth request refused',
+      );
     // nginx would turn a 400 into a 500; for it a malformed description is simply not allowed.
     const status = c.style === 'nginx' ? 403 : o.status;
-    sendOutcome(res, !arrival.ctx.browser, o.misconfigured ? codes.forward_auth_misconfigured : codes.bad_request, {
-      status,
-      message: o.misconfigured ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.' : `This request was refused: ${o.reason}.`,
-      requestId,
-    });
+    sendOutcome(
+      res,
+      !arrival.ctx.browser,
+      o.misconfigured ? codes.forward_auth_misconfigured : codes.bad_request,
+      {
+        status,
+        message: o.misconfigured
+          ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.'
+          : `This request was refused: ${o.reason}.`,
+        requestId,
+      },
+    );
     return { ctx: arrival.ctx, decision: undefined, label: 'forward_auth', reason: o.reason };
   }
   const ctx = o.ctx;
@@ -116,17 +190,32 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
   if (d.kind === 'allow' && c.constraints) {
     const unmet = c.constraints(arrival.ctx.query, d.identity);
     if (unmet !== null) {
-      sendOutcome(res, true, d.identity ? codes.access_denied : codes.unauthenticated, { message: unmet, requestId, setCookies });
+      sendOutcome(res, true, d.identity ? codes.access_denied : codes.unauthenticated, {
+        message: unmet,
+        requestId,
+        setCookies,
+      });
       return { ...out, reason: unmet };
     }
   }
 
   if (d.kind === 'allow') {
-    const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', 'x-request-id': requestId, 'content-length': '0' };
+    const headers: Record<string, string | string[]> = {
+      'cache-control': 'no-store',
+      'x-request-id': requestId,
+      'content-length': '0',
+    };
     for (const [k, v] of c.headers(d.identity)) headers[k.toLowerCase()] = headerValue(v);
     // The signed assertion, the route's header presets and claim headers: the same set the
     // reverse proxy sends upstream (proxies copy them with authResponseHeaders/copy_headers).
-    for (const [k, v] of await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(ctx))) headers[k] = v;
+    for (const [k, v] of await identityResponseHeaders(
+      rt,
+      d.route,
+      d.identity,
+      d.session,
+      audienceHost(ctx),
+    ))
+      headers[k] = v;
     if (setCookies.length) headers['set-cookie'] = setCookies;
     res.writeHead(c.allowStatus, headers);
     res.end();
@@ -142,13 +231,24 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
     const signin = signInUrl(rt, ctx, `${rt.origin(ctx)}${ctx.path}${ctx.query}`);
     if (c.style === 'redirect' && ctx.browser) {
       if (c.seeOther && ctx.method !== 'GET' && ctx.method !== 'HEAD' && ctx.method !== 'OPTIONS') {
-        res.writeHead(303, { location: signin, 'cache-control': 'no-store', 'x-request-id': requestId, 'content-length': '0', ...(setCookies.length ? { 'set-cookie': setCookies } : {}) });
+        res.writeHead(303, {
+          location: signin,
+          'cache-control': 'no-store',
+          'x-request-id': requestId,
+          'content-length': '0',
+          ...(setCookies.length ? { 'set-cookie': setCookies } : {}),
+        });
         res.end();
       } else sendRedirect(res, signin, setCookies, requestId);
     } else {
       sendOutcome(res, true, codes.unauthenticated, {
-        message: 'This resource needs a session or a bearer token.', requestId, setCookies,
-        headers: { 'www-authenticate': 'Bearer realm="portcullis"', ...(ctx.browser || c.alwaysLocation ? { location: signin } : {}) },
+        message: 'This resource needs a session or a bearer token.',
+        requestId,
+        setCookies,
+        headers: {
+          'www-authenticate': 'Bearer realm="portcullis"',
+          ...(ctx.browser || c.alwaysLocation ? { location: signin } : {}),
+        },
       });
     }
     return { ...out, reason: d.reason };
@@ -156,12 +256,38 @@ async function judge(rt: Runtime, arrival: { ctx: RequestContext; pathError: str
 
   const reason = d.kind === 'deny' ? d.policy.reason : d.reason;
   if (c.style === 'nginx') {
-    if (d.kind === 'not_found' && !d.knownHost) rt.log.warn({ requestId, event: 'forward_auth_unknown_host', host: ctx.host, port: ctx.port, scheme: ctx.scheme, configuredHosts: rt.routes.hosts() }, 'forward-auth asked about a host no route serves');
+    if (d.kind === 'not_found' && !d.knownHost)
+      rt.log.warn(
+        {
+          requestId,
+          event: 'forward_auth_unknown_host',
+          host: ctx.host,
+          port: ctx.port,
+          scheme: ctx.scheme,
+          configuredHosts: rt.routes.hosts(),
+        },
+        'forward-auth asked about a host no route serves',
+      );
     // 401 would start a login that cannot help, anything but 2xx/401/403 becomes nginx's 500:
     // everything that is not "allow" or "sign in" is a 403 for nginx. A store outage is not a
     // decision, and nginx's 500 is the truth there.
-    if (d.kind === 'unavailable') sendOutcome(res, true, unavailableCode(d.cause), { message: 'This request cannot be checked right now.', requestId, setCookies });
-    else sendOutcome(res, true, d.kind === 'deny' ? codes.access_denied : d.kind === 'not_found' ? codes.not_found : codes.bad_request, { status: 403, message: 'Access denied.', requestId, setCookies });
+    if (d.kind === 'unavailable')
+      sendOutcome(res, true, unavailableCode(d.cause), {
+        message: 'This request cannot be checked right now.',
+        requestId,
+        setCookies,
+      });
+    else
+      sendOutcome(
+        res,
+        true,
+        d.kind === 'deny'
+          ? codes.access_denied
+          : d.kind === 'not_found'
+            ? codes.not_found
+            : codes.bad_request,
+        { status: 403, message: 'Access denied.', requestId, setCookies },
+      );
     return { ...out, reason };
   }
   await renderRefusal(a, d);
@@ -174,11 +300,26 @@ const unboundWarned = new WeakSet<object>();
  * The host binding of the auth URL (binding.ts): null when the original host may be judged here,
  * else the reason, with the answer already sent.
  */
-function boundHost(rt: Runtime, arrival: RequestContext, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string, c: Contract): string | null {
+function boundHost(
+  rt: Runtime,
+  arrival: RequestContext,
+  ctx: RequestContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  c: Contract,
+): string | null {
   const binding = hostBinding(arrival.query);
   if (!binding.ok) {
-    rt.log.warn({ requestId, event: 'forward_auth_misconfigured', detail: binding.reason }, 'forward-auth URL has a malformed host binding');
-    sendOutcome(res, true, codes.forward_auth_misconfigured, { message: 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.', requestId });
+    rt.log.warn(
+      { requestId, event: 'forward_auth_misconfigured', detail: binding.reason },
+      'forward-auth URL has a malformed host binding',
+    );
+    sendOutcome(res, true, codes.forward_auth_misconfigured, {
+      message:
+        'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.',
+      requestId,
+    });
     return binding.reason;
   }
   if (binding.patterns === null) {
@@ -186,15 +327,30 @@ function boundHost(rt: Runtime, arrival: RequestContext, ctx: RequestContext, re
     // with a Host rule, a Caddy site block); said once, so the operator can bind the location.
     if (!unboundWarned.has(rt.cfg) && rt.routes.hosts().length > 1 && isTrustedPeer(rt, req)) {
       unboundWarned.add(rt.cfg);
-      rt.log.warn({ requestId, event: 'forward_auth_unbound', endpoint: arrival.path }, 'forward-auth URL names no host (?host=...): the client\'s Host chooses which route is judged; see docs/recipes');
+      rt.log.warn(
+        { requestId, event: 'forward_auth_unbound', endpoint: arrival.path },
+        "forward-auth URL names no host (?host=...): the client's Host chooses which route is judged; see docs/recipes",
+      );
     }
     return null;
   }
   if (hostAllowed(binding.patterns, ctx.host, ctx.port)) return null;
   const reason = `host ${ctx.host}:${ctx.port} is not one this auth location protects (${arrival.query.slice(1, 200)})`;
-  rt.log.warn({ requestId, event: 'forward_auth_wrong_host', host: ctx.host, port: ctx.port, binding: arrival.query.slice(1, 200) }, 'forward-auth asked about a host its URL does not protect');
+  rt.log.warn(
+    {
+      requestId,
+      event: 'forward_auth_wrong_host',
+      host: ctx.host,
+      port: ctx.port,
+      binding: arrival.query.slice(1, 200),
+    },
+    'forward-auth asked about a host its URL does not protect',
+  );
   // 403 for every proxy: nginx would turn a 400 or 421 into a 500, and no sign-in can help.
-  sendOutcome(res, c.style === 'nginx' || !ctx.browser, codes.wrong_host, { message: 'This site does not serve the host this request named.', requestId });
+  sendOutcome(res, c.style === 'nginx' || !ctx.browser, codes.wrong_host, {
+    message: 'This site does not serve the host this request named.',
+    requestId,
+  });
   return reason;
 }
 
@@ -203,11 +359,24 @@ function isTrustedPeer(rt: Runtime, req: IncomingMessage): boolean {
 }
 
 /** Browser-facing drop-in endpoints: the same sign-in, callback and sign-out as /.portcullis/. */
-async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+async function browserEndpoint(
+  rt: Runtime,
+  ctx: RequestContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+): Promise<void> {
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
   // Like /.portcullis/: on route hosts and the authenticate host only, never a default route.
-  if (!rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) && !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))) {
-    await renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
+  if (
+    !rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) &&
+    !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))
+  ) {
+    await renderRefusal(a, {
+      kind: 'not_found',
+      knownHost: false,
+      reason: `no route for host ${ctx.host}`,
+    });
     return;
   }
   const m = ctx.method;
@@ -230,15 +399,37 @@ async function browserEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMe
       if (get) {
         const found = await rt.sessions.lookup(ctx);
         if (!found.identity) {
-          sendJson(res, 401, { error: 'unauthenticated', message: 'no valid session', request_id: requestId }, { 'x-request-id': requestId, ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}) });
+          sendJson(
+            res,
+            401,
+            { error: 'unauthenticated', message: 'no valid session', request_id: requestId },
+            {
+              'x-request-id': requestId,
+              ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
+            },
+          );
           return;
         }
         const id = found.identity;
         // oauth2-proxy's shape: empty groups and preferredUsername are left out.
-        sendJson(res, 200, { user: id.user, email: id.email, ...(id.groups.length ? { groups: id.groups } : {}), ...(id.preferredUsername ? { preferredUsername: id.preferredUsername } : {}) }, { 'x-request-id': requestId });
+        sendJson(
+          res,
+          200,
+          {
+            user: id.user,
+            email: id.email,
+            ...(id.groups.length ? { groups: id.groups } : {}),
+            ...(id.preferredUsername ? { preferredUsername: id.preferredUsername } : {}),
+          },
+          { 'x-request-id': requestId },
+        );
         return;
       }
       break;
   }
-  sendOutcome(res, !ctx.browser, codes.method_not_allowed, { message: `${m} is not allowed on ${ctx.path}.`, requestId, headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' } });
+  sendOutcome(res, !ctx.browser, codes.method_not_allowed, {
+    message: `${m} is not allowed on ${ctx.path}.`,
+    requestId,
+    headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' },
+  });
 }

@@ -7,7 +7,11 @@ import type { Identity } from '../decide/types.js';
 export function oauth2Constraints(query: string, id: Identity | null): string | null {
   const q = new URLSearchParams(query.startsWith('?') ? query.slice(1) : query);
   const list = (k: string): string[] | null => {
-    const all = q.getAll(k).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+    const all = q
+      .getAll(k)
+      .flatMap((v) => v.split(','))
+      .map((v) => v.trim())
+      .filter(Boolean);
     return all.length ? all : null;
   };
   const groups = list('allowed_groups');
@@ -17,9 +21,12 @@ export function oauth2Constraints(query: string, id: Identity | null): string | 
   if (!groups && !emails && !domains && !users) return null;
   if (!id) return 'this location requires a signed-in user';
   const email = id.email.toLowerCase();
-  if (groups && !groups.some((g) => id.groups.includes(g))) return `needs one of the groups ${groups.join(', ')}`;
+  if (groups && !groups.some((g) => id.groups.includes(g)))
+    return `needs one of the groups ${groups.join(', ')}`;
   if (emails && !emails.some((e) => e.toLowerCase() === email)) return 'email not allowed here';
-  if (domains && !domains.some((d) => email.endsWith(`@${d.toLowerCase().replace(/^@/, '')}`))) return 'email domain not allowed here';
-  if (users && !users.includes(id.user) && !users.includes(id.preferredUsername)) return 'user not allowed here';
+  if (domains && !domains.some((d) => email.endsWith(`@${d.toLowerCase().replace(/^@/, '')}`)))
+    return 'email domain not allowed here';
+  if (users && !users.includes(id.user) && !users.includes(id.preferredUsername))
+    return 'user not allowed here';
   return null;
 }

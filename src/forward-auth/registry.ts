@@ -40,27 +40,72 @@ export const ENTRIES: readonly Entry[] = [
   { path: '/.portcullis/auth/envoy', prefix: true, compat: null, handling: judge(C.ENVOY) },
 
   { path: '/oauth2/auth', prefix: false, compat: 'oauth2-proxy', handling: judge(C.OAUTH2_AUTH) },
-  ...['/oauth2/start', '/oauth2/sign_in', '/oauth2/callback', '/oauth2/sign_out', '/oauth2/userinfo'].map(
-    (path): Entry => ({ path, prefix: false, compat: 'oauth2-proxy', handling: BROWSER }),
-  ),
+  ...[
+    '/oauth2/start',
+    '/oauth2/sign_in',
+    '/oauth2/callback',
+    '/oauth2/sign_out',
+    '/oauth2/userinfo',
+  ].map((path): Entry => ({ path, prefix: false, compat: 'oauth2-proxy', handling: BROWSER })),
   { path: '/ping', prefix: false, compat: 'oauth2-proxy', handling: HEALTH },
   { path: '/ready', prefix: false, compat: 'oauth2-proxy', handling: HEALTH },
 
-  { path: '/outpost.goauthentik.io/auth/nginx', prefix: false, compat: 'authentik', handling: judge(C.AUTHENTIK_NGINX) },
-  { path: '/outpost.goauthentik.io/auth/traefik', prefix: false, compat: 'authentik', handling: judge(C.AUTHENTIK_FORWARDED) },
-  { path: '/outpost.goauthentik.io/auth/caddy', prefix: false, compat: 'authentik', handling: judge(C.AUTHENTIK_FORWARDED) },
-  { path: '/outpost.goauthentik.io/auth/envoy', prefix: true, compat: 'authentik', handling: judge(C.AUTHENTIK_ENVOY) },
-  ...['/outpost.goauthentik.io/start', '/outpost.goauthentik.io/callback', '/outpost.goauthentik.io/sign_out'].map(
-    (path): Entry => ({ path, prefix: false, compat: 'authentik', handling: BROWSER }),
-  ),
-
-  { path: '/api/authz/forward-auth', prefix: false, compat: 'authelia', handling: judge(C.AUTHELIA_FORWARD_AUTH) },
-  { path: '/api/authz/auth-request', prefix: false, compat: 'authelia', handling: judge(C.AUTHELIA_AUTH_REQUEST) },
   {
-    path: '/api/verify', prefix: false, compat: 'authelia',
-    handling: judge(C.AUTHELIA_AUTH_REQUEST, (query) => (hasRd(query) ? C.AUTHELIA_VERIFY_RD : C.AUTHELIA_AUTH_REQUEST)),
+    path: '/outpost.goauthentik.io/auth/nginx',
+    prefix: false,
+    compat: 'authentik',
+    handling: judge(C.AUTHENTIK_NGINX),
   },
-  { path: '/api/authz/ext-authz', prefix: true, compat: 'authelia', handling: judge(C.AUTHELIA_ENVOY) },
+  {
+    path: '/outpost.goauthentik.io/auth/traefik',
+    prefix: false,
+    compat: 'authentik',
+    handling: judge(C.AUTHENTIK_FORWARDED),
+  },
+  {
+    path: '/outpost.goauthentik.io/auth/caddy',
+    prefix: false,
+    compat: 'authentik',
+    handling: judge(C.AUTHENTIK_FORWARDED),
+  },
+  {
+    path: '/outpost.goauthentik.io/auth/envoy',
+    prefix: true,
+    compat: 'authentik',
+    handling: judge(C.AUTHENTIK_ENVOY),
+  },
+  ...[
+    '/outpost.goauthentik.io/start',
+    '/outpost.goauthentik.io/callback',
+    '/outpost.goauthentik.io/sign_out',
+  ].map((path): Entry => ({ path, prefix: false, compat: 'authentik', handling: BROWSER })),
+
+  {
+    path: '/api/authz/forward-auth',
+    prefix: false,
+    compat: 'authelia',
+    handling: judge(C.AUTHELIA_FORWARD_AUTH),
+  },
+  {
+    path: '/api/authz/auth-request',
+    prefix: false,
+    compat: 'authelia',
+    handling: judge(C.AUTHELIA_AUTH_REQUEST),
+  },
+  {
+    path: '/api/verify',
+    prefix: false,
+    compat: 'authelia',
+    handling: judge(C.AUTHELIA_AUTH_REQUEST, (query) =>
+      hasRd(query) ? C.AUTHELIA_VERIFY_RD : C.AUTHELIA_AUTH_REQUEST,
+    ),
+  },
+  {
+    path: '/api/authz/ext-authz',
+    prefix: true,
+    compat: 'authelia',
+    handling: judge(C.AUTHELIA_ENVOY),
+  },
 ];
 
 /** The reserved prefix of Portcullis's own endpoints: any other path under it is a 404 from here. */
@@ -100,6 +145,7 @@ export function lookupEndpoint(path: string, rawUrl: string, enabled: readonly C
     if (path === e.path || path.startsWith(`${e.path}/`)) return { found: 'encoded_prefix' };
   }
   const entry = EXACT.get(path);
-  if (entry && (entry.compat === null || enabled.includes(entry.compat))) return { found: 'exact', entry };
+  if (entry && (entry.compat === null || enabled.includes(entry.compat)))
+    return { found: 'exact', entry };
   return { found: 'none' };
 }

@@ -80,7 +80,12 @@ export type OutcomeOptions = Omit<PageOptions, 'status' | 'title' | 'code'> & {
 };
 
 /** A page (browsers) or JSON (API clients) for an outcome of the table. */
-export function sendOutcome(res: ServerResponse, wantsJson: boolean, code: OutcomeCode, o: OutcomeOptions): void {
+export function sendOutcome(
+  res: ServerResponse,
+  wantsJson: boolean,
+  code: OutcomeCode,
+  o: OutcomeOptions,
+): void {
   const s = TABLE[code];
   sendPage(res, wantsJson, { ...o, code, status: o.status ?? s.status, title: s.title });
 }

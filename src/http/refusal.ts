@@ -7,38 +7,78 @@ import { codes, sendOutcome, type OutcomeCode } from './outcomes.js';
 // forward-auth contracts that hand our answer to the browser as is (Traefik, Caddy, Envoy).
 
 /** Every non-allow decision, rendered for a browser (pages, redirects) or an API client (JSON). */
-export async function renderRefusal(a: AuthRequest, d: Exclude<Decision, { kind: 'allow' }>): Promise<void> {
+export async function renderRefusal(
+  a: AuthRequest,
+  d: Exclude<Decision, { kind: 'allow' }>,
+): Promise<void> {
   const { res, ctx, requestId } = a;
   const json = !ctx.browser;
   switch (d.kind) {
     case 'login':
       // RFC 6750 3.1: a refused token gets invalid_token and what was wrong, never a login page.
-      if (d.tokenError !== undefined) sendOutcome(res, true, codes.invalid_token, { message: `The token was refused: ${d.tokenError}.`, requestId, setCookies: a.setCookies, headers: { 'www-authenticate': `Bearer realm="portcullis", error="invalid_token", error_description="${d.tokenError}"`, 'cache-control': 'no-store' } });
+      if (d.tokenError !== undefined)
+        sendOutcome(res, true, codes.invalid_token, {
+          message: `The token was refused: ${d.tokenError}.`,
+          requestId,
+          setCookies: a.setCookies,
+          headers: {
+            'www-authenticate': `Bearer realm="portcullis", error="invalid_token", error_description="${d.tokenError}"`,
+            'cache-control': 'no-store',
+          },
+        });
       else if (ctx.browser) await redirectToLogin(a);
-      else sendOutcome(res, true, codes.unauthenticated, { message: 'This resource needs a session or a bearer token.', requestId, setCookies: a.setCookies, headers: { 'www-authenticate': 'Bearer realm="portcullis"' } });
+      else
+        sendOutcome(res, true, codes.unauthenticated, {
+          message: 'This resource needs a session or a bearer token.',
+          requestId,
+          setCookies: a.setCookies,
+          headers: { 'www-authenticate': 'Bearer realm="portcullis"' },
+        });
       return;
     case 'deny':
       sendOutcome(res, json, codes.access_denied, {
-        message: d.route.showErrorDetails ? `You are signed in${d.identity?.email ? ` as ${d.identity.email}` : ''}, but this route does not allow you: ${d.policy.reason}.` : 'You are signed in, but you do not have access to this page.',
-        requestId, setCookies: a.setCookies, retry: { href: '/.portcullis/sign_out', label: 'Sign in as someone else' },
+        message: d.route.showErrorDetails
+          ? `You are signed in${d.identity?.email ? ` as ${d.identity.email}` : ''}, but this route does not allow you: ${d.policy.reason}.`
+          : 'You are signed in, but you do not have access to this page.',
+        requestId,
+        setCookies: a.setCookies,
+        retry: { href: '/.portcullis/sign_out', label: 'Sign in as someone else' },
       });
       return;
     case 'not_found':
-      if (d.knownHost) sendOutcome(res, json, codes.no_route, { message: `No route on ${ctx.host} serves ${ctx.path}.`, requestId });
-      else sendOutcome(res, json, codes.unknown_host, { message: `Portcullis has no route for the host "${ctx.host}${ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`}" (${ctx.scheme}). The operator can see the configured hosts in the log line of this request id.`, requestId });
+      if (d.knownHost)
+        sendOutcome(res, json, codes.no_route, {
+          message: `No route on ${ctx.host} serves ${ctx.path}.`,
+          requestId,
+        });
+      else
+        sendOutcome(res, json, codes.unknown_host, {
+          message: `Portcullis has no route for the host "${ctx.host}${ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`}" (${ctx.scheme}). The operator can see the configured hosts in the log line of this request id.`,
+          requestId,
+        });
       return;
     case 'bad_request':
-      sendOutcome(res, json, codes.ambiguous_path, { message: `This request was refused: ${d.reason}.`, requestId });
+      sendOutcome(res, json, codes.ambiguous_path, {
+        message: `This request was refused: ${d.reason}.`,
+        requestId,
+      });
       return;
     case 'unavailable': {
       const code = unavailableCode(d.cause);
-      sendOutcome(res, json, code, { message: UNAVAILABLE_MESSAGE[code], requestId, headers: { 'retry-after': '5' } });
+      sendOutcome(res, json, code, {
+        message: UNAVAILABLE_MESSAGE[code],
+        requestId,
+        headers: { 'retry-after': '5' },
+      });
       return;
     }
   }
 }
 
-type UnavailableCode = Extract<OutcomeCode, 'session_store_unavailable' | 'idp_unavailable' | 'token_check_unavailable'>;
+type UnavailableCode = Extract<
+  OutcomeCode,
+  'session_store_unavailable' | 'idp_unavailable' | 'token_check_unavailable'
+>;
 
 /** The outcome code of each cause: what the page says, and what API clients and dashboards match on. */
 export function unavailableCode(cause: UnavailableCause): UnavailableCode {
@@ -55,6 +95,8 @@ export function unavailableCode(cause: UnavailableCause): UnavailableCode {
 
 const UNAVAILABLE_MESSAGE: Record<UnavailableCode, string> = {
   session_store_unavailable: 'Sessions cannot be checked right now. Please try again in a moment.',
-  idp_unavailable: 'Your session is due for a check with the identity provider, which cannot be reached right now. Please try again in a moment.',
-  token_check_unavailable: 'The token cannot be checked with the identity provider right now. Please try again in a moment.',
+  idp_unavailable:
+    'Your session is due for a check with the identity provider, which cannot be reached right now. Please try again in a moment.',
+  token_check_unavailable:
+    'The token cannot be checked with the identity provider right now. Please try again in a moment.',
 };

@@ -1,5 +1,18 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
+import {
+  calculateJwkThumbprint,
+  exportJWK,
+  importPKCS8,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+} from 'jose';
 import { isClusterWorker } from '../cluster.js';
 import { prependBounded } from './short-list.js';
 import type { Identity } from '../decide/types.js';
@@ -17,7 +30,19 @@ const REFRESH_MARGIN_SECONDS = 60;
 const MAX_AUDIENCES_PER_IDENTITY = 32;
 
 /** Claims Portcullis always sets itself; jwt_claims may not override them. */
-export const REGISTERED_ASSERTION_CLAIMS: ReadonlySet<string> = new Set(['iss', 'aud', 'sub', 'iat', 'exp', 'nbf', 'jti', 'email', 'name', 'groups', 'user']);
+export const REGISTERED_ASSERTION_CLAIMS: ReadonlySet<string> = new Set([
+  'iss',
+  'aud',
+  'sub',
+  'iat',
+  'exp',
+  'nbf',
+  'jti',
+  'email',
+  'name',
+  'groups',
+  'user',
+]);
 
 export type SigningAlg = 'ES256' | 'ES384' | 'ES512' | 'RS256' | 'EdDSA';
 
@@ -35,7 +60,10 @@ export function parseSigningKeys(text: string): { keys: SigningKeyInput[] } | { 
   let pem = text.trim();
   if (!pem.includes('-----BEGIN')) {
     const decoded = Buffer.from(pem.replace(/\s+/g, ''), 'base64').toString('utf8');
-    if (!decoded.includes('-----BEGIN')) return { error: 'expected a PEM private key (-----BEGIN PRIVATE KEY-----), or one base64-encoded' };
+    if (!decoded.includes('-----BEGIN'))
+      return {
+        error: 'expected a PEM private key (-----BEGIN PRIVATE KEY-----), or one base64-encoded',
+      };
     pem = decoded;
   }
   const blocks = pem.match(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g) ?? [];
@@ -43,12 +71,17 @@ export function parseSigningKeys(text: string): { keys: SigningKeyInput[] } | { 
   for (const [i, block] of blocks.entries()) {
     // An EC key from `openssl ecparam -genkey` comes with its parameters block first.
     if (/^-----BEGIN EC PARAMETERS-----/.test(block)) continue;
-    if (/PUBLIC KEY|CERTIFICATE/.test(block.slice(0, 40))) return { error: `PEM block ${i + 1} is a public key or certificate; signing_key needs private keys` };
+    if (/PUBLIC KEY|CERTIFICATE/.test(block.slice(0, 40)))
+      return {
+        error: `PEM block ${i + 1} is a public key or certificate; signing_key needs private keys`,
+      };
     let key: KeyObject;
     try {
       key = createPrivateKey(block);
     } catch (e) {
-      return { error: `PEM block ${i + 1} is not a readable private key (${(e as Error).message})` };
+      return {
+        error: `PEM block ${i + 1} is not a readable private key (${(e as Error).message})`,
+      };
     }
     const alg = algorithmOf(key);
     if (typeof alg !== 'string') return { error: `PEM block ${i + 1}: ${alg.error}` };
@@ -67,12 +100,15 @@ function algorithmOf(key: KeyObject): SigningAlg | { error: string } {
       if (d.namedCurve === 'secp521r1') return 'ES512';
       return { error: `EC curve ${d.namedCurve} is not usable for JWTs; use P-256 (prime256v1)` };
     case 'rsa':
-      if ((d.modulusLength ?? 0) < 2048) return { error: `an RSA key of ${d.modulusLength} bits is too weak; use at least 2048` };
+      if ((d.modulusLength ?? 0) < 2048)
+        return { error: `an RSA key of ${d.modulusLength} bits is too weak; use at least 2048` };
       return 'RS256';
     case 'ed25519':
       return 'EdDSA';
     default:
-      return { error: `${key.asymmetricKeyType} keys are not supported; use an EC P-256 key (ES256)` };
+      return {
+        error: `${key.asymmetricKeyType} keys are not supported; use an EC P-256 key (ES256)`,
+      };
   }
 }
 
@@ -103,7 +139,10 @@ export function generatedSigningKey(): SigningKeyInput {
         // Not ours to trust: fall back to a key of this process.
       }
     }
-    generated ??= { key: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey, alg: 'ES256' };
+    generated ??= {
+      key: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey,
+      alg: 'ES256',
+    };
   }
   return generated;
 }
@@ -154,7 +193,10 @@ export class AssertionSigner {
   /** Signatures made (not served from cache): for the benchmark and tests. */
   signed = 0;
 
-  constructor(private readonly keys: readonly SigningKeyInput[], private readonly extraClaims: readonly string[]) {
+  constructor(
+    private readonly keys: readonly SigningKeyInput[],
+    private readonly extraClaims: readonly string[],
+  ) {
     if (!keys.length) throw new Error('AssertionSigner needs at least one key');
   }
 
@@ -168,8 +210,16 @@ export class AssertionSigner {
         published.push({ ...jwk, kid, alg: k.alg, use: 'sig' });
         first ??= { kid, alg: k.alg };
       }
-      const signKey = await importPKCS8(this.keys[0]!.key.export({ type: 'pkcs8', format: 'pem' }) as string, this.keys[0]!.alg);
-      return { signKey, alg: first!.alg, kid: first!.kid, jwks: JSON.stringify({ keys: published }) };
+      const signKey = await importPKCS8(
+        this.keys[0]!.key.export({ type: 'pkcs8', format: 'pem' }) as string,
+        this.keys[0]!.alg,
+      );
+      return {
+        signKey,
+        alg: first!.alg,
+        kid: first!.kid,
+        jwks: JSON.stringify({ keys: published }),
+      };
     })();
     return this.prepared;
   }
@@ -191,10 +241,18 @@ export class AssertionSigner {
 
     const p = await this.prepare();
     let exp = nowS + ASSERTION_TTL_SECONDS;
-    if (o.notAfter !== undefined) exp = Math.max(nowS + 1, Math.min(exp, Math.floor(o.notAfter / 1000)));
+    if (o.notAfter !== undefined)
+      exp = Math.max(nowS + 1, Math.min(exp, Math.floor(o.notAfter / 1000)));
     const claims: Record<string, unknown> = {};
-    for (const c of this.extraClaims) if (identity.claims[c] !== undefined) claims[c] = identity.claims[c];
-    const jwt = await new SignJWT({ ...claims, email: identity.email, name: identity.name, groups: identity.groups, user: identity.user })
+    for (const c of this.extraClaims)
+      if (identity.claims[c] !== undefined) claims[c] = identity.claims[c];
+    const jwt = await new SignJWT({
+      ...claims,
+      email: identity.email,
+      name: identity.name,
+      groups: identity.groups,
+      user: identity.user,
+    })
       .setProtectedHeader({ alg: p.alg, kid: p.kid, typ: 'JWT' })
       .setIssuer(o.issuer)
       .setAudience(o.audience)
@@ -205,8 +263,19 @@ export class AssertionSigner {
       .sign(p.signKey);
     this.signed++;
 
-    const entry: Signed = { issuer: o.issuer, audience: o.audience, jwt, renewAt: exp - Math.min(REFRESH_MARGIN_SECONDS, Math.floor((exp - nowS) / 2)), next: null };
-    prependBounded(this.cache.get(identity) ?? null, entry, (e) => e.audience === o.audience && e.issuer === o.issuer, MAX_AUDIENCES_PER_IDENTITY);
+    const entry: Signed = {
+      issuer: o.issuer,
+      audience: o.audience,
+      jwt,
+      renewAt: exp - Math.min(REFRESH_MARGIN_SECONDS, Math.floor((exp - nowS) / 2)),
+      next: null,
+    };
+    prependBounded(
+      this.cache.get(identity) ?? null,
+      entry,
+      (e) => e.audience === o.audience && e.issuer === o.issuer,
+      MAX_AUDIENCES_PER_IDENTITY,
+    );
     this.cache.set(identity, entry);
     return jwt;
   }

@@ -28,7 +28,19 @@ export type TokenResult =
  * Signature algorithms accepted on IdP tokens. Never `none`, never HS*: a symmetric algorithm
  * would let anyone holding the IdP's *public* key mint tokens.
  */
-export const BEARER_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+export const BEARER_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+];
 
 /** Introspection answers are reused this long: a token revoked at the IdP stops working within it. */
 const SHORT_CACHE_MS = 30_000;
@@ -62,7 +74,9 @@ export function bearerTokenOf(identity: Identity): string | undefined {
 
 /** Text that is safe inside a quoted-string of WWW-Authenticate, whatever an attacker put in the token. */
 function safe(v: unknown): string {
-  return String(v).replace(/[^\x20-\x7e]|["\\]/g, '?').slice(0, 80);
+  return String(v)
+    .replace(/[^\x20-\x7e]|["\\]/g, '?')
+    .slice(0, 80);
 }
 
 function audienceList(aud: unknown): string[] {
@@ -73,7 +87,10 @@ function audienceList(aud: unknown): string[] {
 
 export class TokenAuthenticator {
   readonly cli: CliTokens;
-  private readonly cache = new Map<string, { result: Extract<TokenResult, { kind: 'ok' }>; until: number }>();
+  private readonly cache = new Map<
+    string,
+    { result: Extract<TokenResult, { kind: 'ok' }>; until: number }
+  >();
   // Apart from `cache`, so a flood of bad tokens evicts only other bad tokens, never a good one.
   private readonly refused = new Map<string, { result: TokenResult; until: number }>();
   /** One IdP round trip per token however many requests present it at once. */
@@ -96,12 +113,16 @@ export class TokenAuthenticator {
     if (typeof header !== 'string') return null;
     const m = /^([A-Za-z]+) +([A-Za-z0-9\-._~+/]+=*) *$/.exec(header);
     const scheme = (m?.[1] ?? header.split(' ')[0] ?? '').toLowerCase();
-    if (scheme === 'portcullis') return m ? this.portcullisToken(m[2]!, ctx.now) : { kind: 'invalid', description: 'the Portcullis token is malformed' };
+    if (scheme === 'portcullis')
+      return m
+        ? this.portcullisToken(m[2]!, ctx.now)
+        : { kind: 'invalid', description: 'the Portcullis token is malformed' };
     if (scheme !== 'bearer' || !route.allowBearerTokens) return null;
     if (!m) return { kind: 'invalid', description: 'the bearer token is malformed' };
     const token = m[2]!;
     const key = `b ${route.bearerAudiences.join(' ')} ${token}`;
-    if (token.split('.').length === 3) return this.cached(key, ctx.now, () => this.verifyJwt(token, route, ctx.now));
+    if (token.split('.').length === 3)
+      return this.cached(key, ctx.now, () => this.verifyJwt(token, route, ctx.now));
     // Only a call that would reach the IdP spends the client's allowance: cached answers and
     // joining a lookup already in flight are free.
     const limit = this.cfg.bearer.introspection ? ctx.clientIp : undefined;
@@ -128,7 +149,8 @@ export class TokenAuthenticator {
     }
     let pending = this.inflight.get(k);
     if (!pending) {
-      if (limitClient !== undefined && !this.introspections.take(addressBucket(limitClient), now)) return LIMITED;
+      if (limitClient !== undefined && !this.introspections.take(addressBucket(limitClient), now))
+        return LIMITED;
       pending = compute()
         .then(({ result, until }) => this.keep(k, result, until, now))
         .finally(() => this.inflight.delete(k));
@@ -137,36 +159,71 @@ export class TokenAuthenticator {
     return pending;
   }
 
-  private keep(k: string, result: TokenResult, until: number | undefined, now: number): TokenResult {
+  private keep(
+    k: string,
+    result: TokenResult,
+    until: number | undefined,
+    now: number,
+  ): TokenResult {
     if (until === undefined || until <= now || result.kind === 'unavailable') return result;
-    const map: Map<string, { result: TokenResult; until: number }> = result.kind === 'ok' ? this.cache : this.refused;
+    const map: Map<string, { result: TokenResult; until: number }> =
+      result.kind === 'ok' ? this.cache : this.refused;
     if (map.size >= this.cfg.bearer.cacheSize) map.delete(map.keys().next().value!);
     map.set(k, { result, until });
     return result;
   }
 
-  private ok(sub: string, claims: Record<string, unknown>, token: string, until: number): { result: TokenResult; until?: number } {
+  private ok(
+    sub: string,
+    claims: Record<string, unknown>,
+    token: string,
+    until: number,
+  ): { result: TokenResult; until?: number } {
     // The login's rule, for tokens too: an API client must not be someone's email by typing it.
     const refusal = emailRefusal(claims, this.cfg.idp);
     if (refusal) {
-      const why = refusal.code === 'email_unverified' ? 'is not verified' : 'is not said to be verified';
-      return { result: { kind: 'invalid', description: `the token's email address ${safe(refusal.email)} ${why} by the identity provider` } };
+      const why =
+        refusal.code === 'email_unverified' ? 'is not verified' : 'is not said to be verified';
+      return {
+        result: {
+          kind: 'invalid',
+          description: `the token's email address ${safe(refusal.email)} ${why} by the identity provider`,
+        },
+      };
     }
     const identity = identityFromClaims(sub, claims, this.cfg.idp, 'bearer');
     rawTokens.set(identity, token);
     return { result: { kind: 'ok', identity, session: null }, until };
   }
 
-  private async verifyJwt(token: string, route: Route, now: number): Promise<{ result: TokenResult; until?: number }> {
+  private async verifyJwt(
+    token: string,
+    route: Route,
+    now: number,
+  ): Promise<{ result: TokenResult; until?: number }> {
     let config: client.Configuration;
     try {
       config = this.idp.get();
     } catch (e) {
-      if (e instanceof IdpUnavailableError) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: `the identity provider is unavailable: ${e.message}` } };
+      if (e instanceof IdpUnavailableError)
+        return {
+          result: {
+            kind: 'unavailable',
+            cause: 'idp_keys',
+            reason: `the identity provider is unavailable: ${e.message}`,
+          },
+        };
       throw e;
     }
     const jwks = this.idp.keys();
-    if (!jwks) return { result: { kind: 'unavailable', cause: 'idp_keys', reason: 'the identity provider publishes no jwks_uri' } };
+    if (!jwks)
+      return {
+        result: {
+          kind: 'unavailable',
+          cause: 'idp_keys',
+          reason: 'the identity provider publishes no jwks_uri',
+        },
+      };
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, {
@@ -191,51 +248,134 @@ export class TokenAuthenticator {
     } catch {
       // Malformed header: the error below says so.
     }
-    if (e instanceof joseErrors.JWTExpired) return { kind: 'invalid', description: `the token expired at ${new Date(Number(e.payload.exp) * 1000).toISOString()}` };
+    if (e instanceof joseErrors.JWTExpired)
+      return {
+        kind: 'invalid',
+        description: `the token expired at ${new Date(Number(e.payload.exp) * 1000).toISOString()}`,
+      };
     if (e instanceof joseErrors.JWTClaimValidationFailed) {
-      if (e.claim === 'aud') return { kind: 'invalid', description: `the token's audience (${safe(audienceList(e.payload.aud).join(', ') || 'none')}) is not accepted here` };
-      if (e.claim === 'iss') return { kind: 'invalid', description: `the token was issued by ${safe(e.payload.iss ?? 'nobody')}, not by the configured identity provider` };
+      if (e.claim === 'aud')
+        return {
+          kind: 'invalid',
+          description: `the token's audience (${safe(audienceList(e.payload.aud).join(', ') || 'none')}) is not accepted here`,
+        };
+      if (e.claim === 'iss')
+        return {
+          kind: 'invalid',
+          description: `the token was issued by ${safe(e.payload.iss ?? 'nobody')}, not by the configured identity provider`,
+        };
       if (e.claim === 'nbf') return { kind: 'invalid', description: 'the token is not valid yet' };
-      return { kind: 'invalid', description: `the token's ${safe(e.claim)} claim is invalid (${safe(e.reason)})` };
+      return {
+        kind: 'invalid',
+        description: `the token's ${safe(e.claim)} claim is invalid (${safe(e.reason)})`,
+      };
     }
-    if (e instanceof joseErrors.JOSEAlgNotAllowed || e instanceof joseErrors.JOSENotSupported) return { kind: 'invalid', description: `the token's signing algorithm ${safe(header.alg ?? '(none)')} is not accepted` };
-    if (e instanceof joseErrors.JWKSNoMatchingKey) return { kind: 'invalid', description: `the token is signed with an unknown key (kid ${safe(header.kid ?? '(none)')})` };
-    if (e instanceof joseErrors.JWKSMultipleMatchingKeys) return { kind: 'invalid', description: 'the token names no key the identity provider publishes unambiguously' };
-    if (e instanceof joseErrors.JWSSignatureVerificationFailed) return { kind: 'invalid', description: 'the token signature is invalid' };
-    if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid) return { kind: 'invalid', description: 'the token is malformed' };
-    if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid || e instanceof TypeError) return { kind: 'unavailable', cause: 'idp_keys', reason: `the identity provider's keys could not be fetched: ${(e as Error).message}` };
+    if (e instanceof joseErrors.JOSEAlgNotAllowed || e instanceof joseErrors.JOSENotSupported)
+      return {
+        kind: 'invalid',
+        description: `the token's signing algorithm ${safe(header.alg ?? '(none)')} is not accepted`,
+      };
+    if (e instanceof joseErrors.JWKSNoMatchingKey)
+      return {
+        kind: 'invalid',
+        description: `the token is signed with an unknown key (kid ${safe(header.kid ?? '(none)')})`,
+      };
+    if (e instanceof joseErrors.JWKSMultipleMatchingKeys)
+      return {
+        kind: 'invalid',
+        description: 'the token names no key the identity provider publishes unambiguously',
+      };
+    if (e instanceof joseErrors.JWSSignatureVerificationFailed)
+      return { kind: 'invalid', description: 'the token signature is invalid' };
+    if (e instanceof joseErrors.JWTInvalid || e instanceof joseErrors.JWSInvalid)
+      return { kind: 'invalid', description: 'the token is malformed' };
+    if (
+      e instanceof joseErrors.JWKSTimeout ||
+      e instanceof joseErrors.JWKSInvalid ||
+      e instanceof TypeError
+    )
+      return {
+        kind: 'unavailable',
+        cause: 'idp_keys',
+        reason: `the identity provider's keys could not be fetched: ${(e as Error).message}`,
+      };
     return { kind: 'invalid', description: 'the token could not be verified' };
   }
 
-  private async introspect(token: string, route: Route, now: number): Promise<{ result: TokenResult; until?: number }> {
-    if (!this.cfg.bearer.introspection) return { result: { kind: 'invalid', description: 'the token is not a JWT, and token introspection is not enabled' } };
+  private async introspect(
+    token: string,
+    route: Route,
+    now: number,
+  ): Promise<{ result: TokenResult; until?: number }> {
+    if (!this.cfg.bearer.introspection)
+      return {
+        result: {
+          kind: 'invalid',
+          description: 'the token is not a JWT, and token introspection is not enabled',
+        },
+      };
     let config: client.Configuration;
     let r: client.IntrospectionResponse;
     try {
       config = this.idp.get();
-      if (!config.serverMetadata().introspection_endpoint) return { result: { kind: 'unavailable', cause: 'idp_introspection', reason: 'the identity provider has no introspection endpoint' } };
+      if (!config.serverMetadata().introspection_endpoint)
+        return {
+          result: {
+            kind: 'unavailable',
+            cause: 'idp_introspection',
+            reason: 'the identity provider has no introspection endpoint',
+          },
+        };
       r = await client.tokenIntrospection(config, token);
     } catch (e) {
-      return { result: { kind: 'unavailable', cause: 'idp_introspection', reason: `token introspection failed: ${describeIdpError(e)}` } };
+      return {
+        result: {
+          kind: 'unavailable',
+          cause: 'idp_introspection',
+          reason: `token introspection failed: ${describeIdpError(e)}`,
+        },
+      };
     }
     const skew = this.cfg.bearer.clockSkewMs;
-    const refused = (description: string): { result: TokenResult; until: number } =>
-      ({ result: { kind: 'invalid', description }, until: now + REFUSED_MS });
-    if (r.active !== true) return refused('the token is not active (expired, revoked or unknown to the identity provider)');
-    if (typeof r.token_type === 'string' && !/^(bearer|access_token|dpop)$/i.test(r.token_type)) return refused(`the token is a ${safe(r.token_type)}, not an access token`);
-    if (typeof r.exp === 'number' && r.exp * 1000 + skew <= now) return refused(`the token expired at ${new Date(r.exp * 1000).toISOString()}`);
-    if (typeof r.nbf === 'number' && r.nbf * 1000 - skew > now) return { result: { kind: 'invalid', description: 'the token is not valid yet' } };
-    if (r.iss !== undefined && r.iss !== config.serverMetadata().issuer) return refused(`the token was issued by ${safe(r.iss)}, not by the configured identity provider`);
+    const refused = (description: string): { result: TokenResult; until: number } => ({
+      result: { kind: 'invalid', description },
+      until: now + REFUSED_MS,
+    });
+    if (r.active !== true)
+      return refused(
+        'the token is not active (expired, revoked or unknown to the identity provider)',
+      );
+    if (typeof r.token_type === 'string' && !/^(bearer|access_token|dpop)$/i.test(r.token_type))
+      return refused(`the token is a ${safe(r.token_type)}, not an access token`);
+    if (typeof r.exp === 'number' && r.exp * 1000 + skew <= now)
+      return refused(`the token expired at ${new Date(r.exp * 1000).toISOString()}`);
+    if (typeof r.nbf === 'number' && r.nbf * 1000 - skew > now)
+      return { result: { kind: 'invalid', description: 'the token is not valid yet' } };
+    if (r.iss !== undefined && r.iss !== config.serverMetadata().issuer)
+      return refused(
+        `the token was issued by ${safe(r.iss)}, not by the configured identity provider`,
+      );
     // An opaque token without an audience is judged by the client it was issued to: a token
     // minted for some unrelated application must not open this one.
     const aud = audienceList(r.aud);
     const named = aud.length ? aud : typeof r.client_id === 'string' ? [r.client_id] : [];
-    if (!named.some((a) => route.bearerAudiences.includes(a))) return refused(`the token's audience (${safe(named.join(', ') || 'none')}) is not accepted here`);
-    const sub = typeof r.sub === 'string' && r.sub ? r.sub : typeof r.client_id === 'string' ? r.client_id : '';
+    if (!named.some((a) => route.bearerAudiences.includes(a)))
+      return refused(
+        `the token's audience (${safe(named.join(', ') || 'none')}) is not accepted here`,
+      );
+    const sub =
+      typeof r.sub === 'string' && r.sub
+        ? r.sub
+        : typeof r.client_id === 'string'
+          ? r.client_id
+          : '';
     if (!sub) return refused('the token names no subject');
     const claims: Record<string, unknown> = { ...r };
     delete claims.active;
-    const until = Math.min(now + SHORT_CACHE_MS, typeof r.exp === 'number' ? r.exp * 1000 : Infinity);
+    const until = Math.min(
+      now + SHORT_CACHE_MS,
+      typeof r.exp === 'number' ? r.exp * 1000 : Infinity,
+    );
     return this.ok(sub, claims, token, until);
   }
 
@@ -246,16 +386,29 @@ export class TokenAuthenticator {
    */
   private async portcullisToken(token: string, now: number): Promise<TokenResult> {
     const t = this.openCli(token, now);
-    if (!t) return { kind: 'invalid', description: 'the Portcullis token is invalid or has expired; log in again' };
+    if (!t)
+      return {
+        kind: 'invalid',
+        description: 'the Portcullis token is invalid or has expired; log in again',
+      };
     let found: Awaited<ReturnType<SessionManager['resolve']>>;
     try {
       found = await this.sessions().resolve(t.session, now);
     } catch (e) {
       // Also the IdP being unreachable past the refresh grace period: the cookie path's 503 too.
-      if (e instanceof StoreUnavailableError) return { kind: 'unavailable', cause: e.source, reason: e.source === 'session_store' ? 'the session store is unavailable' : e.message };
+      if (e instanceof StoreUnavailableError)
+        return {
+          kind: 'unavailable',
+          cause: e.source,
+          reason: e.source === 'session_store' ? 'the session store is unavailable' : e.message,
+        };
       throw e;
     }
-    if (!found) return { kind: 'invalid', description: 'the session behind this Portcullis token has ended; log in again' };
+    if (!found)
+      return {
+        kind: 'invalid',
+        description: 'the session behind this Portcullis token has ended; log in again',
+      };
     return { kind: 'ok', identity: found.identity, session: found.session };
   }
 
@@ -265,7 +418,8 @@ export class TokenAuthenticator {
     if (!t) {
       t = this.cli.openToken(token, now);
       if (!t) return null;
-      if (this.opened.size >= this.cfg.bearer.cacheSize) this.opened.delete(this.opened.keys().next().value!);
+      if (this.opened.size >= this.cfg.bearer.cacheSize)
+        this.opened.delete(this.opened.keys().next().value!);
       this.opened.set(k, { session: t.session, exp: t.exp });
     }
     return t.exp > now ? t : null;

@@ -4,7 +4,12 @@ import type { Identity } from '../decide/types.js';
 // Identity comes only from validated tokens (ID token, userinfo, verified bearer token):
 // never from anything the client sent.
 
-export function identityFromClaims(sub: string, claims: Record<string, unknown>, idp: Config['idp'], via: Identity['via']): Identity {
+export function identityFromClaims(
+  sub: string,
+  claims: Record<string, unknown>,
+  idp: Config['idp'],
+  via: Identity['via'],
+): Identity {
   const str = (v: unknown): string => (typeof v === 'string' ? v : '');
   const user = str(claims[idp.userClaim]) || sub;
   return {
@@ -28,10 +33,29 @@ export function groupsOf(v: unknown): string[] {
 }
 
 // ID-token plumbing that says nothing about the user and would only bloat the session.
-const PLUMBING = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', 'c_hash', 's_hash', 'azp', 'auth_time', 'jti', 'sid', 'acr', 'amr']);
+const PLUMBING = new Set([
+  'iss',
+  'aud',
+  'exp',
+  'iat',
+  'nbf',
+  'nonce',
+  'at_hash',
+  'c_hash',
+  's_hash',
+  'azp',
+  'auth_time',
+  'jti',
+  'sid',
+  'acr',
+  'amr',
+]);
 
 /** Copies the claims that describe the user (the login callback and refreshes keep the same set). */
-export function keepUserClaims(from: Record<string, unknown>, into: Record<string, unknown>): Record<string, unknown> {
+export function keepUserClaims(
+  from: Record<string, unknown>,
+  into: Record<string, unknown>,
+): Record<string, unknown> {
   for (const [k, v] of Object.entries(from)) if (!PLUMBING.has(k)) into[k] = v;
   return into;
 }
@@ -41,7 +65,11 @@ export function keepUserClaims(from: Record<string, unknown>, into: Record<strin
  * userinfo that names another address without vouching for it must not inherit the ID
  * token's verdict on the first one.
  */
-export function mergeUserinfo(info: Record<string, unknown>, into: Record<string, unknown>): Record<string, unknown> {
-  if (info.email !== undefined && info.email !== into.email && info.email_verified === undefined) delete into.email_verified;
+export function mergeUserinfo(
+  info: Record<string, unknown>,
+  into: Record<string, unknown>,
+): Record<string, unknown> {
+  if (info.email !== undefined && info.email !== into.email && info.email_verified === undefined)
+    delete into.email_verified;
   return keepUserClaims(info, into);
 }

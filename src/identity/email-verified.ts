@@ -17,7 +17,10 @@ export type EmailRefusal = {
 };
 
 /** null when the claims may be used as they are. */
-export function emailRefusal(claims: Record<string, unknown>, idp: Config['idp']): EmailRefusal | null {
+export function emailRefusal(
+  claims: Record<string, unknown>,
+  idp: Config['idp'],
+): EmailRefusal | null {
   // email_verified is defined for `email` only: another claim chosen as the email (e.g. Entra's
   // upn) is the operator's statement that the IdP controls it.
   if (idp.emailClaim !== 'email' || idp.allowUnverifiedEmail) return null;
@@ -32,7 +35,8 @@ export function emailRefusal(claims: Record<string, unknown>, idp: Config['idp']
       code: 'email_verification_unknown',
       email,
       message: `The identity provider did not say whether the email address ${email} is verified, so it cannot be used to sign in here.`,
-      setting: 'idp_email_verified_missing: trust (only for an IdP whose users cannot choose their own address)',
+      setting:
+        'idp_email_verified_missing: trust (only for an IdP whose users cannot choose their own address)',
     };
   }
   return {

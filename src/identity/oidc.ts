@@ -31,7 +31,10 @@ export class Idp {
   private readonly secret: Uint8Array;
   readonly status: IdpStatus = { ready: false, lastError: null, attempts: 0 };
 
-  constructor(private readonly cfg: Config['idp'], private readonly onError: (msg: string, attempt: number) => void = () => {}) {
+  constructor(
+    private readonly cfg: Config['idp'],
+    private readonly onError: (msg: string, attempt: number) => void = () => {},
+  ) {
     this.secret = new TextEncoder().encode(cfg.clientSecret);
   }
 
@@ -44,12 +47,21 @@ export class Idp {
     this.status.attempts++;
     try {
       const options: client.DiscoveryRequestOptions = { timeout: 5 };
-      if (this.cfg.issuer.protocol === 'http:' && isLoopback(this.cfg.issuer.hostname)) options.execute = [client.allowInsecureRequests];
+      if (this.cfg.issuer.protocol === 'http:' && isLoopback(this.cfg.issuer.hostname))
+        options.execute = [client.allowInsecureRequests];
       // openid-client's own alg check follows the IdP's metadata unless told; an IdP that MACs
       // ID tokens with the client secret may not advertise it, so the allow-list is said here.
       const hmac = this.cfg.idTokenAlgorithms.some((a) => a.startsWith('HS'));
-      const metadata = hmac ? { id_token_signed_response_alg: this.cfg.idTokenAlgorithms as unknown as string } : undefined;
-      this.config = await client.discovery(this.cfg.issuer, this.cfg.clientId, metadata, client.ClientSecretBasic(this.cfg.clientSecret), options);
+      const metadata = hmac
+        ? { id_token_signed_response_alg: this.cfg.idTokenAlgorithms as unknown as string }
+        : undefined;
+      this.config = await client.discovery(
+        this.cfg.issuer,
+        this.cfg.clientId,
+        metadata,
+        client.ClientSecretBasic(this.cfg.clientSecret),
+        options,
+      );
       this.status.ready = true;
       this.status.lastError = null;
     } catch (e) {
@@ -67,7 +79,10 @@ export class Idp {
 
   /** The discovered configuration, or IdpUnavailableError while discovery has not succeeded. */
   get(): client.Configuration {
-    if (!this.config) throw new IdpUnavailableError(this.status.lastError ?? 'identity provider discovery has not finished');
+    if (!this.config)
+      throw new IdpUnavailableError(
+        this.status.lastError ?? 'identity provider discovery has not finished',
+      );
     return this.config;
   }
 
@@ -88,7 +103,11 @@ export class Idp {
 
   /** Checks an ID token's signature (its claims are openid-client's job) against the allowed algorithms. */
   verifyIdToken(token: string): Promise<IdTokenVerdict> {
-    return verifyIdTokenSignature(token, { remote: this.keys(), algorithms: this.cfg.idTokenAlgorithms, secret: this.secret });
+    return verifyIdTokenSignature(token, {
+      remote: this.keys(),
+      algorithms: this.cfg.idTokenAlgorithms,
+      secret: this.secret,
+    });
   }
 
   close(): void {
@@ -104,15 +123,20 @@ export class Idp {
  */
 export function isUnreachable(e: unknown): boolean {
   if (e instanceof TypeError) return true;
-  return e instanceof client.ClientError && (e.code === 'OAUTH_TIMEOUT' || e.code === 'OAUTH_ABORT');
+  return (
+    e instanceof client.ClientError && (e.code === 'OAUTH_TIMEOUT' || e.code === 'OAUTH_ABORT')
+  );
 }
 
 export function describe(e: unknown): string {
-  if (e instanceof client.ResponseBodyError) return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
-  if (e instanceof client.AuthorizationResponseError) return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
+  if (e instanceof client.ResponseBodyError)
+    return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
+  if (e instanceof client.AuthorizationResponseError)
+    return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
   if (e instanceof Error) {
     const cause = (e as { cause?: unknown }).cause;
-    const c = cause instanceof Error ? `: ${(cause as NodeJS.ErrnoException).code ?? cause.message}` : '';
+    const c =
+      cause instanceof Error ? `: ${(cause as NodeJS.ErrnoException).code ?? cause.message}` : '';
     return `${e.message}${c}`;
   }
   return String(e);

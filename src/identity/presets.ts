@@ -45,7 +45,10 @@ const PRESETS: Record<IdentityPreset, Build> = {
 };
 
 /** The headers of the given presets, de-duplicated by name (first preset wins). */
-export function presetHeaders(presets: readonly IdentityPreset[], identity: Identity): Array<[string, string]> {
+export function presetHeaders(
+  presets: readonly IdentityPreset[],
+  identity: Identity,
+): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   const seen = new Set<string>();
   for (const p of presets) {
@@ -65,7 +68,7 @@ export function presetHeaders(presets: readonly IdentityPreset[], identity: Iden
  */
 export function headerValue(v: string): string | null {
   if (/[\r\n\0]/.test(v)) return null;
-   
+
   return /^[\t\x20-\x7e]*$/.test(v) ? v : Buffer.from(v, 'utf8').toString('latin1');
 }
 
@@ -74,6 +77,10 @@ export function claimHeaderValue(v: unknown): string | null {
   if (v === undefined || v === null) return null;
   if (typeof v === 'string') return headerValue(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean')) return headerValue(v.join(','));
+  if (
+    Array.isArray(v) &&
+    v.every((x) => typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean')
+  )
+    return headerValue(v.join(','));
   return headerValue(JSON.stringify(v));
 }

@@ -6,7 +6,12 @@
  * Returns `entry` followed by copies of the entries from `first` that `replaces` does not
  * match, at most `max` in all (the oldest fall off).
  */
-export function prependBounded<T extends { next: T | null }>(first: T | null, entry: T, replaces: (e: T) => boolean, max: number): T {
+export function prependBounded<T extends { next: T | null }>(
+  first: T | null,
+  entry: T,
+  replaces: (e: T) => boolean,
+  max: number,
+): T {
   let tail = entry;
   let kept = 1;
   for (let e = first; e !== null && kept < max; e = e.next) {

@@ -39,16 +39,35 @@ function claimOf(identity: Identity, claim: string): unknown {
  * identity (public route) there are none: an upstream must treat a missing assertion as
  * "anonymous", never as an error to work around.
  */
-export async function identityResponseHeaders(rt: Runtime, route: Route, identity: Identity | null, session: SessionView | null, audienceHost: string): Promise<ReadonlyArray<[string, string]>> {
+export async function identityResponseHeaders(
+  rt: Runtime,
+  route: Route,
+  identity: Identity | null,
+  session: SessionView | null,
+  audienceHost: string,
+): Promise<ReadonlyArray<[string, string]>> {
   if (!identity) return NONE;
-  const issuer = rt.cfg.authenticateUrl ? rt.cfg.authenticateUrl.origin : `${route.from.scheme}://${audienceHost}`;
-  const assertion = await rt.assertions.assertion(identity, { issuer, audience: audienceHost, now: Date.now(), notAfter: session?.exp });
+  const issuer = rt.cfg.authenticateUrl
+    ? rt.cfg.authenticateUrl.origin
+    : `${route.from.scheme}://${audienceHost}`;
+  const assertion = await rt.assertions.assertion(identity, {
+    issuer,
+    audience: audienceHost,
+    now: Date.now(),
+    notAfter: session?.exp,
+  });
   // Everything but the assertion depends only on the identity, the session's tokens and the
   // route: built once per (identity, route, audience) and reused while the signer hands out
   // the same assertion. A new identity object (login, refresh) or assertion rebuilds it.
   const first = built.get(identity) ?? null;
   for (let e = first; e !== null; e = e.next) {
-    if (e.route === route && e.audience === audienceHost && e.assertion === assertion && e.session === session) return e.headers;
+    if (
+      e.route === route &&
+      e.audience === audienceHost &&
+      e.assertion === assertion &&
+      e.session === session
+    )
+      return e.headers;
   }
   const headers = buildHeaders(rt, route, identity, session, assertion);
   const entry: Built = { route, audience: audienceHost, assertion, session, headers, next: null };
@@ -70,7 +89,13 @@ interface Built {
 }
 const built = new WeakMap<Identity, Built>();
 
-function buildHeaders(rt: Runtime, route: Route, identity: Identity, session: SessionView | null, assertion: string): ReadonlyArray<[string, string]> {
+function buildHeaders(
+  rt: Runtime,
+  route: Route,
+  identity: Identity,
+  session: SessionView | null,
+  assertion: string,
+): ReadonlyArray<[string, string]> {
   const out: Array<[string, string]> = [[ASSERTION_HEADER, assertion]];
   for (const [k, v] of presetHeaders(route.identityHeaders, identity)) {
     const safe = headerValue(v);
@@ -82,10 +107,17 @@ function buildHeaders(rt: Runtime, route: Route, identity: Identity, session: Se
   }
   if (route.passAccessToken) {
     const token = session?.accessToken ?? bearerTokenOf(identity);
-    if (token) out.push([route.passAccessToken, route.passAccessToken === 'authorization' ? `Bearer ${token}` : token]);
+    if (token)
+      out.push([
+        route.passAccessToken,
+        route.passAccessToken === 'authorization' ? `Bearer ${token}` : token,
+      ]);
   }
   if (route.passIdToken && session?.idToken && !out.some(([k]) => k === route.passIdToken)) {
-    out.push([route.passIdToken, route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken]);
+    out.push([
+      route.passIdToken,
+      route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken,
+    ]);
   }
   return Object.freeze(out);
 }

@@ -14,7 +14,10 @@ export interface AuditFields {
  * are counted here, so callers write one line and both stay in step.
  */
 export class Audit {
-  constructor(readonly log: Logger, private readonly metrics: Metrics | null = null) {}
+  constructor(
+    readonly log: Logger,
+    private readonly metrics: Metrics | null = null,
+  ) {}
 
   info(fields: AuditFields, msg: string): void {
     this.count(fields);
@@ -44,21 +47,25 @@ export class Audit {
 }
 
 /** The audit logger: a child of the main logger, or a file of its own (same redaction, same format). */
-export function createAuditLogger(base: Logger, file: string | null): { log: Logger; close(): Promise<void> } {
+export function createAuditLogger(
+  base: Logger,
+  file: string | null,
+): { log: Logger; close(): Promise<void> } {
   if (!file) return { log: base.child({ name: 'audit' }), close: async () => {} };
   const dest = pino.destination({ dest: file, sync: false, mkdir: true });
   const log = createLogger(base.level, dest).child({ name: 'audit' });
   return {
     log,
-    close: () => new Promise<void>((resolve) => {
-      // flushSync throws while the file is still being opened; then there is nothing to flush.
-      try {
-        dest.flushSync();
-      } catch {
-        // nothing buffered yet
-      }
-      dest.end();
-      resolve();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        // flushSync throws while the file is still being opened; then there is nothing to flush.
+        try {
+          dest.flushSync();
+        } catch {
+          // nothing buffered yet
+        }
+        dest.end();
+        resolve();
+      }),
   };
 }

@@ -27,7 +27,12 @@ export function isPingable(x: unknown): x is Pingable {
 export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_r, reject) => { t = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms); })]);
+    return await Promise.race([
+      p,
+      new Promise<never>((_r, reject) => {
+        t = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+      }),
+    ]);
   } finally {
     clearTimeout(t);
   }
@@ -37,7 +42,11 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
  * The operator's listener (metrics_address), apart from user traffic so it can stay private:
  * /metrics (Prometheus), /ping (the process is alive) and /ready (it can serve logins).
  */
-export async function startOpsServer(listen: { host: string; port: number }, metrics: Metrics, ready: () => Promise<ReadyCheck[]>): Promise<OpsServer> {
+export async function startOpsServer(
+  listen: { host: string; port: number },
+  metrics: Metrics,
+  ready: () => Promise<ReadyCheck[]>,
+): Promise<OpsServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -49,24 +58,47 @@ export async function startOpsServer(listen: { host: string; port: number }, met
       return;
     }
     if (path === '/ready') {
-      ready().then((checks) => {
-        const ok = checks.every((c) => c.ok);
-        const body = JSON.stringify({ ready: ok, checks }) + '\n';
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) }).end(body);
-      }, (e: unknown) => {
-        res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready: ${(e as Error).message}\n`);
-      });
+      ready().then(
+        (checks) => {
+          const ok = checks.every((c) => c.ok);
+          const body = JSON.stringify({ ready: ok, checks }) + '\n';
+          res
+            .writeHead(ok ? 200 : 503, {
+              'content-type': 'application/json',
+              'cache-control': 'no-store',
+              'content-length': Buffer.byteLength(body),
+            })
+            .end(body);
+        },
+        (e: unknown) => {
+          res
+            .writeHead(503, { 'content-type': 'text/plain' })
+            .end(`not ready: ${(e as Error).message}\n`);
+        },
+      );
       return;
     }
     if (path === '/metrics') {
-      metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType, 'content-length': Buffer.byteLength(text) }).end(text);
-      }, (e: unknown) => {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics collection failed: ${(e as Error).message}\n`);
-      });
+      metrics.registry.metrics().then(
+        (text) => {
+          res
+            .writeHead(200, {
+              'content-type': metrics.registry.contentType,
+              'content-length': Buffer.byteLength(text),
+            })
+            .end(text);
+        },
+        (e: unknown) => {
+          res
+            .writeHead(500, { 'content-type': 'text/plain' })
+            .end(`metrics collection failed: ${(e as Error).message}\n`);
+        },
+      );
       return;
     }
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /ping or /ready\n');
+    res
+      .writeHead(404, { 'content-type': 'text/plain' })
+      .end('not found: try /metrics, /ping or /ready\n');
   });
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
@@ -79,9 +111,10 @@ export async function startOpsServer(listen: { host: string; port: number }, met
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

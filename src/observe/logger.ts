@@ -7,14 +7,41 @@ export type { Logger };
 
 // Secrets, tokens and cookie values must never reach a log line, whatever a caller passes.
 const REDACT = [
-  'cookie', '*.cookie', 'headers.cookie', 'headers.authorization', '*.headers.cookie', '*.headers.authorization',
-  'set-cookie', '*["set-cookie"]', 'token', '*.token', 'access_token', '*.access_token', 'refresh_token', '*.refresh_token',
-  'id_token', '*.id_token', 'client_secret', '*.client_secret', 'cookie_secret', '*.cookie_secret', 'code', '*.code',
+  'cookie',
+  '*.cookie',
+  'headers.cookie',
+  'headers.authorization',
+  '*.headers.cookie',
+  '*.headers.authorization',
+  'set-cookie',
+  '*["set-cookie"]',
+  'token',
+  '*.token',
+  'access_token',
+  '*.access_token',
+  'refresh_token',
+  '*.refresh_token',
+  'id_token',
+  '*.id_token',
+  'client_secret',
+  '*.client_secret',
+  'cookie_secret',
+  '*.cookie_secret',
+  'code',
+  '*.code',
 ];
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream | pino.DestinationStream): Logger {
+export function createLogger(
+  level: string,
+  destination?: NodeJS.WritableStream | pino.DestinationStream,
+): Logger {
   return pino(
-    { level, base: { service: 'portcullis' }, redact: { paths: REDACT, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime },
+    {
+      level,
+      base: { service: 'portcullis' },
+      redact: { paths: REDACT, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
@@ -37,7 +64,10 @@ const FORWARDED_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
  * request through every hop's logs), else a new one. From anyone else it is ignored, or a
  * client could pick ids that collide with other users' requests in the logs.
  */
-export function requestIdFor(req: IncomingMessage, isTrustedProxy: (ip: string) => boolean): string {
+export function requestIdFor(
+  req: IncomingMessage,
+  isTrustedProxy: (ip: string) => boolean,
+): string {
   const given = req.headers['x-request-id'];
   if (typeof given === 'string' && FORWARDED_ID.test(given)) {
     if (isTrustedProxy(normalizeIp(req.socket.remoteAddress ?? ''))) return given;

@@ -9,13 +9,29 @@ import type { Idp } from '../identity/oidc.js';
 type Inc = { inc(v?: number): void };
 type Observe = { observe(v: number): void };
 
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const LATENCY_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
 
 /** Login failure reasons are partly chosen by the IdP (the `error` parameter): bounded here so a hostile callback cannot mint series. */
 const KNOWN_FAILURES = new Set([
-  'invalid_state', 'state_not_found', 'state_replayed', 'access_denied', 'token_exchange_failed', 'idp_unreachable',
-  'no_id_token', 'idp_unavailable', 'session_store_unavailable', 'login_required', 'consent_required',
-  'interaction_required', 'invalid_request', 'invalid_scope', 'unauthorized_client', 'server_error', 'temporarily_unavailable',
+  'invalid_state',
+  'state_not_found',
+  'state_replayed',
+  'access_denied',
+  'token_exchange_failed',
+  'idp_unreachable',
+  'no_id_token',
+  'idp_unavailable',
+  'session_store_unavailable',
+  'login_required',
+  'consent_required',
+  'interaction_required',
+  'invalid_request',
+  'invalid_scope',
+  'unauthorized_client',
+  'server_error',
+  'temporarily_unavailable',
 ]);
 
 export class Metrics {
@@ -39,17 +55,72 @@ export class Metrics {
   constructor(readiness?: () => { idpReady: boolean }) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
-    this.requests = new Counter({ name: 'portcullis_requests_total', help: 'Requests answered, by route, HTTP status and decision.', labelNames: ['route', 'status', 'decision'], registers: [r] });
-    this.requestSeconds = new Histogram({ name: 'portcullis_request_duration_seconds', help: 'Whole request time as Portcullis saw it (until the response head, for proxied requests the upstream answer).', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers: [r] });
-    this.upstreamSeconds = new Histogram({ name: 'portcullis_upstream_duration_seconds', help: 'Time until the upstream answered.', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers: [r] });
-    this.idpSeconds = new Histogram({ name: 'portcullis_idp_request_duration_seconds', help: 'Calls to the identity provider (discovery, token, refresh, userinfo, jwks).', labelNames: ['operation', 'outcome'], buckets: LATENCY_BUCKETS, registers: [r] });
-    this.logins = new Counter({ name: 'portcullis_logins_total', help: 'Completed logins.', registers: [r] });
-    this.loginFailures = new Counter({ name: 'portcullis_login_failures_total', help: 'Failed logins, by reason.', labelNames: ['reason'], registers: [r] });
-    this.refreshed = new Counter({ name: 'portcullis_sessions_refreshed_total', help: 'Token refreshes at the IdP, by result.', labelNames: ['result'], registers: [r] });
-    this.storeErrors = new Counter({ name: 'portcullis_session_store_errors_total', help: 'Session store operations that failed because the store was unavailable.', labelNames: ['operation'], registers: [r] });
-    this.reloads = new Counter({ name: 'portcullis_config_reloads_total', help: 'Configuration reloads, by result (success, failure).', labelNames: ['result'], registers: [r] });
-    this.lastReload = new Gauge({ name: 'portcullis_config_last_reload_timestamp_seconds', help: 'When the configuration was last reloaded (or first loaded).', registers: [r] });
-    this.lastReloadOk = new Gauge({ name: 'portcullis_config_last_reload_successful', help: '1 when the last reload attempt succeeded, 0 when the old configuration is still in force after a failed one.', registers: [r] });
+    this.requests = new Counter({
+      name: 'portcullis_requests_total',
+      help: 'Requests answered, by route, HTTP status and decision.',
+      labelNames: ['route', 'status', 'decision'],
+      registers: [r],
+    });
+    this.requestSeconds = new Histogram({
+      name: 'portcullis_request_duration_seconds',
+      help: 'Whole request time as Portcullis saw it (until the response head, for proxied requests the upstream answer).',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    this.upstreamSeconds = new Histogram({
+      name: 'portcullis_upstream_duration_seconds',
+      help: 'Time until the upstream answered.',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    this.idpSeconds = new Histogram({
+      name: 'portcullis_idp_request_duration_seconds',
+      help: 'Calls to the identity provider (discovery, token, refresh, userinfo, jwks).',
+      labelNames: ['operation', 'outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    this.logins = new Counter({
+      name: 'portcullis_logins_total',
+      help: 'Completed logins.',
+      registers: [r],
+    });
+    this.loginFailures = new Counter({
+      name: 'portcullis_login_failures_total',
+      help: 'Failed logins, by reason.',
+      labelNames: ['reason'],
+      registers: [r],
+    });
+    this.refreshed = new Counter({
+      name: 'portcullis_sessions_refreshed_total',
+      help: 'Token refreshes at the IdP, by result.',
+      labelNames: ['result'],
+      registers: [r],
+    });
+    this.storeErrors = new Counter({
+      name: 'portcullis_session_store_errors_total',
+      help: 'Session store operations that failed because the store was unavailable.',
+      labelNames: ['operation'],
+      registers: [r],
+    });
+    this.reloads = new Counter({
+      name: 'portcullis_config_reloads_total',
+      help: 'Configuration reloads, by result (success, failure).',
+      labelNames: ['result'],
+      registers: [r],
+    });
+    this.lastReload = new Gauge({
+      name: 'portcullis_config_last_reload_timestamp_seconds',
+      help: 'When the configuration was last reloaded (or first loaded).',
+      registers: [r],
+    });
+    this.lastReloadOk = new Gauge({
+      name: 'portcullis_config_last_reload_successful',
+      help: '1 when the last reload attempt succeeded, 0 when the old configuration is still in force after a failed one.',
+      registers: [r],
+    });
     this.lastReload.setToCurrentTime();
     this.lastReloadOk.set(1);
     // Created before any traffic so dashboards and alerts see 0, not "no data".
@@ -57,11 +128,24 @@ export class Metrics {
     this.reloads.labels('failure').inc(0);
     this.logins.inc(0);
     if (readiness) {
-      new Gauge({ name: 'portcullis_idp_ready', help: '1 once discovery of the identity provider has succeeded.', registers: [r], collect() { this.set(readiness().idpReady ? 1 : 0); } });
+      new Gauge({
+        name: 'portcullis_idp_ready',
+        help: '1 once discovery of the identity provider has succeeded.',
+        registers: [r],
+        collect() {
+          this.set(readiness().idpReady ? 1 : 0);
+        },
+      });
     }
   }
 
-  request(route: string, status: number, decision: string, seconds: number, upstreamSeconds: number | undefined): void {
+  request(
+    route: string,
+    status: number,
+    decision: string,
+    seconds: number,
+    upstreamSeconds: number | undefined,
+  ): void {
     let byStatus = this.requestChildren.get(route);
     if (!byStatus) this.requestChildren.set(route, (byStatus = new Map()));
     let byDecision = byStatus.get(status);
@@ -114,8 +198,20 @@ export class Metrics {
       const url = String(input);
       const body = init?.body;
       const refresh = body instanceof URLSearchParams && body.get('grant_type') === 'refresh_token';
-      const op = url === md.token_endpoint ? (refresh ? 'refresh' : 'token') : url === md.userinfo_endpoint ? 'userinfo' : url === md.jwks_uri ? 'jwks'
-        : url === md.revocation_endpoint ? 'revocation' : url === md.introspection_endpoint ? 'introspection' : 'other';
+      const op =
+        url === md.token_endpoint
+          ? refresh
+            ? 'refresh'
+            : 'token'
+          : url === md.userinfo_endpoint
+            ? 'userinfo'
+            : url === md.jwks_uri
+              ? 'jwks'
+              : url === md.revocation_endpoint
+                ? 'revocation'
+                : url === md.introspection_endpoint
+                  ? 'introspection'
+                  : 'other';
       const t = performance.now();
       try {
         const res = await fetch(input, init);

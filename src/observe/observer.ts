@@ -10,17 +10,51 @@ import type { Metrics } from './metrics.js';
  * builds a Runtime on its own (`check`, `explain`, `probe`, unit tests) gets a silent one.
  */
 export class Observer {
-  constructor(readonly metrics: Metrics | null, readonly audit: Audit) {}
+  constructor(
+    readonly metrics: Metrics | null,
+    readonly audit: Audit,
+  ) {}
 
   /** Called once per request, next to the access-log line. */
-  request(ctx: RequestContext | null, status: number, requestId: string, started: number, decision: string, reason: string, d?: Decision, upstream?: { upstreamMs: number } | null): void {
-    const route = d && 'route' in d && d.route ? d.route.id : decision === 'portcullis' ? '(portcullis)' : '(none)';
+  request(
+    ctx: RequestContext | null,
+    status: number,
+    requestId: string,
+    started: number,
+    decision: string,
+    reason: string,
+    d?: Decision,
+    upstream?: { upstreamMs: number } | null,
+  ): void {
+    const route =
+      d && 'route' in d && d.route
+        ? d.route.id
+        : decision === 'portcullis'
+          ? '(portcullis)'
+          : '(none)';
     if (this.metrics) {
-      this.metrics.request(route, status, decision, (performance.now() - started) / 1000, upstream ? upstream.upstreamMs / 1000 : undefined);
+      this.metrics.request(
+        route,
+        status,
+        decision,
+        (performance.now() - started) / 1000,
+        upstream ? upstream.upstreamMs / 1000 : undefined,
+      );
       if (d?.kind === 'unavailable' && d.cause === 'session_store') this.metrics.storeError('load');
     }
     if (d?.kind === 'deny') {
-      this.audit.warn({ event: 'access_denied', requestId, route, host: ctx?.host, path: ctx?.path, user: d.identity?.email || d.identity?.user, reason }, 'access denied by policy');
+      this.audit.warn(
+        {
+          event: 'access_denied',
+          requestId,
+          route,
+          host: ctx?.host,
+          path: ctx?.path,
+          user: d.identity?.email || d.identity?.user,
+          reason,
+        },
+        'access denied by policy',
+      );
     }
   }
 }

@@ -2,7 +2,10 @@ export type PolicyPath = (string | number)[];
 
 /** A policy that cannot be compiled. `path` is relative to the route object. */
 export class PolicyError extends Error {
-  constructor(public readonly path: PolicyPath, message: string) {
+  constructor(
+    public readonly path: PolicyPath,
+    message: string,
+  ) {
     super(message);
     this.name = 'PolicyError';
   }

@@ -1,6 +1,20 @@
-import type { CompiledPolicy, Identity, PolicyInput, PolicyResult, RequestContext, TraceStep } from '../decide/types.js';
+import type {
+  CompiledPolicy,
+  Identity,
+  PolicyInput,
+  PolicyResult,
+  RequestContext,
+  TraceStep,
+} from '../decide/types.js';
 import { compileCriterion, type LeafSpec } from './criteria/index.js';
-import { PolicyError, didYouMean, formatPath, isPlainObject, typeName, type PolicyPath } from './errors.js';
+import {
+  PolicyError,
+  didYouMean,
+  formatPath,
+  isPlainObject,
+  typeName,
+  type PolicyPath,
+} from './errors.js';
 
 export { PolicyError } from './errors.js';
 export { emailDomain } from './criteria/index.js';
@@ -70,8 +84,21 @@ class Compiler {
 
   leaf(spec: LeafSpec, at: string, negated: boolean, parent: Op): Node {
     const shown = negated ? `not ${spec.label}` : spec.label;
-    const allowed: PolicyResult = Object.freeze({ allow: true, reason: `allowed by ${at}: ${shown}`, trace: NO_TRACE, needsIdentity: false });
-    const leaf: Leaf = { ...spec, at, negated, parent, shown, denyReason: `denied by ${at}: ${shown}`, allowed };
+    const allowed: PolicyResult = Object.freeze({
+      allow: true,
+      reason: `allowed by ${at}: ${shown}`,
+      trace: NO_TRACE,
+      needsIdentity: false,
+    });
+    const leaf: Leaf = {
+      ...spec,
+      at,
+      negated,
+      parent,
+      shown,
+      denyReason: `denied by ${at}: ${shown}`,
+      allowed,
+    };
     this.leaves.push(leaf);
     const { test, needsIdentity } = leaf;
     return (s) => {
@@ -88,22 +115,39 @@ class Compiler {
   op(op: Op, list: unknown, path: PolicyPath, negated: boolean): Node {
     const p = [...path, op];
     if (!Array.isArray(list)) {
-      throw new PolicyError(p, `expected a list of criteria under "${op}", got ${typeName(list)}${isPlainObject(list) ? ' (start each criterion with "- ")' : ''}`);
+      throw new PolicyError(
+        p,
+        `expected a list of criteria under "${op}", got ${typeName(list)}${isPlainObject(list) ? ' (start each criterion with "- ")' : ''}`,
+      );
     }
-    if (list.length === 0) throw new PolicyError(p, `"${op}" has no criteria; an empty list would match ${op === 'and' || op === 'not' ? 'everything' : 'nothing'}`);
+    if (list.length === 0)
+      throw new PolicyError(
+        p,
+        `"${op}" has no criteria; an empty list would match ${op === 'and' || op === 'not' ? 'everything' : 'nothing'}`,
+      );
     const childNegated = op === 'not' || op === 'nor' ? !negated : negated;
     const children = list.map((item, i) => this.item(item, [...p, i], childNegated, op));
     return combine(op, children);
   }
 
   private item(item: unknown, path: PolicyPath, negated: boolean, parent: Op): Node {
-    if (!isPlainObject(item)) throw new PolicyError(path, `expected a criterion object such as "email: {is: alice@example.com}", got ${typeName(item)}`);
+    if (!isPlainObject(item))
+      throw new PolicyError(
+        path,
+        `expected a criterion object such as "email: {is: alice@example.com}", got ${typeName(item)}`,
+      );
     const keys = Object.keys(item);
     if (keys.length !== 1) {
-      throw new PolicyError(path, keys.length === 0 ? 'empty criterion' : `each criterion must have exactly one key, got ${keys.join(', ')}; put each one in its own list item`);
+      throw new PolicyError(
+        path,
+        keys.length === 0
+          ? 'empty criterion'
+          : `each criterion must have exactly one key, got ${keys.join(', ')}; put each one in its own list item`,
+      );
     }
     const key = keys[0]!;
-    if ((OPS as readonly string[]).includes(key)) return this.op(key as Op, item[key], path, negated);
+    if ((OPS as readonly string[]).includes(key))
+      return this.op(key as Op, item[key], path, negated);
     const spec = compileCriterion(key, item[key], path, { groupsClaim: this.groupsClaim });
     return this.leaf(spec, formatPath(path), negated, parent);
   }
@@ -111,12 +155,23 @@ class Compiler {
   /** The value of `allow:` or `deny:`; its operators are alternatives, as in Pomerium's generator. */
   block(action: 'allow' | 'deny', body: unknown, path: PolicyPath): void {
     const p = [...path, action];
-    if (!isPlainObject(body)) throw new PolicyError(p, `expected an object with and/or/not/nor under "${action}", got ${typeName(body)}`);
+    if (!isPlainObject(body))
+      throw new PolicyError(
+        p,
+        `expected an object with and/or/not/nor under "${action}", got ${typeName(body)}`,
+      );
     const keys = Object.keys(body);
-    if (keys.length === 0) throw new PolicyError(p, `empty "${action}"; expected and/or/not/nor with a list of criteria`);
+    if (keys.length === 0)
+      throw new PolicyError(
+        p,
+        `empty "${action}"; expected and/or/not/nor with a list of criteria`,
+      );
     for (const k of keys) {
       if (!(OPS as readonly string[]).includes(k)) {
-        throw new PolicyError([...p, k], `unknown logical operator "${k}" under "${action}"; expected and, or, not or nor${didYouMean(k, OPS)}`);
+        throw new PolicyError(
+          [...p, k],
+          `unknown logical operator "${k}" under "${action}"; expected and, or, not or nor${didYouMean(k, OPS)}`,
+        );
       }
     }
     for (const k of keys) {
@@ -126,11 +181,18 @@ class Compiler {
   }
 
   rule(rule: unknown, path: PolicyPath): void {
-    if (!isPlainObject(rule)) throw new PolicyError(path, `expected a rule object with "allow" and/or "deny", got ${typeName(rule)}`);
+    if (!isPlainObject(rule))
+      throw new PolicyError(
+        path,
+        `expected a rule object with "allow" and/or "deny", got ${typeName(rule)}`,
+      );
     const keys = Object.keys(rule);
     for (const k of keys) {
       if (k !== 'allow' && k !== 'deny') {
-        throw new PolicyError([...path, k], `unknown rule key "${k}"; a rule has "allow" and/or "deny"${didYouMean(k, ['allow', 'deny'])}`);
+        throw new PolicyError(
+          [...path, k],
+          `unknown rule key "${k}"; a rule has "allow" and/or "deny"${didYouMean(k, ['allow', 'deny'])}`,
+        );
       }
     }
     if (!keys.length) throw new PolicyError(path, 'rule has neither "allow" nor "deny"');
@@ -195,17 +257,24 @@ function combine(op: Op, children: Node[]): Node {
 }
 
 function stringList(v: unknown, key: string): string[] {
-  if (!Array.isArray(v)) throw new PolicyError([key], `expected a list of strings, got ${typeName(v)}`);
-  if (v.length === 0) throw new PolicyError([key], `${key} is empty; it would allow nobody (remove it, or list at least one value)`);
+  if (!Array.isArray(v))
+    throw new PolicyError([key], `expected a list of strings, got ${typeName(v)}`);
+  if (v.length === 0)
+    throw new PolicyError(
+      [key],
+      `${key} is empty; it would allow nobody (remove it, or list at least one value)`,
+    );
   return v.map((x, i) => {
-    if (typeof x !== 'string' || !x.trim()) throw new PolicyError([key, i], `expected a non-empty string, got ${typeName(x)}`);
+    if (typeof x !== 'string' || !x.trim())
+      throw new PolicyError([key, i], `expected a non-empty string, got ${typeName(x)}`);
     return x.trim();
   });
 }
 
 function checkFlag(v: unknown, key: string): boolean {
   if (v === undefined || v === null) return false;
-  if (typeof v !== 'boolean') throw new PolicyError([key], `expected true or false, got ${typeName(v)}`);
+  if (typeof v !== 'boolean')
+    throw new PolicyError([key], `expected true or false, got ${typeName(v)}`);
   return v;
 }
 
@@ -233,7 +302,9 @@ function stepDetail(leaf: Leaf, eff: Tri, s: State, cache: HaveCache): string {
 }
 
 function listSome(items: readonly string[], joiner: string, max = 5): string {
-  return items.length > max ? `${items.slice(0, max).join(joiner)} (${items.length - max} more)` : items.join(joiner);
+  return items.length > max
+    ? `${items.slice(0, max).join(joiner)} (${items.length - max} more)`
+    : items.join(joiner);
 }
 
 /** "needs group admins or group ops; you have eng" from the unmet steps. */
@@ -275,32 +346,67 @@ function explainFailures(s: State, allowTerms: readonly boolean[], cache: HaveCa
  * Compiles a route's authorization settings (PPL `policy` plus the allow_* shortcuts) into a
  * decision function. Throws PolicyError on any invalid input; nothing is returned half-built.
  */
-export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions = {}): CompiledPolicy {
+export function compileRoutePolicy(
+  src: RoutePolicySource,
+  opts: PolicyOptions = {},
+): CompiledPolicy {
   const groupsClaim = opts.groupsClaim ?? 'groups';
   const c = new Compiler(groupsClaim);
-  const isPublic = checkFlag(src.allow_public_unauthenticated_access, 'allow_public_unauthenticated_access');
+  const isPublic = checkFlag(
+    src.allow_public_unauthenticated_access,
+    'allow_public_unauthenticated_access',
+  );
   const anyUser = checkFlag(src.allow_any_authenticated_user, 'allow_any_authenticated_user');
-  const groups = src.allowed_groups === undefined || src.allowed_groups === null ? undefined : stringList(src.allowed_groups, 'allowed_groups');
-  const emails = src.allowed_emails === undefined || src.allowed_emails === null ? undefined : stringList(src.allowed_emails, 'allowed_emails');
-  const domains = src.allowed_email_domains === undefined || src.allowed_email_domains === null ? undefined : stringList(src.allowed_email_domains, 'allowed_email_domains');
-  const lists = ([['allowed_groups', groups], ['allowed_emails', emails], ['allowed_email_domains', domains]] as const).filter(([, v]) => v);
+  const groups =
+    src.allowed_groups === undefined || src.allowed_groups === null
+      ? undefined
+      : stringList(src.allowed_groups, 'allowed_groups');
+  const emails =
+    src.allowed_emails === undefined || src.allowed_emails === null
+      ? undefined
+      : stringList(src.allowed_emails, 'allowed_emails');
+  const domains =
+    src.allowed_email_domains === undefined || src.allowed_email_domains === null
+      ? undefined
+      : stringList(src.allowed_email_domains, 'allowed_email_domains');
+  const lists = (
+    [
+      ['allowed_groups', groups],
+      ['allowed_emails', emails],
+      ['allowed_email_domains', domains],
+    ] as const
+  ).filter(([, v]) => v);
 
   // Same combinations Pomerium's Policy.Validate rejects: they would make the narrower setting meaningless.
   if (isPublic && anyUser) {
-    throw new PolicyError(['allow_any_authenticated_user'], 'allow_public_unauthenticated_access already allows everyone; remove allow_any_authenticated_user');
+    throw new PolicyError(
+      ['allow_any_authenticated_user'],
+      'allow_public_unauthenticated_access already allows everyone; remove allow_any_authenticated_user',
+    );
   }
   if ((isPublic || anyUser) && lists.length) {
     const flag = isPublic ? 'allow_public_unauthenticated_access' : 'allow_any_authenticated_user';
-    throw new PolicyError([lists[0]![0]], `${lists[0]![0]} has no effect together with ${flag}, which already allows ${isPublic ? 'everyone' : 'every signed-in user'}; remove one of them`);
+    throw new PolicyError(
+      [lists[0]![0]],
+      `${lists[0]![0]} has no effect together with ${flag}, which already allows ${isPublic ? 'everyone' : 'every signed-in user'}; remove one of them`,
+    );
   }
 
   if (isPublic) {
-    const spec = compileCriterion('accept', true, ['allow_public_unauthenticated_access'], { groupsClaim });
-    c.shortcut('allow_public_unauthenticated_access', [c.leaf(spec, 'allow_public_unauthenticated_access', false, 'or')]);
+    const spec = compileCriterion('accept', true, ['allow_public_unauthenticated_access'], {
+      groupsClaim,
+    });
+    c.shortcut('allow_public_unauthenticated_access', [
+      c.leaf(spec, 'allow_public_unauthenticated_access', false, 'or'),
+    ]);
   }
   if (anyUser) {
-    const spec = compileCriterion('authenticated_user', true, ['allow_any_authenticated_user'], { groupsClaim });
-    c.shortcut('allow_any_authenticated_user', [c.leaf(spec, 'allow_any_authenticated_user', false, 'or')]);
+    const spec = compileCriterion('authenticated_user', true, ['allow_any_authenticated_user'], {
+      groupsClaim,
+    });
+    c.shortcut('allow_any_authenticated_user', [
+      c.leaf(spec, 'allow_any_authenticated_user', false, 'or'),
+    ]);
   }
   // The oauth2-proxy style lists become the criteria PPL would use (Pomerium's ToPPL does the same).
   const shortcutLists: [string, string[] | undefined, (v: string) => unknown, string][] = [
@@ -310,14 +416,25 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
   ];
   for (const [key, values, data, criterion] of shortcutLists) {
     if (!values) continue;
-    const nodes = values.map((v, i) => c.leaf(compileCriterion(criterion, data(v), [key, i], { groupsClaim }), `${key}[${i}]`, false, 'or'));
+    const nodes = values.map((v, i) =>
+      c.leaf(
+        compileCriterion(criterion, data(v), [key, i], { groupsClaim }),
+        `${key}[${i}]`,
+        false,
+        'or',
+      ),
+    );
     c.shortcut(key, nodes);
   }
 
   const policy = src.policy;
   if (policy !== undefined && policy !== null) {
     if (Array.isArray(policy)) {
-      if (policy.length === 0) throw new PolicyError(['policy'], 'policy is an empty list; give at least one rule or remove it');
+      if (policy.length === 0)
+        throw new PolicyError(
+          ['policy'],
+          'policy is an empty list; give at least one rule or remove it',
+        );
       policy.forEach((r, i) => c.rule(r, ['policy', i]));
     } else {
       c.rule(policy, ['policy']);
@@ -341,14 +458,23 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
   };
 
   /** Steps of the terms `include` selects; `onlyMet` keeps just the satisfied ones (what decided it). */
-  const trace = (include: (term: number) => boolean, onlyMet: boolean, cache: HaveCache): TraceStep[] => {
+  const trace = (
+    include: (term: number) => boolean,
+    onlyMet: boolean,
+    cache: HaveCache,
+  ): TraceStep[] => {
     const out: TraceStep[] = [];
     for (let i = 0; i < s.n; i++) {
       if (!include(s.terms[i]!)) continue;
       const leaf = s.leaves[i]!;
       const eff = effective(leaf, s.results[i]!);
       if (onlyMet && eff !== T) continue;
-      out.push({ at: leaf.at, criterion: leaf.shown, result: eff === T, detail: stepDetail(leaf, eff, s, cache) });
+      out.push({
+        at: leaf.at,
+        criterion: leaf.shown,
+        result: eff === T,
+        detail: stepDetail(leaf, eff, s, cache),
+      });
     }
     return out;
   };
@@ -401,15 +527,36 @@ export function compileRoutePolicy(src: RoutePolicySource, opts: PolicyOptions =
     if (allowed !== -1 && !denyUnknown) {
       const leaf = decidingLeaf(allowed);
       if (leaf && !withTrace) result = leaf.allowed;
-      else result = { allow: true, reason: leaf ? leaf.allowed.reason : `allowed by ${ordered[allowed]!.at}`, trace: withTrace ? trace((t) => t === allowed, true, new Map()) : NO_TRACE, needsIdentity: false };
+      else
+        result = {
+          allow: true,
+          reason: leaf ? leaf.allowed.reason : `allowed by ${ordered[allowed]!.at}`,
+          trace: withTrace ? trace((t) => t === allowed, true, new Map()) : NO_TRACE,
+          needsIdentity: false,
+        };
     } else if (allowed !== -1 || allowUnknown) {
       // Only a signed-in user can settle the unknown part; logging in may change the answer.
-      result = { allow: false, reason: 'sign-in required', trace: withTrace ? trace((t) => t >= nDeny || denyUnknown, false, new Map()) : NO_TRACE, needsIdentity: true };
+      result = {
+        allow: false,
+        reason: 'sign-in required',
+        trace: withTrace ? trace((t) => t >= nDeny || denyUnknown, false, new Map()) : NO_TRACE,
+        needsIdentity: true,
+      };
     } else if (ordered.length === nDeny) {
-      result = { allow: false, reason: 'no policy allows access to this route', trace: NO_TRACE, needsIdentity: false };
+      result = {
+        allow: false,
+        reason: 'no policy allows access to this route',
+        trace: NO_TRACE,
+        needsIdentity: false,
+      };
     } else {
       const cache: HaveCache = new Map();
-      result = { allow: false, reason: explainFailures(s, isAllowTerm, cache), trace: withTrace ? trace((t) => t >= nDeny, false, cache) : NO_TRACE, needsIdentity: false };
+      result = {
+        allow: false,
+        reason: explainFailures(s, isAllowTerm, cache),
+        trace: withTrace ? trace((t) => t >= nDeny, false, cache) : NO_TRACE,
+        needsIdentity: false,
+      };
     }
     s.ctx = undefined as unknown as RequestContext;
     s.id = null;

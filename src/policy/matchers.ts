@@ -5,7 +5,14 @@ import { PolicyError, didYouMean, isPlainObject, typeName, type PolicyPath } fro
 // Several operators in one matcher object must all hold, as in Pomerium where each operator
 // appends a condition to the same rule body.
 
-export const STRING_OPERATORS = ['is', 'starts_with', 'ends_with', 'contains', 'in', 'not_in'] as const;
+export const STRING_OPERATORS = [
+  'is',
+  'starts_with',
+  'ends_with',
+  'contains',
+  'in',
+  'not_in',
+] as const;
 export const LIST_OPERATORS = ['has', 'is', 'exclude'] as const;
 
 export interface StringMatcher {
@@ -25,32 +32,46 @@ export interface StringMatcherOptions {
 
 function requireString(v: unknown, path: PolicyPath, what: string): string {
   if (typeof v !== 'string') {
-    throw new PolicyError(path, `expected ${what} as a string, got ${typeName(v)}${typeof v === 'number' ? ' (quote it in YAML)' : ''}`);
+    throw new PolicyError(
+      path,
+      `expected ${what} as a string, got ${typeName(v)}${typeof v === 'number' ? ' (quote it in YAML)' : ''}`,
+    );
   }
   return v;
 }
 
 function requireStringList(v: unknown, path: PolicyPath, what: string): string[] {
-  if (!Array.isArray(v)) throw new PolicyError(path, `expected a list of ${what}, got ${typeName(v)}`);
+  if (!Array.isArray(v))
+    throw new PolicyError(path, `expected a list of ${what}, got ${typeName(v)}`);
   if (v.length === 0) throw new PolicyError(path, `expected a non-empty list of ${what}`);
   return v.map((item, i) => requireString(item, [...path, i], what));
 }
 
 const and2 = (a: (s: string) => boolean, b: (s: string) => boolean) => (s: string) => a(s) && b(s);
 
-export function compileStringMatcher(raw: unknown, path: PolicyPath, opts: StringMatcherOptions): StringMatcher {
+export function compileStringMatcher(
+  raw: unknown,
+  path: PolicyPath,
+  opts: StringMatcherOptions,
+): StringMatcher {
   const norm = opts.normalize ?? ((s: string) => s);
   // Bare scalar is shorthand for `is` (PPL docs: "same as the `is` operator").
   if (!isPlainObject(raw)) {
     if (Array.isArray(raw)) {
-      throw new PolicyError(path, `expected a string or a string matcher object (is, starts_with, ends_with, contains, in, not_in), got a list; to match any of several values use "in: [...]"`);
+      throw new PolicyError(
+        path,
+        `expected a string or a string matcher object (is, starts_with, ends_with, contains, in, not_in), got a list; to match any of several values use "in: [...]"`,
+      );
     }
     raw = { is: requireString(raw, path, 'a string matcher value') };
   }
   const obj = raw as Record<string, unknown>;
   const keys = Object.keys(obj);
   if (keys.length === 0) {
-    throw new PolicyError(path, `empty string matcher; expected one of ${STRING_OPERATORS.join(', ')}`);
+    throw new PolicyError(
+      path,
+      `empty string matcher; expected one of ${STRING_OPERATORS.join(', ')}`,
+    );
   }
   let test: ((s: string) => boolean) | undefined;
   const labels: string[] = [];
@@ -98,7 +119,10 @@ export function compileStringMatcher(raw: unknown, path: PolicyPath, opts: Strin
         break;
       }
       default:
-        throw new PolicyError(p, `unknown string matcher operator "${op}"; expected one of ${STRING_OPERATORS.join(', ')}${didYouMean(op, STRING_OPERATORS)}`);
+        throw new PolicyError(
+          p,
+          `unknown string matcher operator "${op}"; expected one of ${STRING_OPERATORS.join(', ')}${didYouMean(op, STRING_OPERATORS)}`,
+        );
     }
     test = test ? and2(test, t) : t;
   }
@@ -135,29 +159,45 @@ function length(values: unknown): number {
   return Array.isArray(values) ? values.length : 1;
 }
 
-export function compileListMatcher(raw: unknown, path: PolicyPath, opts: ListMatcherOptions): ListMatcher {
+export function compileListMatcher(
+  raw: unknown,
+  path: PolicyPath,
+  opts: ListMatcherOptions,
+): ListMatcher {
   // Bare scalar is shorthand for `has` (PPL docs: "same as the `has` operator").
   if (!isPlainObject(raw)) raw = { has: raw };
   const obj = raw as Record<string, unknown>;
   const keys = Object.keys(obj);
-  if (keys.length === 0) throw new PolicyError(path, `empty string list matcher; expected one of ${LIST_OPERATORS.join(', ')}`);
+  if (keys.length === 0)
+    throw new PolicyError(
+      path,
+      `empty string list matcher; expected one of ${LIST_OPERATORS.join(', ')}`,
+    );
   let test: ((v: unknown) => boolean) | undefined;
   const labels: string[] = [];
   const needs: string[] = [];
   for (const op of keys) {
     const p = [...path, op];
     if (!(LIST_OPERATORS as readonly string[]).includes(op)) {
-      throw new PolicyError(p, `unknown string list matcher operator "${op}"; expected one of ${LIST_OPERATORS.join(', ')}${didYouMean(op, LIST_OPERATORS)}`);
+      throw new PolicyError(
+        p,
+        `unknown string list matcher operator "${op}"; expected one of ${LIST_OPERATORS.join(', ')}${didYouMean(op, LIST_OPERATORS)}`,
+      );
     }
     const v = obj[op];
-    const okType = typeof v === 'string' || (!opts.stringsOnly && (typeof v === 'number' || typeof v === 'boolean'));
+    const okType =
+      typeof v === 'string' ||
+      (!opts.stringsOnly && (typeof v === 'number' || typeof v === 'boolean'));
     if (!okType) {
       const hint = Array.isArray(v)
         ? `; "${op}" takes one value, to accept any of several list them under "or"`
         : typeof v === 'number'
           ? ' (quote it in YAML)'
           : '';
-      throw new PolicyError(p, `expected a single ${opts.stringsOnly ? 'string' : 'string, number or boolean'} for "${op}", got ${typeName(v)}${hint}`);
+      throw new PolicyError(
+        p,
+        `expected a single ${opts.stringsOnly ? 'string' : 'string, number or boolean'} for "${op}", got ${typeName(v)}${hint}`,
+      );
     }
     const x = v as Scalar;
     let t: (values: unknown) => boolean;

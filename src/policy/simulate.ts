@@ -22,16 +22,26 @@ export interface SimulatedRequest {
 
 export class SimulationError extends Error {}
 
-export async function simulate(cfg: Config, routes: RouteTable, r: SimulatedRequest): Promise<Decision> {
+export async function simulate(
+  cfg: Config,
+  routes: RouteTable,
+  r: SimulatedRequest,
+): Promise<Decision> {
   let u: URL;
   try {
     u = new URL(r.url);
   } catch {
-    throw new SimulationError(`expected an absolute URL like https://app.example.com/path, got ${JSON.stringify(r.url)}`);
+    throw new SimulationError(
+      `expected an absolute URL like https://app.example.com/path, got ${JSON.stringify(r.url)}`,
+    );
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new SimulationError(`expected an http(s) URL, got ${r.url}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new SimulationError(`expected an http(s) URL, got ${r.url}`);
   const now = r.time === undefined ? Date.now() : Date.parse(r.time);
-  if (Number.isNaN(now)) throw new SimulationError(`expected an ISO 8601 time like 2026-03-29T08:30:00Z, got ${JSON.stringify(r.time)}`);
+  if (Number.isNaN(now))
+    throw new SimulationError(
+      `expected an ISO 8601 time like 2026-03-29T08:30:00Z, got ${JSON.stringify(r.time)}`,
+    );
   const scheme = u.protocol === 'https:' ? 'https' : 'http';
   let norm = normalizeRequestTarget(`${u.pathname}${u.search}`);
   let pathError: string | undefined;
@@ -55,33 +65,63 @@ export async function simulate(cfg: Config, routes: RouteTable, r: SimulatedRequ
     now,
   };
   let identity: Identity | null = null;
-  if (r.user !== undefined || r.email !== undefined || r.groups !== undefined || r.claims !== undefined) {
+  if (
+    r.user !== undefined ||
+    r.email !== undefined ||
+    r.groups !== undefined ||
+    r.claims !== undefined
+  ) {
     const claims: Record<string, unknown> = { ...(r.claims ?? {}) };
     if (r.email !== undefined) claims[cfg.idp.emailClaim] = r.email;
     if (r.email !== undefined && claims.email_verified === undefined) claims.email_verified = true;
     if (r.groups !== undefined) claims[cfg.idp.groupsClaim] = r.groups;
-    const sub = r.user ?? (typeof claims.sub === 'string' ? claims.sub : r.email ?? 'simulated-user');
+    const sub =
+      r.user ?? (typeof claims.sub === 'string' ? claims.sub : (r.email ?? 'simulated-user'));
     if (r.user !== undefined && cfg.idp.userClaim !== 'sub') claims[cfg.idp.userClaim] = r.user;
     identity = identityFromClaims(sub, claims, cfg.idp, 'session');
   }
-  return decide(ctx, { routes, sessions: { lookup: async () => ({ identity, session: null, setCookies: [] }) } }, { pathError, trace: true });
+  return decide(
+    ctx,
+    { routes, sessions: { lookup: async () => ({ identity, session: null, setCookies: [] }) } },
+    { pathError, trace: true },
+  );
 }
 
-export function outcomeOf(d: Decision): 'allow' | 'deny' | 'login' | 'not_found' | 'bad_request' | 'unavailable' {
+export function outcomeOf(
+  d: Decision,
+): 'allow' | 'deny' | 'login' | 'not_found' | 'bad_request' | 'unavailable' {
   return d.kind;
 }
 
 /** Human-readable lines: the verdict, the route, and the policy trace. */
 export function describeDecision(d: Decision): string[] {
   const lines: string[] = [];
-  const verdict = d.kind === 'allow' ? 'ALLOW' : d.kind === 'login' ? 'DENY (sign-in required)' : d.kind === 'deny' ? 'DENY' : d.kind === 'not_found' ? 'DENY (no route)' : d.kind === 'bad_request' ? 'DENY (bad request)' : 'DENY (unavailable)';
+  const verdict =
+    d.kind === 'allow'
+      ? 'ALLOW'
+      : d.kind === 'login'
+        ? 'DENY (sign-in required)'
+        : d.kind === 'deny'
+          ? 'DENY'
+          : d.kind === 'not_found'
+            ? 'DENY (no route)'
+            : d.kind === 'bad_request'
+              ? 'DENY (bad request)'
+              : 'DENY (unavailable)';
   lines.push(verdict);
-  if ('route' in d && d.route) lines.push(`route: ${d.route.id} (${d.route.from.raw}${d.route.match.kind === 'any' ? '' : ` ${d.route.match.kind} ${d.route.match.value}`})`);
-  if (d.kind === 'allow' && !d.policy) lines.push('reason: public route (allow_public_unauthenticated_access)');
+  if ('route' in d && d.route)
+    lines.push(
+      `route: ${d.route.id} (${d.route.from.raw}${d.route.match.kind === 'any' ? '' : ` ${d.route.match.kind} ${d.route.match.value}`})`,
+    );
+  if (d.kind === 'allow' && !d.policy)
+    lines.push('reason: public route (allow_public_unauthenticated_access)');
   const policy = d.kind === 'allow' || d.kind === 'deny' ? d.policy : null;
   if (policy) {
     lines.push(`reason: ${policy.reason}`);
-    for (const t of policy.trace) lines.push(`  ${t.result ? '✓' : '✗'} ${t.at}: ${t.criterion}${t.detail ? ` — ${t.detail}` : ''}`);
+    for (const t of policy.trace)
+      lines.push(
+        `  ${t.result ? '✓' : '✗'} ${t.at}: ${t.criterion}${t.detail ? ` — ${t.detail}` : ''}`,
+      );
   } else if (d.kind !== 'allow' && d.kind !== 'deny') {
     lines.push(`reason: ${d.reason}`);
   }
@@ -98,19 +138,38 @@ export interface PolicyTestFailure {
 }
 
 /** Runs the config's policy_tests; an empty list means every test got the outcome it expects. */
-export async function runPolicyTests(cfg: Config, routes: RouteTable): Promise<PolicyTestFailure[]> {
+export async function runPolicyTests(
+  cfg: Config,
+  routes: RouteTable,
+): Promise<PolicyTestFailure[]> {
   const failures: PolicyTestFailure[] = [];
   for (const t of cfg.policyTests) {
     let d: Decision;
     try {
       d = await simulate(cfg, routes, t.request);
     } catch (e) {
-      failures.push({ name: t.name, key: t.key, line: t.line, expected: t.expect, got: 'error', explanation: [(e as Error).message] });
+      failures.push({
+        name: t.name,
+        key: t.key,
+        line: t.line,
+        expected: t.expect,
+        got: 'error',
+        explanation: [(e as Error).message],
+      });
       continue;
     }
     // "deny" covers every way in which the request does not get through.
-    const got = d.kind === 'allow' ? 'allow' : d.kind === 'login' && t.expect === 'login' ? 'login' : 'deny';
-    if (got !== t.expect) failures.push({ name: t.name, key: t.key, line: t.line, expected: t.expect, got: d.kind === 'login' ? 'login' : got, explanation: describeDecision(d) });
+    const got =
+      d.kind === 'allow' ? 'allow' : d.kind === 'login' && t.expect === 'login' ? 'login' : 'deny';
+    if (got !== t.expect)
+      failures.push({
+        name: t.name,
+        key: t.key,
+        line: t.line,
+        expected: t.expect,
+        got: d.kind === 'login' ? 'login' : got,
+        explanation: describeDecision(d),
+      });
   }
   return failures;
 }

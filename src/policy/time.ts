@@ -29,16 +29,34 @@ export function zoneClock(zone: string): ZoneClock {
   let cachedMinute = NaN;
   let cachedOffset = 0;
   const offsetAt = (minuteStart: number): number => {
-    let y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+    let y = 0,
+      mo = 0,
+      d = 0,
+      h = 0,
+      mi = 0,
+      s = 0;
     for (const part of fmt.formatToParts(minuteStart)) {
       switch (part.type) {
-        case 'year': y = Number(part.value); break;
-        case 'month': mo = Number(part.value); break;
-        case 'day': d = Number(part.value); break;
-        case 'hour': h = Number(part.value); break;
-        case 'minute': mi = Number(part.value); break;
-        case 'second': s = Number(part.value); break;
-        default: break;
+        case 'year':
+          y = Number(part.value);
+          break;
+        case 'month':
+          mo = Number(part.value);
+          break;
+        case 'day':
+          d = Number(part.value);
+          break;
+        case 'hour':
+          h = Number(part.value);
+          break;
+        case 'minute':
+          mi = Number(part.value);
+          break;
+        case 'second':
+          s = Number(part.value);
+          break;
+        default:
+          break;
       }
     }
     return Date.UTC(y, mo - 1, d, h, mi, s) - minuteStart;
@@ -66,7 +84,10 @@ const TWENTY_FOUR_HOUR = /^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$/;
 /** Parses a time of day into milliseconds since midnight. */
 export function parseTimeOfDay(raw: unknown, path: PolicyPath): number {
   if (typeof raw !== 'string') {
-    throw new PolicyError(path, `expected a time of day such as "9:00", "17:30:00" or "5:30PM" (quoted), got ${typeName(raw)}`);
+    throw new PolicyError(
+      path,
+      `expected a time of day such as "9:00", "17:30:00" or "5:30PM" (quoted), got ${typeName(raw)}`,
+    );
   }
   const s = raw.trim();
   let m = TWELVE_HOUR.exec(s);
@@ -86,7 +107,10 @@ export function parseTimeOfDay(raw: unknown, path: PolicyPath): number {
     const ms = m[4] === undefined ? 0 : Math.floor(Number(`0.${m[4]}`) * 1000);
     if (h <= 23 && min <= 59 && sec <= 59) return ((h * 60 + min) * 60 + sec) * 1000 + ms;
   }
-  throw new PolicyError(path, `"${raw}" is not a time of day; expected e.g. "9:00", "17:30:00", "5:30PM" or "5 PM"`);
+  throw new PolicyError(
+    path,
+    `"${raw}" is not a time of day; expected e.g. "9:00", "17:30:00", "5:30PM" or "5 PM"`,
+  );
 }
 
 export function formatMsOfDay(ms: number): string {
@@ -97,7 +121,8 @@ export function formatMsOfDay(ms: number): string {
   return `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}${s ? `:${String(s).padStart(2, '0')}` : ''}`;
 }
 
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+const ISO_DATE =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
 
 /**
  * Parses an ISO-8601 date or date-time to epoch ms. A value without an offset is read as UTC:
@@ -108,16 +133,31 @@ export function parseIsoDate(raw: unknown, path: PolicyPath): number {
     if (Number.isNaN(raw.getTime())) throw new PolicyError(path, 'invalid date');
     return raw.getTime();
   }
-  if (typeof raw !== 'string') throw new PolicyError(path, `expected an ISO-8601 date such as "2030-01-02T16:20:00Z", got ${typeName(raw)}`);
+  if (typeof raw !== 'string')
+    throw new PolicyError(
+      path,
+      `expected an ISO-8601 date such as "2030-01-02T16:20:00Z", got ${typeName(raw)}`,
+    );
   const m = ISO_DATE.exec(raw.trim());
-  if (!m) throw new PolicyError(path, `"${raw}" is not an ISO-8601 date; expected e.g. "2030-01-02" or "2030-01-02T16:20:00Z"`);
+  if (!m)
+    throw new PolicyError(
+      path,
+      `"${raw}" is not an ISO-8601 date; expected e.g. "2030-01-02" or "2030-01-02T16:20:00Z"`,
+    );
   const [, y, mo, d, h = '00', mi = '00', s = '00', frac = '', zoneRaw] = m;
   let zone = zoneRaw ?? 'Z';
   if (/^[+-]\d{4}$/.test(zone)) zone = `${zone.slice(0, 3)}:${zone.slice(3)}`;
   const t = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${frac}${zone.toUpperCase()}`);
   // Date.parse rolls 2030-02-30 over to March; a typo in a date must not silently move it.
   const check = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
-  if (Number.isNaN(t) || check.getUTCMonth() !== Number(mo) - 1 || check.getUTCDate() !== Number(d) || Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) {
+  if (
+    Number.isNaN(t) ||
+    check.getUTCMonth() !== Number(mo) - 1 ||
+    check.getUTCDate() !== Number(d) ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(s) > 59
+  ) {
     throw new PolicyError(path, `"${raw}" is not a valid date`);
   }
   return t;
@@ -132,7 +172,10 @@ function parseDay(raw: string, path: PolicyPath, whole: string): number {
   let i = DAY_ABBR.indexOf(d);
   if (i === -1) i = DAY_NAMES.indexOf(d);
   if (i === -1) {
-    throw new PolicyError(path, `"${raw.trim()}" in day_of_week "${whole}" is not a day; expected English day names or 3-letter abbreviations (mon, tue, ...), "*", lists (mon,wed) or ranges (mon-fri)`);
+    throw new PolicyError(
+      path,
+      `"${raw.trim()}" in day_of_week "${whole}" is not a day; expected English day names or 3-letter abbreviations (mon, tue, ...), "*", lists (mon,wed) or ranges (mon-fri)`,
+    );
   }
   return i;
 }
@@ -142,7 +185,11 @@ function parseDay(raw: string, path: PolicyPath, whole: string): number {
  * and dash ranges, mixed ("mon-wed,fri"); a range that runs past Saturday wraps ("fri-mon").
  */
 export function parseDaysOfWeek(raw: unknown, path: PolicyPath): number {
-  if (typeof raw !== 'string') throw new PolicyError(path, `expected a day-of-week string such as "mon-fri", "sat,sun" or "*", got ${typeName(raw)}`);
+  if (typeof raw !== 'string')
+    throw new PolicyError(
+      path,
+      `expected a day-of-week string such as "mon-fri", "sat,sun" or "*", got ${typeName(raw)}`,
+    );
   const s = raw.trim();
   if (s === '*') return 0x7f;
   if (!s) throw new PolicyError(path, 'empty day_of_week; expected e.g. "mon-fri"');
@@ -159,7 +206,10 @@ export function parseDaysOfWeek(raw: unknown, path: PolicyPath): number {
         if (d === to) break;
       }
     } else {
-      throw new PolicyError(path, `"${item}" in day_of_week "${s}" is not a day or a range like mon-fri`);
+      throw new PolicyError(
+        path,
+        `"${item}" in day_of_week "${s}" is not a day or a range like mon-fri`,
+      );
     }
   }
   return mask;

@@ -32,7 +32,15 @@ export interface ForwardInput {
 /** Upstream bodies up to this size (with a Content-Length) are sent in one write; larger ones stream. */
 const SMALL_BODY = 64 * 1024;
 
-const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const RESPONSE_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+]);
 
 // What the proxy does with a client request header, by canonical name (lower-case, `_` read
 // as `-`, so `X_Forwarded_For` cannot slip past as a different header to an upstream that
@@ -42,12 +50,19 @@ const XFF = 2; // extended when the peer is a trusted proxy, else replaced
 const AUTHORIZATION = 3;
 const COOKIE = 4;
 const ROLES = new Map<string, number>([
-  ['host', MANAGED], ['x-forwarded-proto', MANAGED], ['x-forwarded-host', MANAGED], ['x-forwarded-port', MANAGED],
-  ['x-request-id', MANAGED], ['forwarded', MANAGED], ['x-real-ip', MANAGED],
+  ['host', MANAGED],
+  ['x-forwarded-proto', MANAGED],
+  ['x-forwarded-host', MANAGED],
+  ['x-forwarded-port', MANAGED],
+  ['x-request-id', MANAGED],
+  ['forwarded', MANAGED],
+  ['x-real-ip', MANAGED],
   // Node's server has already answered `Expect: 100-continue` to the client, and undici
   // refuses the header outright (every curl upload over 1 MB would become a 502).
   ['expect', MANAGED],
-  ['x-forwarded-for', XFF], ['authorization', AUTHORIZATION], ['cookie', COOKIE],
+  ['x-forwarded-for', XFF],
+  ['authorization', AUTHORIZATION],
+  ['cookie', COOKIE],
 ]);
 const PORTCULLIS_SCHEME = /^portcullis\s/i;
 const NO_HEADERS: ReadonlyArray<[string, string]> = [];
@@ -97,7 +112,8 @@ export function upstreamHeaders(input: Omit<ForwardInput, 'res'>, upstream: URL)
       out.push(name, value);
     } else if (role === XFF) {
       // Only the exact spelling from a trusted proxy is believed; an underscore twin is dropped.
-      if (input.trustedPeer && name.length === 15 && name.toLowerCase() === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value;
+      if (input.trustedPeer && name.length === 15 && name.toLowerCase() === 'x-forwarded-for')
+        xff = xff ? `${xff}, ${value}` : value;
     } else if (role === COOKIE) {
       const kept = stripOwnCookies(value, input.ownCookie);
       if (kept) out.push(name, kept);
@@ -108,7 +124,8 @@ export function upstreamHeaders(input: Omit<ForwardInput, 'res'>, upstream: URL)
       if (identity?.via !== 'bearer' && !PORTCULLIS_SCHEME.test(value)) out.push(name, value);
     }
   }
-  const clientHost = ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`;
+  const clientHost =
+    ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`;
   const own = (k: string, v: string): void => {
     if (!names.set.has(k) && !setBy(ids, k)) out.push(k, v);
   };
@@ -168,12 +185,14 @@ export function forward(input: ForwardInput, upstreams: Upstreams): Promise<Forw
   if (!picked) {
     sendOutcome(res, !input.ctx.browser, codes.no_upstream, {
       message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`,
-      requestId: input.requestId, setCookies: input.setCookies,
+      requestId: input.requestId,
+      setCookies: input.setCookies,
     });
     return Promise.resolve(NO_UPSTREAM);
   }
-  const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')
-    || req.headers['transfer-encoding'] !== undefined;
+  const hasBody =
+    (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+    req.headers['transfer-encoding'] !== undefined;
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
   const opts: Dispatcher.DispatchOptions = {
     path: `${basePath}${input.ctx.path}${input.ctx.query}`,
@@ -181,7 +200,9 @@ export function forward(input: ForwardInput, upstreams: Upstreams): Promise<Forw
     headers: upstreamHeaders(input, picked.url),
     body: hasBody ? req : null,
   };
-  return new Promise<ForwardResult>((resolve) => new ProxyHandler(input, picked.url, resolve, picked.lane, opts).start());
+  return new Promise<ForwardResult>((resolve) =>
+    new ProxyHandler(input, picked.url, resolve, picked.lane, opts).start(),
+  );
 }
 
 /**
@@ -201,7 +222,12 @@ class QueueTicket implements Dispatcher.DispatchHandler {
     if (this.abandoned) controller.abort(new undiciErrors.RequestAbortedError());
     else this.handler.onRequestStart(controller, context);
   }
-  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, message?: string): void {
+  onResponseStart(
+    controller: Controller,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    message?: string,
+  ): void {
     this.handler.onResponseStart(controller, statusCode, headers, message);
   }
   onResponseData(controller: Controller, chunk: Buffer): void {
@@ -284,7 +310,12 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError());
   }
 
-  onResponseStart(controller: Controller, statusCode: number, _headers: IncomingHttpHeaders, _message?: string): void {
+  onResponseStart(
+    controller: Controller,
+    statusCode: number,
+    _headers: IncomingHttpHeaders,
+    _message?: string,
+  ): void {
     if (statusCode < 200) return; // 103 Early Hints and the like: the final answer follows
     this.status = statusCode;
     this.upstreamMs = performance.now() - this.startedAt;
@@ -321,7 +352,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     if (this.chunks !== null) {
       if (this.writeHead(this.head!)) {
         const chunks = this.chunks;
-        res.end(chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+        res.end(
+          chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks),
+        );
       }
     } else {
       res.end();
@@ -338,18 +371,25 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
       // Mid-stream failure: all we can do is cut the connection so the client sees a truncated response.
       res.destroy();
     } else if (!this.clientGone) {
-      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError
-        || err instanceof undiciErrors.ConnectTimeoutError;
-      sendOutcome(res, !this.input.ctx.browser, timeout ? codes.upstream_timeout : codes.upstream_unavailable, {
-        message: timeout
-          ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.`
-          : 'The upstream for this route could not be reached.',
-        details: route.showErrorDetails
-          ? [`${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`]
-          : undefined,
-        requestId,
-        setCookies: this.input.setCookies,
-      });
+      const timeout =
+        err instanceof undiciErrors.HeadersTimeoutError ||
+        err instanceof undiciErrors.BodyTimeoutError ||
+        err instanceof undiciErrors.ConnectTimeoutError;
+      sendOutcome(
+        res,
+        !this.input.ctx.browser,
+        timeout ? codes.upstream_timeout : codes.upstream_unavailable,
+        {
+          message: timeout
+            ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.`
+            : 'The upstream for this route could not be reached.',
+          details: route.showErrorDetails
+            ? [`${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`]
+            : undefined,
+          requestId,
+          setCookies: this.input.setCookies,
+        },
+      );
     }
     this.status = 0;
     this.finish();
@@ -366,9 +406,12 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
       sendOutcome(res, !this.input.ctx.browser, codes.upstream_bad_response, {
         message: 'The upstream for this route answered with a header that cannot be passed on.',
         details: route.showErrorDetails
-          ? [`${this.upstream.origin}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]
+          ? [
+              `${this.upstream.origin}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+            ]
           : undefined,
-        requestId, setCookies: this.input.setCookies,
+        requestId,
+        setCookies: this.input.setCookies,
       });
       this.status = 0;
       this.controller?.abort(new undiciErrors.RequestAbortedError());
@@ -400,7 +443,8 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
     const value = raw[i + 1]!.toString('latin1');
     strings[i] = name;
     strings[i + 1] = value;
-    if (name.length === 10 && name.toLowerCase() === 'connection') connection = connection === null ? value : `${connection},${value}`;
+    if (name.length === 10 && name.toLowerCase() === 'connection')
+      connection = connection === null ? value : `${connection},${value}`;
   }
   let named: Set<string> | null = null;
   if (connection !== null) {
@@ -416,7 +460,8 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
   for (let i = 0; i < strings.length; i += 2) {
     const name = strings[i]!;
     const lower = name.toLowerCase();
-    if (RESPONSE_HOP.has(lower) || (named !== null && named.has(lower)) || response.has(lower)) continue;
+    if (RESPONSE_HOP.has(lower) || (named !== null && named.has(lower)) || response.has(lower))
+      continue;
     if (lower === 'content-length') length = Number(strings[i + 1]);
     else if (lower === 'x-request-id') requestId = true;
     head.push(name, strings[i + 1]!);
@@ -431,7 +476,12 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
 }
 
 /** WebSocket (and other Upgrade) requests: a 101 from the upstream, then bytes both ways. */
-export async function forwardUpgrade(input: Omit<ForwardInput, 'res'>, socket: Duplex, head: Buffer, upstreams: Upstreams): Promise<void> {
+export async function forwardUpgrade(
+  input: Omit<ForwardInput, 'res'>,
+  socket: Duplex,
+  head: Buffer,
+  upstreams: Upstreams,
+): Promise<void> {
   const picked = upstreams.pick(input.route);
   if (!picked) {
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -442,7 +492,9 @@ export async function forwardUpgrade(input: Omit<ForwardInput, 'res'>, socket: D
   const protocol = String(input.req.headers.upgrade ?? '').trim();
   if (protocol.toLowerCase() !== 'websocket') {
     const text = 'Only WebSocket upgrades are proxied';
-    socket.end(`HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${input.requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`);
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${input.requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`,
+    );
     return;
   }
   const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');

@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { callback, handoff, signedOut, signIn, signOut, type AuthRequest } from '../authenticate/flow.js';
+import {
+  callback,
+  handoff,
+  signedOut,
+  signIn,
+  signOut,
+  type AuthRequest,
+} from '../authenticate/flow.js';
 import { cliLoginComplete, cliLoginStart } from '../authenticate/cli-login.js';
 import { mePage, userinfo } from '../authenticate/me.js';
 import { contextFromRequest } from '../decide/context.js';
@@ -32,16 +39,37 @@ export function createRequestHandler(state: ProxyState) {
     const rt = state.runtime;
     const requestId = requestIdFor(req, rt.cfg.isTrustedProxy);
     handle(rt, state, req, res, requestId, started).catch((e: unknown) => {
-      rt.log.error({ requestId, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } }, 'unexpected error while handling a request');
-      sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.internal_error, { message: 'Portcullis could not handle this request. The error has been logged.', requestId });
+      rt.log.error(
+        { requestId, err: { message: (e as Error)?.message, stack: (e as Error)?.stack } },
+        'unexpected error while handling a request',
+      );
+      sendOutcome(
+        res,
+        !String(req.headers.accept ?? '').includes('text/html'),
+        codes.internal_error,
+        {
+          message: 'Portcullis could not handle this request. The error has been logged.',
+          requestId,
+        },
+      );
     });
   };
 }
 
-async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res: ServerResponse, requestId: string, started: number): Promise<void> {
+async function handle(
+  rt: Runtime,
+  state: ProxyState,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  started: number,
+): Promise<void> {
   const c = contextFromRequest(req, rt.cfg.isTrustedProxy);
   if (!c.ok) {
-    sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.bad_request, { message: `This request was refused: ${c.reason}.`, requestId });
+    sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.bad_request, {
+      message: `This request was refused: ${c.reason}.`,
+      requestId,
+    });
     access(rt, req, null, 400, requestId, started, 'bad_request', c.reason);
     return;
   }
@@ -51,30 +79,70 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
     access(rt, req, fa.ctx, res.statusCode, requestId, started, fa.label, fa.reason, fa.decision);
     return;
   }
-  if (ctx.path === '/.portcullis' || ctx.path.startsWith(RESERVED) || ctx.path === WELL_KNOWN_JWKS || ctx.path === rt.cfg.callbackPath) {
+  if (
+    ctx.path === '/.portcullis' ||
+    ctx.path.startsWith(RESERVED) ||
+    ctx.path === WELL_KNOWN_JWKS ||
+    ctx.path === rt.cfg.callbackPath
+  ) {
     try {
       await portcullisEndpoint(rt, ctx, req, res, requestId);
     } catch (e) {
       // Sign-in, userinfo and the session page read the store too: an outage is a 503 there as well.
       if (!(e instanceof StoreUnavailableError)) throw e;
-      await renderRefusal({ rt, ctx, req, res, requestId, setCookies: [] }, { kind: 'unavailable', route: null, cause: e.source, reason: e.message });
+      await renderRefusal(
+        { rt, ctx, req, res, requestId, setCookies: [] },
+        { kind: 'unavailable', route: null, cause: e.source, reason: e.message },
+      );
     }
     access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
     return;
   }
   const d = await decide(ctx, rt, { pathError: c.pathError });
-  const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: 'setCookies' in d ? d.setCookies : [] };
+  const a: AuthRequest = {
+    rt,
+    ctx,
+    req,
+    res,
+    requestId,
+    setCookies: 'setCookies' in d ? d.setCookies : [],
+  };
   let upstream: { upstreamStatus: number; upstreamMs: number } | null = null;
   switch (d.kind) {
     case 'allow': {
       if (isUpgrade(req)) {
         // An Upgrade request arriving as a normal request means the client spoke HTTP/2 or the
         // upgrade event was not used: refuse rather than proxying half a handshake.
-        sendOutcome(res, true, codes.bad_upgrade, { message: 'Upgrade requests are not supported here.', requestId });
+        sendOutcome(res, true, codes.bad_upgrade, {
+          message: 'Upgrade requests are not supported here.',
+          requestId,
+        });
         break;
       }
-      const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(ctx));
-      upstream = await forward({ req, res, ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: c.trustedPeer, peerIp: c.peerIp, setCookies: d.setCookies, identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, state.upstreams);
+      const identityHeaders = await identityResponseHeaders(
+        rt,
+        d.route,
+        d.identity,
+        d.session,
+        audienceHost(ctx),
+      );
+      upstream = await forward(
+        {
+          req,
+          res,
+          ctx,
+          route: d.route,
+          identity: d.identity,
+          requestId,
+          ownCookie: rt.cfg.cookie.name,
+          trustedPeer: c.trustedPeer,
+          peerIp: c.peerIp,
+          setCookies: d.setCookies,
+          identityHeaders,
+          extraIdentityHeaders: rt.extraIdentityHeaders,
+        },
+        state.upstreams,
+      );
       break;
     }
     default:
@@ -84,7 +152,9 @@ async function handle(rt: Runtime, state: ProxyState, req: IncomingMessage, res:
 }
 
 function isUpgrade(req: IncomingMessage): boolean {
-  return req.headers.upgrade !== undefined && /\bupgrade\b/i.test(String(req.headers.connection ?? ''));
+  return (
+    req.headers.upgrade !== undefined && /\bupgrade\b/i.test(String(req.headers.connection ?? ''))
+  );
 }
 
 function reasonOf(d: Decision): string {
@@ -98,26 +168,53 @@ function reasonOf(d: Decision): string {
   }
 }
 
-async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+async function portcullisEndpoint(
+  rt: Runtime,
+  ctx: RequestContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+): Promise<void> {
   const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
-  const sub = ctx.path === WELL_KNOWN_JWKS ? 'jwks.json' : ctx.path === rt.cfg.callbackPath ? 'callback' : ctx.path === '/.portcullis' ? '' : ctx.path.slice(RESERVED.length);
+  const sub =
+    ctx.path === WELL_KNOWN_JWKS
+      ? 'jwks.json'
+      : ctx.path === rt.cfg.callbackPath
+        ? 'callback'
+        : ctx.path === '/.portcullis'
+          ? ''
+          : ctx.path.slice(RESERVED.length);
   if (sub === 'ping') {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3' });
     res.end('OK\n');
     return;
   }
   // The reserved prefix answers on every route host and the authenticate host, nowhere else.
-  if (!rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) && !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))) {
-    await renderRefusal(a, { kind: 'not_found', knownHost: false, reason: `no route for host ${ctx.host}` });
+  if (
+    !rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) &&
+    !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))
+  ) {
+    await renderRefusal(a, {
+      kind: 'not_found',
+      knownHost: false,
+      reason: `no route for host ${ctx.host}`,
+    });
     return;
   }
   const endpoint = Object.hasOwn(ENDPOINTS, sub) ? ENDPOINTS[sub]! : null;
   if (!endpoint) {
-    sendOutcome(res, !ctx.browser, codes.not_found, { message: `${ctx.path} is not a Portcullis endpoint.`, requestId });
+    sendOutcome(res, !ctx.browser, codes.not_found, {
+      message: `${ctx.path} is not a Portcullis endpoint.`,
+      requestId,
+    });
     return;
   }
   if (!endpoint.methods.includes(ctx.method)) {
-    sendOutcome(res, !ctx.browser, codes.method_not_allowed, { message: `${ctx.method} is not allowed on ${ctx.path}.`, requestId, headers: { allow: endpoint.methods.join(', ') } });
+    sendOutcome(res, !ctx.browser, codes.method_not_allowed, {
+      message: `${ctx.method} is not allowed on ${ctx.path}.`,
+      requestId,
+      headers: { allow: endpoint.methods.join(', ') },
+    });
     return;
   }
   await endpoint.run(a);
@@ -126,7 +223,10 @@ async function portcullisEndpoint(rt: Runtime, ctx: RequestContext, req: Incomin
 const READ = ['GET', 'HEAD'] as const;
 
 /** Everything under /.portcullis/, on every route host and the authenticate host. */
-const ENDPOINTS: Record<string, { methods: readonly string[]; run: (a: AuthRequest) => Promise<void> | void }> = {
+const ENDPOINTS: Record<
+  string,
+  { methods: readonly string[]; run: (a: AuthRequest) => Promise<void> | void }
+> = {
   '': { methods: READ, run: mePage },
   userinfo: { methods: READ, run: userinfo },
   sign_in: { methods: READ, run: signIn },
@@ -141,7 +241,12 @@ const ENDPOINTS: Record<string, { methods: readonly string[]; run: (a: AuthReque
 
 async function jwks(a: AuthRequest): Promise<void> {
   const body = await a.rt.assertions.jwksJson();
-  a.res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300', 'content-length': String(Buffer.byteLength(body)), 'x-request-id': a.requestId });
+  a.res.writeHead(200, {
+    'content-type': 'application/jwk-set+json',
+    'cache-control': 'public, max-age=300',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-request-id': a.requestId,
+  });
   a.res.end(a.ctx.method === 'HEAD' ? undefined : body);
 }
 
@@ -151,7 +256,9 @@ export function createUpgradeHandler(state: ProxyState) {
     const requestId = requestIdFor(req, rt.cfg.isTrustedProxy);
     const started = performance.now();
     const refuse = (status: number, text: string): void => {
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`);
+      socket.end(
+        `HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`,
+      );
     };
     socket.on('error', () => socket.destroy());
     void (async () => {
@@ -161,8 +268,31 @@ export function createUpgradeHandler(state: ProxyState) {
       access(rt, req, c.ctx, d.kind === 'allow' ? 101 : 0, requestId, started, d.kind, reasonOf(d));
       if (d.kind === 'allow') {
         if (!d.route.allowWebsockets) return refuse(403, 'Forbidden');
-        const identityHeaders = await identityResponseHeaders(rt, d.route, d.identity, d.session, audienceHost(c.ctx));
-        return forwardUpgrade({ req, ctx: c.ctx, route: d.route, identity: d.identity, requestId, ownCookie: rt.cfg.cookie.name, trustedPeer: c.trustedPeer, peerIp: c.peerIp, setCookies: [], identityHeaders, extraIdentityHeaders: rt.extraIdentityHeaders }, socket, head, state.upstreams);
+        const identityHeaders = await identityResponseHeaders(
+          rt,
+          d.route,
+          d.identity,
+          d.session,
+          audienceHost(c.ctx),
+        );
+        return forwardUpgrade(
+          {
+            req,
+            ctx: c.ctx,
+            route: d.route,
+            identity: d.identity,
+            requestId,
+            ownCookie: rt.cfg.cookie.name,
+            trustedPeer: c.trustedPeer,
+            peerIp: c.peerIp,
+            setCookies: [],
+            identityHeaders,
+            extraIdentityHeaders: rt.extraIdentityHeaders,
+          },
+          socket,
+          head,
+          state.upstreams,
+        );
       }
       if (d.kind === 'login') return refuse(401, 'Unauthorized');
       if (d.kind === 'deny') return refuse(403, 'Forbidden');
@@ -170,21 +300,47 @@ export function createUpgradeHandler(state: ProxyState) {
       if (d.kind === 'unavailable') return refuse(503, 'Service Unavailable');
       return refuse(400, 'Bad Request');
     })().catch((e: unknown) => {
-      rt.log.error({ requestId, err: { message: (e as Error)?.message } }, 'unexpected error during an upgrade');
+      rt.log.error(
+        { requestId, err: { message: (e as Error)?.message } },
+        'unexpected error during an upgrade',
+      );
       socket.destroy();
     });
   };
 }
 
-function access(rt: Runtime, req: IncomingMessage, ctx: RequestContext | null, status: number, requestId: string, started: number, decision: string, reason: string, d?: Decision, upstream?: { upstreamStatus: number; upstreamMs: number } | null): void {
+function access(
+  rt: Runtime,
+  req: IncomingMessage,
+  ctx: RequestContext | null,
+  status: number,
+  requestId: string,
+  started: number,
+  decision: string,
+  reason: string,
+  d?: Decision,
+  upstream?: { upstreamStatus: number; upstreamMs: number } | null,
+): void {
   rt.observer.request(ctx, status, requestId, started, decision, reason, d, upstream);
   if (!rt.log.isLevelEnabled('info')) return;
   const route = d && 'route' in d && d.route ? d.route.id : undefined;
   const identity = d && 'identity' in d ? d.identity : null;
-  rt.log.info({
-    requestId, route, method: req.method, host: ctx?.host ?? req.headers.host, path: ctx?.path ?? '(unparsed)', status,
-    upstreamStatus: upstream?.upstreamStatus, upstreamMs: upstream ? Math.round(upstream.upstreamMs * 100) / 100 : undefined,
-    ms: Math.round((performance.now() - started) * 100) / 100, user: identity?.email || identity?.user, decision, reason,
-    ...(d?.kind === 'not_found' && !d.knownHost ? { configuredHosts: rt.routes.hosts() } : {}),
-  }, 'request');
+  rt.log.info(
+    {
+      requestId,
+      route,
+      method: req.method,
+      host: ctx?.host ?? req.headers.host,
+      path: ctx?.path ?? '(unparsed)',
+      status,
+      upstreamStatus: upstream?.upstreamStatus,
+      upstreamMs: upstream ? Math.round(upstream.upstreamMs * 100) / 100 : undefined,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+      user: identity?.email || identity?.user,
+      decision,
+      reason,
+      ...(d?.kind === 'not_found' && !d.knownHost ? { configuredHosts: rt.routes.hosts() } : {}),
+    },
+    'request',
+  );
 }

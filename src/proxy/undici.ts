@@ -12,4 +12,7 @@ export type Pool = Undici.Pool;
 export const errors = require('undici/lib/core/errors.js') as typeof Undici.errors;
 export type { Dispatcher } from 'undici';
 /** Dispatcher.prototype.upgrade, which undici's index would attach: called with the pool as `this`. */
-export const upgrade = require('undici/lib/api/api-upgrade.js') as (this: Undici.Dispatcher, opts: Undici.Dispatcher.UpgradeOptions) => Promise<Undici.Dispatcher.UpgradeData>;
+export const upgrade = require('undici/lib/api/api-upgrade.js') as (
+  this: Undici.Dispatcher,
+  opts: Undici.Dispatcher.UpgradeOptions,
+) => Promise<Undici.Dispatcher.UpgradeData>;

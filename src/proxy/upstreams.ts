@@ -17,14 +17,19 @@ export class Upstreams {
     const key = `${url.origin}|${route.tlsSkipVerify ? 1 : 0}|${route.tlsCa ? route.tlsCa.length : 0}|${route.timeoutMs}|${route.idleTimeoutMs}`;
     let lane = this.lanes.get(key);
     if (!lane) {
-      const make = (connections: number): Pool => new Pool(url.origin, {
-        connections,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        headersTimeout: route.timeoutMs,
-        bodyTimeout: route.idleTimeoutMs,
-        connect: { timeout: 10_000, rejectUnauthorized: !route.tlsSkipVerify, ...(route.tlsCa ? { ca: route.tlsCa } : {}) },
-      });
+      const make = (connections: number): Pool =>
+        new Pool(url.origin, {
+          connections,
+          pipelining: 1,
+          keepAliveTimeout: 30_000,
+          headersTimeout: route.timeoutMs,
+          bodyTimeout: route.idleTimeoutMs,
+          connect: {
+            timeout: 10_000,
+            rejectUnauthorized: !route.tlsSkipVerify,
+            ...(route.tlsCa ? { ca: route.tlsCa } : {}),
+          },
+        });
       lane = new Lane(make(FAST_CONNECTIONS), () => make(OVERFLOW_CONNECTIONS));
       this.lanes.set(key, lane);
     }
@@ -63,7 +68,10 @@ export class Lane {
   private readonly epochs = new Float64Array(BUCKETS).fill(-1);
   private overflowPool: Pool | null = null;
 
-  constructor(readonly fast: Pool, private readonly makeOverflow: () => Pool) {}
+  constructor(
+    readonly fast: Pool,
+    private readonly makeOverflow: () => Pool,
+  ) {}
 
   /**
    * Where a new request goes; `flight` is registered on the fast pool's books when it goes
@@ -114,7 +122,9 @@ export class Lane {
   private holders(now: number): number {
     const current = Math.floor(now / BUCKET_MS);
     let held = this.streaming + this.old;
-    for (let i = 0; i < BUCKETS; i++) if (this.epochs[i]! >= 0 && current - this.epochs[i]! >= HOLD_BUCKETS) held += this.counts[i]!;
+    for (let i = 0; i < BUCKETS; i++)
+      if (this.epochs[i]! >= 0 && current - this.epochs[i]! >= HOLD_BUCKETS)
+        held += this.counts[i]!;
     return held;
   }
 

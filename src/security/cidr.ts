@@ -23,16 +23,23 @@ const CIDR_CACHE_MAX = 1024;
 export function compileCidrs(list: readonly string[]): (ip: string) => boolean {
   const bl = new BlockList();
   for (const entry of list) {
-    if (typeof entry !== 'string') throw new CidrError(`expected a CIDR string, got ${typeof entry}`);
+    if (typeof entry !== 'string')
+      throw new CidrError(`expected a CIDR string, got ${typeof entry}`);
     const [addrRaw, bitsRaw, extra] = entry.trim().split('/');
     const addr = normalizeIp(addrRaw ?? '');
     const family = isIP(addr);
-    if (!family || extra !== undefined) throw new CidrError(`"${entry}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
+    if (!family || extra !== undefined)
+      throw new CidrError(`"${entry}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
     const max = family === 4 ? 32 : 128;
     // An IPv4-mapped IPv6 prefix like ::ffff:10.0.0.0/104 becomes 10.0.0.0/8.
     let bits = bitsRaw === undefined ? max : Number(bitsRaw);
     if (family === 4 && /^::ffff:/i.test(addrRaw ?? '') && bitsRaw !== undefined) bits -= 96;
-    if (!Number.isInteger(bits) || bits < 0 || bits > max || (bitsRaw !== undefined && !/^\d+$/.test(bitsRaw))) {
+    if (
+      !Number.isInteger(bits) ||
+      bits < 0 ||
+      bits > max ||
+      (bitsRaw !== undefined && !/^\d+$/.test(bitsRaw))
+    ) {
       throw new CidrError(`"${entry}" has an invalid prefix length (0-${max})`);
     }
     bl.addSubnet(addr, bits, family === 4 ? 'ipv4' : 'ipv6');

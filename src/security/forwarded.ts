@@ -27,7 +27,11 @@ function parseHop(raw: string): string {
  * (the trusted one just to its right, or the peer) is returned: past garbage we can no longer
  * tell who wrote what, and the trusted hop is the nearest address we know to be real.
  */
-export function clientAddress(peer: string, xForwardedFor: string | string[] | undefined, isTrusted: (ip: string) => boolean): string {
+export function clientAddress(
+  peer: string,
+  xForwardedFor: string | string[] | undefined,
+  isTrusted: (ip: string) => boolean,
+): string {
   const peerIp = normalizeIp(peer);
   if (!peerIp || !isTrusted(peerIp) || xForwardedFor === undefined) return peerIp;
   const xff = typeof xForwardedFor === 'string' ? xForwardedFor : xForwardedFor.join(',');

@@ -56,7 +56,11 @@ export const IDENTITY_HEADER_NAMES: ReadonlySet<string> = new Set([
 // Families stripped whole. Authentik sets x-authentik-meta-{jwks,outpost,provider,app,version}
 // and x-authentik-entitlements besides the list above; Pomerium sets x-pomerium-claim-* and
 // reads x-pomerium-jwt-assertion-for; anything under our own prefix is ours to set.
-const IDENTITY_HEADER_PREFIXES: readonly string[] = ['x-portcullis-', 'x-pomerium-', 'x-authentik-'];
+const IDENTITY_HEADER_PREFIXES: readonly string[] = [
+  'x-portcullis-',
+  'x-pomerium-',
+  'x-authentik-',
+];
 
 /** Builds the `extra` set for isIdentityHeader / filterRequestHeaders from configured names. */
 export function identityHeaderSet(names: Iterable<string>): ReadonlySet<string> {
@@ -134,7 +138,10 @@ export function headerNameInfo(name: string): NameInfo {
   let info = NAME_CACHE.get(name);
   if (info === undefined) {
     const canonical = canonicalHeaderName(name);
-    info = { canonical, drop: HOP_BY_HOP.has(canonical) || isCanonicalIdentity(canonical, undefined) };
+    info = {
+      canonical,
+      drop: HOP_BY_HOP.has(canonical) || isCanonicalIdentity(canonical, undefined),
+    };
     if (NAME_CACHE.size < NAME_CACHE_MAX) NAME_CACHE.set(name, info);
   }
   return info;
@@ -153,7 +160,12 @@ export function hasBadValueChar(v: string): boolean {
  * (`tokens`, from connectionTokens), a configured one (`extra`), or a value with CR, LF or NUL.
  * The one rule behind filterRequestHeaders and the proxy's own header pass.
  */
-export function forwardableName(name: string, value: string, tokens: ReadonlySet<string> | null, extra: ReadonlySet<string> | undefined): string | null {
+export function forwardableName(
+  name: string,
+  value: string,
+  tokens: ReadonlySet<string> | null,
+  extra: ReadonlySet<string> | undefined,
+): string | null {
   const info = headerNameInfo(name);
   if (info.drop) return null;
   if (tokens !== null && tokens.has(info.canonical)) return null;

@@ -7,7 +7,11 @@ import { isIP } from 'node:net';
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
-  constructor(readonly burst: number, readonly perSecond: number, private readonly max = 50_000) {}
+  constructor(
+    readonly burst: number,
+    readonly perSecond: number,
+    private readonly max = 50_000,
+  ) {}
 
   /** Keys held now: never more than `max`. */
   get size(): number {
@@ -45,6 +49,12 @@ export function addressBucket(ip: string): string {
   const right = tail ? tail.split(':') : [];
   // An embedded IPv4 tail (::1.2.3.4) is two groups written as one.
   const missing = 8 - left.length - right.length - (right.at(-1)?.includes('.') ? 1 : 0);
-  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, missing)).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array<string>(Math.max(0, missing)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }

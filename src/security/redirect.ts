@@ -63,7 +63,9 @@ const decodeAsciiByte = (_m: string, hex: string) => String.fromCharCode(parseIn
  * the result is still checked against the allow-lists, so a hostile base cannot widen them.
  * Callers must redirect to the returned URL's `href`, not to the raw input.
  */
-export function createRedirectValidator(opts: RedirectValidatorOptions): (target: string, base?: URL) => URL | null {
+export function createRedirectValidator(
+  opts: RedirectValidatorOptions,
+): (target: string, base?: URL) => URL | null {
   const exact = new Map<string, PortRule[]>();
   for (const entry of opts.allowedHosts) {
     const { host, port } = parseEntry(entry, false);
@@ -81,17 +83,20 @@ export function createRedirectValidator(opts: RedirectValidatorOptions): (target
     const hostname = url.hostname;
     const rules = exact.get(hostname);
     if (rules) for (const r of rules) if (portMatches(r, url)) return true;
-    if (domains.length === 0 || hostname.charCodeAt(0) === 0x5b /* [ */ || isIP(hostname) !== 0) return false;
+    if (domains.length === 0 || hostname.charCodeAt(0) === 0x5b /* [ */ || isIP(hostname) !== 0)
+      return false;
     // An empty label (`.example.com`, `a..example.com`) would satisfy a suffix test but names no host.
     if (hostname.charCodeAt(0) === 0x2e || hostname.includes('..')) return false;
     for (const d of domains) {
-      if ((hostname === d.domain || hostname.endsWith(d.dotted)) && portMatches(d.port, url)) return true;
+      if ((hostname === d.domain || hostname.endsWith(d.dotted)) && portMatches(d.port, url))
+        return true;
     }
     return false;
   };
 
   return (target: string, base?: URL): URL | null => {
-    if (typeof target !== 'string' || target.length === 0 || target.length > MAX_TARGET_LENGTH) return null;
+    if (typeof target !== 'string' || target.length === 0 || target.length > MAX_TARGET_LENGTH)
+      return null;
     if (!isSafeAscii(target) || ENCODED_CONTROL.test(target)) return null;
 
     let url: URL;
@@ -184,12 +189,16 @@ function portMatches(rule: PortRule, url: URL): boolean {
 }
 
 function parseEntry(entry: string, domain: boolean): { host: string; port: PortRule } {
-  if (typeof entry !== 'string') throw new TypeError(`redirect allow-list entry must be a string, got ${typeof entry}`);
+  if (typeof entry !== 'string')
+    throw new TypeError(`redirect allow-list entry must be a string, got ${typeof entry}`);
   let s = entry.trim().toLowerCase();
   if (domain) {
     if (s.startsWith('*.')) s = s.slice(2);
     else if (s.startsWith('.')) s = s.slice(1);
-    else throw new TypeError(`allowed redirect domain "${entry}" must start with "." (e.g. .example.com)`);
+    else
+      throw new TypeError(
+        `allowed redirect domain "${entry}" must start with "." (e.g. .example.com)`,
+      );
   }
   let port: PortRule = null;
   const close = s.lastIndexOf(']');
@@ -198,7 +207,10 @@ function parseEntry(entry: string, domain: boolean): { host: string; port: PortR
     const p = s.slice(colon + 1);
     if (p === '*') port = '*';
     else if (PORT_DIGITS.test(p) && Number(p) > 0 && Number(p) < 65536) port = String(Number(p));
-    else throw new TypeError(`allowed redirect host "${entry}" has an invalid port (use 1-65535 or *)`);
+    else
+      throw new TypeError(
+        `allowed redirect host "${entry}" has an invalid port (use 1-65535 or *)`,
+      );
     s = s.slice(0, colon);
   }
   let parsed: string;
@@ -210,10 +222,14 @@ function parseEntry(entry: string, domain: boolean): { host: string; port: PortR
   // Entries must already be in the parser's canonical form (lower-case, punycode), otherwise
   // the exact comparison against URL.hostname would silently never match.
   if (s === '' || parsed !== s) {
-    throw new TypeError(`allowed redirect ${domain ? 'domain' : 'host'} "${entry}" is not a canonical host name${parsed && parsed !== s ? ` (did you mean "${parsed}"?)` : ''}`);
+    throw new TypeError(
+      `allowed redirect ${domain ? 'domain' : 'host'} "${entry}" is not a canonical host name${parsed && parsed !== s ? ` (did you mean "${parsed}"?)` : ''}`,
+    );
   }
   if (domain && (s.startsWith('[') || isIP(s) !== 0)) {
-    throw new TypeError(`allowed redirect domain "${entry}" is an IP address; list it under allowed hosts`);
+    throw new TypeError(
+      `allowed redirect domain "${entry}" is an IP address; list it under allowed hosts`,
+    );
   }
   return { host: s, port };
 }

@@ -22,11 +22,17 @@ export class CliTokens {
   private readonly sealer: Sealer;
 
   constructor(cookieSecret: Buffer) {
-    this.sealer = new Sealer(Buffer.from(hkdfSync('sha256', cookieSecret, Buffer.alloc(0), 'portcullis/v1/cli', 32)));
+    this.sealer = new Sealer(
+      Buffer.from(hkdfSync('sha256', cookieSecret, Buffer.alloc(0), 'portcullis/v1/cli', 32)),
+    );
   }
 
   mintToken(sessionValue: string, exp: number): string {
-    return this.sealer.sealJson('handoff', { session: sessionValue, exp } satisfies CliToken, 'cli-token');
+    return this.sealer.sealJson(
+      'handoff',
+      { session: sessionValue, exp } satisfies CliToken,
+      'cli-token',
+    );
   }
 
   openToken(token: string, now: number): CliToken | null {

@@ -11,14 +11,20 @@ import type { SessionData, SessionStore } from './types.js';
 export class CookieSessionStore implements SessionStore {
   readonly kind = 'cookie';
   readonly serverSide = false;
-  constructor(private readonly sealer: Sealer, private readonly cookieName: string) {}
+  constructor(
+    private readonly sealer: Sealer,
+    private readonly cookieName: string,
+  ) {}
 
   async load(value: string, now: number): Promise<SessionData | null> {
     const raw = this.sealer.open('session', value, this.cookieName);
     if (!raw) return null;
     try {
-      const s = JSON.parse(inflateRawSync(raw, { maxOutputLength: 1 << 20 }).toString('utf8')) as SessionData;
-      if (s?.v !== 1 || typeof s.sid !== 'string' || typeof s.exp !== 'number' || s.exp <= now) return null;
+      const s = JSON.parse(
+        inflateRawSync(raw, { maxOutputLength: 1 << 20 }).toString('utf8'),
+      ) as SessionData;
+      if (s?.v !== 1 || typeof s.sid !== 'string' || typeof s.exp !== 'number' || s.exp <= now)
+        return null;
       return s;
     } catch {
       return null;
@@ -26,7 +32,11 @@ export class CookieSessionStore implements SessionStore {
   }
 
   async save(session: SessionData): Promise<string> {
-    return this.sealer.seal('session', deflateRawSync(Buffer.from(JSON.stringify(session))), this.cookieName);
+    return this.sealer.seal(
+      'session',
+      deflateRawSync(Buffer.from(JSON.stringify(session))),
+      this.cookieName,
+    );
   }
 
   async destroy(): Promise<void> {}

@@ -24,7 +24,8 @@ export function parseCookies(header: string | string[] | undefined): Map<string,
     const name = part.slice(0, eq).trim();
     if (!name || out.has(name)) continue;
     let value = part.slice(eq + 1).trim();
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"'))
+      value = value.slice(1, -1);
     out.set(name, value);
   }
   return out;
@@ -44,21 +45,30 @@ export function serializeCookie(name: string, value: string, o: CookieOptions): 
 }
 
 /** Set-Cookie headers that store `value` under `name`, split into `name_1`, `name_2`… when large. */
-export function chunkedCookies(name: string, value: string, o: CookieOptions, previous: ReadonlyMap<string, string>): string[] {
+export function chunkedCookies(
+  name: string,
+  value: string,
+  o: CookieOptions,
+  previous: ReadonlyMap<string, string>,
+): string[] {
   const out: string[] = [];
   if (value.length <= CHUNK_SIZE) {
     out.push(serializeCookie(name, value, o));
   } else {
     const parts: string[] = [];
     for (let i = 0; i < value.length; i += CHUNK_SIZE) parts.push(value.slice(i, i + CHUNK_SIZE));
-    if (parts.length > MAX_CHUNKS) throw new Error(`session too large for cookies (${value.length} bytes); use a server-side session_storage`);
+    if (parts.length > MAX_CHUNKS)
+      throw new Error(
+        `session too large for cookies (${value.length} bytes); use a server-side session_storage`,
+      );
     out.push(serializeCookie(name, `${parts.length}~${parts[0]}`, o));
     for (let i = 1; i < parts.length; i++) out.push(serializeCookie(`${name}_${i}`, parts[i]!, o));
   }
   // Leftover chunks of an earlier, larger session would otherwise be glued onto the new one.
   const used = value.length <= CHUNK_SIZE ? 1 : Math.ceil(value.length / CHUNK_SIZE);
   for (let i = used; i <= MAX_CHUNKS; i++) {
-    if (previous.has(`${name}_${i}`)) out.push(serializeCookie(`${name}_${i}`, '', { ...o, maxAgeSeconds: 0 }));
+    if (previous.has(`${name}_${i}`))
+      out.push(serializeCookie(`${name}_${i}`, '', { ...o, maxAgeSeconds: 0 }));
   }
   return out;
 }
@@ -86,7 +96,10 @@ export function readChunked(name: string, cookies: ReadonlyMap<string, string>):
  * chunked, quoted, oddly spaced), and the caller then parses in full. On the hot path a
  * request carries its one session cookie among the application's own.
  */
-export function singleCookieValue(header: string | string[] | undefined, name: string): string | undefined {
+export function singleCookieValue(
+  header: string | string[] | undefined,
+  name: string,
+): string | undefined {
   if (typeof header !== 'string') return undefined;
   const at = header.indexOf(name);
   if (at === -1 || header.indexOf(name, at + 1) !== -1) return undefined;
@@ -107,9 +120,18 @@ export function singleCookieValue(header: string | string[] | undefined, name: s
 }
 
 /** Set-Cookie headers that delete `name` and its chunks, host-only and on the domain. */
-export function clearCookies(name: string, o: CookieOptions, present: ReadonlyMap<string, string>): string[] {
+export function clearCookies(
+  name: string,
+  o: CookieOptions,
+  present: ReadonlyMap<string, string>,
+): string[] {
   const out: string[] = [];
-  const names = [name, ...[...present.keys()].filter((k) => k.startsWith(`${name}_`) && /^\d+$/.test(k.slice(name.length + 1)))];
+  const names = [
+    name,
+    ...[...present.keys()].filter(
+      (k) => k.startsWith(`${name}_`) && /^\d+$/.test(k.slice(name.length + 1)),
+    ),
+  ];
   for (const n of names) {
     out.push(serializeCookie(n, '', { ...o, domain: null, maxAgeSeconds: 0 }));
     if (o.domain) out.push(serializeCookie(n, '', { ...o, maxAgeSeconds: 0 }));

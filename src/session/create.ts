@@ -18,10 +18,20 @@ export function createSessionStore(cfg: Config, sealer: Sealer, log: Logger): Se
   if (s.kind === 'cookie') return new CookieSessionStore(sealer, cfg.cookie.name);
   const label = (session: { sub: string; claims: Record<string, unknown> }) => {
     const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-    return { user: str(session.claims[cfg.idp.userClaim]) || session.sub, email: str(session.claims[cfg.idp.emailClaim]) };
+    return {
+      user: str(session.claims[cfg.idp.userClaim]) || session.sub,
+      email: str(session.claims[cfg.idp.emailClaim]),
+    };
   };
   const backend: Backend = s.kind === 'memory' ? new MemoryBackend() : new LazyBackend(s);
-  return new ServerSessionStore(backend, sealer, cfg.cookie.name, log, s.kind === 'memory' ? 'this process' : s.display, label);
+  return new ServerSessionStore(
+    backend,
+    sealer,
+    cfg.cookie.name,
+    log,
+    s.kind === 'memory' ? 'this process' : s.display,
+    label,
+  );
 }
 
 /**
@@ -39,9 +49,12 @@ class LazyBackend implements Backend {
   }
 
   private backend(): Promise<Backend> {
-    this.real ??= (this.s.kind === 'redis'
-      ? import('./redis-store.js').then((m) => new m.RedisBackend(this.s as RedisStorage))
-      : import('./postgres-store.js').then((m) => new m.PostgresBackend(this.s as PostgresStorage))
+    this.real ??= (
+      this.s.kind === 'redis'
+        ? import('./redis-store.js').then((m) => new m.RedisBackend(this.s as RedisStorage))
+        : import('./postgres-store.js').then(
+            (m) => new m.PostgresBackend(this.s as PostgresStorage),
+          )
     ).then(
       (b) => (this.loaded = b),
       (e: unknown) => {
@@ -113,18 +126,25 @@ class LazyBackend implements Backend {
   }
   async publish(message: string): Promise<void> {
     try {
-      return await (await this.backend()).publish!(message);
+      return await (
+        await this.backend()
+      ).publish!(message);
     } catch (e) {
       throw this.scrub(e);
     }
   }
   listen(message: (m: string) => void, state: (up: boolean) => void): void {
     // Should the import fail, the channel simply never comes up: sessions get the short bound.
-    void this.backend().then((b) => b.listen!(message, state), () => {});
+    void this.backend().then(
+      (b) => b.listen!(message, state),
+      () => {},
+    );
   }
   async spend(key: string, expiresAt: number, now: number): Promise<boolean> {
     try {
-      return await (await this.backend()).spend!(key, expiresAt, now);
+      return await (
+        await this.backend()
+      ).spend!(key, expiresAt, now);
     } catch (e) {
       throw this.scrub(e);
     }
@@ -148,7 +168,12 @@ class LazyBackend implements Backend {
 export function sameSessionStorage(a: Config, b: Config): boolean {
   const x = a.sessionStorage;
   const y = b.sessionStorage;
-  if (x.kind !== y.kind || !a.cookie.secret.equals(b.cookie.secret) || a.cookie.name !== b.cookie.name) return false;
+  if (
+    x.kind !== y.kind ||
+    !a.cookie.secret.equals(b.cookie.secret) ||
+    a.cookie.name !== b.cookie.name
+  )
+    return false;
   if (x.kind === 'redis' && y.kind === 'redis') return JSON.stringify(x) === JSON.stringify(y);
   if (x.kind === 'postgres' && y.kind === 'postgres') return x.url === y.url;
   return true;
@@ -162,9 +187,12 @@ export function scrubError(e: unknown, secrets: readonly string[]): unknown {
   const nested = e instanceof AggregateError ? e.errors.map((x) => scrubError(x, secrets)) : null;
   const cause = e.cause === undefined ? undefined : scrubError(e.cause, secrets);
   const message = scrubSecrets(e.message, secrets);
-  const nestedChanged = nested !== null && nested.some((x, i) => x !== (e as AggregateError).errors[i]);
+  const nestedChanged =
+    nested !== null && nested.some((x, i) => x !== (e as AggregateError).errors[i]);
   if (message === e.message && cause === e.cause && !nestedChanged) return e;
-  const out = nested ? new AggregateError(nested, message) : new Error(message, cause === undefined ? undefined : { cause });
+  const out = nested
+    ? new AggregateError(nested, message)
+    : new Error(message, cause === undefined ? undefined : { cause });
   out.name = e.name;
   const code = (e as NodeJS.ErrnoException).code;
   if (code !== undefined) (out as NodeJS.ErrnoException).code = code;

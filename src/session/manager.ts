@@ -3,9 +3,21 @@ import type { Config } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { identityFromClaims } from '../identity/claims.js';
 import type { Logger } from '../observe/logger.js';
-import { chunkedCookies, clearCookies, parseCookies, readChunked, singleCookieValue, type CookieOptions } from './cookies.js';
+import {
+  chunkedCookies,
+  clearCookies,
+  parseCookies,
+  readChunked,
+  singleCookieValue,
+  type CookieOptions,
+} from './cookies.js';
 import type { Refresher } from './refresh.js';
-import { StoreUnavailableError, type SessionData, type SessionStore, type SessionView } from './types.js';
+import {
+  StoreUnavailableError,
+  type SessionData,
+  type SessionStore,
+  type SessionView,
+} from './types.js';
 
 export interface SessionLookup {
   identity: Identity | null;
@@ -108,7 +120,11 @@ export class SessionManager {
   private readonly keepAccessToken: boolean;
   private readonly keepIdToken: boolean;
 
-  constructor(private readonly cfg: Config, readonly store: SessionStore, opts: SessionManagerOptions = {}) {
+  constructor(
+    private readonly cfg: Config,
+    readonly store: SessionStore,
+    opts: SessionManagerOptions = {},
+  ) {
     this.refresher = opts.refresher;
     this.log = opts.log;
     this.keepAccessToken = cfg.routes.some((r) => r.passAccessToken !== null);
@@ -126,7 +142,12 @@ export class SessionManager {
 
   cookieOptions(host: string, maxAgeSeconds?: number): CookieOptions {
     const c = this.cfg.cookie;
-    const o: CookieOptions = { domain: this.cookieDomainFor(host), secure: c.secure, httpOnly: c.httpOnly, sameSite: c.sameSite };
+    const o: CookieOptions = {
+      domain: this.cookieDomainFor(host),
+      secure: c.secure,
+      httpOnly: c.httpOnly,
+      sameSite: c.sameSite,
+    };
     if (maxAgeSeconds !== undefined) o.maxAgeSeconds = maxAgeSeconds;
     return o;
   }
@@ -149,14 +170,24 @@ export class SessionManager {
     if (value) {
       const entry = await this.current(value, ctx.now);
       if (entry) {
-        const setCookies = entry.reissue ? this.cookiesFor(entry.reissue, entry.view, ctx.host, ctx.headers.cookie) : [];
+        const setCookies = entry.reissue
+          ? this.cookiesFor(entry.reissue, entry.view, ctx.host, ctx.headers.cookie)
+          : [];
         return { identity: entry.identity, session: entry.view, setCookies };
       }
     }
     // Pitfall 14: a stale, foreign or garbled cookie is no session, and is cleared so it
     // cannot keep confusing later attempts. A session whose refresh the IdP refused ends here
     // too: the browser goes through the login again, an API client gets 401 (pitfall 10).
-    return { identity: null, session: null, setCookies: clearCookies(name, this.cookieOptions(ctx.host), cookies ?? parseCookies(ctx.headers.cookie)) };
+    return {
+      identity: null,
+      session: null,
+      setCookies: clearCookies(
+        name,
+        this.cookieOptions(ctx.host),
+        cookies ?? parseCookies(ctx.headers.cookie),
+      ),
+    };
   }
 
   /**
@@ -164,7 +195,10 @@ export class SessionManager {
    * would be: the same cache and revalidation bound, refresh when due, ended and revoked sessions
    * refused. null when the session is over. Throws StoreUnavailableError like lookup().
    */
-  async resolve(value: string, now: number): Promise<{ identity: Identity; session: SessionView } | null> {
+  async resolve(
+    value: string,
+    now: number,
+  ): Promise<{ identity: Identity; session: SessionView } | null> {
     const entry = await this.current(value, now);
     return entry ? { identity: entry.identity, session: entry.view } : null;
   }
@@ -176,16 +210,23 @@ export class SessionManager {
       const session = await this.store.load(value, now);
       // An ending heard while the store was being read may be this very session's: the answer
       // stands for this request, the next one asks the store again.
-      if (session) entry = this.remember(value, this.decode(session), endings === this.endings ? now : -Infinity);
+      if (session)
+        entry = this.remember(
+          value,
+          this.decode(session),
+          endings === this.endings ? now : -Infinity,
+        );
     }
-    if (entry && this.refresher && this.due(entry, now)) entry = await this.refreshed(value, entry, now);
+    if (entry && this.refresher && this.due(entry, now))
+      entry = await this.refreshed(value, entry, now);
     return entry;
   }
 
   private cached(value: string, now: number): Entry | null {
     const hit = this.cache.get(value);
     if (!hit) return null;
-    if (hit.view.exp > now && (!this.store.serverSide || this.fresh(hit.checkedAt, now))) return hit;
+    if (hit.view.exp > now && (!this.store.serverSide || this.fresh(hit.checkedAt, now)))
+      return hit;
     this.cache.delete(value);
     return null;
   }
@@ -210,9 +251,17 @@ export class SessionManager {
   }
 
   private remember(value: string, d: Decoded, now: number, reissue?: string): Entry {
-    const entry: Entry = { view: d.view, identity: d.identity, since: d.since, dueAt: d.dueAt, checkedAt: now, reissue };
+    const entry: Entry = {
+      view: d.view,
+      identity: d.identity,
+      since: d.since,
+      dueAt: d.dueAt,
+      checkedAt: now,
+      reissue,
+    };
     this.cache.delete(value);
-    if (this.cache.size >= this.cfg.sessionCacheSize) this.cache.delete(this.cache.keys().next().value!);
+    if (this.cache.size >= this.cfg.sessionCacheSize)
+      this.cache.delete(this.cache.keys().next().value!);
     // The value is usually a slice of the request's Cookie header, and V8 keeps a slice's whole
     // parent alive: a cached key would hold every other cookie the browser sent (8 KB of them
     // measured 8.9 KB per entry). Copying it costs one allocation per cache miss.
@@ -227,7 +276,11 @@ export class SessionManager {
     if (retry !== undefined && now < retry) {
       // The IdP could not be reached: the session goes on with what it has, but only for one
       // more interval. After that its groups are too old to trust, and it fails closed (503).
-      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs) throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session', { source: 'idp_refresh' });
+      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs)
+        throw new StoreUnavailableError(
+          'the identity provider cannot be reached to refresh the session',
+          { source: 'idp_refresh' },
+        );
       return false;
     }
     return true;
@@ -239,7 +292,11 @@ export class SessionManager {
     const since = entry.since;
     let result: Refreshed;
     const recent = this.recent.get(sid);
-    if (recent && now - recent.at < RECENT_MS && (recent.result === null || recent.result.decoded.since > since)) {
+    if (
+      recent &&
+      now - recent.at < RECENT_MS &&
+      (recent.result === null || recent.result.decoded.since > since)
+    ) {
       result = recent.result;
     } else {
       let p = this.inflight.get(sid);
@@ -247,7 +304,9 @@ export class SessionManager {
         // Cookie store: an older value (a CLI token's, a browser that missed the Set-Cookie)
         // holds a refresh token already spent; presenting it again would make a rotating IdP
         // revoke the whole grant. The newest value this process handed out carries the live one.
-        p = this.runRefresh(entry.reissue ?? value, sid, since).finally(() => this.inflight.delete(sid));
+        p = this.runRefresh(entry.reissue ?? value, sid, since).finally(() =>
+          this.inflight.delete(sid),
+        );
         this.inflight.set(sid, p);
       }
       result = await p;
@@ -256,7 +315,12 @@ export class SessionManager {
       this.cache.delete(value);
       return null;
     }
-    return this.remember(value, result.decoded, Date.now(), result.value !== value ? result.value : undefined);
+    return this.remember(
+      value,
+      result.decoded,
+      Date.now(),
+      result.value !== value ? result.value : undefined,
+    );
   }
 
   /** `since`: when the tokens this process has were read from the IdP. */
@@ -273,7 +337,8 @@ export class SessionManager {
       // Another process may have refreshed between our read and our lock.
       const current = await this.store.load(value, Date.now());
       if (!current) return this.settle(sid, null);
-      if ((current.refreshedAt ?? current.iat) > since) return { decoded: this.decode(current), value };
+      if ((current.refreshedAt ?? current.iat) > since)
+        return { decoded: this.decode(current), value };
       return await this.refreshAndStore(value, current);
     } finally {
       await release();
@@ -316,22 +381,38 @@ export class SessionManager {
       } else {
         next = await this.store.save(r.session);
       }
-      this.log?.debug({ event: 'session_refreshed', user, groups: r.session.claims[this.cfg.idp.groupsClaim] }, 'session tokens refreshed');
+      this.log?.debug(
+        { event: 'session_refreshed', user, groups: r.session.claims[this.cfg.idp.groupsClaim] },
+        'session tokens refreshed',
+      );
       return this.settle(s.sid, { decoded: this.decode(r.session), value: next });
     }
     if (r.kind === 'rejected') {
-      this.log?.info({ event: 'session_refresh_rejected', user, reason: r.reason }, 'the identity provider refused to refresh the session; it is ended and the user must sign in again');
+      this.log?.info(
+        { event: 'session_refresh_rejected', user, reason: r.reason },
+        'the identity provider refused to refresh the session; it is ended and the user must sign in again',
+      );
       await this.store.destroy(value).catch(() => {});
       return this.settle(s.sid, null);
     }
     if (!this.idpTrouble) {
       // Once per IdP outage, not once per session or request.
       this.idpTrouble = true;
-      this.log?.warn({ event: 'session_refresh_unavailable', reason: r.reason }, 'token refresh failed: the identity provider cannot be reached; sessions continue for one refresh interval, then fail closed');
+      this.log?.warn(
+        { event: 'session_refresh_unavailable', reason: r.reason },
+        'token refresh failed: the identity provider cannot be reached; sessions continue for one refresh interval, then fail closed',
+      );
     }
     this.retryAt.set(s.sid, now + RETRY_AFTER_TRANSIENT_MS);
-    if (now > refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) + this.cfg.idpRefreshDirectoryIntervalMs) {
-      throw new StoreUnavailableError('the identity provider cannot be reached to refresh the session', { source: 'idp_refresh' });
+    if (
+      now >
+      refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) +
+        this.cfg.idpRefreshDirectoryIntervalMs
+    ) {
+      throw new StoreUnavailableError(
+        'the identity provider cannot be reached to refresh the session',
+        { source: 'idp_refresh' },
+      );
     }
     return { decoded: this.decode(s), value };
   }
@@ -343,19 +424,51 @@ export class SessionManager {
     return result;
   }
 
-  newSession(sub: string, claims: Record<string, unknown>, tokens: { accessToken?: string | undefined; accessTokenExp?: number | undefined; refreshToken?: string | undefined; idToken?: string | undefined }, now = Date.now()): SessionData {
-    return { v: 1, sid: randomBytes(18).toString('base64url'), sub, claims, iat: now, exp: now + this.cfg.cookie.expireMs, ...tokens };
+  newSession(
+    sub: string,
+    claims: Record<string, unknown>,
+    tokens: {
+      accessToken?: string | undefined;
+      accessTokenExp?: number | undefined;
+      refreshToken?: string | undefined;
+      idToken?: string | undefined;
+    },
+    now = Date.now(),
+  ): SessionData {
+    return {
+      v: 1,
+      sid: randomBytes(18).toString('base64url'),
+      sub,
+      claims,
+      iat: now,
+      exp: now + this.cfg.cookie.expireMs,
+      ...tokens,
+    };
   }
 
   /** Stores the session and returns the Set-Cookie headers that carry it on `host`. */
-  async issue(session: SessionData, host: string, cookieHeader: string | string[] | undefined): Promise<string[]> {
+  async issue(
+    session: SessionData,
+    host: string,
+    cookieHeader: string | string[] | undefined,
+  ): Promise<string[]> {
     const value = await this.store.save(session);
     return this.cookiesFor(value, session, host, cookieHeader);
   }
 
-  cookiesFor(value: string, session: Pick<SessionData, 'exp'>, host: string, cookieHeader: string | string[] | undefined): string[] {
+  cookiesFor(
+    value: string,
+    session: Pick<SessionData, 'exp'>,
+    host: string,
+    cookieHeader: string | string[] | undefined,
+  ): string[] {
     const maxAge = Math.floor((session.exp - Date.now()) / 1000);
-    return chunkedCookies(this.cfg.cookie.name, value, this.cookieOptions(host, maxAge), parseCookies(cookieHeader));
+    return chunkedCookies(
+      this.cfg.cookie.name,
+      value,
+      this.cookieOptions(host, maxAge),
+      parseCookies(cookieHeader),
+    );
   }
 
   /** Ends the session named by the request's cookie (server-side too) and clears the cookie. */
@@ -369,7 +482,11 @@ export class SessionManager {
       this.cache.delete(value);
       await this.store.destroy(value);
     }
-    return clearCookies(this.cfg.cookie.name, this.cookieOptions(host), cookies.size ? cookies : new Map([[this.cfg.cookie.name, '']]));
+    return clearCookies(
+      this.cfg.cookie.name,
+      this.cookieOptions(host),
+      cookies.size ? cookies : new Map([[this.cfg.cookie.name, '']]),
+    );
   }
 
   /** The raw cookie value on a request, for the cross-domain handoff. */
@@ -380,5 +497,5 @@ export class SessionManager {
 
 /** A string that shares no storage with the one it came from (see remember). */
 function ownCopy(s: string): string {
-  return (` ${s}`).slice(1);
+  return ` ${s}`.slice(1);
 }

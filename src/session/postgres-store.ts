@@ -43,11 +43,21 @@ export class PostgresBackend implements Backend {
   private closed = false;
   private readonly url: string;
 
-  constructor(s: Omit<PostgresStorage, 'secrets'>, private readonly sweepMs = SWEEP_MS) {
+  constructor(
+    s: Omit<PostgresStorage, 'secrets'>,
+    private readonly sweepMs = SWEEP_MS,
+  ) {
     this.url = s.url;
     // Short timeouts: while the database is unreachable a request gets its 503 in about two
     // seconds instead of hanging on a connection attempt.
-    this.pool = new pg.Pool({ connectionString: s.url, max: 10, connectionTimeoutMillis: 2_000, idleTimeoutMillis: 10_000, query_timeout: 3_000, statement_timeout: 3_000 });
+    this.pool = new pg.Pool({
+      connectionString: s.url,
+      max: 10,
+      connectionTimeoutMillis: 2_000,
+      idleTimeoutMillis: 10_000,
+      query_timeout: 3_000,
+      statement_timeout: 3_000,
+    });
     // An idle connection dropped by the server emits here; unhandled, it would kill the process.
     this.pool.on('error', () => {});
   }
@@ -74,15 +84,25 @@ export class PostgresBackend implements Backend {
     try {
       await c.query('BEGIN');
       await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await c.query('CREATE TABLE IF NOT EXISTS portcullis_schema (component text PRIMARY KEY, version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())');
-      const r = await c.query<{ version: number }>('SELECT version FROM portcullis_schema WHERE component = $1', [COMPONENT]);
+      await c.query(
+        'CREATE TABLE IF NOT EXISTS portcullis_schema (component text PRIMARY KEY, version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())',
+      );
+      const r = await c.query<{ version: number }>(
+        'SELECT version FROM portcullis_schema WHERE component = $1',
+        [COMPONENT],
+      );
       const current = r.rows[0]?.version ?? 0;
       if (current > MIGRATIONS.length) {
-        throw new Error(`the sessions table is at schema version ${current}, newer than this Portcullis knows (${MIGRATIONS.length}); upgrade Portcullis`);
+        throw new Error(
+          `the sessions table is at schema version ${current}, newer than this Portcullis knows (${MIGRATIONS.length}); upgrade Portcullis`,
+        );
       }
       for (let v = current; v < MIGRATIONS.length; v++) await c.query(MIGRATIONS[v]!);
       if (current < MIGRATIONS.length) {
-        await c.query('INSERT INTO portcullis_schema (component, version) VALUES ($1, $2) ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version, migrated_at = now()', [COMPONENT, MIGRATIONS.length]);
+        await c.query(
+          'INSERT INTO portcullis_schema (component, version) VALUES ($1, $2) ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version, migrated_at = now()',
+          [COMPONENT, MIGRATIONS.length],
+        );
       }
       await c.query('COMMIT');
     } catch (e) {
@@ -101,7 +121,10 @@ export class PostgresBackend implements Backend {
   async sweep(now: number): Promise<number> {
     await this.ready();
     await this.pool.query('DELETE FROM portcullis_once WHERE expires_at <= $1', [now]);
-    return (await this.pool.query('DELETE FROM portcullis_sessions WHERE expires_at <= $1', [now])).rowCount ?? 0;
+    return (
+      (await this.pool.query('DELETE FROM portcullis_sessions WHERE expires_at <= $1', [now]))
+        .rowCount ?? 0
+    );
   }
 
   async publish(message: string): Promise<void> {
@@ -117,7 +140,11 @@ export class PostgresBackend implements Backend {
       let c: pg.Client;
       try {
         // Throws at once for some bad URLs (pg reads ?sslkey= files here).
-        c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 2_000, keepAlive: true });
+        c = new pg.Client({
+          connectionString: this.url,
+          connectionTimeoutMillis: 2_000,
+          keepAlive: true,
+        });
       } catch {
         this.relisten = setTimeout(() => void connect(), RELISTEN_MAX_MS);
         this.relisten.unref();
@@ -172,22 +199,35 @@ export class PostgresBackend implements Backend {
 
   async get(id: string, now: number): Promise<StoredRecord | null> {
     await this.ready();
-    const r = await this.pool.query<{ meta: string; data: string; expires_at: string }>('SELECT meta, data, expires_at FROM portcullis_sessions WHERE id = $1 AND expires_at > $2', [id, now]);
+    const r = await this.pool.query<{ meta: string; data: string; expires_at: string }>(
+      'SELECT meta, data, expires_at FROM portcullis_sessions WHERE id = $1 AND expires_at > $2',
+      [id, now],
+    );
     const row = r.rows[0];
     return row ? { id, meta: row.meta, data: row.data, expiresAt: Number(row.expires_at) } : null;
   }
 
   async put(rec: StoredRecord, _now: number, mode: 'create' | 'update'): Promise<boolean> {
     await this.ready();
-    const r = mode === 'create'
-      ? await this.pool.query('INSERT INTO portcullis_sessions (id, meta, data, expires_at) VALUES ($1, $2, $3, $4)', [rec.id, rec.meta, rec.data, rec.expiresAt])
-      : await this.pool.query('UPDATE portcullis_sessions SET meta = $2, data = $3, expires_at = $4 WHERE id = $1', [rec.id, rec.meta, rec.data, rec.expiresAt]);
+    const r =
+      mode === 'create'
+        ? await this.pool.query(
+            'INSERT INTO portcullis_sessions (id, meta, data, expires_at) VALUES ($1, $2, $3, $4)',
+            [rec.id, rec.meta, rec.data, rec.expiresAt],
+          )
+        : await this.pool.query(
+            'UPDATE portcullis_sessions SET meta = $2, data = $3, expires_at = $4 WHERE id = $1',
+            [rec.id, rec.meta, rec.data, rec.expiresAt],
+          );
     return r.rowCount === 1;
   }
 
   async delete(ids: string[]): Promise<number> {
     await this.ready();
-    return (await this.pool.query('DELETE FROM portcullis_sessions WHERE id = ANY($1::text[])', [ids])).rowCount ?? 0;
+    return (
+      (await this.pool.query('DELETE FROM portcullis_sessions WHERE id = ANY($1::text[])', [ids]))
+        .rowCount ?? 0
+    );
   }
 
   async lock(id: string, token: string, ttlMs: number): Promise<boolean> {
@@ -201,13 +241,24 @@ export class PostgresBackend implements Backend {
   }
 
   async unlock(id: string, token: string): Promise<void> {
-    await this.pool.query('UPDATE portcullis_sessions SET lock_token = NULL, lock_until = NULL WHERE id = $1 AND lock_token = $2', [id, token]);
+    await this.pool.query(
+      'UPDATE portcullis_sessions SET lock_token = NULL, lock_until = NULL WHERE id = $1 AND lock_token = $2',
+      [id, token],
+    );
   }
 
   async scan(now: number): Promise<StoredRecord[]> {
     await this.ready();
-    const r = await this.pool.query<{ id: string; meta: string; expires_at: string }>('SELECT id, meta, expires_at FROM portcullis_sessions WHERE expires_at > $1', [now]);
-    return r.rows.map((row) => ({ id: row.id, meta: row.meta, data: '', expiresAt: Number(row.expires_at) }));
+    const r = await this.pool.query<{ id: string; meta: string; expires_at: string }>(
+      'SELECT id, meta, expires_at FROM portcullis_sessions WHERE expires_at > $1',
+      [now],
+    );
+    return r.rows.map((row) => ({
+      id: row.id,
+      meta: row.meta,
+      data: '',
+      expiresAt: Number(row.expires_at),
+    }));
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,8 @@ import type { RedisStorage } from './storage-url.js';
 // Every command names one key, so the same code runs on a single node, behind Sentinel, and on
 // a Cluster (no cross-slot commands).
 
-const UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const UNLOCK =
+  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 const FIRST_CONNECT_WAIT_MS = 2_000;
 
 export class RedisBackend implements Backend {
@@ -34,11 +35,30 @@ export class RedisBackend implements Backend {
     } satisfies RedisOptions;
     const retryStrategy = (times: number): number => Math.min(100 * 2 ** Math.min(times, 5), 2_000);
     if (s.mode === 'cluster') {
-      this.client = new Cluster(s.nodes, { redisOptions: common, enableOfflineQueue: false, lazyConnect: true, clusterRetryStrategy: retryStrategy });
+      this.client = new Cluster(s.nodes, {
+        redisOptions: common,
+        enableOfflineQueue: false,
+        lazyConnect: true,
+        clusterRetryStrategy: retryStrategy,
+      });
     } else if (s.mode === 'sentinel') {
-      this.client = new Redis({ ...common, db: s.db, sentinels: s.nodes, name: s.sentinelName!, sentinelPassword: s.sentinelPassword, sentinelRetryStrategy: retryStrategy, retryStrategy });
+      this.client = new Redis({
+        ...common,
+        db: s.db,
+        sentinels: s.nodes,
+        name: s.sentinelName!,
+        sentinelPassword: s.sentinelPassword,
+        sentinelRetryStrategy: retryStrategy,
+        retryStrategy,
+      });
     } else {
-      this.client = new Redis({ ...common, host: s.nodes[0]!.host, port: s.nodes[0]!.port, db: s.db, retryStrategy });
+      this.client = new Redis({
+        ...common,
+        host: s.nodes[0]!.host,
+        port: s.nodes[0]!.port,
+        db: s.db,
+        retryStrategy,
+      });
     }
     // Outages are reported by the store, once; without a listener ioredis prints every retry.
     this.client.on('error', () => {});
@@ -90,7 +110,10 @@ export class RedisBackend implements Backend {
     const ttl = Math.max(1, rec.expiresAt - now);
     const k = this.key('s', rec.id);
     const v = `${rec.meta}.${rec.data}`;
-    const r = mode === 'create' ? await this.client.set(k, v, 'PX', ttl, 'NX') : await this.client.set(k, v, 'PX', ttl, 'XX');
+    const r =
+      mode === 'create'
+        ? await this.client.set(k, v, 'PX', ttl, 'NX')
+        : await this.client.set(k, v, 'PX', ttl, 'XX');
     return r === 'OK';
   }
 
@@ -112,7 +135,8 @@ export class RedisBackend implements Backend {
   async scan(): Promise<StoredRecord[]> {
     await this.ready();
     const match = `${this.s.prefix.replace(/[*?[\]\\]/g, '\\$&')}s:*`;
-    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    const nodes: Redis[] =
+      this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
     const keys: string[] = [];
     for (const node of nodes) {
       let cursor = '0';
@@ -143,9 +167,10 @@ export class RedisBackend implements Backend {
     const channel = `${this.s.prefix}ended`;
     // A connection of its own: a subscribed connection can run no other command. Subscribed
     // again by hand on every (re)connect, so `state(true)` comes only once SUBSCRIBE is done.
-    const sub = this.client instanceof Cluster
-      ? this.client.duplicate()
-      : this.client.duplicate({ autoResubscribe: false });
+    const sub =
+      this.client instanceof Cluster
+        ? this.client.duplicate()
+        : this.client.duplicate({ autoResubscribe: false });
     this.subscriber = sub;
     let up = false;
     const down = (): void => {
@@ -155,9 +180,12 @@ export class RedisBackend implements Backend {
     sub.on('close', down);
     sub.on('end', down);
     sub.on('ready', () => {
-      sub.subscribe(channel).then(() => {
-        if (!up && sub.status === 'ready') state((up = true));
-      }, () => sub.disconnect(true));
+      sub.subscribe(channel).then(
+        () => {
+          if (!up && sub.status === 'ready') state((up = true));
+        },
+        () => sub.disconnect(true),
+      );
     });
     sub.on('message', (ch: string, m: string) => {
       if (ch === channel) message(m);

@@ -23,7 +23,10 @@ export interface Refresher {
 const keep = keepUserClaims;
 
 export class OidcRefresher implements Refresher {
-  constructor(private readonly idp: Idp, private readonly settings: Config['idp']) {}
+  constructor(
+    private readonly idp: Idp,
+    private readonly settings: Config['idp'],
+  ) {}
 
   async refresh(s: SessionData, now: number): Promise<RefreshResult> {
     if (!s.refreshToken) return { kind: 'rejected', reason: 'no refresh token' };
@@ -40,11 +43,13 @@ export class OidcRefresher implements Refresher {
     } catch (e) {
       // An OAuth error answer (invalid_grant, invalid_client, unauthorized_client…) is the IdP's
       // verdict; anything else (no answer, 5xx, a broken body) says nothing about the session.
-      if (e instanceof client.ResponseBodyError && e.status < 500) return { kind: 'rejected', reason: describe(e) };
+      if (e instanceof client.ResponseBodyError && e.status < 500)
+        return { kind: 'rejected', reason: describe(e) };
       return { kind: 'transient', reason: describe(e) };
     }
     const idClaims = tokens.claims();
-    if (idClaims && idClaims.sub !== s.sub) return { kind: 'rejected', reason: 'the refreshed ID token names another subject' };
+    if (idClaims && idClaims.sub !== s.sub)
+      return { kind: 'rejected', reason: 'the refreshed ID token names another subject' };
     if (tokens.id_token) {
       const signature = await this.idp.verifyIdToken(tokens.id_token);
       if (signature.kind === 'invalid') return { kind: 'rejected', reason: signature.reason };

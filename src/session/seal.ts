@@ -11,7 +11,10 @@ export class Sealer {
 
   constructor(secret: Buffer) {
     for (const p of ['session', 'login', 'handoff', 'return', 'store-key', 'store-meta'] as const) {
-      this.keys.set(p, Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `portcullis/v1/${p}`, 32)));
+      this.keys.set(
+        p,
+        Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `portcullis/v1/${p}`, 32)),
+      );
     }
   }
 
@@ -45,7 +48,12 @@ export class Sealer {
   }
 
   /** Parsed JSON, or null when it does not open or its `exp` (ms) has passed. */
-  openJson<T extends { exp?: number }>(purpose: SealPurpose, value: string, bind = '', now = Date.now()): T | null {
+  openJson<T extends { exp?: number }>(
+    purpose: SealPurpose,
+    value: string,
+    bind = '',
+    now = Date.now(),
+  ): T | null {
     const buf = this.open(purpose, value, bind);
     if (!buf) return null;
     try {

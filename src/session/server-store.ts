@@ -1,7 +1,12 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import type { Logger } from '../observe/logger.js';
 import type { Sealer } from './seal.js';
-import { StoreUnavailableError, type SessionData, type SessionStore, type SessionSummary } from './types.js';
+import {
+  StoreUnavailableError,
+  type SessionData,
+  type SessionStore,
+  type SessionSummary,
+} from './types.js';
 
 // Server-side sessions (memory, Redis, PostgreSQL) share everything but the storage calls.
 //
@@ -127,29 +132,38 @@ export class ServerSessionStore implements SessionStore {
   private listen(): void {
     if (this.listening || this.closed || !this.backend.listen || !this.backend.publish) return;
     this.listening = true;
-    this.backend.listen((m) => this.heard(m), (up) => {
-      if (this.closed) return;
-      const now = Date.now();
-      // Whatever was published while unsubscribed is lost: only sessions confirmed after this
-      // instant are covered, older cached ones are checked against the store again.
-      this.upSince = up ? now : null;
-      if (up) this.lastHeard = now;
-      if (up) {
-        this.log.info({ event: 'session_channel_up', store: this.kind },
-          'listening for sign-outs and revocations from every replica');
-      } else {
-        this.log.warn({ event: 'session_channel_down', store: this.kind },
-          'the channel for sign-outs and revocations is down: cached sessions are checked against the store '
-          + 'every second');
-      }
-    });
+    this.backend.listen(
+      (m) => this.heard(m),
+      (up) => {
+        if (this.closed) return;
+        const now = Date.now();
+        // Whatever was published while unsubscribed is lost: only sessions confirmed after this
+        // instant are covered, older cached ones are checked against the store again.
+        this.upSince = up ? now : null;
+        if (up) this.lastHeard = now;
+        if (up) {
+          this.log.info(
+            { event: 'session_channel_up', store: this.kind },
+            'listening for sign-outs and revocations from every replica',
+          );
+        } else {
+          this.log.warn(
+            { event: 'session_channel_down', store: this.kind },
+            'the channel for sign-outs and revocations is down: cached sessions are checked against the store ' +
+              'every second',
+          );
+        }
+      },
+    );
     const publish = this.backend.publish.bind(this.backend);
     let pending = false;
     this.heartbeat = setInterval(() => {
       // One at a time: while the store hangs, beats must not pile up and take the pool's connections.
       if (pending) return;
       pending = true;
-      publish('p').catch(() => {}).finally(() => (pending = false));
+      publish('p')
+        .catch(() => {})
+        .finally(() => (pending = false));
     }, HEARTBEAT_MS);
     this.heartbeat.unref();
   }
@@ -177,22 +191,29 @@ export class ServerSessionStore implements SessionStore {
     for (let i = 0; i < ids.length; i += IDS_PER_MESSAGE) {
       const nonce = randomBytes(9).toString('base64url');
       const live = this.watchedSince(Date.now()) !== null;
-      const echoed = live ? new Promise<void>((resolve) => {
-        const t = setTimeout(done, ECHO_WAIT_MS);
-        function done(): void {
-          clearTimeout(t);
-          resolve();
-        }
-        this.echoes.set(nonce, done);
-      }) : null;
+      const echoed = live
+        ? new Promise<void>((resolve) => {
+            const t = setTimeout(done, ECHO_WAIT_MS);
+            function done(): void {
+              clearTimeout(t);
+              resolve();
+            }
+            this.echoes.set(nonce, done);
+          })
+        : null;
       try {
-        await publish.call(this.backend, `e ${nonce} ${ids.slice(i, i + IDS_PER_MESSAGE).join(' ')}`);
+        await publish.call(
+          this.backend,
+          `e ${nonce} ${ids.slice(i, i + IDS_PER_MESSAGE).join(' ')}`,
+        );
         await echoed;
       } catch (e) {
         // The session is gone from the store; the other replicas find that out within their
         // short bound, since their channel is down as well when the store is.
-        this.log.warn({ event: 'session_end_not_announced', store: this.kind, detail: errorText(e) },
-          'a session ended but the other replicas could not be told at once; they refuse it within a second');
+        this.log.warn(
+          { event: 'session_end_not_announced', store: this.kind, detail: errorText(e) },
+          'a session ended but the other replicas could not be told at once; they refuse it within a second',
+        );
       } finally {
         this.echoes.delete(nonce);
       }
@@ -224,7 +245,11 @@ export class ServerSessionStore implements SessionStore {
   async save(session: SessionData): Promise<string> {
     const key = randomBytes(KEY_BYTES);
     if (!(await this.write(session, key, 'create'))) throw new Error('session id collision');
-    return this.sealer.seal('store-key', Buffer.concat([key, Buffer.from(session.sid, 'utf8')]), this.cookieName);
+    return this.sealer.seal(
+      'store-key',
+      Buffer.concat([key, Buffer.from(session.sid, 'utf8')]),
+      this.cookieName,
+    );
   }
 
   /**
@@ -240,7 +265,11 @@ export class ServerSessionStore implements SessionStore {
     return ok;
   }
 
-  private async write(session: SessionData, key: Buffer, mode: 'create' | 'update'): Promise<boolean> {
+  private async write(
+    session: SessionData,
+    key: Buffer,
+    mode: 'create' | 'update',
+  ): Promise<boolean> {
     if (!SID_RE.test(session.sid)) throw new Error('session id has an unexpected shape');
     const { user, email } = this.userClaim(session);
     const meta: Meta = { u: user, e: email, s: session.sub, iat: session.iat, exp: session.exp };
@@ -264,7 +293,10 @@ export class ServerSessionStore implements SessionStore {
       // The browser's cookie is cleared anyway; the record goes as soon as the store is back.
       // Until then no process can load it either (the store is down), and this one refuses it.
       this.pendingDestroy.add(ref.sid);
-      this.log.warn({ event: 'sign_out_deferred', store: this.kind }, 'signed out while the session store is unavailable; the session will be removed from the store when it returns');
+      this.log.warn(
+        { event: 'sign_out_deferred', store: this.kind },
+        'signed out while the session store is unavailable; the session will be removed from the store when it returns',
+      );
       this.scheduleRetry();
     }
   }
@@ -289,7 +321,11 @@ export class ServerSessionStore implements SessionStore {
       const m = this.sealer.openJson<Meta>('store-meta', r.meta, r.id, 0);
       // A record sealed under another cookie_secret (another deployment sharing the store, or a
       // rotated secret) is listed without a name rather than hidden.
-      out.push(m ? { id: r.id, user: m.u, email: m.e, sub: m.s, iat: m.iat, exp: m.exp } : { id: r.id, user: '?', email: '', sub: '', iat: 0, exp: r.expiresAt });
+      out.push(
+        m
+          ? { id: r.id, user: m.u, email: m.e, sub: m.s, iat: m.iat, exp: m.exp }
+          : { id: r.id, user: '?', email: '', sub: '', iat: 0, exp: r.expiresAt },
+      );
     }
     return out.sort((a, b) => a.iat - b.iat);
   }
@@ -325,13 +361,26 @@ export class ServerSessionStore implements SessionStore {
     } catch (e) {
       if (!this.down && !this.closed) {
         this.down = true;
-        this.log.error({ event: 'session_store_unavailable', store: this.kind, at: this.display, detail: errorText(e) }, 'session store unavailable: requests that need a session get 503 until it is back');
+        this.log.error(
+          {
+            event: 'session_store_unavailable',
+            store: this.kind,
+            at: this.display,
+            detail: errorText(e),
+          },
+          'session store unavailable: requests that need a session get 503 until it is back',
+        );
       }
-      throw new StoreUnavailableError(`the ${this.kind} session store is unavailable`, { cause: e });
+      throw new StoreUnavailableError(`the ${this.kind} session store is unavailable`, {
+        cause: e,
+      });
     }
     if (this.down) {
       this.down = false;
-      this.log.info({ event: 'session_store_recovered', store: this.kind, at: this.display }, 'session store is available again');
+      this.log.info(
+        { event: 'session_store_recovered', store: this.kind, at: this.display },
+        'session store is available again',
+      );
       if (this.pendingDestroy.size) void this.flushDestroys();
     }
     return result;
@@ -382,6 +431,10 @@ function decrypt(key: Buffer, data: string, sid: string): Buffer | null {
 
 export function errorText(e: unknown): string {
   if (e instanceof AggregateError && e.errors.length) return errorText(e.errors[0]);
-  if (e instanceof Error) return `${(e as NodeJS.ErrnoException).code ? `${(e as NodeJS.ErrnoException).code}: ` : ''}${e.message}`.slice(0, 300);
+  if (e instanceof Error)
+    return `${(e as NodeJS.ErrnoException).code ? `${(e as NodeJS.ErrnoException).code}: ` : ''}${e.message}`.slice(
+      0,
+      300,
+    );
   return String(e).slice(0, 300);
 }

@@ -39,16 +39,35 @@ const REDIS_OPTIONS = new Set(['sentinel', 'sentinel_password', 'cluster', 'key_
 // its options from the query (password, sentinelPassword, ...), and a list of secret names
 // would miss the next one.
 const SHOWN_PARAMS = new Set([
-  'host', 'hostaddr', 'port', 'dbname', 'user', 'sslmode', 'ssl', 'sslnegotiation', 'sslrootcert', 'sslcert',
-  'application_name', 'fallback_application_name', 'connect_timeout', 'client_encoding', 'target_session_attrs',
-  'keepalives', 'keepalives_idle', 'sentinel', 'cluster', 'key_prefix', 'db',
+  'host',
+  'hostaddr',
+  'port',
+  'dbname',
+  'user',
+  'sslmode',
+  'ssl',
+  'sslnegotiation',
+  'sslrootcert',
+  'sslcert',
+  'application_name',
+  'fallback_application_name',
+  'connect_timeout',
+  'client_encoding',
+  'target_session_attrs',
+  'keepalives',
+  'keepalives_idle',
+  'sentinel',
+  'cluster',
+  'key_prefix',
+  'db',
 ]);
 const PLAIN_NAME = /^[A-Za-z0-9_.-]{1,40}$/;
 /** Shorter values are not blanked out of error text: "1" would garble every address in it. */
 const MIN_SCRUBBED = 4;
 
-const AT_AFTER_HOST = "has an '@' where only the one after the user name and password may be: percent-encode "
-  + "'@', '/', '?' and '#' in the password (%40, %2F, %3F, %23)";
+const AT_AFTER_HOST =
+  "has an '@' where only the one after the user name and password may be: percent-encode " +
+  "'@', '/', '?' and '#' in the password (%40, %2F, %3F, %23)";
 const ENCODE_HINT = "(percent-encode '@', '/', '?' and '#' in the password)";
 
 function decode(raw: string): string {
@@ -86,7 +105,9 @@ function maskQuery(query: string): { shown: string; secrets: string[] } {
 }
 
 function scrubList(values: string[]): string[] {
-  return [...new Set(values.filter((v) => v.length >= MIN_SCRUBBED))].sort((a, b) => b.length - a.length);
+  return [...new Set(values.filter((v) => v.length >= MIN_SCRUBBED))].sort(
+    (a, b) => b.length - a.length,
+  );
 }
 
 /** `text` with every secret blanked out (longest first, so no part of a longer one is left). */
@@ -123,9 +144,12 @@ function parsePostgres(v: string): SessionStorage | string {
   // An unencoded '/', '?' or '#' in the password ends the authority early: the rest of the
   // password then sits in the path, query or fragment, where no mask would look for it.
   if (u.pathname.includes('@') || u.search.includes('@') || u.hash) {
-    return u.hash && !u.hash.includes('@') ? 'a PostgreSQL URL has no #fragment' : `the PostgreSQL URL ${AT_AFTER_HOST}`;
+    return u.hash && !u.hash.includes('@')
+      ? 'a PostgreSQL URL has no #fragment'
+      : `the PostgreSQL URL ${AT_AFTER_HOST}`;
   }
-  if (!u.hostname && !u.searchParams.get('host')) return 'expected a host in the PostgreSQL URL, e.g. postgres://user@db.internal:5432/portcullis';
+  if (!u.hostname && !u.searchParams.get('host'))
+    return 'expected a host in the PostgreSQL URL, e.g. postgres://user@db.internal:5432/portcullis';
   const secrets: string[] = [];
   let auth = '';
   if (u.username || u.password) {
@@ -145,7 +169,8 @@ function parseRedis(v: string): SessionStorage | string {
   const [, scheme, userinfo, hostlist, path, query] = m;
   // Only the user info's own '@' may be there; any other means an unencoded character of the
   // password moved part of it into the host list, the path or the query.
-  if ((v.match(/@/g) ?? []).length !== (userinfo === undefined ? 0 : 1)) return `the Redis URL ${AT_AFTER_HOST}`;
+  if ((v.match(/@/g) ?? []).length !== (userinfo === undefined ? 0 : 1))
+    return `the Redis URL ${AT_AFTER_HOST}`;
   let username: string | undefined;
   let password: string | undefined;
   const secrets: string[] = [];
@@ -166,7 +191,9 @@ function parseRedis(v: string): SessionStorage | string {
     const hm = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+))(?::(\d{1,5}))?$/.exec(part);
     const port = hm?.[3] ? Number(hm[3]) : 6379;
     if (!hm || port < 1 || port > 65535) {
-      const got = PLAIN_NAME.test(part.replace(/:/g, '')) ? JSON.stringify(part) : `something else as host ${n + 1}`;
+      const got = PLAIN_NAME.test(part.replace(/:/g, ''))
+        ? JSON.stringify(part)
+        : `something else as host ${n + 1}`;
       return `expected host:port in the Redis URL, got ${got}`;
     }
     nodes.push({ host: hm[1] ?? hm[2]!, port });
@@ -175,8 +202,10 @@ function parseRedis(v: string): SessionStorage | string {
   for (const k of params.keys()) {
     if (REDIS_OPTIONS.has(k)) continue;
     if (/pass|user|auth|secret|token/i.test(k)) {
-      return 'the Redis URL takes its user name and password in the user info (redis://user:password@host), '
-        + `not as ?${PLAIN_NAME.test(k) ? k : '…'}=`;
+      return (
+        'the Redis URL takes its user name and password in the user info (redis://user:password@host), ' +
+        `not as ?${PLAIN_NAME.test(k) ? k : '…'}=`
+      );
     }
     const named = PLAIN_NAME.test(k) ? JSON.stringify(k) : 'that is not a plain name';
     return `unknown Redis URL option ${named}; expected one of ${[...REDIS_OPTIONS].join(', ')}`;
@@ -188,18 +217,32 @@ function parseRedis(v: string): SessionStorage | string {
   }
   const sentinelName = params.get('sentinel') || undefined;
   const cluster = params.get('cluster');
-  if (cluster !== null && cluster !== 'true' && cluster !== 'false') return 'expected cluster=true or cluster=false in the Redis URL';
-  if (sentinelName && cluster === 'true') return 'a Redis URL is either Sentinel (sentinel=NAME) or Cluster (cluster=true), not both';
+  if (cluster !== null && cluster !== 'true' && cluster !== 'false')
+    return 'expected cluster=true or cluster=false in the Redis URL';
+  if (sentinelName && cluster === 'true')
+    return 'a Redis URL is either Sentinel (sentinel=NAME) or Cluster (cluster=true), not both';
   const mode = sentinelName ? 'sentinel' : cluster === 'true' ? 'cluster' : 'single';
-  if (mode === 'single' && nodes.length > 1) return 'several Redis hosts need sentinel=MASTER_NAME or cluster=true in the URL';
+  if (mode === 'single' && nodes.length > 1)
+    return 'several Redis hosts need sentinel=MASTER_NAME or cluster=true in the URL';
   if (mode === 'cluster' && Number(dbText) !== 0) return 'Redis Cluster has only database 0';
   const prefix = params.get('key_prefix') ?? 'portcullis:';
   const q = query !== undefined ? maskQuery(query) : { shown: '', secrets: [] };
   secrets.push(...q.secrets);
-  const auth = userinfo === undefined ? '' : `${userinfo.split(':')[0]}${userinfo.includes(':') ? ':***' : ''}@`;
+  const auth =
+    userinfo === undefined
+      ? ''
+      : `${userinfo.split(':')[0]}${userinfo.includes(':') ? ':***' : ''}@`;
   return {
-    kind: 'redis', mode, nodes, username, password, db: Number(dbText), tls: scheme!.toLowerCase() === 'rediss', prefix,
-    sentinelName, sentinelPassword: params.get('sentinel_password') ?? undefined,
+    kind: 'redis',
+    mode,
+    nodes,
+    username,
+    password,
+    db: Number(dbText),
+    tls: scheme!.toLowerCase() === 'rediss',
+    prefix,
+    sentinelName,
+    sentinelPassword: params.get('sentinel_password') ?? undefined,
     display: `${scheme}://${auth}${hostlist}${path !== undefined ? `/${path}` : ''}${query !== undefined ? `?${q.shown}` : ''}`,
     secrets: scrubList(secrets),
   };

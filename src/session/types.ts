@@ -50,7 +50,10 @@ export interface SessionSummary {
 export class StoreUnavailableError extends Error {
   readonly source: Extract<UnavailableCause, 'session_store' | 'idp_refresh'>;
 
-  constructor(message: string, options?: { cause?: unknown; source?: 'session_store' | 'idp_refresh' }) {
+  constructor(
+    message: string,
+    options?: { cause?: unknown; source?: 'session_store' | 'idp_refresh' },
+  ) {
     super(message, options);
     this.name = 'StoreUnavailableError';
     this.source = options?.source ?? 'session_store';

@@ -14,7 +14,10 @@ export function portcullisVerifier(o: { jwksUrl: string; issuer: string; audienc
   // which is exactly what happens after Portcullis starts signing with a rotated key.
   const jwks = createRemoteJWKSet(new URL(o.jwksUrl));
   return async (assertion: string | undefined): Promise<PortcullisUser> => {
-    if (!assertion) throw new Error('no X-Portcullis-Jwt-Assertion: this request did not come through Portcullis');
+    if (!assertion)
+      throw new Error(
+        'no X-Portcullis-Jwt-Assertion: this request did not come through Portcullis',
+      );
     const { payload } = await jwtVerify(assertion, jwks, {
       issuer: o.issuer,
       audience: o.audience,

@@ -47,7 +47,11 @@ export interface FuzzWorld {
   close(): Promise<void>;
 }
 
-function routes(name: string, port: number, up: { app: number; multi: number; open: number }): string {
+function routes(
+  name: string,
+  port: number,
+  up: { app: number; multi: number; open: number },
+): string {
   const r = (id: string, from: string, to: number, rest: string) => `  - id: ${name}/${id}
     from: http://${from}:${port}
     to: http://127.0.0.1:${to}
@@ -55,9 +59,24 @@ function routes(name: string, port: number, up: { app: number; multi: number; op
 ${rest.replace(/^/gm, '    ')}`;
   return [
     r('app-admin', 'app.fuzz.test', up.app, 'prefix: /admin\nallowed_groups: [admins]'),
-    r('app-public-page', 'app.fuzz.test', up.app, 'path: /public\nallow_public_unauthenticated_access: true'),
-    r('app-static', 'app.fuzz.test', up.app, 'prefix: /static/\nallow_public_unauthenticated_access: true'),
-    r('app-api-user-admin', 'app.fuzz.test', up.app, "regex: '/api/v[0-9]+/users/[0-9]+/admin(/.*)?'\nallowed_groups: [admins]"),
+    r(
+      'app-public-page',
+      'app.fuzz.test',
+      up.app,
+      'path: /public\nallow_public_unauthenticated_access: true',
+    ),
+    r(
+      'app-static',
+      'app.fuzz.test',
+      up.app,
+      'prefix: /static/\nallow_public_unauthenticated_access: true',
+    ),
+    r(
+      'app-api-user-admin',
+      'app.fuzz.test',
+      up.app,
+      "regex: '/api/v[0-9]+/users/[0-9]+/admin(/.*)?'\nallowed_groups: [admins]",
+    ),
     r('app-any', 'app.fuzz.test', up.app, 'allow_any_authenticated_user: true'),
     r('ops', 'ops.fuzz.test', up.multi, 'allowed_groups: [admins]'),
     r('wild-secret', '*.wild.fuzz.test', up.multi, 'prefix: /secret\nallowed_groups: [admins]'),
@@ -67,18 +86,37 @@ ${rest.replace(/^/gm, '    ')}`;
 }
 
 export async function startWorld(): Promise<FuzzWorld> {
-  const ports: Record<ProxyName, number> = { nginx: await freePort(), caddy: await freePort(), haproxy: await freePort(), portcullis: await freePort() };
+  const ports: Record<ProxyName, number> = {
+    nginx: await freePort(),
+    caddy: await freePort(),
+    haproxy: await freePort(),
+    portcullis: await freePort(),
+  };
   const closers: Array<() => Promise<void>> = [];
   const recorders: Record<string, Recorder> = {};
-  for (const p of PROXIES) for (const app of ['app', 'multi', 'open']) {
-    const rec = await startRecorder(`${p}-${app}`);
-    recorders[`${p}-${app}`] = rec;
-    closers.push(() => rec.close());
-  }
-  const up = (p: ProxyName) => ({ app: recorders[`${p}-app`]!.port, multi: recorders[`${p}-multi`]!.port, open: recorders[`${p}-open`]!.port });
+  for (const p of PROXIES)
+    for (const app of ['app', 'multi', 'open']) {
+      const rec = await startRecorder(`${p}-${app}`);
+      recorders[`${p}-${app}`] = rec;
+      closers.push(() => rec.close());
+    }
+  const up = (p: ProxyName) => ({
+    app: recorders[`${p}-app`]!.port,
+    multi: recorders[`${p}-multi`]!.port,
+    open: recorders[`${p}-open`]!.port,
+  });
   const loginOrigin = `http://app.fuzz.test:${ports.portcullis}`;
   const secret = randomBytes(24).toString('base64url');
-  const idp: RunningIdp = await startIdp({ clients: [{ client_id: 'portcullis', client_secret: secret, redirect_uris: [`${loginOrigin}/.portcullis/callback`], post_logout_redirect_uris: [`${loginOrigin}/.portcullis/signed_out`] }] });
+  const idp: RunningIdp = await startIdp({
+    clients: [
+      {
+        client_id: 'portcullis',
+        client_secret: secret,
+        redirect_uris: [`${loginOrigin}/.portcullis/callback`],
+        post_logout_redirect_uris: [`${loginOrigin}/.portcullis/signed_out`],
+      },
+    ],
+  });
   closers.push(() => idp.close());
 
   const yaml = `address: 127.0.0.1:${ports.portcullis}
@@ -97,11 +135,14 @@ ${PROXIES.map((p) => routes(p, ports[p], up(p))).join('\n')}
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(c: Buffer, _e, cb) {
-      for (const line of c.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of c.toString('utf8').split('\n'))
+        if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
       cb();
     },
   });
-  const portcullis = await startPortcullis(parseConfig(yaml, 'fuzz.yaml'), { logger: createLogger('info', sink) });
+  const portcullis = await startPortcullis(parseConfig(yaml, 'fuzz.yaml'), {
+    logger: createLogger('info', sink),
+  });
   closers.push(() => portcullis.close());
   await portcullis.idp.start();
 
@@ -109,58 +150,85 @@ ${PROXIES.map((p) => routes(p, ports[p], up(p))).join('\n')}
   const n = ports.nginx;
   // The recipe is a default_server block that closes unknown hosts, then the application's
   // block; the second application repeats only the latter (one default per port).
-  const nginxRecipe = (names: string, bind: string, upstream: number) => sub(recipe('nginx.md', 'nginx'), [
-    ['listen 80 default_server;', `listen 127.0.0.1:${n} default_server;`],
-    ['listen 80;', `listen 127.0.0.1:${n};`],
-    ['server_name app.example.com;', `server_name ${names};`],
-    ['?host=app.example.com;', `?host=${bind};`],
-    ['127.0.0.1:4180', pc],
-    ['127.0.0.1:8080', `127.0.0.1:${upstream}`],
-  ]);
+  const nginxRecipe = (names: string, bind: string, upstream: number) =>
+    sub(recipe('nginx.md', 'nginx'), [
+      ['listen 80 default_server;', `listen 127.0.0.1:${n} default_server;`],
+      ['listen 80;', `listen 127.0.0.1:${n};`],
+      ['server_name app.example.com;', `server_name ${names};`],
+      ['?host=app.example.com;', `?host=${bind};`],
+      ['127.0.0.1:4180', pc],
+      ['127.0.0.1:8080', `127.0.0.1:${upstream}`],
+    ]);
   const appBlock = nginxRecipe('app.fuzz.test', `app.fuzz.test:${n}`, up('nginx').app);
-  const multi = nginxRecipe('ops.fuzz.test .wild.fuzz.test', `ops.fuzz.test:${n},*.wild.fuzz.test:${n}`, up('nginx').multi);
+  const multi = nginxRecipe(
+    'ops.fuzz.test .wild.fuzz.test',
+    `ops.fuzz.test:${n},*.wild.fuzz.test:${n}`,
+    up('nginx').multi,
+  );
   const secondServer = multi.indexOf('server {', multi.indexOf('default_server') + 1);
   const nginx: StartedNginx = await startNginx(`${appBlock}\n${multi.slice(secondServer)}`);
   closers.push(() => nginx.close());
 
   const c = ports.caddy;
-  const caddySite = (addresses: string, bind: string, upstream: number) => sub(recipe('caddy.md', 'caddy'), [
-    ['app.example.com {', `${addresses} {`],
-    ['?host=app.example.com', `?host=${bind}`],
-    ['127.0.0.1:4180', pc],
-    ['127.0.0.1:8080', `127.0.0.1:${upstream}`],
-  ]);
-  const caddy: StartedCaddy = await startCaddy(`${caddySite(`http://app.fuzz.test:${c}`, `app.fuzz.test:${c}`, up('caddy').app)}\n${caddySite(`http://ops.fuzz.test:${c}, http://*.wild.fuzz.test:${c}`, `ops.fuzz.test:${c},*.wild.fuzz.test:${c}`, up('caddy').multi)}`);
+  const caddySite = (addresses: string, bind: string, upstream: number) =>
+    sub(recipe('caddy.md', 'caddy'), [
+      ['app.example.com {', `${addresses} {`],
+      ['?host=app.example.com', `?host=${bind}`],
+      ['127.0.0.1:4180', pc],
+      ['127.0.0.1:8080', `127.0.0.1:${upstream}`],
+    ]);
+  const caddy: StartedCaddy = await startCaddy(
+    `${caddySite(`http://app.fuzz.test:${c}`, `app.fuzz.test:${c}`, up('caddy').app)}\n${caddySite(`http://ops.fuzz.test:${c}, http://*.wild.fuzz.test:${c}`, `ops.fuzz.test:${c},*.wild.fuzz.test:${c}`, up('caddy').multi)}`,
+  );
   closers.push(() => caddy.close());
 
   const h = ports.haproxy;
-  const haproxy: StartedHaproxy = await startHaproxy(sub(recipe('haproxy.md', 'haproxy'), [
-    ['bind :80', `bind 127.0.0.1:${h}`],
-    ['-m str app.example.com', `-m str app.fuzz.test:${h} ops.fuzz.test:${h}`],
-    ['127.0.0.1:4180', pc],
-    ['127.0.0.1:8080', `127.0.0.1:${up('haproxy').multi}`],
-  ]), {
-    '/etc/haproxy/portcullis.lua': sub(recipe('haproxy.md', 'haproxy-lua'), [
+  const haproxy: StartedHaproxy = await startHaproxy(
+    sub(recipe('haproxy.md', 'haproxy'), [
+      ['bind :80', `bind 127.0.0.1:${h}`],
+      ['-m str app.example.com', `-m str app.fuzz.test:${h} ops.fuzz.test:${h}`],
       ['127.0.0.1:4180', pc],
-      ['?host=app.example.com', `?host=app.fuzz.test:${h},ops.fuzz.test:${h}`],
+      ['127.0.0.1:8080', `127.0.0.1:${up('haproxy').multi}`],
     ]),
-  });
+    {
+      '/etc/haproxy/portcullis.lua': sub(recipe('haproxy.md', 'haproxy-lua'), [
+        ['127.0.0.1:4180', pc],
+        ['?host=app.example.com', `?host=app.fuzz.test:${h},ops.fuzz.test:${h}`],
+      ]),
+    },
+  );
   closers.push(() => haproxy.close());
 
   const cookies: Record<User, string> = { anonymous: '', alice: '', bob: '' };
   for (const user of ['alice', 'bob'] as const) {
     const jar = new CookieJar();
-    const { final } = await loginThroughIdp(`${loginOrigin}/`, { jar, username: user, password: user });
-    if (final.status !== 200) throw new Error(`fuzz setup: ${user} could not sign in (${final.status}): ${final.body.slice(0, 300)}`);
+    const { final } = await loginThroughIdp(`${loginOrigin}/`, {
+      jar,
+      username: user,
+      password: user,
+    });
+    if (final.status !== 200)
+      throw new Error(
+        `fuzz setup: ${user} could not sign in (${final.status}): ${final.body.slice(0, 300)}`,
+      );
     cookies[user] = jar.header(new URL(loginOrigin)) ?? '';
     if (!cookies[user]) throw new Error(`fuzz setup: no session cookie for ${user}`);
   }
 
   const deployment = (name: ProxyName, apps: Array<[string, string[], boolean]>): Deployment => ({
-    name, port: ports[name],
-    upstreams: apps.map(([app, hosts, byHost]) => ({ recorder: recorders[`${name}-${app}`]!, hosts, byHost })),
+    name,
+    port: ports[name],
+    upstreams: apps.map(([app, hosts, byHost]) => ({
+      recorder: recorders[`${name}-${app}`]!,
+      hosts,
+      byHost,
+    })),
   });
-  const standard: Array<[string, string[], boolean]> = [['app', ['app.fuzz.test'], false], ['multi', ['ops.fuzz.test', '*.wild.fuzz.test'], true], ['open', ['open.fuzz.test'], false]];
+  const standard: Array<[string, string[], boolean]> = [
+    ['app', ['app.fuzz.test'], false],
+    ['multi', ['ops.fuzz.test', '*.wild.fuzz.test'], true],
+    ['open', ['open.fuzz.test'], false],
+  ];
   return {
     portcullis,
     cookies,
@@ -169,10 +237,21 @@ ${PROXIES.map((p) => routes(p, ports[p], up(p))).join('\n')}
       deployment('nginx', standard),
       deployment('caddy', standard),
       // The recipe's one backend serves both hosts its ACL lets through and picks the site by Host.
-      deployment('haproxy', [['app', [], false], ['multi', ['app.fuzz.test', 'ops.fuzz.test'], true], ['open', [], false]]),
+      deployment('haproxy', [
+        ['app', [], false],
+        ['multi', ['app.fuzz.test', 'ops.fuzz.test'], true],
+        ['open', [], false],
+      ]),
       deployment('portcullis', standard),
     ],
-    proxyLog: (name) => (name === 'nginx' ? nginx.errorLog() : name === 'caddy' ? caddy.log() : name === 'haproxy' ? haproxy.log() : ''),
+    proxyLog: (name) =>
+      name === 'nginx'
+        ? nginx.errorLog()
+        : name === 'caddy'
+          ? caddy.log()
+          : name === 'haproxy'
+            ? haproxy.log()
+            : '',
     async close() {
       for (const close of closers.reverse()) await close().catch(() => undefined);
     },

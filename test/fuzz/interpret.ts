@@ -31,7 +31,11 @@ export function percentDecode(p: string): string {
     return decodeURIComponent(p);
   } catch {
     return p.replace(/(?:%[0-9a-fA-F]{2})+/g, (run) => {
-      try { return decodeURIComponent(run); } catch { return Buffer.from(run.replace(/%/g, ''), 'hex').toString('latin1'); }
+      try {
+        return decodeURIComponent(run);
+      } catch {
+        return Buffer.from(run.replace(/%/g, ''), 'hex').toString('latin1');
+      }
     });
   }
 }
@@ -39,7 +43,11 @@ export function percentDecode(p: string): string {
 const mergeSlashes = (p: string) => p.replace(/\/{2,}/g, '/');
 
 /** Splits a received request-target into authority (absolute form only), path and query. */
-export function splitTarget(target: string): { authority: string | null; path: string | null; query: string } {
+export function splitTarget(target: string): {
+  authority: string | null;
+  path: string | null;
+  query: string;
+} {
   let rest = target;
   let authority: string | null = null;
   const abs = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)(.*)$/s.exec(target);
@@ -49,7 +57,11 @@ export function splitTarget(target: string): { authority: string | null; path: s
   }
   const q = rest.indexOf('?');
   const path = q === -1 ? rest : rest.slice(0, q);
-  return { authority, path: path.startsWith('/') ? path : null, query: q === -1 ? '' : rest.slice(q) };
+  return {
+    authority,
+    path: path.startsWith('/') ? path : null,
+    query: q === -1 ? '' : rest.slice(q),
+  };
 }
 
 export function pathReadings(rawPath: string): PathReading[] {
@@ -59,13 +71,28 @@ export function pathReadings(rawPath: string): PathReading[] {
     { how: 'raw path (prefix match on the bytes received)', path: rawPath },
     { how: 'raw path, fragment cut', path: noFragment },
     { how: 'dot segments removed, no decoding', path: removeDotSegments(noFragment) },
-    { how: 'slashes merged, dot segments removed', path: removeDotSegments(mergeSlashes(noFragment)) },
+    {
+      how: 'slashes merged, dot segments removed',
+      path: removeDotSegments(mergeSlashes(noFragment)),
+    },
     { how: 'percent-decoded, then dot segments removed', path: removeDotSegments(decoded) },
-    { how: 'percent-decoded, slashes merged, dots removed', path: removeDotSegments(mergeSlashes(decoded)) },
-    { how: 'backslash as slash (Windows stacks), decoded, dots removed', path: removeDotSegments(mergeSlashes(decoded.replace(/\\/g, '/'))) },
-    { how: 'path parameters (;...) dropped (servlet containers), decoded, dots removed', path: removeDotSegments(percentDecode(noFragment.replace(/;[^/]*/g, ''))) },
+    {
+      how: 'percent-decoded, slashes merged, dots removed',
+      path: removeDotSegments(mergeSlashes(decoded)),
+    },
+    {
+      how: 'backslash as slash (Windows stacks), decoded, dots removed',
+      path: removeDotSegments(mergeSlashes(decoded.replace(/\\/g, '/'))),
+    },
+    {
+      how: 'path parameters (;...) dropped (servlet containers), decoded, dots removed',
+      path: removeDotSegments(percentDecode(noFragment.replace(/;[^/]*/g, ''))),
+    },
     { how: 'decoded twice, dots removed', path: removeDotSegments(percentDecode(decoded)) },
-    { how: 'decoded, NFKC, dots removed', path: removeDotSegments(mergeSlashes(decoded.normalize('NFKC').replace(/\\/g, '/'))) },
+    {
+      how: 'decoded, NFKC, dots removed',
+      path: removeDotSegments(mergeSlashes(decoded.normalize('NFKC').replace(/\\/g, '/'))),
+    },
   ];
   const seen = new Set<string>();
   return readings.filter((r) => (seen.has(r.path) ? false : (seen.add(r.path), true)));

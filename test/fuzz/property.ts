@@ -32,23 +32,42 @@ const IDENTITY: Record<string, (u: User) => string> = {
 };
 
 function hostServed(host: string, patterns: string[]): boolean {
-  return patterns.some((p) => (p.startsWith('*.') ? host.length > p.length - 1 && host.endsWith(p.slice(1)) : host === p));
+  return patterns.some((p) =>
+    p.startsWith('*.') ? host.length > p.length - 1 && host.endsWith(p.slice(1)) : host === p,
+  );
 }
 
-function routeHost(id: string, world: FuzzWorld): { host: string; port: number; wildcard: boolean } | null {
+function routeHost(
+  id: string,
+  world: FuzzWorld,
+): { host: string; port: number; wildcard: boolean } | null {
   const r = world.portcullis.state.runtime.routes.routes.find((x) => x.id === id);
-  return r ? { host: r.from.wildcard ? `*${r.from.host}` : r.from.host, port: r.from.port, wildcard: r.from.wildcard } : null;
+  return r
+    ? {
+        host: r.from.wildcard ? `*${r.from.host}` : r.from.host,
+        port: r.from.port,
+        wildcard: r.from.wildcard,
+      }
+    : null;
 }
 
 /** Sends one request through one deployment and checks the property; null when it holds. */
-export async function checkOne(world: FuzzWorld, d: Deployment, req: FuzzRequest): Promise<Failure | null> {
+export async function checkOne(
+  world: FuzzWorld,
+  d: Deployment,
+  req: FuzzRequest,
+): Promise<Failure | null> {
   return (await check(world, d, req)).failure;
 }
 
 /** Answers the client saw, per deployment: what the fuzz actually exercised. */
 export const statuses = new Map<string, Map<number, number>>();
 
-export async function check(world: FuzzWorld, d: Deployment, req: FuzzRequest): Promise<{ failure: Failure | null; reached: boolean }> {
+export async function check(
+  world: FuzzWorld,
+  d: Deployment,
+  req: FuzzRequest,
+): Promise<{ failure: Failure | null; reached: boolean }> {
   const failure = await judge(world, d, req);
   return { failure, reached: d.upstreams.some((u) => u.recorder.received.length > 0) };
 }
@@ -65,30 +84,69 @@ async function judge(world: FuzzWorld, d: Deployment, req: FuzzRequest): Promise
   // Access log lines are written after the answer; give the event loop a turn to flush them.
   await new Promise((r) => setImmediate(r));
   const lines = world.logs.slice(mark);
-  const fail = (signature: string, judged: string, received: string, problem: string): Failure =>
-    ({ signature: `${d.name}|${signature}`, proxy: d.name, request: req, bytes: describeBytes(bytes), judged, received, problem });
+  const fail = (signature: string, judged: string, received: string, problem: string): Failure => ({
+    signature: `${d.name}|${signature}`,
+    proxy: d.name,
+    request: req,
+    bytes: describeBytes(bytes),
+    judged,
+    received,
+    problem,
+  });
 
   const crash = lines.find((l) => Number(l['level']) >= 50);
-  if (crash) return fail('portcullis-error', String(crash['msg']), `client got ${reply.status}`, `Portcullis logged an error: ${JSON.stringify(crash).slice(0, 400)}`);
+  if (crash)
+    return fail(
+      'portcullis-error',
+      String(crash['msg']),
+      `client got ${reply.status}`,
+      `Portcullis logged an error: ${JSON.stringify(crash).slice(0, 400)}`,
+    );
 
   const reached: Array<{ up: Deployment['upstreams'][number]; r: Received }> = [];
   for (const up of d.upstreams) for (const r of up.recorder.received) reached.push({ up, r });
   if (!reached.length) return null;
-  if (reached.length > 1) return fail('several-upstream-requests', '-', reached.map((x) => x.up.recorder.name).join(', '), 'one client request became several upstream requests');
+  if (reached.length > 1)
+    return fail(
+      'several-upstream-requests',
+      '-',
+      reached.map((x) => x.up.recorder.name).join(', '),
+      'one client request became several upstream requests',
+    );
 
   const { up, r } = reached[0]!;
   const got = `${up.recorder.name} received ${r.method} ${r.url}\n${r.rawHeaders.map(([k, v]) => `  ${k}: ${v}`).join('\n')}`;
-  const allows = lines.filter((l) => l['msg'] === 'request' && /(^|:)allow$/.test(String(l['decision'])));
+  const allows = lines.filter(
+    (l) => l['msg'] === 'request' && /(^|:)allow$/.test(String(l['decision'])),
+  );
   const judgedLine = allows.at(-1);
   if (!judgedLine) {
-    const seen = lines.filter((l) => l['msg'] === 'request').map((l) => `${l['decision']} ${l['host']} ${l['path']} (${l['reason']})`).join('; ') || 'nothing';
-    return fail('reached-without-allow', seen, got, 'the upstream received a request Portcullis did not allow');
+    const seen =
+      lines
+        .filter((l) => l['msg'] === 'request')
+        .map((l) => `${l['decision']} ${l['host']} ${l['path']} (${l['reason']})`)
+        .join('; ') || 'nothing';
+    return fail(
+      'reached-without-allow',
+      seen,
+      got,
+      'the upstream received a request Portcullis did not allow',
+    );
   }
   const routeId = String(judgedLine['route']);
   const judged = `${judgedLine['decision']} route ${routeId} for ${judgedLine['host']} ${judgedLine['path']} (${judgedLine['reason']})`;
   const rh = routeHost(routeId, world);
-  if (!rh || rh.port !== d.port || !(up.hosts.includes(rh.host) || (!rh.wildcard && hostServed(rh.host, up.hosts)))) {
-    return fail('route-of-another-application', judged, got, `Portcullis judged route ${routeId} (${rh ? `${rh.host}:${rh.port}` : '?'}), but ${up.recorder.name} serves ${up.hosts.join(', ') || 'no route host'} on port ${d.port}`);
+  if (
+    !rh ||
+    rh.port !== d.port ||
+    !(up.hosts.includes(rh.host) || (!rh.wildcard && hostServed(rh.host, up.hosts)))
+  ) {
+    return fail(
+      'route-of-another-application',
+      judged,
+      got,
+      `Portcullis judged route ${routeId} (${rh ? `${rh.host}:${rh.port}` : '?'}), but ${up.recorder.name} serves ${up.hosts.join(', ') || 'no route host'} on port ${d.port}`,
+    );
   }
 
   // Which site the application believes it is serving.
@@ -97,25 +155,45 @@ async function judge(world: FuzzWorld, d: Deployment, req: FuzzRequest): Promise
   if (authority !== null) hostValues.push(authority);
   let hosts: string[];
   if (up.byHost) {
-    hosts = [...new Set(hostValues.flatMap((v) => hostReadings(v).map((x) => x.host)))].filter((h) => hostServed(h, up.hosts));
+    hosts = [...new Set(hostValues.flatMap((v) => hostReadings(v).map((x) => x.host)))].filter(
+      (h) => hostServed(h, up.hosts),
+    );
   } else {
     hosts = [up.hosts[0]!];
   }
-  if (path === null) return fail('target-without-path', judged, got, `the upstream received a request-target that is not a path (${JSON.stringify(r.url)})`);
+  if (path === null)
+    return fail(
+      'target-without-path',
+      judged,
+      got,
+      `the upstream received a request-target that is not a path (${JSON.stringify(r.url)})`,
+    );
 
   const rt = world.portcullis.state.runtime;
   const cookie = world.cookies[req.user];
   for (const host of hosts) {
     for (const reading of pathReadings(path)) {
       const ctx: RequestContext = {
-        method: r.method.toUpperCase(), scheme: 'http', host, port: d.port, path: reading.path, query: '',
-        clientIp: '127.0.0.2', headers: cookie ? { cookie } : {}, browser: false, now: Date.now(),
+        method: r.method.toUpperCase(),
+        scheme: 'http',
+        host,
+        port: d.port,
+        path: reading.path,
+        query: '',
+        clientIp: '127.0.0.2',
+        headers: cookie ? { cookie } : {},
+        browser: false,
+        now: Date.now(),
       };
       const dd = await decide(ctx, rt);
       const routeOf = 'route' in dd && dd.route ? dd.route.id : '(none)';
       if (dd.kind !== 'allow' || routeOf !== routeId) {
-        return fail(`reading:${reading.how}:${dd.kind === 'allow' ? 'other-route' : dd.kind}`, judged, got,
-          `an application reading the path as "${reading.how}" sees ${host} ${JSON.stringify(reading.path)}: decide() says ${dd.kind} on route ${routeOf}, not allow on ${routeId}`);
+        return fail(
+          `reading:${reading.how}:${dd.kind === 'allow' ? 'other-route' : dd.kind}`,
+          judged,
+          got,
+          `an application reading the path as "${reading.how}" sees ${host} ${JSON.stringify(reading.path)}: decide() says ${dd.kind} on route ${routeOf}, not allow on ${routeId}`,
+        );
       }
     }
   }
@@ -125,8 +203,15 @@ async function judge(world: FuzzWorld, d: Deployment, req: FuzzRequest): Promise
     const canonical = name.toLowerCase().replace(/_/g, '-');
     const expected = IDENTITY[canonical];
     if (!expected) continue;
-    const ok = value === '' || (!publicRoute && req.user !== 'anonymous' && value === expected(req.user));
-    if (!ok) return fail(`identity:${canonical}`, judged, got, `the upstream received ${name}: ${value} for ${publicRoute ? 'a public route' : req.user}`);
+    const ok =
+      value === '' || (!publicRoute && req.user !== 'anonymous' && value === expected(req.user));
+    if (!ok)
+      return fail(
+        `identity:${canonical}`,
+        judged,
+        got,
+        `the upstream received ${name}: ${value} for ${publicRoute ? 'a public route' : req.user}`,
+      );
   }
   return null;
 }
@@ -155,7 +240,13 @@ export interface RunResult {
  * the search goes on (same seed, next pass) ignoring that class, so one run reports every class
  * it can reach, each as its smallest reproduction. Passes are capped so a broken build ends.
  */
-export async function fuzzDeployment(world: FuzzWorld, d: Deployment, seed: number, runs: number, maxClasses = 6): Promise<RunResult> {
+export async function fuzzDeployment(
+  world: FuzzWorld,
+  d: Deployment,
+  seed: number,
+  runs: number,
+  maxClasses = 6,
+): Promise<RunResult> {
   const started = performance.now();
   const failures: Failure[] = [];
   const known = new Set<string>();
@@ -172,7 +263,12 @@ export async function fuzzDeployment(world: FuzzWorld, d: Deployment, seed: numb
         throw new Error(f.signature);
       }
     });
-    const out = await fc.check(prop, { seed: seed + pass, numRuns: runs, endOnFailure: false, interruptAfterTimeLimit: 10 * 60_000 });
+    const out = await fc.check(prop, {
+      seed: seed + pass,
+      numRuns: runs,
+      endOnFailure: false,
+      interruptAfterTimeLimit: 10 * 60_000,
+    });
     if (!out.failed || !last) break;
     // fast-check reports the smallest counterexample; run it once more to describe exactly it.
     const smallest = out.counterexample![0] as FuzzRequest;
@@ -181,5 +277,11 @@ export async function fuzzDeployment(world: FuzzWorld, d: Deployment, seed: numb
     known.add((last as Failure).signature);
     known.add(again.signature);
   }
-  return { proxy: d.name, requests, reachedUpstream: reached, ms: performance.now() - started, failures };
+  return {
+    proxy: d.name,
+    requests,
+    reachedUpstream: reached,
+    ms: performance.now() - started,
+    failures,
+  };
 }

@@ -68,15 +68,20 @@ export async function startRecorder(name: string): Promise<Recorder> {
   const refused: Recorder['refused'] = [];
   const server = http.createServer((req, res) => {
     const rawHeaders: Array<[string, string]> = [];
-    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) rawHeaders.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+      rawHeaders.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
     received.push({ upstream: name, method: req.method ?? '', url: req.url ?? '', rawHeaders });
     req.resume();
     res.writeHead(200, { 'content-type': 'text/plain', 'x-fuzz-upstream': name });
     res.end(`upstream ${name}\n`);
   });
   server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket) => {
-    refused.push({ code: err.code ?? err.message, bytes: err.rawPacket ? err.rawPacket.toString('latin1').slice(0, 300) : '' });
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    refused.push({
+      code: err.code ?? err.message,
+      bytes: err.rawPacket ? err.rawPacket.toString('latin1').slice(0, 300) : '',
+    });
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     else socket.destroy();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -89,9 +94,10 @@ export async function startRecorder(name: string): Promise<Recorder> {
       received.length = 0;
       refused.length = 0;
     },
-    close: () => new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }

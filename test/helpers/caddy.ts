@@ -32,13 +32,25 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.on('exit', () => {
     for (const l of live) {
-      try { if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL'); } catch { /* already gone */ }
-      try { rmSync(l.dir, { recursive: true, force: true }); } catch { /* best effort */ }
+      try {
+        if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      try {
+        rmSync(l.dir, { recursive: true, force: true });
+      } catch {
+        /* best effort */
+      }
     }
   });
 }
 
-interface SiteBlock { addresses: string[]; openLine: number; hasBind: boolean }
+interface SiteBlock {
+  addresses: string[];
+  openLine: number;
+  hasBind: boolean;
+}
 
 /**
  * Finds the top-level site blocks of a Caddyfile. A deliberately small reading of the format:
@@ -55,8 +67,21 @@ function siteBlocks(lines: string[]): SiteBlock[] {
     const tokens = line.split(/\s+/);
     const opens = tokens.filter((t) => t === '{').length;
     const closes = tokens.filter((t) => t === '}').length;
-    if (depth === 0 && tokens[tokens.length - 1] === '{' && tokens.length > 1 && !/^&?\(/.test(tokens[0]!)) {
-      current = { addresses: tokens.slice(0, -1).join(' ').split(/[\s,]+/).filter(Boolean), openLine: i, hasBind: false };
+    if (
+      depth === 0 &&
+      tokens[tokens.length - 1] === '{' &&
+      tokens.length > 1 &&
+      !/^&?\(/.test(tokens[0]!)
+    ) {
+      current = {
+        addresses: tokens
+          .slice(0, -1)
+          .join(' ')
+          .split(/[\s,]+/)
+          .filter(Boolean),
+        openLine: i,
+        hasBind: false,
+      };
       sites.push(current);
     } else if (depth === 1 && current && tokens[0] === 'bind') {
       current.hasBind = true;
@@ -75,15 +100,20 @@ function addressPort(addr: string): number {
 }
 
 /** Returns the Caddyfile to run and the ports to wait for. Exported for its own unit tests. */
-export function prepareCaddyfile(caddyfile: string, dir: string): { text: string; ports: number[] } {
+export function prepareCaddyfile(
+  caddyfile: string,
+  dir: string,
+): { text: string; ports: number[] } {
   const lines = caddyfile.split('\n');
   const sites = siteBlocks(lines);
-  if (sites.length === 0) throw new Error('startCaddy: no site block (`http://127.0.0.1:PORT {`) found');
+  if (sites.length === 0)
+    throw new Error('startCaddy: no site block (`http://127.0.0.1:PORT {`) found');
   const ports: number[] = [];
-  for (const s of sites) for (const a of s.addresses) {
-    const p = addressPort(a);
-    if (!ports.includes(p)) ports.push(p);
-  }
+  for (const s of sites)
+    for (const a of s.addresses) {
+      const p = addressPort(a);
+      if (!ports.includes(p)) ports.push(p);
+    }
   // Caddy 2.6 listens on every interface whatever host the site address names (and has no
   // default_bind yet), so each site gets an explicit loopback bind unless it chose its own.
   for (const s of [...sites].reverse()) {
@@ -105,7 +135,10 @@ export function prepareCaddyfile(caddyfile: string, dir: string): { text: string
   return { text: ['{', ...globals, '}', '', ...lines].join('\n'), ports };
 }
 
-export async function startCaddy(caddyfile: string, opts: CaddyOptions = {}): Promise<StartedCaddy> {
+export async function startCaddy(
+  caddyfile: string,
+  opts: CaddyOptions = {},
+): Promise<StartedCaddy> {
   const binary = opts.binary ?? process.env['CADDY_BIN'] ?? '/usr/bin/caddy';
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-caddy-'));
   let prepared: { text: string; ports: number[] };
@@ -139,11 +172,21 @@ export async function startCaddy(caddyfile: string, opts: CaddyOptions = {}): Pr
   const entry = { child, dir };
   live.add(entry);
   installExitHook();
-  child.stdout!.on('data', (b: Buffer) => { output += b.toString(); });
-  child.stderr!.on('data', (b: Buffer) => { output += b.toString(); });
+  child.stdout!.on('data', (b: Buffer) => {
+    output += b.toString();
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    output += b.toString();
+  });
   const exitPromise = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => { exited = `caddy exited (code ${code}, signal ${signal})`; resolve(); });
-    child.once('error', (err) => { exited = `could not run ${binary}: ${err.message}`; resolve(); });
+    child.once('exit', (code, signal) => {
+      exited = `caddy exited (code ${code}, signal ${signal})`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exited = `could not run ${binary}: ${err.message}`;
+      resolve();
+    });
   });
   const log = () => output;
 
@@ -152,13 +195,23 @@ export async function startCaddy(caddyfile: string, opts: CaddyOptions = {}): Pr
     if (closed) return;
     closed = true;
     if (!exited && child.pid) {
-      try { process.kill(child.pid, 'SIGTERM'); } catch { /* already gone */ }
+      try {
+        process.kill(child.pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
       let t: NodeJS.Timeout | undefined;
-      const timer = new Promise<'timeout'>((r) => { t = setTimeout(() => r('timeout'), 5000); });
+      const timer = new Promise<'timeout'>((r) => {
+        t = setTimeout(() => r('timeout'), 5000);
+      });
       const outcome = await Promise.race([exitPromise, timer]);
       clearTimeout(t);
       if (outcome === 'timeout') {
-        try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
         await exitPromise;
       }
     }

@@ -22,8 +22,16 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.on('exit', () => {
     for (const l of live) {
-      try { if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL'); } catch { /* already gone */ }
-      try { rmSync(l.dir, { recursive: true, force: true }); } catch { /* best effort */ }
+      try {
+        if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      try {
+        rmSync(l.dir, { recursive: true, force: true });
+      } catch {
+        /* best effort */
+      }
     }
   });
 }
@@ -33,7 +41,10 @@ export function haproxyBindPorts(cfg: string): number[] {
   const ports: number[] = [];
   for (const m of cfg.replace(/#[^\n]*/g, '').matchAll(/^\s*bind\s+(\S+)/gm)) {
     const lo = /^127\.0\.0\.1:(\d+)$/.exec(m[1]!);
-    if (!lo) throw new Error(`startHaproxy: bind ${m[1]} must be 127.0.0.1:PORT (tests bind to loopback only)`);
+    if (!lo)
+      throw new Error(
+        `startHaproxy: bind ${m[1]} must be 127.0.0.1:PORT (tests bind to loopback only)`,
+      );
     ports.push(Number(lo[1]));
   }
   return ports;
@@ -43,7 +54,11 @@ export function haproxyBindPorts(cfg: string): number[] {
  * @param cfg haproxy.cfg; every `lua-load <path>` is pointed at the matching entry of `files`
  * @param files extra files by the path the config names (e.g. the Lua script)
  */
-export async function startHaproxy(cfg: string, files: Record<string, string> = {}, opts: { binary?: string; startTimeoutMs?: number } = {}): Promise<StartedHaproxy> {
+export async function startHaproxy(
+  cfg: string,
+  files: Record<string, string> = {},
+  opts: { binary?: string; startTimeoutMs?: number } = {},
+): Promise<StartedHaproxy> {
   const binary = opts.binary ?? process.env['HAPROXY_BIN'] ?? '/usr/sbin/haproxy';
   const ports = haproxyBindPorts(cfg);
   if (!ports.length) throw new Error('startHaproxy: no `bind 127.0.0.1:PORT` line');
@@ -61,15 +76,29 @@ export async function startHaproxy(cfg: string, files: Record<string, string> = 
 
   let output = '';
   let exited: string | null = null;
-  const child = spawn(binary, ['-db', '-f', confPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(binary, ['-db', '-f', confPath], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const entry = { child, dir };
   live.add(entry);
   installExitHook();
-  child.stdout!.on('data', (b: Buffer) => { output += b.toString(); });
-  child.stderr!.on('data', (b: Buffer) => { output += b.toString(); });
+  child.stdout!.on('data', (b: Buffer) => {
+    output += b.toString();
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    output += b.toString();
+  });
   const exitPromise = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => { exited = `haproxy exited (code ${code}, signal ${signal})`; resolve(); });
-    child.once('error', (err) => { exited = `could not run ${binary}: ${err.message}`; resolve(); });
+    child.once('exit', (code, signal) => {
+      exited = `haproxy exited (code ${code}, signal ${signal})`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exited = `could not run ${binary}: ${err.message}`;
+      resolve();
+    });
   });
 
   let closed = false;
@@ -78,13 +107,23 @@ export async function startHaproxy(cfg: string, files: Record<string, string> = 
     closed = true;
     if (!exited && child.pid) {
       // SIGTERM is HAProxy's hard stop: in-flight requests of a failed test must not hang close().
-      try { process.kill(child.pid, 'SIGTERM'); } catch { /* already gone */ }
+      try {
+        process.kill(child.pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
       let t: NodeJS.Timeout | undefined;
-      const timer = new Promise<'timeout'>((r) => { t = setTimeout(() => r('timeout'), 5000); });
+      const timer = new Promise<'timeout'>((r) => {
+        t = setTimeout(() => r('timeout'), 5000);
+      });
       const outcome = await Promise.race([exitPromise, timer]);
       clearTimeout(t);
       if (outcome === 'timeout') {
-        try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
         await exitPromise;
       }
     }

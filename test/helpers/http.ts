@@ -18,7 +18,9 @@ export interface StoredCookie {
   expires?: number;
 }
 
-interface Entry extends StoredCookie { created: number }
+interface Entry extends StoredCookie {
+  created: number;
+}
 
 let creation = 0;
 
@@ -46,7 +48,13 @@ function hostOf(url: URL): string {
 // Browsers treat loopback as a secure context, so Secure cookies work on http://localhost.
 function isSecureContext(url: URL): boolean {
   const h = hostOf(url);
-  return url.protocol === 'https:' || url.protocol === 'wss:' || h === 'localhost' || h === '127.0.0.1' || h === '::1';
+  return (
+    url.protocol === 'https:' ||
+    url.protocol === 'wss:' ||
+    h === 'localhost' ||
+    h === '127.0.0.1' ||
+    h === '::1'
+  );
 }
 
 export class CookieJar {
@@ -107,7 +115,8 @@ export class CookieJar {
     // RFC 6265bis: an insecure origin may neither set nor overwrite Secure cookies.
     if (secure && !isSecureContext(url)) return;
     if (name.startsWith('__Secure-') && !secure) return;
-    if (name.startsWith('__Host-') && (!secure || domainAttr !== undefined || pathAttr !== '/')) return;
+    if (name.startsWith('__Host-') && (!secure || domainAttr !== undefined || pathAttr !== '/'))
+      return;
 
     let hostOnly = true;
     let domain = host;
@@ -124,13 +133,24 @@ export class CookieJar {
     if (maxAge !== undefined) expires = maxAge <= 0 ? 0 : now + maxAge * 1000;
     else if (expiresAttr !== undefined) expires = expiresAttr;
 
-    const idx = this.cookies.findIndex((c) => c.name === name && c.domain === domain && c.path === path);
+    const idx = this.cookies.findIndex(
+      (c) => c.name === name && c.domain === domain && c.path === path,
+    );
     const old = idx >= 0 ? this.cookies[idx] : undefined;
     if (old && old.secure && !isSecureContext(url)) return;
     if (idx >= 0) this.cookies.splice(idx, 1);
     if (expires !== undefined && expires <= now) return;
 
-    const entry: Entry = { name, value, domain, hostOnly, path, secure, httpOnly, created: old?.created ?? ++creation };
+    const entry: Entry = {
+      name,
+      value,
+      domain,
+      hostOnly,
+      path,
+      secure,
+      httpOnly,
+      created: old?.created ?? ++creation,
+    };
     if (sameSite !== undefined) entry.sameSite = sameSite;
     if (expires !== undefined) entry.expires = expires;
     this.cookies.push(entry);
@@ -154,13 +174,19 @@ export class CookieJar {
   }
 
   header(url: URL): string {
-    return this.matching(url).map((c) => `${c.name}=${c.value}`).join('; ');
+    return this.matching(url)
+      .map((c) => `${c.name}=${c.value}`)
+      .join('; ');
   }
 
   get(name: string, host?: string): string | undefined {
     this.purge();
     const h = host?.toLowerCase();
-    return this.cookies.find((c) => c.name === name && (h === undefined || (c.hostOnly ? c.domain === h : domainMatch(h, c.domain))))?.value;
+    return this.cookies.find(
+      (c) =>
+        c.name === name &&
+        (h === undefined || (c.hostOnly ? c.domain === h : domainMatch(h, c.domain))),
+    )?.value;
   }
 
   all(): StoredCookie[] {
@@ -219,7 +245,12 @@ export function request(url: string, opts: RequestOptions = {}): Promise<Resp> {
     if (cookie) headers.cookie = cookie;
   }
   const body = typeof opts.body === 'string' ? Buffer.from(opts.body) : opts.body;
-  if (body && !Object.keys(headers).some((k) => k.toLowerCase() === 'content-length' || k.toLowerCase() === 'transfer-encoding')) {
+  if (
+    body &&
+    !Object.keys(headers).some(
+      (k) => k.toLowerCase() === 'content-length' || k.toLowerCase() === 'transfer-encoding',
+    )
+  ) {
     headers['content-length'] = String(body.length);
   }
   const target = opts.rawPath ?? `${u.pathname}${u.search}`;
@@ -237,12 +268,14 @@ export function request(url: string, opts: RequestOptions = {}): Promise<Resp> {
     };
     const req = secure
       ? https.request({
-        ...common,
-        servername: net.isIP(sniHost) ? undefined : sniHost,
-        rejectUnauthorized: opts.rejectUnauthorized ?? false,
-      })
+          ...common,
+          servername: net.isIP(sniHost) ? undefined : sniHost,
+          rejectUnauthorized: opts.rejectUnauthorized ?? false,
+        })
       : http.request(common);
-    req.setTimeout(opts.timeoutMs ?? 30_000, () => req.destroy(new Error(`request to ${url} timed out`)));
+    req.setTimeout(opts.timeoutMs ?? 30_000, () =>
+      req.destroy(new Error(`request to ${url} timed out`)),
+    );
     req.on('error', reject);
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
@@ -274,7 +307,9 @@ const decodeEntities = (s: string): string =>
     const l = e.toLowerCase();
     if (l.startsWith('#x')) return String.fromCodePoint(parseInt(l.slice(2), 16));
     if (l.startsWith('#')) return String.fromCodePoint(Number(l.slice(1)));
-    return ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[l] ?? '';
+    return (
+      ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[l] ?? ''
+    );
   });
 
 function attr(tag: string, name: string): string | undefined {
@@ -283,7 +318,12 @@ function attr(tag: string, name: string): string | undefined {
   return decodeEntities(m[1] ?? m[2] ?? m[3] ?? '');
 }
 
-export interface HtmlForm { action: string; method: string; fields: Array<[string, string]>; html: string }
+export interface HtmlForm {
+  action: string;
+  method: string;
+  fields: Array<[string, string]>;
+  html: string;
+}
 
 /** Every <form> in a page with its (resolved) action, method and named input values. */
 export function parseForms(html: string, baseUrl: string): HtmlForm[] {
@@ -333,7 +373,12 @@ export interface FollowOptions {
   headers?: Record<string, string>;
 }
 
-export interface Step { method: string; url: string; body?: string; headers?: Record<string, string> }
+export interface Step {
+  method: string;
+  url: string;
+  body?: string;
+  headers?: Record<string, string>;
+}
 
 /**
  * Drives one navigation like a browser: follows redirects (and self-submitting forms)
@@ -360,7 +405,10 @@ export async function navigate(
     let following: Step | undefined;
     if (REDIRECTS.has(resp.status) && resp.location) {
       const to = new URL(resp.location, step.url).href;
-      const keep = (resp.status === 307 || resp.status === 308) && step.method !== 'GET' && step.method !== 'HEAD';
+      const keep =
+        (resp.status === 307 || resp.status === 308) &&
+        step.method !== 'GET' &&
+        step.method !== 'HEAD';
       following = keep
         ? { ...step, url: to, headers: { ...step.headers } }
         : { method: 'GET', url: to };
@@ -371,7 +419,10 @@ export async function navigate(
           method: 'POST',
           url: form.action,
           body: new URLSearchParams(form.fields).toString(),
-          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(step.url).origin },
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            origin: new URL(step.url).origin,
+          },
         };
       } else {
         following = next?.(resp, step.url);
@@ -383,6 +434,9 @@ export async function navigate(
   }
 }
 
-export function followRedirects(url: string, opts: FollowOptions): Promise<{ final: Resp; chain: string[] }> {
+export function followRedirects(
+  url: string,
+  opts: FollowOptions,
+): Promise<{ final: Resp; chain: string[] }> {
   return navigate({ method: 'GET', url }, opts);
 }

@@ -37,16 +37,35 @@ export interface IdentityStack {
   close(): Promise<void>;
 }
 
-export async function startIdentityStack(o: { hosts: string[]; body: string; globals?: string }): Promise<IdentityStack> {
+export async function startIdentityStack(o: {
+  hosts: string[];
+  body: string;
+  globals?: string;
+}): Promise<IdentityStack> {
   const port = await freePort();
   const clientSecret = randomBytes(24).toString('base64url');
   const cookieSecret = randomBytes(32).toString('base64');
   const origins = o.hosts.map((h) => `http://${h}:${port}`);
   const loopback = await startLoopback();
   const clients: IdpClient[] = [
-    { client_id: 'portcullis', client_secret: clientSecret, redirect_uris: origins.map((h) => `${h}/.portcullis/callback`), post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`) },
-    { client_id: SVC.id, client_secret: SVC.secret, redirect_uris: [], grant_types: ['client_credentials'] },
-    { client_id: CLI.id, client_secret: CLI.secret, redirect_uris: [`${loopback.url}/cb`], grant_types: ['authorization_code'] },
+    {
+      client_id: 'portcullis',
+      client_secret: clientSecret,
+      redirect_uris: origins.map((h) => `${h}/.portcullis/callback`),
+      post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`),
+    },
+    {
+      client_id: SVC.id,
+      client_secret: SVC.secret,
+      redirect_uris: [],
+      grant_types: ['client_credentials'],
+    },
+    {
+      client_id: CLI.id,
+      client_secret: CLI.secret,
+      redirect_uris: [`${loopback.url}/cb`],
+      grant_types: ['authorization_code'],
+    },
   ];
   const idpOptions: IdpOptions = { clients, jwtAccessTokenAudience: API_AUDIENCE };
   let idp = await startIdp(idpOptions);
@@ -56,23 +75,33 @@ export async function startIdentityStack(o: { hosts: string[]; body: string; glo
 ${o.globals ?? ''}
 ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.url)}`;
   const logger = createLogger('silent');
-  const proxy = await startPortcullis(parseConfig(yaml, 'test.yaml'), { logger, listen: { host: '127.0.0.1', port } });
+  const proxy = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
+    logger,
+    listen: { host: '127.0.0.1', port },
+  });
   await proxy.idp.start();
   const variants: RunningPortcullis[] = [];
   const extraIdps: RunningIdp[] = [];
 
   async function tokenEndpoint(issuer: string): Promise<string> {
     // The test client, not fetch: fetch would reuse a pooled connection to an IdP restarted since.
-    return (await request(`${issuer}/.well-known/openid-configuration`)).json().token_endpoint as string;
+    return (await request(`${issuer}/.well-known/openid-configuration`)).json()
+      .token_endpoint as string;
   }
 
   return {
     get idp() {
       return idp;
     },
-    proxy, port, upstream, yaml,
+    proxy,
+    port,
+    upstream,
+    yaml,
     async startVariant(text) {
-      const p = await startPortcullis(parseConfig(text, 'variant.yaml'), { logger, listen: { host: '127.0.0.1', port: 0 } });
+      const p = await startPortcullis(parseConfig(text, 'variant.yaml'), {
+        logger,
+        listen: { host: '127.0.0.1', port: 0 },
+      });
       await p.idp.start();
       variants.push(p);
       return p;
@@ -80,7 +109,10 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
     async clientCredentials(issuer = idp.issuer) {
       const r = await request(await tokenEndpoint(issuer), {
         method: 'POST',
-        headers: { authorization: `Basic ${Buffer.from(`${SVC.id}:${SVC.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        headers: {
+          authorization: `Basic ${Buffer.from(`${SVC.id}:${SVC.secret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
         body: 'grant_type=client_credentials',
       });
       const j = r.json() as { access_token?: string; error?: string };
@@ -88,17 +120,35 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
       return j.access_token;
     },
     async userToken(username, resource) {
-      const config = await client.discovery(new URL(idp.issuer), CLI.id, undefined, client.ClientSecretBasic(CLI.secret), { execute: [client.allowInsecureRequests] });
+      const config = await client.discovery(
+        new URL(idp.issuer),
+        CLI.id,
+        undefined,
+        client.ClientSecretBasic(CLI.secret),
+        { execute: [client.allowInsecureRequests] },
+      );
       const verifier = client.randomPKCECodeVerifier();
       const state = client.randomState();
       const params: Record<string, string> = {
-        redirect_uri: `${loopback.url}/cb`, scope: 'openid email profile groups', state,
-        code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+        redirect_uri: `${loopback.url}/cb`,
+        scope: 'openid email profile groups',
+        state,
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
       };
       if (resource) params.resource = resource;
-      const { chain } = await loginThroughIdp(client.buildAuthorizationUrl(config, params).href, { jar: new CookieJar(), username, password: username });
+      const { chain } = await loginThroughIdp(client.buildAuthorizationUrl(config, params).href, {
+        jar: new CookieJar(),
+        username,
+        password: username,
+      });
       const back = chain.at(-1)!;
-      const tokens = await client.authorizationCodeGrant(config, new URL(back), { pkceCodeVerifier: verifier, expectedState: state }, resource ? { resource } : undefined);
+      const tokens = await client.authorizationCodeGrant(
+        config,
+        new URL(back),
+        { pkceCodeVerifier: verifier, expectedState: state },
+        resource ? { resource } : undefined,
+      );
       return tokens.access_token;
     },
     async restartIdp(opts) {
@@ -106,13 +156,25 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
       idp = await startIdp({ ...idpOptions, ...opts, port: idpPort });
     },
     async close() {
-      await Promise.allSettled([proxy.close(), ...variants.map((v) => v.close()), upstream.close(), idp.close(), loopback.close(), ...extraIdps.map((i) => i.close())]);
+      await Promise.allSettled([
+        proxy.close(),
+        ...variants.map((v) => v.close()),
+        upstream.close(),
+        idp.close(),
+        loopback.close(),
+        ...extraIdps.map((i) => i.close()),
+      ]);
     },
   };
 }
 
 /** A loopback HTTP server like the one a CLI opens to receive its redirect; remembers what arrived. */
-export async function startLoopback(): Promise<{ url: string; port: number; hits: URL[]; close(): Promise<void> }> {
+export async function startLoopback(): Promise<{
+  url: string;
+  port: number;
+  hits: URL[];
+  close(): Promise<void>;
+}> {
   const hits: URL[] = [];
   const server = http.createServer((req, res) => {
     hits.push(new URL(req.url ?? '/', `http://127.0.0.1`));
@@ -122,10 +184,13 @@ export async function startLoopback(): Promise<{ url: string; port: number; hits
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`, port, hits,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    url: `http://127.0.0.1:${port}`,
+    port,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

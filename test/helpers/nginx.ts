@@ -35,8 +35,16 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.on('exit', () => {
     for (const l of live) {
-      try { if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL'); } catch { /* already gone */ }
-      try { rmSync(l.dir, { recursive: true, force: true }); } catch { /* best effort */ }
+      try {
+        if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      try {
+        rmSync(l.dir, { recursive: true, force: true });
+      } catch {
+        /* best effort */
+      }
     }
   });
 }
@@ -49,17 +57,24 @@ export function nginxListenPorts(httpBlock: string): number[] {
     const addr = m[1]!;
     if (addr.startsWith('unix:')) continue;
     const lo = /^(?:127\.0\.0\.1|localhost):(\d+)$/.exec(addr);
-    if (!lo) throw new Error(`startNginx: listen ${addr} must be 127.0.0.1:PORT (tests bind to loopback only)`);
+    if (!lo)
+      throw new Error(
+        `startNginx: listen ${addr} must be 127.0.0.1:PORT (tests bind to loopback only)`,
+      );
     const port = Number(lo[1]);
     if (!ports.includes(port)) ports.push(port);
   }
   return ports;
 }
 
-export async function startNginx(httpBlock: string, opts: NginxOptions = {}): Promise<StartedNginx> {
+export async function startNginx(
+  httpBlock: string,
+  opts: NginxOptions = {},
+): Promise<StartedNginx> {
   const binary = opts.binary ?? process.env['NGINX_BIN'] ?? '/usr/sbin/nginx';
   const ports = nginxListenPorts(httpBlock);
-  if (ports.length === 0) throw new Error('startNginx: the http block has no `listen 127.0.0.1:PORT` to wait for');
+  if (ports.length === 0)
+    throw new Error('startNginx: the http block has no `listen 127.0.0.1:PORT` to wait for');
   await assertPortsFree(ports, 'startNginx');
 
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-nginx-'));
@@ -101,14 +116,30 @@ ${httpBlock}
   const entry = { child, dir };
   live.add(entry);
   installExitHook();
-  child.stdout!.on('data', (b: Buffer) => { output += b.toString(); });
-  child.stderr!.on('data', (b: Buffer) => { output += b.toString(); });
+  child.stdout!.on('data', (b: Buffer) => {
+    output += b.toString();
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    output += b.toString();
+  });
   const exitPromise = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => { exited = `nginx exited (code ${code}, signal ${signal})`; resolve(); });
-    child.once('error', (err) => { exited = `could not run ${binary}: ${err.message}`; resolve(); });
+    child.once('exit', (code, signal) => {
+      exited = `nginx exited (code ${code}, signal ${signal})`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exited = `could not run ${binary}: ${err.message}`;
+      resolve();
+    });
   });
 
-  const readLog = (p: string) => { try { return readFileSync(p, 'utf8'); } catch { return ''; } };
+  const readLog = (p: string) => {
+    try {
+      return readFileSync(p, 'utf8');
+    } catch {
+      return '';
+    }
+  };
   const errorLog = () => readLog(errorLogPath) + (output ? `\n[stderr]\n${output}` : '');
 
   let closed = false;
@@ -116,14 +147,24 @@ ${httpBlock}
     if (closed) return;
     closed = true;
     if (!exited && child.pid) {
-      try { process.kill(child.pid, 'SIGQUIT'); } catch { /* already gone */ }
+      try {
+        process.kill(child.pid, 'SIGQUIT');
+      } catch {
+        /* already gone */
+      }
       // SIGQUIT waits for in-flight requests; a test that leaks a hung request must not hang close().
       let t: NodeJS.Timeout | undefined;
-      const timer = new Promise<'timeout'>((r) => { t = setTimeout(() => r('timeout'), 5000); });
+      const timer = new Promise<'timeout'>((r) => {
+        t = setTimeout(() => r('timeout'), 5000);
+      });
       const outcome = await Promise.race([exitPromise, timer]);
       clearTimeout(t);
       if (outcome === 'timeout') {
-        try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
         await exitPromise;
       }
     }

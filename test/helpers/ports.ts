@@ -45,7 +45,8 @@ export function portAccepts(port: number, host = '127.0.0.1'): Promise<boolean> 
 export async function assertPortsFree(ports: number[], who: string): Promise<void> {
   const taken: number[] = [];
   for (const p of ports) if (await portAccepts(p)) taken.push(p);
-  if (taken.length) throw new Error(`${who}: port(s) already in use on 127.0.0.1: ${taken.join(', ')}`);
+  if (taken.length)
+    throw new Error(`${who}: port(s) already in use on 127.0.0.1: ${taken.join(', ')}`);
 }
 
 export interface WaitForPortsOptions {
@@ -70,7 +71,10 @@ export async function waitForPorts(ports: number[], o: WaitForPortsOptions): Pro
     let up = o.ready ? o.ready() : true;
     if (up) {
       for (const p of ports) {
-        if (!(await portAccepts(p))) { up = false; break; }
+        if (!(await portAccepts(p))) {
+          up = false;
+          break;
+        }
       }
     }
     if (up) {
@@ -80,7 +84,9 @@ export async function waitForPorts(ports: number[], o: WaitForPortsOptions): Pro
       return;
     }
     if (Date.now() > deadline) {
-      throw new Error(`${o.who} did not accept connections on 127.0.0.1:${ports.join(', ')} within ${o.timeoutMs} ms${diag()}`);
+      throw new Error(
+        `${o.who} did not accept connections on 127.0.0.1:${ports.join(', ')} within ${o.timeoutMs} ms${diag()}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -40,7 +40,24 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-redis-'));
   let child: ChildProcess | null = null;
   const start = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], { stdio: 'ignore' });
+    child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--dir',
+        dir,
+      ],
+      { stdio: 'ignore' },
+    );
     await waitFor(() => portAccepts(port), `redis-server on ${port}`);
   };
   const shutdown = async (): Promise<void> => {
@@ -51,7 +68,9 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   };
   await start();
   return {
-    port, start, shutdown,
+    port,
+    start,
+    shutdown,
     async close() {
       if (child) await shutdown();
       rmSync(dir, { recursive: true, force: true });
@@ -62,7 +81,10 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
 export interface TempDatabase {
   name: string;
   url(port?: number): string;
-  query<T extends pg.QueryResultRow = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  query<T extends pg.QueryResultRow = Record<string, unknown>>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<T[]>;
   /** Ends every server connection to the database (what a database restart does to clients). */
   terminateConnections(): Promise<void>;
   drop(): Promise<void>;
@@ -75,7 +97,11 @@ export async function createTempDatabase(): Promise<TempDatabase> {
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
   const url = (port = 5432): string => `postgres://postgres@127.0.0.1:${port}/${name}`;
-  const run = async <T extends pg.QueryResultRow>(conn: string, sql: string, params?: unknown[]): Promise<T[]> => {
+  const run = async <T extends pg.QueryResultRow>(
+    conn: string,
+    sql: string,
+    params?: unknown[],
+  ): Promise<T[]> => {
     const c = new pg.Client({ connectionString: conn });
     await c.connect();
     try {
@@ -89,7 +115,11 @@ export async function createTempDatabase(): Promise<TempDatabase> {
     url,
     query: (sql, params) => run(url(), sql, params),
     async terminateConnections() {
-      await run(PG_ADMIN, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+      await run(
+        PG_ADMIN,
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+        [name],
+      );
     },
     async drop() {
       await run(PG_ADMIN, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -109,24 +139,25 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const port = await freePort();
   const sockets = new Set<net.Socket>();
   let server: net.Server | null = null;
-  const listen = (): Promise<void> => new Promise((resolve, reject) => {
-    const s = net.createServer((client) => {
-      const upstream = net.connect(targetPort, '127.0.0.1');
-      sockets.add(client).add(upstream);
-      const drop = (): void => {
-        client.destroy();
-        upstream.destroy();
-        sockets.delete(client);
-        sockets.delete(upstream);
-      };
-      client.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-      client.pipe(upstream).pipe(client);
+  const listen = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const s = net.createServer((client) => {
+        const upstream = net.connect(targetPort, '127.0.0.1');
+        sockets.add(client).add(upstream);
+        const drop = (): void => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(client);
+          sockets.delete(upstream);
+        };
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+        client.pipe(upstream).pipe(client);
+      });
+      s.once('error', reject);
+      s.listen(port, '127.0.0.1', () => resolve());
+      server = s;
     });
-    s.once('error', reject);
-    s.listen(port, '127.0.0.1', () => resolve());
-    server = s;
-  });
   const cut = async (): Promise<void> => {
     const s = server;
     server = null;
@@ -149,16 +180,30 @@ export interface TokenSpy {
 /** Wraps the process's fetch (openid-client uses it) to see the token endpoint's traffic. */
 export function spyOnTokenEndpoint(issuer: string): TokenSpy {
   const original = globalThis.fetch;
-  const spy: TokenSpy = { refreshes: [], issued: new Set(), restore: () => { globalThis.fetch = original; } };
+  const spy: TokenSpy = {
+    refreshes: [],
+    issued: new Set(),
+    restore: () => {
+      globalThis.fetch = original;
+    },
+  };
   globalThis.fetch = async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     const res = await original(input, init);
     if (url.startsWith(issuer) && url.includes('/token') && init?.method === 'POST') {
-      const body = new URLSearchParams(typeof init.body === 'string' ? init.body : init.body instanceof URLSearchParams ? init.body.toString() : '');
-      if (body.get('grant_type') === 'refresh_token') spy.refreshes.push({ refreshToken: body.get('refresh_token') ?? '', status: res.status });
+      const body = new URLSearchParams(
+        typeof init.body === 'string'
+          ? init.body
+          : init.body instanceof URLSearchParams
+            ? init.body.toString()
+            : '',
+      );
+      if (body.get('grant_type') === 'refresh_token')
+        spy.refreshes.push({ refreshToken: body.get('refresh_token') ?? '', status: res.status });
       try {
-        const json = await res.clone().json() as Record<string, unknown>;
-        for (const k of ['access_token', 'refresh_token', 'id_token']) if (typeof json[k] === 'string') spy.issued.add(json[k] as string);
+        const json = (await res.clone().json()) as Record<string, unknown>;
+        for (const k of ['access_token', 'refresh_token', 'id_token'])
+          if (typeof json[k] === 'string') spy.issued.add(json[k] as string);
       } catch {
         // not JSON: nothing issued
       }
@@ -180,11 +225,14 @@ export async function startProxy(yaml: string, name = 'test.yaml'): Promise<Prox
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
       cb();
     },
   });
-  const running = await startPortcullis(parseConfig(yaml, name), { logger: createLogger('debug', sink) });
+  const running = await startPortcullis(parseConfig(yaml, name), {
+    logger: createLogger('debug', sink),
+  });
   await running.idp.start();
   return { port: running.port, running, logs, close: () => running.close() };
 }

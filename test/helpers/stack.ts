@@ -43,7 +43,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const cookieSecret = randomBytes(32).toString('base64');
   const origins = o.hosts.map((h) => `http://${h}:${port}`);
   const idp = await startIdp({
-    clients: [{ client_id: 'portcullis', client_secret: clientSecret, redirect_uris: origins.map((h) => `${h}${o.callbackPath ?? '/.portcullis/callback'}`), post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`) }],
+    clients: [
+      {
+        client_id: 'portcullis',
+        client_secret: clientSecret,
+        redirect_uris: origins.map((h) => `${h}${o.callbackPath ?? '/.portcullis/callback'}`),
+        post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`),
+      },
+    ],
     ...o.idp,
   });
   const upstream = await startWhoami({ name: 'upstream' });
@@ -55,16 +62,30 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
     write(chunk: Buffer, _enc, cb) {
       const s = chunk.toString('utf8');
       text += s;
-      for (const line of s.split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of s.split('\n'))
+        if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
       cb();
     },
   });
-  const start = () => startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('debug', sink), listen: { host: '127.0.0.1', port: 0 } });
-  const proxy = await startPortcullis(parseConfig(yaml, 'test.yaml'), { logger: createLogger('debug', sink) });
+  const start = () =>
+    startPortcullis(parseConfig(yaml, 'test.yaml'), {
+      logger: createLogger('debug', sink),
+      listen: { host: '127.0.0.1', port: 0 },
+    });
+  const proxy = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
+    logger: createLogger('debug', sink),
+  });
   await proxy.idp.start();
   const extra: RunningPortcullis[] = [];
   return {
-    idp, upstream, proxy, port, logs, clientSecret, cookieSecret, yaml,
+    idp,
+    upstream,
+    proxy,
+    port,
+    logs,
+    clientSecret,
+    cookieSecret,
+    yaml,
     logText: () => text,
     async startReplica() {
       const r = await start();
@@ -73,13 +94,24 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
       return r;
     },
     async close() {
-      await Promise.allSettled([proxy.close(), ...extra.map((e) => e.close()), upstream.close(), idp.close()]);
+      await Promise.allSettled([
+        proxy.close(),
+        ...extra.map((e) => e.close()),
+        upstream.close(),
+        idp.close(),
+      ]);
     },
   };
 }
 
 /** The global part every test deployment shares: plain HTTP on loopback, the test IdP's client. */
-export function globalYaml(o: { port: number; cookieSecret: string; issuer: string; clientSecret: string; logLevel: string }): string {
+export function globalYaml(o: {
+  port: number;
+  cookieSecret: string;
+  issuer: string;
+  clientSecret: string;
+  logLevel: string;
+}): string {
   return `address: 127.0.0.1:${o.port}
 insecure_server: true
 cookie_secure: false
