@@ -25,21 +25,21 @@ export function loopbackRedirect(value: string | null): URL | null {
     : null;
 }
 
-function param(a: AuthRequest, name: string): string | null {
-  return new URLSearchParams(a.ctx.query.startsWith('?') ? a.ctx.query.slice(1) : a.ctx.query).get(
-    name,
-  );
+function param(authRequest: AuthRequest, name: string): string | null {
+  return new URLSearchParams(
+    authRequest.ctx.query.startsWith('?') ? authRequest.ctx.query.slice(1) : authRequest.ctx.query,
+  ).get(name);
 }
 
 /** GET /.portcullis/api/v1/login?redirect_uri=http://127.0.0.1:PORT/path */
-export function cliLoginStart(a: AuthRequest): void {
-  const { rt, ctx } = a;
-  const redirect = loopbackRedirect(param(a, 'redirect_uri'));
+export function cliLoginStart(authRequest: AuthRequest): void {
+  const { rt, ctx } = authRequest;
+  const redirect = loopbackRedirect(param(authRequest, 'redirect_uri'));
   if (!redirect) {
-    sendOutcome(a.res, true, codes.invalid_redirect_uri, {
+    sendOutcome(authRequest.res, true, codes.invalid_redirect_uri, {
       message:
         'redirect_uri must be a loopback URL with a port, e.g. http://127.0.0.1:8400/callback.',
-      requestId: a.requestId,
+      requestId: authRequest.requestId,
     });
     return;
   }
@@ -50,55 +50,63 @@ export function cliLoginStart(a: AuthRequest): void {
   const complete = `${rt.authOrigin(ctx)}/.portcullis/api/v1/login/complete?request=${request}`;
   const loginUrl = signInUrl(rt, ctx, complete);
   rt.log.info(
-    { requestId: a.requestId, event: 'cli_login_start', host: ctx.host },
+    { requestId: authRequest.requestId, event: 'cli_login_start', host: ctx.host },
     'programmatic login started',
   );
   // Plain text, as Pomerium's /.pomerium/api/v1/login answers, so existing CLIs work; JSON on request.
   if (String(ctx.headers.accept ?? '').includes('application/json')) {
     sendJson(
-      a.res,
+      authRequest.res,
       200,
       { login_url: loginUrl },
-      { 'cache-control': 'no-store', 'x-request-id': a.requestId },
+      { 'cache-control': 'no-store', 'x-request-id': authRequest.requestId },
     );
     return;
   }
-  a.res.writeHead(200, {
+  authRequest.res.writeHead(200, {
     'content-type': 'text/plain; charset=utf-8',
     'cache-control': 'no-store',
     'content-length': String(Buffer.byteLength(loginUrl)),
-    'x-request-id': a.requestId,
+    'x-request-id': authRequest.requestId,
   });
-  a.res.end(loginUrl);
+  authRequest.res.end(loginUrl);
 }
 
 /** GET /.portcullis/api/v1/login/complete?request=…: the browser, signed in, hands the session to the CLI. */
-export async function cliLoginComplete(a: AuthRequest): Promise<void> {
-  const { rt, ctx } = a;
-  const req = rt.tokens.cli.openRequest(param(a, 'request') ?? '', ctx.now);
+export async function cliLoginComplete(authRequest: AuthRequest): Promise<void> {
+  const { rt, ctx } = authRequest;
+  const req = rt.tokens.cli.openRequest(param(authRequest, 'request') ?? '', ctx.now);
   const redirect = req ? loopbackRedirect(req.redirectUri) : null;
   if (!req || !redirect) {
-    sendOutcome(a.res, !ctx.browser, codes.invalid_login_request, {
+    sendOutcome(authRequest.res, !ctx.browser, codes.invalid_login_request, {
       message: 'This login link is invalid or older than 10 minutes. Run the login command again.',
-      requestId: a.requestId,
+      requestId: authRequest.requestId,
     });
     return;
   }
   const found = await rt.sessions.lookup(ctx);
   const value = found.session ? rt.sessions.cookieValue(ctx.headers.cookie) : null;
   if (!found.session || !value) {
-    await redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
+    await redirectToLogin({
+      ...authRequest,
+      setCookies: [...authRequest.setCookies, ...found.setCookies],
+    });
     return;
   }
   redirect.searchParams.set(TOKEN_PARAM, rt.tokens.cli.mintToken(value, found.session.exp));
   rt.log.info(
     {
-      requestId: a.requestId,
+      requestId: authRequest.requestId,
       event: 'cli_login',
       user: found.identity?.email || found.identity?.user,
       host: ctx.host,
     },
     'programmatic login completed',
   );
-  sendRedirect(a.res, redirect.href, [...a.setCookies, ...found.setCookies], a.requestId);
+  sendRedirect(
+    authRequest.res,
+    redirect.href,
+    [...authRequest.setCookies, ...found.setCookies],
+    authRequest.requestId,
+  );
 }

@@ -60,16 +60,21 @@ function query(ctx: RequestContext): URLSearchParams {
 }
 
 /** A browser that needs a session: start the login and come back to exactly this URL. */
-export async function redirectToLogin(a: AuthRequest): Promise<void> {
-  const returnTo = `${a.rt.origin(a.ctx)}${a.ctx.path}${a.ctx.query}`;
-  if (a.rt.isAuthHost(a.ctx)) {
-    await beginAuthorization(a, returnTo);
+export async function redirectToLogin(authRequest: AuthRequest): Promise<void> {
+  const returnTo = `${authRequest.rt.origin(authRequest.ctx)}${authRequest.ctx.path}${authRequest.ctx.query}`;
+  if (authRequest.rt.isAuthHost(authRequest.ctx)) {
+    await beginAuthorization(authRequest, returnTo);
     return;
   }
-  const bind = bindBrowser(a.rt, a.ctx);
-  const sealed = sealReturn(a.rt, a.ctx.now, returnTo, bind.nh);
-  const authSignIn = `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`;
-  sendRedirect(a.res, authSignIn, [...a.setCookies, bind.cookie], a.requestId);
+  const bind = bindBrowser(authRequest.rt, authRequest.ctx);
+  const sealed = sealReturn(authRequest.rt, authRequest.ctx.now, returnTo, bind.nh);
+  const authSignIn = `${authRequest.rt.authOrigin(authRequest.ctx)}/.portcullis/sign_in?return=${sealed}`;
+  sendRedirect(
+    authRequest.res,
+    authSignIn,
+    [...authRequest.setCookies, bind.cookie],
+    authRequest.requestId,
+  );
 }
 
 /** The sign-in address that comes back to `returnTo`, for answers that cannot start a login themselves (forward-auth). */
@@ -82,98 +87,118 @@ export function signInUrl(rt: Runtime, ctx: RequestContext, returnTo: string): s
  * host made it), or an `rd` checked against the configured hosts.
  */
 export function returnTarget(
-  a: AuthRequest,
+  authRequest: AuthRequest,
   fallback: string | null,
 ): { url: string; nh?: string | undefined } | null {
-  const q = query(a.ctx);
+  const q = query(authRequest.ctx);
   const sealed = q.get('return');
-  if (sealed) return openReturn(a.rt, sealed, a.ctx.now);
-  const rd = q.get('rd') ?? a.ctx.headers['x-auth-request-redirect'];
+  if (sealed) return openReturn(authRequest.rt, sealed, authRequest.ctx.now);
+  const rd = q.get('rd') ?? authRequest.ctx.headers['x-auth-request-redirect'];
   if (typeof rd === 'string' && rd) {
-    const u = a.rt.validateRedirect(rd, new URL(`${a.rt.origin(a.ctx)}/`));
+    const u = authRequest.rt.validateRedirect(
+      rd,
+      new URL(`${authRequest.rt.origin(authRequest.ctx)}/`),
+    );
     return u ? { url: u.href } : null;
   }
   return fallback === null ? null : { url: fallback };
 }
 
 /** GET /.portcullis/sign_in */
-export async function signIn(a: AuthRequest): Promise<void> {
-  const target = returnTarget(a, `${a.rt.origin(a.ctx)}/`);
+export async function signIn(authRequest: AuthRequest): Promise<void> {
+  const target = returnTarget(authRequest, `${authRequest.rt.origin(authRequest.ctx)}/`);
   if (!target) {
-    badRedirect(a);
+    badRedirect(authRequest);
     return;
   }
-  if (!a.rt.isAuthHost(a.ctx)) {
+  if (!authRequest.rt.isAuthHost(authRequest.ctx)) {
     // Whatever nonce hash a sealed return carried belongs to another redirect: this host's own
     // nonce is the one its handoff will ask for.
-    const bind = bindBrowser(a.rt, a.ctx);
-    const sealed = sealReturn(a.rt, a.ctx.now, target.url, bind.nh);
-    const authSignIn = `${a.rt.authOrigin(a.ctx)}/.portcullis/sign_in?return=${sealed}`;
-    sendRedirect(a.res, authSignIn, [...a.setCookies, bind.cookie], a.requestId);
+    const bind = bindBrowser(authRequest.rt, authRequest.ctx);
+    const sealed = sealReturn(authRequest.rt, authRequest.ctx.now, target.url, bind.nh);
+    const authSignIn = `${authRequest.rt.authOrigin(authRequest.ctx)}/.portcullis/sign_in?return=${sealed}`;
+    sendRedirect(
+      authRequest.res,
+      authSignIn,
+      [...authRequest.setCookies, bind.cookie],
+      authRequest.requestId,
+    );
     return;
   }
   // Already signed in here: hand the session to the target host without bothering the IdP.
   // Only for our own sealed redirects (an app host asking for the session): an explicit
   // sign-in always goes to the IdP, so a session cookie planted in the browser by someone
   // else can never be adopted by a user who meant to sign in as themselves.
-  const found = await a.rt.sessions.lookup(a.ctx);
+  const found = await authRequest.rt.sessions.lookup(authRequest.ctx);
   const value =
-    found.session && query(a.ctx).has('return')
-      ? a.rt.sessions.cookieValue(a.ctx.headers.cookie)
+    found.session && query(authRequest.ctx).has('return')
+      ? authRequest.rt.sessions.cookieValue(authRequest.ctx.headers.cookie)
       : null;
-  const setCookies = [...a.setCookies, ...found.setCookies];
+  const setCookies = [...authRequest.setCookies, ...found.setCookies];
   if (found.session && value) {
     const to = new URL(target.url);
-    if (to.origin === a.rt.origin(a.ctx)) {
+    if (to.origin === authRequest.rt.origin(authRequest.ctx)) {
       // The session cookie already reaches it.
-      sendRedirect(a.res, to.href, setCookies, a.requestId);
+      sendRedirect(authRequest.res, to.href, setCookies, authRequest.requestId);
     } else if (!target.nh) {
-      sendRedirect(a.res, nonceDetour(a.rt, a.ctx.now, to), setCookies, a.requestId);
-    } else if (mintAllowed({ ...a, setCookies }, found.session.sid)) {
       sendRedirect(
-        a.res,
-        handoffUrl(a.rt, a.ctx.now, value, to, target.nh),
+        authRequest.res,
+        nonceDetour(authRequest.rt, authRequest.ctx.now, to),
         setCookies,
-        a.requestId,
+        authRequest.requestId,
+      );
+    } else if (mintAllowed({ ...authRequest, setCookies }, found.session.sid)) {
+      sendRedirect(
+        authRequest.res,
+        handoffUrl(authRequest.rt, authRequest.ctx.now, value, to, target.nh),
+        setCookies,
+        authRequest.requestId,
       );
     }
     return;
   }
-  await beginAuthorization({ ...a, setCookies }, target.url, target.nh);
+  await beginAuthorization({ ...authRequest, setCookies }, target.url, target.nh);
 }
 
 /** Both sign-in start limits (Runtime.loginStarts); a refusal is a 429 and an audit line, never a 5xx. */
-function loginStartAllowed(a: AuthRequest): boolean {
-  const { loginStarts, loginStartsGlobal } = a.rt;
+function loginStartAllowed(authRequest: AuthRequest): boolean {
+  const { loginStarts, loginStartsGlobal } = authRequest.rt;
   // The client's own budget first, so one flooding address does not spend everyone's.
-  const own = loginStarts === null || loginStarts.take(addressBucket(a.ctx.clientIp), a.ctx.now);
-  if (own && (loginStartsGlobal === null || loginStartsGlobal.take('', a.ctx.now))) return true;
+  const own =
+    loginStarts === null ||
+    loginStarts.take(addressBucket(authRequest.ctx.clientIp), authRequest.ctx.now);
+  if (own && (loginStartsGlobal === null || loginStartsGlobal.take('', authRequest.ctx.now)))
+    return true;
   const event = own ? 'login_rate_limited_global' : 'login_rate_limited';
-  audit(a.rt).warn(
-    { requestId: a.requestId, event, client: a.ctx.clientIp },
+  audit(authRequest.rt).warn(
+    { requestId: authRequest.requestId, event, client: authRequest.ctx.clientIp },
     own
       ? 'too many login starts from all clients together (login_rate_limit_global)'
       : 'too many login starts from one client address (login_rate_limit)',
   );
-  sendOutcome(a.res, !a.ctx.browser, codes.too_many_logins, {
+  sendOutcome(authRequest.res, !authRequest.ctx.browser, codes.too_many_logins, {
     message: own
       ? 'Too many sign-ins are starting right now. Please try again in a few seconds.'
       : 'Too many sign-ins were started from your address. Please wait a minute and try again.',
-    requestId: a.requestId,
-    setCookies: a.setCookies,
+    requestId: authRequest.requestId,
+    setCookies: authRequest.setCookies,
     headers: { 'retry-after': own ? '5' : '60' },
   });
   return false;
 }
 
-async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string): Promise<void> {
-  if (!loginStartAllowed(a)) return;
+async function beginAuthorization(
+  authRequest: AuthRequest,
+  returnTo: string,
+  nh?: string,
+): Promise<void> {
+  if (!loginStartAllowed(authRequest)) return;
   let config: client.Configuration;
   try {
-    config = a.rt.idp.get();
+    config = authRequest.rt.idp.get();
   } catch (e) {
     if (e instanceof IdpUnavailableError) {
-      idpUnavailable(a, e.message);
+      idpUnavailable(authRequest, e.message);
       return;
     }
     throw e;
@@ -181,7 +206,7 @@ async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string)
   const state = randomBytes(18).toString('base64url');
   const verifier = client.randomPKCECodeVerifier();
   const nonce = client.randomNonce();
-  const redirectUri = `${a.rt.authOrigin(a.ctx)}${a.rt.cfg.callbackPath}`;
+  const redirectUri = `${authRequest.rt.authOrigin(authRequest.ctx)}${authRequest.rt.cfg.callbackPath}`;
   const login: LoginState = {
     state,
     verifier,
@@ -189,28 +214,28 @@ async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string)
     returnTo,
     ...(nh ? { nh } : {}),
     redirectUri,
-    iat: a.ctx.now,
-    exp: a.ctx.now + LOGIN_TTL_MS,
+    iat: authRequest.ctx.now,
+    exp: authRequest.ctx.now + LOGIN_TTL_MS,
   };
-  const name = `${loginCookiePrefix(a.rt)}${state}`;
+  const name = `${loginCookiePrefix(authRequest.rt)}${state}`;
   // Path=/ (not /.portcullis/) so the cap below sees every tab's cookie, whichever app path
   // started the login; Portcullis never forwards its own cookies to an upstream.
   const opts = {
     path: '/',
-    secure: a.rt.cfg.cookie.secure,
+    secure: authRequest.rt.cfg.cookie.secure,
     httpOnly: true,
     sameSite: 'Lax' as const,
   };
   const cookies = [
-    ...a.setCookies,
-    serializeCookie(name, a.rt.sealer.sealJson('login', login, name), {
+    ...authRequest.setCookies,
+    serializeCookie(name, authRequest.rt.sealer.sealJson('login', login, name), {
       ...opts,
       maxAgeSeconds: LOGIN_TTL_MS / 1000,
     }),
   ];
   // Several tabs may start a login at once: each gets its own cookie, but only a few live.
-  const existing = [...parseCookies(a.ctx.headers.cookie).keys()].filter((k) =>
-    k.startsWith(loginCookiePrefix(a.rt)),
+  const existing = [...parseCookies(authRequest.ctx.headers.cookie).keys()].filter((k) =>
+    k.startsWith(loginCookiePrefix(authRequest.rt)),
   );
   if (existing.length >= MAX_LOGIN_COOKIES) {
     for (const k of existing.slice(0, existing.length - MAX_LOGIN_COOKIES + 1))
@@ -218,22 +243,22 @@ async function beginAuthorization(a: AuthRequest, returnTo: string, nh?: string)
   }
   const url = client.buildAuthorizationUrl(config, {
     redirect_uri: redirectUri,
-    scope: a.rt.cfg.idp.scopes.join(' '),
+    scope: authRequest.rt.cfg.idp.scopes.join(' '),
     state,
     nonce,
     code_challenge: await client.calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
   });
-  a.rt.log.info(
-    { requestId: a.requestId, event: 'login_start', host: a.ctx.host },
+  authRequest.rt.log.info(
+    { requestId: authRequest.requestId, event: 'login_start', host: authRequest.ctx.host },
     'login started',
   );
-  sendRedirect(a.res, url.href, cookies, a.requestId);
+  sendRedirect(authRequest.res, url.href, cookies, authRequest.requestId);
 }
 
 /** GET /.portcullis/callback */
-export async function callback(a: AuthRequest): Promise<void> {
-  const { rt, ctx } = a;
+export async function callback(authRequest: AuthRequest): Promise<void> {
+  const { rt, ctx } = authRequest;
   const q = query(ctx);
   const state = q.get('state') ?? '';
   const cookieOpts = {
@@ -254,7 +279,7 @@ export async function callback(a: AuthRequest): Promise<void> {
   ): void => {
     audit(rt).warn(
       {
-        requestId: a.requestId,
+        requestId: authRequest.requestId,
         event: 'login_failed',
         reason: code,
         detail: message,
@@ -263,10 +288,10 @@ export async function callback(a: AuthRequest): Promise<void> {
       },
       'login failed',
     );
-    sendOutcome(a.res, !ctx.browser, code, {
+    sendOutcome(authRequest.res, !ctx.browser, code, {
       message,
-      requestId: a.requestId,
-      setCookies: [...a.setCookies, ...setCookies],
+      requestId: authRequest.requestId,
+      setCookies: [...authRequest.setCookies, ...setCookies],
       retry: {
         href: retryTo
           ? `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, retryTo.returnTo, retryTo.nh)}`
@@ -325,7 +350,10 @@ export async function callback(a: AuthRequest): Promise<void> {
   try {
     config = rt.idp.get();
   } catch (e) {
-    idpUnavailable({ ...a, setCookies: [...a.setCookies, ...clear] }, (e as Error).message);
+    idpUnavailable(
+      { ...authRequest, setCookies: [...authRequest.setCookies, ...clear] },
+      (e as Error).message,
+    );
     return;
   }
   let tokens;
@@ -376,7 +404,7 @@ export async function callback(a: AuthRequest): Promise<void> {
       mergeUserinfo(info, claims);
     } catch (e) {
       rt.log.warn(
-        { requestId: a.requestId, event: 'userinfo_failed', detail: describe(e) },
+        { requestId: authRequest.requestId, event: 'userinfo_failed', detail: describe(e) },
         'userinfo request failed; using ID token claims only',
       );
     }
@@ -409,18 +437,23 @@ export async function callback(a: AuthRequest): Promise<void> {
     cookies = rt.sessions.cookiesFor(value, session, ctx.host, ctx.headers.cookie);
   } catch (e) {
     rt.log.error(
-      { requestId: a.requestId, event: 'session_store_failed', detail: describe(e) },
+      { requestId: authRequest.requestId, event: 'session_store_failed', detail: describe(e) },
       'could not store the session',
     );
-    sendOutcome(a.res, !ctx.browser, codes.session_store_unavailable, {
+    sendOutcome(authRequest.res, !ctx.browser, codes.session_store_unavailable, {
       message: 'Sessions cannot be stored right now. Please try again in a moment.',
-      requestId: a.requestId,
-      setCookies: [...a.setCookies, ...clear],
+      requestId: authRequest.requestId,
+      setCookies: [...authRequest.setCookies, ...clear],
     });
     return;
   }
   audit(rt).info(
-    { requestId: a.requestId, event: 'login', user: claims.email ?? idClaims.sub, host: ctx.host },
+    {
+      requestId: authRequest.requestId,
+      event: 'login',
+      user: claims.email ?? idClaims.sub,
+      host: ctx.host,
+    },
     'login succeeded',
   );
   const target = new URL(login.returnTo);
@@ -437,26 +470,34 @@ export async function callback(a: AuthRequest): Promise<void> {
     : login.nh
       ? handoffUrl(rt, ctx.now, value, target, login.nh)
       : nonceDetour(rt, ctx.now, target);
-  sendRedirect(a.res, location, [...a.setCookies, ...clear, ...cookies], a.requestId);
+  sendRedirect(
+    authRequest.res,
+    location,
+    [...authRequest.setCookies, ...clear, ...cookies],
+    authRequest.requestId,
+  );
 }
 
 /** GET or POST /.portcullis/sign_out: ends the session here and on the authenticate host, then at the IdP. */
-export async function signOut(a: AuthRequest): Promise<void> {
-  const { rt, ctx } = a;
-  const target = returnTarget(a, null);
+export async function signOut(authRequest: AuthRequest): Promise<void> {
+  const { rt, ctx } = authRequest;
+  const target = returnTarget(authRequest, null);
   if (target === null && (query(ctx).has('rd') || query(ctx).has('return'))) {
-    badRedirect(a);
+    badRedirect(authRequest);
     return;
   }
   const cleared = await rt.sessions.end(ctx.headers.cookie, ctx.host);
-  audit(rt).info({ requestId: a.requestId, event: 'sign_out', host: ctx.host }, 'signed out');
+  audit(rt).info(
+    { requestId: authRequest.requestId, event: 'sign_out', host: ctx.host },
+    'signed out',
+  );
   const returnState = target ? sealReturn(rt, ctx.now, target.url) : '';
   if (!rt.isAuthHost(ctx)) {
     sendRedirect(
-      a.res,
+      authRequest.res,
       `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}`,
-      [...a.setCookies, ...cleared],
-      a.requestId,
+      [...authRequest.setCookies, ...cleared],
+      authRequest.requestId,
     );
     return;
   }
@@ -474,54 +515,65 @@ export async function signOut(a: AuthRequest): Promise<void> {
   } catch {
     // IdP unreachable: the local session is gone, which is what matters; say so on the page.
   }
-  if (endSession) sendRedirect(a.res, endSession, [...a.setCookies, ...cleared], a.requestId);
-  else signedOutPage(a, target?.url ?? null, cleared);
+  if (endSession)
+    sendRedirect(
+      authRequest.res,
+      endSession,
+      [...authRequest.setCookies, ...cleared],
+      authRequest.requestId,
+    );
+  else signedOutPage(authRequest, target?.url ?? null, cleared);
 }
 
 /** GET /.portcullis/signed_out: where the IdP sends the browser after RP-initiated logout. */
-export function signedOut(a: AuthRequest): void {
-  const state = query(a.ctx).get('state');
-  const r = state ? openReturn(a.rt, state, a.ctx.now) : null;
-  signedOutPage(a, r?.url ?? null, []);
+export function signedOut(authRequest: AuthRequest): void {
+  const state = query(authRequest.ctx).get('state');
+  const r = state ? openReturn(authRequest.rt, state, authRequest.ctx.now) : null;
+  signedOutPage(authRequest, r?.url ?? null, []);
 }
 
-function signedOutPage(a: AuthRequest, target: string | null, cleared: string[]): void {
+function signedOutPage(authRequest: AuthRequest, target: string | null, cleared: string[]): void {
   if (target) {
-    sendRedirect(a.res, target, [...a.setCookies, ...cleared], a.requestId);
+    sendRedirect(
+      authRequest.res,
+      target,
+      [...authRequest.setCookies, ...cleared],
+      authRequest.requestId,
+    );
     return;
   }
-  sendOutcome(a.res, !a.ctx.browser, codes.signed_out, {
+  sendOutcome(authRequest.res, !authRequest.ctx.browser, codes.signed_out, {
     message: 'You are signed out.',
-    requestId: a.requestId,
-    setCookies: [...a.setCookies, ...cleared],
+    requestId: authRequest.requestId,
+    setCookies: [...authRequest.setCookies, ...cleared],
     retry: { href: '/', label: 'Sign in again' },
   });
 }
 
-function badRedirect(a: AuthRequest): void {
-  audit(a.rt).warn(
-    { requestId: a.requestId, event: 'redirect_refused', host: a.ctx.host },
+function badRedirect(authRequest: AuthRequest): void {
+  audit(authRequest.rt).warn(
+    { requestId: authRequest.requestId, event: 'redirect_refused', host: authRequest.ctx.host },
     'refused a redirect target outside the configured hosts',
   );
-  sendOutcome(a.res, !a.ctx.browser, codes.invalid_redirect, {
+  sendOutcome(authRequest.res, !authRequest.ctx.browser, codes.invalid_redirect, {
     message:
       'The address to return to after signing in is not one of the sites this proxy protects.',
-    requestId: a.requestId,
-    setCookies: a.setCookies,
+    requestId: authRequest.requestId,
+    setCookies: authRequest.setCookies,
     retry: { href: '/', label: 'Go to the start page' },
   });
 }
 
-export function idpUnavailable(a: AuthRequest, detail: string): void {
-  audit(a.rt).warn(
-    { requestId: a.requestId, event: 'idp_unavailable', detail },
+export function idpUnavailable(authRequest: AuthRequest, detail: string): void {
+  audit(authRequest.rt).warn(
+    { requestId: authRequest.requestId, event: 'idp_unavailable', detail },
     'login needed but the identity provider is unavailable',
   );
-  sendOutcome(a.res, !a.ctx.browser, codes.idp_unavailable, {
+  sendOutcome(authRequest.res, !authRequest.ctx.browser, codes.idp_unavailable, {
     message: 'The identity provider cannot be reached right now. Please try again in a minute.',
-    requestId: a.requestId,
-    setCookies: a.setCookies,
+    requestId: authRequest.requestId,
+    setCookies: authRequest.setCookies,
     headers: { 'retry-after': '10' },
-    retry: { href: `${a.ctx.path}${a.ctx.query}`, label: 'Try again' },
+    retry: { href: `${authRequest.ctx.path}${authRequest.ctx.query}`, label: 'Try again' },
   });
 }

@@ -112,20 +112,20 @@ function sameHash(a: string, b: string): boolean {
 }
 
 /** GET /.portcullis/handoff on a host the session cookie of the authenticate host cannot reach. */
-export async function handoff(a: AuthRequest): Promise<void> {
-  const { rt, ctx } = a;
+export async function handoff(authRequest: AuthRequest): Promise<void> {
+  const { rt, ctx } = authRequest;
   const q = new URLSearchParams(ctx.query.startsWith('?') ? ctx.query.slice(1) : ctx.query);
   const t = rt.sealer.openJson<HandoffToken>('handoff', q.get('token') ?? '', '', ctx.now);
   const here = new URL(`${rt.origin(ctx)}/`);
   const refuse = (reason: string, why: string, retry = { href: '/', label: 'Try again' }): void => {
     audit(rt).warn(
-      { requestId: a.requestId, event: 'handoff_refused', reason, host: ctx.host },
+      { requestId: authRequest.requestId, event: 'handoff_refused', reason, host: ctx.host },
       'session handoff refused',
     );
-    sendOutcome(a.res, !ctx.browser, codes.invalid_handoff, {
+    sendOutcome(authRequest.res, !ctx.browser, codes.invalid_handoff, {
       message: `The sign-in hand-over link ${why}.`,
-      requestId: a.requestId,
-      setCookies: a.setCookies,
+      requestId: authRequest.requestId,
+      setCookies: authRequest.setCookies,
       retry,
     });
   };
@@ -160,21 +160,26 @@ export async function handoff(a: AuthRequest): Promise<void> {
   if (!session) return refuse('session_ended', 'names a session that has ended');
   const spent = serializeCookie(nonceCookieName(rt), '', nonceCookieOptions(rt, 0));
   const cookies = rt.sessions.cookiesFor(t.value, session, ctx.host, ctx.headers.cookie);
-  sendRedirect(a.res, rd.href, [...a.setCookies, ...cookies, spent], a.requestId);
+  sendRedirect(
+    authRequest.res,
+    rd.href,
+    [...authRequest.setCookies, ...cookies, spent],
+    authRequest.requestId,
+  );
 }
 
 /** A person opens a few hosts of other parent domains a minute; more than that is someone minting links. */
-export function mintAllowed(a: AuthRequest, sid: string): boolean {
-  if (a.rt.handoffMints.take(sid, a.ctx.now)) return true;
-  audit(a.rt).warn(
-    { requestId: a.requestId, event: 'handoff_rate_limited', host: a.ctx.host },
+export function mintAllowed(authRequest: AuthRequest, sid: string): boolean {
+  if (authRequest.rt.handoffMints.take(sid, authRequest.ctx.now)) return true;
+  audit(authRequest.rt).warn(
+    { requestId: authRequest.requestId, event: 'handoff_rate_limited', host: authRequest.ctx.host },
     'too many session handoffs for one session',
   );
-  sendOutcome(a.res, !a.ctx.browser, codes.too_many_handoffs, {
+  sendOutcome(authRequest.res, !authRequest.ctx.browser, codes.too_many_handoffs, {
     message:
       'This session asked to be handed to other sites too often. Please wait a minute and try again.',
-    requestId: a.requestId,
-    setCookies: a.setCookies,
+    requestId: authRequest.requestId,
+    setCookies: authRequest.setCookies,
     headers: { 'retry-after': '60' },
   });
   return false;

@@ -19,34 +19,37 @@ function view(identity: Identity, session: SessionView) {
   };
 }
 
-export async function userinfo(a: AuthRequest): Promise<void> {
-  const found = await a.rt.sessions.lookup(a.ctx);
+export async function userinfo(authRequest: AuthRequest): Promise<void> {
+  const found = await authRequest.rt.sessions.lookup(authRequest.ctx);
   if (!found.identity || !found.session) {
     sendJson(
-      a.res,
+      authRequest.res,
       401,
-      { error: 'unauthenticated', message: 'no valid session', request_id: a.requestId },
+      { error: 'unauthenticated', message: 'no valid session', request_id: authRequest.requestId },
       {
         'www-authenticate': 'Bearer realm="portcullis"',
-        'x-request-id': a.requestId,
+        'x-request-id': authRequest.requestId,
         ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
       },
     );
     return;
   }
   // A refresh during this lookup re-issues the cookie: it must reach the browser from here too.
-  sendJson(a.res, 200, view(found.identity, found.session), {
-    'x-request-id': a.requestId,
+  sendJson(authRequest.res, 200, view(found.identity, found.session), {
+    'x-request-id': authRequest.requestId,
     ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
   });
 }
 
-export async function mePage(a: AuthRequest): Promise<void> {
-  const found = await a.rt.sessions.lookup(a.ctx);
+export async function mePage(authRequest: AuthRequest): Promise<void> {
+  const found = await authRequest.rt.sessions.lookup(authRequest.ctx);
   if (!found.identity || !found.session) {
-    if (a.ctx.browser)
-      await redirectToLogin({ ...a, setCookies: [...a.setCookies, ...found.setCookies] });
-    else await userinfo(a);
+    if (authRequest.ctx.browser)
+      await redirectToLogin({
+        ...authRequest,
+        setCookies: [...authRequest.setCookies, ...found.setCookies],
+      });
+    else await userinfo(authRequest);
     return;
   }
   const v = view(found.identity, found.session);
@@ -63,9 +66,9 @@ export async function mePage(a: AuthRequest): Promise<void> {
   const body = htmlDocument(
     'Portcullis: your session',
     `<h1>You are signed in</h1><table>${rows.map(([k, val]) => `<tr><th>${k}</th><td>${escapeHtml(val)}</td></tr>`).join('')}</table>
-<form method="post" action="/.portcullis/sign_out"><p><button type="submit" id="sign-out">Sign out</button></p></form><p class="rid">Request id: ${escapeHtml(a.requestId)}</p>`,
+<form method="post" action="/.portcullis/sign_out"><p><button type="submit" id="sign-out">Sign out</button></p></form><p class="rid">Request id: ${escapeHtml(authRequest.requestId)}</p>`,
   );
-  a.res.writeHead(200, {
+  authRequest.res.writeHead(200, {
     ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
     'content-type': 'text/html; charset=utf-8',
     'cache-control': 'no-store',
@@ -73,5 +76,5 @@ export async function mePage(a: AuthRequest): Promise<void> {
     'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
     'content-length': String(Buffer.byteLength(body)),
   });
-  a.res.end(body);
+  authRequest.res.end(body);
 }

@@ -125,14 +125,19 @@ export function originalContext(
     // The path is the request-target and the host is the Host header: both are what a client
     // calling us directly could ask for anyway, so they are read whoever the peer is. The scheme
     // and client address came through contextFromRequest's trusted-proxy rules already.
-    const t = normalizeTarget(asTarget(envoyTarget ?? ''));
-    if (!t.ok) return { ok: false, status: 400, reason: t.reason };
+    const normalized = normalizeTarget(asTarget(envoyTarget ?? ''));
+    if (!normalized.ok) return { ok: false, status: 400, reason: normalized.reason };
     return {
       ok: true,
       trusted,
-      pathError: t.pathError,
-      asSent: t.asSent,
-      ctx: { ...base, path: t.path, query: t.query, browser: isBrowser(req.headers) },
+      pathError: normalized.pathError,
+      asSent: normalized.asSent,
+      ctx: {
+        ...base,
+        path: normalized.path,
+        query: normalized.query,
+        browser: isBrowser(req.headers),
+      },
     };
   }
 
@@ -189,9 +194,9 @@ export function originalContext(
         reason: 'X-Original-URL and X-Forwarded-Uri name different requests',
       };
     if (xfh !== undefined) {
-      const a = parseHostHeader(hostValue, scheme);
-      const b = parseHostHeader(xfh, scheme);
-      if (!a || !b || a.host !== b.host)
+      const fromUrl = parseHostHeader(hostValue, scheme);
+      const fromHeader = parseHostHeader(xfh, scheme);
+      if (!fromUrl || !fromHeader || fromUrl.host !== fromHeader.host)
         return {
           ok: false,
           status: 400,
@@ -234,8 +239,8 @@ export function originalContext(
       status: 400,
       reason: 'the original request-target is not an absolute path',
     };
-  const t = normalizeTarget(target);
-  if (!t.ok) return { ok: false, status: 400, reason: t.reason };
+  const normalized = normalizeTarget(target);
+  if (!normalized.ok) return { ok: false, status: 400, reason: normalized.reason };
 
   if (xom !== undefined && xfm !== undefined && xom.toUpperCase() !== xfm.toUpperCase()) {
     return { ok: false, status: 400, reason: 'X-Original-Method and X-Forwarded-Method differ' };
@@ -247,8 +252,8 @@ export function originalContext(
   return {
     ok: true,
     trusted,
-    pathError: t.pathError,
-    asSent: t.asSent,
+    pathError: normalized.pathError,
+    asSent: normalized.asSent,
     ctx: {
       ...base,
       // nginx's subrequest is always a GET: without X-Original-Method, GET is also the honest guess.
@@ -256,8 +261,8 @@ export function originalContext(
       scheme,
       host: hp.host,
       port: hp.port,
-      path: t.path,
-      query: t.query,
+      path: normalized.path,
+      query: normalized.query,
       // The proxies pass the client's own headers (Cookie, Accept, Authorization) to the auth request.
       headers: req.headers,
       browser: isBrowser(req.headers),

@@ -35,11 +35,11 @@ const hasMarkers = (req: IncomingMessage): boolean =>
 
 /** Cheap test run on every request: is this path answered by this module? */
 export function isForwardAuthPath(rt: Runtime, ctx: RequestContext, req: IncomingMessage): boolean {
-  const p = ctx.path;
-  if (p.startsWith(NATIVE_PREFIX) || p === '/.portcullis/auth') return true;
-  if (p === PORTCULLIS_PING) return hasMarkers(req);
+  const path = ctx.path;
+  if (path.startsWith(NATIVE_PREFIX) || path === '/.portcullis/auth') return true;
+  if (path === PORTCULLIS_PING) return hasMarkers(req);
   if (rt.cfg.compat.length === 0) return false;
-  return lookupEndpoint(p, req.url ?? '', rt.cfg.compat).found !== 'none';
+  return lookupEndpoint(path, req.url ?? '', rt.cfg.compat).found !== 'none';
 }
 
 export interface ForwardAuthOutcome {
@@ -59,12 +59,13 @@ export async function answerForwardAuth(
   res: ServerResponse,
   requestId: string,
 ): Promise<ForwardAuthOutcome> {
-  const p = ctx.path;
-  const found = p === PORTCULLIS_PING ? null : lookupEndpoint(p, req.url ?? '', rt.cfg.compat);
+  const path = ctx.path;
+  const found =
+    path === PORTCULLIS_PING ? null : lookupEndpoint(path, req.url ?? '', rt.cfg.compat);
   if (found === null || (found.found === 'exact' && found.entry.handling.kind === 'health')) {
     if (hasMarkers(req)) {
       sendOutcome(res, true, codes.not_a_forward_auth_endpoint, {
-        message: `${p} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`,
+        message: `${path} is a health check, not a forward-auth endpoint: point the proxy at /.portcullis/auth/<proxy>.`,
         requestId,
       });
       return {
@@ -81,7 +82,7 @@ export async function answerForwardAuth(
       'cache-control': 'no-store',
     });
     res.end(body);
-    return { ctx, decision: undefined, label: 'health', reason: p };
+    return { ctx, decision: undefined, label: 'health', reason: path };
   }
   const arrival = { ctx, pathError };
   switch (found.found) {
@@ -101,19 +102,19 @@ export async function answerForwardAuth(
         reason: 'encoded forward-auth prefix',
       };
     case 'exact': {
-      const h = found.entry.handling;
-      if (h.kind === 'judge')
+      const handling = found.entry.handling;
+      if (handling.kind === 'judge')
         return judge(
           rt,
           arrival,
           req,
           res,
           requestId,
-          h.variant ? h.variant(ctx.query) : h.contract,
+          handling.variant ? handling.variant(ctx.query) : handling.contract,
         );
-      if (h.kind === 'browser') {
+      if (handling.kind === 'browser') {
         await browserEndpoint(rt, ctx, req, res, requestId);
-        return { ctx, decision: undefined, label: 'portcullis', reason: p };
+        return { ctx, decision: undefined, label: 'portcullis', reason: path };
       }
       break;
     }
@@ -121,7 +122,7 @@ export async function answerForwardAuth(
       break;
   }
   sendOutcome(res, !ctx.browser, codes.not_found, {
-    message: `${p} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`,
+    message: `${path} is not a forward-auth endpoint. Use /.portcullis/auth/nginx, /traefik, /caddy or /envoy.`,
     requestId,
   });
   return {
@@ -144,53 +145,67 @@ async function judge(
   req: IncomingMessage,
   res: ServerResponse,
   requestId: string,
-  c: Contract,
+  contract: Contract,
   envoyTarget?: string,
 ): Promise<ForwardAuthOutcome> {
-  const o = originalContext(req, arrival, c.source, rt.cfg.isTrustedProxy, envoyTarget);
-  if (!o.ok) {
-    if (o.misconfigured)
+  const original = originalContext(
+    req,
+    arrival,
+    contract.source,
+    rt.cfg.isTrustedProxy,
+    envoyTarget,
+  );
+  if (!original.ok) {
+    if (original.misconfigured)
       rt.log.warn(
-        { requestId, event: 'forward_auth_misconfigured', detail: o.reason },
+        { requestId, event: 'forward_auth_misconfigured', detail: original.reason },
         'forward-auth request does not describe the original request',
       );
     else
       rt.log.warn(
-        { requestId, event: 'forward_auth_refused', detail: o.reason },
+        { requestId, event: 'forward_auth_refused', detail: original.reason },
         'forward-auth request refused',
       );
     // nginx would turn a 400 into a 500; for it a malformed description is simply not allowed.
-    const status = c.style === 'nginx' ? 403 : o.status;
+    const status = contract.style === 'nginx' ? 403 : original.status;
     sendOutcome(
       res,
       !arrival.ctx.browser,
-      o.misconfigured ? codes.forward_auth_misconfigured : codes.bad_request,
+      original.misconfigured ? codes.forward_auth_misconfigured : codes.bad_request,
       {
         status,
-        message: o.misconfigured
+        message: original.misconfigured
           ? 'The proxy in front of this site is misconfigured; the operator can find the details in the log under this request id.'
-          : `This request was refused: ${o.reason}.`,
+          : `This request was refused: ${original.reason}.`,
         requestId,
       },
     );
-    return { ctx: arrival.ctx, decision: undefined, label: 'forward_auth', reason: o.reason };
+    return {
+      ctx: arrival.ctx,
+      decision: undefined,
+      label: 'forward_auth',
+      reason: original.reason,
+    };
   }
-  const ctx = o.ctx;
+  const ctx = original.ctx;
   // Envoy's check path carries the original query, so only the other contracts have a URL of their own.
-  if (c.source !== 'path') {
-    const bound = boundHost(rt, arrival.ctx, ctx, req, res, requestId, c);
+  if (contract.source !== 'path') {
+    const bound = boundHost(rt, arrival.ctx, ctx, req, res, requestId, contract);
     if (bound !== null) return { ctx, decision: undefined, label: 'forward_auth', reason: bound };
   }
-  const d = await decide(ctx, rt, { pathError: o.pathError, asSent: o.asSent });
-  const label = `forward_auth:${d.kind}`;
-  const out = { ctx, decision: d, label };
-  const setCookies = 'setCookies' in d ? d.setCookies : [];
-  const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies };
+  const decision = await decide(ctx, rt, {
+    pathError: original.pathError,
+    asSent: original.asSent,
+  });
+  const label = `forward_auth:${decision.kind}`;
+  const out = { ctx, decision: decision, label };
+  const setCookies = 'setCookies' in decision ? decision.setCookies : [];
+  const authRequest: AuthRequest = { rt, ctx, req, res, requestId, setCookies };
 
-  if (d.kind === 'allow' && c.constraints) {
-    const unmet = c.constraints(arrival.ctx.query, d.identity);
+  if (decision.kind === 'allow' && contract.constraints) {
+    const unmet = contract.constraints(arrival.ctx.query, decision.identity);
     if (unmet !== null) {
-      sendOutcome(res, true, d.identity ? codes.access_denied : codes.unauthenticated, {
+      sendOutcome(res, true, decision.identity ? codes.access_denied : codes.unauthenticated, {
         message: unmet,
         requestId,
         setCookies,
@@ -199,38 +214,44 @@ async function judge(
     }
   }
 
-  if (d.kind === 'allow') {
+  if (decision.kind === 'allow') {
     const headers: Record<string, string | string[]> = {
       'cache-control': 'no-store',
       'x-request-id': requestId,
       'content-length': '0',
     };
-    for (const [k, v] of c.headers(d.identity)) headers[k.toLowerCase()] = headerValue(v);
+    for (const [k, v] of contract.headers(decision.identity))
+      headers[k.toLowerCase()] = headerValue(v);
     // The signed assertion, the route's header presets and claim headers: the same set the
     // reverse proxy sends upstream (proxies copy them with authResponseHeaders/copy_headers).
     for (const [k, v] of await identityResponseHeaders(
       rt,
-      d.route,
-      d.identity,
-      d.session,
+      decision.route,
+      decision.identity,
+      decision.session,
       audienceHost(ctx),
     ))
       headers[k] = v;
     if (setCookies.length) headers['set-cookie'] = setCookies;
-    res.writeHead(c.allowStatus, headers);
+    res.writeHead(contract.allowStatus, headers);
     res.end();
-    return { ...out, reason: d.policy ? d.policy.reason : 'public route' };
+    return { ...out, reason: decision.policy ? decision.policy.reason : 'public route' };
   }
 
-  if (d.kind === 'login' && d.tokenError !== undefined) {
+  if (decision.kind === 'login' && decision.tokenError !== undefined) {
     // A refused bearer token is never a reason to show a login page.
-    await renderRefusal(a, d);
-    return { ...out, reason: d.reason };
+    await renderRefusal(authRequest, decision);
+    return { ...out, reason: decision.reason };
   }
-  if (d.kind === 'login') {
+  if (decision.kind === 'login') {
     const signin = signInUrl(rt, ctx, `${rt.origin(ctx)}${ctx.path}${ctx.query}`);
-    if (c.style === 'redirect' && ctx.browser) {
-      if (c.seeOther && ctx.method !== 'GET' && ctx.method !== 'HEAD' && ctx.method !== 'OPTIONS') {
+    if (contract.style === 'redirect' && ctx.browser) {
+      if (
+        contract.seeOther &&
+        ctx.method !== 'GET' &&
+        ctx.method !== 'HEAD' &&
+        ctx.method !== 'OPTIONS'
+      ) {
         res.writeHead(303, {
           location: signin,
           'cache-control': 'no-store',
@@ -247,16 +268,16 @@ async function judge(
         setCookies,
         headers: {
           'www-authenticate': 'Bearer realm="portcullis"',
-          ...(ctx.browser || c.alwaysLocation ? { location: signin } : {}),
+          ...(ctx.browser || contract.alwaysLocation ? { location: signin } : {}),
         },
       });
     }
-    return { ...out, reason: d.reason };
+    return { ...out, reason: decision.reason };
   }
 
-  const reason = d.kind === 'deny' ? d.policy.reason : d.reason;
-  if (c.style === 'nginx') {
-    if (d.kind === 'not_found' && !d.knownHost)
+  const reason = decision.kind === 'deny' ? decision.policy.reason : decision.reason;
+  if (contract.style === 'nginx') {
+    if (decision.kind === 'not_found' && !decision.knownHost)
       rt.log.warn(
         {
           requestId,
@@ -271,8 +292,8 @@ async function judge(
     // 401 would start a login that cannot help, anything but 2xx/401/403 becomes nginx's 500:
     // everything that is not "allow" or "sign in" is a 403 for nginx. A store outage is not a
     // decision, and nginx's 500 is the truth there.
-    if (d.kind === 'unavailable')
-      sendOutcome(res, true, unavailableCode(d.cause), {
+    if (decision.kind === 'unavailable')
+      sendOutcome(res, true, unavailableCode(decision.cause), {
         message: 'This request cannot be checked right now.',
         requestId,
         setCookies,
@@ -281,16 +302,16 @@ async function judge(
       sendOutcome(
         res,
         true,
-        d.kind === 'deny'
+        decision.kind === 'deny'
           ? codes.access_denied
-          : d.kind === 'not_found'
+          : decision.kind === 'not_found'
             ? codes.not_found
             : codes.bad_request,
         { status: 403, message: 'Access denied.', requestId, setCookies },
       );
     return { ...out, reason };
   }
-  await renderRefusal(a, d);
+  await renderRefusal(authRequest, decision);
   return { ...out, reason };
 }
 
@@ -307,7 +328,7 @@ function boundHost(
   req: IncomingMessage,
   res: ServerResponse,
   requestId: string,
-  c: Contract,
+  contract: Contract,
 ): string | null {
   const binding = hostBinding(arrival.query);
   if (!binding.ok) {
@@ -347,7 +368,7 @@ function boundHost(
     'forward-auth asked about a host its URL does not protect',
   );
   // 403 for every proxy: nginx would turn a 400 or 421 into a 500, and no sign-in can help.
-  sendOutcome(res, c.style === 'nginx' || !ctx.browser, codes.wrong_host, {
+  sendOutcome(res, contract.style === 'nginx' || !ctx.browser, codes.wrong_host, {
     message: 'This site does not serve the host this request named.',
     requestId,
   });
@@ -366,34 +387,34 @@ async function browserEndpoint(
   res: ServerResponse,
   requestId: string,
 ): Promise<void> {
-  const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
+  const authRequest: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
   // Like /.portcullis/: on route hosts and the authenticate host only, never a default route.
   if (
     !rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) &&
     !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))
   ) {
-    await renderRefusal(a, {
+    await renderRefusal(authRequest, {
       kind: 'not_found',
       knownHost: false,
       reason: `no route for host ${ctx.host}`,
     });
     return;
   }
-  const m = ctx.method;
-  const get = m === 'GET' || m === 'HEAD';
+  const method = ctx.method;
+  const get = method === 'GET' || method === 'HEAD';
   const action = ctx.path.slice(ctx.path.lastIndexOf('/') + 1);
   switch (action) {
     case 'start':
     case 'sign_in':
-      if (get) return signIn(a);
+      if (get) return signIn(authRequest);
       break;
     case 'callback':
       // The same callback: with `authenticate_callback_path: /oauth2/callback` the redirect URI
       // already registered at the IdP for oauth2-proxy keeps working unchanged.
-      if (get) return callback(a);
+      if (get) return callback(authRequest);
       break;
     case 'sign_out':
-      if (get || m === 'POST') return signOut(a);
+      if (get || method === 'POST') return signOut(authRequest);
       break;
     case 'userinfo':
       if (get) {
@@ -428,7 +449,7 @@ async function browserEndpoint(
       break;
   }
   sendOutcome(res, !ctx.browser, codes.method_not_allowed, {
-    message: `${m} is not allowed on ${ctx.path}.`,
+    message: `${method} is not allowed on ${ctx.path}.`,
     requestId,
     headers: { allow: action === 'sign_out' ? 'GET, HEAD, POST' : 'GET, HEAD' },
   });

@@ -8,45 +8,45 @@ import { codes, sendOutcome, type OutcomeCode } from './outcomes.js';
 
 /** Every non-allow decision, rendered for a browser (pages, redirects) or an API client (JSON). */
 export async function renderRefusal(
-  a: AuthRequest,
-  d: Exclude<Decision, { kind: 'allow' }>,
+  authRequest: AuthRequest,
+  decision: Exclude<Decision, { kind: 'allow' }>,
 ): Promise<void> {
-  const { res, ctx, requestId } = a;
+  const { res, ctx, requestId } = authRequest;
   const json = !ctx.browser;
-  switch (d.kind) {
+  switch (decision.kind) {
     case 'login':
       // RFC 6750 3.1: a refused token gets invalid_token and what was wrong, never a login page.
-      if (d.tokenError !== undefined)
+      if (decision.tokenError !== undefined)
         sendOutcome(res, true, codes.invalid_token, {
-          message: `The token was refused: ${d.tokenError}.`,
+          message: `The token was refused: ${decision.tokenError}.`,
           requestId,
-          setCookies: a.setCookies,
+          setCookies: authRequest.setCookies,
           headers: {
-            'www-authenticate': `Bearer realm="portcullis", error="invalid_token", error_description="${d.tokenError}"`,
+            'www-authenticate': `Bearer realm="portcullis", error="invalid_token", error_description="${decision.tokenError}"`,
             'cache-control': 'no-store',
           },
         });
-      else if (ctx.browser) await redirectToLogin(a);
+      else if (ctx.browser) await redirectToLogin(authRequest);
       else
         sendOutcome(res, true, codes.unauthenticated, {
           message: 'This resource needs a session or a bearer token.',
           requestId,
-          setCookies: a.setCookies,
+          setCookies: authRequest.setCookies,
           headers: { 'www-authenticate': 'Bearer realm="portcullis"' },
         });
       return;
     case 'deny':
       sendOutcome(res, json, codes.access_denied, {
-        message: d.route.showErrorDetails
-          ? `You are signed in${d.identity?.email ? ` as ${d.identity.email}` : ''}, but this route does not allow you: ${d.policy.reason}.`
+        message: decision.route.showErrorDetails
+          ? `You are signed in${decision.identity?.email ? ` as ${decision.identity.email}` : ''}, but this route does not allow you: ${decision.policy.reason}.`
           : 'You are signed in, but you do not have access to this page.',
         requestId,
-        setCookies: a.setCookies,
+        setCookies: authRequest.setCookies,
         retry: { href: '/.portcullis/sign_out', label: 'Sign in as someone else' },
       });
       return;
     case 'not_found':
-      if (d.knownHost)
+      if (decision.knownHost)
         sendOutcome(res, json, codes.no_route, {
           message: `No route on ${ctx.host} serves ${ctx.path}.`,
           requestId,
@@ -59,12 +59,12 @@ export async function renderRefusal(
       return;
     case 'bad_request':
       sendOutcome(res, json, codes.ambiguous_path, {
-        message: `This request was refused: ${d.reason}.`,
+        message: `This request was refused: ${decision.reason}.`,
         requestId,
       });
       return;
     case 'unavailable': {
-      const code = unavailableCode(d.cause);
+      const code = unavailableCode(decision.cause);
       sendOutcome(res, json, code, {
         message: UNAVAILABLE_MESSAGE[code],
         requestId,

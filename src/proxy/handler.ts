@@ -64,18 +64,18 @@ async function handle(
   requestId: string,
   started: number,
 ): Promise<void> {
-  const c = contextFromRequest(req, rt.cfg.isTrustedProxy);
-  if (!c.ok) {
+  const parsed = contextFromRequest(req, rt.cfg.isTrustedProxy);
+  if (!parsed.ok) {
     sendOutcome(res, !String(req.headers.accept ?? '').includes('text/html'), codes.bad_request, {
-      message: `This request was refused: ${c.reason}.`,
+      message: `This request was refused: ${parsed.reason}.`,
       requestId,
     });
-    access(rt, req, null, 400, requestId, started, 'bad_request', c.reason);
+    access(rt, req, null, 400, requestId, started, 'bad_request', parsed.reason);
     return;
   }
-  const ctx = c.ctx;
+  const ctx = parsed.ctx;
   if (isForwardAuthPath(rt, ctx, req)) {
-    const fa = await answerForwardAuth(rt, ctx, c.pathError, req, res, requestId);
+    const fa = await answerForwardAuth(rt, ctx, parsed.pathError, req, res, requestId);
     access(rt, req, fa.ctx, res.statusCode, requestId, started, fa.label, fa.reason, fa.decision);
     return;
   }
@@ -98,17 +98,17 @@ async function handle(
     access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
     return;
   }
-  const d = await decide(ctx, rt, { pathError: c.pathError });
-  const a: AuthRequest = {
+  const decision = await decide(ctx, rt, { pathError: parsed.pathError });
+  const authRequest: AuthRequest = {
     rt,
     ctx,
     req,
     res,
     requestId,
-    setCookies: 'setCookies' in d ? d.setCookies : [],
+    setCookies: 'setCookies' in decision ? decision.setCookies : [],
   };
   let upstream: { upstreamStatus: number; upstreamMs: number } | null = null;
-  switch (d.kind) {
+  switch (decision.kind) {
     case 'allow': {
       if (isUpgrade(req)) {
         // An Upgrade request arriving as a normal request means the client spoke HTTP/2 or the
@@ -121,9 +121,9 @@ async function handle(
       }
       const identityHeaders = await identityResponseHeaders(
         rt,
-        d.route,
-        d.identity,
-        d.session,
+        decision.route,
+        decision.identity,
+        decision.session,
         audienceHost(ctx),
       );
       upstream = await forward(
@@ -131,13 +131,13 @@ async function handle(
           req,
           res,
           ctx,
-          route: d.route,
-          identity: d.identity,
+          route: decision.route,
+          identity: decision.identity,
           requestId,
           ownCookie: rt.cfg.cookie.name,
-          trustedPeer: c.trustedPeer,
-          peerIp: c.peerIp,
-          setCookies: d.setCookies,
+          trustedPeer: parsed.trustedPeer,
+          peerIp: parsed.peerIp,
+          setCookies: decision.setCookies,
           identityHeaders,
           extraIdentityHeaders: rt.extraIdentityHeaders,
         },
@@ -146,9 +146,20 @@ async function handle(
       break;
     }
     default:
-      await renderRefusal(a, d);
+      await renderRefusal(authRequest, decision);
   }
-  access(rt, req, ctx, res.statusCode, requestId, started, d.kind, reasonOf(d), d, upstream);
+  access(
+    rt,
+    req,
+    ctx,
+    res.statusCode,
+    requestId,
+    started,
+    decision.kind,
+    reasonOf(decision),
+    decision,
+    upstream,
+  );
 }
 
 function isUpgrade(req: IncomingMessage): boolean {
@@ -157,14 +168,14 @@ function isUpgrade(req: IncomingMessage): boolean {
   );
 }
 
-function reasonOf(d: Decision): string {
-  switch (d.kind) {
+function reasonOf(decision: Decision): string {
+  switch (decision.kind) {
     case 'allow':
-      return d.policy ? d.policy.reason : 'public route';
+      return decision.policy ? decision.policy.reason : 'public route';
     case 'deny':
-      return d.policy.reason;
+      return decision.policy.reason;
     default:
-      return d.reason;
+      return decision.reason;
   }
 }
 
@@ -175,7 +186,7 @@ async function portcullisEndpoint(
   res: ServerResponse,
   requestId: string,
 ): Promise<void> {
-  const a: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
+  const authRequest: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
   const sub =
     ctx.path === WELL_KNOWN_JWKS
       ? 'jwks.json'
@@ -194,7 +205,7 @@ async function portcullisEndpoint(
     !rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) &&
     !(rt.cfg.authenticateUrl && rt.cfg.authenticateUrl.origin === rt.origin(ctx))
   ) {
-    await renderRefusal(a, {
+    await renderRefusal(authRequest, {
       kind: 'not_found',
       knownHost: false,
       reason: `no route for host ${ctx.host}`,
@@ -217,7 +228,7 @@ async function portcullisEndpoint(
     });
     return;
   }
-  await endpoint.run(a);
+  await endpoint.run(authRequest);
 }
 
 const READ = ['GET', 'HEAD'] as const;
@@ -225,7 +236,7 @@ const READ = ['GET', 'HEAD'] as const;
 /** Everything under /.portcullis/, on every route host and the authenticate host. */
 const ENDPOINTS: Record<
   string,
-  { methods: readonly string[]; run: (a: AuthRequest) => Promise<void> | void }
+  { methods: readonly string[]; run: (authRequest: AuthRequest) => Promise<void> | void }
 > = {
   '': { methods: READ, run: mePage },
   userinfo: { methods: READ, run: userinfo },
@@ -239,15 +250,15 @@ const ENDPOINTS: Record<
   'api/v1/login/complete': { methods: READ, run: cliLoginComplete },
 };
 
-async function jwks(a: AuthRequest): Promise<void> {
-  const body = await a.rt.assertions.jwksJson();
-  a.res.writeHead(200, {
+async function jwks(authRequest: AuthRequest): Promise<void> {
+  const body = await authRequest.rt.assertions.jwksJson();
+  authRequest.res.writeHead(200, {
     'content-type': 'application/jwk-set+json',
     'cache-control': 'public, max-age=300',
     'content-length': String(Buffer.byteLength(body)),
-    'x-request-id': a.requestId,
+    'x-request-id': authRequest.requestId,
   });
-  a.res.end(a.ctx.method === 'HEAD' ? undefined : body);
+  authRequest.res.end(authRequest.ctx.method === 'HEAD' ? undefined : body);
 }
 
 export function createUpgradeHandler(state: ProxyState) {
@@ -262,29 +273,38 @@ export function createUpgradeHandler(state: ProxyState) {
     };
     socket.on('error', () => socket.destroy());
     void (async () => {
-      const c = contextFromRequest(req, rt.cfg.isTrustedProxy);
-      if (!c.ok) return refuse(400, 'Bad Request');
-      const d = await decide(c.ctx, rt, { pathError: c.pathError });
-      access(rt, req, c.ctx, d.kind === 'allow' ? 101 : 0, requestId, started, d.kind, reasonOf(d));
-      if (d.kind === 'allow') {
-        if (!d.route.allowWebsockets) return refuse(403, 'Forbidden');
+      const parsed = contextFromRequest(req, rt.cfg.isTrustedProxy);
+      if (!parsed.ok) return refuse(400, 'Bad Request');
+      const decision = await decide(parsed.ctx, rt, { pathError: parsed.pathError });
+      access(
+        rt,
+        req,
+        parsed.ctx,
+        decision.kind === 'allow' ? 101 : 0,
+        requestId,
+        started,
+        decision.kind,
+        reasonOf(decision),
+      );
+      if (decision.kind === 'allow') {
+        if (!decision.route.allowWebsockets) return refuse(403, 'Forbidden');
         const identityHeaders = await identityResponseHeaders(
           rt,
-          d.route,
-          d.identity,
-          d.session,
-          audienceHost(c.ctx),
+          decision.route,
+          decision.identity,
+          decision.session,
+          audienceHost(parsed.ctx),
         );
         return forwardUpgrade(
           {
             req,
-            ctx: c.ctx,
-            route: d.route,
-            identity: d.identity,
+            ctx: parsed.ctx,
+            route: decision.route,
+            identity: decision.identity,
             requestId,
             ownCookie: rt.cfg.cookie.name,
-            trustedPeer: c.trustedPeer,
-            peerIp: c.peerIp,
+            trustedPeer: parsed.trustedPeer,
+            peerIp: parsed.peerIp,
             setCookies: [],
             identityHeaders,
             extraIdentityHeaders: rt.extraIdentityHeaders,
@@ -294,10 +314,10 @@ export function createUpgradeHandler(state: ProxyState) {
           state.upstreams,
         );
       }
-      if (d.kind === 'login') return refuse(401, 'Unauthorized');
-      if (d.kind === 'deny') return refuse(403, 'Forbidden');
-      if (d.kind === 'not_found') return refuse(404, 'Not Found');
-      if (d.kind === 'unavailable') return refuse(503, 'Service Unavailable');
+      if (decision.kind === 'login') return refuse(401, 'Unauthorized');
+      if (decision.kind === 'deny') return refuse(403, 'Forbidden');
+      if (decision.kind === 'not_found') return refuse(404, 'Not Found');
+      if (decision.kind === 'unavailable') return refuse(503, 'Service Unavailable');
       return refuse(400, 'Bad Request');
     })().catch((e: unknown) => {
       rt.log.error(
