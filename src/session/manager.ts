@@ -178,7 +178,7 @@ export class SessionManager {
     }
     // Pitfall 14: a stale, foreign or garbled cookie is no session, and is cleared so it
     // cannot keep confusing later attempts. A session whose refresh the IdP refused ends here
-    // too: the browser goes through the login again, an API client gets 401 (pitfall 10).
+    // too: the browser goes through the login again, an API client gets 401, never a 500.
     return {
       identity: null,
       session: null,
