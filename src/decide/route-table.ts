@@ -53,6 +53,12 @@ export class RouteTable {
     return this.candidates(scheme, host, port).length > 0;
   }
 
+  /** True when every path on this host selects one route, so the host alone names the policy. */
+  oneRouteForHost(scheme: string, host: string, port: number): boolean {
+    const first = this.candidates(scheme, host, port)[0];
+    return first !== undefined && first.match.kind === 'any';
+  }
+
   hosts(): string[] {
     return [
       ...new Set(

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { isBrowser, parseHostHeader } from '../decide/context.js';
+import type { RouteTable } from '../decide/route-table.js';
 import type { RequestContext } from '../decide/types.js';
 import { normalizeIp } from '../security/cidr.js';
 import { normalizeRequestTarget } from '../security/path.js';
@@ -106,9 +107,41 @@ function asTarget(rest: string): string {
 }
 
 /**
+ * What a trusted proxy left out, as the operator must hear it: the header to add, for their proxy.
+ * A 4xx all the same (issue 17): a 500 reads as Portcullis failing, and a client that can strip
+ * a header at some hop could otherwise turn its request into our 5xx.
+ */
+function missing(
+  source: OriginSource,
+  hasPath: boolean,
+  hasForwardedHost: boolean,
+): OriginalRequest {
+  let reason: string;
+  if (source !== 'original-url') {
+    const only = hasForwardedHost
+      ? ' (X-Forwarded-Uri is missing)'
+      : hasPath
+        ? ' (X-Forwarded-Host is missing)'
+        : '';
+    reason = `the proxy sent no X-Forwarded-Host and X-Forwarded-Uri${only}`;
+  } else if (!hasPath)
+    reason =
+      'the proxy sent neither X-Original-URL nor X-Forwarded-Uri' +
+      (hasForwardedHost ? ' (X-Forwarded-Uri is missing)' : '') +
+      ", and the host's routes have different policies (or it has none), so the path decides" +
+      ' (nginx: proxy_set_header X-Forwarded-Uri $request_uri; in the auth location)';
+  else
+    reason =
+      'the proxy sent the path but no host of the original request (X-Forwarded-Host is missing)' +
+      ' (nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri;)';
+  return { ok: false, status: 400, misconfigured: true, reason };
+}
+
+/**
  * The RequestContext of the original request.
  * @param arrival the context of the auth request itself (contextFromRequest), with its pathError
  * @param envoyTarget for `path`: the raw request-target after the endpoint prefix
+ * @param routes to judge a host alone, and to tell a `Host $host` from the proxy's own address
  */
 export function originalContext(
   req: IncomingMessage,
@@ -116,6 +149,7 @@ export function originalContext(
   source: OriginSource,
   isTrusted: (ip: string) => boolean,
   envoyTarget?: string,
+  routes?: Pick<RouteTable, 'oneRouteForHost' | 'knowsHost'>,
 ): OriginalRequest {
   const peer = normalizeIp(req.socket.remoteAddress ?? '');
   const trusted = isTrusted(peer);
@@ -150,35 +184,59 @@ export function originalContext(
     status: 400 as const,
     reason: `more than one ${n} header`,
   });
-  const xou = source === 'original-url' ? single(req, 'x-original-url') : undefined;
+  const nginxStyle = source === 'original-url';
+  const xou = nginxStyle ? single(req, 'x-original-url') : undefined;
+  const xouri = nginxStyle ? single(req, 'x-original-uri') : undefined;
+  const xscheme = nginxStyle ? single(req, 'x-scheme') : undefined;
   const xfp = single(req, 'x-forwarded-proto');
   const xfh = single(req, 'x-forwarded-host');
   const xfu = single(req, 'x-forwarded-uri');
-  const xom = source === 'original-url' ? single(req, 'x-original-method') : undefined;
+  const xom = nginxStyle ? single(req, 'x-original-method') : undefined;
   const xfm = single(req, 'x-forwarded-method');
   if (xou === null) return dup('X-Original-URL');
+  if (xouri === null) return dup('X-Original-URI');
+  if (xscheme === null) return dup('X-Scheme');
   if (xfp === null) return dup('X-Forwarded-Proto');
   if (xfh === null) return dup('X-Forwarded-Host');
   if (xfu === null) return dup('X-Forwarded-Uri');
   if (xom === null) return dup('X-Original-Method');
   if (xfm === null) return dup('X-Forwarded-Method');
+  const named = [
+    ['X-Original-URL', xou],
+    ['X-Original-URI', xouri],
+    ['X-Scheme', xscheme],
+    ['X-Forwarded-Proto', xfp],
+    ['X-Forwarded-Host', xfh],
+    ['X-Forwarded-Uri', xfu],
+    ['X-Original-Method', xom],
+    ['X-Forwarded-Method', xfm],
+  ] as const;
   // Empty is not absent: it says the proxy meant to describe the request and its variable was
   // empty, which the operator must hear as such, not as "add this header".
-  const empty = (
-    [
-      ['X-Original-URL', xou],
-      ['X-Forwarded-Proto', xfp],
-      ['X-Forwarded-Host', xfh],
-      ['X-Forwarded-Uri', xfu],
-      ['X-Original-Method', xom],
-      ['X-Forwarded-Method', xfm],
-    ] as const
-  ).find(([, v]) => v === '');
+  const empty = named.find(([, v]) => v === '');
   if (empty) return { ok: false, status: 400, reason: `the ${empty[0]} header is empty` };
+
+  // Every path the auth request carries. nginx-style snippets set one of them and pass the
+  // client's copies of the others, so they must all agree: a client that adds X-Original-URL to
+  // a snippet that sets only X-Forwarded-Uri (oauth2-proxy's) cannot move the judged path.
+  let target: string | undefined;
+  let pathFrom = '';
+  for (const [name, value] of [
+    ['X-Original-URL', xou === undefined ? undefined : ORIGINAL_URL_RE.exec(xou)?.[3]],
+    ['X-Forwarded-Uri', xfu],
+    ['X-Original-URI', xouri],
+  ] as const) {
+    if (value === undefined) continue;
+    const t = asTarget(value);
+    if (target === undefined) {
+      target = t;
+      pathFrom = name;
+    } else if (t !== target)
+      return { ok: false, status: 400, reason: `${pathFrom} and ${name} name different requests` };
+  }
 
   let scheme: 'http' | 'https';
   let hostValue: string;
-  let target: string;
   if (xou !== undefined) {
     const m = ORIGINAL_URL_RE.exec(xou);
     if (!m)
@@ -186,51 +244,49 @@ export function originalContext(
     scheme = m[1]!.toLowerCase() as 'http' | 'https';
     hostValue = m[2]!;
     target = asTarget(m[3]!);
-    // Two descriptions of one request must agree: the one the proxy did not set is the client's.
-    if (xfu !== undefined && xfu !== target)
+    // X-Original-URL alone names the host, and an X-Forwarded-Host beside it is not compared.
+    // The nginx recipes (ours, Authentik's, Authelia's, ingress-nginx's) set X-Original-URL, so
+    // nginx overwrites any client copy of it; a client's X-Forwarded-Host reaches us untouched
+    // wherever the snippet does not set it, and refusing on a mismatch let any client turn its
+    // own signed-in request into a 403. Where a snippet does not set X-Original-URL (oauth2-proxy's
+    // sets X-Forwarded-Uri), a client's copy still cannot move the path (the loop above), and the
+    // host it names is the one thing a client controls anyway: nginx builds $http_host from the
+    // client's Host. The auth URL's ?host= binding (binding.ts) is what pins the host.
+  } else {
+    // oauth2-proxy's snippets: X-Scheme (older ones) or X-Forwarded-Proto, and `Host $host`.
+    if (xfp !== undefined && xscheme !== undefined && xfp.toLowerCase() !== xscheme.toLowerCase())
+      return { ok: false, status: 400, reason: 'X-Forwarded-Proto and X-Scheme differ' };
+    const proto = (xfp ?? xscheme)?.toLowerCase();
+    if (proto !== undefined && proto !== 'http' && proto !== 'https')
       return {
         ok: false,
         status: 400,
-        reason: 'X-Original-URL and X-Forwarded-Uri name different requests',
+        reason: `${xfp ? 'X-Forwarded-Proto' : 'X-Scheme'} is neither http nor https`,
       };
-    if (xfh !== undefined) {
-      const fromUrl = parseHostHeader(hostValue, scheme);
+    scheme = (proto as 'http' | 'https' | undefined) ?? base.scheme;
+    // Traefik and Caddy always send X-Forwarded-Host; the auth request's own Host is the
+    // original one only in nginx snippets that pass `Host $host` (oauth2-proxy's).
+    const own = nginxStyle ? parseHostHeader(req.headers.host, scheme) : null;
+    const ownIsRoute = own !== null && routes?.knowsHost(scheme, own.host, own.port) === true;
+    if (xfh !== undefined && ownIsRoute) {
+      // `Host $host` is the proxy's; X-Forwarded-Host beside it may be the client's. Neither may
+      // win a disagreement (a proxy_pass to an address that is also a route host would make Host
+      // the wrong one), so it is refused, which no client can turn into an allow.
       const fromHeader = parseHostHeader(xfh, scheme);
-      if (!fromUrl || !fromHeader || fromUrl.host !== fromHeader.host)
-        return {
-          ok: false,
-          status: 400,
-          reason: 'X-Original-URL and X-Forwarded-Host name different hosts',
-        };
+      if (!fromHeader || fromHeader.host !== own.host || fromHeader.port !== own.port)
+        return { ok: false, status: 400, reason: 'X-Forwarded-Host and Host name different hosts' };
     }
-  } else if (xfh !== undefined && xfu !== undefined) {
-    if (xfp !== undefined && xfp !== 'http' && xfp !== 'https')
-      return { ok: false, status: 400, reason: 'X-Forwarded-Proto is neither http nor https' };
-    scheme = (xfp as 'http' | 'https' | undefined) ?? base.scheme;
-    hostValue = xfh;
-    target = asTarget(xfu);
-  } else {
-    // A trusted proxy that does not say which request it asks about is misconfigured. Judging the
-    // auth request itself would apply the policy of the wrong path: refuse, and say what is missing.
-    // A 4xx all the same (issue 17): a 500 reads as Portcullis failing, and a client that can
-    // strip a header at some hop could otherwise turn its request into our 5xx.
-    const only =
-      xfh !== undefined
-        ? ' (X-Forwarded-Uri is missing)'
-        : xfu !== undefined
-          ? ' (X-Forwarded-Host is missing)'
-          : '';
-    return {
-      ok: false,
-      status: 400,
-      misconfigured: true,
-      reason:
-        source === 'original-url'
-          ? `the proxy sent neither X-Original-URL nor X-Forwarded-Host and X-Forwarded-Uri${only} (nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri;)`
-          : `the proxy sent no X-Forwarded-Host and X-Forwarded-Uri${only}`,
-    };
+    const host = xfh ?? (nginxStyle ? req.headers.host : undefined);
+    if (host === undefined) return missing(source, target !== undefined, false);
+    if (target === undefined) {
+      const hp = parseHostHeader(host, scheme);
+      // A snippet that sends no path (oauth2-proxy's before X-Forwarded-Uri) can still be
+      // answered where the host alone selects the route: every path there has the same policy.
+      if (hp && routes?.oneRouteForHost(scheme, hp.host, hp.port)) target = '/';
+      else return missing(source, false, xfh !== undefined);
+    }
+    hostValue = host;
   }
-
   const hp = parseHostHeader(hostValue, scheme);
   if (!hp) return { ok: false, status: 400, reason: 'malformed host in the original request' };
   if (!target.startsWith('/'))

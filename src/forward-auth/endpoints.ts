@@ -154,14 +154,16 @@ async function judge(
     contract.source,
     rt.cfg.isTrustedProxy,
     envoyTarget,
+    rt.routes,
   );
   if (!original.ok) {
-    if (original.misconfigured)
-      rt.log.warn(
-        { requestId, event: 'forward_auth_misconfigured', detail: original.reason },
-        'forward-auth request does not describe the original request',
-      );
-    else
+    if (original.misconfigured) {
+      if (misconfigurationNews(rt, original.reason))
+        rt.log.warn(
+          { requestId, event: 'forward_auth_misconfigured', detail: original.reason },
+          'forward-auth request does not describe the original request',
+        );
+    } else
       rt.log.warn(
         { requestId, event: 'forward_auth_refused', detail: original.reason },
         'forward-auth request refused',
@@ -316,6 +318,24 @@ async function judge(
 }
 
 const unboundWarned = new WeakSet<object>();
+const MISCONFIGURED_EVERY_MS = 60_000;
+const misconfiguredAt = new WeakMap<object, Map<string, number>>();
+
+/**
+ * A misconfigured proxy fails every request it sends, and one line says what to fix: once a
+ * minute per reason and config, so a busy site does not bury its other log lines.
+ */
+function misconfigurationNews(rt: Runtime, reason: string): boolean {
+  let seen = misconfiguredAt.get(rt.cfg);
+  if (!seen) misconfiguredAt.set(rt.cfg, (seen = new Map()));
+  const now = Date.now();
+  const last = seen.get(reason);
+  if (last !== undefined && now - last < MISCONFIGURED_EVERY_MS) return false;
+  // The reasons are a handful of fixed sentences, but bound the map all the same.
+  if (seen.size >= 64) seen.clear();
+  seen.set(reason, now);
+  return true;
+}
 
 /**
  * The host binding of the auth URL (binding.ts): null when the original host may be judged here,
