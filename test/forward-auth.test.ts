@@ -22,6 +22,8 @@ const ROUTES = `routes:
   - from: http://app.corp.test:\${PORT}
     to: \${UPSTREAM}
     allow_any_authenticated_user: true
+  - from: http://solo.corp.test:\${PORT}
+    allow_any_authenticated_user: true
 `;
 
 const SPOOF: Record<string, string> = {
@@ -51,7 +53,7 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
   let bob: string;
   before(async () => {
     s = await startStack({
-      hosts: ['app.corp.test'],
+      hosts: ['app.corp.test', 'solo.corp.test'],
       body: `compat: [oauth2-proxy, authentik, authelia]\n${ROUTES}`,
     });
     app = `http://app.corp.test:${s.port}`;
@@ -497,6 +499,182 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       403,
     );
     assert.equal((await nginx('/public/x', {}, '/oauth2/auth?allowed_groups=admins')).status, 401);
+  });
+
+  // oauth2-proxy's documented auth location, as it reaches us. Current docs (Integration page,
+  // https://oauth2-proxy.github.io/oauth2-proxy/configuration/integration, versions 7.9.x to
+  // 7.13.x): `Host $host`, `X-Real-IP $remote_addr`, `X-Forwarded-Uri $request_uri`, an empty
+  // Content-Length (which nginx leaves out), no X-Original-URL and no X-Forwarded-Host. The older form, still in the wild
+  // (for example the nixpkgs release-21.05 module nixos/modules/services/security/
+  // oauth2_proxy_nginx.nix): `X-Scheme $scheme` and no path header at all.
+  const oauth2Snippet = (
+    path: string | undefined,
+    extra: Record<string, string> = {},
+    host = `app.corp.test:${s.port}`,
+  ) =>
+    request(`${fa}/oauth2/auth`, {
+      headers: {
+        host,
+        'X-Real-IP': '203.0.113.7',
+        ...(path === undefined ? { 'X-Scheme': 'http' } : { 'X-Forwarded-Uri': path }),
+        ...extra,
+      },
+    });
+
+  test('oauth2-proxy: its own documented nginx snippet (Host + X-Forwarded-Uri) works unchanged', async () => {
+    const ok = await oauth2Snippet('/deep?x=1', { cookie: alice, ...SPOOF });
+    assert.equal(ok.status, 202, ok.body);
+    assert.equal(ok.headers['x-auth-request-user'], 'alice');
+    assert.equal(ok.headers['x-auth-request-email'], 'alice@example.com');
+    noSpoofEcho(ok);
+    const denied = await oauth2Snippet('/admin/x', { cookie: bob, accept: 'application/json' });
+    assert.equal(denied.status, 403);
+    assert.equal(denied.json().error, 'access_denied');
+    assert.equal(denied.headers['x-auth-request-user'], undefined);
+    assert.equal((await oauth2Snippet('/deep', { accept: 'application/json' })).status, 401);
+    assert.equal((await oauth2Snippet('/public/x')).status, 202);
+    // The older snippet's X-Scheme and the ingress-style X-Forwarded-Proto are both read.
+    assert.equal(
+      (await oauth2Snippet('/admin/x', { cookie: alice, 'X-Scheme': 'http' })).status,
+      202,
+    );
+    assert.equal(
+      (await oauth2Snippet('/admin/x', { cookie: alice, 'X-Scheme': 'https' })).status,
+      403,
+      'https://app.corp.test:PORT is no route here: the scheme was read, not assumed',
+    );
+    // X-Original-URI is ingress-nginx's spelling of the same path.
+    const uri = await request(`${fa}/oauth2/auth`, {
+      headers: { host: `app.corp.test:${s.port}`, 'X-Original-URI': '/admin/x', cookie: bob },
+    });
+    assert.equal(uri.status, 403);
+  });
+
+  test('oauth2-proxy snippet: a client header that the snippet does not set cannot move the judged request', async () => {
+    // The snippet sets X-Forwarded-Uri, so the client's X-Original-URL / X-Original-URI pass
+    // through untouched: they must agree with the path nginx wrote, or the request is refused.
+    const strays: Array<Record<string, string>> = [
+      { 'X-Original-URL': `http://app.corp.test:${s.port}/public/x` },
+      { 'X-Original-URI': '/public/x' },
+    ];
+    for (const stray of strays) {
+      const r = await oauth2Snippet('/admin/x', {
+        cookie: bob,
+        accept: 'application/json',
+        ...stray,
+      });
+      assert.equal(r.status, 403, JSON.stringify(stray));
+      assert.equal(r.json().error, 'bad_request');
+      assert.match(r.json().message, /name different requests/);
+      assert.equal(r.headers['x-auth-request-user'], undefined);
+      const anon = await oauth2Snippet('/x', { accept: 'application/json', ...stray });
+      assert.notEqual(anon.status, 202, `anonymous with ${JSON.stringify(stray)}`);
+    }
+    // Host is the proxy's (`Host $host`); an X-Forwarded-Host beside it is the client's: refused
+    // on a disagreement, never judged as the host it names (solo.corp.test lets bob in).
+    const moved = await oauth2Snippet('/admin/x', {
+      cookie: bob,
+      accept: 'application/json',
+      'X-Forwarded-Host': `solo.corp.test:${s.port}`,
+    });
+    assert.equal(moved.status, 403);
+    assert.equal(moved.json().error, 'bad_request');
+    assert.match(moved.json().message, /X-Forwarded-Host and Host name different hosts/);
+    const same = await oauth2Snippet('/admin/x', {
+      cookie: alice,
+      'X-Forwarded-Host': `app.corp.test:${s.port}`,
+    });
+    assert.equal(same.status, 202, 'an agreeing X-Forwarded-Host changes nothing');
+  });
+
+  test('a snippet that sends no path is judged by host where one route serves the whole host, else a named misconfiguration logged once a minute', async () => {
+    const solo = `solo.corp.test:${s.port}`;
+    const ok = await oauth2Snippet(undefined, { cookie: alice }, solo);
+    assert.equal(ok.status, 202, ok.body);
+    assert.equal(ok.headers['x-auth-request-user'], 'alice');
+    assert.equal(
+      (await oauth2Snippet(undefined, { accept: 'application/json' }, solo)).status,
+      401,
+    );
+
+    // app.corp.test has an admins-only prefix and a public one: the path decides, and there is none.
+    const refused: Resp[] = [];
+    for (let i = 0; i < 3; i++)
+      refused.push(await oauth2Snippet(undefined, { cookie: alice, accept: 'application/json' }));
+    for (const r of refused) {
+      assert.equal(r.status, 403, 'nginx turns anything but 2xx/401/403 into its own 500');
+      assert.equal(r.json().error, 'forward_auth_misconfigured');
+      assert.equal(r.headers['x-auth-request-user'], undefined, 'no identity answered');
+      assert.doesNotMatch(r.body, /at .*\.js:\d+/, 'no stack trace');
+    }
+    // The same reason was met earlier in this file (a bare nginx request): within the minute,
+    // the operator reads it once however many requests fail.
+    const lines = s.logs.filter(
+      (l) =>
+        l.event === 'forward_auth_misconfigured' &&
+        String(l.detail).startsWith('the proxy sent neither X-Original-URL nor X-Forwarded-Uri,'),
+    );
+    assert.equal(lines.length, 1, 'one log line within the minute');
+    assert.match(String(lines[0]!.detail), /proxy_set_header X-Forwarded-Uri \$request_uri;/);
+  });
+
+  // Issue 18 section 3: where the proxy's own contract header is present it alone decides, in
+  // both directions. nginx's auth location sets X-Original-URL (every nginx recipe we answer does),
+  // so nginx overwrites a client's copy; a client's X-Forwarded-Host is passed through untouched.
+  test('nginx contracts: a stray client X-Forwarded-Host neither refuses a signed-in user nor lets a denied one in', async () => {
+    for (const endpoint of [
+      '/.portcullis/auth/nginx',
+      '/oauth2/auth',
+      '/outpost.goauthentik.io/auth/nginx',
+      '/api/authz/auth-request',
+    ]) {
+      const allowed = endpoint === '/oauth2/auth' ? 202 : 200;
+      const stray = { 'X-Forwarded-Host': 'evil.test' };
+      const a = await nginx('/admin/x', { cookie: alice, ...stray }, endpoint);
+      assert.equal(
+        a.status,
+        allowed,
+        `${endpoint}: alice with a stray X-Forwarded-Host: ${a.body}`,
+      );
+      // solo.corp.test lets any signed-in user in: naming it must not carry bob past /admin.
+      const b = await nginx(
+        '/admin/x',
+        { cookie: bob, 'X-Forwarded-Host': `solo.corp.test:${s.port}` },
+        endpoint,
+      );
+      assert.equal(b.status, 403, `${endpoint}: bob with X-Forwarded-Host solo.corp.test`);
+      for (const h of Object.keys(b.headers))
+        assert.ok(!/user|remote-|authentik-username/i.test(h), `${endpoint}: ${h} on a 403`);
+      const anon = await nginx('/x', { accept: 'application/json', ...stray }, endpoint);
+      assert.equal(anon.status, 401, `${endpoint}: anonymous stays unauthenticated`);
+    }
+  });
+
+  test('Traefik/Caddy contracts: X-Forwarded-* alone decide; a stray X-Original-URL/-URI flips nothing either way', async () => {
+    for (const endpoint of [
+      '/.portcullis/auth/traefik',
+      '/.portcullis/auth/caddy',
+      '/outpost.goauthentik.io/auth/traefik',
+      '/api/authz/forward-auth',
+    ]) {
+      const a = await traefik(
+        '/admin/x',
+        { cookie: alice, 'X-Original-URL': 'http://evil.test/', 'X-Original-URI': '/nope' },
+        endpoint,
+      );
+      assert.equal(a.status, 200, `${endpoint}: alice with stray X-Original-URL: ${a.body}`);
+      const b = await traefik(
+        '/admin/x',
+        {
+          cookie: bob,
+          accept: 'application/json',
+          'X-Original-URL': `http://solo.corp.test:${s.port}/`,
+          'X-Original-URI': '/public/x',
+        },
+        endpoint,
+      );
+      assert.equal(b.status, 403, `${endpoint}: bob with stray X-Original-URL`);
+    }
   });
 
   test('oauth2-proxy: start, sign_in, callback, sign_out, userinfo, ping, ready on the route host; rd is validated', async () => {
