@@ -570,8 +570,15 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       const anon = await oauth2Snippet('/x', { accept: 'application/json', ...stray });
       assert.notEqual(anon.status, 202, `anonymous with ${JSON.stringify(stray)}`);
     }
-    // Host is the proxy's (`Host $host`); an X-Forwarded-Host beside it is the client's: refused
-    // on a disagreement, never judged as the host it names (solo.corp.test lets bob in).
+    // Host is the proxy's (`Host $host`); an X-Forwarded-Host beside it is the client's. Naming
+    // no route, it is stray and ignored: a signed-in user is not refused over it.
+    const stray = await oauth2Snippet('/admin/x', {
+      cookie: alice,
+      'X-Forwarded-Host': 'evil.test',
+    });
+    assert.equal(stray.status, 202, stray.body);
+    assert.equal(stray.headers['x-auth-request-user'], 'alice');
+    // Naming another route (solo.corp.test lets bob in), it is refused, never judged.
     const moved = await oauth2Snippet('/admin/x', {
       cookie: bob,
       accept: 'application/json',

@@ -268,15 +268,21 @@ export function originalContext(
     // original one only in nginx snippets that pass `Host $host` (oauth2-proxy's).
     const own = nginxStyle ? parseHostHeader(req.headers.host, scheme) : null;
     const ownIsRoute = own !== null && routes?.knowsHost(scheme, own.host, own.port) === true;
+    let forwardedHost = xfh;
     if (xfh !== undefined && ownIsRoute) {
-      // `Host $host` is the proxy's; X-Forwarded-Host beside it may be the client's. Neither may
-      // win a disagreement (a proxy_pass to an address that is also a route host would make Host
-      // the wrong one), so it is refused, which no client can turn into an allow.
+      // The auth request's Host names a route only where the snippet passes `Host $host`
+      // (oauth2-proxy's): a proxy_pass address is Portcullis's own. An X-Forwarded-Host beside
+      // it, which that snippet does not set, is the client's. One naming no route is stray and
+      // ignored, so it cannot turn a signed-in user's request into a 403. One naming another
+      // route is refused rather than ignored: should the proxy_pass address itself be a route
+      // host, Host would be the wrong one, and refusing is the answer no client turns into an allow.
       const fromHeader = parseHostHeader(xfh, scheme);
-      if (!fromHeader || fromHeader.host !== own.host || fromHeader.port !== own.port)
+      if (!fromHeader || !routes?.knowsHost(scheme, fromHeader.host, fromHeader.port))
+        forwardedHost = undefined;
+      else if (fromHeader.host !== own.host || fromHeader.port !== own.port)
         return { ok: false, status: 400, reason: 'X-Forwarded-Host and Host name different hosts' };
     }
-    const host = xfh ?? (nginxStyle ? req.headers.host : undefined);
+    const host = forwardedHost ?? (nginxStyle ? req.headers.host : undefined);
     if (host === undefined) return missing(source, target !== undefined, false);
     if (target === undefined) {
       const hp = parseHostHeader(host, scheme);

@@ -1,0 +1,217 @@
+// oauth2-proxy's own nginx auth_request setup, run by a real nginx in front of Portcullis with
+// `compat: [oauth2-proxy]`: the user swaps oauth2-proxy's address for Portcullis's and changes
+// nothing else. The fixture is written here from the facts of oauth2-proxy's Integration page,
+// https://oauth2-proxy.github.io/oauth2-proxy/configuration/integration (versions 7.10.x to
+// 7.13.x): a `/oauth2/` location (Host $host, X-Real-IP, X-Auth-Request-Redirect $request_uri),
+// an exact `/oauth2/auth` location (Host $host, X-Real-IP, X-Forwarded-Uri $request_uri, empty
+// Content-Length, no request body), a named location answering 302 to
+// `/oauth2/sign_in?rd=$scheme://$host$request_uri`, and `auth_request` + `error_page 401` +
+// `auth_request_set ... $upstream_http_x_auth_request_*` in the protected location.
+// One substitution: `$host` becomes `$http_host`, because nginx's $host drops the port and
+// these tests cannot listen on 80; deployments on 80/443 see the same values either way.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { startIdp, type RunningIdp } from '../demo/idp.js';
+import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
+import { parseConfig } from '../src/config/load.js';
+import { createLogger } from '../src/observe/logger.js';
+import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import { CookieJar, request } from './helpers/http.js';
+import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
+import { startNginx, type StartedNginx } from './helpers/nginx.js';
+import { freePort } from './helpers/ports.js';
+
+interface Seen {
+  rawHeaders: Array<[string, string]>;
+  url: string;
+}
+
+function oauth2ProxySnippet(port: number, auth: number, upstream: number): string {
+  const authServer = `http://127.0.0.1:${auth}`;
+  return `
+server {
+  listen 127.0.0.1:${port};
+  server_name app.corp.test;
+
+  location /oauth2/ {
+    proxy_pass ${authServer};
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Auth-Request-Redirect $request_uri;
+  }
+  location = /oauth2/auth {
+    proxy_pass ${authServer};
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-Uri $request_uri;
+    proxy_set_header Content-Length "";
+    proxy_pass_request_body off;
+  }
+  location @oauth2_signin {
+    return 302 /oauth2/sign_in?rd=$scheme://$http_host$request_uri;
+  }
+  location / {
+    auth_request /oauth2/auth;
+    error_page 401 = @oauth2_signin;
+    auth_request_set $user $upstream_http_x_auth_request_user;
+    auth_request_set $email $upstream_http_x_auth_request_email;
+    proxy_set_header X-User $user;
+    proxy_set_header X-Email $email;
+    # Beyond the page's two: groups, passed on the way ingress-nginx's auth-response-headers do.
+    auth_request_set $groups $upstream_http_x_auth_request_groups;
+    proxy_set_header X-Auth-Request-Groups $groups;
+    auth_request_set $auth_cookie $upstream_http_set_cookie;
+    add_header Set-Cookie $auth_cookie;
+    proxy_pass http://127.0.0.1:${upstream};
+  }
+}
+`;
+}
+
+describe("real nginx with oauth2-proxy's documented auth_request setup, Portcullis in oauth2-proxy's place", () => {
+  let idp: RunningIdp;
+  let upstream: RunningWhoami;
+  let portcullis: RunningPortcullis;
+  let nginx: StartedNginx;
+  let app: string;
+  const logs: string[] = [];
+
+  before(async () => {
+    const port = await freePort();
+    const pcPort = await freePort();
+    app = `http://app.corp.test:${port}`;
+    const secret = randomBytes(24).toString('base64url');
+    // The redirect URI registered at the IdP for oauth2-proxy, kept as it was.
+    idp = await startIdp({
+      clients: [
+        {
+          client_id: 'portcullis',
+          client_secret: secret,
+          redirect_uris: [`${app}/oauth2/callback`],
+          post_logout_redirect_uris: [`${app}/`],
+        },
+      ],
+    });
+    upstream = await startWhoami({ name: 'upstream' });
+    const yaml = `address: 127.0.0.1:${pcPort}
+insecure_server: true
+cookie_secure: false
+cookie_secret: ${randomBytes(32).toString('base64')}
+idp_provider_url: ${idp.issuer}
+idp_client_id: portcullis
+idp_client_secret: ${secret}
+idp_scopes: [openid, profile, email, groups]
+compat: [oauth2-proxy]
+authenticate_callback_path: /oauth2/callback
+routes:
+  - from: ${app}
+    prefix: /admin
+    allowed_groups: [admins]
+  - from: ${app}
+    prefix: /public/
+    allow_public_unauthenticated_access: true
+  - from: ${app}
+    allow_any_authenticated_user: true
+`;
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        logs.push(c.toString());
+        cb();
+      },
+    });
+    portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
+      logger: createLogger('info', sink),
+    });
+    await portcullis.idp.start();
+    nginx = await startNginx(oauth2ProxySnippet(port, pcPort, upstream.port));
+  });
+  after(async () => {
+    await nginx?.close();
+    await Promise.allSettled([portcullis?.close(), upstream?.close(), idp?.close()]);
+  });
+
+  const diag = () => `${nginx?.errorLog() ?? ''}\n${logs.join('').slice(-3000)}`;
+
+  test('alice signs in through /oauth2/sign_in and /oauth2/callback and lands on her URL, query intact, with identity', async () => {
+    const jar = new CookieJar();
+    // One parameter: the snippet puts the URL into `rd` unencoded, so a second `&name=` would be
+    // read as the sign-in URL's own parameter, by oauth2-proxy as by us.
+    const wanted = `${app}/reports/q3?team=eng`;
+    const { final, chain } = await loginThroughIdp(wanted, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+      headers: {
+        'X-User': 'mallory',
+        'X-Auth-Request-Groups': 'admins',
+        'X-Forwarded-Host': 'evil.test',
+      },
+    });
+    assert.equal(final.status, 200, `${final.body.slice(0, 300)}\n${chain.join('\n')}\n${diag()}`);
+    assert.equal(chain.at(-1), wanted);
+    assert.ok(
+      chain.some((u) => u.startsWith(`${app}/oauth2/sign_in?rd=`)),
+      `nginx's named location sent the browser to /oauth2/sign_in: ${chain.join('\n')}`,
+    );
+    assert.ok(
+      chain.some((u) => u.startsWith(`${app}/oauth2/callback?`)),
+      'the IdP came back to /oauth2/callback',
+    );
+
+    const r = await request(`${app}/reports/q3?format=json`, {
+      jar,
+      headers: { ...BROWSER_HEADERS, 'X-User': 'mallory', 'X-Forwarded-Host': 'evil.test' },
+    });
+    assert.equal(r.status, 200, diag());
+    const h = r.json<Seen>().rawHeaders.map(([k, v]) => [k.toLowerCase(), v] as const);
+    const get = (n: string) => h.filter(([k]) => k === n).map(([, v]) => v);
+    assert.deepEqual(get('x-user'), ['alice']);
+    assert.deepEqual(get('x-email'), ['alice@example.com']);
+    assert.deepEqual(get('x-auth-request-groups'), ['admins,eng']);
+    assert.ok(
+      !logs.join('').includes('forward_auth_misconfigured'),
+      'nothing asks the operator to add a header',
+    );
+  });
+
+  test('bob is refused on the admins-only path, the public path needs no session, an API client without one gets 401 → 302', async () => {
+    const bob = new CookieJar();
+    const denied = await loginThroughIdp(`${app}/admin/panel`, {
+      jar: bob,
+      username: 'bob',
+      password: 'bob',
+    });
+    assert.equal(denied.final.status, 403, diag());
+    const h = await request(`${app}/home?format=json`, { jar: bob, headers: BROWSER_HEADERS });
+    assert.equal(h.status, 200);
+    const pub = await request(`${app}/public/health?format=json`, {
+      headers: { 'X-User': 'mallory' },
+    });
+    assert.equal(pub.status, 200);
+    const seen = pub.json<Seen>().rawHeaders.filter(([k]) => k.toLowerCase() === 'x-user');
+    assert.deepEqual(seen, [], "no identity, and nginx drops the client's copy");
+    const anon = await request(`${app}/secret?a=1`, { headers: { accept: 'application/json' } });
+    assert.equal(anon.status, 302, 'the snippet turns every 401 into its sign-in redirect');
+    assert.equal(anon.location, `${app}/oauth2/sign_in?rd=${app}/secret?a=1`);
+  });
+
+  test("a client's stray X-Original-URL cannot move the judged path past nginx's X-Forwarded-Uri", async () => {
+    const bob = new CookieJar();
+    assert.equal(
+      (await loginThroughIdp(`${app}/home`, { jar: bob, username: 'bob', password: 'bob' })).final
+        .status,
+      200,
+    );
+    const r = await request(`${app}/admin/panel`, {
+      jar: bob,
+      headers: { ...BROWSER_HEADERS, 'X-Original-URL': `${app}/public/x` },
+    });
+    assert.equal(r.status, 403, diag());
+    const anon = await request(`${app}/admin/panel`, {
+      headers: { accept: 'application/json', 'X-Original-URI': '/public/x' },
+    });
+    assert.notEqual(anon.status, 200);
+  });
+});
