@@ -570,6 +570,16 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       const anon = await oauth2Snippet('/x', { accept: 'application/json', ...stray });
       assert.notEqual(anon.status, 202, `anonymous with ${JSON.stringify(stray)}`);
     }
+    // Nor the host: bob's X-Original-URL naming solo.corp.test (any signed-in user) at the same
+    // path would otherwise be judged there and let him past /admin.
+    const elsewhere = await oauth2Snippet('/admin/x', {
+      cookie: bob,
+      accept: 'application/json',
+      'X-Original-URL': `http://solo.corp.test:${s.port}/admin/x`,
+    });
+    assert.equal(elsewhere.status, 403, elsewhere.body);
+    assert.match(elsewhere.json().message, /X-Original-URL and Host name different hosts/);
+    assert.equal(elsewhere.headers['x-auth-request-user'], undefined, 'no identity answered');
     // Host is the proxy's (`Host $host`); an X-Forwarded-Host beside it is the client's. Naming
     // no route, it is stray and ignored: a signed-in user is not refused over it.
     const stray = await oauth2Snippet('/admin/x', {

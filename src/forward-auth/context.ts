@@ -249,9 +249,17 @@ export function originalContext(
     // nginx overwrites any client copy of it; a client's X-Forwarded-Host reaches us untouched
     // wherever the snippet does not set it, and refusing on a mismatch let any client turn its
     // own signed-in request into a 403. Where a snippet does not set X-Original-URL (oauth2-proxy's
-    // sets X-Forwarded-Uri), a client's copy still cannot move the path (the loop above), and the
-    // host it names is the one thing a client controls anyway: nginx builds $http_host from the
-    // client's Host. The auth URL's ?host= binding (binding.ts) is what pins the host.
+    // sets `Host $host` and X-Forwarded-Uri), a client's copy reaches us: the loop above keeps it
+    // from moving the path, and here the snippet's Host keeps it from moving the host. The auth
+    // request's Host names a route only where a snippet passes `Host $host` (a proxy_pass address
+    // is Portcullis's own), and then it is the host nginx served. Names are compared, not ports:
+    // $host carries none while X-Original-URL's $http_host may.
+    const own = nginxStyle ? parseHostHeader(req.headers.host, scheme) : null;
+    if (own && routes?.knowsHost(scheme, own.host, own.port)) {
+      const named = parseHostHeader(hostValue, scheme);
+      if (!named || named.host !== own.host)
+        return { ok: false, status: 400, reason: 'X-Original-URL and Host name different hosts' };
+    }
   } else {
     // oauth2-proxy's snippets: X-Scheme (older ones) or X-Forwarded-Proto, and `Host $host`.
     if (xfp !== undefined && xscheme !== undefined && xfp.toLowerCase() !== xscheme.toLowerCase())
