@@ -420,6 +420,9 @@ describe('forward-auth contracts (trusted proxy on loopback)', () => {
       ),
       'the log names host and binding',
     );
+    // Unbound URLs work on, and the operator is told once, not on every request.
+    const unbound = s.logs.filter((l) => l['event'] === 'forward_auth_unbound');
+    assert.equal(unbound.length, 1, 'routes span several hosts: one line per config');
   });
 
   test('a path with . .. or // segments is judged as the proxy forwards it: refused, not normalized', async () => {

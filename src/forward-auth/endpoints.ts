@@ -366,12 +366,14 @@ function boundHost(
   if (binding.patterns === null) {
     // Safe only where the proxy itself sends nothing but its own hosts here (a Traefik router
     // with a Host rule, a Caddy site block); said once, so the operator can bind the location.
-    if (!unboundWarned.has(rt.cfg) && rt.routes.hosts().length > 1 && isTrustedPeer(rt, req)) {
+    // Decided once per config: listing the hosts allocates, and this runs on every request.
+    if (!unboundWarned.has(rt.cfg) && isTrustedPeer(rt, req)) {
       unboundWarned.add(rt.cfg);
-      rt.log.warn(
-        { requestId, event: 'forward_auth_unbound', endpoint: arrival.path },
-        "forward-auth URL names no host (?host=...): the client's Host chooses which route is judged; see docs/recipes",
-      );
+      if (rt.routes.hosts().length > 1)
+        rt.log.warn(
+          { requestId, event: 'forward_auth_unbound', endpoint: arrival.path },
+          "forward-auth URL names no host (?host=...): the client's Host chooses which route is judged; see docs/recipes",
+        );
     }
     return null;
   }
