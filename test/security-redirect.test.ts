@@ -2,7 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { createRedirectValidator } from '../src/security/redirect.js';
+import { createRedirectValidator, redirectParam } from '../src/security/redirect.js';
 
 // From dist/test/ back to /work, then into the shared corpora (repo is /work/main).
 const CORPUS = new URL(
@@ -345,4 +345,90 @@ test('property: arbitrary strings around an allowed prefix never escape the allo
     ),
     { numRuns: 3000 },
   );
+});
+
+// Issue 18 §4: the peers' snippets put the address into `rd` unescaped, e.g. oauth2-proxy's
+// `return 302 /oauth2/sign_in?rd=$scheme://$host$request_uri;` (oauth2-proxy docs,
+// configuration/integration, v7.13.x) and Authentik's `start?rd=$scheme://$http_host$request_uri`
+// (goauthentik.io docs, providers/proxy/server_nginx, 2024.x). A space in the address arrived
+// as %20, one round of decoding made it a space, and the validator's 400 was what the user saw.
+test('rd as the snippets write it: %20 and non-ASCII escapes come back as the browser wrote them, + stays +', () => {
+  const validate = createRedirectValidator({
+    allowedHosts: ['app.example.com'],
+    allowedDomains: [],
+  });
+  const base = new URL('https://app.example.com/');
+  const cases: Array<[string, string]> = [
+    ['rd=https://app.example.com/a%20b?q=x%20y', 'https://app.example.com/a%20b?q=x%20y'],
+    ['rd=/search?q=hello%20world', 'https://app.example.com/search?q=hello%20world'],
+    ['rd=/c++/docs', 'https://app.example.com/c++/docs'],
+    ['rd=/caf%C3%A9', 'https://app.example.com/caf%C3%A9'],
+    // Escaped once more by a careful snippet ($escaped_request_uri, ingress-nginx's rd):
+    [
+      `rd=${encodeURIComponent('https://app.example.com/a%20b?x=1&y=2')}`,
+      'https://app.example.com/a%20b?x=1&y=2',
+    ],
+    ['x=1&rd=/first&rd=/second', 'https://app.example.com/first'],
+  ];
+  for (const [query, want] of cases) {
+    const rd = redirectParam(`?${query}`, 'rd');
+    assert.equal(rd === undefined ? null : validate(rd, base)?.href, want, query);
+  }
+  assert.equal(redirectParam('?x=1', 'rd'), undefined);
+  assert.equal(redirectParam('', 'rd'), undefined);
+  assert.equal(redirectParam('?rd=', 'rd'), '');
+  // A value that does not decode is judged as written: still on the allowed origin, still checked.
+  assert.equal(redirectParam('?rd=/a%zz', 'rd'), '/a%zz');
+});
+
+test('rd as the snippets write it: every open-redirect attempt stays refused, raw and escaped', () => {
+  const validate = createRedirectValidator({
+    allowedHosts: ['app.example.com'],
+    allowedDomains: ['.example.com'],
+  });
+  const base = new URL('https://app.example.com/');
+  const attempts = [
+    '//evil.test',
+    '/\\evil.test',
+    '/%2F%2Fevil.test',
+    '/%252F%252Fevil.test',
+    '%2F%2Fevil.test',
+    '/%20/evil.test',
+    '/ /evil.test',
+    '/%09/evil.test',
+    'https://app.example.com@evil.test/',
+    'https://app.example.com%40evil.test/',
+    'https://evil.test%23.app.example.com/',
+    'https://evil.test\\@app.example.com/',
+    'https://evil%E3%80%82test/',
+    'https://app.example.com.evil.test/',
+    'https:evil.test',
+    'https:///evil.test',
+    'javascript:alert(1)',
+    '/a%0d%0aSet-Cookie:%20x=1',
+    '/a%250d%250aSet-Cookie:x=1',
+    '/a%00',
+    '/login?next=https://evil.test',
+  ];
+  const accepted: string[] = [];
+  for (const attempt of attempts) {
+    for (const query of [`rd=${attempt}`, `rd=${encodeURIComponent(attempt)}`]) {
+      const rd = redirectParam(`?${query}`, 'rd');
+      if (rd !== undefined && validate(rd, base) !== null) accepted.push(query);
+    }
+  }
+  assert.deepEqual(accepted, []);
+  // The whole corpus, unescaped into rd: a line cut at its first `&` may become a harmless
+  // same-site address, so what holds is that nothing leaves the allowed hosts.
+  const offsite: string[] = [];
+  for (const line of readFileSync(CORPUS, 'utf8').split('\n').filter(Boolean)) {
+    for (const query of [`rd=${line}`, `rd=${encodeURIComponent(line)}`]) {
+      const rd = redirectParam(`?${query}`, 'rd');
+      const url = rd === undefined ? null : validate(rd, base);
+      if (url && url.hostname !== 'example.com' && !url.hostname.endsWith('.example.com'))
+        offsite.push(`${query} -> ${url.href}`);
+      if (url && /[/\\]{2}/.test(url.pathname)) offsite.push(`${query} -> ${url.href}`);
+    }
+  }
+  assert.deepEqual(offsite, []);
 });

@@ -10,6 +10,7 @@ import { describe, IdpUnavailableError, isUnreachable } from '../identity/oidc.j
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { addressBucket } from '../security/rate-limit.js';
+import { redirectParam } from '../security/redirect.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
 import { bindBrowser, handoffUrl, mintAllowed, nonceDetour } from './handoff.js';
 import { LOGIN_TTL_MS, openReturn, sealReturn } from './return-state.js';
@@ -93,7 +94,8 @@ export function returnTarget(
   const q = query(authRequest.ctx);
   const sealed = q.get('return');
   if (sealed) return openReturn(authRequest.rt, sealed, authRequest.ctx.now);
-  const rd = q.get('rd') ?? authRequest.ctx.headers['x-auth-request-redirect'];
+  const rd =
+    redirectParam(authRequest.ctx.query, 'rd') ?? authRequest.ctx.headers['x-auth-request-redirect'];
   if (typeof rd === 'string' && rd) {
     const u = authRequest.rt.validateRedirect(
       rd,

@@ -233,3 +233,41 @@ function parseEntry(entry: string, domain: boolean): { host: string; port: PortR
   }
   return { host: s, port };
 }
+
+/**
+ * The value of a redirect parameter (`rd`) of a query string, as the address the browser was at.
+ *
+ * The peers' snippets write it unescaped (`/oauth2/sign_in?rd=$scheme://$host$request_uri`,
+ * Authentik's `start?rd=$request_uri`), so one round of decoding turns the `%20` of the original
+ * address into a space, which the validator rightly refuses: the user of a page whose address
+ * held a space got a 400 instead of their page. Decoded here with `decodeURIComponent`, never
+ * form-style (`+` stays a plus: `/c++/docs` is a path), and what decoding made of an escape the
+ * browser itself writes (space, non-ASCII) is escaped again. Controls, backslashes and every
+ * other character stay as decoded, for the validator to refuse. Undefined when the parameter is
+ * absent; a value that does not decode is returned as written, and judged as such.
+ */
+export function redirectParam(query: string, name: string): string | undefined {
+  const q = query.startsWith('?') ? query.slice(1) : query;
+  if (q === '') return undefined;
+  for (const pair of q.split('&')) {
+    const eq = pair.indexOf('=');
+    const key = eq === -1 ? pair : pair.slice(0, eq);
+    if (decodeOr(key, key) !== name) continue;
+    const raw = eq === -1 ? '' : pair.slice(eq + 1);
+    const value = decodeOr(raw, null);
+    return value === null ? raw : value.replace(BROWSER_ESCAPED, encodeURIComponent);
+  }
+  return undefined;
+}
+
+// A space, or a run of non-ASCII code points (a pair of surrogates stays together for encoding).
+const BROWSER_ESCAPED = / |[\u0080-\uffff]+/g;
+
+function decodeOr<T>(s: string, fallback: T): string | T {
+  if (!s.includes('%')) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return fallback;
+  }
+}
