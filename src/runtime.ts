@@ -86,8 +86,8 @@ export class Runtime {
     }
     if (cfg.authenticateUrl) hosts.push(cfg.authenticateUrl.host.toLowerCase());
     this.validateRedirect = createRedirectValidator({
-      allowedHosts: hosts,
-      allowedDomains: domains,
+      allowedHosts: [...hosts, ...cfg.allowedRedirects.allowedHosts],
+      allowedDomains: [...domains, ...cfg.allowedRedirects.allowedDomains],
     });
   }
 

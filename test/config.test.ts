@@ -634,3 +634,41 @@ test('every problem in a file is reported at once, each with its own line', () =
     ],
   );
 });
+
+// oauth2-proxy's --whitelist-domain carried over (its docs, configuration/overview, v7.13.x,
+// footnote 2: a leading `.` or `*.` allows subdomains; no port means the default one only;
+// `:8080` one port, `:*` any).
+describe('allowed_redirect_domains', () => {
+  test('hosts, domains and ports are accepted as oauth2-proxy writes them', () => {
+    const cfg = parseConfig(
+      yaml(
+        ...HEAD,
+        'allowed_redirect_domains: [.example.org, "*.example.net", wiki.example.com:8443, Docs.Example.com, "old.example.com:*"]',
+        ...ROUTES,
+      ),
+      FILE,
+      {},
+    );
+    assert.deepEqual(cfg.allowedRedirects, {
+      allowedHosts: ['wiki.example.com:8443', 'docs.example.com', 'old.example.com:*'],
+      allowedDomains: ['.example.org', '*.example.net'],
+    });
+  });
+  for (const [entry, why] of [
+    ['https://evil.test', /is not a host name \(no scheme, path or user\)/],
+    ['app.example.com@evil.test', /is not a host name/],
+    ['.example.com:99999', /invalid port/],
+    ['.10.0.0.1', /IP address/],
+    ['ex ample.com', /is not a host name/],
+    ['Bücher.example', /not a canonical host name \(did you mean "xn--bcher-kva.example"\?\)/],
+    ['.', /not a canonical host name/],
+    ['evil.test/path', /is not a host name/],
+  ] as const)
+    test(`"${entry}" is refused with the key, line and what is expected`, () => {
+      expectIssue(yaml(...HEAD, `allowed_redirect_domains: ["${entry}"]`, ...ROUTES), {
+        line: 7,
+        key: 'allowed_redirect_domains[0]',
+        message: new RegExp(`${why.source}.*expected a host \\(app\\.example\\.com\\)`),
+      });
+    });
+});

@@ -12,6 +12,7 @@ import type { IdentityPreset } from '../identity/presets.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
 import { isLoopback } from '../security/loopback.js';
+import { redirectAllowList } from '../security/redirect.js';
 import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import type { RawConfig, RawRoute } from './schema.js';
@@ -167,6 +168,20 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     );
     cookieDomain = null;
   }
+  const allowedRedirects: Config['allowedRedirects'] = { allowedHosts: [], allowedDomains: [] };
+  (raw.allowed_redirect_domains ?? []).forEach((entry, i) => {
+    try {
+      const one = redirectAllowList([entry]);
+      allowedRedirects.allowedHosts.push(...one.allowedHosts);
+      allowedRedirects.allowedDomains.push(...one.allowedDomains);
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e;
+      at(
+        ['allowed_redirect_domains', i],
+        `${e.message}; expected a host (app.example.com), a domain with its subdomains (.example.com or *.example.com), optionally with :port or :*`,
+      );
+    }
+  });
   const sameSite = (raw.cookie_same_site ?? 'lax').toLowerCase();
   const cookieSecure = raw.cookie_secure ?? true;
   if (sameSite === 'none' && !cookieSecure)
@@ -234,6 +249,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     tls,
     authenticateUrl,
     callbackPath: raw.authenticate_callback_path ?? '/.portcullis/callback',
+    allowedRedirects,
     idp: {
       issuer,
       clientId: raw.idp_client_id,

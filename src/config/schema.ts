@@ -192,6 +192,7 @@ export const configSchema = z.strictObject({
     })
     .optional(),
   cookie_domain: z.string().optional(),
+  allowed_redirect_domains: stringList('allowed_redirect_domains').optional(),
   cookie_expire: duration('cookie_expire').optional(),
   cookie_secure: z.boolean().optional(),
   cookie_http_only: z.boolean().optional(),

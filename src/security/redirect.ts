@@ -23,6 +23,26 @@ export interface RedirectValidatorOptions {
   allowedDomains: readonly string[];
 }
 
+/**
+ * Splits an allow-list written as oauth2-proxy's `--whitelist-domain` (`.example.com` and
+ * `*.example.com` for a domain and its subdomains, anything else one host; `:port` or `:*`)
+ * into the validator's options. Throws a TypeError naming the entry that is not one.
+ */
+export function redirectAllowList(entries: readonly string[]): RedirectValidatorOptions {
+  const allowedHosts: string[] = [];
+  const allowedDomains: string[] = [];
+  for (const entry of entries) {
+    if (/[/\\@?#\s]/.test(entry.trim()))
+      throw new TypeError(
+        `allowed redirect entry "${entry}" is not a host name (no scheme, path or user): write the host alone`,
+      );
+    const domain = /^\s*(?:\.|\*\.)/.test(entry);
+    parseEntry(entry, domain);
+    (domain ? allowedDomains : allowedHosts).push(entry.trim().toLowerCase());
+  }
+  return { allowedHosts, allowedDomains };
+}
+
 /** `null` = default port of the scheme only; `'*'` = any port; otherwise that port. */
 type PortRule = string | null;
 
