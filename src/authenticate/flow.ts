@@ -6,7 +6,12 @@ import { codes, sendOutcome, type OutcomeCode } from '../http/outcomes.js';
 import { sendRedirect } from '../http/pages.js';
 import { keepUserClaims, mergeUserinfo } from '../identity/claims.js';
 import { emailRefusal } from '../identity/email-verified.js';
-import { describe, IdpUnavailableError, isUnreachable } from '../identity/oidc.js';
+import {
+  describe,
+  IdpUnavailableError,
+  isUnreachable,
+  REDIRECT_URI_AS_SENT,
+} from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { addressBucket } from '../security/rate-limit.js';
@@ -208,7 +213,8 @@ async function beginAuthorization(
   const state = randomBytes(18).toString('base64url');
   const verifier = client.randomPKCECodeVerifier();
   const nonce = client.randomNonce();
-  const redirectUri = `${authRequest.rt.authOrigin(authRequest.ctx)}${authRequest.rt.cfg.callbackPath}`;
+  const { callbackPath, callbackQuery } = authRequest.rt.cfg;
+  const redirectUri = `${authRequest.rt.authOrigin(authRequest.ctx)}${callbackPath}${callbackQuery}`;
   const login: LoginState = {
     state,
     verifier,
@@ -362,12 +368,19 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
   try {
     const current = new URL(login.redirectUri);
     current.search = ctx.query;
-    tokens = await client.authorizationCodeGrant(config, current, {
-      pkceCodeVerifier: login.verifier,
-      expectedState: state,
-      expectedNonce: login.nonce,
-      idTokenExpected: true,
-    });
+    tokens = await client.authorizationCodeGrant(
+      config,
+      current,
+      {
+        pkceCodeVerifier: login.verifier,
+        expectedState: state,
+        expectedNonce: login.nonce,
+        idTokenExpected: true,
+      },
+      // openid-client sends the callback URL without its query as redirect_uri; one registered
+      // with a query (Authentik's) must be sent as it was in the authorization request.
+      new URL(login.redirectUri).search ? { [REDIRECT_URI_AS_SENT]: login.redirectUri } : undefined,
+    );
   } catch (e) {
     const why = describe(e);
     const network = isUnreachable(e);

@@ -168,6 +168,12 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     );
     cookieDomain = null;
   }
+  const callbackRaw = raw.authenticate_callback_path ?? '/.portcullis/callback';
+  const queryAt = callbackRaw.indexOf('?');
+  const callback =
+    queryAt === -1
+      ? { path: callbackRaw, query: '' }
+      : { path: callbackRaw.slice(0, queryAt), query: callbackRaw.slice(queryAt) };
   const allowedRedirects: Config['allowedRedirects'] = { allowedHosts: [], allowedDomains: [] };
   (raw.allowed_redirect_domains ?? []).forEach((entry, i) => {
     try {
@@ -248,7 +254,8 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     listen,
     tls,
     authenticateUrl,
-    callbackPath: raw.authenticate_callback_path ?? '/.portcullis/callback',
+    callbackPath: callback.path,
+    callbackQuery: callback.query,
     allowedRedirects,
     idp: {
       issuer,

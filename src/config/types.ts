@@ -63,6 +63,8 @@ export interface Config {
   authenticateUrl: URL | null;
   /** The OIDC redirect URI's path: /.portcullis/callback, or e.g. /oauth2/callback to keep an IdP registration. */
   callbackPath: string;
+  /** The redirect URI's query as registered ('' or e.g. `?X-authentik-auth-callback=true`). */
+  callbackQuery: string;
   /** allowed_redirect_domains: `rd` targets allowed beyond the route hosts (oauth2-proxy's --whitelist-domain). */
   allowedRedirects: { allowedHosts: string[]; allowedDomains: string[] };
   idp: {

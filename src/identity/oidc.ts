@@ -47,6 +47,7 @@ export class Idp {
     this.status.attempts++;
     try {
       const options: client.DiscoveryRequestOptions = { timeout: 5 };
+      options[client.customFetch] = tokenRequestFetch;
       if (this.cfg.issuer.protocol === 'http:' && isLoopback(this.cfg.issuer.hostname))
         options.execute = [client.allowInsecureRequests];
       // openid-client's own alg check follows the IdP's metadata unless told; an IdP that MACs
@@ -141,3 +142,21 @@ export function describe(e: unknown): string {
   }
   return String(e);
 }
+
+/**
+ * A token request parameter that never reaches the IdP: the redirect URI exactly as the
+ * authorization request sent it. openid-client derives redirect_uri from the callback URL with
+ * its query stripped, which breaks a redirect URI registered with a query (Authentik's
+ * `/outpost.goauthentik.io/callback?X-authentik-auth-callback=true`); RFC 6749 §4.1.3 wants
+ * the two identical.
+ */
+export const REDIRECT_URI_AS_SENT = 'portcullis_redirect_uri';
+
+const tokenRequestFetch: client.CustomFetch = (url, init) => {
+  const body = init.body;
+  if (body instanceof URLSearchParams && body.has(REDIRECT_URI_AS_SENT)) {
+    body.set('redirect_uri', body.get(REDIRECT_URI_AS_SENT)!);
+    body.delete(REDIRECT_URI_AS_SENT);
+  }
+  return fetch(url, init as RequestInit);
+};
