@@ -23,6 +23,13 @@ export interface Contract {
   seeOther?: boolean;
   /** Authelia auth-request: Location on every 401, since its nginx recipe redirects unconditionally. */
   alwaysLocation?: boolean;
+  /**
+   * Where the sign-in starts on the original host, when the peer's documented proxy setups route
+   * only the peer's own prefix to it (Authentik's `/outpost.goauthentik.io/*`, oauth2-proxy's
+   * `/oauth2/*`): a sign-in URL under /.portcullis/ would go through forward-auth again, and
+   * round. Without it, the sign-in is Portcullis's own on the authenticate host.
+   */
+  signInPath?: string;
   /** Restrictions the auth URL's query adds on top of the route's policy; null when met. */
   constraints?: (query: string, identity: Identity | null) => string | null;
 }
@@ -85,12 +92,26 @@ export const OAUTH2_AUTH: Contract = {
   style: 'nginx',
   allowStatus: 202,
   headers: oauth2Headers,
+  signInPath: '/oauth2/start',
   constraints: oauth2Constraints,
 };
 
-export const AUTHENTIK_NGINX: Contract = { ...NGINX, headers: authentikHeaders };
-export const AUTHENTIK_FORWARDED: Contract = { ...FORWARDED, headers: authentikHeaders };
-export const AUTHENTIK_ENVOY: Contract = { ...ENVOY, headers: authentikHeaders };
+const AUTHENTIK_START = '/outpost.goauthentik.io/start';
+export const AUTHENTIK_NGINX: Contract = {
+  ...NGINX,
+  headers: authentikHeaders,
+  signInPath: AUTHENTIK_START,
+};
+export const AUTHENTIK_FORWARDED: Contract = {
+  ...FORWARDED,
+  headers: authentikHeaders,
+  signInPath: AUTHENTIK_START,
+};
+export const AUTHENTIK_ENVOY: Contract = {
+  ...ENVOY,
+  headers: authentikHeaders,
+  signInPath: AUTHENTIK_START,
+};
 
 export const AUTHELIA_FORWARD_AUTH: Contract = {
   ...FORWARDED,

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { callback, signIn, signInUrl, signOut, type AuthRequest } from '../authenticate/flow.js';
+import { sealReturn } from '../authenticate/return-state.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
 import { codes, sendOutcome } from '../http/outcomes.js';
@@ -8,6 +9,7 @@ import { renderRefusal, unavailableCode } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import type { Runtime } from '../runtime.js';
 import { normalizeIp } from '../security/cidr.js';
+import { redirectParam } from '../security/redirect.js';
 import { hostAllowed, hostBinding } from './binding.js';
 import type { Contract } from './contracts.js';
 import { originalContext } from './context.js';
@@ -39,7 +41,24 @@ export function isForwardAuthPath(rt: Runtime, ctx: RequestContext, req: Incomin
   if (path.startsWith(NATIVE_PREFIX) || path === '/.portcullis/auth') return true;
   if (path === PORTCULLIS_PING) return hasMarkers(req);
   if (rt.cfg.compat.length === 0) return false;
+  if (path === '/' && isAutheliaPortal(rt, ctx)) return true;
   return lookupEndpoint(path, req.url ?? '', rt.cfg.compat).found !== 'none';
+}
+
+/**
+ * Authelia's portal root with `rd`: its nginx snippets' legacy method sends every 401 to
+ * `https://auth.example.com/?rd=<original URL>` (Authelia docs, integration/proxies/nginx,
+ * v4.37 and the "Legacy Method" of v4.38+). Answered as a sign-in on the authenticate host,
+ * where no route serves the host (which would otherwise own its `/`).
+ */
+function isAutheliaPortal(rt: Runtime, ctx: RequestContext): boolean {
+  return (
+    rt.cfg.compat.includes('authelia') &&
+    rt.cfg.authenticateUrl !== null &&
+    rt.cfg.authenticateUrl.origin === rt.origin(ctx) &&
+    !rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) &&
+    redirectParam(ctx.query, 'rd') !== undefined
+  );
 }
 
 export interface ForwardAuthOutcome {
@@ -60,6 +79,10 @@ export async function answerForwardAuth(
   requestId: string,
 ): Promise<ForwardAuthOutcome> {
   const path = ctx.path;
+  if (path === '/' && isAutheliaPortal(rt, ctx)) {
+    await browserEndpoint(rt, ctx, req, res, requestId, 'start');
+    return { ctx, decision: undefined, label: 'portcullis', reason: 'authelia portal rd' };
+  }
   const found =
     path === PORTCULLIS_PING ? null : lookupEndpoint(path, req.url ?? '', rt.cfg.compat);
   if (found === null || (found.found === 'exact' && found.entry.handling.kind === 'health')) {
@@ -246,7 +269,10 @@ async function judge(
     return { ...out, reason: decision.reason };
   }
   if (decision.kind === 'login') {
-    const signin = signInUrl(rt, ctx, `${rt.origin(ctx)}${ctx.path}${ctx.query}`);
+    const returnTo = `${rt.origin(ctx)}${ctx.path}${ctx.query}`;
+    const signin = contract.signInPath
+      ? `${rt.origin(ctx)}${contract.signInPath}?return=${sealReturn(rt, ctx.now, returnTo)}`
+      : signInUrl(rt, ctx, returnTo);
     if (contract.style === 'redirect' && ctx.browser) {
       if (
         contract.seeOther &&
@@ -408,6 +434,7 @@ async function browserEndpoint(
   req: IncomingMessage,
   res: ServerResponse,
   requestId: string,
+  named?: 'start',
 ): Promise<void> {
   const authRequest: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
   // Like /.portcullis/: on route hosts and the authenticate host only, never a default route.
@@ -424,7 +451,7 @@ async function browserEndpoint(
   }
   const method = ctx.method;
   const get = method === 'GET' || method === 'HEAD';
-  const action = ctx.path.slice(ctx.path.lastIndexOf('/') + 1);
+  const action = named ?? ctx.path.slice(ctx.path.lastIndexOf('/') + 1);
   switch (action) {
     case 'start':
     case 'sign_in':
