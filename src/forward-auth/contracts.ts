@@ -52,13 +52,26 @@ const oauth2Headers: IdentityHeaders = (id) => [
   ['X-Auth-Request-Groups', joined(id?.groups ?? [], ',')],
   ['X-Auth-Request-Preferred-Username', id?.preferredUsername ?? ''],
 ];
-// Authentik outpost addHeaders: groups are pipe-separated, uid is the subject.
+// Authentik outpost addHeaders: groups are pipe-separated, uid is the subject. The names
+// Authentik's Caddy and Traefik setups also copy (copy_headers / authResponseHeaders: the JWT,
+// entitlements, meta-*) are sent empty: Portcullis has no such values, and Caddy 2.6 would copy
+// its placeholder text for a missing one.
+const AUTHENTIK_UNKNOWN = [
+  'X-authentik-entitlements',
+  'X-authentik-jwt',
+  'X-authentik-meta-jwks',
+  'X-authentik-meta-outpost',
+  'X-authentik-meta-provider',
+  'X-authentik-meta-app',
+  'X-authentik-meta-version',
+].map((name): [string, string] => [name, '']);
 const authentikHeaders: IdentityHeaders = (id) => [
   ['X-authentik-username', id ? id.preferredUsername || id.user : ''],
   ['X-authentik-groups', joined(id?.groups ?? [], '|')],
   ['X-authentik-email', id?.email ?? ''],
   ['X-authentik-name', id?.name ?? ''],
   ['X-authentik-uid', id?.sub ?? ''],
+  ...AUTHENTIK_UNKNOWN,
 ];
 // Authelia: Remote-Groups comma-separated, Remote-User the login name.
 const autheliaHeaders: IdentityHeaders = (id) => [
