@@ -100,15 +100,41 @@ export function returnTarget(
   const sealed = q.get('return');
   if (sealed) return openReturn(authRequest.rt, sealed, authRequest.ctx.now);
   const rd =
-    redirectParam(authRequest.ctx.query, 'rd') ?? authRequest.ctx.headers['x-auth-request-redirect'];
+    redirectParam(authRequest.ctx.query, 'rd') ??
+    authRequest.ctx.headers['x-auth-request-redirect'];
   if (typeof rd === 'string' && rd) {
     const u = authRequest.rt.validateRedirect(
       rd,
       new URL(`${authRequest.rt.origin(authRequest.ctx)}/`),
     );
-    return u ? { url: u.href } : null;
+    if (!u) return null;
+    // Back to a sign-in, callback or sign-out would start it all over, and the peers' snippets
+    // send one: nginx's `/oauth2/` location sets X-Auth-Request-Redirect $request_uri, which is
+    // /oauth2/start itself when the user opens it. Like oauth2-proxy, that host's root instead.
+    return { url: ownEndpoint(authRequest.rt, u.pathname) ? `${u.origin}/` : u.href };
   }
   return fallback === null ? null : { url: fallback };
+}
+
+// Where a flow starts or ends, under every name Portcullis answers.
+const FLOW_ENDPOINTS = new Set([
+  '/.portcullis/sign_in',
+  '/.portcullis/sign_out',
+  '/.portcullis/signed_out',
+  '/.portcullis/callback',
+  '/.portcullis/handoff',
+  '/oauth2/start',
+  '/oauth2/sign_in',
+  '/oauth2/sign_out',
+  '/oauth2/callback',
+  '/outpost.goauthentik.io/start',
+  '/outpost.goauthentik.io/callback',
+  '/outpost.goauthentik.io/sign_out',
+]);
+
+function ownEndpoint(rt: Runtime, pathname: string): boolean {
+  const path = pathname.replace(/\/+$/, '').toLowerCase();
+  return path === rt.cfg.callbackPath.toLowerCase() || FLOW_ENDPOINTS.has(path);
 }
 
 /** GET /.portcullis/sign_in */
@@ -478,13 +504,24 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
       target.protocol === `${ctx.scheme}:`) ||
     (rt.sessions.cookieDomainFor(target.hostname) !== null &&
       rt.sessions.cookieDomainFor(target.hostname) === rt.sessions.cookieDomainFor(ctx.host));
+  // A host Portcullis does not serve (one allowed_redirect_domains lets an `rd` name) has no
+  // session to be handed: the browser goes there as it would after oauth2-proxy's sign-in.
+  const targetPort = Number(target.port) || (target.protocol === 'https:' ? 443 : 80);
+  const served =
+    rt.routes.knowsHost(
+      target.protocol === 'https:' ? 'https' : 'http',
+      target.hostname,
+      targetPort,
+    ) ||
+    (rt.cfg.authenticateUrl !== null && rt.cfg.authenticateUrl.origin === target.origin);
   // Not covered: a handoff, for the browser holding the nonce; a return address made without
   // one (an `rd`, a forward-auth sign-in) first collects it on the target host.
-  const location = covered
-    ? target.href
-    : login.nh
-      ? handoffUrl(rt, ctx.now, value, target, login.nh)
-      : nonceDetour(rt, ctx.now, target);
+  const location =
+    covered || !served
+      ? target.href
+      : login.nh
+        ? handoffUrl(rt, ctx.now, value, target, login.nh)
+        : nonceDetour(rt, ctx.now, target);
   sendRedirect(
     authRequest.res,
     location,
@@ -497,7 +534,11 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
 export async function signOut(authRequest: AuthRequest): Promise<void> {
   const { rt, ctx } = authRequest;
   const target = returnTarget(authRequest, null);
-  if (target === null && (query(ctx).has('rd') || query(ctx).has('return'))) {
+  const asked =
+    query(ctx).has('rd') ||
+    query(ctx).has('return') ||
+    ctx.headers['x-auth-request-redirect'] !== undefined;
+  if (target === null && asked) {
     badRedirect(authRequest);
     return;
   }
