@@ -108,7 +108,9 @@ export class Runtime {
   /** Every callback URL the IdP must have registered, character for character. */
   callbackUrls(): string[] {
     if (this.cfg.authenticateUrl)
-      return [`${this.cfg.authenticateUrl.origin}${this.cfg.callbackPath}${this.cfg.callbackQuery}`];
+      return [
+        `${this.cfg.authenticateUrl.origin}${this.cfg.callbackPath}${this.cfg.callbackQuery}`,
+      ];
     return this.routes
       .hosts()
       .filter((h) => !h.includes('*'))

@@ -165,7 +165,10 @@ routes:
         });
         assert.equal(final.status, 200, chain.join('\n'));
         assert.equal(chain.at(-1), `${app}${uri}`);
-        assert.ok(chain.some((u) => u.startsWith(`${app}/oauth2/callback?`)), chain.join('\n'));
+        assert.ok(
+          chain.some((u) => u.startsWith(`${app}/oauth2/callback?`)),
+          chain.join('\n'),
+        );
       }
     });
   });
@@ -408,7 +411,11 @@ routes:
         headers: { ...BROWSER_HEADERS, 'X-Auth-Request-Redirect': 'https://evil.test/' },
       });
       assert.equal(bad.status, 400);
-      assert.equal((await request(`${app}/oauth2/userinfo`, { jar })).status, 200, 'still signed in');
+      assert.equal(
+        (await request(`${app}/oauth2/userinfo`, { jar })).status,
+        200,
+        'still signed in',
+      );
       const good = await request(`${app}/oauth2/sign_out`, {
         jar,
         headers: {
@@ -461,6 +468,5 @@ routes:
       assert.equal(without.status, 202);
       assert.equal(without.headers['x-auth-request-access-token'], undefined);
     });
-
   });
 });

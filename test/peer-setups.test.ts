@@ -110,7 +110,8 @@ const ROWS: Row[] = [
   },
   {
     name: 'oauth2-proxy, nginx auth_request (older docs: X-Scheme, no URI header, error_page 401 = /oauth2/sign_in)',
-    source: 'oauth2-proxy docs, configuration/overview "Configuring for use with the Nginx auth_request directive", v6.1.x-v7.2.x',
+    source:
+      'oauth2-proxy docs, configuration/overview "Configuring for use with the Nginx auth_request directive", v6.1.x-v7.2.x',
     file: 'oauth2-proxy-nginx-6.conf',
     proxy: 'nginx',
     peer: 'oauth2-proxy',

@@ -154,10 +154,13 @@ export const configSchema = z.strictObject({
     .string()
     // A query is kept as registered: Authentik's outposts registered
     // /outpost.goauthentik.io/callback?X-authentik-auth-callback=true.
-    .regex(/^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*(?:&[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*)*)?$/, {
-      message:
-        'expected a path like /oauth2/callback, optionally with a query like ?X-authentik-auth-callback=true',
-    })
+    .regex(
+      /^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*(?:&[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*)*)?$/,
+      {
+        message:
+          'expected a path like /oauth2/callback, optionally with a query like ?X-authentik-auth-callback=true',
+      },
+    )
     .optional(),
   idp_provider: z
     .enum([
