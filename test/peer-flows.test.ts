@@ -261,6 +261,72 @@ routes:
     });
   });
 
+  test('Authelia before v4.38 on Traefik (/api/verify?rd=<portal>): a browser is sent to sign in and comes back; the rd value sends no one anywhere', async () => {
+    // Authelia docs, integration/proxies/traefik (v4.37.x): forwardAuth address
+    // http://authelia:9091/api/verify?rd=https://auth.example.com/, trustForwardHeader,
+    // authResponseHeaders Remote-User, Remote-Groups, Remote-Name, Remote-Email.
+    const uri = '/dash?tab=2&q=a%20b';
+    for (const portal of ['https://auth.example.com/', 'https://evil.test/']) {
+      const r = await forwardAuth(
+        `/api/verify?rd=${encodeURIComponent(portal)}`,
+        uri,
+        BROWSER_HEADERS,
+      );
+      assert.equal(r.status, 302);
+      assert.ok(r.location!.startsWith(`${app}/.portcullis/sign_in?return=`), r.location);
+    }
+    const r = await forwardAuth('/api/verify?rd=https://auth.example.com/', uri, BROWSER_HEADERS);
+    const { chain } = await loginThroughIdp(r.location!, {
+      jar: new CookieJar(),
+      username: 'bob',
+      password: 'bob',
+    });
+    assert.equal(chain.at(-1), `${app}${uri}`);
+    const ok = await forwardAuth('/api/verify?rd=https://auth.example.com/', uri, {
+      cookie: cookie(bob),
+    });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers['remote-user'], 'bob');
+  });
+
+  describe('§1 HAProxy with haproxy-auth-request for Authelia (the Lua module is not in Debian)', () => {
+    test("HEAD /api/authz/forward-auth with the frontend's X-Forwarded-*: 200 with the four Remote-* it copies; a browser without a session gets the Location HAProxy redirects to", async () => {
+      // Authelia docs, integration/proxies/haproxy (v4.38+): the frontend sets X-Forwarded-Method
+      // %[method], -Proto, -Host %[req.hdr(Host)], -URI %[path]?%[query], -For; then
+      // lua.auth-intercept be_authelia /api/authz/forward-auth HEAD * remote-user,remote-groups,
+      // remote-name,remote-email -: a HEAD with every header of the request (TimWolla/haproxy-
+      // auth-request auth-request.lua), success on 2xx, else `http-request redirect location
+      // %[var(txn.auth_response_location)]` (403 denied).
+      const haproxy = (extra: Record<string, string>) =>
+        request(`http://authelia.corp.test:${s.port}/api/authz/forward-auth`, {
+          method: 'HEAD',
+          headers: {
+            Host: `app.corp.test:${s.port}`,
+            'X-Forwarded-Method': 'GET',
+            'X-Forwarded-Proto': 'http',
+            'X-Forwarded-Host': `app.corp.test:${s.port}`,
+            'X-Forwarded-URI': '/wiki?page=1',
+            'X-Forwarded-For': '203.0.113.7',
+            ...extra,
+          },
+        });
+      const ok = await haproxy({ cookie: cookie(alice), 'Remote-User': 'mallory' });
+      assert.equal(ok.status, 200);
+      assert.equal(ok.headers['remote-user'], 'alice');
+      assert.equal(ok.headers['remote-groups'], 'admins,eng');
+      assert.equal(ok.headers['remote-name'], 'Alice Example');
+      assert.equal(ok.headers['remote-email'], 'alice@example.com');
+      const anon = await haproxy(BROWSER_HEADERS);
+      assert.equal(anon.status, 302);
+      const { chain } = await loginThroughIdp(anon.location!, {
+        jar: new CookieJar(),
+        username: 'bob',
+        password: 'bob',
+      });
+      assert.equal(chain.at(-1), `${app}/wiki?page=1`);
+    });
+  });
+
   describe('§1 Envoy ext_authz and ingress-nginx for Authentik', () => {
     test('Authelia ext_authz (path_prefix /api/authz/ext-authz/): 200 with Remote-* only for 200, the path after the prefix judged', async () => {
       // Authelia docs, integration/proxies/envoy (v4.38+): http_service server_uri authelia:9091,

@@ -52,6 +52,8 @@ interface Row {
   hostOnly?: boolean;
   /** The snippet writes the address into `rd` unescaped: a second query parameter is cut there, as with the peer. */
   unescapedRd?: boolean;
+  /** Where the setup sends a browser with an `rd` (AUTH… = on the portal host): hostile ones are tried there. */
+  rdEntry: string;
   /** URLs of the peer's own sign-in the browser passes through (prefixes, on the app host unless absolute). */
   signInVia: string[];
   /** What the upstream must receive for alice: header name (lower-case) → the one value. */
@@ -90,6 +92,7 @@ const ROWS: Row[] = [
     name: 'oauth2-proxy, nginx auth_request (current docs: X-Forwarded-Uri, @oauth2_signin)',
     source: 'oauth2-proxy docs, configuration/integrations/nginx, v7.13.x',
     file: 'oauth2-proxy-nginx-7.conf',
+    rdEntry: '/oauth2/sign_in',
     proxy: 'nginx',
     peer: 'oauth2-proxy',
     subs: (p) => [
@@ -113,6 +116,7 @@ const ROWS: Row[] = [
     source:
       'oauth2-proxy docs, configuration/overview "Configuring for use with the Nginx auth_request directive", v6.1.x-v7.2.x',
     file: 'oauth2-proxy-nginx-6.conf',
+    rdEntry: '/oauth2/sign_in',
     proxy: 'nginx',
     peer: 'oauth2-proxy',
     subs: (p) => [
@@ -129,6 +133,7 @@ const ROWS: Row[] = [
     name: 'oauth2-proxy, Caddy forward_auth with handle_response 401 → /oauth2/sign_in',
     source: 'oauth2-proxy docs, configuration/integrations/caddy, v7.13.x',
     file: 'oauth2-proxy.Caddyfile',
+    rdEntry: '/oauth2/sign_in',
     proxy: 'caddy',
     peer: 'oauth2-proxy',
     subs: (p) => [
@@ -146,6 +151,7 @@ const ROWS: Row[] = [
     name: 'Authentik outpost, standalone nginx',
     source: 'goauthentik.io docs, providers/proxy/server_nginx "Standalone nginx", 2023.x-2024.x',
     file: 'authentik-nginx.conf',
+    rdEntry: '/outpost.goauthentik.io/start',
     proxy: 'nginx',
     peer: 'authentik',
     subs: (p) => [
@@ -165,6 +171,7 @@ const ROWS: Row[] = [
     source:
       'goauthentik.io docs, providers/proxy/server_nginx "Nginx Proxy Manager", 2023.x-2024.x; NPM v2 backend/templates/proxy_host.conf',
     file: 'authentik-npm.conf',
+    rdEntry: '/outpost.goauthentik.io/start',
     proxy: 'nginx',
     peer: 'authentik',
     subs: (p) => [
@@ -185,6 +192,7 @@ const ROWS: Row[] = [
     name: 'Authentik outpost, Caddy forward_auth (copy_headers of all eleven X-Authentik-* names)',
     source: 'goauthentik.io docs, providers/proxy/server_caddy, 2023.x-2024.x',
     file: 'authentik.Caddyfile',
+    rdEntry: '/outpost.goauthentik.io/start',
     proxy: 'caddy',
     peer: 'authentik',
     subs: (p) => [
@@ -212,6 +220,7 @@ const ROWS: Row[] = [
     name: 'Authelia, nginx with /api/authz/auth-request (Location on the 401)',
     source: 'Authelia docs, integration/proxies/nginx, v4.38+',
     file: 'authelia-nginx-authz.conf',
+    rdEntry: 'AUTH/.portcullis/sign_in',
     proxy: 'nginx',
     peer: 'authelia',
     subs: (p) => [
@@ -227,6 +236,7 @@ const ROWS: Row[] = [
     name: 'Authelia, nginx with the legacy /api/verify and error_page 401 =302 https://auth/?rd=',
     source: 'Authelia docs, integration/proxies/nginx, v4.37.x (legacy method)',
     file: 'authelia-nginx-verify.conf',
+    rdEntry: 'AUTH/',
     proxy: 'nginx',
     peer: 'authelia',
     subs: (p) => [
@@ -244,6 +254,7 @@ const ROWS: Row[] = [
     name: 'Authelia, Caddy forward_auth to /api/authz/forward-auth',
     source: 'Authelia docs, integration/proxies/caddy, v4.38+',
     file: 'authelia.Caddyfile',
+    rdEntry: 'AUTH/.portcullis/sign_in',
     proxy: 'caddy',
     peer: 'authelia',
     subs: (p) => [
@@ -412,6 +423,28 @@ ${routes}`;
         else assert.equal(values[0], want, name);
       }
       assert.ok(!seen.some(([, v]) => /\{http\./.test(v)), 'no unreplaced Caddy placeholder');
+    });
+
+    test('hostile rd values at the setup’s sign-in entry are refused through the proxy: 400, no Location', async () => {
+      const entry = row.rdEntry.startsWith('AUTH')
+        ? `${auth}${row.rdEntry.slice(4)}`
+        : `${app}${row.rdEntry}`;
+      const port = new URL(app).port;
+      for (const rd of [
+        'https://evil.test/',
+        '//evil.test/',
+        '/\\evil.test',
+        '/%2F%2Fevil.test',
+        `http://app.corp.test:${port}@evil.test/`,
+        `http://evil.test%2F.corp.test:${port}/`,
+        `http://app.corp.test:${port}/%0d%0aSet-Cookie:%20x=1`,
+        `http://app.corp.test.evil.test:${port}/`,
+      ])
+        for (const spelled of [rd, encodeURIComponent(rd)]) {
+          const r = await request(`${entry}?rd=${spelled}`, { headers: BROWSER_HEADERS });
+          assert.equal(r.status, 400, `${entry}?rd=${spelled}\n${diag()}`);
+          assert.equal(r.location, undefined);
+        }
     });
 
     test('bob is refused where the route says so, and no session means the peer’s sign-in', async () => {
