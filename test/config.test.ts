@@ -672,3 +672,27 @@ describe('allowed_redirect_domains', () => {
       });
     });
 });
+
+describe('authenticate_callback_path', () => {
+  test('a query as the IdP registered it is kept apart from the path', () => {
+    const cfg = parseConfig(
+      yaml(
+        ...HEAD,
+        'authenticate_callback_path: /outpost.goauthentik.io/callback?X-authentik-auth-callback=true',
+        ...ROUTES,
+      ),
+      FILE,
+      {},
+    );
+    assert.equal(cfg.callbackPath, '/outpost.goauthentik.io/callback');
+    assert.equal(cfg.callbackQuery, '?X-authentik-auth-callback=true');
+  });
+  for (const bad of ['/cb?a=b c', '/cb?a', '/cb?=x', '/cb#frag', 'cb', '/cb?a=%0d%0a', '/c b'])
+    test(`${JSON.stringify(bad)} is refused, naming the key and the expected shape`, () => {
+      expectIssue(yaml(...HEAD, `authenticate_callback_path: "${bad}"`, ...ROUTES), {
+        line: 7,
+        key: 'authenticate_callback_path',
+        message: /expected a path like \/oauth2\/callback, optionally with a query/,
+      });
+    });
+});

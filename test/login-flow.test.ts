@@ -270,3 +270,50 @@ ${compat ? 'compat: [oauth2-proxy]\n' : ''}routes:
     });
   }
 });
+
+// Authentik's proxy providers registered <host>/outpost.goauthentik.io/callback
+// ?X-authentik-auth-callback=true (authentik source, providers/proxy/models.py, 2023.x-2024.x):
+// the redirect URI, query included, is kept as it was registered, with or without compat.
+describe('migrating from the Authentik outpost without touching the IdP registration', () => {
+  const callback = '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true';
+  for (const compat of [false, true]) {
+    test(`authenticate_callback_path with its registered query is the redirect URI${compat ? ' (with compat: [authentik])' : ''}`, async () => {
+      const s = await startStack({
+        hosts: ['app.corp.test'],
+        callbackPath: callback,
+        body: `authenticate_callback_path: ${callback}
+${compat ? 'compat: [authentik]\n' : ''}routes:
+  - from: http://app.corp.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+`,
+      });
+      try {
+        const jar = new CookieJar();
+        const { final, chain } = await loginThroughIdp(`http://app.corp.test:${s.port}/x?y=1`, {
+          jar,
+          username: 'alice',
+          password: 'alice',
+        });
+        assert.equal(final.status, 200, chain.join('\n'));
+        assert.equal(chain.at(-1), `http://app.corp.test:${s.port}/x?y=1`);
+        const authorize = chain.find(
+          (u) => u.startsWith(s.idp.issuer) && u.includes('redirect_uri='),
+        );
+        assert.equal(
+          new URL(authorize!).searchParams.get('redirect_uri'),
+          `http://app.corp.test:${s.port}${callback}`,
+        );
+        assert.ok(
+          chain.some((u) => u.startsWith(`http://app.corp.test:${s.port}${callback}&code=`)),
+          chain.join('\n'),
+        );
+        // The token request carried the same redirect URI: the IdP compares them (RFC 6749
+        // §4.1.3), so the sign-in would have failed at the exchange otherwise.
+        assert.ok(!s.logText().includes('token_exchange_failed'));
+      } finally {
+        await s.close();
+      }
+    });
+  }
+});
