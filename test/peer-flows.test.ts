@@ -490,6 +490,13 @@ routes:
         },
       });
       assert.equal(good.status, 302);
+      // oauth2-proxy's sign-out ends its own session and goes straight to the target; the IdP,
+      // which never had a post-logout URI registered for it, is not involved.
+      assert.equal(good.location, `http://team.docs.corp.test:${s.port}/bye`);
+      assert.equal((await request(`${app}/oauth2/userinfo`, { jar })).status, 401);
+      await loginThroughIdp(`${app}/`, { jar, username: 'bob', password: 'bob' });
+      const home = await request(`${app}/oauth2/sign_out`, { jar, headers: BROWSER_HEADERS });
+      assert.equal(home.location, `${app}/`, 'no rd: the host root, as oauth2-proxy');
       assert.equal((await request(`${app}/oauth2/userinfo`, { jar })).status, 401);
     });
 

@@ -447,6 +447,32 @@ ${routes}`;
         }
     });
 
+    test('signing out at the peer’s sign-out URL ends the session the proxy checks', async () => {
+      const jar = new CookieJar();
+      const login = await loginThroughIdp(`${app}/first`, {
+        jar,
+        username: 'alice',
+        password: 'alice',
+      });
+      assert.equal(login.final.status, 200, diag());
+      const bye = `${app}/bye`;
+      // oauth2-proxy: /oauth2/sign_out?rd= (docs, features/endpoints "Sign out", v7.13.x): its
+      // own session only, then rd. Authentik: /outpost.goauthentik.io/sign_out (docs,
+      // providers/proxy "Logging out"). Authelia: the portal's /logout?rd=.
+      const out =
+        row.peer === 'oauth2-proxy'
+          ? `${app}/oauth2/sign_out?rd=${encodeURIComponent(bye)}`
+          : row.peer === 'authentik'
+            ? `${app}/outpost.goauthentik.io/sign_out`
+            : `${auth}/logout?rd=${encodeURIComponent(bye)}`;
+      const r = await request(out, { jar, headers: BROWSER_HEADERS });
+      assert.equal(r.status, 302, `${r.body.slice(0, 200)}\n${diag()}`);
+      if (row.peer === 'oauth2-proxy') assert.equal(r.location, bye, 'straight to rd');
+      else assert.ok(r.location!.startsWith(idp.issuer), `on to the IdP: ${r.location}`);
+      const after = await request(`${app}/private`, { jar, headers: BROWSER_HEADERS });
+      assert.ok([302, 303].includes(after.status), `signed out: ${after.status}\n${diag()}`);
+    });
+
     test('bob is refused where the route says so, and no session means the peer’s sign-in', async () => {
       const bob = new CookieJar();
       const denied = await loginThroughIdp(`${app}${row.hostOnly ? '/' : '/admin/panel'}`, {

@@ -531,7 +531,10 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
 }
 
 /** GET or POST /.portcullis/sign_out: ends the session here and on the authenticate host, then at the IdP. */
-export async function signOut(authRequest: AuthRequest): Promise<void> {
+export async function signOut(
+  authRequest: AuthRequest,
+  opts: { atIdp: boolean } = { atIdp: true },
+): Promise<void> {
   const { rt, ctx } = authRequest;
   const target = returnTarget(authRequest, null);
   const asked =
@@ -555,6 +558,13 @@ export async function signOut(authRequest: AuthRequest): Promise<void> {
       [...authRequest.setCookies, ...cleared],
       authRequest.requestId,
     );
+    return;
+  }
+  if (!opts.atIdp) {
+    // oauth2-proxy's /oauth2/sign_out ends its own session only, then goes to `rd` or `/`
+    // (its docs, features/endpoints "Sign out"): the IdP never had a post-logout URI registered
+    // for it, so sending the browser there would end on the IdP's error page.
+    signedOutPage(authRequest, target?.url ?? `${rt.origin(ctx)}/`, cleared);
     return;
   }
   let endSession: string | null = null;

@@ -41,15 +41,16 @@ export function isForwardAuthPath(rt: Runtime, ctx: RequestContext, req: Incomin
   if (path.startsWith(NATIVE_PREFIX) || path === '/.portcullis/auth') return true;
   if (path === PORTCULLIS_PING) return hasMarkers(req);
   if (rt.cfg.compat.length === 0) return false;
-  if (path === '/' && isAutheliaPortal(rt, ctx)) return true;
+  if ((path === '/' || path === '/logout') && isAutheliaPortal(rt, ctx)) return true;
   return lookupEndpoint(path, req.url ?? '', rt.cfg.compat).found !== 'none';
 }
 
 /**
- * Authelia's portal root with `rd`: its nginx snippets' legacy method sends every 401 to
- * `https://auth.example.com/?rd=<original URL>` (Authelia docs, integration/proxies/nginx,
- * v4.37 and the "Legacy Method" of v4.38+). Answered as a sign-in on the authenticate host,
- * where no route serves the host (which would otherwise own its `/`).
+ * Authelia's portal on the authenticate host, where no route serves the host (which would
+ * otherwise own these paths): its root with `rd`, where the nginx snippets' legacy method sends
+ * every 401 (`https://auth.example.com/?rd=<original URL>`, Authelia docs,
+ * integration/proxies/nginx, v4.37 and the "Legacy Method" of v4.38+), is a sign-in; `/logout`
+ * (optionally `?rd=`, the sign-out link Authelia's users give their applications) is a sign-out.
  */
 function isAutheliaPortal(rt: Runtime, ctx: RequestContext): boolean {
   return (
@@ -57,7 +58,7 @@ function isAutheliaPortal(rt: Runtime, ctx: RequestContext): boolean {
     rt.cfg.authenticateUrl !== null &&
     rt.cfg.authenticateUrl.origin === rt.origin(ctx) &&
     !rt.routes.knowsHost(ctx.scheme, ctx.host, ctx.port) &&
-    redirectParam(ctx.query, 'rd') !== undefined
+    (ctx.path === '/logout' || redirectParam(ctx.query, 'rd') !== undefined)
   );
 }
 
@@ -79,9 +80,9 @@ export async function answerForwardAuth(
   requestId: string,
 ): Promise<ForwardAuthOutcome> {
   const path = ctx.path;
-  if (path === '/' && isAutheliaPortal(rt, ctx)) {
-    await browserEndpoint(rt, ctx, req, res, requestId, 'start');
-    return { ctx, decision: undefined, label: 'portcullis', reason: 'authelia portal rd' };
+  if ((path === '/' || path === '/logout') && isAutheliaPortal(rt, ctx)) {
+    await browserEndpoint(rt, ctx, req, res, requestId, path === '/' ? 'start' : 'sign_out');
+    return { ctx, decision: undefined, label: 'portcullis', reason: `authelia portal ${path}` };
   }
   const found =
     path === PORTCULLIS_PING ? null : lookupEndpoint(path, req.url ?? '', rt.cfg.compat);
@@ -434,7 +435,7 @@ async function browserEndpoint(
   req: IncomingMessage,
   res: ServerResponse,
   requestId: string,
-  named?: 'start',
+  named?: 'start' | 'sign_out',
 ): Promise<void> {
   const authRequest: AuthRequest = { rt, ctx, req, res, requestId, setCookies: [] };
   // Like /.portcullis/: on route hosts and the authenticate host only, never a default route.
@@ -463,7 +464,12 @@ async function browserEndpoint(
       if (get) return callback(authRequest);
       break;
     case 'sign_out':
-      if (get || method === 'POST') return signOut(authRequest);
+      // On the authenticate host (every host is, without authenticate_service_url) oauth2-proxy's
+      // sign-out is local, as its users know it; elsewhere the authenticate host's session must end too.
+      if (get || method === 'POST')
+        return signOut(authRequest, {
+          atIdp: !ctx.path.startsWith('/oauth2/') || !rt.isAuthHost(ctx),
+        });
       break;
     case 'userinfo':
       if (get) {
