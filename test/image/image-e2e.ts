@@ -103,7 +103,18 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  // A failed test leaves the container running: end buildah's whole tree, not just buildah.
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    for (const pid of descendants(c.pid!).reverse()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    c.kill('SIGKILL');
+  }
   if (container) spawnSync('buildah', ['rm', container]);
   if (dir) rmSync(dir, { recursive: true, force: true });
   await Promise.allSettled([idp?.close(), upstream?.close()]);
@@ -240,7 +251,8 @@ routes:
   assert.equal(echoed.headers['x-forwarded-user'], 'alice');
 
   // The process runs as the image's user, not root.
-  const status = readFileSync(`/proc/${await nodePid(child.pid!)}/status`, 'utf8');
+  const pid = portcullisPid(child.pid!);
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   assert.match(status, /^Uid:\s+1000\s/m);
 
   // SIGTERM (what the kubelet and `docker stop` send) with a request in flight: the request
@@ -248,7 +260,14 @@ routes:
   const inflight = request(`${origin}/slow?ms=1500`, { jar });
   await new Promise((r) => setTimeout(r, 300));
   const stopAt = performance.now();
-  child.kill('SIGTERM');
+  // To the container's process, as the runtime delivers it (runc signals the container's
+  // init); `buildah run` itself answers SIGTERM by killing its command, which is no test.
+  process.kill(pid, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 200));
+  const draining = await request(`http://127.0.0.1:${metricsPort}/ready`);
+  assert.equal(draining.status, 503);
+  assert.match(draining.body, /shutting down/);
+  await assert.rejects(request(`${origin}/hello`, { jar }), /ECONNREFUSED/);
   const answered = await inflight;
   assert.equal(answered.status, 200);
   assert.equal((JSON.parse(answered.body) as { slept: number }).slept, 1500);
@@ -261,8 +280,8 @@ routes:
   assert.doesNotMatch(logs.join(''), new RegExp(clientSecret));
 });
 
-/** The node process buildah started (a descendant: buildah's Go threads fork the runtime). */
-async function nodePid(root: number): Promise<number> {
+/** Processes under `root` (buildah's Go threads fork the runtime, which forks the command). */
+function descendants(root: number): number[] {
   const parent = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -279,13 +298,18 @@ async function nodePid(root: number): Promise<number> {
       if (p === root) return true;
     return false;
   };
-  for (const pid of parent.keys()) {
-    if (!under(pid)) continue;
+  return [...parent.keys()].filter(under);
+}
+
+/** The Portcullis process itself (Node 24 names its main thread, so match the command line). */
+function portcullisPid(root: number): number {
+  for (const pid of descendants(root)) {
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node') return pid;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (/(^|\/)node$/.test(argv[0]!) && argv[1] === '/app/dist/src/cli/main.js') return pid;
     } catch {
       // exited meanwhile
     }
   }
-  throw new Error('no node process under buildah run');
+  throw new Error('no portcullis process under buildah run');
 }
