@@ -8,35 +8,14 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { parse as parseYaml } from 'yaml';
+import { one, render, type K8sObject } from './helpers/kustomize.js';
 
 const REPO = new URL('../../', import.meta.url).pathname;
 const K8S = join(REPO, 'deploy/kubernetes');
 const CLI = join(REPO, 'dist/src/cli/main.js');
 
-type Obj = {
-  apiVersion: string;
-  kind: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-  };
-  spec?: any;
-  data?: Record<string, string>;
-  stringData?: Record<string, string>;
-};
-
-export function render(dir: string): Obj[] {
-  const r = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
-  if (r.error)
-    throw new Error(
-      `kubectl is needed to render deploy/kubernetes (kubectl kustomize): ${r.error.message}`,
-    );
-  assert.equal(r.status, 0, `kubectl kustomize ${dir}: ${r.stderr}`);
-  return parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
-}
+type Obj = K8sObject;
 
 type Validate = (o: Obj) => void;
 async function model(path: string, name: string): Promise<Validate> {
@@ -147,13 +126,6 @@ const rendered = new Map<string, Obj[]>();
 const get = (dir: string): Obj[] => {
   if (!rendered.has(dir)) rendered.set(dir, render(join(K8S, dir)));
   return rendered.get(dir)!;
-};
-const one = (objs: Obj[], kind: string, name?: string): Obj => {
-  const hits = objs.filter(
-    (o) => o.kind === kind && (name === undefined || o.metadata.name === name),
-  );
-  assert.equal(hits.length, 1, `exactly one ${kind}${name ? ` ${name}` : ''}`);
-  return hits[0]!;
 };
 
 const tmp = mkdtempSync(join(tmpdir(), 'portcullis-k8s-'));
