@@ -80,6 +80,11 @@ before(async () => {
     failure: () => (proxy.exitCode !== null ? `exited ${proxy.exitCode}` : null),
     diagnostics: () => logs.join(''),
   });
+  // Ready once the IdP's discovery is done and Redis answers: what compose's users wait for too.
+  for (let i = 0; i < 100; i++) {
+    if ((await request(`http://127.0.0.1:${metricsPort}/ready`)).status === 200) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 });
 
 after(async () => {

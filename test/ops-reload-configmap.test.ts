@@ -6,7 +6,15 @@
 // pkg/volume/util/atomic_writer.go (AtomicWriter.Write, the `..data` / `..data_tmp` names).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,7 +24,8 @@ import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { createLogger } from '../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis } from '../src/server.js';
-import { request } from './helpers/http.js';
+import { CookieJar, request } from './helpers/http.js';
+import { loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
 
 /** A volume as the kubelet lays it out: name -> ..data/name, ..data -> ..<timestamp>. */
@@ -56,6 +65,9 @@ idp_provider_url: ${idp.issuer}
 idp_client_id: portcullis
 idp_client_secret_file: ${secrets.dir}/idp-client-secret
 routes:
+  - from: http://private.corp.test:${port}
+    to: ${up.url}
+    allow_any_authenticated_user: true
 ${hosts
   .map(
     (h) => `  - from: http://${h}.corp.test:${port}
@@ -88,7 +100,10 @@ before(async () => {
       {
         client_id: 'portcullis',
         client_secret: clientSecret,
-        redirect_uris: [`http://one.corp.test:${port}/.portcullis/callback`],
+        redirect_uris: [
+          `http://one.corp.test:${port}/.portcullis/callback`,
+          `http://private.corp.test:${port}/.portcullis/callback`,
+        ],
       },
     ],
   });
@@ -114,6 +129,7 @@ before(async () => {
     configFile: file,
     logger: createLogger('info', sink),
   });
+  await proxy.idp.start();
 });
 
 after(async () => {
@@ -142,9 +158,40 @@ test('a broken ConfigMap update is refused and the running config stays', async 
     if ((logText.match(/"event":"config_reload_failed"/g)?.length ?? 0) > before) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.match(logText, /routes\[0\]\.too: unknown key; did you mean `to`\?/);
+  assert.match(logText, /routes\[\d+\]\.too: unknown key; did you mean `to`\?/);
   assert.equal(await status('two'), 200, 'the previous config is still in force');
   // And the next good update still goes through.
   config.write({ 'portcullis.yaml': yaml(['two', 'three']) });
   assert.equal(await eventually('three', 200), 200);
+});
+
+test('a Secret update (its own ..data swapped) is followed too: a rotated cookie_secret signs everyone out', async () => {
+  const jar = new CookieJar();
+  const app = `http://private.corp.test:${port}/`;
+  const login = await loginThroughIdp(app, { jar, username: 'alice', password: 'alice' });
+  assert.equal(login.final.status, 200);
+  const signedIn = async () =>
+    (await request(app, { jar, headers: { accept: 'application/json' } })).status;
+  assert.equal(await signedIn(), 200);
+  const reloads = logText.match(/"event":"config_reloaded"/g)?.length ?? 0;
+
+  secrets.write({
+    'cookie-secret': `${randomBytes(32).toString('base64')}\n`,
+    'idp-client-secret': `${clientSecret}\n`,
+  });
+  let status = await signedIn();
+  for (let i = 0; i < 60 && status === 200; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    status = await signedIn();
+  }
+  assert.equal(status, 401, 'the session sealed with the old cookie_secret still opens');
+  assert.equal(logText.match(/"event":"config_reloaded"/g)?.length, reloads + 1);
+
+  // The same secrets again (a resync that changes nothing) is no reload.
+  secrets.write({
+    'cookie-secret': readFileSync(join(secrets.dir, 'cookie-secret'), 'utf8'),
+    'idp-client-secret': `${clientSecret}\n`,
+  });
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(logText.match(/"event":"config_reloaded"/g)?.length, reloads + 1);
 });
