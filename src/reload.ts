@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { parseConfigIsolated } from './config/isolated.js';
 import { ConfigError, formatIssue } from './config/errors.js';
 import type { Config } from './config/types.js';
@@ -26,6 +26,8 @@ export interface ReloaderOptions {
   apply(cfg: Config): Promise<string[]>;
   validators?: ConfigValidator[];
   env?: NodeJS.ProcessEnv;
+  /** The files the running config read (`Config.filesRead`): a change to one reloads too. */
+  files?: string[];
 }
 
 /**
@@ -37,13 +39,19 @@ export interface ReloaderOptions {
 export class Reloader {
   private running: Promise<ReloadResult> | null = null;
   private queued: Promise<ReloadResult> | null = null;
-  private watcher: FSWatcher | null = null;
+  /** One watcher per directory: the config's and each secret file's. */
+  private readonly watchers = new Map<string, FSWatcher>();
+  /** Per watched directory, the entries whose change means a reload (`..data` included). */
+  private names = new Map<string, Set<string>>();
+  private watching = false;
   private debounce: NodeJS.Timeout | null = null;
   private lastHash: string | null = null;
+  private files: string[];
 
   constructor(private readonly o: ReloaderOptions) {
+    this.files = o.files ?? [];
     try {
-      this.lastHash = hash(readFileSync(o.file));
+      this.lastHash = digest(readFileSync(o.file), this.files);
     } catch {
       // The file was loaded by the caller; if it is gone now, the first change event will say so.
     }
@@ -101,7 +109,9 @@ export class Reloader {
     } catch (e) {
       return fail([(e as Error).message]);
     }
-    this.lastHash = hash(text);
+    this.files = cfg.filesRead;
+    this.lastHash = digest(text, this.files);
+    if (this.watching) this.follow();
     metrics?.reload(true);
     for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
     log.info(
@@ -118,54 +128,90 @@ export class Reloader {
   }
 
   /**
-   * Watches the file's directory, not the file: editors save by renaming a new file over the
-   * old one, and Kubernetes swaps a ConfigMap by moving a `..data` symlink, both of which a
-   * watch on the file itself would miss after the first time.
+   * Watches the directories of the config file and of every file it reads (secrets, keys,
+   * certificates), not the files: editors save by renaming a new file over the old one, and
+   * Kubernetes swaps a mounted ConfigMap or Secret by moving a `..data` symlink, both of which
+   * a watch on the file itself would miss after the first time.
    */
   watch(): void {
-    if (this.watcher) return;
-    const dir = dirname(this.o.file);
-    const name = basename(this.o.file);
-    try {
-      this.watcher = watch(dir, { persistent: false }, (_event, changed) => {
-        if (changed !== null && changed !== name && changed !== '..data') return;
-        if (this.debounce) clearTimeout(this.debounce);
-        // Editors write in several steps; one reload after they settle.
-        this.debounce = setTimeout(() => {
-          this.debounce = null;
-          let now: string;
-          try {
-            now = hash(readFileSync(this.o.file));
-          } catch {
-            return void this.reload('file change');
-          }
-          if (now !== this.lastHash) void this.reload('file change');
-        }, 200);
-        this.debounce.unref();
-      });
-      this.watcher.on('error', (e) =>
+    if (this.watching) return;
+    this.watching = true;
+    this.follow();
+  }
+
+  /** Watches the directories the current files live in, and stops watching the others. */
+  private follow(): void {
+    const names = new Map<string, Set<string>>();
+    for (const f of [this.o.file, ...this.files]) {
+      const path = resolve(f);
+      const set = names.get(dirname(path)) ?? new Set(['..data']);
+      set.add(basename(path));
+      names.set(dirname(path), set);
+    }
+    for (const [dir, w] of this.watchers)
+      if (!names.has(dir)) {
+        w.close();
+        this.watchers.delete(dir);
+      }
+    this.names = names;
+    for (const dir of names.keys()) {
+      if (this.watchers.has(dir)) continue;
+      try {
+        const w = watch(dir, { persistent: false }, (_event, changed) => {
+          if (changed === null || this.names.get(dir)?.has(changed)) this.changed();
+        });
+        w.on('error', (e) =>
+          this.o.log.warn(
+            { event: 'config_watch_failed', dir, detail: e.message },
+            'watching the config file failed; SIGHUP still reloads',
+          ),
+        );
+        this.watchers.set(dir, w);
+      } catch (e) {
         this.o.log.warn(
-          { event: 'config_watch_failed', detail: e.message },
-          'watching the config file failed; SIGHUP still reloads',
-        ),
-      );
-    } catch (e) {
-      this.o.log.warn(
-        { event: 'config_watch_failed', detail: (e as Error).message },
-        'cannot watch the config file; SIGHUP still reloads',
-      );
+          { event: 'config_watch_failed', dir, detail: (e as Error).message },
+          'cannot watch the config file; SIGHUP still reloads',
+        );
+      }
     }
   }
 
+  private changed(): void {
+    if (this.debounce) clearTimeout(this.debounce);
+    // Editors write in several steps; one reload after they settle.
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      let now: string;
+      try {
+        now = digest(readFileSync(this.o.file), this.files);
+      } catch {
+        return void this.reload('file change');
+      }
+      if (now !== this.lastHash) void this.reload('file change');
+    }, 200);
+    this.debounce.unref();
+  }
+
   close(): void {
-    this.watcher?.close();
-    this.watcher = null;
+    this.watching = false;
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
     if (this.debounce) clearTimeout(this.debounce);
   }
 }
 
-function hash(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
+/** The config's text and the content of every file it reads: what a reload would see. */
+function digest(config: Buffer, files: string[]): string {
+  const h = createHash('sha256').update(config);
+  for (const f of files) {
+    h.update(`\0${f}\0`);
+    try {
+      h.update(readFileSync(f));
+    } catch (e) {
+      h.update(`unreadable: ${(e as NodeJS.ErrnoException).code ?? ''}`);
+    }
+  }
+  return h.digest('hex');
 }
 
 /** Settings a running listener cannot change; a reload keeps the old value and says so. */

@@ -307,6 +307,7 @@ export async function startPortcullis(
         metrics,
         apply,
         validators: opts.validators ?? [policyTestsPass],
+        files: cfg.filesRead,
       })
     : null;
   if (reloader && cfg.watchConfig) reloader.watch();

@@ -303,8 +303,24 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     },
     extraIdentityHeaders: [...extraIdentityHeaders],
     routes,
+    filesRead: filesRead(raw),
     warnings,
   };
+}
+
+/** The files the config reads besides itself: secrets, keys, certificates, CAs. */
+function filesRead(raw: RawConfig): string[] {
+  const paths = [
+    raw.idp_client_secret_file,
+    raw.cookie_secret_file,
+    raw.signing_key_file,
+    raw.certificate_file,
+    raw.certificate_key_file,
+    raw.client_ca_file,
+    ...(raw.certificates ?? []).flatMap((c) => [c.cert, c.key]),
+    ...(raw.routes ?? []).map((r) => r.tls_custom_ca_file),
+  ];
+  return [...new Set(paths.filter((p): p is string => typeof p === 'string' && p.length > 0))];
 }
 
 /** The ID token allow-list: never `none`; HMAC only when listed, with a secret long enough for it. */

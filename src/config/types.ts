@@ -136,6 +136,8 @@ export interface Config {
   /** Configured header names Portcullis sets (claim headers, token headers): stripped from every client request. */
   extraIdentityHeaders: string[];
   routes: Route[];
+  /** Every file a `*_file` key (or `certificates`) names: a reload follows them like the config. */
+  filesRead: string[];
   /** Non-fatal findings, printed by `portcullis check` and logged at start. */
   warnings: ConfigIssue[];
 }
