@@ -1,6 +1,14 @@
 // The servers the bench runs, all on 127.0.0.1 in throwaway directories: nginx (upstream and
 // proxies), Apache httpd with mod_auth_openidc, redis-server and Portcullis itself.
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../../test/helpers/http.js';
 import { portAccepts } from '../../test/helpers/ports.js';
@@ -292,9 +300,20 @@ export interface PortcullisProc {
   proc: Tracked;
   port: number;
   configFile: string;
+  stdoutFile?: string | undefined;
 }
 
 /** Portcullis as its own process, exactly as deployed: `node dist/src/cli/main.js serve --config FILE`. */
+export interface PortcullisStart {
+  /** The node binary (default: the one running the bench). */
+  node?: string | undefined;
+  /**
+   * stdout (the log) goes to this file, as systemd or Docker would take it; without it, to a
+   * pipe the bench reads.
+   */
+  stdoutFile?: string | undefined;
+}
+
 export async function startPortcullis(
   name: string,
   configFile: string,
@@ -302,15 +321,22 @@ export async function startPortcullis(
   port: number,
   mainJs: string,
   nodeArgs: string[] = [],
+  o: PortcullisStart = {},
 ): Promise<PortcullisProc> {
   writeFileSync(configFile, yaml);
-  const proc = spawnTracked(name, process.execPath, [
-    ...nodeArgs,
-    mainJs,
-    'serve',
-    '--config',
-    configFile,
-  ]);
+  const out = o.stdoutFile ? openSync(o.stdoutFile, 'w') : null;
+  let proc: Tracked;
+  try {
+    proc = spawnTracked(
+      name,
+      o.node ?? process.execPath,
+      [...nodeArgs, mainJs, 'serve', '--config', configFile],
+      out === null ? {} : { stdio: ['ignore', out, 'pipe'] },
+    );
+  } finally {
+    // The child has its own copy of the descriptor.
+    if (out !== null) closeSync(out);
+  }
   await waitUntil(
     name,
     async () =>
@@ -321,7 +347,7 @@ export async function startPortcullis(
       ).status === 200,
     proc,
   );
-  return { proc, port, configFile };
+  return { proc, port, configFile, stdoutFile: o.stdoutFile };
 }
 
 export function binaryPresent(path: string): boolean {
