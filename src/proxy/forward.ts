@@ -244,7 +244,7 @@ class QueueTicket implements Dispatcher.DispatchHandler {
 /** undici's handler interface for one proxied request: the upstream's answer, written to `res`. */
 class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   lane: Lane | null = null;
-  epoch = 0;
+  epoch = -1;
   streaming = false;
   /** undici's handle on the upstream request: pause/resume for backpressure, abort when the client leaves. */
   private controller: Controller | null = null;
@@ -289,6 +289,11 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   private readonly onQueueTimeout = (): void => {
     this.queueTimer = null;
     if (this.connected || this.settled || this.clientGone) return;
+    // Connections turning over (a burst of short requests): keep the place in the queue.
+    if (this.lane && !this.lane.stuck(Date.now())) {
+      this.queueTimer = setTimeout(this.onQueueTimeout, QUEUE_MS);
+      return;
+    }
     this.ticket!.abandoned = true;
     this.lane?.done(this);
     this.upstreamLane.overflow().dispatch(this.opts, this);
@@ -302,6 +307,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
 
   onRequestStart(controller: Controller, _context: unknown): void {
     this.connected = true;
+    this.lane?.connected(this, Date.now());
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;

@@ -80,12 +80,10 @@ export class Lane {
    */
   choose(flight: Flight, now: number, canQueue: boolean): Pool {
     const free = this.inFlight < FAST_CONNECTIONS;
-    if (free || (canQueue && this.holders(now) < FAST_CONNECTIONS / 2)) {
-      const epoch = Math.floor(now / BUCKET_MS);
-      this.counts[this.slot(epoch)]!++;
+    if (free || (canQueue && this.holders(now, HOLD_BUCKETS) < FAST_CONNECTIONS / 2)) {
       this.inFlight++;
       flight.lane = this;
-      flight.epoch = epoch;
+      flight.epoch = -1;
       flight.queued = !free;
       return this.fast;
     }
@@ -93,10 +91,34 @@ export class Lane {
     return this.overflow();
   }
 
+  /**
+   * The request got one of the shared connections: its age, which decides whether it holds
+   * that connection, counts from now. Time spent in the queue does not count: under a load
+   * of short requests every request waits, and counting the wait made them all look like
+   * holders, which sent the whole load to one connection per request (the 1,000-connection
+   * cliff in docs/performance.md).
+   */
+  connected(flight: Flight, now: number): void {
+    if (flight.lane !== this || flight.streaming || flight.epoch >= 0) return;
+    const epoch = Math.floor(now / BUCKET_MS);
+    this.counts[this.slot(epoch)]!++;
+    flight.epoch = epoch;
+  }
+
+  /**
+   * For a request that has waited QUEUE_MS: true when half the shared connections are held by
+   * requests connected for over QUEUE_MS (to bucket precision) or streaming, so the queue is
+   * not moving and the request should take a connection of its own. While the connections
+   * keep turning over, waiting is cheaper than opening one more.
+   */
+  stuck(now: number): boolean {
+    return this.holders(now, STUCK_BUCKETS) >= FAST_CONNECTIONS / 2;
+  }
+
   /** The response started streaming (no length, or a large one): it may hold its connection long. */
   streamingStarted(flight: Flight): void {
     if (flight.lane !== this || flight.streaming) return;
-    this.unage(flight);
+    if (flight.epoch >= 0) this.unage(flight);
     flight.streaming = true;
     this.streaming++;
   }
@@ -104,7 +126,7 @@ export class Lane {
   done(flight: Flight): void {
     if (flight.lane !== this) return;
     if (flight.streaming) this.streaming--;
-    else this.unage(flight);
+    else if (flight.epoch >= 0) this.unage(flight);
     this.inFlight--;
     flight.lane = null;
   }
@@ -118,13 +140,12 @@ export class Lane {
     await Promise.allSettled([this.fast.close(), this.overflowPool?.close()]);
   }
 
-  /** Streaming responses, plus requests in flight for a second or more (to bucket precision). */
-  private holders(now: number): number {
+  /** Streaming responses, plus requests connected for `buckets` buckets or more. */
+  private holders(now: number, buckets: number): number {
     const current = Math.floor(now / BUCKET_MS);
     let held = this.streaming + this.old;
     for (let i = 0; i < BUCKETS; i++)
-      if (this.epochs[i]! >= 0 && current - this.epochs[i]! >= HOLD_BUCKETS)
-        held += this.counts[i]!;
+      if (this.epochs[i]! >= 0 && current - this.epochs[i]! >= buckets) held += this.counts[i]!;
     return held;
   }
 
@@ -149,7 +170,7 @@ export class Lane {
 /** What a Lane keeps per request; ProxyHandler is one. */
 export interface Flight {
   lane: Lane | null;
-  /** Start time in BUCKET_MS units. */
+  /** When it got its connection, in BUCKET_MS units; -1 while it waits for one. */
   epoch: number;
   streaming: boolean;
   queued: boolean;
@@ -161,4 +182,10 @@ const OVERFLOW_CONNECTIONS = 1024;
 const BUCKET_MS = 250;
 /** A request in flight for this many buckets (1 s) holds its connection. */
 const HOLD_BUCKETS = 4;
+/**
+ * Connected this many buckets ago (250-500 ms or more) counts as not turning over, for a
+ * request deciding whether to stop waiting. Two, not one: a request connected 1 ms before a
+ * bucket boundary is already one bucket old.
+ */
+const STUCK_BUCKETS = 2;
 const BUCKETS = 8;
