@@ -66,7 +66,7 @@ import { runWrk, writeLuaScripts, type WrkResult } from './lib/wrk.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
-const MAIN_JS = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const MAIN_JS = process.env.BENCH_MAIN_JS ?? join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const BARE_PROXY_JS = join(ROOT, 'dist', 'bench', 'bare-proxy.js');
 
 const ALL_TARGETS = ['a', 'b', 'n', 'c', 'd', 'dq', 'e', 'f', 'g', 'dw'] as const;
@@ -109,6 +109,9 @@ const HELP = `Usage: node dist/bench/run.js [options]   (npm run bench -- [optio
                       for trying a flag against exactly what the bench measures
   --hold              start and check the first of --targets, print its URL and headers, then
                       wait (Ctrl+C stops everything): for strace, perf or a hand-run wrk
+
+Environment: BENCH_MAIN_JS=path/to/dist/src/cli/main.js runs another build's Portcullis (for an
+A/B of two commits: build the old one into a copy inside this checkout, so node_modules resolve).
 
 Needs (Debian): wrk nginx apache2 libapache2-mod-auth-openidc redis-server.
 Everything binds to 127.0.0.1 and is stopped at the end (also on Ctrl+C).`;
