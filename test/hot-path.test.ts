@@ -680,7 +680,7 @@ describe('Lane: which upstream pool a request goes to', async () => {
   type Pool = import('../src/proxy/undici.js').Pool;
   const fastPool = { name: 'fast' } as unknown as Pool;
   const overflowPool = { name: 'overflow' } as unknown as Pool;
-  const flight = () => ({ lane: null, epoch: -1, streaming: false, queued: false });
+  const flight = () => ({ lane: null, epoch: -1, streaming: false, queued: false, go() {} });
   // As forward.ts does: a request that did not queue has its connection at once.
   const fill = (lane: InstanceType<typeof Lane>, n: number, at: number) =>
     Array.from({ length: n }, () => {

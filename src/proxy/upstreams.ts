@@ -60,8 +60,18 @@ export class Lane {
   // In-flight requests on the fast pool are counted, not kept in a collection: a Set of
   // handlers churned at full load made V8's heap peak ~120 MB higher in the 10,000-session
   // bench. Ages are kept per 250 ms bucket, which is all the "over a second" test needs.
-  private inFlight = 0;
+  /** Requests dispatched on the fast pool and not done: at most FAST_CONNECTIONS. */
+  private active = 0;
   private streaming = 0;
+  /**
+   * Requests waiting for one of the fast pool's connections, oldest first (from `head`). The
+   * queue is ours, not undici's: a request whose client left, or that moved to the overflow
+   * pool, simply leaves it. Taking one out of undici's queue means aborting it, and undici
+   * aborts by destroying the connection it was about to use, so under a load that timed out
+   * clients it kept reconnecting its 32 connections (the 1,000-connection cliff).
+   */
+  private waiting: Array<Flight | null> = [];
+  private head = 0;
   /** In flight (not streaming) and older than the buckets still held. */
   private old = 0;
   private readonly counts = new Int32Array(BUCKETS);
@@ -79,16 +89,40 @@ export class Lane {
    * the overflow pool if the wait runs long). `canQueue` is false for requests with a body.
    */
   choose(flight: Flight, now: number, canQueue: boolean): Pool {
-    const free = this.inFlight < FAST_CONNECTIONS;
-    if (free || (canQueue && this.holders(now, HOLD_BUCKETS) < FAST_CONNECTIONS / 2)) {
-      this.inFlight++;
+    flight.epoch = -1;
+    if (this.active < FAST_CONNECTIONS && this.head === this.waiting.length) {
+      this.active++;
       flight.lane = this;
-      flight.epoch = -1;
-      flight.queued = !free;
+      flight.queued = false;
+      return this.fast;
+    }
+    if (canQueue && this.holders(now, HOLD_BUCKETS) < FAST_CONNECTIONS / 2) {
+      flight.lane = this;
+      flight.queued = true;
+      this.waiting.push(flight);
       return this.fast;
     }
     flight.queued = false;
     return this.overflow();
+  }
+
+  /** Hands free fast connections to the oldest waiting requests (Flight.go dispatches). */
+  private next(): void {
+    while (this.active < FAST_CONNECTIONS && this.head < this.waiting.length) {
+      const flight = this.waiting[this.head]!;
+      this.waiting[this.head++] = null;
+      if (!flight || !flight.queued || flight.lane !== this) continue;
+      flight.queued = false;
+      this.active++;
+      flight.go();
+    }
+    if (this.head === this.waiting.length) {
+      this.waiting.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
+    }
   }
 
   /**
@@ -123,12 +157,18 @@ export class Lane {
     this.streaming++;
   }
 
+  /** The request is over, or leaves the queue (its client left, or it moves to the overflow pool). */
   done(flight: Flight): void {
     if (flight.lane !== this) return;
+    flight.lane = null;
+    if (flight.queued) {
+      flight.queued = false; // next() skips it
+      return;
+    }
     if (flight.streaming) this.streaming--;
     else if (flight.epoch >= 0) this.unage(flight);
-    this.inFlight--;
-    flight.lane = null;
+    this.active--;
+    this.next();
   }
 
   /** For WebSocket handshakes: they hand their connection over, and must never queue behind held ones. */
@@ -173,7 +213,9 @@ export interface Flight {
   /** When it got its connection, in BUCKET_MS units; -1 while it waits for one. */
   epoch: number;
   streaming: boolean;
+  /** Waiting in the lane's queue; the lane calls go() when a connection is free. */
   queued: boolean;
+  go(): void;
 }
 
 const FAST_CONNECTIONS = 32;
