@@ -764,6 +764,30 @@ describe('Lane: which upstream pool a request goes to', async () => {
     );
   });
 
+  test('a request that leaves the queue (its client left, or it moved) is never started; the next one is, in order', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    const first = fill(lane, 32, 1000);
+    const started: string[] = [];
+    const waiter = (name: string) => {
+      const f = { ...flight(), go: () => started.push(name) };
+      assert.equal(lane.choose(f, 1001, true), fastPool);
+      assert.equal(f.queued, true);
+      return f;
+    };
+    const a = waiter('a');
+    waiter('b');
+    waiter('c');
+    lane.done(a);
+    lane.done(first[0]!);
+    assert.deepEqual(started, ['b']);
+    lane.done(first[1]!);
+    assert.deepEqual(started, ['b', 'c']);
+    lane.done(first[2]!);
+    const late = flight();
+    assert.equal(lane.choose(late, 1002, true), fastPool);
+    assert.equal(late.queued, false, 'a free connection and nobody waiting: it goes at once');
+  });
+
   test('a waiting request gives up on the queue when half the connections have been busy for 500 ms', () => {
     const lane = new Lane(fastPool, () => overflowPool);
     fill(lane, 16, 1000);

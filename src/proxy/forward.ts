@@ -267,7 +267,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     this.upstreamLane.fast.dispatch(this.opts, this);
   }
 
-  /** Still waiting: drop the queued copy (aborted if it ever gets a connection) and send it on a connection of its own. */
+  /** Still waiting, and the shared connections are stuck: leave the queue for a connection of its own. */
   private readonly onQueueTimeout = (): void => {
     this.queueTimer = null;
     if (!this.queued || this.settled || this.clientGone) return;
