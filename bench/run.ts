@@ -532,7 +532,7 @@ async function main(): Promise<number> {
             processes: 'Apache httpd (event MPM) parent + children',
             reachesUpstream: true,
             notes: [
-              'session: mod_auth_openidc default server-side cache (shm); claims passed as headers',
+              'session: mod_auth_openidc default server-side cache (shm); claims passed as headers; access log on (combined, to a file)',
             ],
             check: async () => {
               await checkThrough(`${base}/`, { cookie }, 'alice@example.com');

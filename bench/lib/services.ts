@@ -257,6 +257,14 @@ PidFile ${join(o.dir, 'httpd.pid')}
 DefaultRuntimeDir ${o.dir}
 ErrorLog ${join(o.dir, 'error.log')}
 LogLevel warn
+# The access log on, as Debian ships Apache (apache2.conf's combined format, one line per
+# request to a file): (d) is measured with its access log on too. mod_log_config is built
+# into Debian's httpd; loaded only where it is not.
+<IfModule !log_config_module>
+LoadModule log_config_module /usr/lib/apache2/modules/mod_log_config.so
+</IfModule>
+LogFormat "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"" combined
+CustomLog ${join(o.dir, 'access.log')} combined
 User www-data
 Group www-data
 ${mod('mpm_event')}
