@@ -263,7 +263,7 @@ LogLevel warn
 <IfModule !log_config_module>
 LoadModule log_config_module /usr/lib/apache2/modules/mod_log_config.so
 </IfModule>
-LogFormat "%h %l %u %t \"%r\" %>s %O \"%{Referer}i\" \"%{User-Agent}i\"" combined
+LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{Referer}i\\" \\"%{User-Agent}i\\"" combined
 CustomLog ${join(o.dir, 'access.log')} combined
 User www-data
 Group www-data
