@@ -680,11 +680,13 @@ describe('Lane: which upstream pool a request goes to', async () => {
   type Pool = import('../src/proxy/undici.js').Pool;
   const fastPool = { name: 'fast' } as unknown as Pool;
   const overflowPool = { name: 'overflow' } as unknown as Pool;
-  const flight = () => ({ lane: null, epoch: 0, streaming: false, queued: false });
+  const flight = () => ({ lane: null, epoch: -1, streaming: false, queued: false, go() {} });
+  // As forward.ts does: a request that did not queue has its connection at once.
   const fill = (lane: InstanceType<typeof Lane>, n: number, at: number) =>
     Array.from({ length: n }, () => {
       const f = flight();
       assert.equal(lane.choose(f, at, true), fastPool);
+      if (!f.queued) lane.connected(f, at);
       return f;
     });
 
@@ -742,6 +744,57 @@ describe('Lane: which upstream pool a request goes to', async () => {
       overflowPool,
       '16 requests have now been in flight over a second',
     );
+  });
+
+  test('time spent waiting in the queue is not holding a connection (1,000 clients of a fast app)', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    const first = fill(lane, 32, 1000);
+    const waiting = fill(lane, 900, 1000);
+    assert.ok(waiting.every((f) => f.queued));
+    // The queue turns over: each shared connection finishes and takes the next waiting one.
+    for (let i = 0; i < 32; i++) {
+      lane.done(first[i]!);
+      lane.connected(waiting[i]!, 2050);
+    }
+    assert.equal(lane.stuck(2100), false, 'connections turning over: keep waiting');
+    assert.equal(
+      lane.choose(flight(), 2100, true),
+      fastPool,
+      'requests that waited over a second in the queue are not holders',
+    );
+  });
+
+  test('a request that leaves the queue (its client left, or it moved) is never started; the next one is, in order', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    const first = fill(lane, 32, 1000);
+    const started: string[] = [];
+    const waiter = (name: string) => {
+      const f = { ...flight(), go: () => started.push(name) };
+      assert.equal(lane.choose(f, 1001, true), fastPool);
+      assert.equal(f.queued, true);
+      return f;
+    };
+    const a = waiter('a');
+    waiter('b');
+    waiter('c');
+    lane.done(a);
+    lane.done(first[0]!);
+    assert.deepEqual(started, ['b']);
+    lane.done(first[1]!);
+    assert.deepEqual(started, ['b', 'c']);
+    lane.done(first[2]!);
+    const late = flight();
+    assert.equal(lane.choose(late, 1002, true), fastPool);
+    assert.equal(late.queued, false, 'a free connection and nobody waiting: it goes at once');
+  });
+
+  test('a waiting request gives up on the queue when half the connections have been busy for 500 ms', () => {
+    const lane = new Lane(fastPool, () => overflowPool);
+    fill(lane, 16, 1000);
+    fill(lane, 16, 1400);
+    fill(lane, 5, 1400); // queued
+    assert.equal(lane.stuck(1200), false, '200 ms: the shared connections may still turn over');
+    assert.equal(lane.stuck(1500), true, '16 of 32 connected two buckets ago and still busy');
   });
 });
 

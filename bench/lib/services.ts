@@ -1,6 +1,14 @@
 // The servers the bench runs, all on 127.0.0.1 in throwaway directories: nginx (upstream and
 // proxies), Apache httpd with mod_auth_openidc, redis-server and Portcullis itself.
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../../test/helpers/http.js';
 import { portAccepts } from '../../test/helpers/ports.js';
@@ -185,6 +193,42 @@ export function nginxAuthRequestBlock(
   }`;
 }
 
+/**
+ * (ec) (e) plus the cache of docs/recipes/nginx.md's high-throughput recipe: allow answers kept
+ * for 1 s per Cookie, Authorization, client address, method and URL.
+ */
+export function nginxAuthCacheBlock(
+  port: number,
+  upstreamPort: number,
+  portcullisPort: number,
+  cacheDir: string,
+): string {
+  const cache = `proxy_cache_path ${cacheDir} levels=1:2 keys_zone=portcullis_auth:10m max_size=64m inactive=10s use_temp_path=off;
+`;
+  const block =
+    cache +
+    nginxAuthRequestBlock(port, upstreamPort, portcullisPort)
+      .replace(
+        '      proxy_set_header X-Forwarded-For $remote_addr;\n    }\n    location @portcullis_signin',
+        `      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_cache portcullis_auth;
+      proxy_cache_key "$http_cookie|$http_authorization|$remote_addr|$request_method|$http_origin|$http_access_control_request_method|$scheme://$http_host$request_uri";
+      proxy_cache_valid 200 1s;
+      proxy_ignore_headers Cache-Control Expires X-Accel-Expires;
+    }
+    location @portcullis_signin`,
+      )
+      .replace(
+        '      error_page 401 = @portcullis_signin;',
+        `      auth_request_set $portcullis_assertion $upstream_http_x_portcullis_jwt_assertion;
+      error_page 401 = @portcullis_signin;
+      proxy_set_header X-Portcullis-Jwt-Assertion $portcullis_assertion;`,
+      );
+  if (!block.includes('proxy_cache portcullis_auth;') || !block.includes('$portcullis_assertion;'))
+    throw new Error('nginxAuthCacheBlock: the (e) block changed; update the cache lines');
+  return block;
+}
+
 export interface ApacheOptions {
   dir: string;
   port: number;
@@ -213,6 +257,14 @@ PidFile ${join(o.dir, 'httpd.pid')}
 DefaultRuntimeDir ${o.dir}
 ErrorLog ${join(o.dir, 'error.log')}
 LogLevel warn
+# The access log on, as Debian ships Apache (apache2.conf's combined format, one line per
+# request to a file): (d) is measured with its access log on too. mod_log_config is built
+# into Debian's httpd; loaded only where it is not.
+<IfModule !log_config_module>
+LoadModule log_config_module /usr/lib/apache2/modules/mod_log_config.so
+</IfModule>
+LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{Referer}i\\" \\"%{User-Agent}i\\"" combined
+CustomLog ${join(o.dir, 'access.log')} combined
 User www-data
 Group www-data
 ${mod('mpm_event')}
@@ -292,9 +344,20 @@ export interface PortcullisProc {
   proc: Tracked;
   port: number;
   configFile: string;
+  stdoutFile?: string | undefined;
 }
 
 /** Portcullis as its own process, exactly as deployed: `node dist/src/cli/main.js serve --config FILE`. */
+export interface PortcullisStart {
+  /** The node binary (default: the one running the bench). */
+  node?: string | undefined;
+  /**
+   * stdout (the log) goes to this file, as systemd or Docker would take it; without it, to a
+   * pipe the bench reads.
+   */
+  stdoutFile?: string | undefined;
+}
+
 export async function startPortcullis(
   name: string,
   configFile: string,
@@ -302,15 +365,22 @@ export async function startPortcullis(
   port: number,
   mainJs: string,
   nodeArgs: string[] = [],
+  o: PortcullisStart = {},
 ): Promise<PortcullisProc> {
   writeFileSync(configFile, yaml);
-  const proc = spawnTracked(name, process.execPath, [
-    ...nodeArgs,
-    mainJs,
-    'serve',
-    '--config',
-    configFile,
-  ]);
+  const out = o.stdoutFile ? openSync(o.stdoutFile, 'w') : null;
+  let proc: Tracked;
+  try {
+    proc = spawnTracked(
+      name,
+      o.node ?? process.execPath,
+      [...nodeArgs, mainJs, 'serve', '--config', configFile],
+      out === null ? {} : { stdio: ['ignore', out, 'pipe'] },
+    );
+  } finally {
+    // The child has its own copy of the descriptor.
+    if (out !== null) closeSync(out);
+  }
   await waitUntil(
     name,
     async () =>
@@ -321,7 +391,7 @@ export async function startPortcullis(
       ).status === 200,
     proc,
   );
-  return { proc, port, configFile };
+  return { proc, port, configFile, stdoutFile: o.stdoutFile };
 }
 
 export function binaryPresent(path: string): boolean {

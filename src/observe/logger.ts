@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { normalizeIp } from '../security/cidr.js';
+import { LineSink } from './line-sink.js';
 import pino, { type Logger } from 'pino';
 
 export type { Logger };
@@ -42,7 +43,7 @@ export function createLogger(
       redact: { paths: REDACT, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? new LineSink(1),
   );
 }
 

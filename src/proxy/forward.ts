@@ -214,37 +214,10 @@ const QUEUE_MS = 250;
 
 type Controller = Dispatcher.DispatchController;
 
-/** Stands between undici and a queued request's handler, so the queued copy can be dropped if it waited too long. */
-class QueueTicket implements Dispatcher.DispatchHandler {
-  abandoned = false;
-  constructor(private readonly handler: ProxyHandler) {}
-  onRequestStart(controller: Controller, context: unknown): void {
-    if (this.abandoned) controller.abort(new undiciErrors.RequestAbortedError());
-    else this.handler.onRequestStart(controller, context);
-  }
-  onResponseStart(
-    controller: Controller,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-    message?: string,
-  ): void {
-    this.handler.onResponseStart(controller, statusCode, headers, message);
-  }
-  onResponseData(controller: Controller, chunk: Buffer): void {
-    this.handler.onResponseData(controller, chunk);
-  }
-  onResponseEnd(controller: Controller, trailers: IncomingHttpHeaders): void {
-    this.handler.onResponseEnd(controller, trailers);
-  }
-  onResponseError(controller: Controller | undefined, err: Error): void {
-    if (!this.abandoned) this.handler.onResponseError(controller, err);
-  }
-}
-
 /** undici's handler interface for one proxied request: the upstream's answer, written to `res`. */
 class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   lane: Lane | null = null;
-  epoch = 0;
+  epoch = -1;
   streaming = false;
   /** undici's handle on the upstream request: pause/resume for backpressure, abort when the client leaves. */
   private controller: Controller | null = null;
@@ -257,11 +230,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   private settled = false;
   private readonly startedAt = performance.now();
 
-  /** Set by Lane.choose when this request waits for a shared connection. */
+  /** Set by Lane.choose while this request waits for a shared connection. */
   queued = false;
-  private ticket: QueueTicket | null = null;
   private queueTimer: NodeJS.Timeout | null = null;
-  private connected = false;
 
   constructor(
     private readonly input: ForwardInput,
@@ -280,16 +251,31 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
       pool.dispatch(this.opts, this);
       return;
     }
-    this.ticket = new QueueTicket(this);
     this.queueTimer = setTimeout(this.onQueueTimeout, QUEUE_MS);
-    pool.dispatch(this.opts, this.ticket);
   }
 
-  /** Still waiting: drop the queued copy (aborted if it ever gets a connection) and send it on a connection of its own. */
+  /** The lane has a shared connection for this waiting request. */
+  go(): void {
+    if (this.queueTimer !== null) {
+      clearTimeout(this.queueTimer);
+      this.queueTimer = null;
+    }
+    if (this.settled) {
+      this.lane?.done(this);
+      return;
+    }
+    this.upstreamLane.fast.dispatch(this.opts, this);
+  }
+
+  /** Still waiting, and the shared connections are stuck: leave the queue for a connection of its own. */
   private readonly onQueueTimeout = (): void => {
     this.queueTimer = null;
-    if (this.connected || this.settled || this.clientGone) return;
-    this.ticket!.abandoned = true;
+    if (!this.queued || this.settled || this.clientGone) return;
+    // Connections turning over (a burst of short requests): keep the place in the queue.
+    if (this.lane && !this.lane.stuck(Date.now())) {
+      this.queueTimer = setTimeout(this.onQueueTimeout, QUEUE_MS);
+      return;
+    }
     this.lane?.done(this);
     this.upstreamLane.overflow().dispatch(this.opts, this);
   };
@@ -297,11 +283,13 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   private readonly onClientClose = (): void => {
     if (this.input.res.writableFinished) return;
     this.clientGone = true;
-    this.controller?.abort(new undiciErrors.RequestAbortedError());
+    // Still waiting: it leaves the queue and no upstream request is ever made.
+    if (this.queued) this.onResponseError(undefined, new undiciErrors.RequestAbortedError());
+    else this.controller?.abort(new undiciErrors.RequestAbortedError());
   };
 
   onRequestStart(controller: Controller, _context: unknown): void {
-    this.connected = true;
+    this.lane?.connected(this, Date.now());
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;

@@ -17,6 +17,7 @@ import { codes, sendOutcome } from '../http/outcomes.js';
 import { renderRefusal } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
+import { writeAccessLine } from '../observe/access-log.js';
 import { requestIdFor } from '../observe/logger.js';
 import type { Runtime } from '../runtime.js';
 import { StoreUnavailableError } from '../session/types.js';
@@ -345,22 +346,19 @@ function access(
   if (!rt.log.isLevelEnabled('info')) return;
   const route = d && 'route' in d && d.route ? d.route.id : undefined;
   const identity = d && 'identity' in d ? d.identity : null;
-  rt.log.info(
-    {
-      requestId,
-      route,
-      method: req.method,
-      host: ctx?.host ?? req.headers.host,
-      path: ctx?.path ?? '(unparsed)',
-      status,
-      upstreamStatus: upstream?.upstreamStatus,
-      upstreamMs: upstream ? Math.round(upstream.upstreamMs * 100) / 100 : undefined,
-      ms: Math.round((performance.now() - started) * 100) / 100,
-      user: identity?.email || identity?.user,
-      decision,
-      reason,
-      ...(d?.kind === 'not_found' && !d.knownHost ? { configuredHosts: rt.routes.hosts() } : {}),
-    },
-    'request',
-  );
+  writeAccessLine(rt.log, {
+    requestId,
+    route,
+    method: req.method,
+    host: ctx?.host ?? req.headers.host,
+    path: ctx?.path ?? '(unparsed)',
+    status,
+    upstreamStatus: upstream?.upstreamStatus,
+    upstreamMs: upstream ? Math.round(upstream.upstreamMs * 100) / 100 : undefined,
+    ms: Math.round((performance.now() - started) * 100) / 100,
+    user: identity?.email || identity?.user,
+    decision,
+    reason,
+    configuredHosts: d?.kind === 'not_found' && !d.knownHost ? rt.routes.hosts() : undefined,
+  });
 }

@@ -60,8 +60,18 @@ export class Lane {
   // In-flight requests on the fast pool are counted, not kept in a collection: a Set of
   // handlers churned at full load made V8's heap peak ~120 MB higher in the 10,000-session
   // bench. Ages are kept per 250 ms bucket, which is all the "over a second" test needs.
-  private inFlight = 0;
+  /** Requests dispatched on the fast pool and not done: at most FAST_CONNECTIONS. */
+  private active = 0;
   private streaming = 0;
+  /**
+   * Requests waiting for one of the fast pool's connections, oldest first (from `head`). The
+   * queue is ours, not undici's: a request whose client left, or that moved to the overflow
+   * pool, simply leaves it. Taking one out of undici's queue means aborting it, and undici
+   * aborts by destroying the connection it was about to use, so under a load that timed out
+   * clients it kept reconnecting its 32 connections (the 1,000-connection cliff).
+   */
+  private waiting: Array<Flight | null> = [];
+  private head = 0;
   /** In flight (not streaming) and older than the buckets still held. */
   private old = 0;
   private readonly counts = new Int32Array(BUCKETS);
@@ -79,34 +89,86 @@ export class Lane {
    * the overflow pool if the wait runs long). `canQueue` is false for requests with a body.
    */
   choose(flight: Flight, now: number, canQueue: boolean): Pool {
-    const free = this.inFlight < FAST_CONNECTIONS;
-    if (free || (canQueue && this.holders(now) < FAST_CONNECTIONS / 2)) {
-      const epoch = Math.floor(now / BUCKET_MS);
-      this.counts[this.slot(epoch)]!++;
-      this.inFlight++;
+    flight.epoch = -1;
+    if (this.active < FAST_CONNECTIONS && this.head === this.waiting.length) {
+      this.active++;
       flight.lane = this;
-      flight.epoch = epoch;
-      flight.queued = !free;
+      flight.queued = false;
+      return this.fast;
+    }
+    if (canQueue && this.holders(now, HOLD_BUCKETS) < FAST_CONNECTIONS / 2) {
+      flight.lane = this;
+      flight.queued = true;
+      this.waiting.push(flight);
       return this.fast;
     }
     flight.queued = false;
     return this.overflow();
   }
 
+  /** Hands free fast connections to the oldest waiting requests (Flight.go dispatches). */
+  private next(): void {
+    while (this.active < FAST_CONNECTIONS && this.head < this.waiting.length) {
+      const flight = this.waiting[this.head]!;
+      this.waiting[this.head++] = null;
+      if (!flight || !flight.queued || flight.lane !== this) continue;
+      flight.queued = false;
+      this.active++;
+      flight.go();
+    }
+    if (this.head === this.waiting.length) {
+      this.waiting.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /**
+   * The request got one of the shared connections: its age, which decides whether it holds
+   * that connection, counts from now. Time spent in the queue does not count: under a load
+   * of short requests every request waits, and counting the wait made them all look like
+   * holders, which sent the whole load to one connection per request (the 1,000-connection
+   * cliff in docs/performance.md).
+   */
+  connected(flight: Flight, now: number): void {
+    if (flight.lane !== this || flight.streaming || flight.epoch >= 0) return;
+    const epoch = Math.floor(now / BUCKET_MS);
+    this.counts[this.slot(epoch)]!++;
+    flight.epoch = epoch;
+  }
+
+  /**
+   * For a request that has waited QUEUE_MS: true when half the shared connections are held by
+   * requests connected for over QUEUE_MS (to bucket precision) or streaming, so the queue is
+   * not moving and the request should take a connection of its own. While the connections
+   * keep turning over, waiting is cheaper than opening one more.
+   */
+  stuck(now: number): boolean {
+    return this.holders(now, STUCK_BUCKETS) >= FAST_CONNECTIONS / 2;
+  }
+
   /** The response started streaming (no length, or a large one): it may hold its connection long. */
   streamingStarted(flight: Flight): void {
     if (flight.lane !== this || flight.streaming) return;
-    this.unage(flight);
+    if (flight.epoch >= 0) this.unage(flight);
     flight.streaming = true;
     this.streaming++;
   }
 
+  /** The request is over, or leaves the queue (its client left, or it moves to the overflow pool). */
   done(flight: Flight): void {
     if (flight.lane !== this) return;
-    if (flight.streaming) this.streaming--;
-    else this.unage(flight);
-    this.inFlight--;
     flight.lane = null;
+    if (flight.queued) {
+      flight.queued = false; // next() skips it
+      return;
+    }
+    if (flight.streaming) this.streaming--;
+    else if (flight.epoch >= 0) this.unage(flight);
+    this.active--;
+    this.next();
   }
 
   /** For WebSocket handshakes: they hand their connection over, and must never queue behind held ones. */
@@ -118,13 +180,12 @@ export class Lane {
     await Promise.allSettled([this.fast.close(), this.overflowPool?.close()]);
   }
 
-  /** Streaming responses, plus requests in flight for a second or more (to bucket precision). */
-  private holders(now: number): number {
+  /** Streaming responses, plus requests connected for `buckets` buckets or more. */
+  private holders(now: number, buckets: number): number {
     const current = Math.floor(now / BUCKET_MS);
     let held = this.streaming + this.old;
     for (let i = 0; i < BUCKETS; i++)
-      if (this.epochs[i]! >= 0 && current - this.epochs[i]! >= HOLD_BUCKETS)
-        held += this.counts[i]!;
+      if (this.epochs[i]! >= 0 && current - this.epochs[i]! >= buckets) held += this.counts[i]!;
     return held;
   }
 
@@ -149,10 +210,12 @@ export class Lane {
 /** What a Lane keeps per request; ProxyHandler is one. */
 export interface Flight {
   lane: Lane | null;
-  /** Start time in BUCKET_MS units. */
+  /** When it got its connection, in BUCKET_MS units; -1 while it waits for one. */
   epoch: number;
   streaming: boolean;
+  /** Waiting in the lane's queue; the lane calls go() when a connection is free. */
   queued: boolean;
+  go(): void;
 }
 
 const FAST_CONNECTIONS = 32;
@@ -161,4 +224,10 @@ const OVERFLOW_CONNECTIONS = 1024;
 const BUCKET_MS = 250;
 /** A request in flight for this many buckets (1 s) holds its connection. */
 const HOLD_BUCKETS = 4;
+/**
+ * Connected this many buckets ago (250-500 ms or more) counts as not turning over, for a
+ * request deciding whether to stop waiting. Two, not one: a request connected 1 ms before a
+ * bucket boundary is already one bucket old.
+ */
+const STUCK_BUCKETS = 2;
 const BUCKETS = 8;
