@@ -141,6 +141,7 @@ class Reader {
   }
 
   private list(): Array<string | number | boolean> {
+    const opened = this.pos;
     this.pos++;
     const items: Array<string | number | boolean> = [];
     for (;;) {
@@ -149,7 +150,10 @@ class Reader {
         this.pos++;
         return items;
       }
-      if (this.pos >= this.text.length) this.fail('this list has no closing "]"');
+      if (this.pos >= this.text.length) {
+        this.pos = opened;
+        this.fail('the list that starts here has no closing "]"');
+      }
       if (this.text[this.pos] === '[')
         this.fail('a list inside a list is not an oauth2-proxy setting');
       items.push(this.scalar());

@@ -463,9 +463,12 @@ function cookieSecret(s: Settings, cfg: Record<string, unknown>, n: ImportNotes)
     return;
   }
   cfg.cookie_secret = randomBytes(32).toString('base64');
+  const what = [16, 24].includes(bytes.length)
+    ? `it keys ${bytes.length * 8}-bit AES`
+    : `it is ${bytes.length} bytes, which oauth2-proxy refuses too (it needs 16, 24 or 32, or their base64url)`;
   n.skip(
     key,
-    `it keys ${bytes.length * 8}-bit AES and Portcullis needs 32 random bytes, so a fresh cookie_secret was written (sessions start over anyway); give every replica the same one`,
+    `${what} and Portcullis needs 32 random bytes, so a fresh cookie_secret was written (sessions start over anyway); give every replica the same one`,
   );
 }
 
