@@ -632,6 +632,59 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
       /broken\.cfg:2: expected a quoted string, true\/false, a number or a \[list\], got "oauth2-proxy"/,
     );
     assert.equal(r.stdout, '');
+    // The same mistake on a secret describes the value without quoting it.
+    const s = await run([
+      'import',
+      'oauth2-proxy',
+      '--config',
+      write('broken-secret.cfg', 'client_secret = Sup3rS3cretValue\n'),
+    ]);
+    assert.equal(s.code, 1);
+    assert.match(s.stderr, /broken-secret\.cfg:1: .*got 16 characters \(not shown: a secret\)/);
+    assert.ok(!s.stderr.includes('Sup3rS3cret'), s.stderr);
+    const tail = await run([
+      'import',
+      'oauth2-proxy',
+      '--config',
+      write('tail.cfg', 'cookie_secret = "x" Tail3rS3cret\n'),
+    ]);
+    assert.match(
+      tail.stderr,
+      /tail\.cfg:1: unexpected 12 characters \(not shown: a secret\) after the value/,
+    );
+    assert.ok(!tail.stderr.includes('Tail3rS3cret'));
+  });
+
+  test('upstreams Portcullis cannot serve (static://, file://, credentials in the URL) are reported without the credentials', async () => {
+    const { cfg, stderr } = await importOk([
+      'oauth2-proxy',
+      '--',
+      ...base,
+      '--upstream=static://202',
+      '--upstream=file:///var/www/static/#/static/',
+      '--upstream=http://svc:pa55w0rd@127.0.0.1:4000/api/',
+    ]);
+    assert.match(
+      stderr,
+      /not carried over: upstreams — static:\/\/ upstream "static:\/\/202\/?": Portcullis proxies to http\(s\) upstreams only/,
+    );
+    assert.match(
+      stderr,
+      /not carried over: upstreams — file:\/\/ upstream "file:\/\/\/var\/www\/static\/"/,
+    );
+    assert.match(
+      stderr,
+      /not carried over: upstreams — http:\/\/127\.0\.0\.1:4000\/api\/: the user name and password in the URL are not sent upstream/,
+    );
+    assert.ok(!stderr.includes('pa55w0rd'));
+    // Longest prefix first, as oauth2-proxy routes by the upstream's path.
+    assert.deepEqual(
+      routesOf(cfg).map((r) => [r.prefix ?? '/', r.to]),
+      [
+        ['/api/', 'http://127.0.0.1:4000'],
+        ['/', 'http://127.0.0.1:3000'],
+      ],
+    );
   });
 
   test('a host-less setup without --from is refused with the flag to give', async () => {

@@ -67,7 +67,7 @@ export function parseCfg(text: string, file: string): Map<string, CfgEntry> {
         i++;
       }
     }
-    const reader = new Reader(rest, file, lineNo);
+    const reader = new Reader(rest, file, lineNo, isSecretName(key));
     const value = reader.value();
     reader.end();
     if (out.has(key))
@@ -107,13 +107,24 @@ function listClosed(text: string): boolean {
   return false;
 }
 
+/** Settings whose value must never be quoted back in an error message. */
+export function isSecretName(key: string): boolean {
+  return /secret|password|token|jwt_key|api_key|connection_url|_key$/i.test(key);
+}
+
 class Reader {
   private pos = 0;
   constructor(
     private readonly text: string,
     private readonly file: string,
     private readonly startLine: number,
+    /** The setting holds a secret: errors describe the value without quoting it. */
+    private readonly secret: boolean,
   ) {}
+
+  private show(text: string): string {
+    return this.secret ? `${text.length} characters (not shown: a secret)` : JSON.stringify(text);
+  }
 
   private fail(message: string): never {
     const line = this.startLine + (this.text.slice(0, this.pos).match(/\n/g)?.length ?? 0);
@@ -181,7 +192,7 @@ class Reader {
     }
     this.fail(
       word
-        ? `expected a quoted string, true/false, a number or a [list], got ${JSON.stringify(word)} (put text in double quotes)`
+        ? `expected a quoted string, true/false, a number or a [list], got ${this.show(word)} (put text in double quotes)`
         : 'expected a value after "="',
     );
   }
@@ -247,7 +258,7 @@ class Reader {
     const c = this.text[this.pos];
     if (c === undefined || c === '#' || c === '\n' || c === '\r') return;
     this.fail(
-      `unexpected ${JSON.stringify(this.text.slice(this.pos).split('\n')[0])} after the value (one setting per line; comments start with #)`,
+      `unexpected ${this.show(this.text.slice(this.pos).split('\n')[0]!)} after the value (one setting per line; comments start with #)`,
     );
   }
 }

@@ -1,4 +1,4 @@
-import type { CfgEntry, CfgValue } from './cfg-parser.js';
+import { isSecretName, type CfgEntry, type CfgValue } from './cfg-parser.js';
 import { parseGoDuration } from './go-duration.js';
 
 // oauth2-proxy's settings as its legacy config knows them, and how one value is chosen from its
@@ -136,7 +136,7 @@ export function coerce(spec: OptionSpec, raw: CfgValue, from: string): Setting['
 
 /** A value for an error message; a secret's value is never shown, only its length. */
 function describe(raw: CfgValue, name: string): string {
-  if (/secret|password|token|key$|jwt_key|connection_url/.test(name))
+  if (isSecretName(name))
     return `a ${Array.isArray(raw) ? 'list' : typeof raw} (value not shown)`;
   return JSON.stringify(raw);
 }

@@ -740,13 +740,16 @@ function buildRoutes(
       n.refuse('upstreams', `${JSON.stringify(raw)} is not a URL`);
       continue;
     }
+    const shown = `${u.protocol}//${u.host}${u.pathname}`;
     if (u.protocol === 'http:' || u.protocol === 'https:') {
       // oauth2-proxy routes by the upstream's path and sends the original path (http.go: u.Path = "").
       upstreams.push({ prefix: u.pathname || '/', to: u.origin });
+      if (u.username || u.password)
+        n.skip('upstreams', `${shown}: the user name and password in the URL are not sent upstream`);
     } else
       n.skip(
         'upstreams',
-        `${u.protocol.replace(':', '')}:// upstream ${JSON.stringify(raw.replace(/#.*/, ''))}: Portcullis proxies to http(s) upstreams only (file://, static:// and unix:// are not served)`,
+        `${u.protocol.replace(':', '')}:// upstream ${JSON.stringify(shown)}: Portcullis proxies to http(s) upstreams only (file://, static:// and unix:// are not served)`,
       );
   }
   upstreams.sort((a, b) => b.prefix.length - a.prefix.length);
