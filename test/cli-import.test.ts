@@ -663,6 +663,7 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
       '--upstream=static://202',
       '--upstream=file:///var/www/static/#/static/',
       '--upstream=http://svc:pa55w0rd@127.0.0.1:4000/api/',
+      '--upstream=http://127.0.0.1:5000/status',
     ]);
     assert.match(
       stderr,
@@ -677,12 +678,15 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
       /not carried over: upstreams — http:\/\/127\.0\.0\.1:4000\/api\/: the user name and password in the URL are not sent upstream/,
     );
     assert.ok(!stderr.includes('pa55w0rd'));
-    // Longest prefix first, as oauth2-proxy routes by the upstream's path.
+    // oauth2-proxy pkg/upstream/proxy.go (commit 065c944): upstreams sorted longest path first
+    // (sortByPathLongest); a path ending in "/" serves everything under it, any other only
+    // itself (registerSimpleHandler); http.go sends the original request path.
     assert.deepEqual(
-      routesOf(cfg).map((r) => [r.prefix ?? '/', r.to]),
+      routesOf(cfg).map((r) => [r.prefix ?? r.path ?? '/', r.path ? 'exact' : 'prefix', r.to]),
       [
-        ['/api/', 'http://127.0.0.1:4000'],
-        ['/', 'http://127.0.0.1:3000'],
+        ['/status', 'exact', 'http://127.0.0.1:5000'],
+        ['/api/', 'prefix', 'http://127.0.0.1:4000'],
+        ['/', 'prefix', 'http://127.0.0.1:3000'],
       ],
     );
   });

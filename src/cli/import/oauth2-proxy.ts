@@ -721,6 +721,8 @@ function coveredByHosts(entry: string, hosts: string[]): boolean {
 
 interface Upstream {
   prefix: string;
+  /** Only this path, not the paths under it. */
+  exact: boolean;
   to: string;
 }
 
@@ -743,9 +745,14 @@ function buildRoutes(
     const shown = `${u.protocol}//${u.host}${u.pathname}`;
     if (u.protocol === 'http:' || u.protocol === 'https:') {
       // oauth2-proxy routes by the upstream's path and sends the original path (http.go: u.Path = "").
-      upstreams.push({ prefix: u.pathname || '/', to: u.origin });
+      // A path ending in "/" is a prefix, any other only itself (pkg/upstream/proxy.go).
+      const path = u.pathname || '/';
+      upstreams.push({ prefix: path, exact: !path.endsWith('/'), to: u.origin });
       if (u.username || u.password)
-        n.skip('upstreams', `${shown}: the user name and password in the URL are not sent upstream`);
+        n.skip(
+          'upstreams',
+          `${shown}: the user name and password in the URL are not sent upstream`,
+        );
     } else
       n.skip(
         'upstreams',
@@ -776,7 +783,7 @@ function buildRoutes(
   for (const from of hosts) {
     for (const up of upstreams) {
       for (const { r, key } of skip) {
-        const rule = skipRoute(r, up.prefix);
+        const rule = skipRoute(r, up);
         if ('error' in rule) {
           n.skip(key, `${JSON.stringify(r)}: ${rule.error}; requests there need a sign-in`);
           continue;
@@ -796,7 +803,8 @@ function buildRoutes(
         routes.push(route);
       }
       const route: Record<string, unknown> = { from, to: up.to };
-      if (up.prefix !== '/') route.prefix = up.prefix;
+      if (up.exact) route.path = up.prefix;
+      else if (up.prefix !== '/') route.prefix = up.prefix;
       Object.assign(route, common, { policy });
       routes.push(route);
     }
@@ -811,7 +819,7 @@ function buildRoutes(
  */
 function skipRoute(
   entry: string,
-  prefix: string,
+  up: Upstream,
 ): { regex: string; method?: string } | { error: string } {
   let method: string | undefined;
   let negate = false;
@@ -829,7 +837,8 @@ function skipRoute(
   } catch (e) {
     return { error: `not a regular expression Portcullis can run (${(e as Error).message})` };
   }
-  const under = prefix === '/' ? '' : `(?=${prefix.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')})`;
+  const escaped = up.prefix.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const under = up.exact ? `(?=${escaped}$)` : up.prefix === '/' ? '' : `(?=${escaped})`;
   const body = negate ? `(?!.*(?:${re})).*` : `.*(?:${re}).*`;
   return method ? { regex: `${under}${body}`, method } : { regex: `${under}${body}` };
 }
