@@ -136,8 +136,7 @@ export function coerce(spec: OptionSpec, raw: CfgValue, from: string): Setting['
 
 /** A value for an error message; a secret's value is never shown, only its length. */
 function describe(raw: CfgValue, name: string): string {
-  if (isSecretName(name))
-    return `a ${Array.isArray(raw) ? 'list' : typeof raw} (value not shown)`;
+  if (isSecretName(name)) return `a ${Array.isArray(raw) ? 'list' : typeof raw} (value not shown)`;
   return JSON.stringify(raw);
 }
 
