@@ -689,18 +689,22 @@ function routeHosts(
   const scheme =
     redirectUrl?.protocol.replace(':', '') ??
     (s.get('cookie_secure')?.value === false ? 'http' : 'https');
-  const domains = [
-    ...((s.get('cookie_domains')?.value as string[] | undefined) ?? []),
-    ...((s.get('whitelist_domains')?.value as string[] | undefined) ?? []),
-  ]
-    .map((d) =>
-      d
-        .toLowerCase()
-        .replace(/^\*?\./, '')
-        .replace(/:.*$/, ''),
-    )
-    .filter(Boolean);
-  const hosts = [...new Set(domains)].map((d) => `${scheme}://*.${d}`);
+  // A cookie domain covers its subdomains; a whitelist entry too when it starts with "." or
+  // "*.", else it names one host (with its port, if given; `:*` means any, which a route cannot).
+  const cookieDomains = (s.get('cookie_domains')?.value as string[] | undefined) ?? [];
+  const whitelist = (s.get('whitelist_domains')?.value as string[] | undefined) ?? [];
+  const hosts = [
+    ...new Set(
+      [...cookieDomains.map((d) => `.${d.replace(/^\*?\./, '')}`), ...whitelist]
+        .map((d) => d.toLowerCase().replace(/:\*$/, ''))
+        .filter((d) => d.replace(/^\*?\./, ''))
+        .map((d) =>
+          /^\*?\./.test(d) ? `${scheme}://*.${d.replace(/^\*?\./, '')}` : `${scheme}://${d}`,
+        ),
+    ),
+  ];
+  // Exact hosts first: after a wildcard that covers them they could never match.
+  hosts.sort((a, b) => Number(a.includes('*.')) - Number(b.includes('*.')));
   if (!hasUpstreams && hosts.length) return hosts;
   n.refuse(
     'upstreams',
