@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -890,6 +890,19 @@ describe('import pomerium', () => {
     );
     assert.equal(r.cfg.certificate_file, '/pomerium/cert.pem', 'the reference is kept');
     assert.equal(routesOf(r.cfg)[0]!.pass_identity_headers, true);
+
+    // Where the files exist (here: a self-signed pair in place of /pomerium), it checks clean.
+    const certDir = mkdtempSync(join(dir, 'certs-'));
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+        .concat(['-keyout', 'privkey.pem', '-out', 'cert.pem', '-days', '2'])
+        .concat(['-subj', '/CN=authenticate.localhost.pomerium.io']),
+      { cwd: certDir, stdio: 'ignore' },
+    );
+    const there = await importOk(['pomerium', write('docker-here.yaml', text(certDir))]);
+    assert.ok(!/certificate_file/.test(there.stderr), there.stderr);
+    await checkOk(there.file);
   });
 
   test('what Portcullis lacks (TCP routes, rewrites, redirects, device policies, ${pomerium.*} headers) is reported; a route whose policy cannot load is dropped, not loosened', async () => {
