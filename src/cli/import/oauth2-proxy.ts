@@ -146,7 +146,9 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
   cfg.idp_scopes = scopes;
   if (str('oidc_groups_claim')) cfg.idp_groups_claim = str('oidc_groups_claim');
   if (str('oidc_email_claim')) cfg.idp_email_claim = str('oidc_email_claim');
-  if (str('user_id_claim')) cfg.idp_user_claim = str('user_id_claim');
+  // user_id_claim is the deprecated name of oidc_email_claim (flag help: "DEPRECATED for
+  // oidc-email-claim"); X-Forwarded-User stays the subject in both.
+  if (str('user_id_claim') && !str('oidc_email_claim')) cfg.idp_email_claim = str('user_id_claim');
   if (bool('insecure_oidc_allow_unverified_email', false))
     n.skip(
       'insecure_oidc_allow_unverified_email',
@@ -202,10 +204,12 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
     ['oidc_audience_claims', 'skip_claims_from_profile_url', 'resource', 'azure_graph_group_field'],
     'not configurable in Portcullis: ID tokens must name idp_client_id in aud',
   );
-  reportIfSet(
-    ['provider_display_name', 'skip_provider_button'],
-    'Portcullis has no provider-button page: sign-in goes straight to the IdP',
-  );
+  reportIfSet(['provider_display_name'], 'Portcullis has no provider-button page');
+  if (s.get('skip_provider_button')?.value === false)
+    n.skip(
+      'skip_provider_button',
+      'Portcullis has no provider-button page: sign-in goes straight to the IdP, as with skip_provider_button = true',
+    );
 
   // --- secrets and cookies
   cookieSecret(s, cfg, n);
@@ -261,10 +265,10 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
     ...policyRules,
     ...(extraAllows.length ? [{ allow: { or: extraAllows } }] : []),
   ];
-  if (trusted.length && !bool('reverse_proxy', false))
+  if (trusted.length)
     n.skip(
       'trusted_ips',
-      'carried over as a source_ip allow rule; Portcullis reads the client address through trusted_proxies',
+      'carried over as a source_ip allow rule, but the client address comes from trusted_proxies (X-Forwarded-For), not real_client_ip_header',
     );
 
   // --- callback, hosts, trust
@@ -527,7 +531,11 @@ function sessionStorage(s: Settings, cfg: Record<string, unknown>, n: ImportNote
       .join(',');
   const scheme = (u: string | undefined): string =>
     u?.trim().toLowerCase().startsWith('rediss:') ? 'rediss' : 'redis';
-  let text: string | undefined;
+  // Several hosts (sentinels, cluster seeds) are no WHATWG URL, so those are written by hand.
+  const auth =
+    password || username
+      ? `${encodeURIComponent(username ?? '')}:${encodeURIComponent(password ?? '')}@`
+      : '';
   if (s.get('redis_use_sentinel')?.value === true) {
     const master = get('redis_sentinel_master_name');
     const sentinels = get('redis_sentinel_connection_urls');
@@ -538,33 +546,34 @@ function sessionStorage(s: Settings, cfg: Record<string, unknown>, n: ImportNote
       );
       return;
     }
-    text = `${scheme(sentinels)}://${hostsOf(sentinels)}?sentinel=${encodeURIComponent(master)}`;
+    let text = `${scheme(sentinels)}://${auth}${hostsOf(sentinels)}?sentinel=${encodeURIComponent(master)}`;
     const sp = get('redis_sentinel_password');
     if (sp) text += `&sentinel_password=${encodeURIComponent(sp)}`;
+    cfg.session_storage = text;
   } else if (s.get('redis_use_cluster')?.value === true) {
     const nodes = get('redis_cluster_connection_urls');
     if (!nodes) {
       n.refuse('redis_use_cluster', 'needs redis_cluster_connection_urls');
       return;
     }
-    text = `${scheme(nodes)}://${hostsOf(nodes)}?cluster=true`;
+    cfg.session_storage = `${scheme(nodes)}://${auth}${hostsOf(nodes)}?cluster=true`;
   } else {
-    text = get('redis_connection_url');
+    const text = get('redis_connection_url');
     if (!text) {
       n.refuse('redis_connection_url', 'session_store_type is redis but no Redis URL is given');
       return;
     }
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      n.refuse('redis_connection_url', 'is not a URL like redis://host:6379');
+      return;
+    }
+    if (password) url.password = encodeURIComponent(password);
+    if (username) url.username = encodeURIComponent(username);
+    cfg.session_storage = url.href;
   }
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    n.refuse('redis_connection_url', 'is not a URL like redis://host:6379');
-    return;
-  }
-  if (password) url.password = encodeURIComponent(password);
-  if (username) url.username = encodeURIComponent(username);
-  cfg.session_storage = url.href;
   for (const k of [
     'redis_ca_path',
     'redis_insecure_skip_tls_verify',
