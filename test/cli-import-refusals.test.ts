@@ -387,6 +387,9 @@ describe('import pomerium', () => {
     );
     const { cfg, stderr, file: out } = await importOk(['pomerium', file]);
     assert.equal(cfg.idp_provider_url, 'https://accounts.google.com', "Google's issuer is implied");
+    // Pomerium reference, "Authenticate Callback Path": default /oauth2/callback; the IdP keeps
+    // the redirect URI registered for Pomerium.
+    assert.equal(cfg.authenticate_callback_path, '/oauth2/callback');
     assert.equal(routesOf(cfg).length, 4);
     assert.deepEqual(routesOf(cfg)[0]!.policy, [
       { allow: { or: [{ domain: { is: 'pomerium.io' } }] } },
@@ -397,7 +400,11 @@ describe('import pomerium', () => {
       ['not carried over: shared_secret'],
     );
     assert.ok(!stderr.includes('hsJIQsx9'), 'no secret printed');
-    await checkOk(out);
+    const checked = await checkOk(out);
+    assert.match(
+      checked,
+      /redirect URI: +https:\/\/authenticate\.localhost\.pomerium\.io\/oauth2\/callback/,
+    );
   });
 
   test('the documented Docker config (certificate files, pass_identity_headers): files missing here are reported, and the config checks where they exist', async () => {
@@ -544,5 +551,15 @@ describe('import pomerium', () => {
       /cannot import: cookie_secret — expected 32 bytes encoded as base64/,
     );
     assert.equal(invalid.stdout, '', 'nothing written');
+    const hosted = await run([
+      'import',
+      'pomerium',
+      write('hosted.yaml', 'routes:\n  - from: https://a.example.com\n    to: http://a\n'),
+    ]);
+    assert.equal(hosted.code, 1);
+    assert.match(
+      hosted.stderr,
+      /cannot import: idp_provider — none set: Pomerium then signs users in through its hosted authenticate service/,
+    );
   });
 });

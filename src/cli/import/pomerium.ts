@@ -206,6 +206,15 @@ export function importPomerium(text: string, file: string): ImportResult {
     if (issuer) cfg.idp_provider_url = issuer;
   }
 
+  if (cfg.idp_provider_url === undefined && cfg.idp_provider === undefined)
+    n.refuse(
+      'idp_provider',
+      'none set: Pomerium then signs users in through its hosted authenticate service (authenticate.pomerium.app); Portcullis needs your own OpenID provider: set idp_provider_url, idp_client_id and idp_client_secret',
+    );
+  // Pomerium's default redirect URI path; kept so the IdP registration stays as it is.
+  if (cfg.authenticate_callback_path === undefined)
+    cfg.authenticate_callback_path = '/oauth2/callback';
+
   const storageType = src.databroker_storage_type;
   const conn = src.databroker_storage_connection_string;
   if (storageType === 'postgres' || storageType === 'redis') {
