@@ -71,6 +71,10 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
     assert.match(r.stderr, /unexpected argument "oops"/);
     assert.match(r.stderr, /"-provider=oidc": oauth2-proxy flags are written --name=value/);
     assert.match(r.stderr, /--scope needs a value/);
+    await refused(
+      ['oauth2-proxy', '--', ...base, '--alpha-config=/etc/oauth2-proxy/alpha.yaml'],
+      /--alpha-config: oauth2-proxy's alpha configuration \(YAML\) is not imported/,
+    );
   });
 
   test('a value of the wrong kind names where it came from, without echoing a secret', async () => {
@@ -329,6 +333,10 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
   });
 
   test('usage errors exit 2: an unknown peer, --from that is not an origin', async () => {
+    const help = await run(['import', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: portcullis import oauth2-proxy/);
+    assert.match((await run(['--help'])).stdout, /^ {2}import {6}write a Portcullis config from/m);
     const peer = await run(['import', 'traefik']);
     assert.equal(peer.code, 2);
     assert.match(peer.stderr, /unknown peer "traefik": expected oauth2-proxy or pomerium/);

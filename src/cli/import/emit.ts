@@ -1,6 +1,4 @@
 import { stringify } from 'yaml';
-import { ConfigError, formatIssue } from '../../config/errors.js';
-import { parseConfig } from '../../config/load.js';
 
 // What every importer hands back: the Portcullis config it built, every setting it could not
 // carry over (with why), and the problems that make the result unusable or unsafe. Notes never
@@ -53,18 +51,4 @@ export function formatNotes(result: ImportResult): string[] {
     ...result.errors.map((n) => `cannot import: ${n.setting} — ${n.why}`),
     ...result.notes.map((n) => `not carried over: ${n.setting} — ${n.why}`),
   ];
-}
-
-/**
- * Validates the written YAML as `portcullis check` would load it. Returns the problems as lines
- * (empty when it loads); `*_file` paths are read, so an import run where the files live checks them.
- */
-export function validateImported(yaml: string, file: string): string[] {
-  try {
-    parseConfig(yaml, file);
-    return [];
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => formatIssue(file, i));
-    throw e;
-  }
 }

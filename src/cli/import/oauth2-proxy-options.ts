@@ -213,6 +213,13 @@ export function resolveSettings(input: SourceInput): {
       if (m[2] === undefined) k++;
       continue;
     }
+    if (name === 'alpha-config') {
+      errors.push(
+        "command line: --alpha-config: oauth2-proxy's alpha configuration (YAML) is not imported; give the settings as a legacy config file, variables or flags",
+      );
+      if (m[2] === undefined) k++;
+      continue;
+    }
     const spec = BY_FLAG.get(name);
     if (!spec) {
       errors.push(`command line: --${name} is not an oauth2-proxy flag${hint(name, true)}`);
