@@ -279,7 +279,10 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
       '--redis-sentinel-connection-urls=redis://s1:26379,redis://s2:26379',
       '--redis-password=r3dis-pass',
       '--skip-provider-button',
+      '--scope=email profile groups',
     ]);
+    assert.deepEqual(cfg.idp_scopes, ['openid', 'email', 'profile', 'groups']);
+    assert.match(stderr, /not carried over: scope — openid was added/);
     assert.equal(cfg.idp_provider, 'keycloak');
     assert.equal(cfg.idp_email_claim, 'mail', 'user_id_claim is the old name of oidc_email_claim');
     assert.equal(cfg.address, ':8443');

@@ -143,6 +143,10 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
         'profile',
         ...(allowedGroups.length && provider === 'oidc' ? ['groups'] : []),
       ];
+  if (!scopes.includes('openid')) {
+    scopes.unshift('openid');
+    n.skip('scope', 'openid was added: Portcullis signs users in with OpenID Connect');
+  }
   cfg.idp_scopes = scopes;
   if (str('oidc_groups_claim')) cfg.idp_groups_claim = str('oidc_groups_claim');
   if (str('oidc_email_claim')) cfg.idp_email_claim = str('oidc_email_claim');
