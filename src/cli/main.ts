@@ -6,6 +6,7 @@ import { loadConfigFileIsolated } from '../config/isolated.js';
 import { ConfigError, formatIssue } from '../config/errors.js';
 import { SESSIONS_HELP, sessionsCommand } from './sessions.js';
 import { EXPLAIN_HELP, explain } from './explain.js';
+import { IMPORT_HELP } from './import/help.js';
 import { isClusterWorker, runCluster } from '../cluster.js';
 import { CLUSTER_SIGNING_KEY_ENV, generatedSigningKeyPem } from '../identity/assertion.js';
 
@@ -21,6 +22,7 @@ Commands:
   probe       prove a running deployment can log users in: IdP, client secret, upstreams, store
   sessions    list or revoke sessions in a redis/postgres session_storage
   gen-secret  print a fresh cookie_secret (32 random bytes, base64)
+  import      write a Portcullis config from an oauth2-proxy or Pomerium one, listing what did not carry over
 
 Run "portcullis <command> --help" for a command's options.
 The config file is --config FILE, else $PORTCULLIS_CONFIG, else ./portcullis.yaml.`,
@@ -46,6 +48,7 @@ summary. Run it from cron or a Kubernetes CronJob (docs/operations.md).
 Exit status: 0 every check passed, 1 a check failed or the config is invalid.`,
   sessions: SESSIONS_HELP,
   explain: EXPLAIN_HELP,
+  import: IMPORT_HELP,
   'gen-secret': `Usage: portcullis gen-secret
 
 Prints 32 random bytes, base64-encoded: a value for cookie_secret.`,
@@ -89,6 +92,11 @@ async function main(argv: string[]): Promise<number> {
   // Its own options (list|revoke, --user, --id): parsed in src/cli/sessions.ts.
   if (command === 'sessions') return sessionsCommand(rest, configPath);
   if (command === 'explain') return explain(rest, configPath);
+  // Its own options (the peer, --from, --out, the peer's flags after --): src/cli/import/.
+  if (command === 'import') {
+    const { importCommand } = await import('./import/command.js');
+    return importCommand(rest);
+  }
   let values: {
     config?: string | undefined;
     format?: string | undefined;
