@@ -366,6 +366,40 @@ describe('import oauth2-proxy: flags and OAUTH2_PROXY_* variables, with oauth2-p
     await checkOk(file);
   });
 
+  test('set_xauthrequest with pass_access_token: auth only, /oauth2/auth hands the token out as X-Auth-Request-Access-Token; with an upstream it goes there, and a whitelist_domains entry no route covers becomes allowed_redirect_domains', async () => {
+    // Command-line flags page (v7.6.x): --set-xauthrequest "When used with --pass-access-token,
+    // X-Auth-Request-Access-Token is added to response headers"; --whitelist-domain "prefix
+    // domain with a . or a *. to allow subdomains".
+    const authOnly = flags.filter((f) => !f.startsWith('--upstream='));
+    const only = await importOk([
+      'oauth2-proxy',
+      '--',
+      ...authOnly,
+      '--set-xauthrequest',
+      '--whitelist-domain=app.example.com',
+    ]);
+    const [route] = routesOf(only.cfg);
+    assert.equal(route!.from, 'https://app.example.com');
+    assert.equal(route!.pass_access_token, 'X-Auth-Request-Access-Token');
+    assert.deepEqual(
+      notCarried(only.stderr).filter((l) => /whitelist_domains|set_xauthrequest/.test(l)),
+      [],
+    );
+    await checkOk(only.file);
+    const proxied = await importOk([
+      'oauth2-proxy',
+      '--',
+      ...flags,
+      '--set-xauthrequest',
+      '--whitelist-domain=.partner.example.net',
+    ]);
+    assert.equal(routesOf(proxied.cfg)[0]!.pass_access_token, 'X-Forwarded-Access-Token');
+    assert.deepEqual(proxied.cfg.allowed_redirect_domains, ['.partner.example.net']);
+    assert.match(proxied.stderr, /not carried over: set_xauthrequest — with upstreams/);
+    assert.doesNotMatch(proxied.stderr, /not carried over: whitelist_domains/);
+    await checkOk(proxied.file);
+  });
+
   test('the same settings as OAUTH2_PROXY_* variables', async () => {
     const env: Record<string, string> = {
       OAUTH2_PROXY_PROVIDER: 'oidc',

@@ -315,13 +315,11 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
   if (redirectUrl && (hosts.length > 1 || wildcard || hosts[0] !== redirectUrl.origin))
     cfg.authenticate_service_url = redirectUrl.origin;
 
+  // Entries no route covers keep their meaning through allowed_redirect_domains, which reads
+  // oauth2-proxy's --whitelist-domain forms (".domain", "*.domain", "host:port", "host:*").
   const whitelist = list('whitelist_domains');
   const uncovered = whitelist.filter((w) => !coveredByHosts(w, hosts));
-  if (uncovered.length)
-    n.skip(
-      'whitelist_domains',
-      `Portcullis sends users back only to hosts that have routes; ${uncovered.join(', ')} ${uncovered.length === 1 ? 'has' : 'have'} none, so an rd there is refused`,
-    );
+  if (uncovered.length) cfg.allowed_redirect_domains = uncovered;
 
   // --- routes
   const routeCommon: Record<string, unknown> = {};
@@ -341,11 +339,18 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
       'set_authorization_header',
       'the forward-auth answer carries no token; a route can pass one upstream (pass_id_token)',
     );
-  if (bool('set_xauthrequest', false) && bool('pass_access_token', false))
-    n.skip(
-      'set_xauthrequest',
-      'X-Auth-Request-User/-Email/-Groups/-Preferred-Username are answered on /oauth2/auth as before; X-Auth-Request-Access-Token is not: a route passes tokens to its upstream itself',
-    );
+  // oauth2-proxy answers /oauth2/auth with X-Auth-Request-Access-Token when both are set, and
+  // auth_request snippets read it from there; a route names one header, so an auth-only
+  // deployment (no upstreams) hands the token out under that name.
+  if (bool('set_xauthrequest', false) && bool('pass_access_token', false)) {
+    if (list('upstreams').length === 0)
+      routeCommon.pass_access_token = 'X-Auth-Request-Access-Token';
+    else
+      n.skip(
+        'set_xauthrequest',
+        'with upstreams the token goes to them as X-Forwarded-Access-Token; /oauth2/auth answers carry no X-Auth-Request-Access-Token unless a route sets pass_access_token to that name',
+      );
+  }
   if (!bool('skip_auth_strip_headers', true))
     n.skip(
       'skip_auth_strip_headers',
@@ -794,7 +799,12 @@ function buildRoutes(
         skip[0]!.key,
         'oauth2-proxy applies it to its own upstreams, and there are none (forward-auth only)',
       );
-    for (const from of hosts) routes.push({ from, policy });
+    // Forward-auth only: the one thing a route adds to the /oauth2/auth answer is the token.
+    const token =
+      common.pass_access_token === 'X-Auth-Request-Access-Token'
+        ? { pass_access_token: common.pass_access_token }
+        : {};
+    for (const from of hosts) routes.push({ from, policy, ...token });
     return routes;
   }
   for (const from of hosts) {
