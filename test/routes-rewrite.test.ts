@@ -536,6 +536,13 @@ describe('misused rewrite and redirect keys are config errors naming the key and
       /unknown key/,
     ],
     [
+      'allow_websockets on a response route',
+      ['response: {body: hi}', 'allow_websockets: true'],
+      11,
+      'routes[0].allow_websockets',
+      /WebSockets need a `to` upstream/,
+    ],
+    [
       'a response status out of range',
       ['response:', '  status: 99'],
       11,

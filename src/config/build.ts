@@ -550,6 +550,11 @@ function compileRoute(
       [...base, answers[1]!],
       `use only one of to, redirect and response on a route (found ${answers.join(' and ')})`,
     );
+  if ((r.redirect || r.response) && r.allow_websockets === true)
+    at(
+      [...base, 'allow_websockets'],
+      'a redirect or response route answers by itself; WebSockets need a `to` upstream',
+    );
   const redirect = r.redirect ? compileRedirect(r.redirect, match, at, base) : null;
   const { prefixRewrite, regexRewrite } = compilePathRewrite(r, match, at, base);
   const hostRewrite = compileHostRewrite(r, at, base);
