@@ -505,8 +505,6 @@ describe('import pomerium', () => {
     for (const m of [
       /^not carried over: autocert — no ACME/,
       /^not carried over: routes\[0\] — tcp\+https:\/\/redis\.example\.com:6379: TCP and UDP routes are not implemented yet/,
-      /^not carried over: routes\[1\] — https:\/\/docs\.example\.com: redirect routes are not implemented yet/,
-      /^not carried over: routes\[2\]\.prefix_rewrite — path rewriting is not implemented yet/,
       /^not carried over: routes\[2\]\.load_balancing_policy — /,
       /^not carried over: routes\[2\]\.set_request_headers\.X-Token — Pomerium's \$\{pomerium\.…\} values are not expanded/,
       /^not carried over: routes \(https:\/\/admin\.example\.com\) — dropped, so its host is not served: .*device/,
@@ -520,10 +518,14 @@ describe('import pomerium', () => {
     // in from unapproved devices, so the whole route goes.
     assert.deepEqual(
       routesOf(cfg).map((r) => r.from),
-      ['https://app.example.com'],
+      ['https://docs.example.com', 'https://app.example.com'],
     );
-    assert.deepEqual(routesOf(cfg)[0]!.set_request_headers, { 'X-Static': 'hello' });
-    assert.deepEqual(routesOf(cfg)[0]!.allowed_email_domains, ['example.com']);
+    // Redirect routes and path rewrites are Portcullis keys now: carried as written.
+    assert.deepEqual(routesOf(cfg)[0]!.redirect, { host_redirect: 'example.org' });
+    assert.equal(routesOf(cfg)[1]!.prefix_rewrite, '/v2');
+    assert.ok(!lines.some((l) => /redirect|prefix_rewrite/.test(l)), lines.join('\n'));
+    assert.deepEqual(routesOf(cfg)[1]!.set_request_headers, { 'X-Static': 'hello' });
+    assert.deepEqual(routesOf(cfg)[1]!.allowed_email_domains, ['example.com']);
     assert.ok(
       !stderr.includes('app-secret-value') && !stderr.includes(':pw@'),
       'no secret printed',

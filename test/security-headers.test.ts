@@ -49,6 +49,12 @@ const FORGED_SPELLINGS = [
   'X-Pomerium-Claim-Email',
   'x_pomerium_claim_given_name',
   'X-Pomerium-Jwt-Assertion-For',
+  // Kubernetes user impersonation (kubernetes.io/docs/reference/access-authn-authz/authentication/#user-impersonation)
+  'Impersonate-User',
+  'impersonate_group',
+  'Impersonate-Uid',
+  'Impersonate-Extra-Scopes',
+  'IMPERSONATE.USER',
 ];
 
 test('every spelling of every identity header is recognised', () => {
@@ -70,6 +76,8 @@ test('inputs and ordinary headers are not identity headers', () => {
     'Authorization',
     'X-Remote-Something',
     'X-Email',
+    'Impersonate',
+    'X-Impersonate-User',
   ]) {
     assert.equal(isIdentityHeader(name), false, name);
   }

@@ -15,6 +15,7 @@ import { isLoopback } from '../security/loopback.js';
 import { redirectAllowList } from '../security/redirect.js';
 import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
+import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
 import type { RawConfig, RawRoute } from './schema.js';
 import type { Config, PathMatch, Route, RouteFrom } from './types.js';
 
@@ -541,6 +542,23 @@ function compileRoute(
     }
   }
 
+  // Pomerium: "Either redirect, to, or response must be set" (one answer per route). A route
+  // without any stays usable through forward-auth, as before.
+  const answers = (['to', 'redirect', 'response'] as const).filter((k) => r[k] !== undefined);
+  if (answers.length > 1)
+    at(
+      [...base, answers[1]!],
+      `use only one of to, redirect and response on a route (found ${answers.join(' and ')})`,
+    );
+  if ((r.redirect || r.response) && r.allow_websockets === true)
+    at(
+      [...base, 'allow_websockets'],
+      'a redirect or response route answers by itself; WebSockets need a `to` upstream',
+    );
+  const redirect = r.redirect ? compileRedirect(r.redirect, match, at, base) : null;
+  const { prefixRewrite, regexRewrite } = compilePathRewrite(r, match, at, base);
+  const hostRewrite = compileHostRewrite(r, at, base);
+
   const tokenHeader = (key: 'pass_access_token' | 'pass_id_token'): string | null => {
     const v = r[key];
     if (v === undefined || v === false) return null;
@@ -580,6 +598,11 @@ function compileRoute(
     passIdToken: tokenHeader('pass_id_token'),
     allowBearerTokens: r.allow_bearer_tokens ?? defaults.allowBearerTokens,
     bearerAudiences: r.bearer_audiences ?? defaults.bearerAudiences,
+    redirect,
+    response: r.response ? { status: r.response.status ?? 200, body: r.response.body ?? '' } : null,
+    prefixRewrite,
+    regexRewrite,
+    hostRewrite,
   };
 }
 

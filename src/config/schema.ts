@@ -102,6 +102,53 @@ const headerMap = z.record(z.string(), z.string(), {
   error: 'expected a map of header names to string values',
 });
 
+// Pomerium's redirect route (https://www.pomerium.com/docs/reference/routes/redirect): the
+// fields of Envoy's RedirectAction; build.ts checks the combinations.
+const redirectSchema = z.strictObject(
+  {
+    https_redirect: boolish.optional(),
+    scheme_redirect: z.enum(['http', 'https'], { error: 'expected http or https' }).optional(),
+    host_redirect: z.string({ error: 'expected a host name like example.com' }).optional(),
+    port_redirect: z
+      .number({ error: 'expected a port number from 1 to 65535' })
+      .int({ error: 'expected a port number from 1 to 65535' })
+      .min(1, { message: 'expected a port number from 1 to 65535' })
+      .max(65535, { message: 'expected a port number from 1 to 65535' })
+      .optional(),
+    path_redirect: z.string({ error: 'expected a path like /new' }).optional(),
+    prefix_rewrite: z.string({ error: 'expected a path prefix like /new/' }).optional(),
+    response_code: z
+      .union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)], {
+        error: 'expected a redirect status: 301, 302, 303, 307 or 308',
+      })
+      .optional(),
+    strip_query: boolish.optional(),
+  },
+  { error: 'expected `redirect` as a map like {host_redirect: example.com}' },
+);
+
+// Pomerium's direct response (https://www.pomerium.com/docs/reference/routes/direct-response).
+const responseSchema = z.strictObject(
+  {
+    status: z
+      .number({ error: 'expected an HTTP status from 200 to 599' })
+      .int({ error: 'expected an HTTP status from 200 to 599' })
+      .min(200, { message: 'expected an HTTP status from 200 to 599' })
+      .max(599, { message: 'expected an HTTP status from 200 to 599' })
+      .optional(),
+    body: z
+      .string({ error: 'expected the response body as a string' })
+      .max(65536, { message: 'expected a body of at most 64 KiB' })
+      .optional(),
+  },
+  { error: 'expected `response` as a map like {status: 200, body: ok}' },
+);
+
+const pathString = (what: string) =>
+  z.string({ error: `expected ${what} as a path like /app/` }).startsWith('/', {
+    error: `expected ${what} to start with /`,
+  });
+
 export const routeSchema = z.strictObject({
   id: z.string().optional(),
   name: z.string().optional(),
@@ -140,6 +187,20 @@ export const routeSchema = z.strictObject({
   pass_id_token: tokenPass('pass_id_token').optional(),
   allow_bearer_tokens: z.boolean().optional(),
   bearer_audiences: stringList('bearer_audiences').optional(),
+  redirect: redirectSchema.optional(),
+  response: responseSchema.optional(),
+  prefix_rewrite: pathString('prefix_rewrite').optional(),
+  regex_rewrite_pattern: z.string({ error: 'expected a regular expression' }).optional(),
+  regex_rewrite_substitution: z.string({ error: 'expected a substitution string' }).optional(),
+  host_rewrite: z.string({ error: 'expected a host name like app.internal' }).optional(),
+  host_rewrite_header: z
+    .string()
+    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a header name like X-My-Host' })
+    .optional(),
+  host_path_regex_rewrite_pattern: z.string({ error: 'expected a regular expression' }).optional(),
+  host_path_regex_rewrite_substitution: z
+    .string({ error: 'expected a substitution string' })
+    .optional(),
 });
 
 export const configSchema = z.strictObject({

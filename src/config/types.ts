@@ -21,6 +21,32 @@ export type PathMatch =
   | { kind: 'path'; value: string }
   | { kind: 'regex'; value: string; re: RegExp };
 
+/** A compiled regex substitution: Envoy's RE2 `\\N` groups read once at load, not per request. */
+export interface RegexRewrite {
+  re: RegExp;
+  /** Literal text and capture-group numbers, in order. */
+  parts: Array<string | number>;
+}
+
+/** `redirect:` (Pomerium's redirect route): every field replaces that part of the request URL. */
+export interface RedirectAction {
+  scheme: 'http' | 'https' | null;
+  host: string | null;
+  port: number | null;
+  /** path_redirect: the whole path (and, with a `?`, the query). */
+  path: string | null;
+  /** prefix_rewrite: the route's matched prefix (or path) is swapped with this. */
+  prefixRewrite: string | null;
+  status: 301 | 302 | 303 | 307 | 308;
+  stripQuery: boolean;
+}
+
+/** How the upstream's Host header is chosen (Pomerium allows one of these per route). */
+export type HostRewrite =
+  | { kind: 'literal'; value: string }
+  | { kind: 'header'; name: string }
+  | { kind: 'path_regex'; rewrite: RegexRewrite };
+
 export interface Route {
   index: number;
   /** `id`, `name`, or `routes[N]`. */
@@ -52,6 +78,16 @@ export interface Route {
   allowBearerTokens: boolean;
   /** bearer_audiences (route, else global, else the client id): a bearer token's `aud` must name one. */
   bearerAudiences: string[];
+  /** redirect: answered with a redirect once the policy allows, never proxied. */
+  redirect: RedirectAction | null;
+  /** response: answered with this status and body once the policy allows, never proxied. */
+  response: { status: number; body: string } | null;
+  /** prefix_rewrite on a proxied route: the matched prefix (or path) swapped with this. */
+  prefixRewrite: string | null;
+  /** regex_rewrite_pattern + regex_rewrite_substitution on a proxied route. */
+  regexRewrite: RegexRewrite | null;
+  /** host_rewrite, host_rewrite_header or host_path_regex_rewrite_*; null = preserve_host_header or `to`'s host. */
+  hostRewrite: HostRewrite | null;
 }
 
 export interface Config {

@@ -5,6 +5,7 @@ import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { codes, sendOutcome } from '../http/outcomes.js';
 import { canonicalHeaderName, connectionTokens, forwardableName } from '../security/headers.js';
+import { refuseUnsafeRewrite, rewrittenHost, upstreamTarget } from './rewrite.js';
 import type { Flight, Lane, Upstreams } from './upstreams.js';
 
 // Streams a request to the route's upstream and the answer back. Nothing large is buffered: a
@@ -129,7 +130,10 @@ export function upstreamHeaders(input: Omit<ForwardInput, 'res'>, upstream: URL)
   const own = (k: string, v: string): void => {
     if (!names.set.has(k) && !setBy(ids, k)) out.push(k, v);
   };
-  own('host', route.preserveHost ? clientHost : upstream.host);
+  const rewritten = rewrittenHost(route, req, ctx.path, clientHost);
+  own('host', rewritten ?? (route.preserveHost ? clientHost : upstream.host));
+  // The client's x-portcullis-* headers were dropped above, so this one is always ours.
+  if (rewritten !== null) own('x-portcullis-original-host', clientHost);
   own('x-forwarded-for', xff ? `${xff}, ${input.peerIp}` : input.peerIp);
   own('x-forwarded-proto', ctx.scheme);
   own('x-forwarded-host', clientHost);
@@ -193,9 +197,13 @@ export function forward(input: ForwardInput, upstreams: Upstreams): Promise<Forw
   const hasBody =
     (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
     req.headers['transfer-encoding'] !== undefined;
-  const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
+  const target = upstreamTarget(route, picked.url, input.ctx);
+  if (target === null) {
+    refuseUnsafeRewrite(input);
+    return Promise.resolve(NO_UPSTREAM);
+  }
   const opts: Dispatcher.DispatchOptions = {
-    path: `${basePath}${input.ctx.path}${input.ctx.query}`,
+    path: target,
     method: req.method as Dispatcher.HttpMethod,
     headers: upstreamHeaders(input, picked.url),
     body: hasBody ? req : null,
@@ -485,10 +493,14 @@ export async function forwardUpgrade(
     );
     return;
   }
-  const basePath = picked.url.pathname === '/' ? '' : picked.url.pathname.replace(/\/$/, '');
+  const target = upstreamTarget(input.route, picked.url, input.ctx);
+  if (target === null) {
+    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    return;
+  }
   try {
     const upgraded = await upgrade.call(picked.lane.overflow(), {
-      path: `${basePath}${input.ctx.path}${input.ctx.query}`,
+      path: target,
       method: 'GET',
       protocol,
       headers: upstreamHeaders(input, picked.url),

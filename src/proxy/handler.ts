@@ -22,6 +22,7 @@ import { requestIdFor } from '../observe/logger.js';
 import type { Runtime } from '../runtime.js';
 import { StoreUnavailableError } from '../session/types.js';
 import { forward, forwardUpgrade } from './forward.js';
+import { answerRedirect, answerResponse } from './rewrite.js';
 import type { Upstreams } from './upstreams.js';
 
 export interface ProxyState {
@@ -118,6 +119,20 @@ async function handle(
           message: 'Upgrade requests are not supported here.',
           requestId,
         });
+        break;
+      }
+      // Pomerium answers redirect and response routes itself, after the policy (a redirect
+      // meant for everyone needs allow_public_unauthenticated_access, as in Pomerium).
+      if (decision.route.redirect !== null || decision.route.response !== null) {
+        const answer = {
+          res,
+          ctx,
+          route: decision.route,
+          requestId,
+          setCookies: decision.setCookies,
+        };
+        if (decision.route.redirect !== null) answerRedirect(answer);
+        else answerResponse(answer);
         break;
       }
       const identityHeaders = await identityResponseHeaders(

@@ -55,11 +55,14 @@ export const IDENTITY_HEADER_NAMES: ReadonlySet<string> = new Set([
 
 // Families stripped whole. Authentik sets x-authentik-meta-{jwks,outpost,provider,app,version}
 // and x-authentik-entitlements besides the list above; Pomerium sets x-pomerium-claim-* and
-// reads x-pomerium-jwt-assertion-for; anything under our own prefix is ours to set.
+// reads x-pomerium-jwt-assertion-for; anything under our own prefix is ours to set. The
+// Kubernetes API server acts as whoever Impersonate-User/-Group/-Uid/-Extra-* name when the
+// caller (the proxy's service account) may impersonate: from a client, that is a takeover.
 const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   'x-portcullis-',
   'x-pomerium-',
   'x-authentik-',
+  'impersonate-',
 ];
 
 /** Builds the `extra` set for isIdentityHeader / filterRequestHeaders from configured names. */

@@ -87,16 +87,6 @@ const GLOBAL_WHY: Record<string, string> = {
 
 // Route keys Portcullis does not have (several are in issue 20), and why.
 const ROUTE_WHY: Record<string, string> = {
-  prefix_rewrite: 'path rewriting is not implemented yet: the upstream gets the original path',
-  regex_rewrite_pattern:
-    'path rewriting is not implemented yet: the upstream gets the original path',
-  regex_rewrite_substitution:
-    'path rewriting is not implemented yet: the upstream gets the original path',
-  host_rewrite:
-    'Host rewriting is not implemented yet: without preserve_host_header the upstream gets its own host',
-  host_rewrite_header: 'Host rewriting is not implemented yet',
-  host_path_regex_rewrite_pattern: 'Host rewriting is not implemented yet',
-  host_path_regex_rewrite_substitution: 'Host rewriting is not implemented yet',
   load_balancing_policy:
     'several `to` URLs are used round-robin; other policies are not implemented yet',
   load_balancing_weights: 'several `to` URLs are used round-robin, unweighted',
@@ -266,13 +256,6 @@ function importRoute(r: unknown, at: string, global: Obj, n: ImportNotes): Obj |
   const from = typeof src.from === 'string' ? src.from : '';
   if (/^(tcp|udp)\+/i.test(from)) {
     n.skip(at, `${from}: TCP and UDP routes are not implemented yet; the route is dropped`);
-    return null;
-  }
-  if (src.to === undefined && (src.redirect !== undefined || src.response !== undefined)) {
-    n.skip(
-      at,
-      `${from}: ${src.redirect !== undefined ? 'redirect' : 'direct response'} routes are not implemented yet; the route is dropped`,
-    );
     return null;
   }
   if (src.idp_client_id !== undefined || src.idp_client_secret !== undefined) {
