@@ -9,6 +9,7 @@ import {
 } from '../identity/assertion.js';
 import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from '../identity/id-token.js';
 import type { IdentityPreset } from '../identity/presets.js';
+import { providerDefaults } from '../identity/providers.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
 import { isLoopback } from '../security/loopback.js';
@@ -21,7 +22,6 @@ import type { Config, PathMatch, Route, RouteFrom } from './types.js';
 // files, CIDRs, policies, routes) and the compiled parts. It imports neither yaml nor zod, so a
 // server that validated its file in a worker thread (isolated.ts) never keeps them in memory.
 
-const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 const DEFAULT_TRUSTED = ['127.0.0.0/8', '::1/128'];
 /** ~2.5 KB each with its identity headers and assertion: ~25 MB (docs/performance.md). */
 const DEFAULT_SESSION_CACHE_SIZE = 10_000;
@@ -175,7 +175,10 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       'SameSite=None requires cookie_secure: true (browsers drop such cookies otherwise)',
     );
 
-  const groupsClaim = raw.idp_groups_claim ?? 'groups';
+  const provider = raw.idp_provider ?? 'oidc';
+  const preset = providerDefaults(provider, raw.idp_client_id);
+  const groupsClaims = raw.idp_groups_claim ?? preset.groupsClaims;
+  const groupsClaim = groupsClaims[0] ?? 'groups';
   const identity = identitySettings(raw, at, warnings);
   const defaults: RouteDefaults = {
     identityHeaders: raw.identity_headers ?? ['portcullis'],
@@ -238,10 +241,14 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       issuer,
       clientId: raw.idp_client_id,
       clientSecret: clientSecret ?? '',
-      scopes: raw.idp_scopes ?? DEFAULT_SCOPES,
+      provider,
+      scopes: raw.idp_scopes ?? preset.scopes,
       groupsClaim,
-      userClaim: raw.idp_user_claim ?? 'sub',
-      emailClaim: raw.idp_email_claim ?? 'email',
+      groupsClaims,
+      groupsSeparator: raw.idp_groups_separator ?? preset.groupsSeparator,
+      groupsWithoutScope: preset.groupsWithoutScope,
+      userClaim: raw.idp_user_claim ?? preset.userClaim,
+      emailClaim: raw.idp_email_claim ?? preset.emailClaim,
       allowUnverifiedEmail: raw.idp_allow_unverified_email === true,
       emailVerifiedMissing: raw.idp_email_verified_missing ?? 'refuse',
       idTokenAlgorithms: idTokenAlgorithms(raw, clientSecret, at),

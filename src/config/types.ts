@@ -1,6 +1,8 @@
 import type { CompiledPolicy } from '../decide/types.js';
 import type { SigningKeyInput } from '../identity/assertion.js';
+import type { GroupSeparator } from '../identity/claim-path.js';
 import type { IdentityPreset } from '../identity/presets.js';
+import type { IdpProvider } from '../identity/providers.js';
 import type { SessionStorage } from '../session/storage-url.js';
 import type { ConfigIssue } from './errors.js';
 import type { RawPolicyTest } from './schema.js';
@@ -67,8 +69,17 @@ export interface Config {
     issuer: URL;
     clientId: string;
     clientSecret: string;
+    /** idp_provider: which IdP's defaults and quirks apply (src/identity/providers.ts). */
+    provider: IdpProvider;
     scopes: string[];
+    /** The first of groupsClaims: what policies' `claim/<name>` treats as the groups claim. */
     groupsClaim: string;
+    /** idp_groups_claim: claim paths whose values together are the user's groups. */
+    groupsClaims: string[];
+    /** idp_groups_separator: how a single string value is split into groups. */
+    groupsSeparator: GroupSeparator;
+    /** The provider sends groups without a `groups` scope (no lint warning). */
+    groupsWithoutScope: boolean;
     userClaim: string;
     emailClaim: string;
     /** idp_allow_unverified_email: an email with email_verified false may still sign in. */

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
-import { identityFromClaims } from '../identity/claims.js';
+import { groupsAt } from '../identity/claim-path.js';
+import { claimText, identityFromClaims } from '../identity/claims.js';
 import type { Logger } from '../observe/logger.js';
 import {
   chunkedCookies,
@@ -367,7 +368,7 @@ export class SessionManager {
   private async refreshAndStore(value: string, s: SessionData): Promise<Refreshed> {
     const now = Date.now();
     const r = await this.refresher!.refresh(s, now);
-    const user = s.claims[this.cfg.idp.emailClaim] ?? s.sub;
+    const user = claimText(s.claims, this.cfg.idp.emailClaim) || s.sub;
     if (r.kind === 'ok') {
       this.retryAt.delete(s.sid);
       if (this.idpTrouble) {
@@ -382,7 +383,15 @@ export class SessionManager {
         next = await this.store.save(r.session);
       }
       this.log?.debug(
-        { event: 'session_refreshed', user, groups: r.session.claims[this.cfg.idp.groupsClaim] },
+        {
+          event: 'session_refreshed',
+          user,
+          groups: groupsAt(
+            r.session.claims,
+            this.cfg.idp.groupsClaims,
+            this.cfg.idp.groupsSeparator,
+          ),
+        },
         'session tokens refreshed',
       );
       return this.settle(s.sid, { decoded: this.decode(r.session), value: next });
