@@ -396,7 +396,7 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     );
     return;
   }
-  const claims: Record<string, unknown> = {};
+  let claims: Record<string, unknown> = {};
   keepUserClaims(idClaims, claims);
   if (tokens.access_token && config.serverMetadata().userinfo_endpoint) {
     try {
@@ -409,6 +409,25 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
       );
     }
   }
+  const completed = await rt.idp.completer.complete(claims, ctx.now);
+  if (completed.kind === 'refused') {
+    fail(codes[completed.code], completed.message, login, clear, {
+      user: idClaims.sub,
+      detail: completed.detail,
+    });
+    return;
+  }
+  if (completed.kind === 'unavailable') {
+    fail(
+      codes.directory_unavailable,
+      'Your group memberships could not be read from the identity provider’s directory right now. Please try again in a minute.',
+      login,
+      clear,
+      { user: idClaims.sub, directory: completed.reason },
+    );
+    return;
+  }
+  claims = completed.claims;
   const refusal = emailRefusal(claims, rt.cfg.idp);
   if (refusal) {
     fail(codes[refusal.code], refusal.message, login, clear, {

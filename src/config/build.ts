@@ -179,6 +179,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
   const preset = providerDefaults(provider, raw.idp_client_id);
   const groupsClaims = raw.idp_groups_claim ?? preset.groupsClaims;
   const groupsClaim = groupsClaims[0] ?? 'groups';
+  tenantSettings(raw, at);
   const identity = identitySettings(raw, at, warnings);
   const defaults: RouteDefaults = {
     identityHeaders: raw.identity_headers ?? ['portcullis'],
@@ -249,6 +250,8 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       groupsWithoutScope: preset.groupsWithoutScope,
       userClaim: raw.idp_user_claim ?? preset.userClaim,
       emailClaim: raw.idp_email_claim ?? preset.emailClaim,
+      allowedTenants: (raw.idp_allowed_tenants ?? []).map((t) => t.toLowerCase()),
+      directoryUrl: raw.idp_directory_url ? new URL(raw.idp_directory_url) : null,
       allowUnverifiedEmail: raw.idp_allow_unverified_email === true,
       emailVerifiedMissing: raw.idp_email_verified_missing ?? 'refuse',
       idTokenAlgorithms: idTokenAlgorithms(raw, clientSecret, at),
@@ -289,6 +292,30 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     routes,
     warnings,
   };
+}
+
+// Entra's shared issuers: an app registered as multi-tenant accepts users of every tenant in
+// the world unless told otherwise (learn.microsoft.com/en-us/entra/identity-platform/howto-convert-app-to-be-multi-tenant).
+const ENTRA_SHARED = /^\/(common|organizations|consumers)\/v2\.0\/?$/i;
+const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function tenantSettings(raw: RawConfig, at: At): void {
+  const tenants = raw.idp_allowed_tenants;
+  if (tenants !== undefined && raw.idp_provider !== 'azure')
+    at(['idp_allowed_tenants'], 'is an Entra ID setting: it needs idp_provider: azure');
+  for (const t of tenants ?? [])
+    if (t !== '*' && !TENANT_ID.test(t))
+      at(
+        ['idp_allowed_tenants'],
+        `expected tenant ids (GUIDs such as 72f988bf-86f1-41af-91ab-2d7cd011db47) or *, got ${JSON.stringify(t)}`,
+      );
+  if (raw.idp_provider !== 'azure') return;
+  const path = URL.parse(raw.idp_provider_url)?.pathname ?? '';
+  if (ENTRA_SHARED.test(path) && !tenants?.length)
+    at(
+      ['idp_provider_url'],
+      `${path} is shared by every Entra tenant: list the tenant ids whose users may sign in with idp_allowed_tenants (or [*] to accept any organization's users)`,
+    );
 }
 
 /** The ID token allow-list: never `none`; HMAC only when listed, with a secret long enough for it. */

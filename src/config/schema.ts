@@ -187,6 +187,9 @@ export const configSchema = z.strictObject({
       error: `expected idp_groups_separator as one of ${GROUP_SEPARATORS.join(', ')}`,
     })
     .optional(),
+  // Entra ID (src/identity/directory/): the tenants whose users may sign in, and Graph's URL.
+  idp_allowed_tenants: stringList('idp_allowed_tenants').optional(),
+  idp_directory_url: httpUrl('idp_directory_url').optional(),
   idp_user_claim: claimPath.optional(),
   idp_email_claim: claimPath.optional(),
   // Email verification (src/identity/email-verified.ts) and ID token signatures (src/identity/id-token.ts).

@@ -82,6 +82,10 @@ export interface Config {
     groupsWithoutScope: boolean;
     userClaim: string;
     emailClaim: string;
+    /** idp_allowed_tenants (azure): tenant ids whose users may sign in; `*` = any; [] = not checked. */
+    allowedTenants: string[];
+    /** idp_directory_url: the directory API (Graph) base; null = the provider's public one. */
+    directoryUrl: URL | null;
     /** idp_allow_unverified_email: an email with email_verified false may still sign in. */
     allowUnverifiedEmail: boolean;
     /** idp_email_verified_missing: what an email without any email_verified claim is worth. */

@@ -67,6 +67,13 @@ export class OidcRefresher implements Refresher {
         // The ID token's claims (or, without one, the previous claims until the next refresh) stand.
       }
     }
+    if (claims) {
+      const completed = await this.idp.completer.complete(claims, now);
+      if (completed.kind === 'refused')
+        return { kind: 'rejected', reason: `${completed.message} (${completed.detail})` };
+      if (completed.kind === 'unavailable') return { kind: 'transient', reason: completed.reason };
+      claims = completed.claims;
+    }
     // An address changed at the IdP to one it has not verified ends the session like any other
     // identity the IdP no longer vouches for.
     const refusal = claims ? emailRefusal(claims, this.settings) : null;

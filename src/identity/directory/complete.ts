@@ -1,0 +1,65 @@
+import type { Config } from '../../config/types.js';
+import { GraphDirectory, hasGroupsOverage } from './graph.js';
+
+// After the ID token and userinfo, some IdPs still owe an answer: who may sign in at all (an
+// Entra app open to many tenants) and which groups the user is in (Entra's groups overage).
+// complete() settles both, at sign-in and at every refresh, and rewrites the claims so the
+// rest of Portcullis reads groups the usual way.
+
+export type Completion =
+  | { kind: 'ok'; claims: Record<string, unknown> }
+  /** The user may not sign in here; `message` is for them, `detail` for the operator's log. */
+  | { kind: 'refused'; code: 'tenant_not_allowed'; message: string; detail: string }
+  /** The directory could not answer: nothing is known, so nothing is granted. */
+  | { kind: 'unavailable'; reason: string };
+
+export interface ClaimsCompleter {
+  complete(claims: Record<string, unknown>, now: number): Promise<Completion>;
+}
+
+/** Nothing to add: every IdP whose tokens already say everything. */
+const NOTHING: ClaimsCompleter = { complete: async (claims) => ({ kind: 'ok', claims }) };
+
+export function createCompleter(idp: Config['idp'], fetchImpl: typeof fetch): ClaimsCompleter {
+  if (idp.provider === 'azure') return new EntraCompleter(idp, fetchImpl);
+  return NOTHING;
+}
+
+const OVERAGE_CLAIMS = ['_claim_names', '_claim_sources', 'hasgroups'];
+
+class EntraCompleter implements ClaimsCompleter {
+  private readonly graph: GraphDirectory;
+  private readonly anyTenant: boolean;
+
+  constructor(
+    private readonly idp: Config['idp'],
+    fetchImpl: typeof fetch,
+  ) {
+    this.graph = new GraphDirectory({
+      loginOrigin: idp.issuer.origin,
+      graphUrl: (idp.directoryUrl ?? new URL('https://graph.microsoft.com')).origin,
+      clientId: idp.clientId,
+      clientSecret: idp.clientSecret,
+      fetch: fetchImpl,
+    });
+    this.anyTenant = idp.allowedTenants.includes('*');
+  }
+
+  async complete(claims: Record<string, unknown>, now: number): Promise<Completion> {
+    const tid = typeof claims.tid === 'string' ? claims.tid.toLowerCase() : '';
+    if (this.idp.allowedTenants.length && !this.anyTenant && !this.idp.allowedTenants.includes(tid))
+      return {
+        kind: 'refused',
+        code: 'tenant_not_allowed',
+        message: 'Accounts of your organization cannot sign in here.',
+        detail: `tenant ${tid || '(none)'} is not in idp_allowed_tenants`,
+      };
+    if (!hasGroupsOverage(claims)) return { kind: 'ok', claims };
+    const oid = typeof claims.oid === 'string' ? claims.oid : '';
+    const r = await this.graph.groupsOf(tid, oid, now);
+    if (r.kind !== 'ok') return r;
+    const out: Record<string, unknown> = { ...claims, groups: r.groups };
+    for (const k of OVERAGE_CLAIMS) delete out[k];
+    return { kind: 'ok', claims: out };
+  }
+}
