@@ -163,7 +163,7 @@ routes:
     const again = await request(url(multi), { jar, headers: BROWSER_HEADERS });
     assert.equal(again.status, 302, 'no session was created');
     const line = multi.logs.find(
-      (l) => l.event === 'login_failed' && l.reason === 'tenant_not_allowed',
+      (l) => l.event === 'login_failed' && l.reason === 'organization_not_allowed',
     );
     assert.ok(line);
     assert.match(String(line.detail), new RegExp(OTHER_TENANT));

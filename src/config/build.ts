@@ -9,6 +9,7 @@ import {
 } from '../identity/assertion.js';
 import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from '../identity/id-token.js';
 import type { IdentityPreset } from '../identity/presets.js';
+import { parseServiceAccount } from '../identity/directory/google.js';
 import { providerDefaults } from '../identity/providers.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
@@ -180,6 +181,15 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
   const groupsClaims = raw.idp_groups_claim ?? preset.groupsClaims;
   const groupsClaim = groupsClaims[0] ?? 'groups';
   tenantSettings(raw, at);
+  // GitHub's tokens are opaque and there is no introspection: nothing to verify a bearer with.
+  if (
+    provider === 'github' &&
+    (raw.allow_bearer_tokens || raw.routes.some((r) => r.allow_bearer_tokens))
+  )
+    at(
+      ['allow_bearer_tokens'],
+      'GitHub issues no verifiable tokens (no ID token, no JWKS, no introspection): bearer tokens cannot be accepted with idp_provider: github',
+    );
   const identity = identitySettings(raw, at, warnings);
   const defaults: RouteDefaults = {
     identityHeaders: raw.identity_headers ?? ['portcullis'],
@@ -252,6 +262,8 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       emailClaim: raw.idp_email_claim ?? preset.emailClaim,
       allowedTenants: (raw.idp_allowed_tenants ?? []).map((t) => t.toLowerCase()),
       directoryUrl: raw.idp_directory_url ? new URL(raw.idp_directory_url) : null,
+      hostedDomains: (raw.idp_hosted_domains ?? []).map((d) => d.toLowerCase()),
+      googleDirectory: googleSettings(raw, at),
       allowUnverifiedEmail: raw.idp_allow_unverified_email === true,
       emailVerifiedMissing: raw.idp_email_verified_missing ?? 'refuse',
       idTokenAlgorithms: idTokenAlgorithms(raw, clientSecret, at),
@@ -316,6 +328,38 @@ function tenantSettings(raw: RawConfig, at: At): void {
       ['idp_provider_url'],
       `${path} is shared by every Entra tenant: list the tenant ids whose users may sign in with idp_allowed_tenants (or [*] to accept any organization's users)`,
     );
+}
+
+function googleSettings(raw: RawConfig, at: At): Config['idp']['googleDirectory'] {
+  for (const key of ['idp_hosted_domains', 'idp_service_account_file', 'idp_admin_email'] as const)
+    if (raw[key] !== undefined && raw.idp_provider !== 'google')
+      at([key], 'is a Google Workspace setting: it needs idp_provider: google');
+  const file = raw.idp_service_account_file;
+  const admin = raw.idp_admin_email;
+  if (file === undefined && admin === undefined) return null;
+  if (file === undefined || admin === undefined) {
+    at(
+      [file === undefined ? 'idp_admin_email' : 'idp_service_account_file'],
+      'needs both idp_service_account_file (the service account key) and idp_admin_email (the Workspace admin it acts as) to read groups',
+    );
+    return null;
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    at(
+      ['idp_service_account_file'],
+      `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+    );
+    return null;
+  }
+  const account = parseServiceAccount(text);
+  if (typeof account === 'string') {
+    at(['idp_service_account_file'], `${file} ${account}`);
+    return null;
+  }
+  return { account, admin };
 }
 
 /** The ID token allow-list: never `none`; HMAC only when listed, with a secret long enough for it. */

@@ -190,6 +190,15 @@ export const configSchema = z.strictObject({
   // Entra ID (src/identity/directory/): the tenants whose users may sign in, and Graph's URL.
   idp_allowed_tenants: stringList('idp_allowed_tenants').optional(),
   idp_directory_url: httpUrl('idp_directory_url').optional(),
+  // Google Workspace (src/identity/directory/google.ts).
+  idp_hosted_domains: stringList('idp_hosted_domains').optional(),
+  idp_service_account_file: z.string().min(1).optional(),
+  idp_admin_email: z
+    .string()
+    .regex(/^[^@\s]+@[^@\s]+$/, {
+      message: 'expected idp_admin_email as an address like admin@example.com',
+    })
+    .optional(),
   idp_user_claim: claimPath.optional(),
   idp_email_claim: claimPath.optional(),
   // Email verification (src/identity/email-verified.ts) and ID token signatures (src/identity/id-token.ts).

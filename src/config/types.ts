@@ -2,6 +2,7 @@ import type { CompiledPolicy } from '../decide/types.js';
 import type { SigningKeyInput } from '../identity/assertion.js';
 import type { GroupSeparator } from '../identity/claim-path.js';
 import type { IdentityPreset } from '../identity/presets.js';
+import type { ServiceAccount } from '../identity/directory/google.js';
 import type { IdpProvider } from '../identity/providers.js';
 import type { SessionStorage } from '../session/storage-url.js';
 import type { ConfigIssue } from './errors.js';
@@ -86,6 +87,10 @@ export interface Config {
     allowedTenants: string[];
     /** idp_directory_url: the directory API (Graph) base; null = the provider's public one. */
     directoryUrl: URL | null;
+    /** idp_hosted_domains (google): the `hd` values whose users may sign in; [] = not checked. */
+    hostedDomains: string[];
+    /** idp_service_account_file + idp_admin_email (google): read Workspace groups. */
+    googleDirectory: { account: ServiceAccount; admin: string } | null;
     /** idp_allow_unverified_email: an email with email_verified false may still sign in. */
     allowUnverifiedEmail: boolean;
     /** idp_email_verified_missing: what an email without any email_verified claim is worth. */

@@ -54,6 +54,11 @@ export class Idp {
 
   private async attempt(): Promise<void> {
     this.status.attempts++;
+    // GitHub has no discovery document: its endpoints are fixed (identity/github.ts).
+    if (this.cfg.provider === 'github') {
+      this.status.ready = true;
+      return;
+    }
     try {
       const options: client.DiscoveryRequestOptions = { timeout: 5 };
       if (this.fetch !== globalThis.fetch)

@@ -17,6 +17,7 @@ export const IDP_PROVIDERS = [
   'ping',
   'onelogin',
   'cognito',
+  'github',
 ] as const;
 export type IdpProvider = (typeof IDP_PROVIDERS)[number];
 
@@ -102,6 +103,15 @@ export function providerDefaults(provider: IdpProvider, clientId: string): Provi
       // Google's ID token has no groups: they come from the Directory API (see
       // docs/identity-providers.md); Google rejects a `groups` scope.
       return { ...base, scopes: ['openid', 'profile', 'email'], groupsWithoutScope: true };
+    case 'github':
+      // OAuth 2.0 with the REST API (github.ts): the login is the user name people know; the
+      // numeric id is the session subject. read:org lists private memberships and teams.
+      return {
+        ...base,
+        scopes: ['read:user', 'user:email', 'read:org'],
+        userClaim: 'login',
+        groupsWithoutScope: true,
+      };
     case 'oidc':
       return base;
   }

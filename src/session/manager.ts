@@ -247,7 +247,9 @@ export class SessionManager {
       view,
       identity: identityFromClaims(s.sub, s.claims, this.cfg.idp, 'session'),
       since: s.refreshedAt ?? s.iat,
-      dueAt: s.refreshToken ? refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) : Infinity,
+      dueAt: this.refresher?.canRefresh(s)
+        ? refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs)
+        : Infinity,
     };
   }
 

@@ -1,4 +1,5 @@
 import type { Config } from '../../config/types.js';
+import { GoogleDirectory } from './google.js';
 import { GraphDirectory, hasGroupsOverage } from './graph.js';
 
 // After the ID token and userinfo, some IdPs still owe an answer: who may sign in at all (an
@@ -9,7 +10,7 @@ import { GraphDirectory, hasGroupsOverage } from './graph.js';
 export type Completion =
   | { kind: 'ok'; claims: Record<string, unknown> }
   /** The user may not sign in here; `message` is for them, `detail` for the operator's log. */
-  | { kind: 'refused'; code: 'tenant_not_allowed'; message: string; detail: string }
+  | { kind: 'refused'; code: 'organization_not_allowed'; message: string; detail: string }
   /** The directory could not answer: nothing is known, so nothing is granted. */
   | { kind: 'unavailable'; reason: string };
 
@@ -22,7 +23,47 @@ const NOTHING: ClaimsCompleter = { complete: async (claims) => ({ kind: 'ok', cl
 
 export function createCompleter(idp: Config['idp'], fetchImpl: typeof fetch): ClaimsCompleter {
   if (idp.provider === 'azure') return new EntraCompleter(idp, fetchImpl);
+  if (idp.provider === 'google') return new GoogleCompleter(idp, fetchImpl);
   return NOTHING;
+}
+
+const ORG_REFUSED = 'Accounts of your organization cannot sign in here.';
+
+class GoogleCompleter implements ClaimsCompleter {
+  private readonly directory: GoogleDirectory | null;
+
+  constructor(
+    private readonly idp: Config['idp'],
+    fetchImpl: typeof fetch,
+  ) {
+    const d = idp.googleDirectory;
+    this.directory = d
+      ? new GoogleDirectory(
+          d.account,
+          d.admin,
+          (idp.directoryUrl ?? new URL('https://admin.googleapis.com')).href.replace(/\/$/, ''),
+          fetchImpl,
+        )
+      : null;
+  }
+
+  async complete(claims: Record<string, unknown>, now: number): Promise<Completion> {
+    // `hd` is only in the token of a Workspace account; the hd= hint in the authorization
+    // request is just a hint, so the claim itself is what is checked.
+    const hd = typeof claims.hd === 'string' ? claims.hd.toLowerCase() : '';
+    if (this.idp.hostedDomains.length && !this.idp.hostedDomains.includes(hd))
+      return {
+        kind: 'refused',
+        code: 'organization_not_allowed',
+        message: ORG_REFUSED,
+        detail: `hosted domain ${hd || '(none: a consumer Google account)'} is not in idp_hosted_domains`,
+      };
+    const email = typeof claims.email === 'string' ? claims.email : '';
+    if (!this.directory || !email || claims.email_verified !== true) return { kind: 'ok', claims };
+    const r = await this.directory.groupsOf(email, now);
+    if (r.kind !== 'ok') return r;
+    return { kind: 'ok', claims: { ...claims, groups: r.groups } };
+  }
 }
 
 const OVERAGE_CLAIMS = ['_claim_names', '_claim_sources', 'hasgroups'];
@@ -50,8 +91,8 @@ class EntraCompleter implements ClaimsCompleter {
     if (this.idp.allowedTenants.length && !this.anyTenant && !this.idp.allowedTenants.includes(tid))
       return {
         kind: 'refused',
-        code: 'tenant_not_allowed',
-        message: 'Accounts of your organization cannot sign in here.',
+        code: 'organization_not_allowed',
+        message: ORG_REFUSED,
         detail: `tenant ${tid || '(none)'} is not in idp_allowed_tenants`,
       };
     if (!hasGroupsOverage(claims)) return { kind: 'ok', claims };
