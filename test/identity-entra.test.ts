@@ -136,8 +136,9 @@ routes:
     });
     standin.pageSize = 100;
     upstream = await startWhoami({ name: 'upstream' });
+    // No cache here: each sign-in must reach Graph for the fault tests below to mean anything.
     multi = await deploy(
-      `idp_provider_url: https://login.microsoftonline.com/organizations/v2.0\nidp_allowed_tenants: [${TENANT}]`,
+      `idp_provider_url: https://login.microsoftonline.com/organizations/v2.0\nidp_allowed_tenants: [${TENANT}]\nidp_directory_cache_ttl: 0s\nidp_directory_outage_grace: 0s`,
     );
   });
   after(async () => {
@@ -251,6 +252,62 @@ routes:
     const other = await entraSignIn(standin, url(single), OUTSIDER.oid);
     assert.equal(other.final.status, 400, other.final.body);
     assert.match(other.final.body, /did not accept the sign-in|could not be trusted/);
+  });
+
+  test('directory answers are cached: a second sign-in within idp_directory_cache_ttl does not walk Graph again', async () => {
+    const cached = await deploy(
+      `idp_provider_url: https://login.microsoftonline.com/${TENANT}/v2.0`,
+    );
+    standin.log.length = 0;
+    assert.equal((await entraSignIn(standin, url(cached), MANY.oid)).final.status, 200);
+    const first = standin.log.filter((l) => l.includes('/transitiveMemberOf/')).length;
+    assert.equal(first, 3);
+    assert.equal((await entraSignIn(standin, url(cached), MANY.oid)).final.status, 200);
+    assert.equal(standin.log.filter((l) => l.includes('/transitiveMemberOf/')).length, first);
+  });
+
+  test('Graph down: last-known groups for idp_directory_outage_grace, then a clear 503 directory_unavailable', async () => {
+    const d = await deploy(
+      [
+        `idp_provider_url: https://login.microsoftonline.com/${TENANT}/v2.0`,
+        'idp_refresh_directory_interval: 10s',
+        'idp_directory_cache_ttl: 1s',
+        'idp_directory_outage_grace: 5s',
+      ].join('\n'),
+    );
+    const session = await entraSignIn(standin, url(d, '/admins?format=json'), MANY.oid);
+    assert.equal(session.final.status, 200, session.final.body);
+    standin.graphDown = true;
+    try {
+      // A new sign-in while Graph is down, past the TTL but within the grace: the last-known
+      // groups are used.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const again = await entraSignIn(standin, url(d, '/admins?format=json'), MANY.oid);
+      assert.equal(again.final.status, 200, again.final.body);
+      assert.ok(d.logs.some((l) => l.event === 'directory_stale_groups'));
+      // Past the grace, a sign-in is refused clearly.
+      await new Promise((resolve) => setTimeout(resolve, 5_200));
+      const late = await entraSignIn(standin, url(d), MANY.oid);
+      assert.equal(late.final.status, 503, late.final.body);
+      // The session: due for its re-read after 10 s; Graph still down, so it keeps its groups
+      // for the grace (5 s) past that, then every request is a 503 naming the directory.
+      await new Promise((resolve) => setTimeout(resolve, 4_300));
+      const during = await request(url(d, '/admins?format=json'), {
+        jar: session.jar,
+        headers: BROWSER_HEADERS,
+      });
+      assert.equal(during.status, 200, 'within the grace, last-known groups still decide');
+      await new Promise((resolve) => setTimeout(resolve, 5_500));
+      const after = await request(url(d, '/admins?format=json'), {
+        jar: session.jar,
+        headers: { ...BROWSER_HEADERS, accept: 'application/json' },
+      });
+      assert.equal(after.status, 503, after.body);
+      assert.equal(after.json().error, 'directory_unavailable');
+      assert.match(after.json().message, /group memberships/);
+    } finally {
+      standin.graphDown = false;
+    }
   });
 
   test('config: a shared issuer without idp_allowed_tenants, bad tenant ids, tenants without azure', () => {

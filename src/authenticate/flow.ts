@@ -361,6 +361,11 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     return;
   }
   const { claims, tokens } = signedIn;
+  if (signedIn.staleGroups)
+    rt.log.warn(
+      { requestId: authRequest.requestId, event: 'directory_stale_groups', user: signedIn.sub },
+      'the directory could not be asked: signed in with last-known groups (idp_directory_outage_grace)',
+    );
   const idClaims = { sub: signedIn.sub };
   const refusal = emailRefusal(claims, rt.cfg.idp);
   if (refusal) {

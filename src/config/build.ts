@@ -223,6 +223,15 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       'expected at least 10s: every session asks the identity provider this often',
     );
 
+  for (const key of ['idp_directory_cache_ttl', 'idp_directory_outage_grace'] as const) {
+    const v = raw[key];
+    if (v !== undefined && v > 24 * 3_600_000)
+      at(
+        [key],
+        'expected at most 24h: group memberships older than a day should not decide access',
+      );
+  }
+
   const authenticateUrl = raw.authenticate_service_url
     ? new URL(raw.authenticate_service_url)
     : null;
@@ -262,6 +271,9 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       emailClaim: raw.idp_email_claim ?? preset.emailClaim,
       allowedTenants: (raw.idp_allowed_tenants ?? []).map((t) => t.toLowerCase()),
       directoryUrl: raw.idp_directory_url ? new URL(raw.idp_directory_url) : null,
+      directoryCacheTtlMs: raw.idp_directory_cache_ttl ?? 5 * 60_000,
+      directoryOutageGraceMs: raw.idp_directory_outage_grace ?? 15 * 60_000,
+      directoryCacheSize: raw.session_cache_size ?? DEFAULT_SESSION_CACHE_SIZE,
       hostedDomains: (raw.idp_hosted_domains ?? []).map((d) => d.toLowerCase()),
       googleDirectory: googleSettings(raw, at),
       allowUnverifiedEmail: raw.idp_allow_unverified_email === true,

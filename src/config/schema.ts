@@ -225,6 +225,8 @@ export const configSchema = z.strictObject({
     .string({ error: 'expected session_storage as cookie, memory, redis://… or postgres://…' })
     .optional(),
   idp_refresh_directory_interval: duration('idp_refresh_directory_interval').optional(),
+  idp_directory_cache_ttl: duration('idp_directory_cache_ttl').optional(),
+  idp_directory_outage_grace: duration('idp_directory_outage_grace').optional(),
   session_cache_size: z
     .number({ error: 'expected a whole number of sessions, from 100 to 1000000' })
     .int({ error: 'expected a whole number of sessions, from 100 to 1000000' })

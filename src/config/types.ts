@@ -87,6 +87,12 @@ export interface Config {
     allowedTenants: string[];
     /** idp_directory_url: the directory API (Graph) base; null = the provider's public one. */
     directoryUrl: URL | null;
+    /** idp_directory_cache_ttl: a directory answer is reused this long (0 = asked every time). */
+    directoryCacheTtlMs: number;
+    /** idp_directory_outage_grace: last-known groups stay usable this long while the directory is down. */
+    directoryOutageGraceMs: number;
+    /** Users whose directory answers are kept (session_cache_size). */
+    directoryCacheSize: number;
     /** idp_hosted_domains (google): the `hd` values whose users may sign in; [] = not checked. */
     hostedDomains: string[];
     /** idp_service_account_file + idp_admin_email (google): read Workspace groups. */

@@ -124,7 +124,8 @@ export class GitHubProvider implements Provider {
     if (!tokens.accessToken) return { kind: 'rejected', reason: 'no GitHub token' };
     const who = await this.read(tokens.accessToken);
     if (who.kind === 'rejected') return who;
-    if (who.kind === 'unavailable') return { kind: 'transient', reason: who.reason };
+    if (who.kind === 'unavailable')
+      return { kind: 'transient', reason: who.reason, source: 'directory' };
     if (who.body.sub !== s.sub) return { kind: 'rejected', reason: 'GitHub names another user' };
     return { kind: 'ok', claims: who.body, tokens };
   }

@@ -109,6 +109,7 @@ export class OidcProvider implements Provider {
       kind: 'ok',
       sub: idClaims.sub,
       claims: completed.claims,
+      staleGroups: completed.stale === true,
       tokens: {
         accessToken: tokens.access_token,
         accessTokenExp: tokens.expires_in ? now + tokens.expires_in * 1000 : undefined,
@@ -161,7 +162,8 @@ export class OidcProvider implements Provider {
       const completed = await this.idp.completer.complete(claims, now);
       if (completed.kind === 'refused')
         return { kind: 'rejected', reason: `${completed.message} (${completed.detail})` };
-      if (completed.kind === 'unavailable') return { kind: 'transient', reason: completed.reason };
+      if (completed.kind === 'unavailable')
+        return { kind: 'transient', reason: completed.reason, source: 'directory' };
       claims = completed.claims;
     }
     return {

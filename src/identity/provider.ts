@@ -36,7 +36,14 @@ export interface ProviderTokens {
 }
 
 export type SignInResult =
-  | { kind: 'ok'; sub: string; claims: Record<string, unknown>; tokens: ProviderTokens }
+  | {
+      kind: 'ok';
+      sub: string;
+      claims: Record<string, unknown>;
+      tokens: ProviderTokens;
+      /** The directory was down: last-known groups were used (idp_directory_outage_grace). */
+      staleGroups?: boolean;
+    }
   | {
       kind: 'failed';
       code: SignInFailure;
@@ -58,8 +65,8 @@ export type ProviderRefresh =
   | { kind: 'ok'; claims: Record<string, unknown> | null; tokens: ProviderTokens }
   /** The IdP said no: the session is over. */
   | { kind: 'rejected'; reason: string }
-  /** The IdP could not be asked: try again later. */
-  | { kind: 'transient'; reason: string };
+  /** The IdP (or, source directory, its directory API) could not be asked: try again later. */
+  | { kind: 'transient'; reason: string; source?: 'directory' };
 
 export interface Provider {
   /** The address to send the browser to; throws IdpUnavailableError while the IdP is unknown. */

@@ -13,7 +13,7 @@ export type RefreshResult =
   /** The IdP said no (revoked or rotated refresh token, disabled user, deleted client): the session is over. */
   | { kind: 'rejected'; reason: string }
   /** The IdP could not be asked (down, timeout, 5xx): try again later, the session is not at fault. */
-  | { kind: 'transient'; reason: string };
+  | { kind: 'transient'; reason: string; source?: 'directory' };
 
 export interface Refresher {
   /** Whether this session can be refreshed at all (else it lives until it expires). */

@@ -1,4 +1,5 @@
 import type { Config } from '../../config/types.js';
+import { DirectoryCache } from './cache.js';
 import { GoogleDirectory } from './google.js';
 import { GraphDirectory, hasGroupsOverage } from './graph.js';
 
@@ -8,7 +9,8 @@ import { GraphDirectory, hasGroupsOverage } from './graph.js';
 // rest of Portcullis reads groups the usual way.
 
 export type Completion =
-  | { kind: 'ok'; claims: Record<string, unknown> }
+  /** stale: the directory is down and last-known groups (within idp_directory_outage_grace) were used. */
+  | { kind: 'ok'; claims: Record<string, unknown>; stale?: boolean }
   /** The user may not sign in here; `message` is for them, `detail` for the operator's log. */
   | { kind: 'refused'; code: 'organization_not_allowed'; message: string; detail: string }
   /** The directory could not answer: nothing is known, so nothing is granted. */
@@ -29,8 +31,17 @@ export function createCompleter(idp: Config['idp'], fetchImpl: typeof fetch): Cl
 
 const ORG_REFUSED = 'Accounts of your organization cannot sign in here.';
 
+function cacheFor(idp: Config['idp']): DirectoryCache {
+  return new DirectoryCache({
+    ttlMs: idp.directoryCacheTtlMs,
+    graceMs: idp.directoryOutageGraceMs,
+    maxEntries: idp.directoryCacheSize,
+  });
+}
+
 class GoogleCompleter implements ClaimsCompleter {
   private readonly directory: GoogleDirectory | null;
+  private readonly cache: DirectoryCache;
 
   constructor(
     private readonly idp: Config['idp'],
@@ -45,6 +56,7 @@ class GoogleCompleter implements ClaimsCompleter {
           fetchImpl,
         )
       : null;
+    this.cache = cacheFor(idp);
   }
 
   async complete(claims: Record<string, unknown>, now: number): Promise<Completion> {
@@ -60,9 +72,11 @@ class GoogleCompleter implements ClaimsCompleter {
       };
     const email = typeof claims.email === 'string' ? claims.email : '';
     if (!this.directory || !email || claims.email_verified !== true) return { kind: 'ok', claims };
-    const r = await this.directory.groupsOf(email, now);
+    const directory = this.directory;
+    const key = `google:${email.toLowerCase()}`;
+    const r = await this.cache.lookup(key, () => directory.groupsOf(email, now), now);
     if (r.kind !== 'ok') return r;
-    return { kind: 'ok', claims: { ...claims, groups: r.groups } };
+    return { kind: 'ok', claims: { ...claims, groups: r.groups }, stale: r.stale === true };
   }
 }
 
@@ -71,6 +85,7 @@ const OVERAGE_CLAIMS = ['_claim_names', '_claim_sources', 'hasgroups'];
 class EntraCompleter implements ClaimsCompleter {
   private readonly graph: GraphDirectory;
   private readonly anyTenant: boolean;
+  private readonly cache: DirectoryCache;
 
   constructor(
     private readonly idp: Config['idp'],
@@ -84,6 +99,7 @@ class EntraCompleter implements ClaimsCompleter {
       fetch: fetchImpl,
     });
     this.anyTenant = idp.allowedTenants.includes('*');
+    this.cache = cacheFor(idp);
   }
 
   async complete(claims: Record<string, unknown>, now: number): Promise<Completion> {
@@ -97,10 +113,14 @@ class EntraCompleter implements ClaimsCompleter {
       };
     if (!hasGroupsOverage(claims)) return { kind: 'ok', claims };
     const oid = typeof claims.oid === 'string' ? claims.oid : '';
-    const r = await this.graph.groupsOf(tid, oid, now);
+    const r = await this.cache.lookup(
+      `azure:${tid}:${oid}`,
+      () => this.graph.groupsOf(tid, oid, now),
+      now,
+    );
     if (r.kind !== 'ok') return r;
     const out: Record<string, unknown> = { ...claims, groups: r.groups };
     for (const k of OVERAGE_CLAIMS) delete out[k];
-    return { kind: 'ok', claims: out };
+    return { kind: 'ok', claims: out, stale: r.stale === true };
   }
 }
