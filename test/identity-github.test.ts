@@ -298,6 +298,30 @@ routes:
     );
   });
 
+  test('config: idp_directory_url must be https unless on this machine (tokens go there)', () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          `address: 127.0.0.1:8443
+idp_provider: github
+idp_provider_url: https://github.example.com
+idp_directory_url: http://github-api.example.com/api/v3
+idp_client_id: x
+idp_client_secret: ${CLIENT_SECRET}
+cookie_secret: ${Buffer.alloc(32, 1).toString('base64')}
+routes:
+  - from: https://app.example.com
+    to: http://127.0.0.1:9000
+    allow_any_authenticated_user: true
+`,
+          'gh.yaml',
+          {},
+        ),
+      (e: unknown) =>
+        e instanceof ConfigError && /idp_directory_url: expected an https:\/\/ URL/.test(e.message),
+    );
+  });
+
   test('Link header parsing: rel="next" only, whatever the order and spacing', () => {
     assert.equal(
       nextLink(

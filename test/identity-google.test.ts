@@ -83,6 +83,9 @@ describe('google: hd and Workspace groups from the Directory API', () => {
       `idp_service_account_file: ${keyPath}`,
       `idp_admin_email: ${ADMIN}`,
       `idp_directory_url: ${google.base}`,
+      // Every sign-in asks the directory, so each fault below is met (the cache has its own test).
+      'idp_directory_cache_ttl: 0s',
+      'idp_directory_outage_grace: 0s',
     ].join('\n');
   });
   after(async () => {

@@ -99,6 +99,14 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     );
   }
 
+  // The directory API receives Portcullis's app tokens (Graph, Google) or the user's (GitHub).
+  const directory = raw.idp_directory_url ? new URL(raw.idp_directory_url) : null;
+  if (directory && directory.protocol === 'http:' && !isLoopback(directory.hostname))
+    at(
+      ['idp_directory_url'],
+      'expected an https:// URL: tokens are sent there (plain http only for this machine, 127.0.0.1 or localhost)',
+    );
+
   const insecure = raw.insecure_server === true;
   let tls: Config['tls'] = null;
   if (!insecure) {
