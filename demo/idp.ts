@@ -21,6 +21,12 @@ export interface DemoUser {
   /** default true; 'omitted' sends no email_verified claim at all (as Entra ID does) */
   emailVerified?: boolean | 'omitted';
   disabled?: boolean;
+  /**
+   * More claims in the shape a particular IdP sends them (realm_access, cognito:groups,
+   * namespaced Auth0 claims…): released with the `groups` scope when IdpOptions.extraClaims
+   * names them.
+   */
+  claims?: Record<string, unknown>;
 }
 
 export interface IdpClient {
@@ -44,6 +50,8 @@ export interface IdpOptions {
   idTokenTtl?: number;
   /** seconds, default 14 days */
   refreshTokenTtl?: number;
+  /** Claim names (beyond the standard ones) released with the `groups` scope; values from DemoUser.claims. */
+  extraClaims?: string[];
   /** when set, access tokens for that resource (and client_credentials tokens) are JWTs */
   jwtAccessTokenAudience?: string;
   /**
@@ -422,6 +430,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
           name: u.name,
           preferred_username: u.id,
           groups: [...u.groups],
+          ...structuredClone(u.claims ?? {}),
         };
       },
     };
@@ -468,7 +477,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       openid: ['sub'],
       email: ['email', 'email_verified'],
       profile: ['name', 'preferred_username'],
-      groups: ['groups'],
+      groups: ['groups', ...(opts.extraClaims ?? [])],
     },
     // Without this, scope-derived claims go only to userinfo whenever an access token is
     // issued too; relying parties here read identity straight from the ID token.

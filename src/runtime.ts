@@ -3,7 +3,9 @@ import { RouteTable, defaultPort } from './decide/route-table.js';
 import type { RequestContext } from './decide/types.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { TokenAuthenticator } from './identity/bearer.js';
+import { createProvider } from './identity/create-provider.js';
 import { type Idp } from './identity/oidc.js';
+import type { Provider } from './identity/provider.js';
 import type { Logger } from './observe/logger.js';
 import { silentObserver, type Observer } from './observe/observer.js';
 import { OnceCache } from './authenticate/once.js';
@@ -12,7 +14,7 @@ import { identityHeaderSet } from './security/headers.js';
 import { createRedirectValidator } from './security/redirect.js';
 import { createSessionStore } from './session/create.js';
 import { SessionManager } from './session/manager.js';
-import { OidcRefresher } from './session/refresh.js';
+import { ProviderRefresher } from './session/refresh.js';
 import { Sealer } from './session/seal.js';
 import type { SessionStore } from './session/types.js';
 
@@ -30,6 +32,8 @@ export class Runtime {
   readonly routes: RouteTable;
   readonly sealer: Sealer;
   readonly sessions: SessionManager;
+  /** How users sign in and are re-read: OpenID Connect, or GitHub's OAuth 2.0 (identity/provider.ts). */
+  readonly provider: Provider;
   readonly once = new OnceCache();
   // A sign-in start keeps no state here (the login state is a sealed cookie), so these limits
   // guard the IdP: every start sends a browser to its authorization endpoint under our client
@@ -66,8 +70,14 @@ export class Runtime {
       globalPerSecond > 0 ? new RateLimiter(globalPerSecond * 60, globalPerSecond, 1) : null;
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
+    this.provider = createProvider(cfg, idp, (detail) =>
+      log.warn(
+        { event: 'userinfo_failed', detail },
+        'userinfo request failed; using ID token claims only',
+      ),
+    );
     this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), {
-      refresher: new OidcRefresher(idp, cfg.idp),
+      refresher: new ProviderRefresher(this.provider, cfg.idp),
       log,
     });
     this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);

@@ -39,6 +39,11 @@ export interface StartOptions {
   configFile?: string;
   /** Extra checks a reloaded config must pass before it goes live (policy tests). */
   validators?: ConfigValidator[];
+  /**
+   * Every request to the IdP and its directory API (Graph, GitHub, Google) goes through this
+   * fetch: tests answer Microsoft's and GitHub's host names from local stand-ins with it.
+   */
+  fetch?: typeof fetch;
 }
 
 export interface RunningPortcullis {
@@ -106,15 +111,24 @@ async function policyTestsPass(cfg: Config): Promise<string[]> {
   );
 }
 
-function createIdp(cfg: Config, log: Logger, instrument: ((idp: Idp) => void) | null): Idp {
-  const idp = new Idp(cfg.idp, (msg, attempt) => {
-    // One line per outage, then one every 10 attempts, not one per retry.
-    if (attempt === 1 || attempt % 10 === 0)
-      log.error(
-        { event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg },
-        'identity provider discovery failed; retrying with backoff',
-      );
-  });
+function createIdp(
+  cfg: Config,
+  log: Logger,
+  instrument: ((idp: Idp) => void) | null,
+  fetchImpl: typeof fetch | undefined,
+): Idp {
+  const idp = new Idp(
+    cfg.idp,
+    (msg, attempt) => {
+      // One line per outage, then one every 10 attempts, not one per retry.
+      if (attempt === 1 || attempt % 10 === 0)
+        log.error(
+          { event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg },
+          'identity provider discovery failed; retrying with backoff',
+        );
+    },
+    fetchImpl,
+  );
   instrument?.(idp);
   return idp;
 }
@@ -148,7 +162,7 @@ export async function startPortcullis(
     metricsModule && metrics ? (i: Idp): void => metricsModule.instrumentIdp(i, metrics) : null;
   const auditSink = createAuditLogger(log, cfg.auditLogFile);
   const observer = new Observer(metrics, new Audit(auditSink.log, metrics));
-  let idp = createIdp(cfg, log, instrument);
+  let idp = createIdp(cfg, log, instrument, opts.fetch);
   void idp.start();
   for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
   state.runtime = buildRuntime(cfg, idp, log, undefined, observer);
@@ -279,7 +293,7 @@ export async function startPortcullis(
     const notes = restartOnlyChanges(cur.cfg, next);
     let nextIdp = idp;
     if (idpChanged(cur.cfg.idp, next.idp)) {
-      nextIdp = createIdp(next, log, instrument);
+      nextIdp = createIdp(next, log, instrument, opts.fetch);
       void nextIdp.start();
     }
     const rt = buildRuntime(next, nextIdp, log, cur, observer);

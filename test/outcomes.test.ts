@@ -88,6 +88,7 @@ test('each cause is answered with its own code, a 503 and Retry-After', async ()
       idp_refresh: 'idp_unavailable',
       idp_keys: 'token_check_unavailable',
       idp_introspection: 'token_check_unavailable',
+      directory: 'directory_unavailable',
     };
     for (const [c, code] of Object.entries(expected) as Array<[UnavailableCause, string]>) {
       cause = c;
@@ -98,6 +99,7 @@ test('each cause is answered with its own code, a 503 and Retry-After', async ()
       assert.equal(body.error, code, c);
       assert.equal(unavailableCode(c), code);
       if (c === 'idp_refresh') assert.match(body.message, /identity provider/);
+      if (c === 'directory') assert.match(body.message, /group memberships .* directory/);
     }
   } finally {
     server.close();

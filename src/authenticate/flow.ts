@@ -4,14 +4,8 @@ import * as client from 'openid-client';
 import type { RequestContext } from '../decide/types.js';
 import { codes, sendOutcome, type OutcomeCode } from '../http/outcomes.js';
 import { sendRedirect } from '../http/pages.js';
-import { keepUserClaims, mergeUserinfo } from '../identity/claims.js';
 import { emailRefusal } from '../identity/email-verified.js';
-import {
-  describe,
-  IdpUnavailableError,
-  isUnreachable,
-  REDIRECT_URI_AS_SENT,
-} from '../identity/oidc.js';
+import { describe, IdpUnavailableError } from '../identity/oidc.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { addressBucket } from '../security/rate-limit.js';
@@ -226,16 +220,6 @@ async function beginAuthorization(
   nh?: string,
 ): Promise<void> {
   if (!loginStartAllowed(authRequest)) return;
-  let config: client.Configuration;
-  try {
-    config = authRequest.rt.idp.get();
-  } catch (e) {
-    if (e instanceof IdpUnavailableError) {
-      idpUnavailable(authRequest, e.message);
-      return;
-    }
-    throw e;
-  }
   const state = randomBytes(18).toString('base64url');
   const verifier = client.randomPKCECodeVerifier();
   const nonce = client.randomNonce();
@@ -275,14 +259,21 @@ async function beginAuthorization(
     for (const k of existing.slice(0, existing.length - MAX_LOGIN_COOKIES + 1))
       cookies.push(serializeCookie(k, '', { ...opts, maxAgeSeconds: 0 }));
   }
-  const url = client.buildAuthorizationUrl(config, {
-    redirect_uri: redirectUri,
-    scope: authRequest.rt.cfg.idp.scopes.join(' '),
-    state,
-    nonce,
-    code_challenge: await client.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-  });
+  let url: URL;
+  try {
+    url = authRequest.rt.provider.authorizationUrl({
+      redirectUri,
+      state,
+      nonce,
+      codeChallenge: await client.calculatePKCECodeChallenge(verifier),
+    });
+  } catch (e) {
+    if (e instanceof IdpUnavailableError) {
+      idpUnavailable(authRequest, e.message);
+      return;
+    }
+    throw e;
+  }
   authRequest.rt.log.info(
     { requestId: authRequest.requestId, event: 'login_start', host: authRequest.ctx.host },
     'login started',
@@ -380,76 +371,31 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     );
     return;
   }
-  let config: client.Configuration;
-  try {
-    config = rt.idp.get();
-  } catch (e) {
-    idpUnavailable(
-      { ...authRequest, setCookies: [...authRequest.setCookies, ...clear] },
-      (e as Error).message,
-    );
-    return;
-  }
-  let tokens;
-  try {
-    const current = new URL(login.redirectUri);
-    current.search = ctx.query;
-    tokens = await client.authorizationCodeGrant(
-      config,
-      current,
-      {
-        pkceCodeVerifier: login.verifier,
-        expectedState: state,
-        expectedNonce: login.nonce,
-        idTokenExpected: true,
-      },
-      // openid-client sends the callback URL without its query as redirect_uri; one registered
-      // with a query (Authentik's) must be sent as it was in the authorization request.
-      new URL(login.redirectUri).search ? { [REDIRECT_URI_AS_SENT]: login.redirectUri } : undefined,
-    );
-  } catch (e) {
-    const why = describe(e);
-    const network = isUnreachable(e);
-    fail(
-      network ? codes.idp_unreachable : codes.token_exchange_failed,
-      network
-        ? 'The identity provider could not be reached to finish the sign-in.'
-        : `The identity provider did not accept the sign-in (${why}).`,
-      login,
-      clear,
-    );
-    return;
-  }
-  const idClaims = tokens.claims();
-  if (!idClaims || !tokens.id_token) {
-    fail(codes.no_id_token, 'The identity provider returned no ID token.', login, clear);
-    return;
-  }
-  const signature = await rt.idp.verifyIdToken(tokens.id_token);
-  if (signature.kind !== 'ok') {
-    const code =
-      signature.kind === 'invalid' ? codes.id_token_invalid : codes.id_token_keys_unavailable;
-    fail(
-      code,
-      `The identity provider's answer could not be trusted: ${signature.reason}.`,
-      login,
-      clear,
-    );
-    return;
-  }
-  const claims: Record<string, unknown> = {};
-  keepUserClaims(idClaims, claims);
-  if (tokens.access_token && config.serverMetadata().userinfo_endpoint) {
-    try {
-      const info = await client.fetchUserInfo(config, tokens.access_token, idClaims.sub);
-      mergeUserinfo(info, claims);
-    } catch (e) {
-      rt.log.warn(
-        { requestId: authRequest.requestId, event: 'userinfo_failed', detail: describe(e) },
-        'userinfo request failed; using ID token claims only',
+  const current = new URL(login.redirectUri);
+  current.search = ctx.query;
+  const signedIn = await rt.provider.signIn(
+    current,
+    { verifier: login.verifier, state, nonce: login.nonce, redirectUri: login.redirectUri },
+    ctx.now,
+  );
+  if (signedIn.kind === 'failed') {
+    if (signedIn.code === 'idp_unavailable') {
+      idpUnavailable(
+        { ...authRequest, setCookies: [...authRequest.setCookies, ...clear] },
+        signedIn.message,
       );
+      return;
     }
+    fail(codes[signedIn.code], signedIn.message, login, clear, signedIn.log);
+    return;
   }
+  const { claims, tokens } = signedIn;
+  if (signedIn.staleGroups)
+    rt.log.warn(
+      { requestId: authRequest.requestId, event: 'directory_stale_groups', user: signedIn.sub },
+      'the directory could not be asked: signed in with last-known groups (idp_directory_outage_grace)',
+    );
+  const idClaims = { sub: signedIn.sub };
   const refusal = emailRefusal(claims, rt.cfg.idp);
   if (refusal) {
     fail(codes[refusal.code], refusal.message, login, clear, {
@@ -463,11 +409,11 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     idClaims.sub,
     claims,
     {
-      accessToken: tokens.access_token,
-      accessTokenExp: tokens.expires_in ? ctx.now + tokens.expires_in * 1000 : undefined,
-      refreshToken: tokens.refresh_token,
+      accessToken: tokens.accessToken,
+      accessTokenExp: tokens.accessTokenExp,
+      refreshToken: tokens.refreshToken,
       // Kept only when a route forwards it (pass_id_token): otherwise it would just grow the cookie.
-      idToken: rt.cfg.routes.some((r) => r.passIdToken) ? tokens.id_token : undefined,
+      idToken: rt.cfg.routes.some((r) => r.passIdToken) ? tokens.idToken : undefined,
     },
     ctx.now,
   );

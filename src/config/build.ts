@@ -9,6 +9,8 @@ import {
 } from '../identity/assertion.js';
 import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from '../identity/id-token.js';
 import type { IdentityPreset } from '../identity/presets.js';
+import { parseServiceAccount } from '../identity/directory/google.js';
+import { providerDefaults } from '../identity/providers.js';
 import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
 import { isLoopback } from '../security/loopback.js';
@@ -23,7 +25,6 @@ import type { Config, PathMatch, Route, RouteFrom } from './types.js';
 // files, CIDRs, policies, routes) and the compiled parts. It imports neither yaml nor zod, so a
 // server that validated its file in a worker thread (isolated.ts) never keeps them in memory.
 
-const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 const DEFAULT_TRUSTED = ['127.0.0.0/8', '::1/128'];
 /** ~2.5 KB each with its identity headers and assertion: ~25 MB (docs/performance.md). */
 const DEFAULT_SESSION_CACHE_SIZE = 10_000;
@@ -99,6 +100,14 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       'expected an https:// issuer (plain http is only accepted for an IdP on this machine, 127.0.0.1 or localhost)',
     );
   }
+
+  // The directory API receives Portcullis's app tokens (Graph, Google) or the user's (GitHub).
+  const directory = raw.idp_directory_url ? new URL(raw.idp_directory_url) : null;
+  if (directory && directory.protocol === 'http:' && !isLoopback(directory.hostname))
+    at(
+      ['idp_directory_url'],
+      'expected an https:// URL: tokens are sent there (plain http only for this machine, 127.0.0.1 or localhost)',
+    );
 
   const insecure = raw.insecure_server === true;
   let tls: Config['tls'] = null;
@@ -197,7 +206,20 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       'SameSite=None requires cookie_secure: true (browsers drop such cookies otherwise)',
     );
 
-  const groupsClaim = raw.idp_groups_claim ?? 'groups';
+  const provider = raw.idp_provider ?? 'oidc';
+  const preset = providerDefaults(provider, raw.idp_client_id);
+  const groupsClaims = raw.idp_groups_claim ?? preset.groupsClaims;
+  const groupsClaim = groupsClaims[0] ?? 'groups';
+  tenantSettings(raw, at);
+  // GitHub's tokens are opaque and there is no introspection: nothing to verify a bearer with.
+  if (
+    provider === 'github' &&
+    (raw.allow_bearer_tokens || raw.routes.some((r) => r.allow_bearer_tokens))
+  )
+    at(
+      ['allow_bearer_tokens'],
+      'GitHub issues no verifiable tokens (no ID token, no JWKS, no introspection): bearer tokens cannot be accepted with idp_provider: github',
+    );
   const identity = identitySettings(raw, at, warnings);
   const defaults: RouteDefaults = {
     identityHeaders: raw.identity_headers ?? ['portcullis'],
@@ -231,6 +253,15 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       'expected at least 10s: every session asks the identity provider this often',
     );
 
+  for (const key of ['idp_directory_cache_ttl', 'idp_directory_outage_grace'] as const) {
+    const v = raw[key];
+    if (v !== undefined && v > 24 * 3_600_000)
+      at(
+        [key],
+        'expected at most 24h: group memberships older than a day should not decide access',
+      );
+  }
+
   const authenticateUrl = raw.authenticate_service_url
     ? new URL(raw.authenticate_service_url)
     : null;
@@ -262,10 +293,21 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       issuer,
       clientId: raw.idp_client_id,
       clientSecret: clientSecret ?? '',
-      scopes: raw.idp_scopes ?? DEFAULT_SCOPES,
+      provider,
+      scopes: raw.idp_scopes ?? preset.scopes,
       groupsClaim,
-      userClaim: raw.idp_user_claim ?? 'sub',
-      emailClaim: raw.idp_email_claim ?? 'email',
+      groupsClaims,
+      groupsSeparator: raw.idp_groups_separator ?? preset.groupsSeparator,
+      groupsWithoutScope: preset.groupsWithoutScope,
+      userClaim: raw.idp_user_claim ?? preset.userClaim,
+      emailClaim: raw.idp_email_claim ?? preset.emailClaim,
+      allowedTenants: (raw.idp_allowed_tenants ?? []).map((t) => t.toLowerCase()),
+      directoryUrl: raw.idp_directory_url ? new URL(raw.idp_directory_url) : null,
+      directoryCacheTtlMs: raw.idp_directory_cache_ttl ?? 5 * 60_000,
+      directoryOutageGraceMs: raw.idp_directory_outage_grace ?? 15 * 60_000,
+      directoryCacheSize: raw.session_cache_size ?? DEFAULT_SESSION_CACHE_SIZE,
+      hostedDomains: (raw.idp_hosted_domains ?? []).map((d) => d.toLowerCase()),
+      googleDirectory: googleSettings(raw, at),
       allowUnverifiedEmail: raw.idp_allow_unverified_email === true,
       emailVerifiedMissing: raw.idp_email_verified_missing ?? 'refuse',
       idTokenAlgorithms: idTokenAlgorithms(raw, clientSecret, at),
@@ -313,6 +355,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
 function filesRead(raw: RawConfig): string[] {
   const paths = [
     raw.idp_client_secret_file,
+    raw.idp_service_account_file,
     raw.cookie_secret_file,
     raw.signing_key_file,
     raw.certificate_file,
@@ -322,6 +365,62 @@ function filesRead(raw: RawConfig): string[] {
     ...(raw.routes ?? []).map((r) => r.tls_custom_ca_file),
   ];
   return [...new Set(paths.filter((p): p is string => typeof p === 'string' && p.length > 0))];
+}
+
+// Entra's shared issuers: an app registered as multi-tenant accepts users of every tenant in
+// the world unless told otherwise (learn.microsoft.com/en-us/entra/identity-platform/howto-convert-app-to-be-multi-tenant).
+const ENTRA_SHARED = /^\/(common|organizations|consumers)\/v2\.0\/?$/i;
+const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function tenantSettings(raw: RawConfig, at: At): void {
+  const tenants = raw.idp_allowed_tenants;
+  if (tenants !== undefined && raw.idp_provider !== 'azure')
+    at(['idp_allowed_tenants'], 'is an Entra ID setting: it needs idp_provider: azure');
+  for (const t of tenants ?? [])
+    if (t !== '*' && !TENANT_ID.test(t))
+      at(
+        ['idp_allowed_tenants'],
+        `expected tenant ids (GUIDs such as 72f988bf-86f1-41af-91ab-2d7cd011db47) or *, got ${JSON.stringify(t)}`,
+      );
+  if (raw.idp_provider !== 'azure') return;
+  const path = URL.parse(raw.idp_provider_url)?.pathname ?? '';
+  if (ENTRA_SHARED.test(path) && !tenants?.length)
+    at(
+      ['idp_provider_url'],
+      `${path} is shared by every Entra tenant: list the tenant ids whose users may sign in with idp_allowed_tenants (or [*] to accept any organization's users)`,
+    );
+}
+
+function googleSettings(raw: RawConfig, at: At): Config['idp']['googleDirectory'] {
+  for (const key of ['idp_hosted_domains', 'idp_service_account_file', 'idp_admin_email'] as const)
+    if (raw[key] !== undefined && raw.idp_provider !== 'google')
+      at([key], 'is a Google Workspace setting: it needs idp_provider: google');
+  const file = raw.idp_service_account_file;
+  const admin = raw.idp_admin_email;
+  if (file === undefined && admin === undefined) return null;
+  if (file === undefined || admin === undefined) {
+    at(
+      [file === undefined ? 'idp_admin_email' : 'idp_service_account_file'],
+      'needs both idp_service_account_file (the service account key) and idp_admin_email (the Workspace admin it acts as) to read groups',
+    );
+    return null;
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    at(
+      ['idp_service_account_file'],
+      `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+    );
+    return null;
+  }
+  const account = parseServiceAccount(text);
+  if (typeof account === 'string') {
+    at(['idp_service_account_file'], `${file} ${account}`);
+    return null;
+  }
+  return { account, admin };
 }
 
 /** The ID token allow-list: never `none`; HMAC only when listed, with a secret long enough for it. */

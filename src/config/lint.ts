@@ -177,7 +177,7 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
   }
 
   // Pitfall 8: group policies without the scope that makes the IdP send groups.
-  if (!cfg.idp.scopes.some((s) => /group/i.test(s))) {
+  if (!cfg.idp.groupsWithoutScope && !cfg.idp.scopes.some((s) => /group/i.test(s))) {
     rawRoutes.forEach((r, i) => {
       const where =
         r.allowed_groups !== undefined
@@ -194,6 +194,22 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
         true,
       );
     });
+  }
+
+  // Auth0 refuses `groups` and `roles` as custom claim names: an Action must add a namespaced
+  // claim, and Portcullis must be told its name, or every group rule denies.
+  if (cfg.idp.provider === 'auth0' && raw.idp_groups_claim === undefined) {
+    const where = rawRoutes.findIndex(
+      (r) => r.allowed_groups !== undefined || usesGroups(r.policy, cfg.idp.groupsClaim),
+    );
+    if (where >= 0)
+      add(
+        ['idp_provider'],
+        'warning',
+        `routes[${where}] decides by group, but Auth0 cannot send a claim named "groups": groups reach a token only as a namespaced claim that an Auth0 Action adds`,
+        'add the claim in a post-login Action (api.idToken.setCustomClaim("https://<your domain>/groups", …)) and set idp_groups_claim to that name',
+        true,
+      );
   }
 
   cfg.routes.forEach((r) => {

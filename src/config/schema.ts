@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { GROUP_SEPARATORS } from '../identity/claim-path.js';
 import { IDENTITY_PRESETS } from '../identity/presets.js';
+import { IDP_PROVIDERS } from '../identity/providers.js';
 import { parseDuration } from './duration.js';
 
 // The YAML file's shape. Key names follow Pomerium's where Pomerium has the concept, so an
@@ -67,6 +69,14 @@ const wholeNumber = (what: string, max: number) => {
 const boolish = z
   .union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' })
   .transform((v) => v === true || v === 'true');
+
+const claimPath = z
+  .string({ error: 'expected a claim name or a dotted path like realm_access.roles' })
+  .min(1, { message: 'expected a claim name or a dotted path like realm_access.roles' })
+  .max(200, { message: 'expected a claim path of at most 200 characters' })
+  .refine((v) => ![...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f), {
+    message: 'expected a claim path without control characters',
+  });
 
 const policyTestSchema = z.strictObject({
   name: z.string({ error: 'expected a name for the policy test' }),
@@ -224,28 +234,42 @@ export const configSchema = z.strictObject({
     )
     .optional(),
   idp_provider: z
-    .enum([
-      'oidc',
-      'keycloak',
-      'okta',
-      'google',
-      'azure',
-      'auth0',
-      'authentik',
-      'gitlab',
-      'ping',
-      'onelogin',
-      'cognito',
-    ])
+    .enum(IDP_PROVIDERS, {
+      error: `expected idp_provider as one of ${IDP_PROVIDERS.join(', ')}`,
+    })
     .optional(),
   idp_provider_url: httpUrl('idp_provider_url (the issuer)'),
   idp_client_id: z.string().min(1),
   idp_client_secret: z.string().min(1).optional(),
   idp_client_secret_file: z.string().optional(),
   idp_scopes: stringList('idp_scopes').optional(),
-  idp_groups_claim: z.string().optional(),
-  idp_user_claim: z.string().optional(),
-  idp_email_claim: z.string().optional(),
+  // Claim paths (src/identity/claim-path.ts): a claim name, or a dotted path into nested claims.
+  idp_groups_claim: z
+    .union([claimPath, z.array(claimPath).min(1)], {
+      error:
+        'expected idp_groups_claim as a claim name or dotted path (realm_access.roles), or a list of them',
+    })
+    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .optional(),
+  idp_groups_separator: z
+    .enum(GROUP_SEPARATORS, {
+      error: `expected idp_groups_separator as one of ${GROUP_SEPARATORS.join(', ')}`,
+    })
+    .optional(),
+  // Entra ID (src/identity/directory/): the tenants whose users may sign in, and Graph's URL.
+  idp_allowed_tenants: stringList('idp_allowed_tenants').optional(),
+  idp_directory_url: httpUrl('idp_directory_url').optional(),
+  // Google Workspace (src/identity/directory/google.ts).
+  idp_hosted_domains: stringList('idp_hosted_domains').optional(),
+  idp_service_account_file: z.string().min(1).optional(),
+  idp_admin_email: z
+    .string()
+    .regex(/^[^@\s]+@[^@\s]+$/, {
+      message: 'expected idp_admin_email as an address like admin@example.com',
+    })
+    .optional(),
+  idp_user_claim: claimPath.optional(),
+  idp_email_claim: claimPath.optional(),
   // Email verification (src/identity/email-verified.ts) and ID token signatures (src/identity/id-token.ts).
   idp_allow_unverified_email: z.boolean().optional(),
   idp_email_verified_missing: z
@@ -271,6 +295,8 @@ export const configSchema = z.strictObject({
     .string({ error: 'expected session_storage as cookie, memory, redis://… or postgres://…' })
     .optional(),
   idp_refresh_directory_interval: duration('idp_refresh_directory_interval').optional(),
+  idp_directory_cache_ttl: duration('idp_directory_cache_ttl').optional(),
+  idp_directory_outage_grace: duration('idp_directory_outage_grace').optional(),
   session_cache_size: z
     .number({ error: 'expected a whole number of sessions, from 100 to 1000000' })
     .int({ error: 'expected a whole number of sessions, from 100 to 1000000' })

@@ -1,6 +1,9 @@
 import type { CompiledPolicy } from '../decide/types.js';
 import type { SigningKeyInput } from '../identity/assertion.js';
+import type { GroupSeparator } from '../identity/claim-path.js';
 import type { IdentityPreset } from '../identity/presets.js';
+import type { ServiceAccount } from '../identity/directory/google.js';
+import type { IdpProvider } from '../identity/providers.js';
 import type { SessionStorage } from '../session/storage-url.js';
 import type { ConfigIssue } from './errors.js';
 import type { RawPolicyTest } from './schema.js';
@@ -107,10 +110,33 @@ export interface Config {
     issuer: URL;
     clientId: string;
     clientSecret: string;
+    /** idp_provider: which IdP's defaults and quirks apply (src/identity/providers.ts). */
+    provider: IdpProvider;
     scopes: string[];
+    /** The first of groupsClaims: what policies' `claim/<name>` treats as the groups claim. */
     groupsClaim: string;
+    /** idp_groups_claim: claim paths whose values together are the user's groups. */
+    groupsClaims: string[];
+    /** idp_groups_separator: how a single string value is split into groups. */
+    groupsSeparator: GroupSeparator;
+    /** The provider sends groups without a `groups` scope (no lint warning). */
+    groupsWithoutScope: boolean;
     userClaim: string;
     emailClaim: string;
+    /** idp_allowed_tenants (azure): tenant ids whose users may sign in; `*` = any; [] = not checked. */
+    allowedTenants: string[];
+    /** idp_directory_url: the directory API (Graph) base; null = the provider's public one. */
+    directoryUrl: URL | null;
+    /** idp_directory_cache_ttl: a directory answer is reused this long (0 = asked every time). */
+    directoryCacheTtlMs: number;
+    /** idp_directory_outage_grace: last-known groups stay usable this long while the directory is down. */
+    directoryOutageGraceMs: number;
+    /** Users whose directory answers are kept (session_cache_size). */
+    directoryCacheSize: number;
+    /** idp_hosted_domains (google): the `hd` values whose users may sign in; [] = not checked. */
+    hostedDomains: string[];
+    /** idp_service_account_file + idp_admin_email (google): read Workspace groups. */
+    googleDirectory: { account: ServiceAccount; admin: string } | null;
     /** idp_allow_unverified_email: an email with email_verified false may still sign in. */
     allowUnverifiedEmail: boolean;
     /** idp_email_verified_missing: what an email without any email_verified claim is worth. */

@@ -84,6 +84,8 @@ export type UnavailableCause =
   | 'session_store'
   /** A session was due for its refresh and the IdP could not be reached past the grace period. */
   | 'idp_refresh'
+  /** A session's groups could not be re-read from the IdP's directory past idp_directory_outage_grace. */
+  | 'directory'
   /** A bearer JWT could not be checked: the IdP's JWKS could not be fetched. */
   | 'idp_keys'
   /** An opaque bearer token could not be introspected at the IdP. */

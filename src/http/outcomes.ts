@@ -27,6 +27,9 @@ const TABLE = {
   // Sign-in refusals (the login callback)
   email_unverified: spec(403, 'Sign-in refused'),
   email_verification_unknown: spec(403, 'Sign-in refused'),
+  organization_not_allowed: spec(403, 'Sign-in refused'),
+  /** The IdP's directory (Graph, GitHub, Google) could not say which groups the user is in. */
+  directory_unavailable: spec(503, 'Sign-in is temporarily unavailable'),
   id_token_invalid: spec(502, 'Sign-in could not be completed'),
   id_token_keys_unavailable: spec(502, 'Sign-in could not be completed'),
   // The request itself

@@ -77,7 +77,10 @@ export async function renderRefusal(
 
 type UnavailableCode = Extract<
   OutcomeCode,
-  'session_store_unavailable' | 'idp_unavailable' | 'token_check_unavailable'
+  | 'session_store_unavailable'
+  | 'idp_unavailable'
+  | 'token_check_unavailable'
+  | 'directory_unavailable'
 >;
 
 /** The outcome code of each cause: what the page says, and what API clients and dashboards match on. */
@@ -87,6 +90,8 @@ export function unavailableCode(cause: UnavailableCause): UnavailableCode {
       return codes.session_store_unavailable;
     case 'idp_refresh':
       return codes.idp_unavailable;
+    case 'directory':
+      return codes.directory_unavailable;
     case 'idp_keys':
     case 'idp_introspection':
       return codes.token_check_unavailable;
@@ -99,4 +104,6 @@ const UNAVAILABLE_MESSAGE: Record<UnavailableCode, string> = {
     'Your session is due for a check with the identity provider, which cannot be reached right now. Please try again in a moment.',
   token_check_unavailable:
     'The token cannot be checked with the identity provider right now. Please try again in a moment.',
+  directory_unavailable:
+    'Your group memberships are due for a check with the identity provider’s directory, which has not answered for too long. Please try again later.',
 };

@@ -1,5 +1,6 @@
 import type { Config } from '../config/types.js';
 import type { Identity } from '../decide/types.js';
+import { groupsAt, readClaim } from './claim-path.js';
 
 // Identity comes only from validated tokens (ID token, userinfo, verified bearer token):
 // never from anything the client sent.
@@ -11,25 +12,24 @@ export function identityFromClaims(
   via: Identity['via'],
 ): Identity {
   const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-  const user = str(claims[idp.userClaim]) || sub;
+  const user = claimText(claims, idp.userClaim) || sub;
   return {
     sub,
     user,
-    email: str(claims[idp.emailClaim]),
+    email: claimText(claims, idp.emailClaim),
     emailVerified: claims.email_verified === true || claims.email_verified === 'true',
     name: str(claims.name),
     preferredUsername: str(claims.preferred_username),
-    groups: groupsOf(claims[idp.groupsClaim]),
+    groups: groupsAt(claims, idp.groupsClaims, idp.groupsSeparator),
     claims,
     via,
   };
 }
 
-/** A list of strings; a single string is one group (never split: a group name may hold commas). */
-export function groupsOf(v: unknown): string[] {
-  if (typeof v === 'string') return v ? [v] : [];
-  if (Array.isArray(v)) return v.filter((g): g is string => typeof g === 'string');
-  return [];
+/** The string at a claim path ('' when absent or not a string). */
+export function claimText(claims: Record<string, unknown>, path: string): string {
+  const v = readClaim(claims, path);
+  return typeof v === 'string' ? v : '';
 }
 
 // ID-token plumbing that says nothing about the user and would only bloat the session.

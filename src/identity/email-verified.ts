@@ -29,6 +29,12 @@ export function emailRefusal(
   const verified = claims.email_verified;
   // Some IdPs (older Cognito pools) send the JSON string.
   if (verified === true || verified === 'true') return null;
+  // Entra sends no email_verified; its optional claim xms_edov says the address's domain is
+  // verified by the tenant that owns it (learn.microsoft.com/en-us/entra/identity-platform/optional-claims-reference).
+  if (idp.provider === 'azure' && verified === undefined) {
+    const edov = claims.xms_edov;
+    if (edov === true || edov === 'true' || edov === 1 || edov === '1') return null;
+  }
   if (verified === undefined) {
     if (idp.emailVerifiedMissing === 'trust') return null;
     return {

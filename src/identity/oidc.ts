@@ -1,7 +1,8 @@
-import { createRemoteJWKSet } from 'jose';
+import { createRemoteJWKSet, customFetch } from 'jose';
 import * as client from 'openid-client';
 import type { Config } from '../config/types.js';
 import { isLoopback } from '../security/loopback.js';
+import { createCompleter, type ClaimsCompleter } from './directory/complete.js';
 import { verifyIdTokenSignature, type IdTokenVerdict, type RemoteKeys } from './id-token.js';
 
 export class IdpUnavailableError extends Error {
@@ -31,11 +32,19 @@ export class Idp {
   private readonly secret: Uint8Array;
   readonly status: IdpStatus = { ready: false, lastError: null, attempts: 0 };
 
+  /** How every request to the IdP and its directory API is made (StartOptions.fetch). */
+  readonly fetch: typeof fetch;
+  /** What the tokens leave to a directory: tenants allowed, overage groups (directory/complete.ts). */
+  readonly completer: ClaimsCompleter;
+
   constructor(
     private readonly cfg: Config['idp'],
     private readonly onError: (msg: string, attempt: number) => void = () => {},
+    fetchImpl?: typeof fetch,
   ) {
     this.secret = new TextEncoder().encode(cfg.clientSecret);
+    this.fetch = fetchImpl ?? globalThis.fetch;
+    this.completer = createCompleter(cfg, this.fetch);
   }
 
   start(): Promise<void> {
@@ -45,9 +54,14 @@ export class Idp {
 
   private async attempt(): Promise<void> {
     this.status.attempts++;
+    // GitHub has no discovery document: its endpoints are fixed (identity/github.ts).
+    if (this.cfg.provider === 'github') {
+      this.status.ready = true;
+      return;
+    }
     try {
       const options: client.DiscoveryRequestOptions = { timeout: 5 };
-      options[client.customFetch] = tokenRequestFetch;
+      options[client.customFetch] = tokenRequestFetch(this.fetch);
       if (this.cfg.issuer.protocol === 'http:' && isLoopback(this.cfg.issuer.hostname))
         options.execute = [client.allowInsecureRequests];
       // openid-client's own alg check follows the IdP's metadata unless told; an IdP that MACs
@@ -96,7 +110,12 @@ export class Idp {
     const uri = this.get().serverMetadata().jwks_uri;
     if (!uri) return null;
     if (this.jwks?.uri !== uri) {
-      const opts = { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 };
+      const opts = {
+        cooldownDuration: 30_000,
+        cacheMaxAge: 10 * 60_000,
+        timeoutDuration: 5_000,
+        ...(this.fetch !== globalThis.fetch ? { [customFetch]: this.fetch } : {}),
+      };
       this.jwks = { uri, get: createRemoteJWKSet(new URL(uri), opts) };
     }
     return this.jwks.get;
@@ -152,11 +171,13 @@ export function describe(e: unknown): string {
  */
 export const REDIRECT_URI_AS_SENT = 'portcullis_redirect_uri';
 
-const tokenRequestFetch: client.CustomFetch = (url, init) => {
-  const body = init.body;
-  if (body instanceof URLSearchParams && body.has(REDIRECT_URI_AS_SENT)) {
-    body.set('redirect_uri', body.get(REDIRECT_URI_AS_SENT)!);
-    body.delete(REDIRECT_URI_AS_SENT);
-  }
-  return fetch(url, init as RequestInit);
-};
+function tokenRequestFetch(fetchImpl: typeof globalThis.fetch): client.CustomFetch {
+  return (url, init) => {
+    const body = init.body;
+    if (body instanceof URLSearchParams && body.has(REDIRECT_URI_AS_SENT)) {
+      body.set('redirect_uri', body.get(REDIRECT_URI_AS_SENT)!);
+      body.delete(REDIRECT_URI_AS_SENT);
+    }
+    return fetchImpl(url, init as RequestInit);
+  };
+}

@@ -1,4 +1,5 @@
 import type { Config } from '../config/types.js';
+import { claimText } from '../identity/claims.js';
 import type { Logger } from '../observe/logger.js';
 import { CookieSessionStore } from './cookie-store.js';
 import { MemoryBackend } from './memory-store.js';
@@ -17,10 +18,9 @@ export function createSessionStore(cfg: Config, sealer: Sealer, log: Logger): Se
   const s = cfg.sessionStorage;
   if (s.kind === 'cookie') return new CookieSessionStore(sealer, cfg.cookie.name);
   const label = (session: { sub: string; claims: Record<string, unknown> }) => {
-    const str = (v: unknown): string => (typeof v === 'string' ? v : '');
     return {
-      user: str(session.claims[cfg.idp.userClaim]) || session.sub,
-      email: str(session.claims[cfg.idp.emailClaim]),
+      user: claimText(session.claims, cfg.idp.userClaim) || session.sub,
+      email: claimText(session.claims, cfg.idp.emailClaim),
     };
   };
   const backend: Backend = s.kind === 'memory' ? new MemoryBackend() : new LazyBackend(s);

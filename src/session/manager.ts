@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
-import { identityFromClaims } from '../identity/claims.js';
+import { groupsAt } from '../identity/claim-path.js';
+import { claimText, identityFromClaims } from '../identity/claims.js';
 import type { Logger } from '../observe/logger.js';
 import {
   chunkedCookies,
@@ -111,6 +112,8 @@ export class SessionManager {
   private readonly inflight = new Map<string, Promise<Refreshed>>();
   private readonly recent = new Map<string, { result: Refreshed; at: number }>();
   private readonly retryAt = new Map<string, number>();
+  /** Sessions whose last refresh failed because the IdP's directory (not the IdP) was down. */
+  private readonly directoryDown = new Set<string>();
   private idpTrouble = false;
   /** Counts endings heard, so a store read that raced one is not cached (see lookup). */
   private endings = 0;
@@ -246,7 +249,9 @@ export class SessionManager {
       view,
       identity: identityFromClaims(s.sub, s.claims, this.cfg.idp, 'session'),
       since: s.refreshedAt ?? s.iat,
-      dueAt: s.refreshToken ? refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) : Infinity,
+      dueAt: this.refresher?.canRefresh(s)
+        ? refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs)
+        : Infinity,
     };
   }
 
@@ -276,11 +281,7 @@ export class SessionManager {
     if (retry !== undefined && now < retry) {
       // The IdP could not be reached: the session goes on with what it has, but only for one
       // more interval. After that its groups are too old to trust, and it fails closed (503).
-      if (now > dueAt + this.cfg.idpRefreshDirectoryIntervalMs)
-        throw new StoreUnavailableError(
-          'the identity provider cannot be reached to refresh the session',
-          { source: 'idp_refresh' },
-        );
+      this.failClosedAfter(e.view.sid, dueAt, now);
       return false;
     }
     return true;
@@ -367,9 +368,10 @@ export class SessionManager {
   private async refreshAndStore(value: string, s: SessionData): Promise<Refreshed> {
     const now = Date.now();
     const r = await this.refresher!.refresh(s, now);
-    const user = s.claims[this.cfg.idp.emailClaim] ?? s.sub;
+    const user = claimText(s.claims, this.cfg.idp.emailClaim) || s.sub;
     if (r.kind === 'ok') {
       this.retryAt.delete(s.sid);
+      this.directoryDown.delete(s.sid);
       if (this.idpTrouble) {
         this.idpTrouble = false;
         this.log?.info({ event: 'session_refresh_recovered' }, 'token refresh works again');
@@ -382,7 +384,15 @@ export class SessionManager {
         next = await this.store.save(r.session);
       }
       this.log?.debug(
-        { event: 'session_refreshed', user, groups: r.session.claims[this.cfg.idp.groupsClaim] },
+        {
+          event: 'session_refreshed',
+          user,
+          groups: groupsAt(
+            r.session.claims,
+            this.cfg.idp.groupsClaims,
+            this.cfg.idp.groupsSeparator,
+          ),
+        },
         'session tokens refreshed',
       );
       return this.settle(s.sid, { decoded: this.decode(r.session), value: next });
@@ -404,17 +414,29 @@ export class SessionManager {
       );
     }
     this.retryAt.set(s.sid, now + RETRY_AFTER_TRANSIENT_MS);
-    if (
-      now >
-      refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs) +
-        this.cfg.idpRefreshDirectoryIntervalMs
-    ) {
-      throw new StoreUnavailableError(
-        'the identity provider cannot be reached to refresh the session',
-        { source: 'idp_refresh' },
-      );
-    }
+    if (r.source === 'directory') this.directoryDown.add(s.sid);
+    else this.directoryDown.delete(s.sid);
+    this.failClosedAfter(s.sid, refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs), now);
     return { decoded: this.decode(s), value };
+  }
+
+  /**
+   * A session whose refresh keeps failing goes on with the groups it has, for one more refresh
+   * interval when the IdP is down, or idp_directory_outage_grace when only its directory is;
+   * after that its groups are too old to trust, and it fails closed (503, never an allow).
+   */
+  private failClosedAfter(sid: string, dueAt: number, now: number): void {
+    const directory = this.directoryDown.has(sid);
+    const grace = directory
+      ? this.cfg.idp.directoryOutageGraceMs
+      : this.cfg.idpRefreshDirectoryIntervalMs;
+    if (now <= dueAt + grace) return;
+    throw new StoreUnavailableError(
+      directory
+        ? 'the identity provider’s directory cannot be reached to re-read the session’s groups'
+        : 'the identity provider cannot be reached to refresh the session',
+      { source: directory ? 'directory' : 'idp_refresh' },
+    );
   }
 
   private settle(sid: string, result: Refreshed): Refreshed {

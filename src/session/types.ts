@@ -48,11 +48,11 @@ export interface SessionSummary {
  * session is due for a refresh that the IdP cannot give. Either way a 503, never an allow.
  */
 export class StoreUnavailableError extends Error {
-  readonly source: Extract<UnavailableCause, 'session_store' | 'idp_refresh'>;
+  readonly source: Extract<UnavailableCause, 'session_store' | 'idp_refresh' | 'directory'>;
 
   constructor(
     message: string,
-    options?: { cause?: unknown; source?: 'session_store' | 'idp_refresh' },
+    options?: { cause?: unknown; source?: 'session_store' | 'idp_refresh' | 'directory' },
   ) {
     super(message, options);
     this.name = 'StoreUnavailableError';
