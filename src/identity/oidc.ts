@@ -61,7 +61,10 @@ export class Idp {
     }
     try {
       const options: client.DiscoveryRequestOptions = { timeout: 5 };
-      options[client.customFetch] = tokenRequestFetch(this.fetch);
+      // Without an injected fetch the global one is looked up per call, as openid-client does.
+      options[client.customFetch] = tokenRequestFetch(
+        this.fetch === globalThis.fetch ? undefined : this.fetch,
+      );
       if (this.cfg.issuer.protocol === 'http:' && isLoopback(this.cfg.issuer.hostname))
         options.execute = [client.allowInsecureRequests];
       // openid-client's own alg check follows the IdP's metadata unless told; an IdP that MACs
@@ -171,13 +174,13 @@ export function describe(e: unknown): string {
  */
 export const REDIRECT_URI_AS_SENT = 'portcullis_redirect_uri';
 
-function tokenRequestFetch(fetchImpl: typeof globalThis.fetch): client.CustomFetch {
+function tokenRequestFetch(fetchImpl?: typeof globalThis.fetch): client.CustomFetch {
   return (url, init) => {
     const body = init.body;
     if (body instanceof URLSearchParams && body.has(REDIRECT_URI_AS_SENT)) {
       body.set('redirect_uri', body.get(REDIRECT_URI_AS_SENT)!);
       body.delete(REDIRECT_URI_AS_SENT);
     }
-    return fetchImpl(url, init as RequestInit);
+    return (fetchImpl ?? globalThis.fetch)(url, init as RequestInit);
   };
 }
