@@ -207,17 +207,25 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
     // chunk changes the hash, while the generator itself allocates nothing per chunk.
     const pool = Array.from({ length: 16 }, () => randomBytes(CHUNK));
     const hash = createHash('sha256');
+    let sent = 0;
     function* body(): Generator<Buffer> {
       for (let i = 0; i < TOTAL / CHUNK; i++) {
         const c = pool[(i * 7 + (i >> 5)) % pool.length]!;
         hash.update(c);
+        sent += CHUNK;
         yield c;
       }
     }
     const baseline = process.memoryUsage().rss;
     let peak = baseline;
+    // The highest RSS while the first quarter of the body was being sent, and while the last was.
+    let firstQuarter = baseline;
+    let lastQuarter = baseline;
     const sampler = setInterval(() => {
-      peak = Math.max(peak, process.memoryUsage().rss);
+      const rss = process.memoryUsage().rss;
+      peak = Math.max(peak, rss);
+      if (sent <= TOTAL / 4) firstQuarter = Math.max(firstQuarter, rss);
+      if (sent >= (TOTAL * 3) / 4) lastQuarter = Math.max(lastQuarter, rss);
     }, 20);
     try {
       const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
@@ -254,10 +262,17 @@ describe('streaming, WebSockets, upstream failures and request hygiene through a
       clearInterval(sampler);
     }
     const grewMb = (peak - baseline) / MB;
-    // Streaming costs 30-45 MB here (socket buffers and not-yet-collected chunks in four
-    // parties: client, proxy in, proxy out, upstream); buffering the body would cost 200+.
+    const lateGrowthMb = (lastQuarter - firstQuarter) / MB;
+    // A buffered body grows with what was sent: 150 MB more by the last quarter than in the
+    // first, and 200+ MB in all. Streaming stays level once the parties' buffers are warm: the
+    // level is 30-45 MB on Node 20 and 80-105 MB on Node 24, whose allocator keeps more of the
+    // freed chunks (four parties share this process: client, proxy in, proxy out, upstream).
     assert.ok(
-      grewMb < 75,
+      lateGrowthMb < 50,
+      `resident memory grew by ${lateGrowthMb.toFixed(1)} MB between the first and last quarter of a 200 MB upload: the body is being buffered`,
+    );
+    assert.ok(
+      grewMb < 150,
       `resident memory grew by ${grewMb.toFixed(1)} MB during a 200 MB upload: the body is being buffered`,
     );
   });
