@@ -86,13 +86,23 @@ ${rest.replace(/^/gm, '    ')}`;
 }
 
 export async function startWorld(): Promise<FuzzWorld> {
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    return await startParts(closers);
+  } catch (e) {
+    // A setup that fails half-way must not leave proxies and servers holding the test open.
+    await Promise.allSettled(closers.reverse().map((close) => close()));
+    throw e;
+  }
+}
+
+async function startParts(closers: Array<() => Promise<void>>): Promise<FuzzWorld> {
   const ports: Record<ProxyName, number> = {
     nginx: await freePort(),
     caddy: await freePort(),
     haproxy: await freePort(),
     portcullis: await freePort(),
   };
-  const closers: Array<() => Promise<void>> = [];
   const recorders: Record<string, Recorder> = {};
   for (const p of PROXIES)
     for (const app of ['app', 'multi', 'open']) {

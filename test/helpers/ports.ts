@@ -5,7 +5,20 @@ import { createServer, connect } from 'node:net';
  * another process could take it in between; tests accept that small race in exchange for not
  * hard-coding ports that collide when suites run side by side.
  */
-export function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
+  // The kernel may hand a just-released port out again: never give one twice in this process,
+  // or two servers of one test would race for it.
+  for (;;) {
+    const port = await kernelPort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+const handedOut = new Set<number>();
+
+function kernelPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
