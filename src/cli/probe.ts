@@ -3,23 +3,15 @@ import { Agent, request } from 'undici';
 import type { Config } from '../config/types.js';
 import { isPingable, withTimeout } from '../observe/health.js';
 import type { SessionStore } from '../session/types.js';
+import { timed, type ProbeCheck } from './probe-check.js';
+import { githubChecks, providerChecks } from './probe-providers.js';
+
+export type { ProbeCheck, ProbeStatus } from './probe-check.js';
 
 // `portcullis probe`: the synthetic check the field reports ask for: a deleted IdP client that health checks miss. A container
 // health check only proves the process is up; this proves a login could work right now: the
 // IdP answers, its keys are there, it still accepts our client id and secret, every upstream
 // answers, and the session store takes a write.
-
-export type ProbeStatus = 'ok' | 'fail' | 'skip';
-
-export interface ProbeCheck {
-  /** idp_discovery, idp_jwks, idp_client, upstream, session_store */
-  check: string;
-  /** What was checked: a URL, or route id and URL. */
-  target: string;
-  status: ProbeStatus;
-  ms: number;
-  detail: string;
-}
 
 export interface ProbeOptions {
   timeoutMs?: number;
@@ -27,42 +19,8 @@ export interface ProbeOptions {
   store?: SessionStore | null;
   /** The redirect URI sent with the made-up code; any registered one. */
   redirectUri?: string;
-}
-
-async function timed(
-  check: string,
-  target: string,
-  fn: () => Promise<{ status: ProbeStatus; detail: string }>,
-): Promise<ProbeCheck> {
-  const t = performance.now();
-  let r: { status: ProbeStatus; detail: string };
-  try {
-    r = await fn();
-  } catch (e) {
-    r = { status: 'fail', detail: errText(e) };
-  }
-  return {
-    check,
-    target,
-    status: r.status,
-    ms: Math.round((performance.now() - t) * 10) / 10,
-    detail: r.detail,
-  };
-}
-
-function errText(e: unknown): string {
-  const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
-  const code = err?.cause?.code ?? err?.code;
-  if (
-    err?.name === 'TimeoutError' ||
-    err?.name === 'AbortError' ||
-    code === 'UND_ERR_HEADERS_TIMEOUT' ||
-    code === 'UND_ERR_CONNECT_TIMEOUT'
-  )
-    return 'no answer in time (timeout)';
-  return code
-    ? `${code}${err.cause?.message && !err.cause.message.includes(code) ? `: ${err.cause.message}` : ''}`
-    : (err?.message ?? String(e));
+  /** What the checks fetch with (tests hand in a stand-in's); the global fetch otherwise. */
+  fetch?: typeof fetch;
 }
 
 /** application/x-www-form-urlencoded as RFC 6749 §2.3.1 wants it for Basic client credentials. */
@@ -72,8 +30,13 @@ function formEncode(s: string): string {
     .replace(/%20/g, '+');
 }
 
-export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<ProbeCheck[]> {
-  const timeout = o.timeoutMs ?? 5000;
+/** Discovery, keys and the client of an OpenID provider. */
+async function oidcChecks(
+  cfg: Config,
+  o: ProbeOptions,
+  timeout: number,
+  f: typeof fetch,
+): Promise<ProbeCheck[]> {
   const out: ProbeCheck[] = [];
   const issuer = cfg.idp.issuer.href;
   const discoveryUrl = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
@@ -81,7 +44,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
 
   out.push(
     await timed('idp_discovery', discoveryUrl, async () => {
-      const res = await fetch(discoveryUrl, {
+      const res = await f(discoveryUrl, {
         signal: AbortSignal.timeout(timeout),
         headers: { accept: 'application/json' },
       });
@@ -127,7 +90,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
     const jwksUri = String(meta.jwks_uri);
     out.push(
       await timed('idp_jwks', jwksUri, async () => {
-        const res = await fetch(jwksUri, {
+        const res = await f(jwksUri, {
           signal: AbortSignal.timeout(timeout),
           headers: { accept: 'application/json' },
         });
@@ -151,7 +114,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
           code: `portcullis-probe-${randomBytes(12).toString('hex')}`,
           redirect_uri: o.redirectUri ?? `${issuer.replace(/\/$/, '')}/probe`,
         });
-        const res = await fetch(tokenUrl, {
+        const res = await f(tokenUrl, {
           method: 'POST',
           signal: AbortSignal.timeout(timeout),
           headers: {
@@ -196,6 +159,17 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
       }),
     );
   }
+  return out;
+}
+
+export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<ProbeCheck[]> {
+  const timeout = o.timeoutMs ?? 5000;
+  const f = o.fetch ?? fetch;
+  const out: ProbeCheck[] =
+    cfg.idp.provider === 'github'
+      ? await githubChecks(cfg.idp, f)
+      : await oidcChecks(cfg, o, timeout, f);
+  out.push(...(await providerChecks(cfg.idp, f)));
 
   // One request per distinct upstream, as the proxy would make it (same TLS settings).
   const seen = new Map<string, string[]>();

@@ -212,6 +212,58 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
       );
   }
 
+  // GitHub and Google: scopes and settings that make group or email rules deny everyone.
+  const groupRoute = rawRoutes.findIndex(
+    (r) => r.allowed_groups !== undefined || usesGroups(r.policy, cfg.idp.groupsClaim),
+  );
+  const scopes = cfg.idp.scopes;
+  if (cfg.idp.provider === 'github') {
+    // docs.github.com "Scopes for OAuth apps": read:org (or write:/admin:org) lists private
+    // memberships and teams; user:email (or user) reads private addresses.
+    if (groupRoute >= 0 && !scopes.some((x) => /^(read|write|admin):org$/.test(x)))
+      add(
+        ['idp_scopes'],
+        'warning',
+        `routes[${groupRoute}] decides by group (organization or team), but idp_scopes has no read:org: GitHub then shows only public organization memberships and no teams, so group rules deny`,
+        'add read:org to idp_scopes, or remove idp_scopes (the github preset asks for read:user user:email read:org)',
+        true,
+      );
+    if (!scopes.includes('user:email') && !scopes.includes('user'))
+      add(
+        ['idp_scopes'],
+        'warning',
+        'idp_scopes has no user:email: GitHub then hides private addresses, so most users sign in without a verified email and email rules deny them',
+        'add user:email to idp_scopes, or remove idp_scopes to use the github preset',
+        true,
+      );
+    if (groupRoute >= 0)
+      add(
+        ['idp_provider'],
+        'info',
+        `routes[${groupRoute}] decides by GitHub organization or team: an organization with OAuth app access restrictions (the default for new organizations) hides its members and teams from this app until an owner approves it, and until then those rules deny`,
+        'have an owner approve the app: Organization settings → Third-party Access → OAuth app policy',
+        true,
+      );
+  }
+  if (cfg.idp.provider === 'google') {
+    const refused = scopes.filter((x) => /group/i.test(x));
+    if (refused.length)
+      add(
+        ['idp_scopes'],
+        'error',
+        `Google refuses the scope ${refused.join(', ')} (invalid_scope): every sign-in would fail`,
+        'remove it: Workspace groups come from the Directory API (idp_service_account_file and idp_admin_email)',
+        true,
+      );
+    if (groupRoute >= 0 && !cfg.idp.googleDirectory)
+      add(
+        ['routes', groupRoute],
+        'warning',
+        "this route decides by group, but Google's tokens carry no groups and no idp_service_account_file is set: its group rules deny everyone",
+        'set idp_service_account_file and idp_admin_email (docs/identity-providers.md, Google)',
+      );
+  }
+
   cfg.routes.forEach((r) => {
     if (r.tlsSkipVerify) {
       add(

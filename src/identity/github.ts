@@ -130,6 +130,59 @@ export class GitHubProvider implements Provider {
     return { kind: 'ok', claims: who.body, tokens };
   }
 
+  /**
+   * For `portcullis probe`: GitHub still knows this OAuth app and its secret. A made-up code
+   * is answered `bad_verification_code` by a known client with the right secret, and
+   * `incorrect_client_credentials` when the app was deleted or the secret is wrong.
+   */
+  async probeClient(): Promise<{ ok: boolean; detail: string }> {
+    const code = `portcullis-probe-${crypto.randomUUID()}`;
+    const t = await this.token({ code }, Date.now());
+    if (t.kind === 'error' && t.reason === 'bad_verification_code')
+      return {
+        ok: true,
+        detail: 'client id and secret accepted (bad_verification_code for a made-up code)',
+      };
+    if (t.kind === 'error' && t.reason === 'incorrect_client_credentials')
+      return {
+        ok: false,
+        detail:
+          'incorrect_client_credentials: GitHub does not know this client id and secret (the OAuth app was deleted, or the secret is wrong or was mangled on its way into the config); logins will fail',
+      };
+    if (t.kind === 'unreachable') return { ok: false, detail: `not reachable: ${t.reason}` };
+    if (t.kind === 'ok')
+      return {
+        ok: false,
+        detail: 'the token endpoint accepted a made-up code: this is not GitHub',
+      };
+    return { ok: false, detail: `unexpected answer: ${t.reason}` };
+  }
+
+  /** The REST API answers (GitHub Enterprise Server: `<base>/api/v3`). */
+  async probeApi(): Promise<{ ok: boolean; detail: string; target: string }> {
+    const target = `${this.api}/meta`;
+    try {
+      const res = await this.fetchImpl(target, {
+        headers: {
+          accept: 'application/vnd.github+json',
+          'x-github-api-version': API_VERSION,
+          'user-agent': 'portcullis',
+        },
+        redirect: 'manual',
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      });
+      await res.body?.cancel();
+      if (res.ok) return { ok: true, detail: `answered HTTP ${res.status}`, target };
+      return {
+        ok: false,
+        detail: `answered HTTP ${res.status}${res.status === 404 ? ' (wrong idp_provider_url or idp_directory_url)' : ''}`,
+        target,
+      };
+    } catch (e) {
+      return { ok: false, detail: `not reachable: ${cause(e)}`, target };
+    }
+  }
+
   private async token(
     params: Record<string, string>,
     now: number,

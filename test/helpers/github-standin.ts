@@ -167,6 +167,8 @@ export async function startGitHubStandin(o: {
         fault.headers,
       );
     }
+    // "REST API endpoints for meta" (GET /meta): answered without a token.
+    if (path === '/meta') return json(res, 200, { verifiable_password_authentication: false });
     const token = /^(?:Bearer|token) (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     const login = tokens.get(token);
     const user = login && !s.revoked.has(token) ? s.users.get(login) : undefined;

@@ -81,6 +81,28 @@ export class GraphDirectory {
     return { kind: 'ok', groups: [...new Set(groups)] };
   }
 
+  /**
+   * For `portcullis probe`: can this app read group memberships in the tenant right now? It
+   * asks for the groups of a user id that exists nowhere: Graph checks the app's permission
+   * before it looks the user up, so a 404 means the permission is there, a 403 that it is not.
+   */
+  async probe(tenant: string): Promise<{ ok: boolean; detail: string }> {
+    const token = await this.appToken(tenant, Date.now());
+    if (typeof token !== 'string')
+      return { ok: false, detail: token.kind === 'unavailable' ? token.reason : 'no token' };
+    const nobody = '00000000-0000-0000-0000-00000000d1e5';
+    const r = await this.get(
+      `${this.s.graphUrl}/v1.0/users/${nobody}/transitiveMemberOf/microsoft.graph.group?$select=id&$top=1`,
+      token,
+    );
+    if (r.kind === 'ok' || r.status === 404)
+      return {
+        ok: true,
+        detail: `app-only Graph token for tenant ${tenant}; Graph lets the app read group memberships (users in over 200 groups can sign in)`,
+      };
+    return { ok: false, detail: `tenant ${tenant}: ${r.reason}` };
+  }
+
   /** An app-only Graph token for the tenant, cached until a minute before it expires. */
   private async appToken(tenant: string, now: number): Promise<string | DirectoryResult> {
     const cached = this.tokens.get(tenant);
