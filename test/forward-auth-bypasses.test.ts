@@ -12,15 +12,10 @@
 //    forward_auth copies `{http.request.uri}` into X-Forwarded-Uri and reverse_proxy sends the
 //    original URI, https://caddyserver.com/docs/caddyfile/directives/forward_auth).
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { startIdp, type RunningIdp } from '../demo/idp.js';
-import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import { startAuthServer, type AuthServer } from './helpers/auth-server.js';
 import { startCaddy, type StartedCaddy } from './helpers/caddy.js';
 import { CookieJar, request, type Resp } from './helpers/http.js';
 import { loginThroughIdp } from './helpers/login.js';
@@ -65,9 +60,8 @@ async function statusOf(p: Promise<Resp>): Promise<number> {
 
 for (const kind of ['nginx', 'caddy'] as const) {
   describe(`forward-auth bypasses through real ${kind} (docs/recipes/${kind}.md)`, () => {
-    let idp: RunningIdp;
+    let auth: AuthServer;
     let upstream: Awaited<ReturnType<typeof startRecorder>>;
-    let portcullis: RunningPortcullis;
     let proxy: StartedNginx | StartedCaddy;
     let port: number;
     let pcPort: number;
@@ -80,29 +74,13 @@ for (const kind of ['nginx', 'caddy'] as const) {
       port = await freePort();
       pcPort = await freePort();
       app = `http://app.corp.test:${port}`;
-      const secret = randomBytes(24).toString('base64url');
-      idp = await startIdp({
-        clients: [
-          {
-            client_id: 'portcullis',
-            client_secret: secret,
-            redirect_uris: [`${app}/.portcullis/callback`],
-          },
-        ],
-      });
       upstream = await startRecorder();
       // The review's setup: an admins-only app, a public status page and a wiki for anyone
       // signed in, all in one Portcullis; nginx or Caddy fronts only the app.
-      const yaml = `address: 127.0.0.1:${pcPort}
-insecure_server: true
-cookie_secure: false
-cookie_secret: ${randomBytes(32).toString('base64')}
-idp_provider_url: ${idp.issuer}
-idp_client_id: portcullis
-idp_client_secret: ${secret}
-idp_scopes: [openid, profile, email, groups]
-routes:
-  - from: ${app}
+      auth = await startAuthServer({
+        app,
+        port: pcPort,
+        routes: `  - from: ${app}
     prefix: /admin
     allowed_groups: [admins]
   - from: ${app}
@@ -111,17 +89,9 @@ routes:
     allow_public_unauthenticated_access: true
   - from: http://wiki.corp.test:${port}
     allow_any_authenticated_user: true
-`;
-      const sink = new Writable({
-        write(c: Buffer, _e, cb) {
-          logs.push(c.toString());
-          cb();
-        },
+`,
+        logs,
       });
-      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
-        logger: createLogger('info', sink),
-      });
-      await portcullis.idp.start();
       proxy =
         kind === 'nginx'
           ? await startNginx(
@@ -159,7 +129,7 @@ routes:
     });
     after(async () => {
       await proxy?.close();
-      await Promise.allSettled([portcullis?.close(), upstream?.close(), idp?.close()]);
+      await Promise.allSettled([auth?.close(), upstream?.close()]);
     });
 
     const diag = () =>

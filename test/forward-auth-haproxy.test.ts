@@ -1,14 +1,10 @@
 // Real HAProxy 2.6 in front of the whoami upstream, asking Portcullis through its Lua
 // httpclient, with haproxy.cfg and the Lua script read from docs/recipes/haproxy.md.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { startIdp, type RunningIdp } from '../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
-import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import type { RunningPortcullis } from '../src/server.js';
+import { ADMIN_PUBLIC_ANY, startAuthServer, type AuthServer } from './helpers/auth-server.js';
 import { CookieJar, request } from './helpers/http.js';
 import { startHaproxy, type StartedHaproxy } from './helpers/haproxy.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
@@ -34,7 +30,7 @@ const SPOOF = {
 };
 
 describe('real HAProxy in front of the upstream, asking /.portcullis/auth/nginx from Lua', () => {
-  let idp: RunningIdp;
+  let auth: AuthServer;
   let upstream: RunningWhoami;
   let portcullis: RunningPortcullis;
   let haproxy: StartedHaproxy;
@@ -46,46 +42,14 @@ describe('real HAProxy in front of the upstream, asking /.portcullis/auth/nginx 
     port = await freePort();
     const pcPort = await freePort();
     app = `http://app.corp.test:${port}`;
-    const secret = randomBytes(24).toString('base64url');
-    idp = await startIdp({
-      clients: [
-        {
-          client_id: 'portcullis',
-          client_secret: secret,
-          redirect_uris: [`${app}/.portcullis/callback`],
-          post_logout_redirect_uris: [`${app}/.portcullis/signed_out`],
-        },
-      ],
-    });
     upstream = await startWhoami({ name: 'upstream' });
-    const yaml = `address: 127.0.0.1:${pcPort}
-insecure_server: true
-cookie_secure: false
-cookie_secret: ${randomBytes(32).toString('base64')}
-idp_provider_url: ${idp.issuer}
-idp_client_id: portcullis
-idp_client_secret: ${secret}
-idp_scopes: [openid, profile, email, groups]
-routes:
-  - from: ${app}
-    prefix: /admin
-    allowed_groups: [admins]
-  - from: ${app}
-    prefix: /public/
-    allow_public_unauthenticated_access: true
-  - from: ${app}
-    allow_any_authenticated_user: true
-`;
-    const sink = new Writable({
-      write(c: Buffer, _e, cb) {
-        logs.push(c.toString());
-        cb();
-      },
+    auth = await startAuthServer({
+      app,
+      port: pcPort,
+      routes: ADMIN_PUBLIC_ANY(app),
+      logs,
     });
-    portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
-      logger: createLogger('info', sink),
-    });
-    await portcullis.idp.start();
+    ({ portcullis } = auth);
     const cfg = sub(recipe('haproxy.md', 'haproxy'), [
       ['bind :80', `bind 127.0.0.1:${port}`],
       // The exact Host a browser sends for this origin (with its port), as the recipe says.
@@ -101,7 +65,7 @@ routes:
   });
   after(async () => {
     await haproxy?.close();
-    await Promise.allSettled([portcullis?.close(), upstream?.close(), idp?.close()]);
+    await Promise.allSettled([auth?.close(), upstream?.close()]);
   });
 
   const diag = () => `${haproxy?.log() ?? ''}\n${logs.join('').slice(-3000)}`;

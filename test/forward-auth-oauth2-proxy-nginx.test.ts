@@ -10,14 +10,9 @@
 // One substitution: `$host` becomes `$http_host`, because nginx's $host drops the port and
 // these tests cannot listen on 80; deployments on 80/443 see the same values either way.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { startIdp, type RunningIdp } from '../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
-import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import { ADMIN_PUBLIC_ANY, startAuthServer, type AuthServer } from './helpers/auth-server.js';
 import { CookieJar, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startNginx, type StartedNginx } from './helpers/nginx.js';
@@ -71,9 +66,8 @@ server {
 }
 
 describe("real nginx with oauth2-proxy's documented auth_request setup, Portcullis in oauth2-proxy's place", () => {
-  let idp: RunningIdp;
+  let auth: AuthServer;
   let upstream: RunningWhoami;
-  let portcullis: RunningPortcullis;
   let nginx: StartedNginx;
   let app: string;
   const logs: string[] = [];
@@ -82,54 +76,23 @@ describe("real nginx with oauth2-proxy's documented auth_request setup, Portcull
     const port = await freePort();
     const pcPort = await freePort();
     app = `http://app.corp.test:${port}`;
-    const secret = randomBytes(24).toString('base64url');
-    // The redirect URI registered at the IdP for oauth2-proxy, kept as it was.
-    idp = await startIdp({
-      clients: [
-        {
-          client_id: 'portcullis',
-          client_secret: secret,
-          redirect_uris: [`${app}/oauth2/callback`],
-          post_logout_redirect_uris: [`${app}/`],
-        },
-      ],
-    });
     upstream = await startWhoami({ name: 'upstream' });
-    const yaml = `address: 127.0.0.1:${pcPort}
-insecure_server: true
-cookie_secure: false
-cookie_secret: ${randomBytes(32).toString('base64')}
-idp_provider_url: ${idp.issuer}
-idp_client_id: portcullis
-idp_client_secret: ${secret}
-idp_scopes: [openid, profile, email, groups]
-compat: [oauth2-proxy]
-authenticate_callback_path: /oauth2/callback
-routes:
-  - from: ${app}
-    prefix: /admin
-    allowed_groups: [admins]
-  - from: ${app}
-    prefix: /public/
-    allow_public_unauthenticated_access: true
-  - from: ${app}
-    allow_any_authenticated_user: true
-`;
-    const sink = new Writable({
-      write(c: Buffer, _e, cb) {
-        logs.push(c.toString());
-        cb();
-      },
+    // The redirect URI registered at the IdP for oauth2-proxy, kept as it was.
+    auth = await startAuthServer({
+      app,
+      port: pcPort,
+      routes: ADMIN_PUBLIC_ANY(app),
+      globals: `compat: [oauth2-proxy]
+authenticate_callback_path: /oauth2/callback`,
+      logs,
+      redirectUris: [`${app}/oauth2/callback`],
+      postLogoutRedirectUris: [`${app}/`],
     });
-    portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
-      logger: createLogger('info', sink),
-    });
-    await portcullis.idp.start();
     nginx = await startNginx(oauth2ProxySnippet(port, pcPort, upstream.port));
   });
   after(async () => {
     await nginx?.close();
-    await Promise.allSettled([portcullis?.close(), upstream?.close(), idp?.close()]);
+    await Promise.allSettled([auth?.close(), upstream?.close()]);
   });
 
   const diag = () => `${nginx?.errorLog() ?? ''}\n${logs.join('').slice(-3000)}`;

@@ -2,16 +2,13 @@
 // forward-auth endpoints, with the configurations of docs/recipes/nginx.md and caddy.md read
 // from the files themselves. Only addresses and host names are substituted.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { startIdp, type RunningIdp } from '../demo/idp.js';
+import type { RunningIdp } from '../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
-import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startCaddy, type StartedCaddy } from './helpers/caddy.js';
+import { ADMIN_PUBLIC_ANY, startAuthServer, type AuthServer } from './helpers/auth-server.js';
 import { CookieJar, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startNginx, type StartedNginx } from './helpers/nginx.js';
@@ -41,8 +38,8 @@ const SPOOF = {
 for (const kind of ['nginx', 'caddy'] as const) {
   describe(`real ${kind} in front of the upstream, asking /.portcullis/auth/${kind}`, () => {
     let idp: RunningIdp;
+    let auth: AuthServer;
     let upstream: RunningWhoami;
-    let portcullis: RunningPortcullis;
     let nginx: StartedNginx | undefined;
     let caddy: StartedCaddy | undefined;
     let browser: Browser | undefined;
@@ -54,47 +51,14 @@ for (const kind of ['nginx', 'caddy'] as const) {
       port = await freePort();
       const pcPort = await freePort();
       app = `http://app.corp.test:${port}`;
-      const secret = randomBytes(24).toString('base64url');
-      idp = await startIdp({
-        clients: [
-          {
-            client_id: 'portcullis',
-            client_secret: secret,
-            redirect_uris: [`${app}/.portcullis/callback`],
-            post_logout_redirect_uris: [`${app}/.portcullis/signed_out`],
-          },
-        ],
-      });
       upstream = await startWhoami({ name: 'upstream' });
-      const yaml = `address: 127.0.0.1:${pcPort}
-insecure_server: true
-cookie_secure: false
-cookie_secret: ${randomBytes(32).toString('base64')}
-idp_provider_url: ${idp.issuer}
-idp_client_id: portcullis
-idp_client_secret: ${secret}
-idp_scopes: [openid, profile, email, groups]
-routes:
-  - from: ${app}
-    prefix: /admin
-    allowed_groups: [admins]
-  - from: ${app}
-    prefix: /public/
-    allow_public_unauthenticated_access: true
-  - from: ${app}
-    allow_any_authenticated_user: true
-`;
-      const { Writable } = await import('node:stream');
-      const sink = new Writable({
-        write(c: Buffer, _e, cb) {
-          logs.push(c.toString());
-          cb();
-        },
+      auth = await startAuthServer({
+        app,
+        port: pcPort,
+        routes: ADMIN_PUBLIC_ANY(app),
+        logs,
       });
-      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
-        logger: createLogger('info', sink),
-      });
-      await portcullis.idp.start();
+      ({ idp } = auth);
       if (kind === 'nginx') {
         nginx = await startNginx(
           sub(recipe('nginx.md', 'nginx'), [
@@ -121,7 +85,7 @@ routes:
       await browser?.close();
       await nginx?.close();
       await caddy?.close();
-      await Promise.allSettled([portcullis?.close(), upstream?.close(), idp?.close()]);
+      await Promise.allSettled([auth?.close(), upstream?.close()]);
     });
 
     const diag = () => `${nginx?.errorLog() ?? caddy?.log() ?? ''}\n${logs.join('').slice(-3000)}`;

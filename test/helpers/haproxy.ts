@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertPortsFree, waitForPorts } from './ports.js';
+import { assertPortsFree, stopProcess, waitForPorts } from './ports.js';
 
 export interface StartedHaproxy {
   dir: string;
@@ -105,28 +105,7 @@ export async function startHaproxy(
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
-    if (!exited && child.pid) {
-      // SIGTERM is HAProxy's hard stop: in-flight requests of a failed test must not hang close().
-      try {
-        process.kill(child.pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-      let t: NodeJS.Timeout | undefined;
-      const timer = new Promise<'timeout'>((r) => {
-        t = setTimeout(() => r('timeout'), 5000);
-      });
-      const outcome = await Promise.race([exitPromise, timer]);
-      clearTimeout(t);
-      if (outcome === 'timeout') {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-        await exitPromise;
-      }
-    }
+    if (!exited && child.pid) await stopProcess(child.pid, exitPromise, 'SIGTERM');
     live.delete(entry);
     rmSync(dir, { recursive: true, force: true });
   };

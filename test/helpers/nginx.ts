@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertPortsFree, waitForPorts } from './ports.js';
+import { assertPortsFree, stopProcess, waitForPorts } from './ports.js';
 
 export interface NginxOptions {
   /** Path of the nginx binary; defaults to $NGINX_BIN or /usr/sbin/nginx. */
@@ -146,28 +146,7 @@ ${httpBlock}
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
-    if (!exited && child.pid) {
-      try {
-        process.kill(child.pid, 'SIGQUIT');
-      } catch {
-        /* already gone */
-      }
-      // SIGQUIT waits for in-flight requests; a test that leaks a hung request must not hang close().
-      let t: NodeJS.Timeout | undefined;
-      const timer = new Promise<'timeout'>((r) => {
-        t = setTimeout(() => r('timeout'), 5000);
-      });
-      const outcome = await Promise.race([exitPromise, timer]);
-      clearTimeout(t);
-      if (outcome === 'timeout') {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-        await exitPromise;
-      }
-    }
+    if (!exited && child.pid) await stopProcess(child.pid, exitPromise, 'SIGQUIT');
     live.delete(entry);
     rmSync(dir, { recursive: true, force: true });
   };

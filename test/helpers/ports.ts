@@ -104,3 +104,34 @@ export async function waitForPorts(ports: number[], o: WaitForPortsOptions): Pro
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * Stops a proxy process started by a helper: `signal` first (each proxy's own stop: SIGQUIT lets
+ * nginx finish in-flight requests, SIGTERM is HAProxy's and Caddy's), then SIGKILL to its
+ * process group after `graceMs`, so a test that leaks a hung request never hangs its cleanup.
+ */
+export async function stopProcess(
+  pid: number,
+  exited: Promise<unknown>,
+  signal: NodeJS.Signals,
+  graceMs = 5000,
+): Promise<void> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return; // already gone
+  }
+  let t: NodeJS.Timeout | undefined;
+  const timer = new Promise<'timeout'>((r) => {
+    t = setTimeout(() => r('timeout'), graceMs);
+  });
+  const outcome = await Promise.race([exited, timer]);
+  clearTimeout(t);
+  if (outcome !== 'timeout') return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+  await exited;
+}
