@@ -9,17 +9,21 @@ import { parseDuration } from './duration.js';
 // shown to an operator next to the key path and line, so it says what was expected.
 
 const duration = (what: string) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === null) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected a duration for ${what} like 30s, 15m, 12h or 14d, got ${JSON.stringify(v)}`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+  z
+    .union([z.string(), z.number()], {
+      error: `expected a duration for ${what} like 30s, 15m, 12h or 14d`,
+    })
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === null) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration for ${what} like 30s, 15m, 12h or 14d, got ${JSON.stringify(v)}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    });
 
 const httpUrl = (what: string) =>
   z.string({ error: `expected ${what} as a URL string` }).refine(
@@ -184,10 +188,12 @@ const count = (what: string, min: number, max: number) => {
 const payload = z.strictObject(
   {
     text: z
-      .string({ error: 'expected text as hex bytes like 50494e47' })
-      .regex(/^(?:[0-9a-fA-F]{2})+$/, { message: 'expected text as hex bytes like 50494e47' }),
+      .string({ error: "expected text as hex bytes in quotes, like '50494e47'" })
+      .regex(/^(?:[0-9a-fA-F]{2})+$/, {
+        message: "expected text as hex bytes in quotes, like '50494e47'",
+      }),
   },
-  { error: 'expected a payload like {text: 50494e47} (hex bytes)' },
+  { error: "expected a payload like {text: '50494e47'} (hex bytes)" },
 );
 
 const statusRange = z.strictObject(
