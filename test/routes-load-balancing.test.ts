@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { ConfigError } from '../src/config/errors.js';
+import { lintConfig } from '../src/config/lint.js';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger } from '../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis } from '../src/server.js';
@@ -711,6 +712,30 @@ describe('misused load-balancing keys are config errors naming the key and line'
       assert.equal(i.line, line, `${i.key}: ${i.message}`);
       assert.match(i.message, message);
     });
+
+  test('`portcullis check` warns that balancing keys on a single `to` change nothing', () => {
+    const text = route(
+      'to: http://10.0.0.1:80',
+      'load_balancing_policy: RING_HASH',
+      'outlier_detection: {}',
+    );
+    const found = lintConfig(parseConfig(text, 'lb.yaml', {}), text).filter((i) =>
+      /has no effect/.test(i.message),
+    );
+    assert.deepEqual(
+      found.map((i) => [i.key, i.line, i.severity]),
+      [
+        ['routes[0].load_balancing_policy', 11, 'warning'],
+        ['routes[0].outlier_detection', 12, 'warning'],
+      ],
+    );
+    const two = route(TO2, 'load_balancing_policy: RING_HASH');
+    assert.ok(
+      !lintConfig(parseConfig(two, 'lb.yaml', {}), two).some((i) =>
+        /has no effect/.test(i.message),
+      ),
+    );
+  });
 
   test('valid settings load with Envoy defaults filled in', () => {
     const cfg = parseConfig(
