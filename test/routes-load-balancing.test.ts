@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -116,6 +116,29 @@ async function startUpstream(name: string, status = 200, port = 0): Promise<Upst
   return u;
 }
 
+/** A TCP service that answers PONG to PING: what a tcp_health_check with send/receive expects. */
+async function startPong(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => {});
+    sock.on('data', (d) => {
+      if (d.toString().includes('PING')) sock.write('PO');
+      setTimeout(() => sock.writable && sock.write('NG'), 20);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        for (const sock of sockets) sock.destroy();
+      }),
+  };
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(what: string, ok: () => boolean | Promise<boolean>, ms = 30_000) {
@@ -129,6 +152,8 @@ async function waitFor(what: string, ok: () => boolean | Promise<boolean>, ms = 
 describe('load-balanced routes through a running Portcullis', () => {
   let s: Stack;
   let metricsPort: number;
+  let pong: Awaited<ReturnType<typeof startPong>>;
+  let closedPort: number;
   const ups: Record<string, Upstream> = {};
   const url = (host: string, path = '/'): string => `http://${host}:${s.port}${path}`;
   const get = (host: string, path = '/', o: Parameters<typeof request>[1] = {}): Promise<Resp> =>
@@ -140,6 +165,10 @@ describe('load-balanced routes through a running Portcullis', () => {
     ups.p1 = await startUpstream('p1', 500);
     ups.p2 = await startUpstream('p2');
     ups.b1 = await startUpstream('b1');
+    ups.h1 = await startUpstream('h1');
+    ups.h2 = await startUpstream('h2');
+    pong = await startPong();
+    closedPort = await freePort();
     const dead1 = await freePort();
     const dead2 = await freePort();
     const dead3 = await freePort();
@@ -195,12 +224,66 @@ routes:
   - from: http://alldown.corp.test:\${PORT}
     allow_public_unauthenticated_access: true
     to: ['http://127.0.0.1:${dead2}', 'http://127.0.0.1:${dead3}']
+  - from: http://tcp.corp.test:\${PORT}
+    allow_public_unauthenticated_access: true
+    to: ['http://127.0.0.1:${pong.port}', 'http://127.0.0.1:${closedPort}']
+    health_checks:
+      - timeout: 1s
+        interval: 300ms
+        unhealthy_threshold: 1
+        healthy_threshold: 1
+        tcp_health_check:
+          send: { text: '50494e47' }
+          receive: [{ text: '504f' }, { text: '4e47' }]
+  - from: http://panic.corp.test:\${PORT}
+    allow_public_unauthenticated_access: true
+    to: ['${u('h1')}', '${u('h2')}']
+    health_checks:
+      - timeout: 1s
+        interval: 300ms
+        unhealthy_threshold: 1
+        healthy_threshold: 1
+        http_health_check:
+          path: /down
+          expected_statuses: [{ start: 200, end: 300 }]
 `,
     });
   });
   after(async () => {
     await s?.close();
-    await Promise.allSettled(Object.values(ups).map((x) => x.close()));
+    await Promise.allSettled([...Object.values(ups).map((x) => x.close()), pong?.close()]);
+  });
+
+  type State = { upstreams: Array<{ upstream: string; healthy: boolean; ejected: boolean }> };
+  const upstreamState = async (): Promise<State['upstreams']> =>
+    (await request(`http://127.0.0.1:${metricsPort}/upstreams`)).json<State>().upstreams;
+
+  test('LB tcp_health_check: connects, sends its payload and finds the expected blocks in order', async () => {
+    const pongUrl = `http://127.0.0.1:${pong.port}`;
+    const closedUrl = `http://127.0.0.1:${closedPort}`;
+    await waitFor('the TCP checks to mark the closed port down', async () => {
+      const st = await upstreamState();
+      return st.find((x) => x.upstream === closedUrl)?.healthy === false;
+    });
+    // PONG arrives in two writes: the blocks are found across them, in order.
+    assert.equal((await upstreamState()).find((x) => x.upstream === pongUrl)?.healthy, true);
+  });
+
+  test('LB: when every upstream fails its health checks, requests still go to them (Envoy panic mode)', async () => {
+    await waitFor('both panic upstreams marked down', async () => {
+      const st = await upstreamState();
+      return [ups.h1!.url, ups.h2!.url].every(
+        (u) => st.find((x) => x.upstream === u)?.healthy === false,
+      );
+    });
+    assert.ok(s.logs.some((l) => l.event === 'upstream_unhealthy' && l.upstream === ups.h1!.url));
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const r = await get('panic.corp.test');
+      assert.equal(r.status, 200);
+      seen.add(r.body);
+    }
+    assert.deepEqual([...seen].sort(), ['h1', 'h2']);
   });
 
   test('TO: `,weight` after a URL: ROUND_ROBIN sends 3 of every 4 requests to the weight-3 upstream', async () => {
