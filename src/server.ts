@@ -151,7 +151,10 @@ export async function startPortcullis(
 ): Promise<RunningPortcullis> {
   const log = opts.logger ?? createLogger(cfg.logLevel);
   let draining = false;
-  const state: ProxyState = { runtime: null as unknown as Runtime, upstreams: new Upstreams() };
+  const state: ProxyState = {
+    runtime: null as unknown as Runtime,
+    upstreams: new Upstreams(log),
+  };
   // prom-client and its collectors are loaded only when metrics_address will be scraped (moving
   // it needs a restart anyway): about 10 MB of resident memory otherwise spent for nothing.
   const metricsModule = cfg.metricsListen ? await import('./observe/metrics.js') : null;
@@ -166,6 +169,8 @@ export async function startPortcullis(
   void idp.start();
   for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
   state.runtime = buildRuntime(cfg, idp, log, undefined, observer);
+  state.upstreams.configure(cfg.routes);
+  metrics?.watchUpstreams(() => state.upstreams.status());
   // Connect (and migrate) now, so a store that is down at start is reported before the first request.
   void state.runtime.sessions.store.start?.();
   const retired = new Set<Runtime>();
@@ -277,7 +282,7 @@ export async function startPortcullis(
   let ops: OpsServer | null = null;
   if (cfg.metricsListen && metrics) {
     try {
-      ops = await startOpsServer(cfg.metricsListen, metrics, ready);
+      ops = await startOpsServer(cfg.metricsListen, metrics, ready, () => state.upstreams.status());
     } catch (e) {
       server.close();
       throw e;
@@ -299,6 +304,8 @@ export async function startPortcullis(
     const rt = buildRuntime(next, nextIdp, log, cur, observer);
     if (next.tls && cur.cfg.tls) contexts = makeContexts(next);
     state.runtime = rt;
+    // The old routes' health checks stop here; in-flight requests keep their balancers.
+    state.upstreams.configure(next.routes);
     if (nextIdp !== idp) {
       idp.close();
       idp = nextIdp;

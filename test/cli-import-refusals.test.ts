@@ -505,7 +505,6 @@ describe('import pomerium', () => {
     for (const m of [
       /^not carried over: autocert — no ACME/,
       /^not carried over: routes\[0\] — tcp\+https:\/\/redis\.example\.com:6379: TCP and UDP routes are not implemented yet/,
-      /^not carried over: routes\[2\]\.load_balancing_policy — /,
       /^not carried over: routes\[2\]\.set_request_headers\.X-Token — Pomerium's \$\{pomerium\.…\} values are not expanded/,
       /^not carried over: routes \(https:\/\/admin\.example\.com\) — dropped, so its host is not served: .*device/,
     ])
@@ -524,6 +523,9 @@ describe('import pomerium', () => {
     assert.deepEqual(routesOf(cfg)[0]!.redirect, { host_redirect: 'example.org' });
     assert.equal(routesOf(cfg)[1]!.prefix_rewrite, '/v2');
     assert.ok(!lines.some((l) => /redirect|prefix_rewrite/.test(l)), lines.join('\n'));
+    // So is load_balancing_policy (test/routes-load-balancing.test.ts).
+    assert.equal(routesOf(cfg)[1]!.load_balancing_policy, 'LEAST_REQUEST');
+    assert.ok(!lines.some((l) => /load_balancing_policy/.test(l)), lines.join('\n'));
     assert.deepEqual(routesOf(cfg)[1]!.set_request_headers, { 'X-Static': 'hello' });
     assert.deepEqual(routesOf(cfg)[1]!.allowed_email_domains, ['example.com']);
     assert.ok(

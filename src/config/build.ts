@@ -19,7 +19,7 @@ import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
 import type { RawConfig, RawRoute } from './schema.js';
-import type { Config, PathMatch, Route, RouteFrom } from './types.js';
+import type { Config, HealthCheck, PathMatch, Route, RouteFrom } from './types.js';
 
 // Turns a schema-valid raw config into the running Config: the semantic checks (secrets, TLS
 // files, CIDRs, policies, routes) and the compiled parts. It imports neither yaml nor zod, so a
@@ -568,14 +568,33 @@ function compileRoute(
   }
   const toList = r.to === undefined ? [] : Array.isArray(r.to) ? r.to : [r.to];
   const to: URL[] = [];
-  toList.forEach((t, j) => {
+  const weights: number[] = [];
+  toList.forEach((entry, j) => {
     const path = Array.isArray(r.to) ? [...base, 'to', j] : [...base, 'to'];
+    // Pomerium: "A load balancing weight may be associated with a particular upstream by
+    // appending ,[weight] to the URL" (https://www.pomerium.com/docs/reference/routes/to).
+    const comma = entry.lastIndexOf(',');
+    let t = entry;
+    let weight = 1;
+    if (comma !== -1) {
+      const w = entry.slice(comma + 1).trim();
+      t = entry.slice(0, comma).trim();
+      weight = /^[0-9]{1,6}$/.test(w) ? Number(w) : NaN;
+      if (!(weight >= 1 && weight <= 10_000)) {
+        at(
+          path,
+          `expected a load-balancing weight from 1 to 10000 after the comma, like http://10.0.0.5:3000,10; got ${JSON.stringify(entry)}`,
+        );
+        return;
+      }
+    }
     try {
       const u = new URL(t);
       if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password)
         throw new Error();
       if (u.search || u.hash) at(path, 'expected an upstream URL without query or fragment');
       to.push(u);
+      weights.push(weight);
     } catch {
       at(
         path,
@@ -583,6 +602,8 @@ function compileRoute(
       );
     }
   });
+
+  const balancing = compileLoadBalancing(r, to.length, at, base);
 
   const matchers = (['prefix', 'path', 'regex'] as const).filter((k) => r[k] !== undefined);
   if (matchers.length > 1)
@@ -676,6 +697,8 @@ function compileRoute(
     id: r.id ?? r.name ?? `routes[${i}]`,
     from,
     to,
+    weights,
+    ...balancing,
     match,
     policy,
     isPublic: r.allow_public_unauthenticated_access === true,
@@ -703,6 +726,80 @@ function compileRoute(
     regexRewrite,
     hostRewrite,
   };
+}
+
+/** load_balancing_policy, health_checks and outlier_detection, with Envoy's defaults. */
+function compileLoadBalancing(
+  r: RawRoute,
+  upstreams: number,
+  at: (path: readonly PropertyKey[], msg: string) => void,
+  base: readonly PropertyKey[],
+): Pick<Route, 'lbPolicy' | 'healthChecks' | 'outlierDetection'> {
+  if (r.load_balancing_policy !== undefined && r.lb_policy !== undefined)
+    at(
+      [...base, 'lb_policy'],
+      'set either load_balancing_policy or lb_policy (its older name), not both',
+    );
+  const lbPolicy = r.load_balancing_policy ?? r.lb_policy ?? 'ROUND_ROBIN';
+  for (const key of [
+    'load_balancing_policy',
+    'lb_policy',
+    'health_checks',
+    'outlier_detection',
+  ] as const)
+    if (r[key] !== undefined && upstreams === 0)
+      at([...base, key], 'balances between `to` upstreams, and this route has none');
+  const healthChecks: HealthCheck[] = (r.health_checks ?? []).map((h, j) => {
+    const path = [...base, 'health_checks', j];
+    if ((h.http_health_check === undefined) === (h.tcp_health_check === undefined))
+      at(path, 'expected exactly one of http_health_check and tcp_health_check');
+    if (h.timeout <= 0 || h.interval <= 0)
+      at(path, 'expected a timeout and an interval above zero');
+    const http = h.http_health_check;
+    const tcp = h.tcp_health_check;
+    (http?.expected_statuses ?? []).forEach((range, k) => {
+      if (range.end <= range.start)
+        at(
+          [...path, 'http_health_check', 'expected_statuses', k],
+          `expected end (excluded) above start, like {start: ${range.start}, end: ${range.start + 1}}`,
+        );
+    });
+    if (http?.host !== undefined && !/^[a-z0-9.-]+(?::[0-9]{1,5})?$/i.test(http.host))
+      at([...path, 'http_health_check', 'host'], 'expected a host name like app.internal');
+    return {
+      timeoutMs: h.timeout,
+      intervalMs: h.interval,
+      unhealthyThreshold: h.unhealthy_threshold,
+      healthyThreshold: h.healthy_threshold,
+      // Envoy's default expected_statuses is [200, 201): only a 200 passes.
+      http: http
+        ? {
+            host: http.host ?? null,
+            path: http.path,
+            expected: (http.expected_statuses ?? [{ start: 200, end: 201 }]).map(
+              (x): [number, number] => [x.start, x.end],
+            ),
+          }
+        : null,
+      tcp: tcp
+        ? {
+            send: tcp.send ? Buffer.from(tcp.send.text, 'hex') : null,
+            receive: (tcp.receive ?? []).map((p) => Buffer.from(p.text, 'hex')),
+          }
+        : null,
+    };
+  });
+  const o = r.outlier_detection;
+  // Envoy's OutlierDetection defaults: 5 consecutive 5xx, 30 s base ejection, 300 s at most, 10 %.
+  const outlierDetection = o
+    ? {
+        consecutive5xx: o.consecutive_5xx ?? 5,
+        baseEjectionMs: o.base_ejection_time ?? 30_000,
+        maxEjectionMs: Math.max(o.max_ejection_time ?? 300_000, o.base_ejection_time ?? 30_000),
+        maxEjectionPercent: o.max_ejection_percent ?? 10,
+      }
+    : null;
+  return { lbPolicy, healthChecks, outlierDetection };
 }
 
 /** `from` is scheme + host (+ port); a wildcard host `*.example.com` covers every subdomain. */

@@ -311,6 +311,20 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
       );
     }
   }
+  // Load balancing needs something to balance: on a single `to` these keys change nothing.
+  for (const r of cfg.routes) {
+    if (r.to.length !== 1) continue;
+    const rawRoute = rawRoutes[r.index] ?? {};
+    for (const key of ['load_balancing_policy', 'lb_policy', 'health_checks', 'outlier_detection'])
+      if (rawRoute[key] !== undefined)
+        add(
+          routePath(r, key),
+          'warning',
+          `${key} has no effect: this route has a single \`to\` upstream, so there is nothing to balance or to take out of rotation`,
+          'list the other upstreams in `to`, or remove this key',
+          true,
+        );
+  }
   return out;
 }
 

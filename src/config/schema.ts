@@ -9,17 +9,21 @@ import { parseDuration } from './duration.js';
 // shown to an operator next to the key path and line, so it says what was expected.
 
 const duration = (what: string) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === null) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected a duration for ${what} like 30s, 15m, 12h or 14d, got ${JSON.stringify(v)}`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+  z
+    .union([z.string(), z.number()], {
+      error: `expected a duration for ${what} like 30s, 15m, 12h or 14d`,
+    })
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === null) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration for ${what} like 30s, 15m, 12h or 14d, got ${JSON.stringify(v)}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    });
 
 const httpUrl = (what: string) =>
   z.string({ error: `expected ${what} as a URL string` }).refine(
@@ -159,6 +163,98 @@ const pathString = (what: string) =>
     error: `expected ${what} to start with /`,
   });
 
+// Load balancing (https://www.pomerium.com/docs/reference/routes/load-balancing): Envoy's
+// policy names, its HealthCheck and OutlierDetection shapes, as Pomerium passes them through.
+export const LB_POLICIES = [
+  'ROUND_ROBIN',
+  'LEAST_REQUEST',
+  'RING_HASH',
+  'RANDOM',
+  'MAGLEV',
+] as const;
+const lbPolicy = (key: string) =>
+  z.enum(LB_POLICIES, { error: `expected ${key} as one of ${LB_POLICIES.join(', ')}` });
+
+const count = (what: string, min: number, max: number) => {
+  const expected = `expected ${what} as a whole number from ${min} to ${max}`;
+  return z
+    .number({ error: expected })
+    .int({ error: expected })
+    .min(min, { message: expected })
+    .max(max, { message: expected });
+};
+
+// Envoy's Payload: hex text (the only form YAML can carry without ambiguity).
+const payload = z.strictObject(
+  {
+    text: z
+      .string({ error: "expected text as hex bytes in quotes, like '50494e47'" })
+      .regex(/^(?:[0-9a-fA-F]{2})+$/, {
+        message: "expected text as hex bytes in quotes, like '50494e47'",
+      }),
+  },
+  { error: "expected a payload like {text: '50494e47'} (hex bytes)" },
+);
+
+const statusRange = z.strictObject(
+  {
+    start: count('start (the first status accepted)', 100, 599),
+    end: count('end (the first status no longer accepted)', 101, 600),
+  },
+  { error: 'expected a status range like {start: 200, end: 300} (end excluded)' },
+);
+
+const healthCheckSchema = z.strictObject(
+  {
+    timeout: duration('timeout'),
+    interval: duration('interval'),
+    unhealthy_threshold: count('unhealthy_threshold (failed checks in a row)', 1, 1000),
+    healthy_threshold: count('healthy_threshold (passed checks in a row)', 1, 1000),
+    http_health_check: z
+      .strictObject(
+        {
+          host: z.string({ error: 'expected host as a host name like app.internal' }).optional(),
+          path: z
+            .string({ error: 'expected path as a path like /healthz' })
+            .startsWith('/', { error: 'expected path to start with /' }),
+          expected_statuses: z
+            .array(statusRange, { error: 'expected a list of status ranges' })
+            .min(1, { message: 'expected at least one status range' })
+            .optional(),
+          codec_client_type: z
+            .enum(['HTTP1'], { error: 'expected HTTP1 (health checks speak HTTP/1.1)' })
+            .optional(),
+        },
+        { error: 'expected http_health_check as a map like {path: /healthz}' },
+      )
+      .optional(),
+    tcp_health_check: z
+      .strictObject(
+        {
+          send: payload.optional(),
+          receive: z.array(payload, { error: 'expected a list of payloads' }).optional(),
+        },
+        { error: 'expected tcp_health_check as a map ({} only connects)' },
+      )
+      .optional(),
+  },
+  {
+    error:
+      'expected a health check like {timeout: 1s, interval: 10s, unhealthy_threshold: 2, healthy_threshold: 1, http_health_check: {path: /healthz}}',
+  },
+);
+
+const outlierDetectionSchema = z.strictObject(
+  {
+    consecutive_5xx: count('consecutive_5xx', 1, 1000).optional(),
+    interval: duration('interval').optional(),
+    base_ejection_time: duration('base_ejection_time').optional(),
+    max_ejection_time: duration('max_ejection_time').optional(),
+    max_ejection_percent: count('max_ejection_percent', 0, 100).optional(),
+  },
+  { error: 'expected outlier_detection as a map like {consecutive_5xx: 5} ({} for the defaults)' },
+);
+
 export const routeSchema = z.strictObject({
   id: z.string().optional(),
   name: z.string().optional(),
@@ -211,6 +307,12 @@ export const routeSchema = z.strictObject({
   host_path_regex_rewrite_substitution: z
     .string({ error: 'expected a substitution string' })
     .optional(),
+  load_balancing_policy: lbPolicy('load_balancing_policy').optional(),
+  lb_policy: lbPolicy('lb_policy').optional(),
+  health_checks: z
+    .array(healthCheckSchema, { error: 'expected health_checks as a list of health checks' })
+    .optional(),
+  outlier_detection: outlierDetectionSchema.optional(),
 });
 
 export const configSchema = z.strictObject({

@@ -50,12 +50,40 @@ export type HostRewrite =
   | { kind: 'header'; name: string }
   | { kind: 'path_regex'; rewrite: RegexRewrite };
 
+export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RING_HASH' | 'RANDOM' | 'MAGLEV';
+
+/** One of `health_checks` (Envoy's HealthCheck): an upstream is healthy while every check is. */
+export interface HealthCheck {
+  timeoutMs: number;
+  intervalMs: number;
+  unhealthyThreshold: number;
+  healthyThreshold: number;
+  /** An HTTP GET; null = a TCP check. */
+  http: { host: string | null; path: string; expected: Array<[number, number]> } | null;
+  /** Sent after connecting (null = connect only); every `receive` must then be seen. */
+  tcp: { send: Buffer | null; receive: Buffer[] } | null;
+}
+
+/** outlier_detection (Envoy's OutlierDetection): passive ejection of a failing upstream. */
+export interface OutlierDetection {
+  consecutive5xx: number;
+  baseEjectionMs: number;
+  maxEjectionMs: number;
+  maxEjectionPercent: number;
+}
+
 export interface Route {
   index: number;
   /** `id`, `name`, or `routes[N]`. */
   id: string;
   from: RouteFrom;
   to: URL[];
+  /** Load-balancing weight of each `to` (`http://a:8080,10`); 1 when not given. */
+  weights: number[];
+  /** load_balancing_policy (or Pomerium's older lb_policy); ROUND_ROBIN by default. */
+  lbPolicy: LbPolicy;
+  healthChecks: HealthCheck[];
+  outlierDetection: OutlierDetection | null;
   match: PathMatch;
   policy: CompiledPolicy;
   /** allow_public_unauthenticated_access: no session is even loaded. */

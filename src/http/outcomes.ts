@@ -62,6 +62,8 @@ const TABLE = {
   // Upstreams
   no_upstream: spec(502, 'No upstream'),
   upstream_unavailable: spec(502, 'The application is unavailable'),
+  /** Every upstream of a load-balanced route refused the connection (Envoy's "no healthy upstream"). */
+  no_healthy_upstream: spec(503, 'The application is unavailable'),
   upstream_timeout: spec(504, 'The application did not answer in time'),
   upstream_bad_response: spec(502, 'The application sent an invalid response'),
 } as const satisfies Record<string, OutcomeSpec>;

@@ -8,6 +8,18 @@ export interface ReadyCheck {
   detail?: string;
 }
 
+/** One `to` of a load-balanced route, as /upstreams and the portcullis_upstream_* metrics show it. */
+export interface UpstreamStatus {
+  route: string;
+  upstream: string;
+  weight: number;
+  /** Passing its active health checks (true when the route has none). */
+  healthy: boolean;
+  /** Ejected by outlier_detection for now. */
+  ejected: boolean;
+  inFlight: number;
+}
+
 export interface OpsServer {
   server: Server;
   port: number;
@@ -46,6 +58,7 @@ export async function startOpsServer(
   listen: { host: string; port: number },
   metrics: Metrics,
   ready: () => Promise<ReadyCheck[]>,
+  upstreams: () => UpstreamStatus[] = () => [],
 ): Promise<OpsServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -78,6 +91,18 @@ export async function startOpsServer(
       );
       return;
     }
+    if (path === '/upstreams') {
+      // Load-balanced routes' upstreams: whether each takes traffic, and why not.
+      const body = JSON.stringify({ upstreams: upstreams() }) + '\n';
+      res
+        .writeHead(200, {
+          'content-type': 'application/json',
+          'cache-control': 'no-store',
+          'content-length': Buffer.byteLength(body),
+        })
+        .end(body);
+      return;
+    }
     if (path === '/metrics') {
       metrics.registry.metrics().then(
         (text) => {
@@ -98,7 +123,7 @@ export async function startOpsServer(
     }
     res
       .writeHead(404, { 'content-type': 'text/plain' })
-      .end('not found: try /metrics, /ping or /ready\n');
+      .end('not found: try /metrics, /ping, /ready or /upstreams\n');
   });
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,7 @@
 import * as client from 'openid-client';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Idp } from '../identity/oidc.js';
+import type { UpstreamStatus } from './health.js';
 
 // One registry per Portcullis instance (tests run several in one process, and a reload must
 // not re-register anything). Children are cached per label set: prom-client's labels() builds
@@ -161,6 +162,21 @@ export class Metrics {
       if (!u) this.upstreamSecondsChildren.set(route, (u = this.upstreamSeconds.labels(route)));
       u.observe(upstreamSeconds);
     }
+  }
+
+  /** portcullis_upstream_healthy: per `to` of each load-balanced route, read at scrape time. */
+  watchUpstreams(status: () => UpstreamStatus[]): void {
+    new Gauge({
+      name: 'portcullis_upstream_healthy',
+      help: '1 while an upstream of a load-balanced route takes traffic; 0 while its health checks fail or outlier_detection has ejected it.',
+      labelNames: ['route', 'upstream'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const u of status())
+          this.labels(u.route, u.upstream).set(u.healthy && !u.ejected ? 1 : 0);
+      },
+    });
   }
 
   login(): void {

@@ -6,7 +6,8 @@ import type { Identity, RequestContext } from '../decide/types.js';
 import { codes, sendOutcome } from '../http/outcomes.js';
 import { canonicalHeaderName, connectionTokens, forwardableName } from '../security/headers.js';
 import { refuseUnsafeRewrite, rewrittenHost, upstreamTarget } from './rewrite.js';
-import type { Flight, Lane, Upstreams } from './upstreams.js';
+import type { Balancer } from './balancer.js';
+import type { Flight, Lane, Picked, Upstreams } from './upstreams.js';
 
 // Streams a request to the route's upstream and the answer back. Nothing large is buffered: a
 // 1 GB upload and a server-sent-events response go through chunk by chunk (only a response
@@ -28,6 +29,18 @@ export interface ForwardInput {
   extraIdentityHeaders?: ReadonlySet<string> | undefined;
   /** From identityResponseHeaders(): the signed assertion, preset and claim headers, passed tokens. */
   identityHeaders?: ReadonlyArray<[string, string]> | undefined;
+  /** The session's id: what RING_HASH and MAGLEV routes keep a user on one upstream by. */
+  sessionId?: string | undefined;
+}
+
+/** The hash key of RING_HASH / MAGLEV: the session, else the user (a bearer token), else the client address (public routes). */
+function affinityKey(input: Omit<ForwardInput, 'res'>): string | null {
+  const { route } = input;
+  if (route.to.length < 2 || (route.lbPolicy !== 'RING_HASH' && route.lbPolicy !== 'MAGLEV'))
+    return null;
+  if (input.sessionId) return `s:${input.sessionId}`;
+  if (input.identity) return `u:${input.identity.sub}`;
+  return `a:${input.ctx.clientIp}`;
 }
 
 /** Upstream bodies up to this size (with a Content-Length) are sent in one write; larger ones stream. */
@@ -185,7 +198,7 @@ const NO_UPSTREAM: ForwardResult = { upstreamStatus: 0, upstreamMs: 0 };
  */
 export function forward(input: ForwardInput, upstreams: Upstreams): Promise<ForwardResult> {
   const { req, res, route } = input;
-  const picked = upstreams.pick(route);
+  const picked = upstreams.pick(route, affinityKey(input));
   if (!picked) {
     sendOutcome(res, !input.ctx.browser, codes.no_upstream, {
       message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`,
@@ -209,7 +222,7 @@ export function forward(input: ForwardInput, upstreams: Upstreams): Promise<Forw
     body: hasBody ? req : null,
   };
   return new Promise<ForwardResult>((resolve) =>
-    new ProxyHandler(input, picked.url, resolve, picked.lane, opts).start(),
+    new ProxyHandler(input, picked, resolve, opts, upstreams).start(),
   );
 }
 
@@ -242,17 +255,35 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   queued = false;
   private queueTimer: NodeJS.Timeout | null = null;
 
+  private upstream: URL;
+  private upstreamLane: Lane;
+  /** Load-balanced routes only: which `to` this is, counted in flight until `finish`. */
+  private readonly balancer: Balancer | null;
+  private index: number;
+  private counted = false;
+  /** Upstreams whose connection failed (and why), for a retry on another. */
+  private tried: number[] | null = null;
+  private failures: string[] | null = null;
+
   constructor(
     private readonly input: ForwardInput,
-    private readonly upstream: URL,
+    picked: Picked,
     private readonly done: (result: ForwardResult) => void,
-    private readonly upstreamLane: Lane,
-    private readonly opts: Dispatcher.DispatchOptions,
+    private opts: Dispatcher.DispatchOptions,
+    private readonly upstreams: Upstreams,
   ) {
+    this.upstream = picked.url;
+    this.upstreamLane = picked.lane;
+    this.balancer = picked.balancer;
+    this.index = picked.index;
     input.res.once('close', this.onClientClose);
   }
 
   start(): void {
+    if (this.balancer !== null) {
+      this.balancer.started(this.index);
+      this.counted = true;
+    }
     // A body can be sent only once: such requests never wait in the queue (they could not be moved).
     const pool = this.upstreamLane.choose(this, Date.now(), this.opts.body === null);
     if (!this.queued) {
@@ -362,6 +393,19 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
   onResponseError(_controller: Controller | undefined, err: Error): void {
     const { res, route, requestId } = this.input;
     if (this.settled) return;
+    if (this.balancer !== null && this.retryable(err)) {
+      if (this.retry(err)) return;
+      if (!this.upstreamMs) this.upstreamMs = performance.now() - this.startedAt;
+      sendOutcome(res, !this.input.ctx.browser, codes.no_healthy_upstream, {
+        message: `None of the ${route.to.length} upstreams of this route could be reached.`,
+        details: route.showErrorDetails ? (this.failures ?? undefined) : undefined,
+        requestId,
+        setCookies: this.input.setCookies,
+      });
+      this.status = 0;
+      this.finish();
+      return;
+    }
     if (!this.upstreamMs) this.upstreamMs = performance.now() - this.startedAt;
     if (res.headersSent) {
       // Mid-stream failure: all we can do is cut the connection so the client sees a truncated response.
@@ -389,6 +433,62 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     }
     this.status = 0;
     this.finish();
+  }
+
+  /**
+   * A connection that failed before undici wrote anything (no onRequestStart yet, and the
+   * body, if any, untouched) can go to another upstream whatever the method: the first
+   * upstream never saw the request.
+   */
+  private retryable(err: Error): boolean {
+    return (
+      this.controller === null &&
+      !this.clientGone &&
+      !this.input.res.headersSent &&
+      !(err instanceof undiciErrors.RequestAbortedError) &&
+      (this.opts.body === null || !this.input.req.readableDidRead)
+    );
+  }
+
+  /** Sends the request to the next untried upstream; false when every one has failed. */
+  private retry(err: Error): boolean {
+    const balancer = this.balancer!;
+    const { route, ctx } = this.input;
+    (this.failures ??= []).push(
+      `${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+    );
+    (this.tried ??= []).push(this.index);
+    this.uncount(true);
+    if (this.queueTimer !== null) {
+      clearTimeout(this.queueTimer);
+      this.queueTimer = null;
+    }
+    this.lane?.done(this);
+    for (let next = balancer.retry(this.tried); next >= 0; next = balancer.retry(this.tried)) {
+      const picked = this.upstreams.at(route, balancer, next);
+      const target = upstreamTarget(route, picked.url, ctx);
+      if (target === null) {
+        this.tried.push(next);
+        continue;
+      }
+      this.upstream = picked.url;
+      this.upstreamLane = picked.lane;
+      this.index = next;
+      this.opts = { ...this.opts, path: target, headers: upstreamHeaders(this.input, picked.url) };
+      this.lane = null;
+      this.epoch = -1;
+      this.streaming = false;
+      this.queued = false;
+      this.start();
+      return true;
+    }
+    return false;
+  }
+
+  private uncount(failed: boolean | null): void {
+    if (!this.counted) return;
+    this.counted = false;
+    this.balancer!.ended(this.index, failed);
   }
 
   /** Node refuses some header values an upstream may send (control characters): a 502, not a crash. */
@@ -421,6 +521,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     this.settled = true;
     if (this.queueTimer !== null) clearTimeout(this.queueTimer);
     this.lane?.done(this);
+    // Outlier detection counts what the upstream did: a 5xx, or no answer (status 0).
+    if (this.counted)
+      this.uncount(this.clientGone ? null : this.status === 0 || this.status >= 500);
     this.input.res.off('close', this.onClientClose);
     this.done({ upstreamStatus: this.status, upstreamMs: this.upstreamMs });
   }
@@ -478,7 +581,7 @@ export async function forwardUpgrade(
   head: Buffer,
   upstreams: Upstreams,
 ): Promise<void> {
-  const picked = upstreams.pick(input.route);
+  const picked = upstreams.pick(input.route, affinityKey(input));
   if (!picked) {
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     return;

@@ -156,6 +156,7 @@ async function handle(
           setCookies: decision.setCookies,
           identityHeaders,
           extraIdentityHeaders: rt.extraIdentityHeaders,
+          sessionId: decision.session?.sid,
         },
         state.upstreams,
       );
@@ -324,6 +325,7 @@ export function createUpgradeHandler(state: ProxyState) {
             setCookies: [],
             identityHeaders,
             extraIdentityHeaders: rt.extraIdentityHeaders,
+            sessionId: decision.session?.sid,
           },
           socket,
           head,

@@ -1,42 +1,128 @@
 import type { Route } from '../config/types.js';
+import type { Logger } from '../observe/logger.js';
+import type { UpstreamStatus } from '../observe/health.js';
+import { Balancer } from './balancer.js';
+import { ActiveHealthChecks } from './health-check.js';
 import { Pool } from './undici.js';
+
+/** Where one request goes: the upstream, its connections and, for a load-balanced route, which `to` it is. */
+export interface Picked {
+  url: URL;
+  lane: Lane;
+  /** Index into route.to; 0 for a single-upstream route. */
+  index: number;
+  /** Null for a route with one `to`: nothing to balance, count or retry. */
+  balancer: Balancer | null;
+}
+
+/**
+ * Lanes are shared by every route that reaches the same upstream with the same connection
+ * settings: this is their identity. Settings that change how a connection is made to one
+ * target (TLS client certificates, server names, socket paths) belong here and in
+ * createPool, together.
+ */
+export function laneKey(route: Route, url: URL): string {
+  return `${url.origin}|${route.tlsSkipVerify ? 1 : 0}|${route.tlsCa ? route.tlsCa.length : 0}|${route.timeoutMs}|${route.idleTimeoutMs}`;
+}
+
+/** The keep-alive pool for one upstream target of a route (the one place a connection is configured). */
+export function createPool(route: Route, url: URL, connections: number): Pool {
+  return new Pool(url.origin, {
+    connections,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    headersTimeout: route.timeoutMs,
+    bodyTimeout: route.idleTimeoutMs,
+    connect: {
+      timeout: 10_000,
+      rejectUnauthorized: !route.tlsSkipVerify,
+      ...(route.tlsCa ? { ca: route.tlsCa } : {}),
+    },
+  });
+}
 
 /**
  * Keep-alive connection pools, one lane per upstream origin and TLS setting, shared by every
- * route that points there. A route with several `to` URLs round-robins over them.
+ * route that points there. A route with several `to` URLs has a Balancer (src/proxy/balancer.ts)
+ * and, with health_checks, active checks, both made by configure() for each config.
  */
 export class Upstreams {
   private readonly lanes = new Map<string, Lane>();
-  private readonly cursor = new WeakMap<Route, number>();
+  private balancers = new WeakMap<Route, Balancer>();
+  private live: Array<{ balancer: Balancer; checks: ActiveHealthChecks | null }> = [];
 
-  pick(route: Route): { url: URL; lane: Lane } | null {
-    if (!route.to.length) return null;
-    const i = (this.cursor.get(route) ?? 0) % route.to.length;
-    this.cursor.set(route, i + 1);
-    const url = route.to[i]!;
-    const key = `${url.origin}|${route.tlsSkipVerify ? 1 : 0}|${route.tlsCa ? route.tlsCa.length : 0}|${route.timeoutMs}|${route.idleTimeoutMs}`;
+  constructor(private readonly log: Logger | null = null) {}
+
+  /**
+   * The routes of the config now in force: their balancers are made and their health checks
+   * started; the previous config's checks and ejection timers are stopped (requests still in
+   * flight on an old route keep its balancer, without checks).
+   */
+  configure(routes: readonly Route[]): void {
+    const previous = this.live;
+    this.balancers = new WeakMap();
+    this.live = [];
+    for (const route of routes) {
+      if (route.to.length < 2) continue;
+      const balancer = new Balancer(route, this.log);
+      const checks = route.healthChecks.length
+        ? new ActiveHealthChecks(route, balancer, this.log)
+        : null;
+      this.balancers.set(route, balancer);
+      this.live.push({ balancer, checks });
+      checks?.start();
+    }
+    for (const p of previous) {
+      p.checks?.stop();
+      p.balancer.stop();
+    }
+  }
+
+  /** Active health checks still running (0 after close(); a reload replaces them). */
+  checksRunning(): number {
+    return this.live.filter((l) => l.checks?.running).length;
+  }
+
+  /** What /upstreams and the portcullis_upstream_* metrics show. */
+  status(): UpstreamStatus[] {
+    return this.live.flatMap((l) => l.balancer.status());
+  }
+
+  /** `key` (the session, else the client address) is read only by RING_HASH and MAGLEV routes. */
+  pick(route: Route, key: string | null = null): Picked | null {
+    const n = route.to.length;
+    if (n === 0) return null;
+    if (n === 1)
+      return { url: route.to[0]!, lane: this.lane(route, route.to[0]!), index: 0, balancer: null };
+    let balancer = this.balancers.get(route);
+    if (!balancer) {
+      // A route not (or no longer) configured here: balanced, but without health checks.
+      balancer = new Balancer(route, this.log);
+      this.balancers.set(route, balancer);
+    }
+    return this.at(route, balancer, balancer.pick(key));
+  }
+
+  /** Upstream `index` of a balanced route (a retry after a failed connection). */
+  at(route: Route, balancer: Balancer, index: number): Picked {
+    const url = route.to[index]!;
+    return { url, lane: this.lane(route, url), index, balancer };
+  }
+
+  private lane(route: Route, url: URL): Lane {
+    const key = laneKey(route, url);
     let lane = this.lanes.get(key);
     if (!lane) {
-      const make = (connections: number): Pool =>
-        new Pool(url.origin, {
-          connections,
-          pipelining: 1,
-          keepAliveTimeout: 30_000,
-          headersTimeout: route.timeoutMs,
-          bodyTimeout: route.idleTimeoutMs,
-          connect: {
-            timeout: 10_000,
-            rejectUnauthorized: !route.tlsSkipVerify,
-            ...(route.tlsCa ? { ca: route.tlsCa } : {}),
-          },
-        });
-      lane = new Lane(make(FAST_CONNECTIONS), () => make(OVERFLOW_CONNECTIONS));
+      lane = new Lane(createPool(route, url, FAST_CONNECTIONS), () =>
+        createPool(route, url, OVERFLOW_CONNECTIONS),
+      );
       this.lanes.set(key, lane);
     }
-    return { url, lane };
+    return lane;
   }
 
   async close(): Promise<void> {
+    this.configure([]);
     await Promise.allSettled([...this.lanes.values()].map((l) => l.close()));
     this.lanes.clear();
   }

@@ -87,11 +87,8 @@ const GLOBAL_WHY: Record<string, string> = {
 
 // Route keys Portcullis does not have (several are in issue 20), and why.
 const ROUTE_WHY: Record<string, string> = {
-  load_balancing_policy:
-    'several `to` URLs are used round-robin; other policies are not implemented yet',
-  load_balancing_weights: 'several `to` URLs are used round-robin, unweighted',
-  lb_config: 'several `to` URLs are used round-robin; other policies are not implemented yet',
-  health_checks: 'no active upstream health checks yet (`portcullis probe` checks upstreams)',
+  load_balancing_weights: 'write each weight after its `to` URL: http://app:8080,10',
+  lb_config: "Envoy's per-policy settings are not configurable (Envoy's defaults apply)",
   tls_server_name: 'the upstream TLS name is the `to` host',
   tls_upstream_server_name: 'the upstream TLS name is the `to` host',
   tls_downstream_server_name: 'the certificate is chosen by the requested name',
