@@ -48,6 +48,7 @@ export function createPool(route: Route, url: URL, connections: number): Pool {
  */
 export class Upstreams {
   private readonly lanes = new Map<string, Lane>();
+  private laneOf = new WeakMap<Route, Lane[]>();
   private balancers = new WeakMap<Route, Balancer>();
   private live: Array<{ balancer: Balancer; checks: ActiveHealthChecks | null }> = [];
 
@@ -92,8 +93,7 @@ export class Upstreams {
   pick(route: Route, key: string | null = null): Picked | null {
     const n = route.to.length;
     if (n === 0) return null;
-    if (n === 1)
-      return { url: route.to[0]!, lane: this.lane(route, route.to[0]!), index: 0, balancer: null };
+    if (n === 1) return { url: route.to[0]!, lane: this.lane(route, 0), index: 0, balancer: null };
     let balancer = this.balancers.get(route);
     if (!balancer) {
       // A route not (or no longer) configured here: balanced, but without health checks.
@@ -105,18 +105,24 @@ export class Upstreams {
 
   /** Upstream `index` of a balanced route (a retry after a failed connection). */
   at(route: Route, balancer: Balancer, index: number): Picked {
-    const url = route.to[index]!;
-    return { url, lane: this.lane(route, url), index, balancer };
+    return { url: route.to[index]!, lane: this.lane(route, index), index, balancer };
   }
 
-  private lane(route: Route, url: URL): Lane {
-    const key = laneKey(route, url);
-    let lane = this.lanes.get(key);
-    if (!lane) {
-      lane = new Lane(createPool(route, url, FAST_CONNECTIONS), () =>
-        createPool(route, url, OVERFLOW_CONNECTIONS),
-      );
-      this.lanes.set(key, lane);
+  /** The lane of route.to[index], remembered per route so a request builds no key string. */
+  private lane(route: Route, index: number): Lane {
+    let mine = this.laneOf.get(route);
+    if (mine === undefined) this.laneOf.set(route, (mine = []));
+    let lane = mine[index];
+    if (lane === undefined) {
+      const url = route.to[index]!;
+      const key = laneKey(route, url);
+      const shared =
+        this.lanes.get(key) ??
+        new Lane(createPool(route, url, FAST_CONNECTIONS), () =>
+          createPool(route, url, OVERFLOW_CONNECTIONS),
+        );
+      this.lanes.set(key, shared);
+      mine[index] = lane = shared;
     }
     return lane;
   }
@@ -125,6 +131,7 @@ export class Upstreams {
     this.configure([]);
     await Promise.allSettled([...this.lanes.values()].map((l) => l.close()));
     this.lanes.clear();
+    this.laneOf = new WeakMap();
   }
 }
 
