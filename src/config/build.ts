@@ -332,6 +332,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     isTrustedProxy,
     compat: [...new Set(raw.compat ?? [])],
     logLevel: raw.log_level ?? 'info',
+    admin: adminSettings(raw, groupsClaim, at),
     policyTests: [],
     metricsListen,
     auditLogFile: raw.audit_log_file ?? null,
@@ -349,6 +350,29 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     filesRead: filesRead(raw),
     warnings,
   };
+}
+
+/** admin_policy compiles as a route's `policy` does; without it there is no admin console. */
+function adminSettings(raw: RawConfig, groupsClaim: string, at: At): Config['admin'] {
+  if (raw.admin_policy === undefined) {
+    if (raw.admin_host !== undefined)
+      at(['admin_host'], 'needs admin_policy: nobody is an administrator until it names who is');
+    return null;
+  }
+  if (raw.admin_policy === null) {
+    at(['admin_policy'], 'expected a policy (PPL), e.g. allow: {and: [{groups: {has: admins}}]}');
+    return null;
+  }
+  try {
+    return {
+      policy: compileRoutePolicy({ policy: raw.admin_policy }, { groupsClaim }),
+      host: raw.admin_host?.toLowerCase() ?? null,
+    };
+  } catch (e) {
+    if (!(e instanceof PolicyError)) throw e;
+    at(['admin_policy', ...e.path.slice(1)], e.message);
+    return null;
+  }
 }
 
 /** The files the config reads besides itself: secrets, keys, certificates, CAs. */
