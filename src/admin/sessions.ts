@@ -50,7 +50,7 @@ export async function sessionsPage(a: AdminRequest): Promise<void> {
   const table = rows.length
     ? `<table class="list"><caption class="muted">${rows.length} session${rows.length === 1 ? '' : 's'}${q ? ` matching “${escapeHtml(q)}”` : ''} in the ${escapeHtml(store.kind)} store${rows.length > MAX_ROWS ? `, the newest ${MAX_ROWS} shown` : ''}. “Last seen” is this replica's view.</caption><thead><tr><th scope="col">User</th><th scope="col">Identity provider</th><th scope="col">Signed in</th><th scope="col">Last seen</th><th scope="col">Expires</th><th scope="col">Client address</th><th scope="col">User agent</th><th scope="col"><span class="muted">Session</span></th></tr></thead><tbody>${rows
         .slice(0, MAX_ROWS)
-        .map((s) => row(a, s))
+        .map((s) => row(a, s, q))
         .join('')}</tbody></table>`
     : `<p>No session${q ? ` matches “${escapeHtml(q)}”` : ' is live'}.</p>`;
   const userRevoke =
@@ -88,7 +88,7 @@ function matches(s: SessionSummary, q: string): boolean {
   );
 }
 
-function row(a: AdminRequest, s: SessionSummary): string {
+function row(a: AdminRequest, s: SessionSummary, q: string): string {
   const now = a.ctx.now;
   const mine = s.id === a.session.sid;
   const who = s.email
@@ -96,7 +96,7 @@ function row(a: AdminRequest, s: SessionSummary): string {
     : escapeHtml(s.user);
   const idp = s.idp ? escapeHtml(hostOf(s.idp)) : '<span class="muted">—</span>';
   const seen = a.rt.observer.recent.lastSeen(s.id);
-  return `<tr><td>${who}${mine ? ' <span class="muted">(you)</span>' : ''}</td><td>${idp}</td><td>${time(s.iat)}</td><td>${ago(seen, now)}</td><td>${ago(s.exp, now)}</td><td>${escapeHtml(s.ip ?? '—')}</td><td class="ua">${escapeHtml(s.userAgent ?? '—')}</td><td><form class="inline" method="post" action="${ADMIN}/sessions/revoke" data-confirm="End this session of ${escapeHtml(s.email || s.user)}?">${csrfField(a.csrf)}<input type="hidden" name="id" value="${escapeHtml(s.id)}"><button type="submit" aria-label="Revoke session ${escapeHtml(s.id.slice(0, 8))} of ${escapeHtml(s.email || s.user)}">Revoke</button></form> <code title="${escapeHtml(s.id)}">${escapeHtml(s.id.slice(0, 8))}</code></td></tr>`;
+  return `<tr><td>${who}${mine ? ' <span class="muted">(you)</span>' : ''}</td><td>${idp}</td><td>${time(s.iat)}</td><td>${ago(seen, now)}</td><td>${ago(s.exp, now)}</td><td>${escapeHtml(s.ip ?? '—')}</td><td class="ua">${escapeHtml(s.userAgent ?? '—')}</td><td><form class="inline" method="post" action="${ADMIN}/sessions/revoke" data-confirm="End this session of ${escapeHtml(s.email || s.user)}?">${csrfField(a.csrf)}<input type="hidden" name="id" value="${escapeHtml(s.id)}">${q ? `<input type="hidden" name="q" value="${escapeHtml(q)}">` : ''}<button type="submit" aria-label="Revoke session ${escapeHtml(s.id.slice(0, 8))} of ${escapeHtml(s.email || s.user)}">Revoke</button></form> <code title="${escapeHtml(s.id)}">${escapeHtml(s.id.slice(0, 8))}</code></td></tr>`;
 }
 
 function hostOf(issuer: string): string {
@@ -152,9 +152,10 @@ export async function revokeAction(a: AdminRequest): Promise<void> {
     if (!(e instanceof StoreUnavailableError)) throw e;
     done = `Nothing revoked: the ${store.kind} session store cannot be reached (${errorText(e.cause ?? e)}).`;
   }
+  const back = (user ?? a.params.get('q') ?? '').slice(0, 200);
   // Post/redirect/get: a reload of the result page does not repeat the action.
   a.res.writeHead(303, {
-    location: `${ADMIN}/sessions?done=${encodeURIComponent(done)}${user ? `&q=${encodeURIComponent(user)}` : ''}`,
+    location: `${ADMIN}/sessions?done=${encodeURIComponent(done)}${back ? `&q=${encodeURIComponent(back)}` : ''}`,
     'cache-control': 'no-store',
     'content-length': '0',
     'x-request-id': a.requestId,

@@ -419,7 +419,11 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
   );
   // Shown on the admin console's sessions page; a cookie session has no room for it.
   if (rt.sessions.store.serverSide)
-    session.client = { ip: ctx.clientIp, ua: headerText(ctx.headers['user-agent']).slice(0, 200) };
+    session.client = {
+      ip: ctx.clientIp,
+      ua: headerText(ctx.headers['user-agent']).slice(0, 200),
+      idp: rt.cfg.idp.issuer.href,
+    };
   let cookies: string[];
   let value: string;
   try {

@@ -277,8 +277,8 @@ export class ServerSessionStore implements SessionStore {
     if (!SID_RE.test(session.sid)) throw new Error('session id has an unexpected shape');
     const { user, email } = this.userClaim(session);
     const meta: Meta = { u: user, e: email, s: session.sub, iat: session.iat, exp: session.exp };
-    if (typeof session.claims.iss === 'string') meta.i = session.claims.iss;
     if (session.client) {
+      meta.i = session.client.idp;
       meta.a = session.client.ip;
       meta.g = session.client.ua;
     }

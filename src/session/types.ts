@@ -20,7 +20,7 @@ export interface SessionData {
   /** When the tokens and claims were last read from the IdP (ms); absent = at login (iat). */
   refreshedAt?: number | undefined;
   /** Server-side stores: where the sign-in came from, for the admin console (never in a cookie). */
-  client?: { ip: string; ua: string } | undefined;
+  client?: { ip: string; ua: string; idp: string } | undefined;
 }
 
 /**
