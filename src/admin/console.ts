@@ -55,7 +55,7 @@ export async function answerAdmin(ar: AuthRequest): Promise<void> {
   const hostPort = `${ctx.host}${ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`}`;
   const here = admin
     ? admin.host !== null
-      ? admin.host === hostPort
+      ? admin.host === hostPort || admin.host === `${ctx.host}:${ctx.port}`
       : rt.cfg.authenticateUrl === null || rt.isAuthHost(ctx)
     : false;
   if (!admin || !here) {

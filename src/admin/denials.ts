@@ -1,3 +1,4 @@
+import { audit } from '../observe/observer.js';
 import type { Denial } from '../observe/recent.js';
 import type { AdminRequest } from './console.js';
 import { ADMIN, ago, escapeHtml, renderFrame, sendHtml, time } from './render.js';
@@ -24,6 +25,10 @@ export async function denialsPage(a: AdminRequest): Promise<void> {
         [d.email, d.user, d.route, d.url, d.reason, d.clientIp, d.requestId].some((f) =>
           f.toLowerCase().includes(w),
         )),
+  );
+  audit(a.rt).info(
+    { event: 'admin_view', requestId: a.requestId, admin: a.admin, page: 'denials', query: q },
+    'admin console: denials listed',
   );
   const filter = `<form class="bar" method="get" action="${ADMIN}/denials" role="search"><label>Filter (user, route, URL, reason, address, request id)<input type="search" name="q" id="q" value="${escapeHtml(q)}" autocomplete="off"></label><label>Kind<select name="kind" id="kind">${KINDS.map(([v, l]) => `<option value="${v}"${v === kind ? ' selected' : ''}>${l}</option>`).join('')}</select></label><button type="submit">Filter</button>${q || kind ? ` <a href="${ADMIN}/denials">Clear</a>` : ''}</form>`;
   const table = rows.length

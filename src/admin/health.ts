@@ -26,8 +26,8 @@ export async function healthPage(a: AdminRequest): Promise<void> {
     name: 'Identity provider discovery',
     ok: st.ready,
     detail: st.ready
-      ? `${rt.cfg.idp.issuer.href} discovered ${st.readyAt ? ago(st.readyAt, now) : ''}`
-      : `${rt.cfg.idp.issuer.href}: ${escapeHtml(st.lastError ?? 'not finished yet')} (${st.attempts} attempt${st.attempts === 1 ? '' : 's'}); sign-ins get a 503 until it succeeds`,
+      ? `${escapeHtml(rt.cfg.idp.issuer.href)} discovered ${st.readyAt ? ago(st.readyAt, now) : ''}`
+      : `${escapeHtml(rt.cfg.idp.issuer.href)}: ${escapeHtml(st.lastError ?? 'not finished yet')} (${st.attempts} attempt${st.attempts === 1 ? '' : 's'}); sign-ins get a 503 until it succeeds`,
   });
   checks.push(jwksCheck(a));
   const store = rt.sessions.store;

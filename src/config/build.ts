@@ -332,7 +332,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     isTrustedProxy,
     compat: [...new Set(raw.compat ?? [])],
     logLevel: raw.log_level ?? 'info',
-    admin: adminSettings(raw, groupsClaim, at),
+    admin: adminSettings(raw, groupsClaim, at, routes, authenticateUrl),
     policyTests: [],
     metricsListen,
     auditLogFile: raw.audit_log_file ?? null,
@@ -353,7 +353,13 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
 }
 
 /** admin_policy compiles as a route's `policy` does; without it there is no admin console. */
-function adminSettings(raw: RawConfig, groupsClaim: string, at: At): Config['admin'] {
+function adminSettings(
+  raw: RawConfig,
+  groupsClaim: string,
+  at: At,
+  routes: Route[],
+  authenticateUrl: URL | null,
+): Config['admin'] {
   if (raw.admin_policy === undefined) {
     if (raw.admin_host !== undefined)
       at(['admin_host'], 'needs admin_policy: nobody is an administrator until it names who is');
@@ -363,10 +369,32 @@ function adminSettings(raw: RawConfig, groupsClaim: string, at: At): Config['adm
     at(['admin_policy'], 'expected a policy (PPL), e.g. allow: {and: [{groups: {has: admins}}]}');
     return null;
   }
+  const host = raw.admin_host?.toLowerCase() ?? null;
+  if (host !== null) {
+    // The reserved prefix answers only on route hosts and the authenticate host.
+    const [name = '', port] = host.split(':');
+    const served = (scheme: string, h: string, p: number, wildcard = false): boolean =>
+      (wildcard ? name.endsWith(h) : name === h) &&
+      (port === undefined ? p === (scheme === 'https' ? 443 : 80) : Number(port) === p);
+    const auth = authenticateUrl;
+    const ok =
+      routes.some((r) => served(r.from.scheme, r.from.host, r.from.port, r.from.wildcard)) ||
+      (auth !== null &&
+        served(
+          auth.protocol.slice(0, -1),
+          auth.hostname.toLowerCase(),
+          Number(auth.port || (auth.protocol === 'https:' ? 443 : 80)),
+        ));
+    if (!ok)
+      at(
+        ['admin_host'],
+        `expected the host of a route or of authenticate_service_url: Portcullis does not serve ${host}`,
+      );
+  }
   try {
     return {
       policy: compileRoutePolicy({ policy: raw.admin_policy }, { groupsClaim }),
-      host: raw.admin_host?.toLowerCase() ?? null,
+      host,
     };
   } catch (e) {
     if (!(e instanceof PolicyError)) throw e;
