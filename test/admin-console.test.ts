@@ -190,6 +190,29 @@ ${docsPolicyRoute()}`,
     assert.equal((await onReplica(laptop)).status, 200, 'the replica accepts the laptop session');
     assert.equal((await onReplica(phone)).status, 200, 'and the phone session');
 
+    // The command line shows the same sign-in details as the page.
+    const listed = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        'sessions',
+        'list',
+        '--user',
+        'bob@example.com',
+        '--format',
+        'json',
+        '--config',
+        join(dir, 'portcullis.yaml'),
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(listed.status, 0, listed.stderr);
+    const agents = (JSON.parse(listed.stdout) as any[]).map((x) => x.user_agent as string);
+    assert.ok(
+      agents.some((ua) => ua.endsWith('laptop-one')) &&
+        agents.some((ua) => ua.endsWith('phone-two')),
+    );
+
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     const violations: string[] = [];
@@ -373,6 +396,12 @@ ${docsPolicyRoute()}`,
       csrf: aliceToken,
     });
     assert.equal(ok.status, 303);
+    const result = await get(new URL(ok.location!, origin).href, alice);
+    assert.match(result.body, /class="flash"[^>]*>Revoked 1 session of bob@example\.com/);
+    const spoofed = new URL(ok.location!, origin);
+    spoofed.searchParams.set('done', 'Revoked all 9000 sessions.');
+    const shown = await get(spoofed.href, alice);
+    assert.doesNotMatch(shown.body, /9000/, 'a link cannot make the page claim an action');
     assert.equal((await get(`${origin}/`, bob, JSON_ACCEPT)).status, 401, 'now bob is out');
     // Methods the console does not take.
     const put = await request(`${origin}/.portcullis/admin/sessions`, {

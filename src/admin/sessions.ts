@@ -2,6 +2,7 @@ import { audit } from '../observe/observer.js';
 import { errorText } from '../session/server-store.js';
 import { StoreUnavailableError, type SessionSummary } from '../session/types.js';
 import type { AdminRequest } from './console.js';
+import { csrfToken, csrfValid } from './csrf.js';
 import { ADMIN, ago, csrfField, escapeHtml, renderFrame, sendHtml, time } from './render.js';
 
 // Who is signed in, and ending their sessions: the console's face of `portcullis sessions`.
@@ -15,7 +16,13 @@ export async function sessionsPage(a: AdminRequest): Promise<void> {
   const { rt, ctx } = a;
   const store = rt.sessions.store;
   const q = (a.params.get('q') ?? '').trim().slice(0, 200);
-  const done = a.params.get('done');
+  // The result of an action, shown only when this session's own action produced it: a link
+  // cannot make the page claim a revocation that did not happen.
+  const said = a.params.get('done');
+  const done =
+    said !== null && csrfValid(rt.cfg.cookie.secret, flashKey(a, said), a.params.get('sig'))
+      ? said
+      : null;
   const flash = done ? `<p class="flash" role="status">${escapeHtml(done.slice(0, 300))}</p>` : '';
   if (!store.list || !store.revoke) {
     sendHtml(
@@ -155,13 +162,17 @@ export async function revokeAction(a: AdminRequest): Promise<void> {
   const back = (user ?? a.params.get('q') ?? '').slice(0, 200);
   // Post/redirect/get: a reload of the result page does not repeat the action.
   a.res.writeHead(303, {
-    location: `${ADMIN}/sessions?done=${encodeURIComponent(done)}${back ? `&q=${encodeURIComponent(back)}` : ''}`,
+    location: `${ADMIN}/sessions?done=${encodeURIComponent(done)}&sig=${csrfToken(rt.cfg.cookie.secret, flashKey(a, done))}${back ? `&q=${encodeURIComponent(back)}` : ''}`,
     'cache-control': 'no-store',
     'content-length': '0',
     'x-request-id': a.requestId,
     ...(a.setCookies.length ? { 'set-cookie': a.setCookies } : {}),
   });
   a.res.end();
+}
+
+function flashKey(a: AdminRequest, message: string): string {
+  return `${a.session.sid}|flash|${message}`;
 }
 
 function log(a: AdminRequest, scope: 'session' | 'user' | 'all', target: string, n: number): void {
