@@ -19,7 +19,7 @@ import { launchBrowser } from './helpers/browser.js';
 import { CookieJar, request, type Resp } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort, portAccepts } from './helpers/ports.js';
-import { yamlOnPort } from './helpers/session-infra.js';
+import { createTempDatabase, yamlOnPort, type TempDatabase } from './helpers/session-infra.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const SHOTS = '/tmp/admin-shots';
@@ -333,6 +333,34 @@ ${docsPolicyRoute()}`,
       assert.match(anon.location ?? '', /authorize|\/\.portcullis\/|auth/);
       assert.equal((await get(`${origin}${path}`, null, JSON_ACCEPT)).status, 401);
     }
+    // Spellings of the same paths: never a page of the console for carol or anyone anonymous.
+    const hostile = [
+      '/.portcullis/admin/sessions/',
+      '/.portcullis/admin/sessions?q=bob&q=alice',
+      '/.portcullis/admin/%73essions',
+      '/.portcullis/%61dmin/sessions',
+      '/.portcullis/admin/./sessions',
+      '/.portcullis/x/../admin/sessions',
+      '/.portcullis/admin//sessions',
+      '/.portcullis/admin/sessions%2f',
+      '/.portcullis/admin/sessions;x=1',
+      '/.portcullis/ADMIN/sessions',
+      '/.portcullis/admin\\sessions',
+      '//.portcullis/admin/sessions',
+    ];
+    for (const rawPath of hostile) {
+      for (const jar of [carol, null]) {
+        const r = await request(`${origin}/`, {
+          rawPath,
+          ...(jar ? { jar } : {}),
+          headers: BROWSER_HEADERS,
+        });
+        assert.ok(
+          r.status !== 200 && !r.body.includes('bob@example.com'),
+          `${rawPath} ${jar ? 'as carol' : 'anonymous'}: ${r.status}`,
+        );
+      }
+    }
     const before = await redis.connect().then(() => redis.keys(`${PREFIX}*`));
     const forms: Array<Record<string, string>> = [
       { all: 'yes', confirm: 'yes' },
@@ -566,6 +594,67 @@ ${docsPolicyRoute()}`,
     await ctx.close();
   });
 });
+
+for (const kind of ['postgres', 'memory'] as const) {
+  describe(`admin console with the ${kind} session store`, () => {
+    let s: Stack;
+    let db: TempDatabase | null = null;
+    before(async () => {
+      if (kind === 'postgres') db = await createTempDatabase();
+      s = await startStack({
+        hosts: ['app.corp.test'],
+        idp: { users: USERS },
+        body: `session_storage: "${db ? db.url() : 'memory'}"
+admin_policy: { allow: { or: [{ groups: { has: admins } }] } }
+routes:
+  - from: http://app.corp.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+`,
+      });
+    });
+    after(async () => {
+      await s?.close();
+      await db?.drop();
+    });
+
+    test('bob’s session is listed and revoked, and his next request is refused', async () => {
+      const origin = `http://app.corp.test:${s.port}`;
+      const signIn = async (user: string, start = `${origin}/`) => {
+        const jar = new CookieJar();
+        const { final } = await loginThroughIdp(start, { jar, username: user, password: user });
+        assert.equal(final.status, 200);
+        return { jar, final };
+      };
+      const bob = await signIn('bob');
+      const { jar, final } = await signIn('alice', `${origin}/.portcullis/admin/sessions?q=bob`);
+      assert.match(final.body, /bob@example\.com/);
+      assert.doesNotMatch(final.body, /<td>alice@example\.com/);
+      if (kind === 'memory')
+        assert.match(final.body, /these are the sessions of this process only/);
+      const id = /name="id" value="([^"]+)"/.exec(final.body)![1]!;
+      const r = await request(`${origin}/.portcullis/admin/sessions/revoke`, {
+        method: 'POST',
+        jar,
+        headers: {
+          ...BROWSER_HEADERS,
+          origin,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ id, q: 'bob', csrf: csrfOf(final.body) }).toString(),
+      });
+      assert.equal(r.status, 303);
+      const after = await request(new URL(r.location!, origin).href, {
+        jar,
+        headers: BROWSER_HEADERS,
+      });
+      assert.match(after.body, /Revoked session/);
+      assert.match(after.body, /No session matches “bob”/);
+      const out = await request(`${origin}/`, { jar: bob.jar, headers: JSON_ACCEPT });
+      assert.equal(out.status, 401, 'bob must sign in again');
+    });
+  });
+}
 
 describe('admin console with the cookie store, off, or on another host', () => {
   let s: Stack;
