@@ -6,6 +6,7 @@ import tseslint from 'typescript-eslint';
 /** Imports a folder may not make: lower layers never reach up into the ones that use them. */
 const LAYERS = {
   'src/security/**': [
+    '**/admin/**',
     '**/decide/**',
     '**/session/**',
     '**/identity/**',
@@ -16,6 +17,7 @@ const LAYERS = {
     '**/cli/**',
   ],
   'src/policy/**': [
+    '**/admin/**',
     '**/session/**',
     '**/authenticate/**',
     '**/proxy/**',
@@ -24,6 +26,7 @@ const LAYERS = {
     '**/cli/**',
   ],
   'src/session/**': [
+    '**/admin/**',
     '**/authenticate/**',
     '**/proxy/**',
     '**/forward-auth/**',
@@ -31,6 +34,7 @@ const LAYERS = {
     '**/cli/**',
   ],
   'src/identity/**': [
+    '**/admin/**',
     '**/authenticate/**',
     '**/proxy/**',
     '**/forward-auth/**',
@@ -39,15 +43,17 @@ const LAYERS = {
     '**/config/build*',
   ],
   'src/decide/**': [
+    '**/admin/**',
     '**/authenticate/**',
     '**/proxy/**',
     '**/forward-auth/**',
     '**/http/**',
     '**/cli/**',
   ],
-  'src/http/**': ['**/proxy/**', '**/forward-auth/**', '**/cli/**'],
-  'src/authenticate/**': ['**/proxy/**', '**/forward-auth/**', '**/cli/**'],
-  'src/forward-auth/**': ['**/proxy/**', '**/cli/**'],
+  'src/http/**': ['**/admin/**', '**/proxy/**', '**/forward-auth/**', '**/cli/**'],
+  'src/authenticate/**': ['**/admin/**', '**/proxy/**', '**/forward-auth/**', '**/cli/**'],
+  'src/admin/**': ['**/proxy/**', '**/forward-auth/**', '**/cli/**'],
+  'src/forward-auth/**': ['**/admin/**', '**/proxy/**', '**/cli/**'],
   'src/proxy/**': ['**/cli/**'],
 };
 

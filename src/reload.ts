@@ -28,6 +28,8 @@ export interface ReloaderOptions {
   env?: NodeJS.ProcessEnv;
   /** The files the running config read (`Config.filesRead`): a change to one reloads too. */
   files?: string[];
+  /** Hears every reload's outcome (the admin console's health page). */
+  onResult?: (r: ReloadResult, trigger: string) => void;
 }
 
 /**
@@ -64,10 +66,15 @@ export class Reloader {
       const next = (): Promise<ReloadResult> => this.reload(trigger);
       return (this.queued ??= this.running.then(next, next));
     }
-    this.running = this.run(trigger).finally(() => {
-      this.running = null;
-      this.queued = null;
-    });
+    this.running = this.run(trigger)
+      .then((r) => {
+        this.o.onResult?.(r, trigger);
+        return r;
+      })
+      .finally(() => {
+        this.running = null;
+        this.queued = null;
+      });
     return this.running;
   }
 

@@ -54,6 +54,8 @@ export class Runtime {
 
   /** Metrics and the audit log of the running instance; silent for `check`, `explain`, tests. */
   readonly observer: Observer;
+  /** When this config went live in this process (ms): the admin console's health page. */
+  readonly builtAt = Date.now();
 
   constructor(
     readonly cfg: Config,

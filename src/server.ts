@@ -329,6 +329,7 @@ export async function startPortcullis(
         apply,
         validators: opts.validators ?? [policyTestsPass],
         files: cfg.filesRead,
+        onResult: (r, trigger) => observer.recent.reloaded({ at: Date.now(), trigger, ...r }),
       })
     : null;
   if (reloader && cfg.watchConfig) reloader.watch();

@@ -417,6 +417,13 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     },
     ctx.now,
   );
+  // Shown on the admin console's sessions page; a cookie session has no room for it.
+  if (rt.sessions.store.serverSide)
+    session.client = {
+      ip: ctx.clientIp,
+      ua: headerText(ctx.headers['user-agent']).slice(0, 200),
+      idp: rt.cfg.idp.issuer.href,
+    };
   let cookies: string[];
   let value: string;
   try {
@@ -588,4 +595,8 @@ export function idpUnavailable(authRequest: AuthRequest, detail: string): void {
     headers: { 'retry-after': '10' },
     retry: { href: `${authRequest.ctx.path}${authRequest.ctx.query}`, label: 'Try again' },
   });
+}
+
+function headerText(v: string | string[] | undefined): string {
+  return (Array.isArray(v) ? v[0] : v) ?? '';
 }

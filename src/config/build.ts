@@ -332,6 +332,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     isTrustedProxy,
     compat: [...new Set(raw.compat ?? [])],
     logLevel: raw.log_level ?? 'info',
+    admin: adminSettings(raw, groupsClaim, at, routes, authenticateUrl),
     policyTests: [],
     metricsListen,
     auditLogFile: raw.audit_log_file ?? null,
@@ -349,6 +350,57 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     filesRead: filesRead(raw),
     warnings,
   };
+}
+
+/** admin_policy compiles as a route's `policy` does; without it there is no admin console. */
+function adminSettings(
+  raw: RawConfig,
+  groupsClaim: string,
+  at: At,
+  routes: Route[],
+  authenticateUrl: URL | null,
+): Config['admin'] {
+  if (raw.admin_policy === undefined) {
+    if (raw.admin_host !== undefined)
+      at(['admin_host'], 'needs admin_policy: nobody is an administrator until it names who is');
+    return null;
+  }
+  if (raw.admin_policy === null) {
+    at(['admin_policy'], 'expected a policy (PPL), e.g. allow: {and: [{groups: {has: admins}}]}');
+    return null;
+  }
+  const host = raw.admin_host?.toLowerCase() ?? null;
+  if (host !== null) {
+    // The reserved prefix answers only on route hosts and the authenticate host.
+    const [name = '', port] = host.split(':');
+    const served = (scheme: string, h: string, p: number, wildcard = false): boolean =>
+      (wildcard ? name.endsWith(h) : name === h) &&
+      (port === undefined ? p === (scheme === 'https' ? 443 : 80) : Number(port) === p);
+    const auth = authenticateUrl;
+    const ok =
+      routes.some((r) => served(r.from.scheme, r.from.host, r.from.port, r.from.wildcard)) ||
+      (auth !== null &&
+        served(
+          auth.protocol.slice(0, -1),
+          auth.hostname.toLowerCase(),
+          Number(auth.port || (auth.protocol === 'https:' ? 443 : 80)),
+        ));
+    if (!ok)
+      at(
+        ['admin_host'],
+        `expected the host of a route or of authenticate_service_url: Portcullis does not serve ${host}`,
+      );
+  }
+  try {
+    return {
+      policy: compileRoutePolicy({ policy: raw.admin_policy }, { groupsClaim }),
+      host,
+    };
+  } catch (e) {
+    if (!(e instanceof PolicyError)) throw e;
+    at(['admin_policy', ...e.path.slice(1)], e.message);
+    return null;
+  }
 }
 
 /** The files the config reads besides itself: secrets, keys, certificates, CAs. */

@@ -453,6 +453,14 @@ export const configSchema = z.strictObject({
       error: 'expected `workers` as auto or a number of processes from 1 to 256',
     })
     .optional(),
+  // The admin console (src/admin/, docs/admin.md): off unless admin_policy names who may use it.
+  admin_policy: z.unknown().optional(),
+  admin_host: z
+    .string({ error: 'expected admin_host as a host name, e.g. auth.example.com' })
+    .regex(/^[a-z0-9.-]+(:\d{1,5})?$/i, {
+      message: 'expected admin_host as a host name with an optional :port, e.g. auth.example.com',
+    })
+    .optional(),
   policy_tests: z
     .array(policyTestSchema, { error: 'expected `policy_tests` as a list of tests' })
     .optional(),

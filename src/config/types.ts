@@ -194,6 +194,12 @@ export interface Config {
   /** Drop-in endpoints answered besides /.portcullis/ (oauth2-proxy, Authentik outpost, Authelia). */
   compat: ReadonlyArray<'oauth2-proxy' | 'authentik' | 'authelia'>;
   logLevel: string;
+  /**
+   * admin_policy / admin_host: the admin console at /.portcullis/admin/; null = not served.
+   * host: the one host[:port] (lower case) it answers on; null = the authenticate host, or
+   * every route host when there is no authenticate service.
+   */
+  admin: { policy: CompiledPolicy; host: string | null } | null;
   /** `policy_tests`, run by `portcullis check` and before a reload takes effect. */
   policyTests: Array<RawPolicyTest & { key: string; line: number }>;
   /** metrics_address: where /metrics, /ping and /ready listen; null = not served. */

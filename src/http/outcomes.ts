@@ -59,6 +59,9 @@ const TABLE = {
   // Forward-auth
   forward_auth_misconfigured: spec(500, 'Proxy misconfigured'),
   not_a_forward_auth_endpoint: spec(400, 'Bad request'),
+  // The admin console (src/admin/)
+  not_an_admin: spec(403, 'Not an administrator'),
+  admin_action_refused: spec(403, 'Action refused'),
   // Upstreams
   no_upstream: spec(502, 'No upstream'),
   upstream_unavailable: spec(502, 'The application is unavailable'),

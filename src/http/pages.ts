@@ -24,7 +24,8 @@ export interface PageOptions {
   setCookies?: string[] | undefined;
 }
 
-const STYLE =
+/** The look of every page Portcullis renders (sign-in, refusals, the admin console). */
+export const STYLE =
   'body{font-family:system-ui,sans-serif;max-width:42rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}code,.rid{font-family:ui-monospace,monospace;font-size:.85rem;color:#555}ul{padding-left:1.2rem}a.button,button{display:inline-block;padding:.5rem 1rem;border:1px solid #888;border-radius:4px;background:#f4f4f4;color:#222;text-decoration:none;cursor:pointer}table{border-collapse:collapse}td,th{text-align:left;padding:.2rem .8rem .2rem 0;vertical-align:top}';
 
 export function htmlDocument(title: string, body: string): string {

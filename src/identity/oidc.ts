@@ -16,6 +16,8 @@ export interface IdpStatus {
   ready: boolean;
   lastError: string | null;
   attempts: number;
+  /** When discovery last succeeded (ms), for the admin console's health page. */
+  readyAt?: number | undefined;
 }
 
 /**
@@ -81,6 +83,7 @@ export class Idp {
         options,
       );
       this.status.ready = true;
+      this.status.readyAt = Date.now();
       this.status.lastError = null;
     } catch (e) {
       this.status.lastError = describe(e);

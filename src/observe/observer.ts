@@ -3,6 +3,7 @@ import type { RequestContext } from '../decide/types.js';
 import type { Logger } from './logger.js';
 import { Audit } from './audit.js';
 import type { Metrics } from './metrics.js';
+import { Recent } from './recent.js';
 
 /**
  * What a running Portcullis observes besides its log: metrics and the audit log. One per
@@ -10,6 +11,9 @@ import type { Metrics } from './metrics.js';
  * builds a Runtime on its own (`check`, `explain`, `probe`, unit tests) gets a silent one.
  */
 export class Observer {
+  /** The admin console's memory of recent denials, users, session use and reloads. */
+  readonly recent = new Recent();
+
   constructor(
     readonly metrics: Metrics | null,
     readonly audit: Audit,
@@ -42,6 +46,7 @@ export class Observer {
       );
       if (d?.kind === 'unavailable' && d.cause === 'session_store') this.metrics.storeError('load');
     }
+    this.recent.request(ctx, d, requestId);
     if (d?.kind === 'deny') {
       this.audit.warn(
         {

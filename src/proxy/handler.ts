@@ -8,6 +8,7 @@ import {
   signOut,
   type AuthRequest,
 } from '../authenticate/flow.js';
+import { answerAdmin, isAdminPath } from '../admin/console.js';
 import { cliLoginComplete, cliLoginStart } from '../authenticate/cli-login.js';
 import { mePage, userinfo } from '../authenticate/me.js';
 import { contextFromRequest } from '../decide/context.js';
@@ -229,6 +230,7 @@ async function portcullisEndpoint(
     });
     return;
   }
+  if (isAdminPath(sub)) return answerAdmin(authRequest);
   const endpoint = Object.hasOwn(ENDPOINTS, sub) ? ENDPOINTS[sub]! : null;
   if (!endpoint) {
     sendOutcome(res, !ctx.browser, codes.not_found, {

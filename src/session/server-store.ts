@@ -73,6 +73,10 @@ interface Meta {
   s: string;
   iat: number;
   exp: number;
+  /** Issuer, client address and user agent at sign-in (the admin console); absent in older records. */
+  i?: string | undefined;
+  a?: string | undefined;
+  g?: string | undefined;
 }
 
 export class ServerSessionStore implements SessionStore {
@@ -273,6 +277,11 @@ export class ServerSessionStore implements SessionStore {
     if (!SID_RE.test(session.sid)) throw new Error('session id has an unexpected shape');
     const { user, email } = this.userClaim(session);
     const meta: Meta = { u: user, e: email, s: session.sub, iat: session.iat, exp: session.exp };
+    if (session.client) {
+      meta.i = session.client.idp;
+      meta.a = session.client.ip;
+      meta.g = session.client.ua;
+    }
     const rec: StoredRecord = {
       id: session.sid,
       meta: this.sealer.sealJson('store-meta', meta, session.sid),
@@ -323,7 +332,17 @@ export class ServerSessionStore implements SessionStore {
       // rotated secret) is listed without a name rather than hidden.
       out.push(
         m
-          ? { id: r.id, user: m.u, email: m.e, sub: m.s, iat: m.iat, exp: m.exp }
+          ? {
+              id: r.id,
+              user: m.u,
+              email: m.e,
+              sub: m.s,
+              iat: m.iat,
+              exp: m.exp,
+              idp: m.i,
+              ip: m.a,
+              userAgent: m.g,
+            }
           : { id: r.id, user: '?', email: '', sub: '', iat: 0, exp: r.expiresAt },
       );
     }

@@ -19,6 +19,8 @@ export interface SessionData {
   idToken?: string | undefined;
   /** When the tokens and claims were last read from the IdP (ms); absent = at login (iat). */
   refreshedAt?: number | undefined;
+  /** Server-side stores: where the sign-in came from, for the admin console (never in a cookie). */
+  client?: { ip: string; ua: string; idp: string } | undefined;
 }
 
 /**
@@ -41,6 +43,10 @@ export interface SessionSummary {
   sub: string;
   iat: number;
   exp: number;
+  /** The issuer that signed the user in, the client address and user agent at sign-in. */
+  idp?: string | undefined;
+  ip?: string | undefined;
+  userAgent?: string | undefined;
 }
 
 /**

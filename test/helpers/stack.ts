@@ -1,6 +1,7 @@
 // A whole deployment for integration tests: the real test IdP, the whoami upstream and
 // Portcullis, wired through a real YAML config, all on 127.0.0.1.
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { startIdp, type IdpOptions, type RunningIdp } from '../../demo/idp.js';
 import { startWhoami } from '../../demo/whoami.js';
@@ -35,6 +36,8 @@ export interface StackOptions {
   /** The redirect URI path registered at the IdP (authenticate_callback_path). */
   callbackPath?: string;
   port?: number;
+  /** Writes the config here and names it so (the file `check` lints and a reload reads). */
+  configFile?: string;
 }
 
 export async function startStack(o: StackOptions): Promise<Stack> {
@@ -56,6 +59,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const upstream = await startWhoami({ name: 'upstream' });
   const yaml = `${globalYaml({ port, cookieSecret, issuer: idp.issuer, clientSecret, logLevel: 'debug' })}
 ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.url)}`;
+  const file = o.configFile ?? 'test.yaml';
+  if (o.configFile) writeFileSync(o.configFile, yaml);
   const logs: Array<Record<string, unknown>> = [];
   let text = '';
   const sink = new Writable({
@@ -68,12 +73,13 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
     },
   });
   const start = () =>
-    startPortcullis(parseConfig(yaml, 'test.yaml'), {
+    startPortcullis(parseConfig(yaml, file), {
       logger: createLogger('debug', sink),
       listen: { host: '127.0.0.1', port: 0 },
     });
-  const proxy = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
+  const proxy = await startPortcullis(parseConfig(yaml, file), {
     logger: createLogger('debug', sink),
+    ...(o.configFile ? { configFile: o.configFile } : {}),
   });
   await proxy.idp.start();
   const extra: RunningPortcullis[] = [];

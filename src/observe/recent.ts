@@ -1,0 +1,121 @@
+import type { Decision } from '../decide/decide.js';
+import type { RequestContext } from '../decide/types.js';
+
+// What the admin console shows of the recent past, kept in this process's memory only and
+// bounded: the denied and failed requests (from the very events that write the audit log and
+// the access line), who was seen recently (for the policy tester), when each session was last
+// used here, and the reloads. Nothing here is shared between replicas: each page says so.
+
+export interface Denial {
+  at: number;
+  requestId: string;
+  /** deny (policy), unavailable (a dependency down), bad_request (refused path or header). */
+  kind: 'deny' | 'unavailable' | 'bad_request';
+  method: string;
+  /** scheme://host[:port]/path?query as the policy saw it. */
+  url: string;
+  route: string;
+  /** Who was refused: e-mail and user claim ('' when anonymous). */
+  email: string;
+  user: string;
+  groups: string[];
+  clientIp: string;
+  /** The rule or step that settled it (the policy's reason; the cause for a failure). */
+  rule: string;
+  reason: string;
+}
+
+export interface RecentUser {
+  user: string;
+  email: string;
+  groups: string[];
+  at: number;
+}
+
+export interface ReloadRecord {
+  at: number;
+  ok: boolean;
+  trigger: string;
+  errors: string[];
+  notes: string[];
+}
+
+const DENIALS = 500;
+const USERS = 50;
+const SEEN = 50_000;
+const RELOADS = 20;
+
+export class Recent {
+  private readonly ring: Array<Denial | undefined> = new Array<Denial | undefined>(DENIALS);
+  private next = 0;
+  private readonly users = new Map<string, RecentUser>();
+  private readonly seen = new Map<string, number>();
+  readonly reloads: ReloadRecord[] = [];
+  /** When this process started serving (ms). */
+  readonly startedAt = Date.now();
+
+  /** Called with every request's decision, next to the access line and the audit line. */
+  request(ctx: RequestContext | null, d: Decision | undefined, requestId: string): void {
+    if (!ctx || !d) return;
+    const identity = 'identity' in d ? d.identity : null;
+    if (identity) {
+      const key = identity.email || identity.user;
+      // Map order is insertion order: re-inserting keeps the most recent last.
+      this.users.delete(key);
+      this.users.set(key, {
+        user: identity.user,
+        email: identity.email,
+        groups: identity.groups.slice(0, 50),
+        at: ctx.now,
+      });
+      if (this.users.size > USERS) this.users.delete(this.users.keys().next().value!);
+    }
+    if (d.kind === 'allow' && d.session) {
+      this.seen.delete(d.session.sid);
+      this.seen.set(d.session.sid, ctx.now);
+      if (this.seen.size > SEEN) this.seen.delete(this.seen.keys().next().value!);
+    }
+    if (d.kind !== 'deny' && d.kind !== 'unavailable' && d.kind !== 'bad_request') return;
+    const port = ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`;
+    this.ring[this.next] = {
+      at: ctx.now,
+      requestId,
+      kind: d.kind,
+      method: ctx.method,
+      url: `${ctx.scheme}://${ctx.host}${port}${ctx.path}${ctx.query}`,
+      route: d.route?.id ?? '(none)',
+      email: identity?.email ?? '',
+      user: identity?.user ?? '',
+      groups: identity ? identity.groups.slice(0, 50) : [],
+      clientIp: ctx.clientIp,
+      rule: d.kind === 'deny' ? d.policy.reason : d.kind === 'unavailable' ? d.cause : 'request',
+      reason: d.kind === 'deny' ? d.policy.reason : d.reason,
+    };
+    this.next = (this.next + 1) % DENIALS;
+  }
+
+  /** Newest first. */
+  denials(): Denial[] {
+    const out: Denial[] = [];
+    for (let i = 1; i <= DENIALS; i++) {
+      const d = this.ring[(this.next - i + DENIALS) % DENIALS];
+      if (d) out.push(d);
+    }
+    return out;
+  }
+
+  /** Newest first. */
+  recentUsers(): RecentUser[] {
+    return [...this.users.values()].reverse();
+  }
+
+  /** When this process last let a request through on the session (ms), or null. */
+  lastSeen(sid: string): number | null {
+    return this.seen.get(sid) ?? null;
+  }
+
+  reloaded(r: ReloadRecord): void {
+    this.reloads.unshift(r);
+    if (this.reloads.length > RELOADS) this.reloads.pop();
+  }
+}
