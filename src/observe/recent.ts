@@ -1,5 +1,5 @@
 import type { Decision } from '../decide/decide.js';
-import type { RequestContext } from '../decide/types.js';
+import type { Identity, RequestContext } from '../decide/types.js';
 
 // What the admin console shows of the recent past, kept in this process's memory only and
 // bounded: the denied and failed requests (from the very events that write the audit log and
@@ -44,6 +44,7 @@ const DENIALS = 500;
 const USERS = 50;
 const SEEN = 50_000;
 const RELOADS = 20;
+const FRESH_MS = 1000;
 
 export class Recent {
   private readonly ring: Array<Denial | undefined> = new Array<Denial | undefined>(DENIALS);
@@ -54,27 +55,48 @@ export class Recent {
   /** When this process started serving (ms). */
   readonly startedAt = Date.now();
 
-  /** Called with every request's decision, next to the access line and the audit line. */
+  /**
+   * Called with every request's decision, next to the access line and the audit line. A user or
+   * session seen within the last second is left as it is (no allocation, no map write): this
+   * runs on the hot path, and "last seen" only needs to be exact to a second.
+   */
   request(ctx: RequestContext | null, d: Decision | undefined, requestId: string): void {
     if (!ctx || !d) return;
     const identity = 'identity' in d ? d.identity : null;
-    if (identity) {
-      const key = identity.email || identity.user;
-      // Map order is insertion order: re-inserting keeps the most recent last.
-      this.users.delete(key);
-      this.users.set(key, {
-        user: identity.user,
-        email: identity.email,
-        groups: identity.groups.slice(0, 50),
-        at: ctx.now,
-      });
-      if (this.users.size > USERS) this.users.delete(this.users.keys().next().value!);
-    }
-    if (d.kind === 'allow' && d.session) {
-      this.seen.delete(d.session.sid);
-      this.seen.set(d.session.sid, ctx.now);
-      if (this.seen.size > SEEN) this.seen.delete(this.seen.keys().next().value!);
-    }
+    if (identity) this.user(identity, ctx.now);
+    if (d.kind === 'allow' && d.session) this.touch(d.session.sid, ctx.now);
+    this.denial(ctx, d, identity, requestId);
+  }
+
+  private user(identity: Identity, now: number): void {
+    const key = identity.email || identity.user;
+    const prev = this.users.get(key);
+    if (prev !== undefined && now - prev.at < FRESH_MS) return;
+    // Map order is insertion order: re-inserting keeps the most recent last.
+    this.users.delete(key);
+    this.users.set(key, {
+      user: identity.user,
+      email: identity.email,
+      groups: identity.groups.slice(0, 50),
+      at: now,
+    });
+    if (this.users.size > USERS) this.users.delete(this.users.keys().next().value!);
+  }
+
+  private touch(sid: string, now: number): void {
+    const last = this.seen.get(sid);
+    if (last !== undefined && now - last < FRESH_MS) return;
+    this.seen.delete(sid);
+    this.seen.set(sid, now);
+    if (this.seen.size > SEEN) this.seen.delete(this.seen.keys().next().value!);
+  }
+
+  private denial(
+    ctx: RequestContext,
+    d: Decision,
+    identity: Identity | null,
+    requestId: string,
+  ): void {
     if (d.kind !== 'deny' && d.kind !== 'unavailable' && d.kind !== 'bad_request') return;
     const port = ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`;
     this.ring[this.next] = {
