@@ -169,6 +169,7 @@ export async function startPortcullis(
   void idp.start();
   for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
   state.runtime = buildRuntime(cfg, idp, log, undefined, observer);
+  observer.upstreams = () => state.upstreams.status();
   state.upstreams.configure(cfg.routes);
   metrics?.watchUpstreams(() => state.upstreams.status());
   // Connect (and migrate) now, so a store that is down at start is reported before the first request.

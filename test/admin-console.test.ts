@@ -80,6 +80,8 @@ describe('admin console', () => {
   before(async () => {
     mkdirSync(SHOTS, { recursive: true });
     dir = mkdtempSync(join(tmpdir(), 'portcullis-admin-'));
+    // Nothing listens there: the balanced route's second upstream fails its health checks.
+    const CLOSED_PORT = await freePort();
     s = await startStack({
       hosts: ['app.corp.test'],
       configFile: join(dir, 'portcullis.yaml'),
@@ -94,6 +96,16 @@ routes:
     prefix: /ops
     to: \${UPSTREAM}
     allowed_groups: [admins]
+  - from: http://app.corp.test:\${PORT}
+    prefix: /balanced
+    to: [\${UPSTREAM}, "http://127.0.0.1:${CLOSED_PORT}"]
+    allowed_groups: [admins]
+    health_checks:
+      - timeout: 1s
+        interval: 300ms
+        unhealthy_threshold: 1
+        healthy_threshold: 1
+        tcp_health_check: {}
   - from: http://app.corp.test:\${PORT}
     to: \${UPSTREAM}
     allow_any_authenticated_user: true
@@ -576,6 +588,10 @@ ${docsPolicyRoute()}`,
     assert.match(body, /sha256 [0-9a-f]{12}/);
     assert.match(body, /test\s*✓ in force/, 'the reload just made');
     assert.match(body, /grafana\.example\.com/);
+    // The balanced route's upstreams as the proxy sees them: one healthy, one failing its checks.
+    const balanced = (await page.locator('tr', { hasText: '/balanced' }).textContent())!;
+    assert.match(balanced, /✓ healthy, \d+ in flight/);
+    assert.match(balanced, /127\.0\.0\.1:\d+\/?\s*✗ failing its health checks/);
     // The findings are `portcullis check`'s.
     const check = spawnSync(
       process.execPath,

@@ -68,10 +68,23 @@ export async function healthPage(a: AdminRequest): Promise<void> {
     )
     .join('');
 
+  // Load-balanced routes: whether each upstream takes traffic now (health checks, ejection).
+  const live = new Map(rt.observer.upstreams().map((u) => [`${u.route} ${u.upstream}`, u]));
+  const target = (r: (typeof rt.cfg.routes)[number], u: URL): string => {
+    const s = live.get(`${r.id} ${u.origin}${u.pathname === '/' ? '' : u.pathname}`);
+    const state = !s
+      ? ''
+      : s.ejected
+        ? ' <span class="bad">✗ ejected (outlier detection)</span>'
+        : s.healthy
+          ? ` <span class="ok">✓ healthy</span>, ${s.inFlight} in flight`
+          : ' <span class="bad">✗ failing its health checks</span>';
+    return `<code>${escapeHtml(u.href)}</code>${state}`;
+  };
   const upstreams = rt.cfg.routes
     .map(
       (r) =>
-        `<tr><td><code>${escapeHtml(r.id)}</code></td><td><code>${escapeHtml(r.from.raw)}${r.match.kind === 'any' ? '' : ` ${escapeHtml(r.match.kind)} ${escapeHtml(r.match.value)}`}</code></td><td>${r.to.length ? r.to.map((u) => `<code>${escapeHtml(u.href)}</code>`).join('<br>') : '<span class="muted">answered by Portcullis (redirect, response or forward-auth only)</span>'}</td></tr>`,
+        `<tr><td><code>${escapeHtml(r.id)}</code></td><td><code>${escapeHtml(r.from.raw)}${r.match.kind === 'any' ? '' : ` ${escapeHtml(r.match.kind)} ${escapeHtml(r.match.value)}`}</code></td><td>${r.to.length ? r.to.map((u) => target(r, u)).join('<br>') : '<span class="muted">answered by Portcullis (redirect, response or forward-auth only)</span>'}</td></tr>`,
     )
     .join('');
 

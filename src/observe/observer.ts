@@ -3,6 +3,7 @@ import type { RequestContext } from '../decide/types.js';
 import type { Logger } from './logger.js';
 import { Audit } from './audit.js';
 import type { Metrics } from './metrics.js';
+import type { UpstreamStatus } from './health.js';
 import { Recent } from './recent.js';
 
 /**
@@ -13,6 +14,8 @@ import { Recent } from './recent.js';
 export class Observer {
   /** The admin console's memory of recent denials, users, session use and reloads. */
   readonly recent = new Recent();
+  /** Load-balanced upstreams as the proxy sees them now (set by the server that owns the pools). */
+  upstreams: () => UpstreamStatus[] = () => [];
 
   constructor(
     readonly metrics: Metrics | null,
