@@ -344,6 +344,7 @@ async function main(): Promise<number> {
   let tokenRp: TokenRp | null = null;
   const results: TargetResult[] = [];
   let memory: MemoryResult | null = null;
+  let memoryAlt: MemoryResult | null = null;
   let profile: ProfileSummary | null = null;
 
   try {
@@ -826,6 +827,25 @@ async function main(): Promise<number> {
       console.log(
         `memory: idle ${memory.idleRssMB} MB (3 s), ${memory.settledRssMB} MB (30 s); ${memory.sessions} sessions at ${memory.connections} connections: peak ${memory.peakRssMB} MB, ${fmt(memory.rps, 0)} req/s${memory.ok ? '' : `, FAILED: ${memory.problem}`}`,
       );
+      if (altNode) {
+        memoryAlt = await memoryRun({
+          n: sessionsN,
+          connections: Math.max(...connections),
+          duration,
+          warmup,
+          threads,
+          work,
+          lua: lua.cycle,
+          cookieSecret,
+          yaml: yaml(ports.pm),
+          port: ports.pm,
+          upstreamPort: ports.upstream,
+          node: { bin: altNode, version: altVersion },
+        });
+        console.log(
+          `memory [Node ${altVersion}]: idle ${memoryAlt.idleRssMB} MB (3 s), ${memoryAlt.settledRssMB} MB (30 s); peak ${memoryAlt.peakRssMB} MB, ${fmt(memoryAlt.rps, 0)} req/s${memoryAlt.ok ? '' : `, FAILED: ${memoryAlt.problem}`}`,
+        );
+      }
     }
 
     // --- profile of (d) ------------------------------------------------------------------------
@@ -865,6 +885,7 @@ async function main(): Promise<number> {
     threads,
     results,
     memory,
+    memoryAlt,
     profile,
     seconds: Math.round((Date.now() - started) / 1000),
     missing: pf.missingPackages,
@@ -885,6 +906,7 @@ async function main(): Promise<number> {
         threads,
         results,
         memory,
+        memoryAlt,
         profile,
         goals: report.goalList,
       },
@@ -1205,6 +1227,8 @@ async function readAccessLines(
 // ---------------------------------------------------------------------------------------------
 
 interface MemoryResult {
+  /** The Node version of the measured process. */
+  node: string;
   sessions: number;
   connections: number;
   /** 3 s after the login. */
@@ -1236,6 +1260,8 @@ async function memoryRun(o: {
   yaml: string;
   port: number;
   upstreamPort: number;
+  /** Another node binary (--node), and its version. */
+  node?: { bin: string; version: string } | undefined;
 }): Promise<MemoryResult> {
   const p = await startP(
     'portcullis-memory',
@@ -1243,7 +1269,7 @@ async function memoryRun(o: {
     o.yaml,
     o.port,
     [],
-    { stdoutFile: join(o.work, 'portcullis-memory.log') },
+    { stdoutFile: join(o.work, 'portcullis-memory.log'), node: o.node?.bin },
   );
   try {
     const cookie = await loginPortcullis(o.port);
@@ -1296,6 +1322,7 @@ async function memoryRun(o: {
     const afterRss = treeRss([p.proc.pid]);
     const problem = r.failed > 0 ? `${r.failed} errors/non-2xx` : undefined;
     return {
+      node: o.node?.version ?? process.version,
       sessions: o.n,
       connections: o.connections,
       idleRssMB: mb(idle),
@@ -1387,6 +1414,8 @@ function buildReport(o: {
   threads: number;
   results: TargetResult[];
   memory: MemoryResult | null;
+  /** The same memory run under --node. */
+  memoryAlt?: MemoryResult | null;
   profile: ProfileSummary | null;
   seconds: number;
   missing: string[];
@@ -1508,17 +1537,22 @@ function buildReport(o: {
         ? `${fmt(d16.p50 - n16.p50, 3)} ms (${fmt(d16.p50)} − ${fmt(n16.p50)})`
         : 'not measured',
   });
-  if (o.memory) {
+  for (const [mem, from] of [
+    [o.memory, byId],
+    [o.memoryAlt ?? null, byIdAlt],
+  ] as const) {
+    if (!mem) continue;
+    const on = mem === o.memory ? '' : ` [Node ${mem.node}]`;
     goals.push({
-      goal: '5. idle RSS ≤ 75 MB (30 s after one login)',
-      met: o.memory.settledRssMB <= 75,
-      detail: `${o.memory.settledRssMB} MB (${o.memory.idleRssMB} MB 3 s after the login)`,
+      goal: `5. idle RSS ≤ 75 MB (30 s after one login)${on}`,
+      met: mem.settledRssMB <= 75,
+      detail: `${mem.settledRssMB} MB (${mem.idleRssMB} MB 3 s after the login)`,
     });
-    const nTop = run('n', o.memory.connections);
+    const nTop = pick(from, 'n', mem.connections);
     goals.push({
-      goal: `5. peak RSS with ${o.memory.sessions} sessions cycling ≤ (n)'s peak + 50 MB`,
-      met: o.memory.ok && nTop ? o.memory.peakRssMB <= nTop.peakRssMB + 50 : null,
-      detail: `${o.memory.peakRssMB} MB vs (n) ${nTop ? `${nTop.peakRssMB} MB` : 'not measured'}${o.memory.ok ? '' : ` (run FAILED: ${o.memory.problem})`}`,
+      goal: `5. peak RSS with ${mem.sessions} sessions cycling ≤ (n)'s peak + 50 MB${on}`,
+      met: mem.ok && nTop ? mem.peakRssMB <= nTop.peakRssMB + 50 : null,
+      detail: `${mem.peakRssMB} MB vs (n) ${nTop ? `${nTop.peakRssMB} MB` : 'not measured'}${mem.ok ? '' : ` (run FAILED: ${mem.problem})`}`,
     });
   }
   for (const conns of o.connections) {
@@ -1581,10 +1615,11 @@ function buildReport(o: {
     md.push(
       `- ${r.label}: ${r.processes || '–'}${r.notes.length ? `; ${r.notes.join('; ')}` : ''}`,
     );
-  if (o.memory) {
+  for (const mem of [o.memory, o.memoryAlt ?? null]) {
+    if (!mem) continue;
     md.push('');
     md.push(
-      `Memory (fresh Portcullis, one process): idle ${o.memory.idleRssMB} MB 3 s after one login, ${o.memory.settledRssMB} MB 30 s after it; ${o.memory.sessions} distinct sessions cycling at ${o.memory.connections} connections: peak ${o.memory.peakRssMB} MB (${o.memory.afterRssMB} MB 2 s after), ${fmt(o.memory.rps, 0)} req/s, p99 ${fmt(o.memory.p99)} ms${o.memory.ok ? '' : `, FAILED: ${o.memory.problem}`}.`,
+      `Memory (fresh Portcullis, one process, Node ${mem.node}): idle ${mem.idleRssMB} MB 3 s after one login, ${mem.settledRssMB} MB 30 s after it; ${mem.sessions} distinct sessions cycling at ${mem.connections} connections: peak ${mem.peakRssMB} MB (${mem.afterRssMB} MB 2 s after), ${fmt(mem.rps, 0)} req/s, p99 ${fmt(mem.p99)} ms${mem.ok ? '' : `, FAILED: ${mem.problem}`}.`,
     );
   }
   md.push('');
