@@ -125,6 +125,12 @@ export class OidcProvider implements Provider {
       sub: idClaims.sub,
       claims: completed.claims,
       staleGroups: completed.stale === true,
+      idpSession: {
+        iss: idClaims.iss,
+        // Bounded: it is kept in the session and hashed into an index name, never trusted further.
+        sid:
+          typeof idClaims.sid === 'string' && idClaims.sid.length <= 255 ? idClaims.sid : undefined,
+      },
       tokens: {
         accessToken: tokens.access_token,
         accessTokenExp: tokens.expires_in ? now + tokens.expires_in * 1000 : undefined,

@@ -15,6 +15,7 @@ import {
 import type { Refresher } from './refresh.js';
 import {
   StoreUnavailableError,
+  type IdpLogout,
   type SessionData,
   type SessionStore,
   type SessionView,
@@ -141,6 +142,22 @@ export class SessionManager {
     // A scan of the cache per message: endings are rare next to requests, and an index by
     // session id would cost every cache miss a second map write.
     for (const [value, e] of this.cache) if (sids.has(e.view.sid)) this.cache.delete(value);
+  }
+
+  /**
+   * Ends the sessions a logout from the IdP names (authenticate/idp-logout.ts): in the store,
+   * which tells every replica of a shared one, and in this process's cache. The cookie store can
+   * only refuse them here (session/logout-list.ts); its count is null.
+   */
+  async endByIdp(logout: IdpLogout, now: number): Promise<number | null> {
+    const ended = this.store.endByIdp ? await this.store.endByIdp(logout, now) : null;
+    if (!this.store.serverSide) {
+      // The cache does not know which IdP session an entry came from; the store does, on the
+      // next read. Logouts are rare next to requests: every entry is decoded once more.
+      this.endings++;
+      this.cache.clear();
+    }
+    return ended;
   }
 
   cookieOptions(host: string, maxAgeSeconds?: number): CookieOptions {
@@ -456,6 +473,7 @@ export class SessionManager {
       idToken?: string | undefined;
     },
     now = Date.now(),
+    idpSession?: { iss: string; sid?: string | undefined },
   ): SessionData {
     return {
       v: 1,
@@ -465,6 +483,12 @@ export class SessionManager {
       iat: now,
       exp: now + this.cfg.cookie.expireMs,
       ...tokens,
+      ...(idpSession
+        ? {
+            idpIss: idpSession.iss,
+            ...(idpSession.sid !== undefined ? { idpSid: idpSession.sid } : {}),
+          }
+        : {}),
     };
   }
 
