@@ -123,7 +123,13 @@ function verifyError(e: unknown): LogoutTokenVerdict {
     return { kind: 'invalid', reason: `the logout_token ${why}` };
   }
   if (e instanceof joseErrors.JWTExpired)
-    return { kind: 'invalid', reason: 'the logout_token has expired' };
+    return {
+      kind: 'invalid',
+      reason:
+        e.claim === 'iat'
+          ? `the logout_token was issued more than ${LOGOUT_TOKEN_MAX_AGE_S} s ago`
+          : 'the logout_token has expired',
+    };
   if (
     e instanceof joseErrors.JWKSTimeout ||
     e instanceof joseErrors.JWKSInvalid ||

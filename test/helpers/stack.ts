@@ -2,7 +2,7 @@
 // Portcullis, wired through a real YAML config, all on 127.0.0.1.
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { startIdp, type IdpOptions, type RunningIdp } from '../../demo/idp.js';
+import { startIdp, type IdpClient, type IdpOptions, type RunningIdp } from '../../demo/idp.js';
 import { startWhoami } from '../../demo/whoami.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observe/logger.js';
@@ -32,6 +32,8 @@ export interface StackOptions {
   /** YAML for `routes:` and any extra globals; `${PORT}` and `${UPSTREAM}` are replaced. */
   body: string;
   idp?: Partial<IdpOptions>;
+  /** More registration of the `portcullis` client (e.g. backchannel_logout_uri). */
+  client?: Partial<IdpClient>;
   /** The redirect URI path registered at the IdP (authenticate_callback_path). */
   callbackPath?: string;
   port?: number;
@@ -49,6 +51,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         client_secret: clientSecret,
         redirect_uris: origins.map((h) => `${h}${o.callbackPath ?? '/.portcullis/callback'}`),
         post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`),
+        ...o.client,
       },
     ],
     ...o.idp,
