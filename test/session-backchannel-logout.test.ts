@@ -374,6 +374,15 @@ for (const kind of ['redis', 'postgres'] as const) {
       assert.equal((await untilRefused(() => get(s.port, alice))).status, 401);
       assert.equal((await get(b.port, alice)).status, 401);
       assert.equal((await get(s.port, bob)).status, 200);
+      // Microsoft Entra ID sends sid alone (no iss): with one IdP configured, it is that IdP's.
+      const bobSid = decodeJwt((await get(s.port, bob)).json().headers['x-id-token'] as string)
+        .sid as string;
+      const entra = await request(
+        app(s.port, `/.portcullis/frontchannel-logout?sid=${encodeURIComponent(bobSid)}`),
+        { headers: BROWSER_HEADERS },
+      );
+      assert.equal(entra.status, 200);
+      assert.equal((await untilRefused(() => get(b.port, bob))).status, 401);
       // Every other page of ours still refuses to be framed.
       const other = await request(app(s.port, '/.portcullis/signed_out'), {
         headers: BROWSER_HEADERS,

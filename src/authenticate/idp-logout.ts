@@ -18,6 +18,7 @@ import { spendOnce } from './once.js';
 //   GET  /.portcullis/frontchannel-logout?iss=&sid=   Front-Channel Logout 1.0: the IdP's
 //        logout page loads us in an iframe. Unsigned, so it can only name an IdP session (sid),
 //        which only the IdP and the user's own ID token know; the page may be framed by the IdP.
+//        `sid` alone (Entra ID) means the only configured IdP.
 // Either ends the sessions of that IdP session (sid), else of that user (sub), in the session
 // store, which tells every replica (session/server-store.ts); the cookie store can only refuse
 // them in this process (session/logout-list.ts). docs/identity-providers.md says which IdP
@@ -33,6 +34,15 @@ const MAX_BODY = 64 * 1024;
  */
 export function idpForIssuer(rt: Runtime, iss: string): Idp | null {
   return rt.idp.issuer() === iss ? rt.idp : null;
+}
+
+/**
+ * The IdP a front-channel logout naming no issuer means: the only one configured. Microsoft
+ * Entra ID calls the front-channel logout URL with `sid` alone, without the `iss` that
+ * Front-Channel Logout 1.0 §2 asks for.
+ */
+export function onlyIdp(rt: Runtime): Idp | null {
+  return rt.idp.issuer() !== null ? rt.idp : null;
 }
 
 /** The origins of the configured IdPs: who may frame the front-channel logout page. */
@@ -132,7 +142,7 @@ export async function backchannelLogout(a: AuthRequest): Promise<void> {
   res.end();
 }
 
-/** GET /.portcullis/frontchannel-logout?iss=...&sid=... */
+/** GET /.portcullis/frontchannel-logout?iss=...&sid=... (or ?sid=... alone) */
 export async function frontchannelLogout(a: AuthRequest): Promise<void> {
   const { rt, ctx, res, requestId } = a;
   const q = new URLSearchParams(ctx.query.startsWith('?') ? ctx.query.slice(1) : ctx.query);
@@ -153,17 +163,17 @@ export async function frontchannelLogout(a: AuthRequest): Promise<void> {
   let ended: number | null = 0;
   let logout: IdpLogout | null = null;
   if (iss.length || sid.length) {
-    if (!iss[0] || !sid[0] || sid[0].length > 255) {
-      bad(
-        'A front-channel logout must name both iss and sid (frontchannel_logout_session_required).',
-      );
+    if (!sid[0] || sid[0].length > 255) {
+      bad('A front-channel logout must name the IdP session (sid).');
       return;
     }
-    if (!idpForIssuer(rt, iss[0])) {
+    const idp = iss.length ? idpForIssuer(rt, iss[0]!) : onlyIdp(rt);
+    const issuer = idp?.issuer();
+    if (!issuer) {
       bad('The logout request does not come from the configured identity provider (iss).');
       return;
     }
-    logout = { iss: iss[0], sid: sid[0], at: ctx.now };
+    logout = { iss: issuer, sid: sid[0], at: ctx.now };
     ended = await rt.sessions.endByIdp(logout, ctx.now);
   } else {
     // Without iss and sid the IdP can only mean the session of the browser in the frame: only

@@ -126,7 +126,9 @@ export class OidcProvider implements Provider {
       claims: completed.claims,
       staleGroups: completed.stale === true,
       idpSession: {
-        iss: idClaims.iss,
+        // The IdP as discovered, not the token's iss: the two differ for a multi-tenant Entra
+        // issuer ({tenantid}), and a logout is matched to the IdP, not to a tenant.
+        iss: this.idp.issuer() ?? idClaims.iss,
         // Bounded: it is kept in the session and hashed into an index name, never trusted further.
         sid:
           typeof idClaims.sid === 'string' && idClaims.sid.length <= 255 ? idClaims.sid : undefined,
