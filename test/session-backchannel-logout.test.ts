@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
+import { runProbe } from '../src/cli/probe.js';
+import { parseConfig } from '../src/config/load.js';
 import { CookieSessionStore } from '../src/session/cookie-store.js';
 import { Sealer } from '../src/session/seal.js';
 import type { SessionData } from '../src/session/types.js';
@@ -214,6 +216,13 @@ for (const kind of ['redis', 'postgres'] as const) {
       assert.equal((await get(s.port, other)).status, 200);
     });
 
+    test('portcullis probe says the IdP advertises back-channel logout', async () => {
+      const checks = await runProbe(parseConfig(s.yaml, 'test.yaml'));
+      const discovery = checks.find((c) => c.check === 'idp_discovery');
+      assert.equal(discovery?.status, 'ok');
+      assert.match(discovery?.detail ?? '', /; back-channel logout supported$/);
+    });
+
     test('a Logout Token replayed through either process is refused (its jti is spent)', async () => {
       const token = await signedLogout(s, { sub: 'nobody-in-particular' });
       assert.equal((await postLogout(s.port, token)).status, 200);
@@ -392,6 +401,37 @@ for (const kind of ['redis', 'postgres'] as const) {
     });
   });
 }
+
+describe('back-channel logout with the memory store (one process)', () => {
+  let s: Stack;
+  const app = (port: number, path = '/'): string => `http://app.corp.test:${port}${path}`;
+  before(async () => {
+    const port = await freePort();
+    s = await startStack({
+      port,
+      hosts: ['app.corp.test'],
+      body: `session_storage: memory\n${ROUTES}`,
+      idp: { backchannelLogout: true, fetch: idpFetch },
+      client: { backchannel_logout_uri: `${app(port)}.portcullis/backchannel-logout` },
+    });
+  });
+  after(async () => {
+    await s?.close();
+  });
+
+  test('signing out at the IdP ends the session; a body too large is refused', async () => {
+    const alice = await signIn(app(s.port, '/a'), 'alice');
+    const bob = await signIn(app(s.port, '/b'), 'bob');
+    const big = await postLogout(s.port, 'x'.repeat(70_000));
+    assert.equal(big.status, 400);
+    assert.match(big.json().error_description, /larger than/);
+    await signOutAtIdp(s, alice);
+    const get = (jar: CookieJar) => request(app(s.port), { jar, headers: JSON_HEADERS });
+    assert.equal((await get(alice)).status, 401);
+    assert.equal((await get(bob)).status, 200);
+    assert.equal(s.logs.find((l) => l.event === 'idp_logout')?.ended, 1);
+  });
+});
 
 describe('back-channel logout with the cookie store', () => {
   let s: Stack;

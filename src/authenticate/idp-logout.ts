@@ -72,7 +72,7 @@ export async function backchannelLogout(a: AuthRequest): Promise<void> {
   }
   const body = await readBody(req, MAX_BODY);
   if (body === null) {
-    refuse('invalid_request', `the body is larger than ${MAX_BODY} bytes`);
+    refuse('invalid_request', `the body is larger than ${MAX_BODY} bytes, or was cut off`);
     return;
   }
   const tokens = new URLSearchParams(body).getAll('logout_token');
@@ -237,16 +237,20 @@ function printable(v: unknown): string {
     .slice(0, 120);
 }
 
-/** The request body as text, or null past `limit` bytes. */
+/** The request body as text, or null past `limit` bytes (or cut off). */
 async function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return null;
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return null;
-    chunks.push(chunk);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) return null;
+      chunks.push(chunk);
+    }
+  } catch {
+    return null; // the client went away mid-body: nothing to act on
   }
   return Buffer.concat(chunks).toString('utf8');
 }
