@@ -373,7 +373,9 @@ for (const kind of ['redis', 'postgres'] as const) {
       });
       assert.equal(r.status, 200);
       assert.match(r.body, /Signed out/);
-      assert.equal(r.headers['cache-control'], 'no-store');
+      // Front-Channel Logout 1.0 §2: "Cache-Control: no-cache, no-store" and "Pragma: no-cache".
+      assert.equal(r.headers['cache-control'], 'no-cache, no-store');
+      assert.equal(r.headers.pragma, 'no-cache');
       // Framable by the IdP, and only by it (and ourselves): no X-Frame-Options DENY here.
       assert.equal(r.headers['x-frame-options'], undefined);
       assert.match(

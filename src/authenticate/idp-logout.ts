@@ -24,8 +24,6 @@ import { spendOnce } from './once.js';
 // them in this process (session/logout-list.ts). docs/identity-providers.md says which IdP
 // offers which, and how to register the addresses.
 
-export const BACKCHANNEL_LOGOUT_PATH = '/.portcullis/backchannel-logout';
-export const FRONTCHANNEL_LOGOUT_PATH = '/.portcullis/frontchannel-logout';
 const MAX_BODY = 64 * 1024;
 
 /**
@@ -189,7 +187,9 @@ export async function frontchannelLogout(a: AuthRequest): Promise<void> {
   const body = htmlDocument('Signed out', '<h1>Signed out</h1><p>You are signed out.</p>');
   res.writeHead(200, {
     'content-type': 'text/html; charset=utf-8',
-    'cache-control': 'no-store',
+    // Front-Channel Logout 1.0 §2: the RP's logout page must not be cached.
+    'cache-control': 'no-cache, no-store',
+    pragma: 'no-cache',
     'x-request-id': requestId,
     'x-content-type-options': 'nosniff',
     // The one page of ours that may be framed, and only by the IdP (its logout page frames

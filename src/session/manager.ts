@@ -245,7 +245,12 @@ export class SessionManager {
   private cached(value: string, now: number): Entry | null {
     const hit = this.cache.get(value);
     if (!hit) return null;
-    if (hit.view.exp > now && (!this.store.serverSide || this.fresh(hit.checkedAt, now)))
+    // A cookie-store entry is decoded once and kept, unless it was read while an ending was
+    // heard (checkedAt -Infinity): the ending may have been its own (a logout from the IdP).
+    if (
+      hit.view.exp > now &&
+      (this.store.serverSide ? this.fresh(hit.checkedAt, now) : hit.checkedAt !== -Infinity)
+    )
       return hit;
     this.cache.delete(value);
     return null;
@@ -308,6 +313,7 @@ export class SessionManager {
   private async refreshed(value: string, entry: Entry, now: number): Promise<Entry | null> {
     const sid = entry.view.sid;
     const since = entry.since;
+    const endings = this.endings;
     let result: Refreshed;
     const recent = this.recent.get(sid);
     if (
@@ -336,7 +342,9 @@ export class SessionManager {
     return this.remember(
       value,
       result.decoded,
-      Date.now(),
+      // Cookie store: read before a logout from the IdP that arrived meanwhile, so good for this
+      // request, not for the next. (Server-side stores re-check the store within their bound.)
+      endings === this.endings || this.store.serverSide ? Date.now() : -Infinity,
       result.value !== value ? result.value : undefined,
     );
   }
