@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { exportJWK, generateKeyPair } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import type {
   Adapter,
   AdapterPayload,
@@ -36,6 +36,9 @@ export interface IdpClient {
   post_logout_redirect_uris?: string[];
   /** default: authorization_code + refresh_token */
   grant_types?: string[];
+  /** OpenID Connect Back-Channel Logout 1.0 (IdpOptions.backchannelLogout must be on) */
+  backchannel_logout_uri?: string;
+  backchannel_logout_session_required?: boolean;
 }
 
 export interface IdpOptions {
@@ -61,6 +64,13 @@ export interface IdpOptions {
   tokenResponse?: (
     body: Record<string, unknown>,
   ) => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Enables back-channel logout: end_session posts a Logout Token to each client's URI. */
+  backchannelLogout?: boolean;
+  /**
+   * How the IdP makes its own requests (back-channel logout posts). oidc-provider's default
+   * refuses loopback and private addresses (SSRF protection), where every test service runs.
+   */
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
 }
 
 export interface RunningIdp {
@@ -74,6 +84,11 @@ export interface RunningIdp {
   removeClient(clientId: string): void;
   /** How many requests reached `path` (e.g. /token/introspection): what relying parties cost the IdP. */
   requestCount(path: string): number;
+  /**
+   * Signs any claims with the IdP's own key (header alg RS256 and its kid, plus `header`): lets a
+   * test play an IdP that sends a malformed Logout Token or other token.
+   */
+  signJwt(payload: JWTPayload, header?: Record<string, unknown>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -322,7 +337,8 @@ const SCOPES = ['openid', 'email', 'profile', 'groups', 'offline_access'];
 
 // One signing key and cookie key per process, so ID tokens and JWTs signed before an IdP
 // restart (same port, same test) still verify against the restarted IdP's JWKS.
-let keysPromise: Promise<{ jwk: Record<string, unknown>; cookieKey: string }> | undefined;
+let keysPromise:
+  Promise<{ jwk: Record<string, unknown>; privateKey: CryptoKey; cookieKey: string }> | undefined;
 function processKeys() {
   keysPromise ??= (async () => {
     const { privateKey } = await generateKeyPair('RS256', { extractable: true });
@@ -332,7 +348,7 @@ function processKeys() {
       alg: 'RS256',
       use: 'sig',
     };
-    return { jwk, cookieKey: randomBytes(32).toString('base64url') };
+    return { jwk, privateKey, cookieKey: randomBytes(32).toString('base64url') };
   })();
   return keysPromise;
 }
@@ -354,6 +370,12 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
       grant_types: grantTypes,
       response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
       token_endpoint_auth_method: 'client_secret_basic',
+      ...(c.backchannel_logout_uri
+        ? {
+            backchannel_logout_uri: c.backchannel_logout_uri,
+            backchannel_logout_session_required: c.backchannel_logout_session_required ?? true,
+          }
+        : {}),
     });
   }
 
@@ -362,7 +384,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
   const refreshTokenTtl = opts.refreshTokenTtl ?? 14 * 24 * 3600;
   const audience = opts.jwtAccessTokenAudience;
 
-  const { jwk, cookieKey } = await processKeys();
+  const { jwk, privateKey, cookieKey } = await processKeys();
 
   let provider: ProviderInstance | undefined;
   let handle: http.RequestListener | undefined;
@@ -467,7 +489,17 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     jwt: { sign: { alg: 'RS256' } },
   });
 
+  const outgoing = opts.fetch;
   const configuration = {
+    ...(outgoing
+      ? {
+          // oidc-provider's SSRF-guarding dispatcher is dropped with the rest of its options.
+          fetch: (url: string, o: RequestInit & { dispatcher?: unknown }) => {
+            const { dispatcher: _ignored, ...init } = o;
+            return outgoing(url, init);
+          },
+        }
+      : {}),
     adapter: makeAdapter(clients),
     clients: [],
     jwks: { keys: [jwk] },
@@ -537,6 +569,7 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     },
     features: {
       devInteractions: { enabled: false },
+      backchannelLogout: { enabled: opts.backchannelLogout === true },
       clientCredentials: { enabled: true },
       introspection: {
         enabled: true,
@@ -603,6 +636,9 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
   provider.on('server_error', (_ctx: unknown, err: Error) => {
     console.error('demo idp server_error:', err);
   });
+  provider.on('backchannel.error', (_ctx: unknown, err: Error) => {
+    console.error('demo idp backchannel logout failed:', err.message);
+  });
   // Client metadata is only validated when first looked up; fail fast on a bad test setup.
   for (const id of clients.keys()) {
     try {
@@ -634,6 +670,11 @@ export async function startIdp(opts: IdpOptions): Promise<RunningIdp> {
     },
     requestCount(path) {
       return counts.get(path) ?? 0;
+    },
+    async signJwt(payload, header = {}) {
+      return new SignJWT(payload)
+        .setProtectedHeader({ ...header, alg: 'RS256', kid: jwk.kid as string })
+        .sign(privateKey);
     },
     close() {
       return new Promise<void>((resolve) => {

@@ -178,6 +178,11 @@ describe('check', () => {
       r.stdout,
       /post-logout redirect URI:\s+https:\/\/app\.example\.com\/\.portcullis\/signed_out$/m,
     );
+    // OpenID Connect Back-Channel Logout 1.0 §2.2: the RP's backchannel_logout_uri.
+    assert.match(
+      r.stdout,
+      /back-channel logout URI:\s+https:\/\/app\.example\.com\/\.portcullis\/backchannel-logout$/m,
+    );
   });
 
   test('a bad config exits 1 naming the file, line, key and what was expected', async () => {
@@ -204,9 +209,22 @@ describe('check', () => {
     assert.equal(ok.code, 0, ok.stderr);
     const o = JSON.parse(ok.stdout) as {
       ok: boolean;
-      register: { redirect_uris: string[]; post_logout_redirect_uris: string[] };
+      register: {
+        redirect_uris: string[];
+        post_logout_redirect_uris: string[];
+        backchannel_logout_uri: string;
+        frontchannel_logout_uri: string;
+      };
     };
     assert.equal(o.ok, true);
+    assert.equal(
+      o.register.backchannel_logout_uri,
+      'https://app.example.com/.portcullis/backchannel-logout',
+    );
+    assert.equal(
+      o.register.frontchannel_logout_uri,
+      'https://app.example.com/.portcullis/frontchannel-logout',
+    );
     assert.deepEqual(o.register.redirect_uris, [
       'https://app.example.com/.portcullis/callback',
       'http://intranet.example.com:8080/.portcullis/callback',

@@ -129,6 +129,8 @@ routes:
       ],
     );
     assert.match(byName(cs, 'idp_jwks').detail, /^\d+ signing keys?$/);
+    // The test IdP has back-channel logout off: nothing to register for it.
+    assert.match(byName(cs, 'idp_discovery').detail, /; no logout from the IdP advertised$/);
 
     const prom = await probe(file, '--format', 'prometheus');
     assert.equal(prom.code, 0);

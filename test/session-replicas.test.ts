@@ -129,16 +129,26 @@ for (const kind of ['redis', 'postgres'] as const) {
       if (kind === 'redis') {
         const r = new Redis({ host: '127.0.0.1', port: 6379 });
         const keys = await r.keys(`${prefix}*`);
-        dump = keys.join('\n') + (await Promise.all(keys.map((k) => r.get(k)))).join('\n');
+        // Session records are strings; the index of IdP sessions and users are sets.
+        const values = await Promise.all(
+          keys.map(async (k) =>
+            (await r.type(k)) === 'set' ? (await r.smembers(k)).join(' ') : r.get(k),
+          ),
+        );
+        dump = keys.join('\n') + values.join('\n');
         r.disconnect();
       } else {
-        dump = JSON.stringify(await db!.query('SELECT * FROM portcullis_sessions'));
+        dump =
+          JSON.stringify(await db!.query('SELECT * FROM portcullis_sessions')) +
+          JSON.stringify(await db!.query('SELECT * FROM portcullis_session_index'));
       }
       assert.ok(dump.length > 100, 'the session is in the store');
       assert.ok(spy.issued.size >= 2, 'the IdP issued tokens');
       for (const t of spy.issued)
         assert.ok(!dump.includes(t), 'a token is in the store in clear text');
       assert.ok(!dump.includes('alice@example.com'));
+      // The index of IdP sessions and users holds keyed hashes, not the user id.
+      assert.ok(!dump.includes('"alice"') && !dump.includes(':alice'));
       // Nor does the cookie carry them: it only names the session.
       const cookie = jar.get('_portcullis', 'app.corp.test')!;
       for (const t of spy.issued) assert.ok(!cookie.includes(t));

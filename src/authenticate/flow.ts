@@ -117,6 +117,7 @@ const FLOW_ENDPOINTS = new Set([
   '/.portcullis/signed_out',
   '/.portcullis/callback',
   '/.portcullis/handoff',
+  '/.portcullis/frontchannel-logout',
   '/oauth2/start',
   '/oauth2/sign_in',
   '/oauth2/sign_out',
@@ -416,6 +417,7 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
       idToken: rt.cfg.routes.some((r) => r.passIdToken) ? tokens.idToken : undefined,
     },
     ctx.now,
+    signedIn.idpSession,
   );
   // Shown on the admin console's sessions page; a cookie session has no room for it.
   if (rt.sessions.store.serverSide)

@@ -186,11 +186,22 @@ async function check(file: string, json: boolean): Promise<number> {
       });
     }
     const ok = !issues.some((i) => i.severity === 'error');
+    // Any host Portcullis answers on serves the logout endpoints; the first one is named.
+    const logoutOrigin =
+      cfg.idp.provider === 'github'
+        ? null
+        : (URL.parse(rt.callbackUrls()[0] ?? '')?.origin ?? null);
     const register = {
       redirect_uris: rt.callbackUrls(),
       post_logout_redirect_uris: rt
         .callbackUrls()
         .map((u) => u.replace(/\/callback$/, '/signed_out')),
+      ...(logoutOrigin
+        ? {
+            backchannel_logout_uri: `${logoutOrigin}/.portcullis/backchannel-logout`,
+            frontchannel_logout_uri: `${logoutOrigin}/.portcullis/frontchannel-logout`,
+          }
+        : {}),
     };
     if (json) {
       console.log(JSON.stringify({ ok, file, issues, register }, null, 2));
@@ -207,6 +218,16 @@ async function check(file: string, json: boolean): Promise<number> {
       for (const u of register.redirect_uris) console.log(`  redirect URI:             ${u}`);
       for (const u of register.post_logout_redirect_uris)
         console.log(`  post-logout redirect URI: ${u}`);
+      if (register.backchannel_logout_uri) {
+        console.log(`  back-channel logout URI:  ${register.backchannel_logout_uri}`);
+        console.log(
+          `  front-channel logout URI: ${register.frontchannel_logout_uri} (only where the IdP has no back-channel logout)`,
+        );
+        if (cfg.sessionStorage.kind === 'cookie')
+          console.log(
+            '  note: with session_storage cookie, a logout from the IdP is refused only by the process that receives it (docs/identity-providers.md)',
+          );
+      }
     }
     return ok ? 0 : 1;
   } catch (e) {

@@ -66,7 +66,15 @@ async function oidcChecks(
           detail: 'the discovery document has no token_endpoint or jwks_uri',
         };
       md = doc;
-      return { status: 'ok', detail: `issuer ${said}` };
+      // What the IdP advertises (Back-Channel Logout 1.0 §2.1, Front-Channel Logout 1.0 §3):
+      // which logout URI to register (docs/identity-providers.md).
+      const logout =
+        doc.backchannel_logout_supported === true
+          ? 'back-channel logout supported'
+          : doc.frontchannel_logout_supported === true
+            ? 'front-channel logout only'
+            : 'no logout from the IdP advertised';
+      return { status: 'ok', detail: `issuer ${said}; ${logout}` };
     }),
   );
 

@@ -125,6 +125,14 @@ export class OidcProvider implements Provider {
       sub: idClaims.sub,
       claims: completed.claims,
       staleGroups: completed.stale === true,
+      idpSession: {
+        // The IdP as discovered, not the token's iss: the two differ for a multi-tenant Entra
+        // issuer ({tenantid}), and a logout is matched to the IdP, not to a tenant.
+        iss: this.idp.issuer() ?? idClaims.iss,
+        // Bounded: it is kept in the session and hashed into an index name, never trusted further.
+        sid:
+          typeof idClaims.sid === 'string' && idClaims.sid.length <= 255 ? idClaims.sid : undefined,
+      },
       tokens: {
         accessToken: tokens.access_token,
         accessTokenExp: tokens.expires_in ? now + tokens.expires_in * 1000 : undefined,

@@ -4,6 +4,7 @@ import type { Config } from '../config/types.js';
 import { isLoopback } from '../security/loopback.js';
 import { createCompleter, type ClaimsCompleter } from './directory/complete.js';
 import { verifyIdTokenSignature, type IdTokenVerdict, type RemoteKeys } from './id-token.js';
+import { verifyLogoutToken, type LogoutTokenVerdict } from './logout-token.js';
 
 export class IdpUnavailableError extends Error {
   constructor(message: string) {
@@ -133,6 +134,28 @@ export class Idp {
       remote: this.keys(),
       algorithms: this.cfg.idTokenAlgorithms,
       secret: this.secret,
+    });
+  }
+
+  /**
+   * The issuer this IdP's tokens carry (the discovered one, exactly), or null before discovery
+   * and for providers without ID tokens.
+   */
+  issuer(): string | null {
+    if (this.cfg.provider === 'github' || !this.config) return null;
+    return this.config.serverMetadata().issuer;
+  }
+
+  /** A back-channel Logout Token, checked against this IdP's keys for our client (logout-token.ts). */
+  async verifyLogoutToken(token: string, now: number): Promise<LogoutTokenVerdict> {
+    const issuer = this.issuer();
+    if (issuer === null)
+      return { kind: 'unavailable', reason: 'identity provider discovery has not finished' };
+    return verifyLogoutToken(token, {
+      keys: { remote: this.keys(), algorithms: this.cfg.idTokenAlgorithms, secret: this.secret },
+      issuer,
+      clientId: this.cfg.clientId,
+      now,
     });
   }
 

@@ -45,6 +45,11 @@ export type SignInResult =
       tokens: ProviderTokens;
       /** The directory was down: last-known groups were used (idp_directory_outage_grace). */
       staleGroups?: boolean;
+      /**
+       * The ID token's issuer and `sid` (the IdP's session), kept with the session so a logout
+       * the IdP initiates can find it. Absent without an ID token.
+       */
+      idpSession?: { iss: string; sid?: string | undefined };
     }
   | {
       kind: 'failed';

@@ -10,6 +10,7 @@ import {
 } from '../authenticate/flow.js';
 import { answerAdmin, isAdminPath } from '../admin/console.js';
 import { cliLoginComplete, cliLoginStart } from '../authenticate/cli-login.js';
+import { backchannelLogout, frontchannelLogout } from '../authenticate/idp-logout.js';
 import { mePage, userinfo } from '../authenticate/me.js';
 import { contextFromRequest } from '../decide/context.js';
 import { decide, type Decision } from '../decide/decide.js';
@@ -264,6 +265,8 @@ const ENDPOINTS: Record<
   handoff: { methods: READ, run: handoff },
   sign_out: { methods: [...READ, 'POST'], run: signOut },
   signed_out: { methods: READ, run: signedOut },
+  'backchannel-logout': { methods: ['POST'], run: backchannelLogout },
+  'frontchannel-logout': { methods: READ, run: frontchannelLogout },
   'jwks.json': { methods: READ, run: jwks },
   'api/v1/login': { methods: READ, run: cliLoginStart },
   'api/v1/login/complete': { methods: READ, run: cliLoginComplete },

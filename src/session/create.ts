@@ -16,7 +16,14 @@ import type { SessionStore } from './types.js';
  */
 export function createSessionStore(cfg: Config, sealer: Sealer, log: Logger): SessionStore {
   const s = cfg.sessionStorage;
-  if (s.kind === 'cookie') return new CookieSessionStore(sealer, cfg.cookie.name);
+  if (s.kind === 'cookie')
+    return new CookieSessionStore(sealer, cfg.cookie.name, cfg.cookie.expireMs, (floor) =>
+      log.warn(
+        { event: 'idp_logout_list_full', before: new Date(floor).toISOString() },
+        'more logouts from the identity provider than this process can remember: every cookie ' +
+          'session that started before the oldest one forgotten is refused (its users sign in again)',
+      ),
+    );
   const label = (session: { sub: string; claims: Record<string, unknown> }) => {
     return {
       user: claimText(session.claims, cfg.idp.userClaim) || session.sub,
@@ -99,6 +106,20 @@ class LazyBackend implements Backend {
   async delete(ids: string[]): Promise<number> {
     try {
       return await (await this.backend()).delete(ids);
+    } catch (e) {
+      throw this.scrub(e);
+    }
+  }
+  async indexed(name: string, now: number): Promise<string[]> {
+    try {
+      return await (await this.backend()).indexed(name, now);
+    } catch (e) {
+      throw this.scrub(e);
+    }
+  }
+  async unindex(name: string, ids: string[]): Promise<void> {
+    try {
+      return await (await this.backend()).unindex(name, ids);
     } catch (e) {
       throw this.scrub(e);
     }

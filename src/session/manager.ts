@@ -15,6 +15,7 @@ import {
 import type { Refresher } from './refresh.js';
 import {
   StoreUnavailableError,
+  type IdpLogout,
   type SessionData,
   type SessionStore,
   type SessionView,
@@ -143,6 +144,22 @@ export class SessionManager {
     for (const [value, e] of this.cache) if (sids.has(e.view.sid)) this.cache.delete(value);
   }
 
+  /**
+   * Ends the sessions a logout from the IdP names (authenticate/idp-logout.ts): in the store,
+   * which tells every replica of a shared one, and in this process's cache. The cookie store can
+   * only refuse them here (session/logout-list.ts); its count is null.
+   */
+  async endByIdp(logout: IdpLogout, now: number): Promise<number | null> {
+    const ended = this.store.endByIdp ? await this.store.endByIdp(logout, now) : null;
+    if (!this.store.serverSide) {
+      // The cache does not know which IdP session an entry came from; the store does, on the
+      // next read. Logouts are rare next to requests: every entry is decoded once more.
+      this.endings++;
+      this.cache.clear();
+    }
+    return ended;
+  }
+
   cookieOptions(host: string, maxAgeSeconds?: number): CookieOptions {
     const c = this.cfg.cookie;
     const o: CookieOptions = {
@@ -228,7 +245,12 @@ export class SessionManager {
   private cached(value: string, now: number): Entry | null {
     const hit = this.cache.get(value);
     if (!hit) return null;
-    if (hit.view.exp > now && (!this.store.serverSide || this.fresh(hit.checkedAt, now)))
+    // A cookie-store entry is decoded once and kept, unless it was read while an ending was
+    // heard (checkedAt -Infinity): the ending may have been its own (a logout from the IdP).
+    if (
+      hit.view.exp > now &&
+      (this.store.serverSide ? this.fresh(hit.checkedAt, now) : hit.checkedAt !== -Infinity)
+    )
       return hit;
     this.cache.delete(value);
     return null;
@@ -291,6 +313,7 @@ export class SessionManager {
   private async refreshed(value: string, entry: Entry, now: number): Promise<Entry | null> {
     const sid = entry.view.sid;
     const since = entry.since;
+    const endings = this.endings;
     let result: Refreshed;
     const recent = this.recent.get(sid);
     if (
@@ -319,7 +342,9 @@ export class SessionManager {
     return this.remember(
       value,
       result.decoded,
-      Date.now(),
+      // Cookie store: read before a logout from the IdP that arrived meanwhile, so good for this
+      // request, not for the next. (Server-side stores re-check the store within their bound.)
+      endings === this.endings || this.store.serverSide ? Date.now() : -Infinity,
       result.value !== value ? result.value : undefined,
     );
   }
@@ -456,6 +481,7 @@ export class SessionManager {
       idToken?: string | undefined;
     },
     now = Date.now(),
+    idpSession?: { iss: string; sid?: string | undefined },
   ): SessionData {
     return {
       v: 1,
@@ -465,6 +491,12 @@ export class SessionManager {
       iat: now,
       exp: now + this.cfg.cookie.expireMs,
       ...tokens,
+      ...(idpSession
+        ? {
+            idpIss: idpSession.iss,
+            ...(idpSession.sid !== undefined ? { idpSid: idpSession.sid } : {}),
+          }
+        : {}),
     };
   }
 

@@ -8,6 +8,8 @@ import type { Backend, StoredRecord } from './server-store.js';
 export class MemoryBackend implements Backend {
   readonly kind = 'memory';
   private readonly records = new Map<string, StoredRecord>();
+  /** Index name -> ids; a record keeps its names (rec.index) so deleting it cleans up. */
+  private readonly index = new Map<string, Set<string>>();
   private readonly locks = new Map<string, { token: string; until: number }>();
   private readonly sweeper: NodeJS.Timeout;
 
@@ -23,21 +25,37 @@ export class MemoryBackend implements Backend {
     const r = this.records.get(id);
     if (!r) return null;
     if (r.expiresAt <= now) {
-      this.records.delete(id);
+      this.drop(id);
       return null;
     }
     return r;
   }
 
+  async indexed(name: string): Promise<string[]> {
+    return [...(this.index.get(name) ?? [])];
+  }
+
+  async unindex(name: string, ids: string[]): Promise<void> {
+    const set = this.index.get(name);
+    for (const id of ids) set?.delete(id);
+    if (set && !set.size) this.index.delete(name);
+  }
+
   async put(rec: StoredRecord, _now: number, mode: 'create' | 'update'): Promise<boolean> {
-    if (this.records.has(rec.id) !== (mode === 'update')) return false;
-    this.records.set(rec.id, { ...rec });
+    const old = this.records.get(rec.id);
+    if ((old !== undefined) !== (mode === 'update')) return false;
+    this.records.set(rec.id, { ...rec, index: old?.index ?? rec.index });
+    for (const name of mode === 'create' ? (rec.index ?? []) : []) {
+      let set = this.index.get(name);
+      if (!set) this.index.set(name, (set = new Set()));
+      set.add(rec.id);
+    }
     return true;
   }
 
   async delete(ids: string[]): Promise<number> {
     let n = 0;
-    for (const id of ids) if (this.records.delete(id)) n++;
+    for (const id of ids) if (this.drop(id)) n++;
     return n;
   }
 
@@ -62,7 +80,15 @@ export class MemoryBackend implements Backend {
   }
 
   private sweep(now: number): void {
-    for (const [id, r] of this.records) if (r.expiresAt <= now) this.records.delete(id);
+    for (const [id, r] of this.records) if (r.expiresAt <= now) this.drop(id);
     for (const [id, l] of this.locks) if (l.until <= now) this.locks.delete(id);
+  }
+
+  private drop(id: string): boolean {
+    const r = this.records.get(id);
+    if (!r) return false;
+    this.records.delete(id);
+    for (const name of r.index ?? []) void this.unindex(name, [id]);
+    return true;
   }
 }

@@ -2,8 +2,10 @@ import pg from 'pg';
 import type { Backend, StoredRecord } from './server-store.js';
 import type { PostgresStorage } from './storage-url.js';
 
-// Portcullis owns three tables: portcullis_schema (component -> version), portcullis_sessions and
-// portcullis_once (spent login states and handoff links), and the NOTIFY channel
+// Portcullis owns four tables: portcullis_schema (component -> version), portcullis_sessions,
+// portcullis_session_index (index names of each session: its IdP session and its user, for a
+// logout initiated by the IdP; rows go with their session) and portcullis_once (spent login
+// states and handoff links), and the NOTIFY channel
 // portcullis_sessions_ended (sessions ended or rewritten, server-store.ts).
 // Migrations run on first use, in one transaction under an advisory lock, so replicas starting
 // together migrate once; a database migrated by a newer Portcullis is refused, not downgraded.
@@ -25,6 +27,12 @@ const MIGRATIONS: string[] = [
      expires_at bigint NOT NULL
    );
    CREATE INDEX portcullis_once_expires_at ON portcullis_once (expires_at)`,
+  `CREATE TABLE portcullis_session_index (
+     name text NOT NULL,
+     id text NOT NULL REFERENCES portcullis_sessions (id) ON DELETE CASCADE,
+     PRIMARY KEY (name, id)
+   );
+   CREATE INDEX portcullis_session_index_id ON portcullis_session_index (id)`,
 ];
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
 // Any constant will do, as long as every Portcullis uses the same one.
@@ -209,11 +217,19 @@ export class PostgresBackend implements Backend {
 
   async put(rec: StoredRecord, _now: number, mode: 'create' | 'update'): Promise<boolean> {
     await this.ready();
+    // One statement: the record and its index names are stored together or not at all.
     const r =
       mode === 'create'
         ? await this.pool.query(
-            'INSERT INTO portcullis_sessions (id, meta, data, expires_at) VALUES ($1, $2, $3, $4)',
-            [rec.id, rec.meta, rec.data, rec.expiresAt],
+            `WITH s AS (
+               INSERT INTO portcullis_sessions (id, meta, data, expires_at) VALUES ($1, $2, $3, $4)
+               RETURNING id
+             ), i AS (
+               INSERT INTO portcullis_session_index (name, id)
+               SELECT n, s.id FROM s, unnest($5::text[]) AS n
+             )
+             SELECT id FROM s`,
+            [rec.id, rec.meta, rec.data, rec.expiresAt, rec.index ?? []],
           )
         : await this.pool.query(
             'UPDATE portcullis_sessions SET meta = $2, data = $3, expires_at = $4 WHERE id = $1',
@@ -228,6 +244,20 @@ export class PostgresBackend implements Backend {
       (await this.pool.query('DELETE FROM portcullis_sessions WHERE id = ANY($1::text[])', [ids]))
         .rowCount ?? 0
     );
+  }
+
+  async indexed(name: string, now: number): Promise<string[]> {
+    await this.ready();
+    const r = await this.pool.query<{ id: string }>(
+      `SELECT i.id FROM portcullis_session_index i JOIN portcullis_sessions s ON s.id = i.id
+       WHERE i.name = $1 AND s.expires_at > $2`,
+      [name, now],
+    );
+    return r.rows.map((row) => row.id);
+  }
+
+  async unindex(): Promise<void> {
+    // Nothing to do: an index row goes with its session (ON DELETE CASCADE).
   }
 
   async lock(id: string, token: string, ttlMs: number): Promise<boolean> {

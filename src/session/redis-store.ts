@@ -6,12 +6,17 @@ import type { RedisStorage } from './storage-url.js';
 //   <prefix>s:<session id>  "<meta>.<data>", with a TTL = the session's own expiry
 //   <prefix>l:<session id>  refresh lock, a few seconds
 //   <prefix>o:<hash>        a spent login state or handoff link, until it would have expired
+//   <prefix>i:<name>        a set of session ids filed under an index name (an IdP session, a
+//                           user; server-store.ts), kept as long as its longest-lived session
 //   <prefix>ended           the pub/sub channel for sessions ended or rewritten (server-store.ts)
 // Every command names one key, so the same code runs on a single node, behind Sentinel, and on
 // a Cluster (no cross-slot commands).
 
 const UNLOCK =
   "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+// Adds the id and stretches the set's TTL to the session's; never shortens it.
+const INDEX =
+  "redis.call('sadd', KEYS[1], ARGV[1]) if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end return 1";
 const FIRST_CONNECT_WAIT_MS = 2_000;
 
 export class RedisBackend implements Backend {
@@ -67,7 +72,7 @@ export class RedisBackend implements Backend {
     });
   }
 
-  private key(kind: 's' | 'l' | 'o', id: string): string {
+  private key(kind: 's' | 'l' | 'o' | 'i', id: string): string {
     return `${this.s.prefix}${kind}:${id}`;
   }
 
@@ -114,7 +119,21 @@ export class RedisBackend implements Backend {
       mode === 'create'
         ? await this.client.set(k, v, 'PX', ttl, 'NX')
         : await this.client.set(k, v, 'PX', ttl, 'XX');
-    return r === 'OK';
+    if (r !== 'OK') return false;
+    // One key per command (Cluster). Should this fail, the login fails with the store's 503:
+    // a session that a logout from the IdP could not find is never handed out.
+    for (const name of mode === 'create' ? (rec.index ?? []) : [])
+      await this.client.eval(INDEX, 1, this.key('i', name), rec.id, String(ttl));
+    return true;
+  }
+
+  async indexed(name: string): Promise<string[]> {
+    await this.ready();
+    return this.client.smembers(this.key('i', name));
+  }
+
+  async unindex(name: string, ids: string[]): Promise<void> {
+    if (ids.length) await this.client.srem(this.key('i', name), ...ids);
   }
 
   async delete(ids: string[]): Promise<number> {

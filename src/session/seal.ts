@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 
 // Everything Portcullis hands to a browser (session cookies, login state, handoff tokens,
 // return URLs) is sealed with AES-256-GCM under a key derived per purpose from
@@ -8,8 +8,12 @@ export type SealPurpose = 'session' | 'login' | 'handoff' | 'return' | 'store-ke
 
 export class Sealer {
   private readonly keys = new Map<SealPurpose, Buffer>();
+  private readonly indexKey: Buffer;
 
   constructor(secret: Buffer) {
+    this.indexKey = Buffer.from(
+      hkdfSync('sha256', secret, Buffer.alloc(0), 'portcullis/v1/store-index', 32),
+    );
     for (const p of ['session', 'login', 'handoff', 'return', 'store-key', 'store-meta'] as const) {
       this.keys.set(
         p,
@@ -25,6 +29,14 @@ export class Sealer {
     c.setAAD(Buffer.from(`${purpose}|${bind}`));
     const ct = Buffer.concat([c.update(plaintext), c.final()]);
     return Buffer.concat([iv, ct, c.getAuthTag()]).toString('base64url');
+  }
+
+  /**
+   * A keyed hash naming something in a shared store (an IdP session id, a subject) without the
+   * store holding the value itself: a dump shows which sessions belong together, not to whom.
+   */
+  indexName(text: string): string {
+    return createHmac('sha256', this.indexKey).update(text).digest('base64url').slice(0, 32);
   }
 
   /** null for anything tampered, truncated, foreign or malformed: never throws. */

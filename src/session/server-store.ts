@@ -3,6 +3,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Sealer } from './seal.js';
 import {
   StoreUnavailableError,
+  type IdpLogout,
   type SessionData,
   type SessionStore,
   type SessionSummary,
@@ -17,6 +18,8 @@ import {
 //         `portcullis sessions list|revoke`
 // so a dump of the store (or a backup) holds no token and no claim anyone can use: the tokens
 // need the key from a browser, the user labels need cookie_secret.
+// A new record is also filed under index names (keyed hashes, Sealer.indexName) of its IdP
+// session and its user, so an IdP-initiated logout finds it without reading every record.
 
 export interface StoredRecord {
   id: string;
@@ -24,6 +27,8 @@ export interface StoredRecord {
   data: string;
   /** ms since the epoch: Redis uses it as the TTL, PostgreSQL's sweep deletes past it. */
   expiresAt: number;
+  /** Index names to file a new record under (put 'create' only; see indexNames). */
+  index?: string[] | undefined;
 }
 
 /** The storage calls a backend provides. Any thrown error means "the store is unavailable". */
@@ -36,6 +41,10 @@ export interface Backend {
   /** create: only when the id is new; update: only when it still exists (not revoked meanwhile). */
   put(rec: StoredRecord, now: number, mode: 'create' | 'update'): Promise<boolean>;
   delete(ids: string[]): Promise<number>;
+  /** The ids filed under an index name (some may have ended since). */
+  indexed(name: string, now: number): Promise<string[]>;
+  /** Takes ended ids out of an index name (where deleting the record does not already). */
+  unindex(name: string, ids: string[]): Promise<void>;
   /** Sets the lock when nobody holds it (or it has expired); true when we now hold it. */
   lock(id: string, token: string, ttlMs: number): Promise<boolean>;
   unlock(id: string, token: string): Promise<void>;
@@ -288,7 +297,59 @@ export class ServerSessionStore implements SessionStore {
       data: encrypt(key, Buffer.from(JSON.stringify(session)), session.sid),
       expiresAt: session.exp,
     };
+    // A refresh keeps the IdP session and the user: the names filed at creation stand.
+    if (mode === 'create' && session.idpIss !== undefined) {
+      const n = this.indexNames(session.idpIss);
+      rec.index =
+        session.idpSid !== undefined
+          ? [n.sid(session.idpSid), n.sub(session.sub)]
+          : [n.sub(session.sub), n.noSid(session.sub)];
+    }
     return this.call(() => this.backend.put(rec, Date.now(), mode));
+  }
+
+  /** Index names are keyed hashes: the store learns neither the IdP's session ids nor the users. */
+  private indexNames(iss: string) {
+    const name = (kind: string, v: string): string =>
+      this.sealer.indexName(JSON.stringify([kind, iss, v]));
+    return {
+      sid: (sid: string) => name('sid', sid),
+      sub: (sub: string) => name('sub', sub),
+      /** The user's sessions whose ID token carried no sid. */
+      noSid: (sub: string) => name('nosid', sub),
+    };
+  }
+
+  async endByIdp(logout: IdpLogout, now: number): Promise<number> {
+    const n = this.indexNames(logout.iss);
+    const read = (name: string) => this.call(() => this.backend.indexed(name, now));
+    const names: string[] = [];
+    let ids: string[];
+    if (logout.sid !== undefined) {
+      names.push(n.sid(logout.sid));
+      ids = await read(names[0]!);
+      if (logout.sub !== undefined) {
+        // Both named: that IdP session of that user, and the user's sessions that cannot say
+        // which IdP session they belong to (ending one too many is the safe mistake).
+        const sub = logout.sub;
+        names.push(n.sub(sub), n.noSid(sub));
+        const ofUser = new Set(await read(names[1]!));
+        ids = [...ids.filter((id) => ofUser.has(id)), ...(await read(names[2]!))];
+      }
+    } else if (logout.sub !== undefined) {
+      names.push(n.sub(logout.sub), n.noSid(logout.sub));
+      ids = await read(names[0]!);
+    } else {
+      return 0;
+    }
+    const unique = [...new Set(ids)].filter((id) => SID_RE.test(id));
+    if (!unique.length) return 0;
+    const ended = await this.revoke(unique);
+    for (const name of names)
+      await this.backend.unindex(name, unique).catch(() => {
+        // Left behind, the ids only point at records that no longer exist until the name expires.
+      });
+    return ended;
   }
 
   async destroy(cookieValue: string): Promise<void> {

@@ -21,6 +21,26 @@ export interface SessionData {
   refreshedAt?: number | undefined;
   /** Server-side stores: where the sign-in came from, for the admin console (never in a cookie). */
   client?: { ip: string; ua: string; idp: string } | undefined;
+  /**
+   * The issuer of the ID token and its `sid` claim (the IdP's session): what a back-channel or
+   * front-channel logout names. Absent for providers without ID tokens (GitHub).
+   */
+  idpIss?: string | undefined;
+  idpSid?: string | undefined;
+}
+
+/**
+ * What an IdP-initiated logout names (OpenID Connect Back-Channel Logout 1.0 §2.4, Front-Channel
+ * Logout 1.0 §2): the sessions of one IdP session (`sid`), or of one user (`sub`), at `iss`.
+ * With both, the sessions of that IdP session and user, and the user's sessions that recorded
+ * no IdP session id (they might be the one meant).
+ */
+export interface IdpLogout {
+  iss: string;
+  sid?: string | undefined;
+  sub?: string | undefined;
+  /** When the IdP session ended (ms): sessions started later are not the ones meant. */
+  at: number;
 }
 
 /**
@@ -112,6 +132,12 @@ export interface SessionStore {
    * Throws StoreUnavailableError when the store is down.
    */
   spend?(id: string, expiresAt: number, now: number): Promise<boolean>;
+  /**
+   * Ends the sessions an IdP-initiated logout names, everywhere the store is seen. Resolves to
+   * how many ended, or null when the store cannot count them (the cookie store, which can only
+   * refuse them in this process from now on). Throws StoreUnavailableError when the store is down.
+   */
+  endByIdp?(logout: IdpLogout, now: number): Promise<number | null>;
   /** Connects (and migrates) early, so an outage at start is logged before the first request. */
   start?(): Promise<void>;
   close(): Promise<void>;

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { startIdp, type IdpOptions, type RunningIdp } from '../../demo/idp.js';
+import { startIdp, type IdpClient, type IdpOptions, type RunningIdp } from '../../demo/idp.js';
 import { startWhoami } from '../../demo/whoami.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observe/logger.js';
@@ -33,6 +33,8 @@ export interface StackOptions {
   /** YAML for `routes:` and any extra globals; `${PORT}` and `${UPSTREAM}` are replaced. */
   body: string;
   idp?: Partial<IdpOptions>;
+  /** More registration of the `portcullis` client (e.g. backchannel_logout_uri). */
+  client?: Partial<IdpClient>;
   /** The redirect URI path registered at the IdP (authenticate_callback_path). */
   callbackPath?: string;
   port?: number;
@@ -52,6 +54,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         client_secret: clientSecret,
         redirect_uris: origins.map((h) => `${h}${o.callbackPath ?? '/.portcullis/callback'}`),
         post_logout_redirect_uris: origins.map((h) => `${h}/.portcullis/signed_out`),
+        ...o.client,
       },
     ],
     ...o.idp,
