@@ -18,6 +18,8 @@ import { redirectAllowList } from '../security/redirect.js';
 import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
+import { compileUpstreamKeys } from './route-keys.js';
+import { parseUpstreamUrl } from './upstream-url.js';
 import type { RawConfig, RawRoute } from './schema.js';
 import type { Config, PathMatch, Route, RouteFrom } from './types.js';
 
@@ -362,7 +364,12 @@ function filesRead(raw: RawConfig): string[] {
     raw.certificate_key_file,
     raw.client_ca_file,
     ...(raw.certificates ?? []).flatMap((c) => [c.cert, c.key]),
-    ...(raw.routes ?? []).map((r) => r.tls_custom_ca_file),
+    ...(raw.routes ?? []).flatMap((r) => [
+      r.tls_custom_ca_file,
+      r.tls_client_cert_file,
+      r.tls_client_key_file,
+      r.kubernetes_service_account_token_file,
+    ]),
   ];
   return [...new Set(paths.filter((p): p is string => typeof p === 'string' && p.length > 0))];
 }
@@ -570,18 +577,9 @@ function compileRoute(
   const to: URL[] = [];
   toList.forEach((t, j) => {
     const path = Array.isArray(r.to) ? [...base, 'to', j] : [...base, 'to'];
-    try {
-      const u = new URL(t);
-      if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password)
-        throw new Error();
-      if (u.search || u.hash) at(path, 'expected an upstream URL without query or fragment');
-      to.push(u);
-    } catch {
-      at(
-        path,
-        `expected an http(s) upstream URL like http://10.0.0.5:3000, got ${JSON.stringify(t)}`,
-      );
-    }
+    const u = parseUpstreamUrl(t);
+    if (typeof u === 'string') at(path, u);
+    else to.push(u);
   });
 
   const matchers = (['prefix', 'path', 'regex'] as const).filter((k) => r[k] !== undefined);
@@ -702,6 +700,7 @@ function compileRoute(
     prefixRewrite,
     regexRewrite,
     hostRewrite,
+    ...compileUpstreamKeys(r, at, base),
   };
 }
 

@@ -159,6 +159,26 @@ const pathString = (what: string) =>
     error: `expected ${what} to start with /`,
   });
 
+// Pomerium's rewrite_response_headers (https://www.pomerium.com/docs/reference/routes/headers).
+const rewriteResponseHeader = z.strictObject(
+  {
+    header: z
+      .string({ error: 'expected a header name like Location' })
+      .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a header name like Location' }),
+    prefix: z.string({ error: 'expected the prefix to replace, as a string' }).optional(),
+    value: z.string({ error: 'expected the replacement value as a string' }),
+  },
+  { error: 'expected an entry like {header: Location, prefix: http://internal/, value: /}' },
+);
+
+// A DNS name for SNI and certificate verification: no scheme, port, path or spaces.
+const serverName = (what: string) =>
+  z
+    .string({ error: `expected ${what} as a host name like app.internal` })
+    .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/, {
+      message: `expected ${what} as a host name like app.internal (no scheme, port or path)`,
+    });
+
 export const routeSchema = z.strictObject({
   id: z.string().optional(),
   name: z.string().optional(),
@@ -210,6 +230,26 @@ export const routeSchema = z.strictObject({
   host_path_regex_rewrite_pattern: z.string({ error: 'expected a regular expression' }).optional(),
   host_path_regex_rewrite_substitution: z
     .string({ error: 'expected a substitution string' })
+    .optional(),
+  // Upstream connection and header keys (src/config/route-keys.ts checks the combinations).
+  rewrite_response_headers: z
+    .array(rewriteResponseHeader, {
+      error: 'expected rewrite_response_headers as a list of {header, prefix, value}',
+    })
+    .optional(),
+  cors_allow_preflight: boolish.optional(),
+  tls_client_cert: z.string({ error: 'expected a base64-encoded PEM certificate' }).optional(),
+  tls_client_key: z.string({ error: 'expected a base64-encoded PEM private key' }).optional(),
+  tls_client_cert_file: z.string({ error: 'expected a path to a PEM certificate' }).optional(),
+  tls_client_key_file: z.string({ error: 'expected a path to a PEM private key' }).optional(),
+  tls_server_name: serverName('tls_server_name').optional(),
+  tls_upstream_server_name: serverName('tls_upstream_server_name').optional(),
+  kubernetes_service_account_token: z
+    .string({ error: 'expected the service account token as a string' })
+    .min(1, { message: 'expected a non-empty service account token' })
+    .optional(),
+  kubernetes_service_account_token_file: z
+    .string({ error: 'expected a path to a service account token file' })
     .optional(),
 });
 

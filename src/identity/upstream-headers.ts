@@ -119,5 +119,26 @@ function buildHeaders(
       route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken,
     ]);
   }
+  if (route.kubernetesToken !== null) kubernetesHeaders(out, route.kubernetesToken, identity);
   return Object.freeze(out);
+}
+
+/**
+ * kubernetes_service_account_token: Portcullis calls the API server as its service account
+ * and impersonates the user (https://www.pomerium.com/docs/reference/routes/kubernetes-service-account-token,
+ * https://kubernetes.io/docs/reference/access-authn-authz/user-impersonation/): the user's
+ * email (their id when the IdP gave none), and one Impersonate-Group per group, since the API
+ * server reads every occurrence and would take a comma-joined list for one group's name.
+ * Replaces any token header the route passes: the API server accepts one Authorization.
+ */
+function kubernetesHeaders(out: Array<[string, string]>, token: string, identity: Identity): void {
+  for (let i = out.length - 1; i >= 0; i--) if (out[i]![0] === 'authorization') out.splice(i, 1);
+  const user = headerValue(identity.email || identity.user);
+  // Without someone to impersonate the token would act as the service account itself.
+  if (user === null || user === '') return;
+  out.push(['authorization', `Bearer ${token}`], ['impersonate-user', user]);
+  for (const group of identity.groups) {
+    const safe = headerValue(group);
+    if (safe !== null && safe !== '') out.push(['impersonate-group', safe]);
+  }
 }

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
-import type { Route } from '../config/types.js';
+import type { ResponseHeaderRewrite, Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { codes, sendOutcome } from '../http/outcomes.js';
 import { canonicalHeaderName, connectionTokens, forwardableName } from '../security/headers.js';
@@ -450,6 +450,7 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
     }
   }
   const response = namesOf(input.route).response;
+  const rewrites = input.route.responseHeaderRewrites;
   const head: string[] = [];
   let length = -1;
   let requestId = false;
@@ -460,7 +461,8 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
       continue;
     if (lower === 'content-length') length = Number(strings[i + 1]);
     else if (lower === 'x-request-id') requestId = true;
-    head.push(name, strings[i + 1]!);
+    const rules = rewrites === null ? undefined : rewrites.get(lower);
+    head.push(name, rules === undefined ? strings[i + 1]! : rewriteValue(strings[i + 1]!, rules));
   }
   for (const [k, v] of input.route.setResponseHeaders) {
     head.push(k, v);
@@ -469,6 +471,16 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
   for (const cookie of input.setCookies) head.push('set-cookie', cookie);
   if (!requestId) head.push('x-request-id', input.requestId);
   return { head, length: Number.isSafeInteger(length) ? length : -1 };
+}
+
+/**
+ * rewrite_response_headers: each rule in file order swaps its prefix for its value when the
+ * header starts with it, as Pomerium does (a later rule sees the earlier one's result).
+ */
+function rewriteValue(value: string, rules: ReadonlyArray<ResponseHeaderRewrite>): string {
+  for (const { prefix, value: replacement } of rules)
+    if (value.startsWith(prefix)) value = replacement + value.slice(prefix.length);
+  return value;
 }
 
 /** WebSocket (and other Upgrade) requests: a 101 from the upstream, then bytes both ways. */

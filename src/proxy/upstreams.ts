@@ -1,4 +1,5 @@
 import type { Route } from '../config/types.js';
+import { dispatcherOptions } from './dispatcher-options.js';
 import { Pool } from './undici.js';
 
 /**
@@ -14,24 +15,13 @@ export class Upstreams {
     const i = (this.cursor.get(route) ?? 0) % route.to.length;
     this.cursor.set(route, i + 1);
     const url = route.to[i]!;
-    const key = `${url.origin}|${route.tlsSkipVerify ? 1 : 0}|${route.tlsCa ? route.tlsCa.length : 0}|${route.timeoutMs}|${route.idleTimeoutMs}`;
-    let lane = this.lanes.get(key);
+    const plan = dispatcherOptions(route, url);
+    let lane = this.lanes.get(plan.key);
     if (!lane) {
       const make = (connections: number): Pool =>
-        new Pool(url.origin, {
-          connections,
-          pipelining: 1,
-          keepAliveTimeout: 30_000,
-          headersTimeout: route.timeoutMs,
-          bodyTimeout: route.idleTimeoutMs,
-          connect: {
-            timeout: 10_000,
-            rejectUnauthorized: !route.tlsSkipVerify,
-            ...(route.tlsCa ? { ca: route.tlsCa } : {}),
-          },
-        });
+        new Pool(plan.origin, { ...plan.options, connections });
       lane = new Lane(make(FAST_CONNECTIONS), () => make(OVERFLOW_CONNECTIONS));
-      this.lanes.set(key, lane);
+      this.lanes.set(plan.key, lane);
     }
     return { url, lane };
   }
