@@ -1,6 +1,7 @@
 import type { Route } from '../config/types.js';
 import { transportOf } from '../config/upstream-url.js';
 import type * as Undici from 'undici';
+import { buildConnector } from './undici.js';
 
 // How a pool connects to one upstream URL of a route: TLS (custom CA, client certificate,
 // server name), Unix socket, HTTP/2 cleartext, timeouts. Worked out once per (route, URL)
@@ -52,6 +53,17 @@ function buildPlan(route: Route, url: URL): DispatcherPlan {
     ...(transport?.h2c ? { allowH2: true } : {}),
     ...(transport?.socketPath ? { socketPath: transport.socketPath } : {}),
   };
+  if (https && route.tlsServerName) {
+    // undici sends the request's Host name as SNI and verifies the certificate against it,
+    // ahead of the configured servername (only an IP-literal Host falls back to it): the
+    // connector is wrapped so the configured name always wins.
+    const name = route.tlsServerName;
+    const base = buildConnector({
+      ...(connect as Undici.buildConnector.BuildOptions),
+      ...(transport?.socketPath ? { socketPath: transport.socketPath } : {}),
+    });
+    options.connect = (opts, callback) => base({ ...opts, servername: name }, callback);
+  }
   const key = [
     url.origin,
     transport?.h2c ? 'h2c' : '',
