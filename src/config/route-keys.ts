@@ -35,7 +35,11 @@ const FRAMING = new Set([
   'upgrade',
 ]);
 
-export function compileUpstreamKeys(r: RawRoute, at: At, base: readonly PropertyKey[]): UpstreamKeys {
+export function compileUpstreamKeys(
+  r: RawRoute,
+  at: At,
+  base: readonly PropertyKey[],
+): UpstreamKeys {
   return {
     responseHeaderRewrites: responseRewrites(r, at, base),
     corsAllowPreflight: r.cors_allow_preflight === true,

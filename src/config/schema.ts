@@ -175,9 +175,12 @@ const rewriteResponseHeader = z.strictObject(
 const serverName = (what: string) =>
   z
     .string({ error: `expected ${what} as a host name like app.internal` })
-    .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/, {
-      message: `expected ${what} as a host name like app.internal (no scheme, port or path)`,
-    });
+    .regex(
+      /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/,
+      {
+        message: `expected ${what} as a host name like app.internal (no scheme, port or path)`,
+      },
+    );
 
 export const routeSchema = z.strictObject({
   id: z.string().optional(),
