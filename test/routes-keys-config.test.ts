@@ -15,6 +15,8 @@ import { transportOf } from '../src/config/upstream-url.js';
 //  https://www.pomerium.com/docs/reference/routes/tls
 //  https://www.pomerium.com/docs/reference/routes/to
 //  https://www.pomerium.com/docs/reference/routes/kubernetes-service-account-token
+//  https://www.pomerium.com/docs/reference/routes/timeouts
+//  https://www.pomerium.com/docs/reference/routes/regex-priority-order
 
 const SECRET = Buffer.alloc(32, 7).toString('base64');
 const HEAD = [
@@ -145,6 +147,39 @@ describe('a Pomerium route using these keys loads as written', () => {
     assert.deepEqual(transportOf(unix!), { h2c: false, socketPath: '/var/run/app.sock' });
     assert.equal(tls!.protocol, 'https:');
     assert.deepEqual(transportOf(tls!), { h2c: false, socketPath: '/var/run/example.sock' });
+  });
+});
+
+describe('timeouts of long-lived routes, as Pomerium documents them', () => {
+  const timeouts = (...lines: string[]): [number, number] => {
+    const r = parseConfig(route('to: http://127.0.0.1:3000', ...lines), 'p.yaml', {}).routes[0]!;
+    return [r.timeoutMs, r.idleTimeoutMs];
+  };
+  // "websockets are long-lived connections, so both the route timeout and idle timeout are
+  // automatically disabled (set to 0) unless explicitly configured."
+  test('a WebSocket route has neither timeout unless it sets them', () => {
+    assert.deepEqual(timeouts(), [30_000, 300_000]);
+    assert.deepEqual(timeouts('allow_websockets: true'), [0, 0]);
+    assert.deepEqual(timeouts('allow_websockets: true', 'timeout: 10s'), [10_000, 0]);
+    assert.deepEqual(timeouts('allow_websockets: true', 'idle_timeout: 2m'), [0, 120_000]);
+  });
+
+  // Pomerium treats Kubernetes API routes the same way, so `kubectl logs -f` is not cut off.
+  test('a Kubernetes route (kubernetes_service_account_token) likewise', () => {
+    assert.deepEqual(timeouts('kubernetes_service_account_token: abc'), [0, 0]);
+    assert.deepEqual(
+      timeouts('kubernetes_service_account_token: abc', 'idle_timeout: 1h'),
+      [0, 3_600_000],
+    );
+  });
+
+  test('regex_priority_order is kept on the route', () => {
+    const r = parseConfig(
+      route('to: http://127.0.0.1:3000', "regex: '^/a/.*$'", 'regex_priority_order: 3'),
+      'p.yaml',
+      {},
+    ).routes[0]!;
+    assert.equal(r.regexPriority, 3);
   });
 });
 
@@ -341,6 +376,20 @@ describe('misused upstream keys are config errors naming the key and line', () =
       /one line of visible characters/,
     ],
     [
+      'regex_priority_order on a route without regex',
+      () => ['to: http://127.0.0.1:3000', 'prefix: /a/', 'regex_priority_order: 1'],
+      12,
+      'routes[0].regex_priority_order',
+      /routes that match with `regex`/,
+    ],
+    [
+      'a negative regex_priority_order',
+      () => ['to: http://127.0.0.1:3000', "regex: '^/a$'", 'regex_priority_order: -1'],
+      12,
+      'routes[0].regex_priority_order',
+      /whole number from 0/,
+    ],
+    [
       'http+unix with two slashes',
       () => ['to: http+unix://var/run/app.sock'],
       10,
@@ -359,7 +408,7 @@ describe('misused upstream keys are config errors naming the key and line', () =
       () => ['to: unix:///var/run/app.sock'],
       10,
       'routes[0].to',
-      /h2c:\/\/app:8080 or http\+unix:\/\/\/run\/app\.sock/,
+      /http\(s\) upstream URL .*h2c:\/\/app:8080, http\+unix:\/\/\/run\/app\.sock/,
     ],
     [
       'an h2c URL with a query',

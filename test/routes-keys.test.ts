@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -21,6 +22,8 @@ import { startStack, type Stack } from './helpers/stack.js';
 //  TO        https://www.pomerium.com/docs/reference/routes/to (h2c, http+unix, https+unix)
 //  K8S       https://www.pomerium.com/docs/reference/routes/kubernetes-service-account-token
 //            and https://kubernetes.io/docs/reference/access-authn-authz/user-impersonation/
+//  TIMEOUTS  https://www.pomerium.com/docs/reference/routes/timeouts
+//  REGEX ORDER https://www.pomerium.com/docs/reference/routes/regex-priority-order
 // What counts as a CORS preflight is the Fetch standard's "CORS-preflight request": OPTIONS
 // with Origin and Access-Control-Request-Method (https://fetch.spec.whatwg.org/#cors-preflight-request).
 
@@ -87,16 +90,28 @@ function portOf(server: net.Server): number {
   return (server.address() as AddressInfo).port;
 }
 
+/** Closes servers and every socket they accepted (upgraded ones too, which Node stops tracking). */
 function closeAll(servers: Array<net.Server | http2.Http2Server>): Promise<unknown> {
   return Promise.allSettled(
     servers.map(
       (s) =>
         new Promise<void>((r) => {
           s.close(() => r());
-          (s as http.Server).closeAllConnections?.();
+          for (const sock of accepted.get(s) ?? []) sock.destroy();
         }),
     ),
   );
+}
+
+const accepted = new WeakMap<object, Set<net.Socket>>();
+function track<T extends net.Server | http2.Http2Server>(server: T): T {
+  const set = new Set<net.Socket>();
+  accepted.set(server, set);
+  server.on('connection', (sock: net.Socket) => {
+    set.add(sock);
+    sock.on('close', () => set.delete(sock));
+  });
+  return server;
 }
 
 /** A CA, a server certificate for app.internal, and a client certificate, all made with openssl. */
@@ -177,13 +192,30 @@ describe('upstream connection and header keys through a running Portcullis', () 
     const b64 = (n: string): string => Buffer.from(pem(n)).toString('base64');
     writeFileSync(join(dir, 'sa-token'), `${token}\n`);
 
-    const plain = http.createServer(recorder(seen));
+    const plain = track(http.createServer(recorder(seen)));
+    // A WebSocket echo: the handshake, then every byte back as it came.
+    plain.on('upgrade', (req: http.IncomingMessage, sock: net.Socket) => {
+      const accept = createHash('sha1')
+        .update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      sock.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      );
+      sock.on('data', (d: Buffer) => sock.write(d));
+      sock.on('error', () => sock.destroy());
+    });
     await listen(plain, 0);
-    const h2c = http2.createServer((req, res) =>
-      recorder(seen)(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse),
+    const h2c = track(
+      http2.createServer((req, res) =>
+        recorder(seen)(
+          req as unknown as http.IncomingMessage,
+          res as unknown as http.ServerResponse,
+        ),
+      ),
     );
     await listen(h2c as unknown as net.Server, 0);
-    const unixPlain = http.createServer(recorder(seen));
+    const unixPlain = track(http.createServer(recorder(seen)));
     await listen(unixPlain, join(dir, 'plain.sock'));
     const tlsOptions = {
       cert: pem('server.crt'),
@@ -192,9 +224,9 @@ describe('upstream connection and header keys through a running Portcullis', () 
       requestCert: true,
       rejectUnauthorized: true,
     };
-    const mtls = https.createServer(tlsOptions, recorder(seen));
+    const mtls = track(https.createServer(tlsOptions, recorder(seen)));
     await listen(mtls, 0);
-    const unixTls = https.createServer(tlsOptions, recorder(seen));
+    const unixTls = track(https.createServer(tlsOptions, recorder(seen)));
     await listen(unixTls, join(dir, 'tls.sock'));
     servers.push(plain, h2c, unixPlain, mtls, unixTls);
     const up = `http://127.0.0.1:${portOf(plain)}`;
@@ -237,6 +269,27 @@ describe('upstream connection and header keys through a running Portcullis', () 
     allow_any_authenticated_user: true
     cors_allow_preflight: true
     kubernetes_service_account_token_file: ${join(dir, 'sa-token')}
+  # TIMEOUTS: idle_timeout on a WebSocket tunnel
+  - from: http://app.corp.test:\${PORT}
+    prefix: /ws-idle/
+    to: ${up}
+    allow_public_unauthenticated_access: true
+    allow_websockets: true
+    idle_timeout: 1s
+  # REGEX ORDER: a path route first in the file, then two regex routes in the other order
+  - from: http://app.corp.test:\${PORT}
+    path: /rx/special/fixed
+    allow_public_unauthenticated_access: true
+    response: {body: fixed}
+  - from: http://app.corp.test:\${PORT}
+    regex: '^/rx/.*$'
+    allow_public_unauthenticated_access: true
+    response: {body: general}
+  - from: http://app.corp.test:\${PORT}
+    regex: '^/rx/special/.*$'
+    regex_priority_order: 10
+    allow_public_unauthenticated_access: true
+    response: {body: special}
   # TO: h2c, http+unix, https+unix
   - from: http://app.corp.test:\${PORT}
     prefix: /h2c/
@@ -566,5 +619,45 @@ describe('upstream connection and header keys through a running Portcullis', () 
       assert.equal(r.status, 502, `${path}: ${r.body}`);
     }
     assert.equal(seen.length, before);
+  });
+
+  // TIMEOUTS: idle_timeout is how long a stream may go without data; on a WebSocket route it
+  // is off unless set ("both the route timeout and idle timeout are automatically disabled").
+  test('idle_timeout closes a silent WebSocket tunnel, and only a silent one', async () => {
+    const sock = net.connect(s.port, '127.0.0.1');
+    const closed = new Promise<void>((r) => sock.on('close', () => r()));
+    sock.on('error', () => {});
+    let received = '';
+    sock.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    sock.write(
+      'GET /ws-idle/chat HTTP/1.1\r\n' +
+        `Host: app.corp.test:${s.port}\r\n` +
+        'Connection: Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    const waitFor = async (text: string): Promise<void> => {
+      for (let i = 0; i < 200 && !received.includes(text); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.ok(received.includes(text), `expected ${text} in ${JSON.stringify(received)}`);
+    };
+    await waitFor('101 Switching Protocols');
+    // Traffic every 250 ms for three idle periods: the tunnel stays up.
+    for (let i = 0; i < 12; i++) {
+      sock.write(`ping${i};`);
+      await waitFor(`ping${i};`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(sock.destroyed, false);
+    // Then silence: the tunnel is closed.
+    await closed;
+  });
+
+  // REGEX ORDER: "determines the ordering of routes that use regex matching. Higher values are evaluated first."
+  test('regex_priority_order puts a later regex route first; other routes keep their place', async () => {
+    const body = async (path: string): Promise<string> =>
+      (await request(url('app.corp.test', path))).body;
+    assert.equal(await body('/rx/special/page'), 'special');
+    assert.equal(await body('/rx/other'), 'general');
+    assert.equal(await body('/rx/special/fixed'), 'fixed');
   });
 });

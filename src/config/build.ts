@@ -685,8 +685,11 @@ function compileRoute(
     allowWebsockets: r.allow_websockets === true,
     allowAmbiguousPaths: r.allow_ambiguous_paths === true,
     showErrorDetails: r.show_error_details !== false,
-    timeoutMs: r.timeout ?? 30_000,
-    idleTimeoutMs: r.idle_timeout ?? 300_000,
+    // Pomerium (https://www.pomerium.com/docs/reference/routes/timeouts): WebSocket routes are
+    // long-lived, so both timeouts are off unless set; likewise Kubernetes routes, where
+    // `kubectl logs -f` and `exec` hold a stream open.
+    timeoutMs: r.timeout ?? (longLived(r) ? 0 : 30_000),
+    idleTimeoutMs: r.idle_timeout ?? (longLived(r) ? 0 : 300_000),
     tlsSkipVerify: r.tls_skip_verify === true,
     tlsCa,
     identityHeaders:
@@ -702,6 +705,14 @@ function compileRoute(
     hostRewrite,
     ...compileUpstreamKeys(r, at, base),
   };
+}
+
+function longLived(r: RawRoute): boolean {
+  return (
+    r.allow_websockets === true ||
+    r.kubernetes_service_account_token !== undefined ||
+    r.kubernetes_service_account_token_file !== undefined
+  );
 }
 
 /** `from` is scheme + host (+ port); a wildcard host `*.example.com` covers every subdomain. */

@@ -9,6 +9,7 @@ import type { ResponseHeaderRewrite, Route } from './types.js';
 //   cors_allow_preflight       https://www.pomerium.com/docs/reference/routes/cors-preflight
 //   tls_client_cert(_file), tls_client_key(_file), tls_upstream_server_name (tls_server_name)
 //                              https://www.pomerium.com/docs/reference/routes/tls
+//   regex_priority_order       https://www.pomerium.com/docs/reference/routes/regex-priority-order
 //   kubernetes_service_account_token(_file)
 //                              https://www.pomerium.com/docs/reference/routes/kubernetes-service-account-token
 
@@ -21,6 +22,7 @@ export type UpstreamKeys = Pick<
   | 'tlsClientCert'
   | 'tlsServerName'
   | 'kubernetesToken'
+  | 'regexPriority'
 >;
 
 /** Response headers a rewrite would corrupt the framing of: the proxy owns them. */
@@ -46,6 +48,7 @@ export function compileUpstreamKeys(
     tlsClientCert: clientCert(r, at, base),
     tlsServerName: serverName(r, at, base),
     kubernetesToken: kubernetesToken(r, at, base),
+    regexPriority: regexPriority(r, at, base),
   };
 }
 
@@ -200,4 +203,17 @@ function kubernetesToken(r: RawRoute, at: At, base: readonly PropertyKey[]): str
     return null;
   }
   return token;
+}
+
+/** "Determines the ordering of routes that use regex matching": without `regex` it means nothing. */
+function regexPriority(r: RawRoute, at: At, base: readonly PropertyKey[]): number {
+  if (r.regex_priority_order === undefined) return 0;
+  if (r.regex === undefined) {
+    at(
+      [...base, 'regex_priority_order'],
+      'orders routes that match with `regex`, and this route has none (add `regex`, or remove this key)',
+    );
+    return 0;
+  }
+  return r.regex_priority_order;
 }

@@ -251,6 +251,12 @@ export const routeSchema = z.strictObject({
     .string({ error: 'expected the service account token as a string' })
     .min(1, { message: 'expected a non-empty service account token' })
     .optional(),
+  regex_priority_order: z
+    .number({ error: 'expected a whole number from 0 to 4294967295' })
+    .int({ error: 'expected a whole number from 0 to 4294967295' })
+    .min(0, { message: 'expected a whole number from 0 to 4294967295' })
+    .max(4294967295, { message: 'expected a whole number from 0 to 4294967295' })
+    .optional(),
   kubernetes_service_account_token_file: z
     .string({ error: 'expected a path to a service account token file' })
     .optional(),

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
 import type { ResponseHeaderRewrite, Route } from '../config/types.js';
@@ -532,6 +533,11 @@ export async function forwardUpgrade(
     };
     upgraded.socket.on('error', close).on('close', close);
     socket.on('error', close).on('close', close);
+    // idle_timeout is Envoy's stream idle timeout: the tunnel closes after that long without a
+    // byte either way. The client socket sees both directions (upstream bytes are written to
+    // it), so its own inactivity timer is the tunnel's. 0 (the WebSocket default) = no limit.
+    if (input.route.idleTimeoutMs > 0 && socket instanceof Socket)
+      socket.setTimeout(input.route.idleTimeoutMs, close);
   } catch {
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   }
