@@ -173,6 +173,27 @@ describe('timeouts of long-lived routes, as Pomerium documents them', () => {
     );
   });
 
+  // "When the global setting is enabled, the per-route option will expand the set of allowed
+  // groups"; "When the global setting is not enabled, the per-route option will enable groups
+  // filtering for a specific route." (https://www.pomerium.com/docs/reference/routes/jwt-groups-filter)
+  test('jwt_groups_filter: the route widens the global filter; either alone turns it on', () => {
+    const filter = (global: string, ...lines: string[]): string[] | null => {
+      const text = route('to: http://127.0.0.1:3000', ...lines).replace(
+        'routes:',
+        `${global}routes:`,
+      );
+      const f = parseConfig(text, 'p.yaml', {}).routes[0]!.jwtGroupsFilter;
+      return f ? [...f].sort() : null;
+    };
+    assert.equal(filter(''), null);
+    assert.deepEqual(filter('', 'jwt_groups_filter: [eng]'), ['eng']);
+    assert.deepEqual(filter('jwt_groups_filter: admins, ops\n'), ['admins', 'ops']);
+    assert.deepEqual(filter('jwt_groups_filter: [admins]\n', 'jwt_groups_filter: eng'), [
+      'admins',
+      'eng',
+    ]);
+  });
+
   test('regex_priority_order is kept on the route', () => {
     const r = parseConfig(
       route('to: http://127.0.0.1:3000', "regex: '^/a/.*$'", 'regex_priority_order: 3'),
@@ -376,6 +397,13 @@ describe('misused upstream keys are config errors naming the key and line', () =
       /one line of visible characters/,
     ],
     [
+      'jwt_groups_filter as a map',
+      () => ['to: http://127.0.0.1:3000', 'jwt_groups_filter: {eng: true}'],
+      11,
+      'routes[0].jwt_groups_filter',
+      /string or a list of strings/,
+    ],
+    [
       'regex_priority_order on a route without regex',
       () => ['to: http://127.0.0.1:3000', 'prefix: /a/', 'regex_priority_order: 1'],
       12,
@@ -408,7 +436,7 @@ describe('misused upstream keys are config errors naming the key and line', () =
       () => ['to: unix:///var/run/app.sock'],
       10,
       'routes[0].to',
-      /http\(s\) upstream URL .*h2c:\/\/app:8080, http\+unix:\/\/\/run\/app\.sock/,
+      /http\(s\) upstream URL .*got "unix:\/\/\/var\/run\/app\.sock" \(h2c:\/\/app:8080, http\+unix:/,
     ],
     [
       'an h2c URL with a query',

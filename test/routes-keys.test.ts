@@ -23,6 +23,8 @@ import { startStack, type Stack } from './helpers/stack.js';
 //  K8S       https://www.pomerium.com/docs/reference/routes/kubernetes-service-account-token
 //            and https://kubernetes.io/docs/reference/access-authn-authz/user-impersonation/
 //  TIMEOUTS  https://www.pomerium.com/docs/reference/routes/timeouts
+//  JWT GROUPS FILTER https://www.pomerium.com/docs/reference/jwt-groups-filter
+//            and https://www.pomerium.com/docs/reference/routes/jwt-groups-filter
 //  REGEX ORDER https://www.pomerium.com/docs/reference/routes/regex-priority-order
 // What counts as a CORS preflight is the Fetch standard's "CORS-preflight request": OPTIONS
 // with Origin and Access-Control-Request-Method (https://fetch.spec.whatwg.org/#cors-preflight-request).
@@ -236,7 +238,8 @@ describe('upstream connection and header keys through a running Portcullis', () 
 
     s = await startStack({
       hosts: ['app.corp.test', 'cors.corp.test', 'k8s.corp.test'],
-      body: `routes:
+      body: `jwt_claims_headers: {X-Groups: groups}
+routes:
   # HEADERS: rewrite_response_headers
   - from: http://app.corp.test:\${PORT}
     prefix: /redirect
@@ -264,6 +267,12 @@ describe('upstream connection and header keys through a running Portcullis', () 
     to: ${up}
     allowed_emails: [alice@example.com]
   # K8S
+  - from: http://k8s.corp.test:\${PORT}
+    prefix: /filtered/
+    to: ${up}
+    allow_any_authenticated_user: true
+    kubernetes_service_account_token_file: ${join(dir, 'sa-token')}
+    jwt_groups_filter: [eng, nobody]
   - from: http://k8s.corp.test:\${PORT}
     to: ${up}
     allow_any_authenticated_user: true
@@ -527,6 +536,32 @@ describe('upstream connection and header keys through a running Portcullis', () 
     assert.deepEqual(all(got, 'authorization'), [`Bearer ${token}`]);
     assert.deepEqual(all(got, 'impersonate-user'), ['alice@example.com']);
     assert.deepEqual(all(got, 'impersonate-group'), ['admins', 'eng']);
+  });
+
+  // JWT GROUPS FILTER: "Only groups belonging to this subset will be included in the groups
+  // claim" and "The setting also applies to the Impersonate-Group header".
+  test('jwt_groups_filter limits the assertion, the groups header and Impersonate-Group', async () => {
+    const groupsIn = (got: Seen): unknown => {
+      const jwt = all(got, 'x-portcullis-jwt-assertion')[0]!;
+      return (
+        JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as {
+          groups: unknown;
+        }
+      ).groups;
+    };
+    const filtered = await request(url('k8s.corp.test', '/filtered/x'), {
+      jar,
+      headers: JSON_ACCEPT,
+    });
+    assert.equal(filtered.status, 200);
+    assert.deepEqual(all(last(), 'impersonate-group'), ['eng']);
+    assert.deepEqual(all(last(), 'x-groups'), ['eng']);
+    assert.deepEqual(groupsIn(last()), ['eng']);
+    const whole = await request(url('k8s.corp.test', '/other'), { jar, headers: JSON_ACCEPT });
+    assert.equal(whole.status, 200);
+    assert.deepEqual(groupsIn(last()), ['admins', 'eng']);
+    assert.deepEqual(all(last(), 'x-groups'), ['admins,eng']);
+    assert.deepEqual(all(last(), 'impersonate-group'), ['admins', 'eng']);
   });
 
   test('kubernetes_service_account_token: the client Authorization is replaced, never sent beside it', async () => {

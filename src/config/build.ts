@@ -227,6 +227,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     identityHeaders: raw.identity_headers ?? ['portcullis'],
     allowBearerTokens: raw.allow_bearer_tokens === true,
     bearerAudiences: raw.bearer_audiences ?? [raw.idp_client_id],
+    jwtGroupsFilter: raw.jwt_groups_filter ?? null,
   };
   const routes: Route[] = [];
   raw.routes.forEach((r, i) => {
@@ -482,6 +483,7 @@ interface RouteDefaults {
   identityHeaders: IdentityPreset[];
   allowBearerTokens: boolean;
   bearerAudiences: string[];
+  jwtGroupsFilter: string[] | null;
 }
 
 /** signing_key(_file), jwt_claims, jwt_claims_headers: what the signed identity assertion carries. */
@@ -704,6 +706,11 @@ function compileRoute(
     regexRewrite,
     hostRewrite,
     ...compileUpstreamKeys(r, at, base),
+    // Pomerium: the route's filter widens the global one; either alone turns filtering on.
+    jwtGroupsFilter:
+      defaults.jwtGroupsFilter === null && r.jwt_groups_filter === undefined
+        ? null
+        : new Set([...(defaults.jwtGroupsFilter ?? []), ...(r.jwt_groups_filter ?? [])]),
   };
 }
 

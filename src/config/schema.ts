@@ -251,6 +251,7 @@ export const routeSchema = z.strictObject({
     .string({ error: 'expected the service account token as a string' })
     .min(1, { message: 'expected a non-empty service account token' })
     .optional(),
+  jwt_groups_filter: stringList('jwt_groups_filter').optional(),
   regex_priority_order: z
     .number({ error: 'expected a whole number from 0 to 4294967295' })
     .int({ error: 'expected a whole number from 0 to 4294967295' })
@@ -377,6 +378,8 @@ export const configSchema = z.strictObject({
     })
     .optional(),
   jwt_claims: stringList('jwt_claims').optional(),
+  // https://www.pomerium.com/docs/reference/jwt-groups-filter (routes may add to it).
+  jwt_groups_filter: stringList('jwt_groups_filter').optional(),
   identity_headers: presetList.optional(),
   allow_bearer_tokens: z.boolean().optional(),
   bearer_audiences: stringList('bearer_audiences').optional(),

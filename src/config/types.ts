@@ -99,6 +99,12 @@ export interface Route {
   tlsClientCert: { cert: string; key: string } | null;
   /** tls_upstream_server_name (or tls_server_name): SNI and the name the certificate must carry. */
   tlsServerName: string | null;
+  /**
+   * jwt_groups_filter (global, widened by the route's): the only groups the assertion, the
+   * groups claim header and Impersonate-Group carry; null = all of the user's groups. One Set
+   * object per route: the assertion cache tells filters apart by identity.
+   */
+  jwtGroupsFilter: ReadonlySet<string> | null;
   /** regex_priority_order: among a host's `regex` routes, higher goes first (0 when unset). */
   regexPriority: number;
   /** kubernetes_service_account_token(_file): sent as Bearer, with Impersonate-User/-Group. */

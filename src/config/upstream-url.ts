@@ -16,7 +16,7 @@ export function transportOf(url: URL): UpstreamTransport | undefined {
 
 /** An upstream URL, or what is wrong with it (for the config error). */
 export function parseUpstreamUrl(text: string): URL | string {
-  const bad = `expected an http(s) upstream URL like http://10.0.0.5:3000 (or h2c://app:8080, http+unix:///run/app.sock, https+unix:///run/app.sock), got ${JSON.stringify(text)}`;
+  const bad = `expected an http(s) upstream URL like http://10.0.0.5:3000, got ${JSON.stringify(text)} (h2c://app:8080, http+unix:///run/app.sock and https+unix:///run/app.sock work too)`;
   const m = /^(h2c|https?\+unix):/i.exec(text);
   let u: URL;
   try {

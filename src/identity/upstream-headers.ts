@@ -2,7 +2,7 @@ import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import type { Runtime } from '../runtime.js';
 import type { SessionView } from '../session/types.js';
-import { ASSERTION_HEADER } from './assertion.js';
+import { ASSERTION_HEADER, filteredGroups } from './assertion.js';
 import { bearerTokenOf } from './bearer.js';
 import { prependBounded } from './short-list.js';
 import { claimHeaderValue, headerValue, presetHeaders } from './presets.js';
@@ -16,14 +16,14 @@ export function audienceHost(ctx: Pick<RequestContext, 'scheme' | 'host' | 'port
   return ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`;
 }
 
-function claimOf(identity: Identity, claim: string): unknown {
+function claimOf(identity: Identity, claim: string, route: Route): unknown {
   switch (claim) {
     case 'user':
       return identity.user;
     case 'email':
       return identity.email;
     case 'groups':
-      return identity.groups;
+      return filteredGroups(identity.groups, route.jwtGroupsFilter);
     case 'name':
       return identity.name;
     case 'sub':
@@ -55,6 +55,7 @@ export async function identityResponseHeaders(
     audience: audienceHost,
     now: Date.now(),
     notAfter: session?.exp,
+    groupsFilter: route.jwtGroupsFilter,
   });
   // Everything but the assertion depends only on the identity, the session's tokens and the
   // route: built once per (identity, route, audience) and reused while the signer hands out
@@ -102,7 +103,7 @@ function buildHeaders(
     if (safe !== null) out.push([k, safe]);
   }
   for (const [header, claim] of rt.cfg.assertion.claimHeaders) {
-    const v = claimHeaderValue(claimOf(identity, claim));
+    const v = claimHeaderValue(claimOf(identity, claim, route));
     if (v !== null) out.push([header, v]);
   }
   if (route.passAccessToken) {
@@ -119,7 +120,13 @@ function buildHeaders(
       route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken,
     ]);
   }
-  if (route.kubernetesToken !== null) kubernetesHeaders(out, route.kubernetesToken, identity);
+  if (route.kubernetesToken !== null)
+    kubernetesHeaders(
+      out,
+      route.kubernetesToken,
+      identity,
+      filteredGroups(identity.groups, route.jwtGroupsFilter),
+    );
   return Object.freeze(out);
 }
 
@@ -131,13 +138,18 @@ function buildHeaders(
  * server reads every occurrence and would take a comma-joined list for one group's name.
  * Replaces any token header the route passes: the API server accepts one Authorization.
  */
-function kubernetesHeaders(out: Array<[string, string]>, token: string, identity: Identity): void {
+function kubernetesHeaders(
+  out: Array<[string, string]>,
+  token: string,
+  identity: Identity,
+  groups: readonly string[],
+): void {
   for (let i = out.length - 1; i >= 0; i--) if (out[i]![0] === 'authorization') out.splice(i, 1);
   const user = headerValue(identity.email || identity.user);
   // Without someone to impersonate the token would act as the service account itself.
   if (user === null || user === '') return;
   out.push(['authorization', `Bearer ${token}`], ['impersonate-user', user]);
-  for (const group of identity.groups) {
+  for (const group of groups) {
     const safe = headerValue(group);
     if (safe !== null && safe !== '') out.push(['impersonate-group', safe]);
   }
