@@ -590,6 +590,27 @@ routes:
     assert.deepEqual(all(last(), 'impersonate-group'), []);
   });
 
+  // The service account may impersonate anyone: its token is for the API server alone. A
+  // forward-auth answer goes back to whoever asked, and a signed-in user can ask directly.
+  test('kubernetes_service_account_token: never in a forward-auth answer', async () => {
+    for (const path of ['/.portcullis/auth/traefik', '/.portcullis/auth/nginx']) {
+      const r = await request(url('k8s.corp.test', path), {
+        jar,
+        headers: {
+          ...JSON_ACCEPT,
+          'x-forwarded-proto': 'http',
+          'x-forwarded-host': `k8s.corp.test:${s.port}`,
+          'x-forwarded-uri': '/api/v1/secrets',
+          'x-original-url': `http://k8s.corp.test:${s.port}/api/v1/secrets`,
+        },
+      });
+      assert.equal(r.status, 200, `${path}: ${r.status} ${r.body}`);
+      assert.ok(r.headers['x-portcullis-jwt-assertion'], path);
+      assert.doesNotMatch(JSON.stringify(r.headers), new RegExp(token.split('.')[1]!), path);
+      assert.equal(r.headers['impersonate-user'], undefined, path);
+    }
+  });
+
   // TO: "To configure Pomerium to make HTTP/2 requests in cleartext, use the h2c scheme".
   test('h2c:// upstreams are spoken to in HTTP/2 over cleartext, bodies included', async () => {
     const r = await request(url('app.corp.test', '/h2c/x?q=1'), {

@@ -45,6 +45,11 @@ export async function identityResponseHeaders(
   identity: Identity | null,
   session: SessionView | null,
   audienceHost: string,
+  /**
+   * 'forward-auth' answers go back to whoever asked, which can be the user: they never carry
+   * the route's Kubernetes service account token (it may impersonate anyone).
+   */
+  to: 'upstream' | 'forward-auth' = 'upstream',
 ): Promise<ReadonlyArray<[string, string]>> {
   if (!identity) return NONE;
   const issuer = rt.cfg.authenticateUrl
@@ -68,13 +73,30 @@ export async function identityResponseHeaders(
       e.assertion === assertion &&
       e.session === session
     )
-      return e.headers;
+      return to === 'upstream' ? e.upstream : e.headers;
   }
   const headers = buildHeaders(rt, route, identity, session, assertion);
-  const entry: Built = { route, audience: audienceHost, assertion, session, headers, next: null };
+  const upstream =
+    route.kubernetesToken === null
+      ? headers
+      : withKubernetes(
+          headers,
+          route.kubernetesToken,
+          identity,
+          filteredGroups(identity.groups, route.jwtGroupsFilter),
+        );
+  const entry: Built = {
+    route,
+    audience: audienceHost,
+    assertion,
+    session,
+    headers,
+    upstream,
+    next: null,
+  };
   prependBounded(first, entry, (e) => e.route === route && e.audience === audienceHost, MAX_BUILT);
   built.set(identity, entry);
-  return headers;
+  return to === 'upstream' ? upstream : headers;
 }
 
 const NONE: ReadonlyArray<[string, string]> = Object.freeze([]);
@@ -86,6 +108,8 @@ interface Built {
   assertion: string;
   session: SessionView | null;
   headers: ReadonlyArray<[string, string]>;
+  /** `headers` plus what only the upstream may see (the Kubernetes service account's). */
+  upstream: ReadonlyArray<[string, string]>;
   next: Built | null;
 }
 const built = new WeakMap<Identity, Built>();
@@ -120,13 +144,6 @@ function buildHeaders(
       route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken,
     ]);
   }
-  if (route.kubernetesToken !== null)
-    kubernetesHeaders(
-      out,
-      route.kubernetesToken,
-      identity,
-      filteredGroups(identity.groups, route.jwtGroupsFilter),
-    );
   return Object.freeze(out);
 }
 
@@ -138,19 +155,20 @@ function buildHeaders(
  * server reads every occurrence and would take a comma-joined list for one group's name.
  * Replaces any token header the route passes: the API server accepts one Authorization.
  */
-function kubernetesHeaders(
-  out: Array<[string, string]>,
+function withKubernetes(
+  headers: ReadonlyArray<[string, string]>,
   token: string,
   identity: Identity,
   groups: readonly string[],
-): void {
-  for (let i = out.length - 1; i >= 0; i--) if (out[i]![0] === 'authorization') out.splice(i, 1);
+): ReadonlyArray<[string, string]> {
   const user = headerValue(identity.email || identity.user);
   // Without someone to impersonate the token would act as the service account itself.
-  if (user === null || user === '') return;
+  if (user === null || user === '') return headers;
+  const out = headers.filter(([k]) => k !== 'authorization');
   out.push(['authorization', `Bearer ${token}`], ['impersonate-user', user]);
   for (const group of groups) {
     const safe = headerValue(group);
     if (safe !== null && safe !== '') out.push(['impersonate-group', safe]);
   }
+  return Object.freeze(out);
 }
