@@ -405,14 +405,20 @@ routes:
     const before = seen.length;
     const r = await request(url('cors.corp.test', '/api/items'), {
       method: 'OPTIONS',
-      headers: preflight,
+      headers: {
+        ...preflight,
+        'X-Portcullis-Jwt-Assertion': 'forged',
+        'X-Forwarded-Email': 'alice@example.com',
+      },
     });
     assert.equal(r.status, 200, r.body);
     assert.equal(seen.length, before + 1);
     assert.equal(last().method, 'OPTIONS');
     assert.equal(last().url, '/api/items');
-    // Nobody signed in: no assertion or identity goes upstream.
+    assert.deepEqual(all(last(), 'access-control-request-method'), ['POST']);
+    // Nobody signed in: no assertion or identity goes upstream, and no forged one either.
     assert.deepEqual(all(last(), 'x-portcullis-jwt-assertion'), []);
+    assert.deepEqual(all(last(), 'x-forwarded-email'), []);
   });
 
   test('cors_allow_preflight: anything short of a real preflight still needs the policy', async () => {

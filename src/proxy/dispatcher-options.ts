@@ -4,8 +4,9 @@ import type * as Undici from 'undici';
 import { buildConnector } from './undici.js';
 
 // How a pool connects to one upstream URL of a route: TLS (custom CA, client certificate,
-// server name), Unix socket, HTTP/2 cleartext, timeouts. Worked out once per (route, URL)
-// object and kept, so a request only looks up what was built when the config loaded.
+// server name), Unix socket, HTTP/2 cleartext, timeouts. Worked out on first use for each
+// (route, URL) object of a loaded config and kept: later requests only look it up (two
+// WeakMap reads, where the pool key used to be a string built per request).
 
 export interface DispatcherPlan {
   /** Pools are shared by routes whose plans have the same key. */
