@@ -234,6 +234,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     const route = compileRoute(r, i, groupsClaim, at, defaults);
     if (route) routes.push(route);
   });
+  dependsOnHosts(raw, routes, at);
   const extraIdentityHeaders = new Set(identity.claimHeaders.map(([h]) => h));
   for (const r of routes)
     for (const h of [r.passAccessToken, r.passIdToken])
@@ -706,12 +707,75 @@ function compileRoute(
     regexRewrite,
     hostRewrite,
     ...compileUpstreamKeys(r, at, base),
+    dependsOn: [],
     // Pomerium: the route's filter widens the global one; either alone turns filtering on.
     jwtGroupsFilter:
       defaults.jwtGroupsFilter === null && r.jwt_groups_filter === undefined
         ? null
         : new Set([...(defaults.jwtGroupsFilter ?? []), ...(r.jwt_groups_filter ?? [])]),
   };
+}
+
+/**
+ * depends_on (https://www.pomerium.com/docs/reference/routes/additional-login-redirect-hosts):
+ * "array of strings (host or host:port)", at most five, each served here; the route's scheme,
+ * and its default port when none is given. Pomerium refuses it together with cookie_domain.
+ */
+function dependsOnHosts(raw: RawConfig, routes: Route[], at: At): void {
+  for (const route of routes) {
+    const list = raw.routes[route.index]!.depends_on;
+    if (list === undefined) continue;
+    const key = ['routes', route.index, 'depends_on'];
+    if (raw.cookie_domain !== undefined) {
+      at(
+        key,
+        'cannot be used with cookie_domain (as in Pomerium): hosts under cookie_domain already share the session',
+      );
+      continue;
+    }
+    if (list.length > 5) {
+      at(
+        key,
+        `expected at most 5 hosts (browsers stop following longer redirect chains), got ${list.length}`,
+      );
+      continue;
+    }
+    const { scheme } = route.from;
+    list.forEach((entry, j) => {
+      const m = /^([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(\d{1,5}))?$/i.exec(entry.trim());
+      const port = m?.[2] !== undefined ? Number(m[2]) : scheme === 'https' ? 443 : 80;
+      if (!m || port < 1 || port > 65535) {
+        at(
+          [...key, j],
+          `expected a host or host:port like api.example.com, got ${JSON.stringify(entry)}`,
+        );
+        return;
+      }
+      const host = m[1]!.toLowerCase();
+      const served = routes.some(
+        (r) =>
+          r.from.scheme === scheme &&
+          r.from.port === port &&
+          (r.from.wildcard
+            ? host.endsWith(r.from.host) && host.length > r.from.host.length
+            : r.from.host === host),
+      );
+      const label = `${host}${m[2] !== undefined ? `:${port}` : ''}`;
+      if (!served) {
+        at(
+          [...key, j],
+          `no route serves ${scheme}://${label}: depends_on names hosts of this same Portcullis`,
+        );
+        return;
+      }
+      if (!route.from.wildcard && host === route.from.host && port === route.from.port) {
+        at([...key, j], `${label} is this route's own host`);
+        return;
+      }
+      const origin = `${scheme}://${host}${port === (scheme === 'https' ? 443 : 80) ? '' : `:${port}`}`;
+      if (!route.dependsOn.includes(origin)) route.dependsOn.push(origin);
+    });
+  }
 }
 
 function longLived(r: RawRoute): boolean {

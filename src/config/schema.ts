@@ -252,6 +252,7 @@ export const routeSchema = z.strictObject({
     .min(1, { message: 'expected a non-empty service account token' })
     .optional(),
   jwt_groups_filter: stringList('jwt_groups_filter').optional(),
+  depends_on: stringList('depends_on').optional(),
   regex_priority_order: z
     .number({ error: 'expected a whole number from 0 to 4294967295' })
     .int({ error: 'expected a whole number from 0 to 4294967295' })

@@ -105,6 +105,8 @@ export interface Route {
    * object per route: the assertion cache tells filters apart by identity.
    */
   jwtGroupsFilter: ReadonlySet<string> | null;
+  /** depends_on: origins (`scheme://host[:port]`) this route's login also signs in to, in order. */
+  dependsOn: string[];
   /** regex_priority_order: among a host's `regex` routes, higher goes first (0 when unset). */
   regexPriority: number;
   /** kubernetes_service_account_token(_file): sent as Bearer, with Impersonate-User/-Group. */
