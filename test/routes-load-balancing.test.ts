@@ -154,6 +154,8 @@ describe('load-balanced routes through a running Portcullis', () => {
   let metricsPort: number;
   let pong: Awaited<ReturnType<typeof startPong>>;
   let closedPort: number;
+  let sockDir = '';
+  let sockUp: http.Server | null = null;
   const ups: Record<string, Upstream> = {};
   const url = (host: string, path = '/'): string => `http://${host}:${s.port}${path}`;
   const get = (host: string, path = '/', o: Parameters<typeof request>[1] = {}): Promise<Resp> =>
@@ -168,6 +170,11 @@ describe('load-balanced routes through a running Portcullis', () => {
     ups.h1 = await startUpstream('h1');
     ups.h2 = await startUpstream('h2');
     pong = await startPong();
+    // An upstream on a Unix socket (Pomerium's http+unix://, docs/reference/routes/to), and a
+    // socket path nothing listens on: the checks must connect the way the proxy's pools do.
+    sockDir = mkdtempSync(join(tmpdir(), 'portcullis-lb-sock-'));
+    sockUp = http.createServer((req, res) => res.end(req.url === '/healthz' ? 'ok' : 'sock'));
+    await new Promise<void>((r) => sockUp!.listen(join(sockDir, 'up.sock'), r));
     closedPort = await freePort();
     const dead1 = await freePort();
     const dead2 = await freePort();
@@ -235,6 +242,16 @@ routes:
         tcp_health_check:
           send: { text: '50494e47' }
           receive: [{ text: '504f' }, { text: '4e47' }]
+  - from: http://unix.corp.test:\${PORT}
+    allow_public_unauthenticated_access: true
+    to: ['http+unix://${join(sockDir, 'up.sock')}', 'http+unix://${join(sockDir, 'none.sock')}']
+    health_checks:
+      - timeout: 1s
+        interval: 300ms
+        unhealthy_threshold: 1
+        healthy_threshold: 1
+        http_health_check:
+          path: /healthz
   - from: http://panic.corp.test:\${PORT}
     allow_public_unauthenticated_access: true
     to: ['${u('h1')}', '${u('h2')}']
@@ -252,6 +269,8 @@ routes:
   after(async () => {
     await s?.close();
     await Promise.allSettled([...Object.values(ups).map((x) => x.close()), pong?.close()]);
+    await new Promise((r) => (sockUp ? sockUp.close(r) : r(undefined)));
+    if (sockDir) rmSync(sockDir, { recursive: true, force: true });
   });
 
   type State = { upstreams: Array<{ upstream: string; healthy: boolean; ejected: boolean }> };
@@ -267,6 +286,17 @@ routes:
     });
     // PONG arrives in two writes: the blocks are found across them, in order.
     assert.equal((await upstreamState()).find((x) => x.upstream === pongUrl)?.healthy, true);
+  });
+
+  test('LB health_checks reach Unix-socket upstreams as the proxy does; /upstreams names each socket', async () => {
+    const up = `http+unix://${join(sockDir, 'up.sock')}`;
+    const none = `http+unix://${join(sockDir, 'none.sock')}`;
+    await waitFor('the missing socket marked down', async () => {
+      const st = await upstreamState();
+      return st.find((x) => x.upstream === none)?.healthy === false;
+    });
+    assert.equal((await upstreamState()).find((x) => x.upstream === up)?.healthy, true);
+    for (let i = 0; i < 4; i++) assert.equal((await get('unix.corp.test')).body, 'sock');
   });
 
   test('LB: when every upstream fails its health checks, requests still go to them (Envoy panic mode)', async () => {
@@ -795,6 +825,24 @@ describe('misused load-balancing keys are config errors naming the key and line'
       assert.equal(i.line, line, `${i.key}: ${i.message}`);
       assert.match(i.message, message);
     });
+
+  test('an http_health_check on an h2c:// upstream is refused (the checks speak HTTP/1.1)', () => {
+    const i = issue(
+      route(
+        "to: ['h2c://10.0.0.5:9000', 'h2c://10.0.0.6:9000']",
+        'health_checks:',
+        '  - timeout: 1s',
+        '    interval: 5s',
+        '    unhealthy_threshold: 2',
+        '    healthy_threshold: 2',
+        '    http_health_check:',
+        '      path: /healthz',
+      ),
+    );
+    assert.equal(i.key, 'routes[0].health_checks[0].http_health_check', i.message);
+    assert.equal(i.line, 17, i.message);
+    assert.match(i.message, /h2c.*tcp_health_check/);
+  });
 
   test('`portcullis check` warns that balancing keys on a single `to` change nothing', () => {
     const text = route(

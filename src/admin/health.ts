@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { upstreamLabel } from '../config/upstream-url.js';
 import { readFile, stat } from 'node:fs/promises';
 import type { ConfigIssue } from '../config/errors.js';
 import { withTimeout } from '../observe/health.js';
@@ -71,7 +72,7 @@ export async function healthPage(a: AdminRequest): Promise<void> {
   // Load-balanced routes: whether each upstream takes traffic now (health checks, ejection).
   const live = new Map(rt.observer.upstreams().map((u) => [`${u.route} ${u.upstream}`, u]));
   const target = (r: (typeof rt.cfg.routes)[number], u: URL): string => {
-    const s = live.get(`${r.id} ${u.origin}${u.pathname === '/' ? '' : u.pathname}`);
+    const s = live.get(`${r.id} ${upstreamLabel(u)}`);
     const state = !s
       ? ''
       : s.ejected
@@ -79,7 +80,7 @@ export async function healthPage(a: AdminRequest): Promise<void> {
         : s.healthy
           ? ` <span class="ok">✓ healthy</span>, ${s.inFlight} in flight`
           : ' <span class="bad">✗ failing its health checks</span>';
-    return `<code>${escapeHtml(u.href)}</code>${state}`;
+    return `<code>${escapeHtml(upstreamLabel(u))}</code>${state}`;
   };
   const upstreams = rt.cfg.routes
     .map(

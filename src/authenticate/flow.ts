@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
+import type { Route } from '../config/types.js';
 import type { RequestContext } from '../decide/types.js';
 import { codes, sendOutcome, type OutcomeCode } from '../http/outcomes.js';
 import { sendRedirect } from '../http/pages.js';
@@ -59,9 +60,18 @@ function query(ctx: RequestContext): URLSearchParams {
   return new URLSearchParams(ctx.query.startsWith('?') ? ctx.query.slice(1) : ctx.query);
 }
 
-/** A browser that needs a session: start the login and come back to exactly this URL. */
-export async function redirectToLogin(authRequest: AuthRequest): Promise<void> {
-  const returnTo = `${authRequest.rt.origin(authRequest.ctx)}${authRequest.ctx.path}${authRequest.ctx.query}`;
+/**
+ * A browser that needs a session: start the login and come back to exactly this URL, through
+ * the hosts of the route's depends_on first.
+ */
+export async function redirectToLogin(
+  authRequest: AuthRequest,
+  route?: Pick<Route, 'dependsOn'>,
+): Promise<void> {
+  const here = `${authRequest.rt.origin(authRequest.ctx)}${authRequest.ctx.path}${authRequest.ctx.query}`;
+  const returnTo = route?.dependsOn.length
+    ? dependsOnChain(authRequest.rt, authRequest.ctx, route.dependsOn, here)
+    : here;
   if (authRequest.rt.isAuthHost(authRequest.ctx)) {
     await beginAuthorization(authRequest, returnTo);
     return;
@@ -77,6 +87,27 @@ export async function redirectToLogin(authRequest: AuthRequest): Promise<void> {
   );
 }
 
+/**
+ * depends_on (Pomerium's multi-domain login, https://www.pomerium.com/docs/reference/routes/additional-login-redirect-hosts):
+ * the login of a route also gets a session on the listed hosts, then lands where it started.
+ * The return address becomes a chain of sign_in stops, this host's first: each stop, once its
+ * host has a session, sends the browser to the next; a stop without a session signs in there
+ * first (silently: the IdP or the authenticate host already knows the user) and comes back
+ * to itself. Stops reuse sign_in and handoff as they are, so each host still gets its session
+ * only in the browser that holds its own handoff nonce.
+ */
+function dependsOnChain(
+  rt: Runtime,
+  ctx: RequestContext,
+  hosts: readonly string[],
+  finalUrl: string,
+): string {
+  let next = finalUrl;
+  for (const origin of [rt.origin(ctx), ...hosts].reverse())
+    next = `${origin}/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, next, undefined, true)}`;
+  return next;
+}
+
 /** The sign-in address that comes back to `returnTo`, for answers that cannot start a login themselves (forward-auth). */
 export function signInUrl(rt: Runtime, ctx: RequestContext, returnTo: string): string {
   return `${rt.authOrigin(ctx)}/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, returnTo)}`;
@@ -89,7 +120,7 @@ export function signInUrl(rt: Runtime, ctx: RequestContext, returnTo: string): s
 export function returnTarget(
   authRequest: AuthRequest,
   fallback: string | null,
-): { url: string; nh?: string | undefined } | null {
+): { url: string; nh?: string | undefined; dep?: true | undefined } | null {
   const q = query(authRequest.ctx);
   const sealed = q.get('return');
   if (sealed) return openReturn(authRequest.rt, sealed, authRequest.ctx.now);
@@ -134,10 +165,27 @@ function ownEndpoint(rt: Runtime, pathname: string): boolean {
 
 /** GET /.portcullis/sign_in */
 export async function signIn(authRequest: AuthRequest): Promise<void> {
-  const target = returnTarget(authRequest, `${authRequest.rt.origin(authRequest.ctx)}/`);
+  let target = returnTarget(authRequest, `${authRequest.rt.origin(authRequest.ctx)}/`);
   if (!target) {
     badRedirect(authRequest);
     return;
+  }
+  if (target.dep) {
+    // A depends_on stop (dependsOnChain): on once this host has a session; else this stop
+    // is where the sign-in here comes back to.
+    const found = await authRequest.rt.sessions.lookup(authRequest.ctx);
+    if (found.session) {
+      sendRedirect(
+        authRequest.res,
+        target.url,
+        [...authRequest.setCookies, ...found.setCookies],
+        authRequest.requestId,
+      );
+      return;
+    }
+    target = {
+      url: `${authRequest.rt.origin(authRequest.ctx)}${authRequest.ctx.path}${authRequest.ctx.query}`,
+    };
   }
   if (!authRequest.rt.isAuthHost(authRequest.ctx)) {
     // Whatever nonce hash a sealed return carried belongs to another redirect: this host's own

@@ -15,6 +15,11 @@ export interface ReturnState {
    * a return address made there carries it, and only with it is a handoff minted.
    */
   nh?: string | undefined;
+  /**
+   * A depends_on stop (flow.ts dependsOnChain): the sign_in carrying it is on a host the login
+   * must also reach; once that host has a session it sends the browser on to `url`.
+   */
+  dep?: true | undefined;
 }
 
 export function sealReturn(
@@ -22,10 +27,12 @@ export function sealReturn(
   now: number,
   url: string,
   nh?: string,
+  dep?: boolean,
 ): string {
   const r: ReturnState = nh
     ? { url, exp: now + LOGIN_TTL_MS, nh }
     : { url, exp: now + LOGIN_TTL_MS };
+  if (dep) r.dep = true;
   return rt.sealer.sealJson('return', r);
 }
 
@@ -36,5 +43,8 @@ export function openReturn(
 ): ReturnState | null {
   const r = rt.sealer.openJson<ReturnState>('return', sealed, '', now);
   if (!r || typeof r.url !== 'string') return null;
-  return typeof r.nh === 'string' ? r : { url: r.url, exp: r.exp };
+  const out: ReturnState = { url: r.url, exp: r.exp };
+  if (typeof r.nh === 'string') out.nh = r.nh;
+  if (r.dep === true) out.dep = true;
+  return out;
 }

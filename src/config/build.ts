@@ -18,6 +18,8 @@ import { redirectAllowList } from '../security/redirect.js';
 import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
+import { compileUpstreamKeys } from './route-keys.js';
+import { parseUpstreamUrl, transportOf } from './upstream-url.js';
 import type { RawConfig, RawRoute } from './schema.js';
 import type { Config, HealthCheck, PathMatch, Route, RouteFrom } from './types.js';
 
@@ -225,12 +227,14 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     identityHeaders: raw.identity_headers ?? ['portcullis'],
     allowBearerTokens: raw.allow_bearer_tokens === true,
     bearerAudiences: raw.bearer_audiences ?? [raw.idp_client_id],
+    jwtGroupsFilter: raw.jwt_groups_filter ?? null,
   };
   const routes: Route[] = [];
   raw.routes.forEach((r, i) => {
     const route = compileRoute(r, i, groupsClaim, at, defaults);
     if (route) routes.push(route);
   });
+  dependsOnHosts(raw, routes, at);
   const extraIdentityHeaders = new Set(identity.claimHeaders.map(([h]) => h));
   for (const r of routes)
     for (const h of [r.passAccessToken, r.passIdToken])
@@ -414,7 +418,12 @@ function filesRead(raw: RawConfig): string[] {
     raw.certificate_key_file,
     raw.client_ca_file,
     ...(raw.certificates ?? []).flatMap((c) => [c.cert, c.key]),
-    ...(raw.routes ?? []).map((r) => r.tls_custom_ca_file),
+    ...(raw.routes ?? []).flatMap((r) => [
+      r.tls_custom_ca_file,
+      r.tls_client_cert_file,
+      r.tls_client_key_file,
+      r.kubernetes_service_account_token_file,
+    ]),
   ];
   return [...new Set(paths.filter((p): p is string => typeof p === 'string' && p.length > 0))];
 }
@@ -527,6 +536,7 @@ interface RouteDefaults {
   identityHeaders: IdentityPreset[];
   allowBearerTokens: boolean;
   bearerAudiences: string[];
+  jwtGroupsFilter: string[] | null;
 }
 
 /** signing_key(_file), jwt_claims, jwt_claims_headers: what the signed identity assertion carries. */
@@ -640,22 +650,24 @@ function compileRoute(
         return;
       }
     }
-    try {
-      const u = new URL(t);
-      if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password)
-        throw new Error();
-      if (u.search || u.hash) at(path, 'expected an upstream URL without query or fragment');
+    const u = parseUpstreamUrl(t);
+    if (typeof u === 'string') at(path, u);
+    else {
       to.push(u);
       weights.push(weight);
-    } catch {
-      at(
-        path,
-        `expected an http(s) upstream URL like http://10.0.0.5:3000, got ${JSON.stringify(t)}`,
-      );
     }
   });
 
   const balancing = compileLoadBalancing(r, to.length, at, base);
+  // Health checks speak HTTP/1.1 (codec_client_type HTTP1): an h2c upstream would not answer.
+  if (to.some((u) => transportOf(u)?.h2c))
+    (r.health_checks ?? []).forEach((h, j) => {
+      if (h.http_health_check !== undefined)
+        at(
+          [...base, 'health_checks', j, 'http_health_check'],
+          'an h2c:// upstream does not answer HTTP/1.1 health checks: use tcp_health_check',
+        );
+    });
 
   const matchers = (['prefix', 'path', 'regex'] as const).filter((k) => r[k] !== undefined);
   if (matchers.length > 1)
@@ -762,8 +774,11 @@ function compileRoute(
     allowWebsockets: r.allow_websockets === true,
     allowAmbiguousPaths: r.allow_ambiguous_paths === true,
     showErrorDetails: r.show_error_details !== false,
-    timeoutMs: r.timeout ?? 30_000,
-    idleTimeoutMs: r.idle_timeout ?? 300_000,
+    // Pomerium (https://www.pomerium.com/docs/reference/routes/timeouts): WebSocket routes are
+    // long-lived, so both timeouts are off unless set; likewise Kubernetes routes, where
+    // `kubectl logs -f` and `exec` hold a stream open.
+    timeoutMs: r.timeout ?? (longLived(r) ? 0 : 30_000),
+    idleTimeoutMs: r.idle_timeout ?? (longLived(r) ? 0 : 300_000),
     tlsSkipVerify: r.tls_skip_verify === true,
     tlsCa,
     identityHeaders:
@@ -777,6 +792,13 @@ function compileRoute(
     prefixRewrite,
     regexRewrite,
     hostRewrite,
+    ...compileUpstreamKeys(r, at, base),
+    dependsOn: [],
+    // Pomerium: the route's filter widens the global one; either alone turns filtering on.
+    jwtGroupsFilter:
+      defaults.jwtGroupsFilter === null && r.jwt_groups_filter === undefined
+        ? null
+        : new Set([...(defaults.jwtGroupsFilter ?? []), ...(r.jwt_groups_filter ?? [])]),
   };
 }
 
@@ -852,6 +874,76 @@ function compileLoadBalancing(
       }
     : null;
   return { lbPolicy, healthChecks, outlierDetection };
+}
+
+/**
+ * depends_on (https://www.pomerium.com/docs/reference/routes/additional-login-redirect-hosts):
+ * "array of strings (host or host:port)", at most five, each served here; the route's scheme,
+ * and its default port when none is given. Pomerium refuses it together with cookie_domain.
+ */
+function dependsOnHosts(raw: RawConfig, routes: Route[], at: At): void {
+  for (const route of routes) {
+    const list = raw.routes[route.index]!.depends_on;
+    if (list === undefined) continue;
+    const key = ['routes', route.index, 'depends_on'];
+    if (raw.cookie_domain !== undefined) {
+      at(
+        key,
+        'cannot be used with cookie_domain (as in Pomerium): hosts under cookie_domain already share the session',
+      );
+      continue;
+    }
+    if (list.length > 5) {
+      at(
+        key,
+        `expected at most 5 hosts (browsers stop following longer redirect chains), got ${list.length}`,
+      );
+      continue;
+    }
+    const { scheme } = route.from;
+    list.forEach((entry, j) => {
+      const m = /^([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(\d{1,5}))?$/i.exec(entry.trim());
+      const port = m?.[2] !== undefined ? Number(m[2]) : scheme === 'https' ? 443 : 80;
+      if (!m || port < 1 || port > 65535) {
+        at(
+          [...key, j],
+          `expected a host or host:port like api.example.com, got ${JSON.stringify(entry)}`,
+        );
+        return;
+      }
+      const host = m[1]!.toLowerCase();
+      const served = routes.some(
+        (r) =>
+          r.from.scheme === scheme &&
+          r.from.port === port &&
+          (r.from.wildcard
+            ? host.endsWith(r.from.host) && host.length > r.from.host.length
+            : r.from.host === host),
+      );
+      const label = `${host}${m[2] !== undefined ? `:${port}` : ''}`;
+      if (!served) {
+        at(
+          [...key, j],
+          `no route serves ${scheme}://${label}: depends_on names hosts of this same Portcullis`,
+        );
+        return;
+      }
+      if (!route.from.wildcard && host === route.from.host && port === route.from.port) {
+        at([...key, j], `${label} is this route's own host`);
+        return;
+      }
+      const origin = `${scheme}://${host}${port === (scheme === 'https' ? 443 : 80) ? '' : `:${port}`}`;
+      if (!route.dependsOn.includes(origin)) route.dependsOn.push(origin);
+    });
+  }
+}
+
+function longLived(r: RawRoute): boolean {
+  return (
+    r.allow_websockets === true ||
+    r.kubernetes_service_account_token !== undefined ||
+    r.kubernetes_service_account_token_file !== undefined
+  );
 }
 
 /** `from` is scheme + host (+ port); a wildcard host `*.example.com` covers every subdomain. */

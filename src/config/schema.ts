@@ -254,6 +254,28 @@ const outlierDetectionSchema = z.strictObject(
   },
   { error: 'expected outlier_detection as a map like {consecutive_5xx: 5} ({} for the defaults)' },
 );
+// Pomerium's rewrite_response_headers (https://www.pomerium.com/docs/reference/routes/headers).
+const rewriteResponseHeader = z.strictObject(
+  {
+    header: z
+      .string({ error: 'expected a header name like Location' })
+      .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a header name like Location' }),
+    prefix: z.string({ error: 'expected the prefix to replace, as a string' }).optional(),
+    value: z.string({ error: 'expected the replacement value as a string' }),
+  },
+  { error: 'expected an entry like {header: Location, prefix: http://internal/, value: /}' },
+);
+
+// A DNS name for SNI and certificate verification: no scheme, port, path or spaces.
+const serverName = (what: string) =>
+  z
+    .string({ error: `expected ${what} as a host name like app.internal` })
+    .regex(
+      /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/,
+      {
+        message: `expected ${what} as a host name like app.internal (no scheme, port or path)`,
+      },
+    );
 
 export const routeSchema = z.strictObject({
   id: z.string().optional(),
@@ -313,6 +335,34 @@ export const routeSchema = z.strictObject({
     .array(healthCheckSchema, { error: 'expected health_checks as a list of health checks' })
     .optional(),
   outlier_detection: outlierDetectionSchema.optional(),
+  // Upstream connection and header keys (src/config/route-keys.ts checks the combinations).
+  rewrite_response_headers: z
+    .array(rewriteResponseHeader, {
+      error: 'expected rewrite_response_headers as a list of {header, prefix, value}',
+    })
+    .optional(),
+  cors_allow_preflight: boolish.optional(),
+  tls_client_cert: z.string({ error: 'expected a base64-encoded PEM certificate' }).optional(),
+  tls_client_key: z.string({ error: 'expected a base64-encoded PEM private key' }).optional(),
+  tls_client_cert_file: z.string({ error: 'expected a path to a PEM certificate' }).optional(),
+  tls_client_key_file: z.string({ error: 'expected a path to a PEM private key' }).optional(),
+  tls_server_name: serverName('tls_server_name').optional(),
+  tls_upstream_server_name: serverName('tls_upstream_server_name').optional(),
+  kubernetes_service_account_token: z
+    .string({ error: 'expected the service account token as a string' })
+    .min(1, { message: 'expected a non-empty service account token' })
+    .optional(),
+  jwt_groups_filter: stringList('jwt_groups_filter').optional(),
+  depends_on: stringList('depends_on').optional(),
+  regex_priority_order: z
+    .number({ error: 'expected a whole number from 0 to 4294967295' })
+    .int({ error: 'expected a whole number from 0 to 4294967295' })
+    .min(0, { message: 'expected a whole number from 0 to 4294967295' })
+    .max(4294967295, { message: 'expected a whole number from 0 to 4294967295' })
+    .optional(),
+  kubernetes_service_account_token_file: z
+    .string({ error: 'expected a path to a service account token file' })
+    .optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -430,6 +480,8 @@ export const configSchema = z.strictObject({
     })
     .optional(),
   jwt_claims: stringList('jwt_claims').optional(),
+  // https://www.pomerium.com/docs/reference/jwt-groups-filter (routes may add to it).
+  jwt_groups_filter: stringList('jwt_groups_filter').optional(),
   identity_headers: presetList.optional(),
   allow_bearer_tokens: z.boolean().optional(),
   bearer_audiences: stringList('bearer_audiences').optional(),

@@ -119,6 +119,39 @@ export interface Route {
   regexRewrite: RegexRewrite | null;
   /** host_rewrite, host_rewrite_header or host_path_regex_rewrite_*; null = preserve_host_header or `to`'s host. */
   hostRewrite: HostRewrite | null;
+  /** rewrite_response_headers, by lower-case header name, in file order; null when none. */
+  responseHeaderRewrites: ReadonlyMap<string, ReadonlyArray<ResponseHeaderRewrite>> | null;
+  /** cors_allow_preflight: a CORS preflight (src/decide/cors-preflight.ts) skips the policy. */
+  corsAllowPreflight: boolean;
+  /** tls_client_cert(_file) + tls_client_key(_file): PEM, presented to https upstreams. */
+  tlsClientCert: { cert: string; key: string } | null;
+  /** tls_upstream_server_name (or tls_server_name): SNI and the name the certificate must carry. */
+  tlsServerName: string | null;
+  /**
+   * jwt_groups_filter (global, widened by the route's): the only groups the assertion, the
+   * groups claim header and Impersonate-Group carry; null = all of the user's groups. One Set
+   * object per route: the assertion cache tells filters apart by identity.
+   */
+  jwtGroupsFilter: ReadonlySet<string> | null;
+  /** depends_on: origins (`scheme://host[:port]`) this route's login also signs in to, in order. */
+  dependsOn: string[];
+  /** regex_priority_order: among a host's `regex` routes, higher goes first (0 when unset). */
+  regexPriority: number;
+  /** kubernetes_service_account_token(_file): sent as Bearer, with Impersonate-User/-Group. */
+  kubernetesToken: string | null;
+}
+
+export interface ResponseHeaderRewrite {
+  prefix: string;
+  value: string;
+}
+
+/** How an upstream is reached beyond its http(s) URL (`h2c://`, `http+unix://`, `https+unix://`). */
+export interface UpstreamTransport {
+  /** HTTP/2 with prior knowledge over cleartext. */
+  h2c: boolean;
+  /** A Unix domain socket instead of host:port. */
+  socketPath: string | null;
 }
 
 export interface Config {

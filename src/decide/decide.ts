@@ -2,6 +2,7 @@ import type { Route } from '../config/types.js';
 import type { TokenAuthenticator } from '../identity/bearer.js';
 import type { SessionLookup, SessionManager } from '../session/manager.js';
 import { StoreUnavailableError, type SessionView } from '../session/types.js';
+import { isCorsPreflight, PREFLIGHT_ALLOWED } from './cors-preflight.js';
 import type { RouteTable } from './route-table.js';
 import type { Identity, PolicyResult, RequestContext, UnavailableCause } from './types.js';
 
@@ -11,7 +12,8 @@ import type { Identity, PolicyResult, RequestContext, UnavailableCause } from '.
 //   1. matchRoute       scheme + host + port of `from`, then prefix/path/regex; first match wins
 //   2. checkPath        ambiguous encodings are refused unless the route opts in; forward-auth
 //                       paths whose segments normalization changed must keep their route
-//   3. publicRoute      allow_public_unauthenticated_access: no session is even read
+//   3. publicRoute      allow_public_unauthenticated_access: no session is even read; a CORS
+//                       preflight on a cors_allow_preflight route likewise (cors-preflight.ts)
 //   4. loadIdentity     a token the route accepts (Authorization: Bearer / Portcullis), else the
 //                       session cookie -> identity; a bad token -> login (401 invalid_token);
 //                       store or IdP keys down -> unavailable
@@ -99,6 +101,17 @@ export async function decide(
   // 3. publicRoute
   if (route.isPublic)
     return { kind: 'allow', route, identity: null, session: null, policy: null, setCookies: [] };
+
+  // 3b. corsPreflight: cors_allow_preflight lets a browser's preflight through unjudged
+  if (route.corsAllowPreflight && isCorsPreflight(ctx))
+    return {
+      kind: 'allow',
+      route,
+      identity: null,
+      session: null,
+      policy: PREFLIGHT_ALLOWED,
+      setCookies: [],
+    };
 
   // 4. loadIdentity
   const found = await loadIdentity(ctx, route, deps);

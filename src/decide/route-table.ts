@@ -21,6 +21,7 @@ export class RouteTable {
         else this.exact.set(k, [r]);
       }
     }
+    for (const [k, list] of this.exact) this.exact.set(k, byRegexPriority(list));
   }
 
   candidates(scheme: string, host: string, port: number): Route[] {
@@ -37,7 +38,7 @@ export class RouteTable {
         host.endsWith(r.from.host),
     );
     if (!wild.length) return exact;
-    const all = [...exact, ...wild].sort((a, b) => a.index - b.index);
+    const all = byRegexPriority([...exact, ...wild].sort((a, b) => a.index - b.index));
     if (this.cache.size > 4096) this.cache.clear();
     this.cache.set(k, all);
     return all;
@@ -69,6 +70,19 @@ export class RouteTable {
       ),
     ];
   }
+}
+
+/**
+ * regex_priority_order (https://www.pomerium.com/docs/reference/routes/regex-priority-order):
+ * "Higher values are evaluated first" among the routes that match with `regex`. They trade
+ * places among the slots regex routes hold; every other route keeps its place in file order.
+ */
+function byRegexPriority(routes: Route[]): Route[] {
+  const regex = routes.filter((r) => r.match.kind === 'regex');
+  if (regex.every((r) => r.regexPriority === 0)) return routes;
+  const ordered = [...regex].sort((a, b) => b.regexPriority - a.regexPriority || a.index - b.index);
+  let next = 0;
+  return routes.map((r) => (r.match.kind === 'regex' ? ordered[next++]! : r));
 }
 
 function key(scheme: string, host: string, port: number): string {

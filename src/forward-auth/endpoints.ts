@@ -256,6 +256,7 @@ async function judge(
       decision.identity,
       decision.session,
       audienceHost(ctx),
+      'forward-auth',
     ))
       headers[k] = v;
     if (setCookies.length) headers['set-cookie'] = setCookies;

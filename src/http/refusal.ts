@@ -26,7 +26,7 @@ export async function renderRefusal(
             'cache-control': 'no-store',
           },
         });
-      else if (ctx.browser) await redirectToLogin(authRequest);
+      else if (ctx.browser) await redirectToLogin(authRequest, decision.route);
       else
         sendOutcome(res, true, codes.unauthenticated, {
           message: 'This resource needs a session or a bearer token.',

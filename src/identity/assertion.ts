@@ -172,11 +172,22 @@ export interface AssertionInput {
   now: number;
   /** ms; the assertion never outlives the session or token it stands for. */
   notAfter?: number | undefined;
+  /** jwt_groups_filter: only these of the user's groups go in; null or absent = all. */
+  groupsFilter?: ReadonlySet<string> | null | undefined;
+}
+
+/** The user's groups that a jwt_groups_filter lets through, in the user's order. */
+export function filteredGroups(
+  groups: readonly string[],
+  filter: ReadonlySet<string> | null | undefined,
+): readonly string[] {
+  return filter ? groups.filter((g) => filter.has(g)) : groups;
 }
 
 interface Signed {
   issuer: string;
   audience: string;
+  filter: ReadonlySet<string> | null;
   jwt: string;
   /** Seconds: after this a new assertion is signed. */
   renewAt: number;
@@ -235,8 +246,15 @@ export class AssertionSigner {
 
   async assertion(identity: Identity, o: AssertionInput): Promise<string> {
     const nowS = Math.floor(o.now / 1000);
+    const filter = o.groupsFilter ?? null;
     for (let e = this.cache.get(identity) ?? null; e !== null; e = e.next) {
-      if (e.audience === o.audience && e.issuer === o.issuer && e.renewAt > nowS) return e.jwt;
+      if (
+        e.audience === o.audience &&
+        e.issuer === o.issuer &&
+        e.filter === filter &&
+        e.renewAt > nowS
+      )
+        return e.jwt;
     }
 
     const p = await this.prepare();
@@ -250,7 +268,7 @@ export class AssertionSigner {
       ...claims,
       email: identity.email,
       name: identity.name,
-      groups: identity.groups,
+      groups: filteredGroups(identity.groups, filter),
       user: identity.user,
     })
       .setProtectedHeader({ alg: p.alg, kid: p.kid, typ: 'JWT' })
@@ -266,6 +284,7 @@ export class AssertionSigner {
     const entry: Signed = {
       issuer: o.issuer,
       audience: o.audience,
+      filter,
       jwt,
       renewAt: exp - Math.min(REFRESH_MARGIN_SECONDS, Math.floor((exp - nowS) / 2)),
       next: null,
@@ -273,7 +292,7 @@ export class AssertionSigner {
     prependBounded(
       this.cache.get(identity) ?? null,
       entry,
-      (e) => e.audience === o.audience && e.issuer === o.issuer,
+      (e) => e.audience === o.audience && e.issuer === o.issuer && e.filter === filter,
       MAX_AUDIENCES_PER_IDENTITY,
     );
     this.cache.set(identity, entry);

@@ -2,7 +2,7 @@ import type { Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import type { Runtime } from '../runtime.js';
 import type { SessionView } from '../session/types.js';
-import { ASSERTION_HEADER } from './assertion.js';
+import { ASSERTION_HEADER, filteredGroups } from './assertion.js';
 import { bearerTokenOf } from './bearer.js';
 import { prependBounded } from './short-list.js';
 import { claimHeaderValue, headerValue, presetHeaders } from './presets.js';
@@ -16,14 +16,14 @@ export function audienceHost(ctx: Pick<RequestContext, 'scheme' | 'host' | 'port
   return ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? ctx.host : `${ctx.host}:${ctx.port}`;
 }
 
-function claimOf(identity: Identity, claim: string): unknown {
+function claimOf(identity: Identity, claim: string, route: Route): unknown {
   switch (claim) {
     case 'user':
       return identity.user;
     case 'email':
       return identity.email;
     case 'groups':
-      return identity.groups;
+      return filteredGroups(identity.groups, route.jwtGroupsFilter);
     case 'name':
       return identity.name;
     case 'sub':
@@ -45,6 +45,11 @@ export async function identityResponseHeaders(
   identity: Identity | null,
   session: SessionView | null,
   audienceHost: string,
+  /**
+   * 'forward-auth' answers go back to whoever asked, which can be the user: they never carry
+   * the route's Kubernetes service account token (it may impersonate anyone).
+   */
+  to: 'upstream' | 'forward-auth' = 'upstream',
 ): Promise<ReadonlyArray<[string, string]>> {
   if (!identity) return NONE;
   const issuer = rt.cfg.authenticateUrl
@@ -55,6 +60,7 @@ export async function identityResponseHeaders(
     audience: audienceHost,
     now: Date.now(),
     notAfter: session?.exp,
+    groupsFilter: route.jwtGroupsFilter,
   });
   // Everything but the assertion depends only on the identity, the session's tokens and the
   // route: built once per (identity, route, audience) and reused while the signer hands out
@@ -67,13 +73,30 @@ export async function identityResponseHeaders(
       e.assertion === assertion &&
       e.session === session
     )
-      return e.headers;
+      return to === 'upstream' ? e.upstream : e.headers;
   }
   const headers = buildHeaders(rt, route, identity, session, assertion);
-  const entry: Built = { route, audience: audienceHost, assertion, session, headers, next: null };
+  const upstream =
+    route.kubernetesToken === null
+      ? headers
+      : withKubernetes(
+          headers,
+          route.kubernetesToken,
+          identity,
+          filteredGroups(identity.groups, route.jwtGroupsFilter),
+        );
+  const entry: Built = {
+    route,
+    audience: audienceHost,
+    assertion,
+    session,
+    headers,
+    upstream,
+    next: null,
+  };
   prependBounded(first, entry, (e) => e.route === route && e.audience === audienceHost, MAX_BUILT);
   built.set(identity, entry);
-  return headers;
+  return to === 'upstream' ? upstream : headers;
 }
 
 const NONE: ReadonlyArray<[string, string]> = Object.freeze([]);
@@ -85,6 +108,8 @@ interface Built {
   assertion: string;
   session: SessionView | null;
   headers: ReadonlyArray<[string, string]>;
+  /** `headers` plus what only the upstream may see (the Kubernetes service account's). */
+  upstream: ReadonlyArray<[string, string]>;
   next: Built | null;
 }
 const built = new WeakMap<Identity, Built>();
@@ -102,7 +127,7 @@ function buildHeaders(
     if (safe !== null) out.push([k, safe]);
   }
   for (const [header, claim] of rt.cfg.assertion.claimHeaders) {
-    const v = claimHeaderValue(claimOf(identity, claim));
+    const v = claimHeaderValue(claimOf(identity, claim, route));
     if (v !== null) out.push([header, v]);
   }
   if (route.passAccessToken) {
@@ -118,6 +143,32 @@ function buildHeaders(
       route.passIdToken,
       route.passIdToken === 'authorization' ? `Bearer ${session.idToken}` : session.idToken,
     ]);
+  }
+  return Object.freeze(out);
+}
+
+/**
+ * kubernetes_service_account_token: Portcullis calls the API server as its service account
+ * and impersonates the user (https://www.pomerium.com/docs/reference/routes/kubernetes-service-account-token,
+ * https://kubernetes.io/docs/reference/access-authn-authz/user-impersonation/): the user's
+ * email (their id when the IdP gave none), and one Impersonate-Group per group, since the API
+ * server reads every occurrence and would take a comma-joined list for one group's name.
+ * Replaces any token header the route passes: the API server accepts one Authorization.
+ */
+function withKubernetes(
+  headers: ReadonlyArray<[string, string]>,
+  token: string,
+  identity: Identity,
+  groups: readonly string[],
+): ReadonlyArray<[string, string]> {
+  const user = headerValue(identity.email || identity.user);
+  // Without someone to impersonate the token would act as the service account itself.
+  if (user === null || user === '') return headers;
+  const out = headers.filter(([k]) => k !== 'authorization');
+  out.push(['authorization', `Bearer ${token}`], ['impersonate-user', user]);
+  for (const group of groups) {
+    const safe = headerValue(group);
+    if (safe !== null && safe !== '') out.push(['impersonate-group', safe]);
   }
   return Object.freeze(out);
 }

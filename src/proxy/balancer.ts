@@ -1,4 +1,5 @@
 import type { LbPolicy, Route } from '../config/types.js';
+import { upstreamLabel } from '../config/upstream-url.js';
 import type { Logger } from '../observe/logger.js';
 import type { UpstreamStatus } from '../observe/health.js';
 
@@ -126,8 +127,13 @@ export class Balancer {
     const ms = Math.min(od.baseEjectionMs * ++this.ejections[i]!, od.maxEjectionMs);
     this.setEjected(i, true);
     this.log?.warn(
-      { event: 'upstream_ejected', route: this.route.id, upstream: this.route.to[i]!.origin, ms },
-      `upstream ${this.route.to[i]!.origin} of route ${this.route.id} failed ${this.failures[i]} times in a row: ejected for ${Math.round(ms / 1000)} s`,
+      {
+        event: 'upstream_ejected',
+        route: this.route.id,
+        upstream: upstreamLabel(this.route.to[i]!),
+        ms,
+      },
+      `upstream ${upstreamLabel(this.route.to[i]!)} of route ${this.route.id} failed ${this.failures[i]} times in a row: ejected for ${Math.round(ms / 1000)} s`,
     );
     const timer = setTimeout(() => {
       this.ejectTimers[i] = null;
@@ -149,7 +155,7 @@ export class Balancer {
   status(): UpstreamStatus[] {
     return this.route.to.map((u, i) => ({
       route: this.route.id,
-      upstream: u.origin + (u.pathname === '/' ? '' : u.pathname),
+      upstream: upstreamLabel(u),
       weight: this.weights[i]!,
       healthy: this.down[i] === 0,
       ejected: this.ejected[i] === 1,

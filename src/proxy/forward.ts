@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { upstreamLabel } from '../config/upstream-url.js';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
-import type { Route } from '../config/types.js';
+import type { ResponseHeaderRewrite, Route } from '../config/types.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { codes, sendOutcome } from '../http/outcomes.js';
 import { canonicalHeaderName, connectionTokens, forwardableName } from '../security/headers.js';
@@ -424,7 +426,9 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
             ? `The upstream for this route did not answer within ${Math.round(route.timeoutMs / 1000)} s.`
             : 'The upstream for this route could not be reached.',
           details: route.showErrorDetails
-            ? [`${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`]
+            ? [
+                `${upstreamLabel(this.upstream)}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+              ]
             : undefined,
           requestId,
           setCookies: this.input.setCookies,
@@ -455,7 +459,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
     const balancer = this.balancer!;
     const { route, ctx } = this.input;
     (this.failures ??= []).push(
-      `${this.upstream.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+      `${upstreamLabel(this.upstream)}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
     );
     (this.tried ??= []).push(this.index);
     this.uncount(true);
@@ -503,7 +507,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler, Flight {
         message: 'The upstream for this route answered with a header that cannot be passed on.',
         details: route.showErrorDetails
           ? [
-              `${this.upstream.origin}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+              `${upstreamLabel(this.upstream)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
             ]
           : undefined,
         requestId,
@@ -553,6 +557,7 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
     }
   }
   const response = namesOf(input.route).response;
+  const rewrites = input.route.responseHeaderRewrites;
   const head: string[] = [];
   let length = -1;
   let requestId = false;
@@ -563,7 +568,8 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
       continue;
     if (lower === 'content-length') length = Number(strings[i + 1]);
     else if (lower === 'x-request-id') requestId = true;
-    head.push(name, strings[i + 1]!);
+    const rules = rewrites === null ? undefined : rewrites.get(lower);
+    head.push(name, rules === undefined ? strings[i + 1]! : rewriteValue(strings[i + 1]!, rules));
   }
   for (const [k, v] of input.route.setResponseHeaders) {
     head.push(k, v);
@@ -572,6 +578,16 @@ function responseHead(raw: Buffer[], input: ForwardInput): { head: string[]; len
   for (const cookie of input.setCookies) head.push('set-cookie', cookie);
   if (!requestId) head.push('x-request-id', input.requestId);
   return { head, length: Number.isSafeInteger(length) ? length : -1 };
+}
+
+/**
+ * rewrite_response_headers: each rule in file order swaps its prefix for its value when the
+ * header starts with it, as Pomerium does (a later rule sees the earlier one's result).
+ */
+function rewriteValue(value: string, rules: ReadonlyArray<ResponseHeaderRewrite>): string {
+  for (const { prefix, value: replacement } of rules)
+    if (value.startsWith(prefix)) value = replacement + value.slice(prefix.length);
+  return value;
 }
 
 /** WebSocket (and other Upgrade) requests: a 101 from the upstream, then bytes both ways. */
@@ -623,6 +639,11 @@ export async function forwardUpgrade(
     };
     upgraded.socket.on('error', close).on('close', close);
     socket.on('error', close).on('close', close);
+    // idle_timeout is Envoy's stream idle timeout: the tunnel closes after that long without a
+    // byte either way. The client socket sees both directions (upstream bytes are written to
+    // it), so its own inactivity timer is the tunnel's. 0 (the WebSocket default) = no limit.
+    if (input.route.idleTimeoutMs > 0 && socket instanceof Socket)
+      socket.setTimeout(input.route.idleTimeoutMs, close);
   } catch {
     socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   }

@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import type { HealthCheck, Route } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Balancer } from './balancer.js';
+import { transportOf, upstreamLabel } from '../config/upstream-url.js';
 
 // A route's `health_checks` (Envoy's HealthCheck as Pomerium passes it through,
 // https://www.pomerium.com/docs/reference/routes/load-balancing#health-checks): every
@@ -84,7 +85,7 @@ export class ActiveHealthChecks {
     const before = this.balancer.available(i);
     this.balancer.setDown(i, anyDown);
     if (before === this.balancer.available(i)) return;
-    const upstream = this.route.to[i]!.origin;
+    const upstream = upstreamLabel(this.route.to[i]!);
     if (anyDown)
       this.log?.warn(
         { event: 'upstream_unhealthy', route: this.route.id, upstream },
@@ -107,6 +108,12 @@ function probe(
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const https = url.protocol === 'https:';
   const port = Number(url.port) || (https ? 443 : 80);
+  // The check connects as the proxy's pools do (src/proxy/dispatcher-options.ts): the same Unix
+  // socket, client certificate and server name, so a passing check means requests can pass.
+  const socketPath = transportOf(url)?.socketPath ?? null;
+  const where = socketPath !== null ? { socketPath } : { host, port };
+  const servername =
+    route.tlsServerName ?? (/^[0-9.]+$|:/.test(host) || socketPath !== null ? null : host);
   return new Promise<Result>((resolve) => {
     let settled = false;
     let handle: ClientRequest | Socket | null = null;
@@ -124,8 +131,7 @@ function probe(
     if (check.http) {
       const http = check.http;
       const req = (https ? httpsRequest : httpRequest)({
-        host,
-        port,
+        ...where,
         method: 'GET',
         path: http.path,
         agent: false,
@@ -134,7 +140,8 @@ function probe(
           ? {
               rejectUnauthorized: !route.tlsSkipVerify,
               ...(route.tlsCa ? { ca: route.tlsCa } : {}),
-              ...(/^[0-9.]+$|:/.test(host) ? {} : { servername: host }),
+              ...(route.tlsClientCert ?? {}),
+              ...(servername !== null ? { servername } : {}),
             }
           : {}),
       });
@@ -150,7 +157,7 @@ function probe(
       return;
     }
     const tcp = check.tcp!;
-    const socket = connect({ host, port });
+    const socket = socketPath !== null ? connect({ path: socketPath }) : connect({ host, port });
     handle = socket;
     let seen = Buffer.alloc(0);
     socket.on('error', () => finish('fail'));

@@ -16,3 +16,5 @@ export const upgrade = require('undici/lib/api/api-upgrade.js') as (
   this: Undici.Dispatcher,
   opts: Undici.Dispatcher.UpgradeOptions,
 ) => Promise<Undici.Dispatcher.UpgradeData>;
+/** undici's socket connector, to pin a TLS server name that the Host header must not override. */
+export const buildConnector = require('undici/lib/core/connect.js') as typeof Undici.buildConnector;

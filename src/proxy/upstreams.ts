@@ -3,6 +3,7 @@ import type { Logger } from '../observe/logger.js';
 import type { UpstreamStatus } from '../observe/health.js';
 import { Balancer } from './balancer.js';
 import { ActiveHealthChecks } from './health-check.js';
+import { dispatcherOptions } from './dispatcher-options.js';
 import { Pool } from './undici.js';
 
 /** Where one request goes: the upstream, its connections and, for a load-balanced route, which `to` it is. */
@@ -16,29 +17,17 @@ export interface Picked {
 }
 
 /**
- * Lanes are shared by every route that reaches the same upstream with the same connection
- * settings: this is their identity. Settings that change how a connection is made to one
- * target (TLS client certificates, server names, socket paths) belong here and in
- * createPool, together.
+ * The keep-alive pool for one upstream target of a route. How it connects (TLS, client
+ * certificate, server name, Unix socket, h2c, timeouts) is dispatcherOptions', and routes whose
+ * plans share a key share the pools.
  */
-export function laneKey(route: Route, url: URL): string {
-  return `${url.origin}|${route.tlsSkipVerify ? 1 : 0}|${route.tlsCa ? route.tlsCa.length : 0}|${route.timeoutMs}|${route.idleTimeoutMs}`;
-}
-
-/** The keep-alive pool for one upstream target of a route (the one place a connection is configured). */
-export function createPool(route: Route, url: URL, connections: number): Pool {
-  return new Pool(url.origin, {
-    connections,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    headersTimeout: route.timeoutMs,
-    bodyTimeout: route.idleTimeoutMs,
-    connect: {
-      timeout: 10_000,
-      rejectUnauthorized: !route.tlsSkipVerify,
-      ...(route.tlsCa ? { ca: route.tlsCa } : {}),
-    },
-  });
+function createPool(
+  route: Route,
+  url: URL,
+  connections: number,
+): { key: string; make: () => Pool } {
+  const plan = dispatcherOptions(route, url);
+  return { key: plan.key, make: () => new Pool(plan.origin, { ...plan.options, connections }) };
 }
 
 /**
@@ -115,13 +104,11 @@ export class Upstreams {
     let lane = mine[index];
     if (lane === undefined) {
       const url = route.to[index]!;
-      const key = laneKey(route, url);
+      const fast = createPool(route, url, FAST_CONNECTIONS);
       const shared =
-        this.lanes.get(key) ??
-        new Lane(createPool(route, url, FAST_CONNECTIONS), () =>
-          createPool(route, url, OVERFLOW_CONNECTIONS),
-        );
-      this.lanes.set(key, shared);
+        this.lanes.get(fast.key) ??
+        new Lane(fast.make(), () => createPool(route, url, OVERFLOW_CONNECTIONS).make());
+      this.lanes.set(fast.key, shared);
       mine[index] = lane = shared;
     }
     return lane;
