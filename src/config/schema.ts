@@ -159,80 +159,9 @@ const pathString = (what: string) =>
     error: `expected ${what} to start with /`,
   });
 
-export const routeSchema = z.strictObject({
-  id: z.string().optional(),
-  name: z.string().optional(),
-  from: z.string({
-    error: 'expected `from` as a URL like https://app.example.com (the host this route answers)',
-  }),
-  to: z
-    .union([z.string(), z.array(z.string()).min(1)], {
-      error: 'expected `to` as a URL or a list of URLs',
-    })
-    .optional(),
-  prefix: z.string().startsWith('/', { error: 'expected `prefix` to start with /' }).optional(),
-  path: z.string().startsWith('/', { error: 'expected `path` to start with /' }).optional(),
-  regex: z.string().optional(),
-  allow_public_unauthenticated_access: boolish.optional(),
-  allow_any_authenticated_user: boolish.optional(),
-  policy: z.unknown().optional(),
-  allowed_groups: stringList('allowed_groups').optional(),
-  allowed_emails: stringList('allowed_emails').optional(),
-  allowed_email_domains: stringList('allowed_email_domains').optional(),
-  preserve_host_header: z.boolean().optional(),
-  pass_identity_headers: z.boolean().optional(),
-  set_request_headers: headerMap.optional(),
-  remove_request_headers: z.array(z.string()).optional(),
-  set_response_headers: headerMap.optional(),
-  allow_websockets: z.boolean().optional(),
-  allow_ambiguous_paths: z.boolean().optional(),
-  show_error_details: z.boolean().optional(),
-  timeout: duration('timeout').optional(),
-  idle_timeout: duration('idle_timeout').optional(),
-  tls_skip_verify: z.boolean().optional(),
-  tls_custom_ca: z.string().optional(),
-  tls_custom_ca_file: z.string().optional(),
-  identity_headers: presetList.optional(),
-  pass_access_token: tokenPass('pass_access_token').optional(),
-  pass_id_token: tokenPass('pass_id_token').optional(),
-  allow_bearer_tokens: z.boolean().optional(),
-  bearer_audiences: stringList('bearer_audiences').optional(),
-  redirect: redirectSchema.optional(),
-  response: responseSchema.optional(),
-  prefix_rewrite: pathString('prefix_rewrite').optional(),
-  regex_rewrite_pattern: z.string({ error: 'expected a regular expression' }).optional(),
-  regex_rewrite_substitution: z.string({ error: 'expected a substitution string' }).optional(),
-  host_rewrite: z.string({ error: 'expected a host name like app.internal' }).optional(),
-  host_rewrite_header: z
-    .string()
-    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a header name like X-My-Host' })
-    .optional(),
-  host_path_regex_rewrite_pattern: z.string({ error: 'expected a regular expression' }).optional(),
-  host_path_regex_rewrite_substitution: z
-    .string({ error: 'expected a substitution string' })
-    .optional(),
-});
-
-export const configSchema = z.strictObject({
-  address: z.string().optional(),
-  insecure_server: z.boolean().optional(),
-  certificate_file: z.string().optional(),
-  certificate_key_file: z.string().optional(),
-  certificates: z.array(z.strictObject({ cert: z.string(), key: z.string() })).optional(),
-  client_ca_file: z.string().optional(),
-  authenticate_service_url: httpUrl('authenticate_service_url').optional(),
-  authenticate_callback_path: z
-    .string()
-    // A query is kept as registered: Authentik's outposts registered
-    // /outpost.goauthentik.io/callback?X-authentik-auth-callback=true.
-    .regex(
-      /^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*(?:&[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*)*)?$/,
-      {
-        message:
-          'expected a path like /oauth2/callback, optionally with a query like ?X-authentik-auth-callback=true',
-      },
-    )
-    .optional(),
+// Every key that describes one identity provider: at the top level for the single (default)
+// IdP, and in each entry of `idps:` (docs/identity-providers.md, "Several IdPs").
+const IDP_KEYS = {
   idp_provider: z
     .enum(IDP_PROVIDERS, {
       error: `expected idp_provider as one of ${IDP_PROVIDERS.join(', ')}`,
@@ -276,6 +205,117 @@ export const configSchema = z.strictObject({
     .enum(['refuse', 'trust'], { error: 'expected idp_email_verified_missing as refuse or trust' })
     .optional(),
   idp_id_token_algorithms: stringList('idp_id_token_algorithms').optional(),
+};
+
+// An IdP's id names it in routes (`idps: [corp]`), policies (`idp: {is: corp}`) and sessions:
+// short, stable, safe in a URL and a log line.
+export const IDP_ID_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+
+const idpEntrySchema = z.strictObject(
+  {
+    id: z
+      .string({ error: 'expected the IdP `id` as a short name like corp or github' })
+      .regex(IDP_ID_RE, {
+        message:
+          'expected the IdP `id` as 1-32 lower-case letters, digits, - or _, starting with a letter or digit (e.g. corp)',
+      }),
+    name: z
+      .string({ error: 'expected `name` as the text on the sign-in button, e.g. Corporate SSO' })
+      .min(1, { message: 'expected `name` as the text on the sign-in button' })
+      .max(100, { message: 'expected a `name` of at most 100 characters' })
+      .optional(),
+    ...IDP_KEYS,
+  },
+  { error: 'expected each entry of `idps` as a map like {id: corp, idp_provider_url: …}' },
+);
+
+export const routeSchema = z.strictObject({
+  id: z.string().optional(),
+  name: z.string().optional(),
+  from: z.string({
+    error: 'expected `from` as a URL like https://app.example.com (the host this route answers)',
+  }),
+  to: z
+    .union([z.string(), z.array(z.string()).min(1)], {
+      error: 'expected `to` as a URL or a list of URLs',
+    })
+    .optional(),
+  prefix: z.string().startsWith('/', { error: 'expected `prefix` to start with /' }).optional(),
+  path: z.string().startsWith('/', { error: 'expected `path` to start with /' }).optional(),
+  regex: z.string().optional(),
+  allow_public_unauthenticated_access: boolish.optional(),
+  allow_any_authenticated_user: boolish.optional(),
+  policy: z.unknown().optional(),
+  allowed_groups: stringList('allowed_groups').optional(),
+  allowed_emails: stringList('allowed_emails').optional(),
+  allowed_email_domains: stringList('allowed_email_domains').optional(),
+  preserve_host_header: z.boolean().optional(),
+  pass_identity_headers: z.boolean().optional(),
+  set_request_headers: headerMap.optional(),
+  remove_request_headers: z.array(z.string()).optional(),
+  set_response_headers: headerMap.optional(),
+  allow_websockets: z.boolean().optional(),
+  allow_ambiguous_paths: z.boolean().optional(),
+  show_error_details: z.boolean().optional(),
+  timeout: duration('timeout').optional(),
+  idle_timeout: duration('idle_timeout').optional(),
+  tls_skip_verify: z.boolean().optional(),
+  tls_custom_ca: z.string().optional(),
+  tls_custom_ca_file: z.string().optional(),
+  identity_headers: presetList.optional(),
+  pass_access_token: tokenPass('pass_access_token').optional(),
+  pass_id_token: tokenPass('pass_id_token').optional(),
+  allow_bearer_tokens: z.boolean().optional(),
+  bearer_audiences: stringList('bearer_audiences').optional(),
+  // The IdPs whose users this route accepts (ids from `idps`); default: all of them.
+  idps: stringList('idps (IdP ids)').optional(),
+  redirect: redirectSchema.optional(),
+  response: responseSchema.optional(),
+  prefix_rewrite: pathString('prefix_rewrite').optional(),
+  regex_rewrite_pattern: z.string({ error: 'expected a regular expression' }).optional(),
+  regex_rewrite_substitution: z.string({ error: 'expected a substitution string' }).optional(),
+  host_rewrite: z.string({ error: 'expected a host name like app.internal' }).optional(),
+  host_rewrite_header: z
+    .string()
+    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { message: 'expected a header name like X-My-Host' })
+    .optional(),
+  host_path_regex_rewrite_pattern: z.string({ error: 'expected a regular expression' }).optional(),
+  host_path_regex_rewrite_substitution: z
+    .string({ error: 'expected a substitution string' })
+    .optional(),
+});
+
+export const configSchema = z.strictObject({
+  address: z.string().optional(),
+  insecure_server: z.boolean().optional(),
+  certificate_file: z.string().optional(),
+  certificate_key_file: z.string().optional(),
+  certificates: z.array(z.strictObject({ cert: z.string(), key: z.string() })).optional(),
+  client_ca_file: z.string().optional(),
+  authenticate_service_url: httpUrl('authenticate_service_url').optional(),
+  authenticate_callback_path: z
+    .string()
+    // A query is kept as registered: Authentik's outposts registered
+    // /outpost.goauthentik.io/callback?X-authentik-auth-callback=true.
+    .regex(
+      /^\/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*(?:&[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*)*)?$/,
+      {
+        message:
+          'expected a path like /oauth2/callback, optionally with a query like ?X-authentik-auth-callback=true',
+      },
+    )
+    .optional(),
+  // The single IdP's keys; `idps:` lists several, each with these same keys (IDP_KEYS).
+  ...IDP_KEYS,
+  idp_provider_url: IDP_KEYS.idp_provider_url.optional(),
+  idp_client_id: IDP_KEYS.idp_client_id.optional(),
+  idps: z
+    .array(idpEntrySchema, {
+      error:
+        'expected `idps` as a list of identity providers, each like {id: corp, idp_provider_url: …}',
+    })
+    .min(1, { message: 'expected at least one identity provider in `idps`' })
+    .optional(),
   cookie_secret: z.string().optional(),
   cookie_secret_file: z.string().optional(),
   cookie_name: z
@@ -362,7 +402,9 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
 export type RawPolicyTest = z.infer<typeof policyTestSchema>;
+export type RawIdpEntry = z.infer<typeof idpEntrySchema>;
 
 /** Every key the schema knows, for "did you mean". */
 export const KNOWN_GLOBAL_KEYS = Object.keys(configSchema.shape);
 export const KNOWN_ROUTE_KEYS = Object.keys(routeSchema.shape);
+export const KNOWN_IDP_KEYS = Object.keys(idpEntrySchema.shape);

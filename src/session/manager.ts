@@ -213,7 +213,9 @@ export class SessionManager {
       const session = await this.store.load(value, now);
       // An ending heard while the store was being read may be this very session's: the answer
       // stands for this request, the next one asks the store again.
-      if (session)
+      // A session from an IdP no longer configured is no session: nobody can refresh it or
+      // sign it out at its IdP, and its claims were read under settings that are gone.
+      if (session && this.idpSettings(session))
         entry = this.remember(
           value,
           this.decode(session),
@@ -247,12 +249,18 @@ export class SessionManager {
     if (this.keepIdToken && s.idToken !== undefined) view.idToken = s.idToken;
     return {
       view,
-      identity: identityFromClaims(s.sub, s.claims, this.cfg.idp, 'session'),
+      identity: identityFromClaims(s.sub, s.claims, this.idpSettings(s) ?? this.cfg.idp, 'session'),
       since: s.refreshedAt ?? s.iat,
       dueAt: this.refresher?.canRefresh(s)
         ? refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs)
         : Infinity,
     };
+  }
+
+  /** The settings of the IdP a session came from (claim paths, email rules), or null when it is gone. */
+  private idpSettings(s: Pick<SessionData, 'idp'>): Config['idp'] | null {
+    if (s.idp === undefined) return this.cfg.idp;
+    return this.cfg.idps.find((i) => i.id === s.idp) ?? null;
   }
 
   private remember(value: string, d: Decoded, now: number, reissue?: string): Entry {
@@ -456,6 +464,7 @@ export class SessionManager {
       idToken?: string | undefined;
     },
     now = Date.now(),
+    idp?: string,
   ): SessionData {
     return {
       v: 1,
@@ -465,6 +474,7 @@ export class SessionManager {
       iat: now,
       exp: now + this.cfg.cookie.expireMs,
       ...tokens,
+      ...(idp !== undefined ? { idp } : {}),
     };
   }
 

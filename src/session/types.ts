@@ -19,6 +19,8 @@ export interface SessionData {
   idToken?: string | undefined;
   /** When the tokens and claims were last read from the IdP (ms); absent = at login (iat). */
   refreshedAt?: number | undefined;
+  /** The id of the IdP the user signed in with; absent (sessions made before `idps`) = the default IdP. */
+  idp?: string | undefined;
 }
 
 /**
