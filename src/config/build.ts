@@ -567,7 +567,7 @@ function compileRoute(
 
   let policy;
   try {
-    policy = compileRoutePolicy(r, { groupsClaim });
+    policy = compileRoutePolicy(r, { groupsClaim, idps: defaults.idps });
   } catch (e) {
     if (e instanceof PolicyError) {
       at([...base, ...e.path], e.message);

@@ -521,6 +521,21 @@ export class SessionManager {
     );
   }
 
+  /** The id of the IdP the request's session signed in with, or null; never refreshes it. */
+  async idpOf(cookieHeader: string | string[] | undefined, now: number): Promise<string | null> {
+    const value = readChunked(this.cfg.cookie.name, parseCookies(cookieHeader));
+    if (!value) return null;
+    const hit = this.cache.get(value);
+    if (hit) return hit.identity.idp ?? this.cfg.idp.id;
+    try {
+      const s = await this.store.load(value, now);
+      return s ? (s.idp ?? this.cfg.idp.id) : null;
+    } catch {
+      // The store is down: the sign-out itself says so; the default IdP's logout is offered.
+      return null;
+    }
+  }
+
   /** The raw cookie value on a request, for the cross-domain handoff. */
   cookieValue(cookieHeader: string | string[] | undefined): string | null {
     return readChunked(this.cfg.cookie.name, parseCookies(cookieHeader));
