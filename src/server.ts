@@ -278,6 +278,17 @@ export async function startPortcullis(
           ? rt.cfg.idp.issuer.href
           : (rt.idp.status.lastError ?? 'discovery not finished'),
       },
+      // The other IdPs of `idps:`: one check each, so the one that is down is named.
+      ...rt.identities
+        .all()
+        .slice(1)
+        .map((p) => ({
+          name: `idp_discovery:${p.id}`,
+          ok: p.idp.status.ready,
+          detail: p.idp.status.ready
+            ? p.settings.issuer.href
+            : (p.idp.status.lastError ?? 'discovery not finished'),
+        })),
     ];
     const store = rt.sessions.store;
     if (isPingable(store)) {

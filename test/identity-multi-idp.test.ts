@@ -11,6 +11,8 @@ import { DEMO_USERS, startIdp, type RunningIdp } from '../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import { ConfigError } from '../src/config/errors.js';
 import { parseConfig } from '../src/config/load.js';
+import { RouteTable } from '../src/decide/route-table.js';
+import { runPolicyTests, simulate, SimulationError } from '../src/policy/simulate.js';
 import { createLogger } from '../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis } from '../src/server.js';
 import { launchBrowser } from './helpers/browser.js';
@@ -623,6 +625,43 @@ describe('several IdPs: configuration errors name the key and the line', () => {
     assert.equal(byKey.get('idps[0].idp_scope')?.line, 8, e.message);
     assert.match(byKey.get('idps[0].idp_scope')!.message, /did you mean `idp_scopes`/);
     assert.match(byKey.get('idps[0].idp_client_id')?.message ?? '', /^is required/, e.message);
+  });
+
+  test('policy_tests and explain simulate a user of a given IdP', async () => {
+    const cfg = parseConfig(
+      [
+        ...HEAD,
+        'idps:',
+        ...idp('corp', 'https://corp.example.com'),
+        ...idp('partner', 'https://partner.example.com'),
+        'routes:',
+        '  - from: https://app.example.com',
+        '    to: http://127.0.0.1:3000',
+        '    policy:',
+        '      - allow:',
+        '          and:',
+        '            - idp: { is: corp }',
+        'policy_tests:',
+        '  - name: corp staff get in',
+        '    request: { url: https://app.example.com/, email: a@corp.example, idp: corp }',
+        '    expect: allow',
+        '  - name: a partner user does not',
+        '    request: { url: https://app.example.com/, email: p@partner.example, idp: partner }',
+        '    expect: deny',
+      ].join('\n'),
+      'multi.yaml',
+      {},
+    );
+    const routes = new RouteTable(cfg.routes);
+    assert.deepEqual(await runPolicyTests(cfg, routes), []);
+    const d = await simulate(cfg, routes, { url: 'https://app.example.com/', idp: 'partner' });
+    assert.equal(d.kind, 'deny');
+    await assert.rejects(
+      simulate(cfg, routes, { url: 'https://app.example.com/', idp: 'nobody' }),
+      (e: unknown) =>
+        e instanceof SimulationError &&
+        /unknown identity provider "nobody"; expected one of corp, partner/.test(e.message),
+    );
   });
 
   test('no IdP at all', () => {

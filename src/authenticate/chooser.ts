@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { escapeHtml, htmlDocument } from '../http/pages.js';
 import type { IdentityProvider } from '../identity/registry.js';
 import type { Runtime } from '../runtime.js';
+import { normalizeRequestTarget } from '../security/path.js';
 
 // Several IdPs (`idps:`): which of them may sign a user in for a return address, and the page
 // that lets the user choose when more than one may. The page is plain links in a list: the
@@ -14,7 +15,12 @@ export function idpsFor(rt: Runtime, returnTo: string): IdentityProvider[] {
   if (!u) return all;
   const scheme = u.protocol === 'https:' ? 'https' : 'http';
   const port = Number(u.port) || (scheme === 'https' ? 443 : 80);
-  const route = rt.routes.match(scheme, u.hostname.toLowerCase(), port, u.pathname);
+  // The path as decide() will see it, so the chooser offers what that route will accept.
+  const target = `${u.pathname}${u.search}`;
+  const norm = normalizeRequestTarget(target);
+  const alt = norm.ok ? norm : normalizeRequestTarget(target, { allowAmbiguous: true });
+  const path = alt.ok ? alt.path : u.pathname;
+  const route = rt.routes.match(scheme, u.hostname.toLowerCase(), port, path);
   if (!route) return all;
   return all.filter((p) => route.idps.includes(p.id));
 }

@@ -90,6 +90,8 @@ const policyTestSchema = z.strictObject({
     ip: z.string().optional(),
     time: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
+    /** The IdP the simulated user signed in with (`idps[].id`). */
+    idp: z.string().optional(),
   }),
   expect: z.enum(['allow', 'deny', 'login'], {
     error: 'expected `expect` to be allow, deny or login',
