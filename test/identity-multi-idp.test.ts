@@ -87,6 +87,7 @@ insecure_server: true
 cookie_secure: false
 cookie_secret: ${randomBytes(32).toString('base64')}
 log_level: silent
+idp_introspection: true
 idps:
   - id: corp
     name: Corp SSO
@@ -363,6 +364,32 @@ describe('several IdPs in one deployment', () => {
     const u = await call(api, unknown);
     assert.equal(u.status, 401);
     assert.match(String(u.headers['www-authenticate']), /not by a configured identity provider/);
+  });
+
+  test('an opaque token is introspected only where one IdP is accepted, and only at that IdP', async () => {
+    const opaque = randomBytes(32).toString('base64url');
+    const call = (host: string) =>
+      request(`http://${host}:${w.port}/data`, {
+        headers: { authorization: `Bearer ${opaque}`, accept: 'application/json' },
+      });
+    const corpCalls = w.corp.requestCount('/token/introspection');
+    const partnerCalls = w.partner.requestCount('/token/introspection');
+    const both = await call('api.multi.test');
+    assert.equal(both.status, 401);
+    assert.match(
+      String(both.headers['www-authenticate']),
+      /names no issuer, and this route accepts several identity providers/,
+    );
+    assert.equal(w.corp.requestCount('/token/introspection'), corpCalls);
+    const corpOnly = await call('api-corp.multi.test');
+    assert.equal(corpOnly.status, 401);
+    assert.match(String(corpOnly.headers['www-authenticate']), /the token is not active/);
+    assert.equal(w.corp.requestCount('/token/introspection'), corpCalls + 1, 'asked corp once');
+    assert.equal(
+      w.partner.requestCount('/token/introspection'),
+      partnerCalls,
+      'never shown to the partner IdP',
+    );
   });
 
   test('IdP mix-up: a code from one IdP is never exchanged at the other', async () => {

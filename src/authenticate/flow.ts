@@ -513,7 +513,8 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
       idToken: rt.cfg.routes.some((r) => r.passIdToken) ? tokens.idToken : undefined,
     },
     ctx.now,
-    idp.id,
+    // A single-IdP config writes sessions exactly as before `idps` (absent = the default IdP).
+    rt.identities.all().length > 1 ? idp.id : undefined,
   );
   let cookies: string[];
   let value: string;

@@ -74,6 +74,12 @@ const LIMITED: TokenResult = {
   kind: 'invalid',
   description: 'too many unknown tokens were checked from your address; try again in a few seconds',
 };
+/** GitHub has no JWKS and no introspection: nothing its tokens could be verified with. */
+const GITHUB_TOKENS: TokenResult = {
+  kind: 'invalid',
+  description:
+    'tokens of a GitHub identity provider cannot be verified (no JWKS, no introspection)',
+};
 /** A verified JWT is re-checked at least this often, so a JWKS rotation that drops its key is noticed. */
 const JWT_CACHE_MS = 5 * 60_000;
 
@@ -148,6 +154,7 @@ export class TokenAuthenticator {
         kind: 'invalid',
         description: `the token was issued by ${safe(iss ?? 'nobody')}, not by a configured identity provider`,
       };
+    if (p.settings.provider === 'github') return GITHUB_TOKENS;
     if (!route.idps.includes(p.id))
       return {
         kind: 'invalid',
@@ -167,6 +174,7 @@ export class TokenAuthenticator {
         description:
           'the token is not a JWT, so it names no issuer, and this route accepts several identity providers',
       };
+    if (only.settings.provider === 'github') return GITHUB_TOKENS;
     return only;
   }
 
