@@ -4,7 +4,12 @@
 // IdP (policy, refresh, sign-out), bearer tokens judged by their issuer, the IdP mix-up attack,
 // and the configuration errors.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { DEMO_USERS, startIdp, type RunningIdp } from '../demo/idp.js';
@@ -689,6 +694,68 @@ describe('several IdPs: configuration errors name the key and the line', () => {
         e instanceof SimulationError &&
         /unknown identity provider "nobody"; expected one of corp, partner/.test(e.message),
     );
+  });
+
+  test('`check` asks for the callback at each IdP; `explain --idp` judges a user of that IdP', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-idps-'));
+    const file = join(dir, 'multi.yaml');
+    writeFileSync(
+      file,
+      [
+        ...HEAD,
+        'idps:',
+        ...idp('corp', 'https://corp.example.com'),
+        ...idp('partner', 'https://partner.example.com'),
+        'routes:',
+        '  - from: https://app.example.com',
+        '    to: http://127.0.0.1:3000',
+        '    policy:',
+        '      - allow:',
+        '          and:',
+        '            - idp: { is: corp }',
+      ].join('\n'),
+    );
+    const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number; out: string }>((resolve) => {
+        execFile(process.execPath, [main, ...args], { timeout: 30_000 }, (e, stdout, stderr) =>
+          resolve({ code: e ? Number(e.code ?? 1) : 0, out: `${stdout}${stderr}` }),
+        );
+      });
+    try {
+      const check = await cli('check', '--config', file);
+      assert.match(check.out, /Register these at each identity provider \(corp, partner\)/);
+      assert.match(check.out, /redirect URI: +https:\/\/app\.example\.com\/\.portcullis\/callback/);
+      const url = 'https://app.example.com/';
+      const corp = await cli(
+        'explain',
+        '--config',
+        file,
+        '--url',
+        url,
+        '--email',
+        'a@x',
+        '--idp',
+        'corp',
+      );
+      assert.equal(corp.code, 0, corp.out);
+      assert.match(corp.out, /^ALLOW/);
+      const partner = await cli(
+        'explain',
+        '--config',
+        file,
+        '--url',
+        url,
+        '--email',
+        'p@x',
+        '--idp',
+        'partner',
+      );
+      assert.equal(partner.code, 1, partner.out);
+      assert.match(partner.out, /needs identity provider corp; you signed in with partner/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('no IdP at all', () => {
