@@ -54,12 +54,18 @@ interface World {
   upstream: RunningWhoami;
   proxy: RunningPortcullis;
   port: number;
+  /** Registered at both IdPs for a second Portcullis with an authenticate service. */
+  authPort: number;
   yaml: string;
 }
 
 async function startWorld(): Promise<World> {
   const port = await freePort();
-  const origins = HOSTS.map((h) => `http://${h}:${port}`);
+  const authPort = await freePort();
+  const origins = [
+    ...HOSTS.map((h) => `http://${h}:${port}`),
+    `http://auth.multi.test:${authPort}`,
+  ];
   const secrets = {
     corp: randomBytes(24).toString('base64url'),
     partner: randomBytes(24).toString('base64url'),
@@ -142,7 +148,7 @@ routes:
   });
   // Both discovered before the first request, as a running deployment would be.
   await Promise.all(proxy.state.runtime.identities.all().map((p) => p.idp.start()));
-  return { corp, partner, upstream, proxy, port, yaml };
+  return { corp, partner, upstream, proxy, port, authPort, yaml };
 }
 
 const browserGet = (url: string, jar: CookieJar): Promise<Resp> =>
@@ -158,10 +164,11 @@ function chooserLink(page: Resp, pageUrl: string, id: string): string {
 /** Opens `url` in a fresh browser-like jar and signs in at `idp` (through the chooser when one is shown). */
 async function signIn(url: string, idp: 'corp' | 'partner', user: string): Promise<CookieJar> {
   const jar = new CookieJar();
-  const first = await browserGet(url, jar);
-  const start =
-    first.status === 200 && first.body.includes('id="idp-') ? chooserLink(first, url, idp) : url;
-  const { final, chain } = await loginThroughIdp(start, { jar, username: user, password: user });
+  let { final, chain } = await loginThroughIdp(url, { jar, username: user, password: user });
+  if (final.status === 200 && final.body.includes('id="idp-')) {
+    const link = chooserLink(final, chain.at(-1)!, idp);
+    ({ final, chain } = await loginThroughIdp(link, { jar, username: user, password: user }));
+  }
   assert.equal(final.status, 200, `signed in and back at the app: ${chain.join(' -> ')}`);
   assert.equal(chain.at(-1), url);
   return jar;
@@ -326,6 +333,44 @@ describe('several IdPs in one deployment', () => {
         `http://app.multi.test:${w.port}/.portcullis/signed_out`,
       );
       assert.equal((await userinfo('app.multi.test', w.port, jar)).status, 401, 'ended here');
+    }
+  });
+
+  test('with an authenticate service, sign-out on an app host still ends at the session’s IdP', async () => {
+    const authOrigin = `http://auth.multi.test:${w.authPort}`;
+    // The same deployment behind an authenticate service, sessions in memory: the app host's
+    // sign-out ends the session before the authenticate host can read which IdP it came from.
+    const yaml = `${w.yaml.replace(`address: 127.0.0.1:${w.port}`, `address: 127.0.0.1:${w.authPort}`).replaceAll(`.multi.test:${w.port}`, `.multi.test:${w.authPort}`)}
+authenticate_service_url: ${authOrigin}
+session_storage: memory
+`;
+    const second = await startPortcullis(parseConfig(yaml, 'auth.yaml'), {
+      logger: createLogger('silent'),
+      listen: { host: '127.0.0.1', port: w.authPort },
+    });
+    try {
+      await Promise.all(second.state.runtime.identities.all().map((p) => p.idp.start()));
+      const app = `http://app.multi.test:${w.authPort}/`;
+      const jar = await signIn(app, 'partner', 'pat');
+      const first = await browserGet(
+        `http://app.multi.test:${w.authPort}/.portcullis/sign_out`,
+        jar,
+      );
+      assert.equal(first.status, 302);
+      const atAuth = new URL(first.location!);
+      assert.equal(atAuth.origin, authOrigin);
+      assert.equal(atAuth.searchParams.get('idp'), 'partner');
+      const last = await browserGet(atAuth.href, jar);
+      assert.equal(last.status, 302);
+      const to = new URL(last.location!);
+      assert.equal(to.origin, new URL(w.partner.issuer).origin);
+      assert.equal(to.searchParams.get('client_id'), 'portcullis-partner');
+      assert.equal(
+        to.searchParams.get('post_logout_redirect_uri'),
+        `${authOrigin}/.portcullis/signed_out`,
+      );
+    } finally {
+      await second.close();
     }
   });
 

@@ -169,10 +169,13 @@ export async function signIn(authRequest: AuthRequest): Promise<void> {
   const found = await authRequest.rt.sessions.lookup(authRequest.ctx);
   const accepted = idpsFor(authRequest.rt, target.url);
   const sessionIdp = found.identity?.idp ?? authRequest.rt.identities.default.id;
+  // An explicit choice of another IdP (`?idp=`) is a sign-in with that one, not a hand-over.
+  const chosen = query(authRequest.ctx).get('idp');
   const value =
     found.session &&
     query(authRequest.ctx).has('return') &&
-    accepted.some((p) => p.id === sessionIdp)
+    accepted.some((p) => p.id === sessionIdp) &&
+    (chosen === null || chosen === sessionIdp)
       ? authRequest.rt.sessions.cookieValue(authRequest.ctx.headers.cookie)
       : null;
   const setCookies = [...authRequest.setCookies, ...found.setCookies];
@@ -198,12 +201,7 @@ export async function signIn(authRequest: AuthRequest): Promise<void> {
     }
     return;
   }
-  await startLogin(
-    { ...authRequest, setCookies },
-    target.url,
-    target.nh,
-    query(authRequest.ctx).get('idp'),
-  );
+  await startLogin({ ...authRequest, setCookies }, target.url, target.nh, chosen);
 }
 
 /**
