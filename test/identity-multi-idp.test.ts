@@ -15,6 +15,7 @@ import type { Browser } from 'playwright-core';
 import { DEMO_USERS, startIdp, type RunningIdp } from '../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import { ConfigError } from '../src/config/errors.js';
+import { lintConfig } from '../src/config/lint.js';
 import { parseConfig } from '../src/config/load.js';
 import { RouteTable } from '../src/decide/route-table.js';
 import { runPolicyTests, simulate, SimulationError } from '../src/policy/simulate.js';
@@ -801,6 +802,32 @@ describe('several IdPs: configuration errors name the key and the line', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('check warns about a group rule on a route accepting an IdP not asked for groups', () => {
+    const text = [
+      ...HEAD,
+      'idps:',
+      ...idp('corp', 'https://corp.example.com'),
+      '    idp_scopes: [openid, email, groups]',
+      ...idp('partner', 'https://partner.example.com'),
+      '    idp_scopes: [openid, email]',
+      'routes:',
+      '  - from: https://both.example.com', // 16
+      '    to: http://127.0.0.1:3000',
+      '    allowed_groups: [admins]', // 18
+      '  - from: https://corp.example.com',
+      '    to: http://127.0.0.1:3000',
+      '    idps: [corp]',
+      '    allowed_groups: [admins]',
+    ].join('\n');
+    const issues = lintConfig(parseConfig(text, 'multi.yaml', {}), text).filter((i) =>
+      /decides by group/.test(i.message),
+    );
+    assert.equal(issues.length, 1, JSON.stringify(issues));
+    assert.equal(issues[0]!.key, 'routes[0].allowed_groups');
+    assert.equal(issues[0]!.line, 18);
+    assert.match(issues[0]!.message, /idps partner \(openid email\)/);
   });
 
   test('no IdP at all', () => {
