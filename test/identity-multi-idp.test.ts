@@ -18,6 +18,7 @@ import { ConfigError } from '../src/config/errors.js';
 import { lintConfig } from '../src/config/lint.js';
 import { parseConfig } from '../src/config/load.js';
 import { RouteTable } from '../src/decide/route-table.js';
+import { runProbe } from '../src/cli/probe.js';
 import { runPolicyTests, simulate, SimulationError } from '../src/policy/simulate.js';
 import { createLogger } from '../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis } from '../src/server.js';
@@ -373,6 +374,34 @@ session_storage: memory
     } finally {
       await second.close();
     }
+  });
+
+  test('probe checks every IdP and names the one that fails', async () => {
+    const cfg = w.proxy.state.runtime.cfg;
+    const redirectUri = `http://app.multi.test:${w.port}/.portcullis/callback`;
+    const checks = await runProbe(cfg, { timeoutMs: 10_000, redirectUri });
+    const idpChecks = checks.filter((c) => c.check.startsWith('idp_'));
+    assert.deepEqual(
+      idpChecks.map((c) => [c.check, c.status]),
+      [
+        ['idp_discovery', 'ok'],
+        ['idp_jwks', 'ok'],
+        ['idp_client', 'ok'],
+        ['idp_discovery:partner', 'ok'],
+        ['idp_jwks:partner', 'ok'],
+        ['idp_client:partner', 'ok'],
+      ],
+    );
+    // A wrong secret for the partner client: only the partner check fails, and says why.
+    const broken = {
+      ...cfg,
+      idps: cfg.idps.map((i) => (i.id === 'partner' ? { ...i, clientSecret: 'wrong' } : i)),
+    };
+    const again = await runProbe(broken, { timeoutMs: 10_000, redirectUri });
+    const byName = new Map(again.map((c) => [c.check, c]));
+    assert.equal(byName.get('idp_client')?.status, 'ok');
+    assert.equal(byName.get('idp_client:partner')?.status, 'fail');
+    assert.match(byName.get('idp_client:partner')!.detail, /invalid_client/);
   });
 
   test('a bearer token is judged by the IdP that issued it, and only where that IdP is accepted', async () => {

@@ -72,15 +72,23 @@ function formEncode(s: string): string {
     .replace(/%20/g, '+');
 }
 
-export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<ProbeCheck[]> {
-  const timeout = o.timeoutMs ?? 5000;
+/**
+ * Discovery, keys and client credentials of one IdP. Checks of the IdPs after the first
+ * (`idps:`) carry its id (`idp_client:partner`), so the one that fails is named.
+ */
+async function probeIdp(
+  idp: Config['idp'],
+  suffix: string,
+  o: ProbeOptions,
+  timeout: number,
+): Promise<ProbeCheck[]> {
   const out: ProbeCheck[] = [];
-  const issuer = cfg.idp.issuer.href;
+  const issuer = idp.issuer.href;
   const discoveryUrl = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
   let md: Record<string, unknown> | null = null;
 
   out.push(
-    await timed('idp_discovery', discoveryUrl, async () => {
+    await timed(`idp_discovery${suffix}`, discoveryUrl, async () => {
       const res = await fetch(discoveryUrl, {
         signal: AbortSignal.timeout(timeout),
         headers: { accept: 'application/json' },
@@ -110,15 +118,15 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
   const meta = md as Record<string, unknown> | null;
   if (!meta) {
     out.push({
-      check: 'idp_jwks',
+      check: `idp_jwks${suffix}`,
       target: issuer,
       status: 'skip',
       ms: 0,
       detail: 'discovery failed',
     });
     out.push({
-      check: 'idp_client',
-      target: cfg.idp.clientId,
+      check: `idp_client${suffix}`,
+      target: idp.clientId,
       status: 'skip',
       ms: 0,
       detail: 'discovery failed',
@@ -126,7 +134,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
   } else {
     const jwksUri = String(meta.jwks_uri);
     out.push(
-      await timed('idp_jwks', jwksUri, async () => {
+      await timed(`idp_jwks${suffix}`, jwksUri, async () => {
         const res = await fetch(jwksUri, {
           signal: AbortSignal.timeout(timeout),
           headers: { accept: 'application/json' },
@@ -143,7 +151,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
     );
     const tokenUrl = String(meta.token_endpoint);
     out.push(
-      await timed('idp_client', `${cfg.idp.clientId} at ${tokenUrl}`, async () => {
+      await timed(`idp_client${suffix}`, `${idp.clientId} at ${tokenUrl}`, async () => {
         // A made-up authorization code: a client the IdP still knows, with the right secret, gets
         // invalid_grant (the code is wrong); a deleted client or a wrong secret gets invalid_client.
         const body = new URLSearchParams({
@@ -157,7 +165,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
           headers: {
             'content-type': 'application/x-www-form-urlencoded',
             accept: 'application/json',
-            authorization: `Basic ${Buffer.from(`${formEncode(cfg.idp.clientId)}:${formEncode(cfg.idp.clientSecret)}`).toString('base64')}`,
+            authorization: `Basic ${Buffer.from(`${formEncode(idp.clientId)}:${formEncode(idp.clientSecret)}`).toString('base64')}`,
           },
           body,
         });
@@ -196,6 +204,15 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
       }),
     );
   }
+
+  return out;
+}
+
+export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<ProbeCheck[]> {
+  const timeout = o.timeoutMs ?? 5000;
+  const out: ProbeCheck[] = [];
+  for (const [i, idp] of cfg.idps.entries())
+    out.push(...(await probeIdp(idp, i === 0 ? '' : `:${idp.id}`, o, timeout)));
 
   // One request per distinct upstream, as the proxy would make it (same TLS settings).
   const seen = new Map<string, string[]>();
