@@ -102,7 +102,11 @@ export class Runtime {
           : new RefresherByIdp(refreshers, cfg.idp.id),
       log,
     });
-    this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
+    this.assertions = new AssertionSigner(
+      cfg.assertion.keys,
+      cfg.assertion.claims,
+      cfg.idps.length > 1,
+    );
     this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions, this.identities);
     this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);
     const hosts: string[] = [];

@@ -282,8 +282,13 @@ describe('several IdPs in one deployment', () => {
   test("a policy tests the session's IdP (idp: {is: corp})", async () => {
     const staff = `http://staff.multi.test:${w.port}/`;
     const corpJar = await signIn(staff, 'corp', 'alice');
-    const ok = await browserGet(staff, corpJar);
+    const ok = await browserGet(`${staff}?format=json`, corpJar);
     assert.equal(ok.status, 200);
+    // The upstream's assertion names the IdP: the same sub at two IdPs is two people.
+    const jwt = String(ok.json().headers['x-portcullis-jwt-assertion']);
+    const claims = JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString());
+    assert.equal(claims.idp, 'corp');
+    assert.equal(claims.sub, 'alice');
     const partnerJar = new CookieJar();
     const first = await browserGet(staff, partnerJar);
     const { final } = await loginThroughIdp(chooserLink(first, staff, 'partner'), {
