@@ -454,9 +454,10 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     return;
   }
   // RFC 9207: an IdP that names itself in the response must be the one the browser was sent
-  // to; another one's code (an IdP mix-up) is refused before any token request.
+  // to; another one's code (an IdP mix-up) is refused before any token request. (With one IdP
+  // there is no other to mix up, and openid-client holds `iss` to the issuer as before.)
   const iss = q.get('iss');
-  if (iss !== null && iss !== issuerOf(idp)) {
+  if (iss !== null && rt.identities.all().length > 1 && iss !== issuerOf(idp)) {
     fail(
       codes.idp_mismatch,
       'The sign-in response came from another identity provider than the one this sign-in was started with.',
