@@ -56,8 +56,13 @@ interface World {
   upstream: RunningWhoami;
   proxy: RunningPortcullis;
   port: number;
-  /** Registered at both IdPs for a second Portcullis with an authenticate service. */
+  /** The second Portcullis: the same routes behind an authenticate service, sessions in memory. */
+  second: RunningPortcullis;
   authPort: number;
+  /** Its config file (reloads) and text. */
+  secondFile: string;
+  secondYaml: string;
+  dir: string;
   yaml: string;
 }
 
@@ -150,7 +155,36 @@ routes:
   });
   // Both discovered before the first request, as a running deployment would be.
   await Promise.all(proxy.state.runtime.identities.all().map((p) => p.idp.start()));
-  return { corp, partner, upstream, proxy, port, authPort, yaml };
+  // Started now, while its port is still free (it is registered at both IdPs): the same routes
+  // behind an authenticate service, with sessions in memory, read from a file for reloads.
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-idps-'));
+  const secondFile = join(dir, 'second.yaml');
+  const secondYaml = `${yaml
+    .replace(`address: 127.0.0.1:${port}`, `address: 127.0.0.1:${authPort}`)
+    .replaceAll(`.multi.test:${port}`, `.multi.test:${authPort}`)}
+authenticate_service_url: http://auth.multi.test:${authPort}
+session_storage: memory
+`;
+  writeFileSync(secondFile, secondYaml);
+  const second = await startPortcullis(parseConfig(secondYaml, secondFile), {
+    logger: createLogger('silent'),
+    listen: { host: '127.0.0.1', port: authPort },
+    configFile: secondFile,
+  });
+  await Promise.all(second.state.runtime.identities.all().map((p) => p.idp.start()));
+  return {
+    corp,
+    partner,
+    upstream,
+    proxy,
+    port,
+    second,
+    authPort,
+    secondFile,
+    secondYaml,
+    dir,
+    yaml,
+  };
 }
 
 const browserGet = (url: string, jar: CookieJar): Promise<Resp> =>
@@ -204,8 +238,14 @@ describe('several IdPs in one deployment', () => {
   });
   after(async () => {
     await browser?.close();
-    await Promise.allSettled([w?.proxy.close(), w?.corp.close(), w?.partner.close()]);
+    await Promise.allSettled([
+      w?.proxy.close(),
+      w?.second.close(),
+      w?.corp.close(),
+      w?.partner.close(),
+    ]);
     await w?.upstream.close();
+    if (w) rmSync(w.dir, { recursive: true, force: true });
   });
 
   test('a route that accepts both shows the chooser; Tab and Enter pick an IdP and sign in there', async () => {
@@ -345,39 +385,62 @@ describe('several IdPs in one deployment', () => {
 
   test('with an authenticate service, sign-out on an app host still ends at the session’s IdP', async () => {
     const authOrigin = `http://auth.multi.test:${w.authPort}`;
-    // The same deployment behind an authenticate service, sessions in memory: the app host's
-    // sign-out ends the session before the authenticate host can read which IdP it came from.
-    const yaml = `${w.yaml.replace(`address: 127.0.0.1:${w.port}`, `address: 127.0.0.1:${w.authPort}`).replaceAll(`.multi.test:${w.port}`, `.multi.test:${w.authPort}`)}
-authenticate_service_url: ${authOrigin}
-session_storage: memory
-`;
-    const second = await startPortcullis(parseConfig(yaml, 'auth.yaml'), {
-      logger: createLogger('silent'),
-      listen: { host: '127.0.0.1', port: w.authPort },
-    });
+    // Sessions in memory: the app host's sign-out ends the session before the authenticate
+    // host can read which IdP it came from.
+    const app = `http://app.multi.test:${w.authPort}/`;
+    const jar = await signIn(app, 'partner', 'pat');
+    const first = await browserGet(`http://app.multi.test:${w.authPort}/.portcullis/sign_out`, jar);
+    assert.equal(first.status, 302);
+    const atAuth = new URL(first.location!);
+    assert.equal(atAuth.origin, authOrigin);
+    assert.equal(atAuth.searchParams.get('idp'), 'partner');
+    const last = await browserGet(atAuth.href, jar);
+    assert.equal(last.status, 302);
+    const to = new URL(last.location!);
+    assert.equal(to.origin, new URL(w.partner.issuer).origin);
+    assert.equal(to.searchParams.get('client_id'), 'portcullis-partner');
+    assert.equal(
+      to.searchParams.get('post_logout_redirect_uri'),
+      `${authOrigin}/.portcullis/signed_out`,
+    );
+  });
+
+  test('a reload that removes an IdP ends its sessions and keeps the other IdP as it was', async () => {
+    const proxy = w.second;
+    const { secondFile: file, secondYaml: yaml } = w;
+    const corpIdp = proxy.state.runtime.identities.get('corp')!.idp;
+    const jar = await signIn(`http://app.multi.test:${w.authPort}/`, 'partner', 'pat');
+    assert.equal((await userinfo('app.multi.test', w.authPort, jar)).json().idp, 'partner');
     try {
-      await Promise.all(second.state.runtime.identities.all().map((p) => p.idp.start()));
-      const app = `http://app.multi.test:${w.authPort}/`;
-      const jar = await signIn(app, 'partner', 'pat');
-      const first = await browserGet(
-        `http://app.multi.test:${w.authPort}/.portcullis/sign_out`,
-        jar,
+      // The partner IdP leaves the config (its route now accepts corp only).
+      const partnerBlock = /\n {2}- id: partner\n(?: {4}.*\n)+/;
+      assert.match(yaml, partnerBlock);
+      writeFileSync(
+        file,
+        yaml.replace(partnerBlock, '\n').replace('idps: partner', 'idps: [corp]'),
       );
-      assert.equal(first.status, 302);
-      const atAuth = new URL(first.location!);
-      assert.equal(atAuth.origin, authOrigin);
-      assert.equal(atAuth.searchParams.get('idp'), 'partner');
-      const last = await browserGet(atAuth.href, jar);
-      assert.equal(last.status, 302);
-      const to = new URL(last.location!);
-      assert.equal(to.origin, new URL(w.partner.issuer).origin);
-      assert.equal(to.searchParams.get('client_id'), 'portcullis-partner');
-      assert.equal(
-        to.searchParams.get('post_logout_redirect_uri'),
-        `${authOrigin}/.portcullis/signed_out`,
+      const r = await proxy.reload('test');
+      assert.deepEqual(r.errors, []);
+      assert.equal(r.ok, true);
+      assert.deepEqual(
+        proxy.state.runtime.identities.all().map((p) => p.id),
+        ['corp'],
       );
+      assert.equal(proxy.state.runtime.identities.get('corp')!.idp, corpIdp, 'corp kept');
+      const after = await userinfo('app.multi.test', w.authPort, jar);
+      assert.equal(after.status, 401, 'a session from a removed IdP is no session');
+      // Back again, then a reload that changes something else keeps its discovery as it is.
+      writeFileSync(file, yaml);
+      assert.equal((await proxy.reload('test')).ok, true);
+      const partnerIdp = proxy.state.runtime.identities.get('partner')!.idp;
+      await partnerIdp.start();
+      writeFileSync(file, yaml.replace('log_level: silent', 'log_level: error'));
+      assert.equal((await proxy.reload('test')).ok, true);
+      assert.equal(proxy.state.runtime.identities.get('partner')!.idp, partnerIdp, 'kept');
+      await signIn(`http://partner.multi.test:${w.authPort}/`, 'partner', 'pat');
     } finally {
-      await second.close();
+      writeFileSync(file, yaml);
+      await proxy.reload('test');
     }
   });
 
