@@ -4,8 +4,9 @@ import type { RequestContext } from './decide/types.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { TokenAuthenticator } from './identity/bearer.js';
 import { createProvider } from './identity/create-provider.js';
-import { type Idp } from './identity/oidc.js';
+import { Idp } from './identity/oidc.js';
 import type { Provider } from './identity/provider.js';
+import { IdentityProviders, type IdentityProvider } from './identity/registry.js';
 import type { Logger } from './observe/logger.js';
 import { silentObserver, type Observer } from './observe/observer.js';
 import { OnceCache } from './authenticate/once.js';
@@ -14,7 +15,7 @@ import { identityHeaderSet } from './security/headers.js';
 import { createRedirectValidator } from './security/redirect.js';
 import { createSessionStore } from './session/create.js';
 import { SessionManager } from './session/manager.js';
-import { ProviderRefresher } from './session/refresh.js';
+import { ProviderRefresher, RefresherByIdp } from './session/refresh.js';
 import { Sealer } from './session/seal.js';
 import type { SessionStore } from './session/types.js';
 
@@ -22,6 +23,11 @@ export interface RuntimeDeps {
   /** The previous runtime's store, kept across a reload that did not change it. */
   store?: SessionStore | undefined;
   observer?: Observer | undefined;
+  /**
+   * The discovered IdPs of `idps:` besides the default one, by id (the server starts them and
+   * keeps them across reloads); one missing here is made undiscovered (check, explain).
+   */
+  idps?: ReadonlyMap<string, Idp> | undefined;
 }
 
 /**
@@ -34,6 +40,8 @@ export class Runtime {
   readonly sessions: SessionManager;
   /** How users sign in and are re-read: OpenID Connect, or GitHub's OAuth 2.0 (identity/provider.ts). */
   readonly provider: Provider;
+  /** Every IdP users may sign in with (`idps:`), the default first; one for a single-IdP config. */
+  readonly identities: IdentityProviders;
   readonly once = new OnceCache();
   // A sign-in start keeps no state here (the login state is a sealed cookie), so these limits
   // guard the IdP: every start sends a browser to its authorization endpoint under our client
@@ -72,18 +80,36 @@ export class Runtime {
       globalPerSecond > 0 ? new RateLimiter(globalPerSecond * 60, globalPerSecond, 1) : null;
     this.routes = new RouteTable(cfg.routes);
     this.sealer = new Sealer(cfg.cookie.secret);
-    this.provider = createProvider(cfg, idp, (detail) =>
-      log.warn(
-        { event: 'userinfo_failed', detail },
-        'userinfo request failed; using ID token claims only',
-      ),
+    this.identities = new IdentityProviders(
+      cfg.idps.map((settings): IdentityProvider => {
+        const own =
+          settings.id === cfg.idp.id ? idp : (deps.idps?.get(settings.id) ?? new Idp(settings));
+        const provider = createProvider(settings, own, (detail) =>
+          log.warn(
+            { event: 'userinfo_failed', idp: settings.id, detail },
+            'userinfo request failed; using ID token claims only',
+          ),
+        );
+        return { id: settings.id, name: settings.name, settings, idp: own, provider };
+      }),
+    );
+    this.provider = this.identities.default.provider;
+    const refreshers = new Map(
+      this.identities.all().map((p) => [p.id, new ProviderRefresher(p.provider, p.settings)]),
     );
     this.sessions = new SessionManager(cfg, store ?? createSessionStore(cfg, this.sealer, log), {
-      refresher: new ProviderRefresher(this.provider, cfg.idp),
+      refresher:
+        refreshers.size === 1
+          ? refreshers.get(cfg.idp.id)!
+          : new RefresherByIdp(refreshers, cfg.idp.id),
       log,
     });
-    this.assertions = new AssertionSigner(cfg.assertion.keys, cfg.assertion.claims);
-    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions);
+    this.assertions = new AssertionSigner(
+      cfg.assertion.keys,
+      cfg.assertion.claims,
+      cfg.idps.length > 1,
+    );
+    this.tokens = new TokenAuthenticator(cfg, idp, () => this.sessions, this.identities);
     this.extraIdentityHeaders = identityHeaderSet(cfg.extraIdentityHeaders);
     const hosts: string[] = [];
     const domains: string[] = [];
@@ -101,6 +127,14 @@ export class Runtime {
       allowedHosts: [...hosts, ...cfg.allowedRedirects.allowedHosts],
       allowedDomains: [...domains, ...cfg.allowedRedirects.allowedDomains],
     });
+  }
+
+  /**
+   * The IdP whose issuer is exactly `iss`, or null: how a bearer token, a callback's `iss` or a
+   * back-channel logout token finds the IdP that must verify it.
+   */
+  providerForIssuer(iss: unknown): IdentityProvider | null {
+    return this.identities.forIssuer(iss);
   }
 
   /** scheme://host[:port] of the request, as the browser sees it. */

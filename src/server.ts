@@ -72,11 +72,16 @@ export function buildRuntime(
   log: Logger,
   previous?: Runtime,
   observer?: Observer,
+  idps?: ReadonlyMap<string, Idp>,
 ): Runtime {
   // The session store (and its connections) survives a reload unless its setting or the secrets sealing it changed.
   const store =
     previous && sameSessionStorage(previous.cfg, cfg) ? previous.sessions.store : undefined;
-  const rt = new Runtime(cfg, idp, log, { store, observer: observer ?? previous?.observer });
+  const rt = new Runtime(cfg, idp, log, {
+    store,
+    observer: observer ?? previous?.observer,
+    idps,
+  });
   // Single-use login states and handoff ids must stay spent across a reload, or a response
   // captured before it could be replayed after it.
   // Likewise the login and handoff rate limits: a reload must not hand a flooding client a fresh budget.
@@ -112,18 +117,18 @@ async function policyTestsPass(cfg: Config): Promise<string[]> {
 }
 
 function createIdp(
-  cfg: Config,
+  settings: Config['idp'],
   log: Logger,
   instrument: ((idp: Idp) => void) | null,
   fetchImpl: typeof fetch | undefined,
 ): Idp {
   const idp = new Idp(
-    cfg.idp,
+    settings,
     (msg, attempt) => {
       // One line per outage, then one every 10 attempts, not one per retry.
       if (attempt === 1 || attempt % 10 === 0)
         log.error(
-          { event: 'idp_discovery_failed', issuer: cfg.idp.issuer.href, attempt, detail: msg },
+          { event: 'idp_discovery_failed', issuer: settings.issuer.href, attempt, detail: msg },
           'identity provider discovery failed; retrying with backoff',
         );
     },
@@ -165,10 +170,28 @@ export async function startPortcullis(
     metricsModule && metrics ? (i: Idp): void => metricsModule.instrumentIdp(i, metrics) : null;
   const auditSink = createAuditLogger(log, cfg.auditLogFile);
   const observer = new Observer(metrics, new Audit(auditSink.log, metrics));
-  let idp = createIdp(cfg, log, instrument, opts.fetch);
+  let idp = createIdp(cfg.idp, log, instrument, opts.fetch);
   void idp.start();
+  // The other IdPs of `idps:`, by id: discovered in the background like the default one, and
+  // kept across a reload that leaves their issuer and client alone.
+  let others = new Map<string, Idp>();
+  const otherIdps = (next: Config, previous: Map<string, Idp>, prevCfg?: Config) => {
+    const out = new Map<string, Idp>();
+    for (const s of next.idps.slice(1)) {
+      const was = prevCfg?.idps.find((p) => p.id === s.id);
+      const kept = previous.get(s.id);
+      if (kept && was && !idpChanged(was, s)) out.set(s.id, kept);
+      else {
+        const made = createIdp(s, log, instrument, opts.fetch);
+        void made.start();
+        out.set(s.id, made);
+      }
+    }
+    return out;
+  };
+  others = otherIdps(cfg, others);
   for (const w of cfg.warnings) log.warn({ key: w.key, line: w.line }, w.message);
-  state.runtime = buildRuntime(cfg, idp, log, undefined, observer);
+  state.runtime = buildRuntime(cfg, idp, log, undefined, observer, others);
   observer.upstreams = () => state.upstreams.status();
   state.upstreams.configure(cfg.routes);
   metrics?.watchUpstreams(() => state.upstreams.status());
@@ -261,6 +284,17 @@ export async function startPortcullis(
           ? rt.cfg.idp.issuer.href
           : (rt.idp.status.lastError ?? 'discovery not finished'),
       },
+      // The other IdPs of `idps:`: one check each, so the one that is down is named.
+      ...rt.identities
+        .all()
+        .slice(1)
+        .map((p) => ({
+          name: `idp_discovery:${p.id}`,
+          ok: p.idp.status.ready,
+          detail: p.idp.status.ready
+            ? p.settings.issuer.href
+            : (p.idp.status.lastError ?? 'discovery not finished'),
+        })),
     ];
     const store = rt.sessions.store;
     if (isPingable(store)) {
@@ -299,10 +333,13 @@ export async function startPortcullis(
     const notes = restartOnlyChanges(cur.cfg, next);
     let nextIdp = idp;
     if (idpChanged(cur.cfg.idp, next.idp)) {
-      nextIdp = createIdp(next, log, instrument, opts.fetch);
+      nextIdp = createIdp(next.idp, log, instrument, opts.fetch);
       void nextIdp.start();
     }
-    const rt = buildRuntime(next, nextIdp, log, cur, observer);
+    const nextOthers = otherIdps(next, others, cur.cfg);
+    const rt = buildRuntime(next, nextIdp, log, cur, observer, nextOthers);
+    for (const [id, old] of others) if (nextOthers.get(id) !== old) old.close();
+    others = nextOthers;
     if (next.tls && cur.cfg.tls) contexts = makeContexts(next);
     state.runtime = rt;
     // The old routes' health checks stop here; in-flight requests keep their balancers.
@@ -363,6 +400,7 @@ export async function startPortcullis(
         if (!upgraded.size && graceMs === 0) server.closeAllConnections();
       });
       idp.close();
+      for (const o of others.values()) o.close();
       await ops?.close();
       await state.upstreams.close();
       await Promise.allSettled([

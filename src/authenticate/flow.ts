@@ -7,11 +7,13 @@ import { codes, sendOutcome, type OutcomeCode } from '../http/outcomes.js';
 import { sendRedirect } from '../http/pages.js';
 import { emailRefusal } from '../identity/email-verified.js';
 import { describe, IdpUnavailableError } from '../identity/oidc.js';
+import { issuerOf, type IdentityProvider } from '../identity/registry.js';
 import { audit } from '../observe/observer.js';
 import type { Runtime } from '../runtime.js';
 import { addressBucket } from '../security/rate-limit.js';
 import { redirectParam } from '../security/redirect.js';
 import { parseCookies, serializeCookie } from '../session/cookies.js';
+import { idpsFor, sendChooser } from './chooser.js';
 import { bindBrowser, handoffUrl, mintAllowed, nonceDetour } from './handoff.js';
 import { LOGIN_TTL_MS, openReturn, sealReturn } from './return-state.js';
 import { spendOnce } from './once.js';
@@ -38,6 +40,11 @@ interface LoginState {
   /** The return address's nonce hash (handoff.ts), when an app host made it. */
   nh?: string | undefined;
   redirectUri: string;
+  /**
+   * The id of the IdP the browser was sent to: the callback exchanges the code there and
+   * nowhere else (absent in a login started before `idps`: the default IdP).
+   */
+  idp?: string | undefined;
   iat: number;
   exp: number;
 }
@@ -73,7 +80,7 @@ export async function redirectToLogin(
     ? dependsOnChain(authRequest.rt, authRequest.ctx, route.dependsOn, here)
     : here;
   if (authRequest.rt.isAuthHost(authRequest.ctx)) {
-    await beginAuthorization(authRequest, returnTo);
+    await startLogin(authRequest, returnTo, undefined, null);
     return;
   }
   const bind = bindBrowser(authRequest.rt, authRequest.ctx);
@@ -192,7 +199,8 @@ export async function signIn(authRequest: AuthRequest): Promise<void> {
     // nonce is the one its handoff will ask for.
     const bind = bindBrowser(authRequest.rt, authRequest.ctx);
     const sealed = sealReturn(authRequest.rt, authRequest.ctx.now, target.url, bind.nh);
-    const authSignIn = `${authRequest.rt.authOrigin(authRequest.ctx)}/.portcullis/sign_in?return=${sealed}`;
+    const chosen = query(authRequest.ctx).get('idp');
+    const authSignIn = `${authRequest.rt.authOrigin(authRequest.ctx)}/.portcullis/sign_in?return=${sealed}${chosen ? `&idp=${encodeURIComponent(chosen)}` : ''}`;
     sendRedirect(
       authRequest.res,
       authSignIn,
@@ -205,9 +213,18 @@ export async function signIn(authRequest: AuthRequest): Promise<void> {
   // Only for our own sealed redirects (an app host asking for the session): an explicit
   // sign-in always goes to the IdP, so a session cookie planted in the browser by someone
   // else can never be adopted by a user who meant to sign in as themselves.
+  // A session from an IdP the target's route does not accept is not handed on: the user signs
+  // in again with one it accepts (the new session replaces this one).
   const found = await authRequest.rt.sessions.lookup(authRequest.ctx);
+  const accepted = idpsFor(authRequest.rt, target.url);
+  const sessionIdp = found.identity?.idp ?? authRequest.rt.identities.default.id;
+  // An explicit choice of another IdP (`?idp=`) is a sign-in with that one, not a hand-over.
+  const chosen = query(authRequest.ctx).get('idp');
   const value =
-    found.session && query(authRequest.ctx).has('return')
+    found.session &&
+    query(authRequest.ctx).has('return') &&
+    accepted.some((p) => p.id === sessionIdp) &&
+    (chosen === null || chosen === sessionIdp)
       ? authRequest.rt.sessions.cookieValue(authRequest.ctx.headers.cookie)
       : null;
   const setCookies = [...authRequest.setCookies, ...found.setCookies];
@@ -233,7 +250,54 @@ export async function signIn(authRequest: AuthRequest): Promise<void> {
     }
     return;
   }
-  await beginAuthorization({ ...authRequest, setCookies }, target.url, target.nh);
+  await startLogin({ ...authRequest, setCookies }, target.url, target.nh, chosen);
+}
+
+/**
+ * Sends the browser to the IdP the return address's route accepts, or, when it accepts several
+ * and none was chosen (`?idp=`), shows the sign-in chooser, whose links come back here with one.
+ */
+async function startLogin(
+  authRequest: AuthRequest,
+  returnTo: string,
+  nh: string | undefined,
+  chosen: string | null,
+): Promise<void> {
+  const { rt, ctx } = authRequest;
+  const accepted = idpsFor(rt, returnTo);
+  if (chosen !== null) {
+    const p = accepted.find((a) => a.id === chosen);
+    if (!p) {
+      audit(rt).warn(
+        { requestId: authRequest.requestId, event: 'unknown_idp', host: ctx.host },
+        'sign-in asked for an identity provider the return address does not accept',
+      );
+      sendOutcome(authRequest.res, !ctx.browser, codes.unknown_idp, {
+        message: `The sign-in asked for an identity provider that this site does not accept. It accepts: ${accepted.map((a) => a.name).join(', ')}.`,
+        requestId: authRequest.requestId,
+        setCookies: authRequest.setCookies,
+        retry: {
+          href: `/.portcullis/sign_in?return=${sealReturn(rt, ctx.now, returnTo, nh)}`,
+          label: 'Choose again',
+        },
+      });
+      return;
+    }
+    await beginAuthorization(authRequest, returnTo, nh, p);
+    return;
+  }
+  if (accepted.length <= 1) {
+    await beginAuthorization(authRequest, returnTo, nh, accepted[0] ?? rt.identities.default);
+    return;
+  }
+  const sealed = sealReturn(rt, ctx.now, returnTo, nh);
+  sendChooser(authRequest.res, {
+    wantsJson: !ctx.browser,
+    idps: accepted,
+    href: (id) => `/.portcullis/sign_in?return=${sealed}&idp=${encodeURIComponent(id)}`,
+    requestId: authRequest.requestId,
+    setCookies: authRequest.setCookies,
+  });
 }
 
 /** Both sign-in start limits (Runtime.loginStarts); a refusal is a 429 and an audit line, never a 5xx. */
@@ -266,7 +330,8 @@ function loginStartAllowed(authRequest: AuthRequest): boolean {
 async function beginAuthorization(
   authRequest: AuthRequest,
   returnTo: string,
-  nh?: string,
+  nh: string | undefined,
+  idp: IdentityProvider,
 ): Promise<void> {
   if (!loginStartAllowed(authRequest)) return;
   const state = randomBytes(18).toString('base64url');
@@ -281,6 +346,7 @@ async function beginAuthorization(
     returnTo,
     ...(nh ? { nh } : {}),
     redirectUri,
+    idp: idp.id,
     iat: authRequest.ctx.now,
     exp: authRequest.ctx.now + LOGIN_TTL_MS,
   };
@@ -310,7 +376,7 @@ async function beginAuthorization(
   }
   let url: URL;
   try {
-    url = authRequest.rt.provider.authorizationUrl({
+    url = idp.provider.authorizationUrl({
       redirectUri,
       state,
       nonce,
@@ -324,7 +390,12 @@ async function beginAuthorization(
     throw e;
   }
   authRequest.rt.log.info(
-    { requestId: authRequest.requestId, event: 'login_start', host: authRequest.ctx.host },
+    {
+      requestId: authRequest.requestId,
+      event: 'login_start',
+      host: authRequest.ctx.host,
+      ...(authRequest.rt.identities.all().length > 1 ? { idp: idp.id } : {}),
+    },
     'login started',
   );
   sendRedirect(authRequest.res, url.href, cookies, authRequest.requestId);
@@ -420,9 +491,34 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     );
     return;
   }
+  // The IdP that started this sign-in finishes it: its code is exchanged there and nowhere else.
+  const idp = rt.identities.get(login.idp ?? rt.identities.default.id);
+  if (!idp) {
+    fail(
+      codes.invalid_state,
+      'The identity provider this sign-in started with is no longer configured.',
+      login,
+      clear,
+    );
+    return;
+  }
+  // RFC 9207: an IdP that names itself in the response must be the one the browser was sent
+  // to; another one's code (an IdP mix-up) is refused before any token request. (With one IdP
+  // there is no other to mix up, and openid-client holds `iss` to the issuer as before.)
+  const iss = q.get('iss');
+  if (iss !== null && rt.identities.all().length > 1 && iss !== issuerOf(idp)) {
+    fail(
+      codes.idp_mismatch,
+      'The sign-in response came from another identity provider than the one this sign-in was started with.',
+      login,
+      clear,
+      { idp: idp.id, iss: iss.slice(0, 200) },
+    );
+    return;
+  }
   const current = new URL(login.redirectUri);
   current.search = ctx.query;
-  const signedIn = await rt.provider.signIn(
+  const signedIn = await idp.provider.signIn(
     current,
     { verifier: login.verifier, state, nonce: login.nonce, redirectUri: login.redirectUri },
     ctx.now,
@@ -445,7 +541,7 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
       'the directory could not be asked: signed in with last-known groups (idp_directory_outage_grace)',
     );
   const idClaims = { sub: signedIn.sub };
-  const refusal = emailRefusal(claims, rt.cfg.idp);
+  const refusal = emailRefusal(claims, idp.settings);
   if (refusal) {
     fail(codes[refusal.code], refusal.message, login, clear, {
       user: idClaims.sub,
@@ -466,6 +562,8 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     },
     ctx.now,
     signedIn.idpSession,
+    // A single-IdP config writes sessions exactly as before `idps` (absent = the default IdP).
+    rt.identities.all().length > 1 ? idp.id : undefined,
   );
   // Shown on the admin console's sessions page; a cookie session has no room for it.
   if (rt.sessions.store.serverSide)
@@ -497,6 +595,7 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
       event: 'login',
       user: claims.email ?? idClaims.sub,
       host: ctx.host,
+      ...(rt.identities.all().length > 1 ? { idp: idp.id } : {}),
     },
     'login succeeded',
   );
@@ -548,6 +647,15 @@ export async function signOut(
     badRedirect(authRequest);
     return;
   }
+  // The session's own IdP is the one to sign out at: read before the session ends. An app host
+  // that ended it names the IdP to the authenticate host (`idp`), which has no session left
+  // to read it from when the two share a server-side store; only a configured id is used.
+  const several = rt.identities.all().length > 1;
+  const named = query(ctx).get('idp');
+  const sessionIdp = several
+    ? ((await rt.sessions.idpOf(ctx.headers.cookie, ctx.now)) ??
+      (named !== null && rt.identities.get(named) ? named : null))
+    : null;
   const cleared = await rt.sessions.end(ctx.headers.cookie, ctx.host);
   audit(rt).info(
     { requestId: authRequest.requestId, event: 'sign_out', host: ctx.host },
@@ -557,7 +665,7 @@ export async function signOut(
   if (!rt.isAuthHost(ctx)) {
     sendRedirect(
       authRequest.res,
-      `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}`,
+      `${rt.authOrigin(ctx)}/.portcullis/sign_out${returnState ? `?return=${returnState}` : ''}${sessionIdp ? `${returnState ? '&' : '?'}idp=${encodeURIComponent(sessionIdp)}` : ''}`,
       [...authRequest.setCookies, ...cleared],
       authRequest.requestId,
     );
@@ -571,12 +679,13 @@ export async function signOut(
     return;
   }
   let endSession: string | null = null;
+  const idp = (sessionIdp !== null && rt.identities.get(sessionIdp)) || rt.identities.default;
   try {
-    const config = rt.idp.get();
+    const config = idp.idp.get();
     if (config.serverMetadata().end_session_endpoint) {
       const params: Record<string, string> = {
         post_logout_redirect_uri: `${rt.authOrigin(ctx)}/.portcullis/signed_out`,
-        client_id: rt.cfg.idp.clientId,
+        client_id: idp.settings.clientId,
       };
       if (returnState) params.state = returnState;
       endSession = client.buildEndSessionUrl(config, params).href;

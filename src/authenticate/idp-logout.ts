@@ -31,23 +31,29 @@ const MAX_BODY = 64 * 1024;
  * is matched to an IdP: with a single IdP, iss must be its issuer exactly (as discovered).
  */
 export function idpForIssuer(rt: Runtime, iss: string): Idp | null {
-  return rt.idp.issuer() === iss ? rt.idp : null;
+  return rt.providerForIssuer(iss)?.idp ?? null;
 }
 
 /**
- * The IdP a front-channel logout naming no issuer means: the only one configured. Microsoft
- * Entra ID calls the front-channel logout URL with `sid` alone, without the `iss` that
- * Front-Channel Logout 1.0 §2 asks for.
+ * The IdP a front-channel logout naming no issuer means. Microsoft Entra ID calls the
+ * front-channel logout URL with `sid` alone, without the `iss` that Front-Channel Logout 1.0 §2
+ * asks for: the only IdP configured, or with several (`idps:`) the only Entra ID among them.
  */
 export function onlyIdp(rt: Runtime): Idp | null {
-  return rt.idp.issuer() !== null ? rt.idp : null;
+  const all = rt.identities.all();
+  const meant = all.length === 1 ? all : all.filter((p) => p.settings.provider === 'azure');
+  return meant.length === 1 && meant[0]!.idp.issuer() !== null ? meant[0]!.idp : null;
 }
 
 /** The origins of the configured IdPs: who may frame the front-channel logout page. */
 function idpOrigins(rt: Runtime): string[] {
-  const iss = rt.idp.issuer();
-  const origin = iss ? URL.parse(iss)?.origin : undefined;
-  return origin && origin !== 'null' ? [origin] : [];
+  const out = new Set<string>();
+  for (const p of rt.identities.all()) {
+    const iss = p.idp.issuer();
+    const origin = iss ? URL.parse(iss)?.origin : undefined;
+    if (origin && origin !== 'null') out.add(origin);
+  }
+  return [...out];
 }
 
 /** POST /.portcullis/backchannel-logout */
@@ -92,7 +98,7 @@ export async function backchannelLogout(a: AuthRequest): Promise<void> {
   }
   const idp = typeof iss === 'string' ? idpForIssuer(rt, iss) : null;
   if (!idp) {
-    refuse('invalid_request', 'the logout_token is not from the configured identity provider', {
+    refuse('invalid_request', 'the logout_token is not from a configured identity provider', {
       iss: printable(iss),
     });
     return;
@@ -168,7 +174,7 @@ export async function frontchannelLogout(a: AuthRequest): Promise<void> {
     const idp = iss.length ? idpForIssuer(rt, iss[0]!) : onlyIdp(rt);
     const issuer = idp?.issuer();
     if (!issuer) {
-      bad('The logout request does not come from the configured identity provider (iss).');
+      bad('The logout request does not come from a configured identity provider (iss).');
       return;
     }
     logout = { iss: issuer, sid: sid[0], at: ctx.now };

@@ -6,8 +6,10 @@ import { redirectToLogin, type AuthRequest } from './flow.js';
 // /.portcullis/ and /.portcullis/userinfo: who you are, as the proxy sees you. Tokens and
 // secrets never appear here, only the identity the policies are evaluated against.
 
-function view(identity: Identity, session: SessionView) {
+function view(identity: Identity, session: SessionView, severalIdps = false) {
   return {
+    // Which IdP signed the user in, once there is more than one to tell apart (`idps:`).
+    ...(severalIdps && identity.idp ? { idp: identity.idp } : {}),
     user: identity.user,
     sub: identity.sub,
     email: identity.email,
@@ -35,7 +37,8 @@ export async function userinfo(authRequest: AuthRequest): Promise<void> {
     return;
   }
   // A refresh during this lookup re-issues the cookie: it must reach the browser from here too.
-  sendJson(authRequest.res, 200, view(found.identity, found.session), {
+  const several = authRequest.rt.identities.all().length > 1;
+  sendJson(authRequest.res, 200, view(found.identity, found.session, several), {
     'x-request-id': authRequest.requestId,
     ...(found.setCookies.length ? { 'set-cookie': found.setCookies } : {}),
   });

@@ -10,11 +10,13 @@ import {
 
 export const EXPLAIN_HELP = `Usage: portcullis explain --url URL [--config FILE] [--method M] [--user U] [--email E]
                           [--groups a,b] [--claim k=v ...] [--ip A] [--time ISO] [--header k=v ...]
+                          [--idp ID]
 
 Evaluates the config's routes and policies for one request, exactly as the proxy would, and
 prints ALLOW or DENY, the route that matched, and the policy trace. Without --user, --email,
 --groups or --claim the request is anonymous. A --claim value is JSON when it parses as JSON
-(e.g. --claim roles='["a","b"]'), else a string.
+(e.g. --claim roles='["a","b"]'), else a string. --idp names the IdP (an id of \`idps\`) the
+user signed in with; default: the default IdP.
 Exit status: 0 allow, 1 deny, 2 usage or config error.`;
 
 export async function explain(
@@ -37,6 +39,7 @@ export async function explain(
         ip: { type: 'string' },
         time: { type: 'string' },
         header: { type: 'string', multiple: true },
+        idp: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -98,6 +101,7 @@ export async function explain(
     ip: v.ip,
     time: v.time,
     headers,
+    idp: v.idp,
   };
   if (v.groups !== undefined)
     req.groups = v.groups

@@ -192,6 +192,7 @@ async function check(file: string, json: boolean): Promise<number> {
         ? null
         : (URL.parse(rt.callbackUrls()[0] ?? '')?.origin ?? null);
     const register = {
+      ...(cfg.idps.length > 1 ? { idps: cfg.idps.map((i) => i.id) } : {}),
       redirect_uris: rt.callbackUrls(),
       post_logout_redirect_uris: rt
         .callbackUrls()
@@ -214,7 +215,12 @@ async function check(file: string, json: boolean): Promise<number> {
           ? `${file}: OK (${cfg.routes.length} route${cfg.routes.length === 1 ? '' : 's'})`
           : `${file}: ${errors} error${errors === 1 ? '' : 's'}: the config loads, but will not work as written`,
       );
-      console.log('Register these at the identity provider, character for character:');
+      // Several IdPs share the one callback: each must have it registered.
+      console.log(
+        cfg.idps.length > 1
+          ? `Register these at each identity provider (${cfg.idps.map((i) => i.id).join(', ')}), character for character:`
+          : 'Register these at the identity provider, character for character:',
+      );
       for (const u of register.redirect_uris) console.log(`  redirect URI:             ${u}`);
       for (const u of register.post_logout_redirect_uris)
         console.log(`  post-logout redirect URI: ${u}`);

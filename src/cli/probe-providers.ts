@@ -11,14 +11,18 @@ import { timed, type ProbeCheck } from './probe-check.js';
 type Idp = Config['idp'];
 
 /** GitHub has no discovery and no keys: its OAuth app and its REST API are what a login needs. */
-export async function githubChecks(idp: Idp, f: typeof fetch): Promise<ProbeCheck[]> {
+export async function githubChecks(
+  idp: Idp,
+  suffix: string,
+  f: typeof fetch,
+): Promise<ProbeCheck[]> {
   const gh = new GitHubProvider(idp, f);
-  const api = await timed('idp_api', idp.issuer.origin, async () => {
+  const api = await timed(`idp_api${suffix}`, idp.issuer.origin, async () => {
     const r = await gh.probeApi();
     return { status: r.ok ? 'ok' : 'fail', detail: `${r.target} ${r.detail}` };
   });
   const client = await timed(
-    'idp_client',
+    `idp_client${suffix}`,
     `${idp.clientId} at ${idp.issuer.origin}/login/oauth/access_token`,
     async () => {
       const r = await gh.probeClient();
@@ -29,9 +33,13 @@ export async function githubChecks(idp: Idp, f: typeof fetch): Promise<ProbeChec
 }
 
 /** Entra ID's Graph permission and Google's domain-wide delegation; nothing for the others. */
-export async function providerChecks(idp: Idp, f: typeof fetch): Promise<ProbeCheck[]> {
-  if (idp.provider === 'azure') return azureChecks(idp, f);
-  if (idp.provider === 'google') return [await googleCheck(idp, f)];
+export async function providerChecks(
+  idp: Idp,
+  suffix: string,
+  f: typeof fetch,
+): Promise<ProbeCheck[]> {
+  if (idp.provider === 'azure') return azureChecks(idp, `idp_directory${suffix}`, f);
+  if (idp.provider === 'google') return [await googleCheck(idp, `idp_directory${suffix}`, f)];
   return [];
 }
 
@@ -43,7 +51,7 @@ const SHARED_TENANTS = new Set(['common', 'organizations', 'consumers']);
  * (application permission GroupMember.Read.All, with admin consent in each tenant). Checked in
  * the tenant of idp_provider_url, or in each tenant of idp_allowed_tenants for a multi-tenant app.
  */
-async function azureChecks(idp: Idp, f: typeof fetch): Promise<ProbeCheck[]> {
+async function azureChecks(idp: Idp, check: string, f: typeof fetch): Promise<ProbeCheck[]> {
   const own = TENANT_PATH.exec(idp.issuer.pathname)?.[1]?.toLowerCase();
   const tenants =
     own && !SHARED_TENANTS.has(own) && !own.includes('{')
@@ -53,7 +61,7 @@ async function azureChecks(idp: Idp, f: typeof fetch): Promise<ProbeCheck[]> {
   if (!tenants.length)
     return [
       {
-        check: 'idp_directory',
+        check,
         target: graphUrl,
         status: 'skip',
         ms: 0,
@@ -70,7 +78,7 @@ async function azureChecks(idp: Idp, f: typeof fetch): Promise<ProbeCheck[]> {
   });
   return Promise.all(
     tenants.map((tenant) =>
-      timed('idp_directory', `${graphUrl} tenant ${tenant}`, async () => {
+      timed(check, `${graphUrl} tenant ${tenant}`, async () => {
         const r = await graph.probe(tenant);
         return { status: r.ok ? 'ok' : 'fail', detail: r.detail };
       }),
@@ -79,19 +87,19 @@ async function azureChecks(idp: Idp, f: typeof fetch): Promise<ProbeCheck[]> {
 }
 
 /** Workspace groups: the service account must be delegated the scope, and act as an admin. */
-async function googleCheck(idp: Idp, f: typeof fetch): Promise<ProbeCheck> {
+async function googleCheck(idp: Idp, check: string, f: typeof fetch): Promise<ProbeCheck> {
   const d = idp.googleDirectory;
   const api = (idp.directoryUrl ?? new URL('https://admin.googleapis.com')).href.replace(/\/$/, '');
   if (!d)
     return {
-      check: 'idp_directory',
+      check,
       target: api,
       status: 'skip',
       ms: 0,
       detail:
         'no idp_service_account_file: Google tokens carry no groups, so group rules deny everyone',
     };
-  return timed('idp_directory', `${api} as ${d.admin}`, async () => {
+  return timed(check, `${api} as ${d.admin}`, async () => {
     // The admin's own groups: the call a sign-in makes, with the token a sign-in would use.
     const r = await new GoogleDirectory(d.account, d.admin, api, f).groupsOf(d.admin);
     if (r.kind === 'ok')

@@ -30,20 +30,24 @@ function formEncode(s: string): string {
     .replace(/%20/g, '+');
 }
 
-/** Discovery, keys and the client of an OpenID provider. */
-async function oidcChecks(
-  cfg: Config,
+/**
+ * Discovery, keys and client credentials of one OpenID provider. Checks of the IdPs after the
+ * first (`idps:`) carry its id (`idp_client:partner`), so the one that fails is named.
+ */
+async function probeIdp(
+  idp: Config['idp'],
+  suffix: string,
   o: ProbeOptions,
   timeout: number,
   f: typeof fetch,
 ): Promise<ProbeCheck[]> {
   const out: ProbeCheck[] = [];
-  const issuer = cfg.idp.issuer.href;
+  const issuer = idp.issuer.href;
   const discoveryUrl = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
   let md: Record<string, unknown> | null = null;
 
   out.push(
-    await timed('idp_discovery', discoveryUrl, async () => {
+    await timed(`idp_discovery${suffix}`, discoveryUrl, async () => {
       const res = await f(discoveryUrl, {
         signal: AbortSignal.timeout(timeout),
         headers: { accept: 'application/json' },
@@ -81,15 +85,15 @@ async function oidcChecks(
   const meta = md as Record<string, unknown> | null;
   if (!meta) {
     out.push({
-      check: 'idp_jwks',
+      check: `idp_jwks${suffix}`,
       target: issuer,
       status: 'skip',
       ms: 0,
       detail: 'discovery failed',
     });
     out.push({
-      check: 'idp_client',
-      target: cfg.idp.clientId,
+      check: `idp_client${suffix}`,
+      target: idp.clientId,
       status: 'skip',
       ms: 0,
       detail: 'discovery failed',
@@ -97,7 +101,7 @@ async function oidcChecks(
   } else {
     const jwksUri = String(meta.jwks_uri);
     out.push(
-      await timed('idp_jwks', jwksUri, async () => {
+      await timed(`idp_jwks${suffix}`, jwksUri, async () => {
         const res = await f(jwksUri, {
           signal: AbortSignal.timeout(timeout),
           headers: { accept: 'application/json' },
@@ -114,7 +118,7 @@ async function oidcChecks(
     );
     const tokenUrl = String(meta.token_endpoint);
     out.push(
-      await timed('idp_client', `${cfg.idp.clientId} at ${tokenUrl}`, async () => {
+      await timed(`idp_client${suffix}`, `${idp.clientId} at ${tokenUrl}`, async () => {
         // A made-up authorization code: a client the IdP still knows, with the right secret, gets
         // invalid_grant (the code is wrong); a deleted client or a wrong secret gets invalid_client.
         const body = new URLSearchParams({
@@ -128,7 +132,7 @@ async function oidcChecks(
           headers: {
             'content-type': 'application/x-www-form-urlencoded',
             accept: 'application/json',
-            authorization: `Basic ${Buffer.from(`${formEncode(cfg.idp.clientId)}:${formEncode(cfg.idp.clientSecret)}`).toString('base64')}`,
+            authorization: `Basic ${Buffer.from(`${formEncode(idp.clientId)}:${formEncode(idp.clientSecret)}`).toString('base64')}`,
           },
           body,
         });
@@ -173,11 +177,16 @@ async function oidcChecks(
 export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<ProbeCheck[]> {
   const timeout = o.timeoutMs ?? 5000;
   const f = o.fetch ?? fetch;
-  const out: ProbeCheck[] =
-    cfg.idp.provider === 'github'
-      ? await githubChecks(cfg.idp, f)
-      : await oidcChecks(cfg, o, timeout, f);
-  out.push(...(await providerChecks(cfg.idp, f)));
+  const out: ProbeCheck[] = [];
+  for (const [i, idp] of cfg.idps.entries()) {
+    const suffix = i === 0 ? '' : `:${idp.id}`;
+    out.push(
+      ...(idp.provider === 'github'
+        ? await githubChecks(idp, suffix, f)
+        : await probeIdp(idp, suffix, o, timeout, f)),
+      ...(await providerChecks(idp, suffix, f)),
+    );
+  }
 
   // One request per distinct upstream, as the proxy would make it (same TLS settings).
   const seen = new Map<string, string[]>();

@@ -20,7 +20,7 @@ import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
 import { compileUpstreamKeys } from './route-keys.js';
 import { parseUpstreamUrl, transportOf } from './upstream-url.js';
-import type { RawConfig, RawRoute } from './schema.js';
+import type { RawConfig, RawIdpEntry, RawRoute } from './schema.js';
 import type { Config, HealthCheck, PathMatch, Route, RouteFrom } from './types.js';
 
 // Turns a schema-valid raw config into the running Config: the semantic checks (secrets, TLS
@@ -60,7 +60,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
   const warnings: ConfigIssue[] = [];
 
   // Secrets: inline or *_file, never both, so there is one source of truth.
-  const secret = (key: 'idp_client_secret' | 'cookie_secret'): string | undefined => {
+  const secret = (key: 'cookie_secret'): string | undefined => {
     const inline = raw[key];
     const path = raw[`${key}_file`];
     if (inline !== undefined && path !== undefined)
@@ -68,14 +68,10 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     return path !== undefined ? readSecretFile(path, `${key}_file`, at) : inline;
   };
   // An unreadable *_file is already reported; "is required" on top would send the operator looking for a missing key.
-  const isSet = (key: 'idp_client_secret' | 'cookie_secret'): boolean =>
+  const isSet = (key: 'cookie_secret'): boolean =>
     raw[key] !== undefined || raw[`${key}_file`] !== undefined;
-  const clientSecret = secret('idp_client_secret');
-  if (clientSecret === undefined && !isSet('idp_client_secret'))
-    at(
-      ['idp_client_secret'],
-      'is required: the OIDC client secret registered at the IdP (or idp_client_secret_file)',
-    );
+  const idpSettings = { cacheSize: raw.session_cache_size ?? DEFAULT_SESSION_CACHE_SIZE, raw };
+  const idps = identityProviders(raw, at, idpSettings);
   const cookieSecretText = secret('cookie_secret');
   let cookieSecret = Buffer.alloc(0);
   if (cookieSecretText === undefined) {
@@ -94,22 +90,6 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       );
     }
   }
-
-  const issuer = new URL(raw.idp_provider_url);
-  if (issuer.protocol === 'http:' && !isLoopback(issuer.hostname)) {
-    at(
-      ['idp_provider_url'],
-      'expected an https:// issuer (plain http is only accepted for an IdP on this machine, 127.0.0.1 or localhost)',
-    );
-  }
-
-  // The directory API receives Portcullis's app tokens (Graph, Google) or the user's (GitHub).
-  const directory = raw.idp_directory_url ? new URL(raw.idp_directory_url) : null;
-  if (directory && directory.protocol === 'http:' && !isLoopback(directory.hostname))
-    at(
-      ['idp_directory_url'],
-      'expected an https:// URL: tokens are sent there (plain http only for this machine, 127.0.0.1 or localhost)',
-    );
 
   const insecure = raw.insecure_server === true;
   let tls: Config['tls'] = null;
@@ -208,14 +188,12 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       'SameSite=None requires cookie_secure: true (browsers drop such cookies otherwise)',
     );
 
-  const provider = raw.idp_provider ?? 'oidc';
-  const preset = providerDefaults(provider, raw.idp_client_id);
-  const groupsClaims = raw.idp_groups_claim ?? preset.groupsClaims;
-  const groupsClaim = groupsClaims[0] ?? 'groups';
-  tenantSettings(raw, at);
+  const defaultIdp = idps[0];
+  const groupsClaim = defaultIdp?.groupsClaim ?? 'groups';
   // GitHub's tokens are opaque and there is no introspection: nothing to verify a bearer with.
   if (
-    provider === 'github' &&
+    raw.idps === undefined &&
+    defaultIdp?.provider === 'github' &&
     (raw.allow_bearer_tokens || raw.routes.some((r) => r.allow_bearer_tokens))
   )
     at(
@@ -226,7 +204,9 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
   const defaults: RouteDefaults = {
     identityHeaders: raw.identity_headers ?? ['portcullis'],
     allowBearerTokens: raw.allow_bearer_tokens === true,
-    bearerAudiences: raw.bearer_audiences ?? [raw.idp_client_id],
+    bearerAudiences: raw.bearer_audiences ?? (defaultIdp ? [defaultIdp.clientId] : []),
+    bearerAudiencesDefault: raw.bearer_audiences === undefined,
+    idps: idps.map((idp) => idp.id),
     jwtGroupsFilter: raw.jwt_groups_filter ?? null,
   };
   const routes: Route[] = [];
@@ -284,7 +264,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
       'session_storage: memory keeps sessions inside one process; with several workers use cookie, redis://… or postgres://…',
     );
 
-  if (!listen) return null;
+  if (!listen || !defaultIdp) return null;
   return {
     file,
     listen,
@@ -293,29 +273,8 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
     callbackPath: callback.path,
     callbackQuery: callback.query,
     allowedRedirects,
-    idp: {
-      issuer,
-      clientId: raw.idp_client_id,
-      clientSecret: clientSecret ?? '',
-      provider,
-      scopes: raw.idp_scopes ?? preset.scopes,
-      groupsClaim,
-      groupsClaims,
-      groupsSeparator: raw.idp_groups_separator ?? preset.groupsSeparator,
-      groupsWithoutScope: preset.groupsWithoutScope,
-      userClaim: raw.idp_user_claim ?? preset.userClaim,
-      emailClaim: raw.idp_email_claim ?? preset.emailClaim,
-      allowedTenants: (raw.idp_allowed_tenants ?? []).map((t) => t.toLowerCase()),
-      directoryUrl: raw.idp_directory_url ? new URL(raw.idp_directory_url) : null,
-      directoryCacheTtlMs: raw.idp_directory_cache_ttl ?? 5 * 60_000,
-      directoryOutageGraceMs: raw.idp_directory_outage_grace ?? 15 * 60_000,
-      directoryCacheSize: raw.session_cache_size ?? DEFAULT_SESSION_CACHE_SIZE,
-      hostedDomains: (raw.idp_hosted_domains ?? []).map((d) => d.toLowerCase()),
-      googleDirectory: googleSettings(raw, at),
-      allowUnverifiedEmail: raw.idp_allow_unverified_email === true,
-      emailVerifiedMissing: raw.idp_email_verified_missing ?? 'refuse',
-      idTokenAlgorithms: idTokenAlgorithms(raw, clientSecret, at),
-    },
+    idp: defaultIdp,
+    idps,
     cookie: {
       secret: cookieSecret,
       name: raw.cookie_name ?? '_portcullis',
@@ -412,6 +371,7 @@ function filesRead(raw: RawConfig): string[] {
   const paths = [
     raw.idp_client_secret_file,
     raw.idp_service_account_file,
+    ...(raw.idps ?? []).flatMap((e) => [e.idp_client_secret_file, e.idp_service_account_file]),
     raw.cookie_secret_file,
     raw.signing_key_file,
     raw.certificate_file,
@@ -433,7 +393,7 @@ function filesRead(raw: RawConfig): string[] {
 const ENTRA_SHARED = /^\/(common|organizations|consumers)\/v2\.0\/?$/i;
 const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function tenantSettings(raw: RawConfig, at: At): void {
+function tenantSettings(raw: RawIdpKeys, at: At): void {
   const tenants = raw.idp_allowed_tenants;
   if (tenants !== undefined && raw.idp_provider !== 'azure')
     at(['idp_allowed_tenants'], 'is an Entra ID setting: it needs idp_provider: azure');
@@ -444,7 +404,7 @@ function tenantSettings(raw: RawConfig, at: At): void {
         `expected tenant ids (GUIDs such as 72f988bf-86f1-41af-91ab-2d7cd011db47) or *, got ${JSON.stringify(t)}`,
       );
   if (raw.idp_provider !== 'azure') return;
-  const path = URL.parse(raw.idp_provider_url)?.pathname ?? '';
+  const path = URL.parse(raw.idp_provider_url ?? '')?.pathname ?? '';
   if (ENTRA_SHARED.test(path) && !tenants?.length)
     at(
       ['idp_provider_url'],
@@ -452,7 +412,7 @@ function tenantSettings(raw: RawConfig, at: At): void {
     );
 }
 
-function googleSettings(raw: RawConfig, at: At): Config['idp']['googleDirectory'] {
+function googleSettings(raw: RawIdpKeys, at: At): Config['idp']['googleDirectory'] {
   for (const key of ['idp_hosted_domains', 'idp_service_account_file', 'idp_admin_email'] as const)
     if (raw[key] !== undefined && raw.idp_provider !== 'google')
       at([key], 'is a Google Workspace setting: it needs idp_provider: google');
@@ -485,7 +445,7 @@ function googleSettings(raw: RawConfig, at: At): Config['idp']['googleDirectory'
 }
 
 /** The ID token allow-list: never `none`; HMAC only when listed, with a secret long enough for it. */
-function idTokenAlgorithms(raw: RawConfig, clientSecret: string | undefined, at: At): string[] {
+function idTokenAlgorithms(raw: RawIdpKeys, clientSecret: string | undefined, at: At): string[] {
   const list = raw.idp_id_token_algorithms ?? [...ASYMMETRIC_ALGORITHMS];
   const known: readonly string[] = [...ASYMMETRIC_ALGORITHMS, ...Object.keys(HMAC_ALGORITHMS)];
   for (const alg of list) {
@@ -537,6 +497,9 @@ interface RouteDefaults {
   allowBearerTokens: boolean;
   bearerAudiences: string[];
   jwtGroupsFilter: string[] | null;
+  bearerAudiencesDefault: boolean;
+  /** Every IdP id, the default first. */
+  idps: string[];
 }
 
 /** signing_key(_file), jwt_claims, jwt_claims_headers: what the signed identity assertion carries. */
@@ -689,7 +652,7 @@ function compileRoute(
 
   let policy;
   try {
-    policy = compileRoutePolicy(r, { groupsClaim });
+    policy = compileRoutePolicy(r, { groupsClaim, idps: defaults.idps });
   } catch (e) {
     if (e instanceof PolicyError) {
       at([...base, ...e.path], e.message);
@@ -787,6 +750,8 @@ function compileRoute(
     passIdToken: tokenHeader('pass_id_token'),
     allowBearerTokens: r.allow_bearer_tokens ?? defaults.allowBearerTokens,
     bearerAudiences: r.bearer_audiences ?? defaults.bearerAudiences,
+    bearerAudiencesDefault: r.bearer_audiences === undefined && defaults.bearerAudiencesDefault,
+    idps: routeIdps(r.idps, [...base, 'idps'], defaults.idps, at),
     redirect,
     response: r.response ? { status: r.response.status ?? 200, body: r.response.body ?? '' } : null,
     prefixRewrite,
@@ -980,4 +945,148 @@ function parseAddress(a: string): { host: string; port: number } | null {
   if (port > 65535) return null;
   const host = m[1] ?? (m[2] || '0.0.0.0');
   return { host, port };
+}
+
+/** The idp_* keys of one IdP: the top level's (where the issuer and client id may be absent) or an entry of `idps`. */
+type RawIdpKeys = Omit<RawIdpEntry, 'id' | 'name' | 'idp_provider_url' | 'idp_client_id'> & {
+  idp_provider_url?: string | undefined;
+  idp_client_id?: string | undefined;
+};
+
+/**
+ * The IdPs users may sign in with: the top-level idp_* keys as the IdP `default`, then each
+ * entry of `idps`; the first is the default one. Ids are unique, issuers too: a bearer token
+ * or a logout token is matched to its IdP by its issuer alone.
+ */
+function identityProviders(
+  raw: RawConfig,
+  at: At,
+  settings: { cacheSize: number; raw: RawConfig },
+): Array<Config['idp']> {
+  const out: Array<Config['idp']> = [];
+  const topLevel =
+    raw.idps === undefined || raw.idp_provider_url !== undefined || raw.idp_client_id !== undefined;
+  if (topLevel) {
+    const one = buildIdp(raw, 'default', 'default', at, settings);
+    if (one) out.push(one);
+  }
+  const seen = new Map<string, number>();
+  const issuers = new Map<string, string>();
+  if (topLevel && raw.idp_provider_url) issuers.set(issuerKey(raw.idp_provider_url), 'default');
+  (raw.idps ?? []).forEach((e, i) => {
+    const scoped: At = (path, message) => at(['idps', i, ...path], message);
+    if (e.id === 'default' && topLevel)
+      scoped(
+        ['id'],
+        'the id `default` names the IdP of the top-level idp_* keys: choose another id, or move those keys into this entry',
+      );
+    else if (seen.has(e.id))
+      scoped(['id'], `duplicate IdP id "${e.id}": idps[${seen.get(e.id)}] has it already`);
+    seen.set(e.id, i);
+    const sameIssuer = issuers.get(issuerKey(e.idp_provider_url));
+    if (sameIssuer !== undefined)
+      scoped(
+        ['idp_provider_url'],
+        `the IdP "${sameIssuer}" has this issuer already: tokens are matched to their IdP by issuer, so each IdP needs its own`,
+      );
+    issuers.set(issuerKey(e.idp_provider_url), e.id);
+    const one = buildIdp(e, e.id, e.name ?? e.id, scoped, settings);
+    if (one) out.push(one);
+  });
+  return out;
+}
+
+function issuerKey(url: string): string {
+  return url.replace(/\/+$/, '');
+}
+
+function buildIdp(
+  raw: RawIdpKeys,
+  id: string,
+  name: string,
+  at: At,
+  settings: { cacheSize: number; raw: RawConfig },
+): Config['idp'] | null {
+  const inline = raw.idp_client_secret;
+  const file = raw.idp_client_secret_file;
+  if (inline !== undefined && file !== undefined)
+    at(['idp_client_secret'], 'set either idp_client_secret or idp_client_secret_file, not both');
+  const clientSecret =
+    file !== undefined ? readSecretFile(file, 'idp_client_secret_file', at) : inline;
+  // An unreadable *_file is already reported; "is required" on top would send the operator looking for a missing key.
+  if (clientSecret === undefined && file === undefined)
+    at(
+      ['idp_client_secret'],
+      'is required: the OIDC client secret registered at the IdP (or idp_client_secret_file)',
+    );
+  if (raw.idp_provider_url === undefined)
+    at(['idp_provider_url'], "is required: the IdP's issuer URL (or list IdPs under `idps`)");
+  if (raw.idp_client_id === undefined)
+    at(['idp_client_id'], 'is required: the client id registered at the IdP');
+  if (raw.idp_provider_url === undefined || raw.idp_client_id === undefined) return null;
+  const issuer = new URL(raw.idp_provider_url);
+  if (issuer.protocol === 'http:' && !isLoopback(issuer.hostname)) {
+    at(
+      ['idp_provider_url'],
+      'expected an https:// issuer (plain http is only accepted for an IdP on this machine, 127.0.0.1 or localhost)',
+    );
+  }
+  // The directory API receives Portcullis's app tokens (Graph, Google) or the user's (GitHub).
+  const directory = raw.idp_directory_url ? new URL(raw.idp_directory_url) : null;
+  if (directory && directory.protocol === 'http:' && !isLoopback(directory.hostname))
+    at(
+      ['idp_directory_url'],
+      'expected an https:// URL: tokens are sent there (plain http only for this machine, 127.0.0.1 or localhost)',
+    );
+  const provider = raw.idp_provider ?? 'oidc';
+  const preset = providerDefaults(provider, raw.idp_client_id);
+  const groupsClaims = raw.idp_groups_claim ?? preset.groupsClaims;
+  tenantSettings(raw, at);
+  const top = settings.raw;
+  return {
+    id,
+    name,
+    issuer,
+    clientId: raw.idp_client_id,
+    clientSecret: clientSecret ?? '',
+    provider,
+    scopes: raw.idp_scopes ?? preset.scopes,
+    groupsClaim: groupsClaims[0] ?? 'groups',
+    groupsClaims,
+    groupsSeparator: raw.idp_groups_separator ?? preset.groupsSeparator,
+    groupsWithoutScope: preset.groupsWithoutScope,
+    userClaim: raw.idp_user_claim ?? preset.userClaim,
+    emailClaim: raw.idp_email_claim ?? preset.emailClaim,
+    allowedTenants: (raw.idp_allowed_tenants ?? []).map((t) => t.toLowerCase()),
+    directoryUrl: directory,
+    directoryCacheTtlMs: top.idp_directory_cache_ttl ?? 5 * 60_000,
+    directoryOutageGraceMs: top.idp_directory_outage_grace ?? 15 * 60_000,
+    directoryCacheSize: settings.cacheSize,
+    hostedDomains: (raw.idp_hosted_domains ?? []).map((d) => d.toLowerCase()),
+    googleDirectory: googleSettings(raw, at),
+    allowUnverifiedEmail: raw.idp_allow_unverified_email === true,
+    emailVerifiedMissing: raw.idp_email_verified_missing ?? 'refuse',
+    idTokenAlgorithms: idTokenAlgorithms(raw, clientSecret, at),
+  };
+}
+
+/** A route's `idps`: ids of configured IdPs, or every IdP when the key is absent. */
+function routeIdps(
+  list: string[] | undefined,
+  path: readonly PropertyKey[],
+  all: string[],
+  at: At,
+): string[] {
+  if (list === undefined) return all;
+  if (!list.length) at(path, `expected at least one IdP id, one of ${all.join(', ')}`);
+  const out: string[] = [];
+  list.forEach((id, j) => {
+    if (!all.includes(id))
+      at(
+        [...path, j],
+        `unknown IdP "${id}"; expected one of ${all.join(', ')} (the ids of \`idps\`${all.includes('default') ? ', and default for the top-level idp_* keys' : ''})`,
+      );
+    else if (!out.includes(id)) out.push(id);
+  });
+  return out;
 }

@@ -177,7 +177,31 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
   }
 
   // Pitfall 8: group policies without the scope that makes the IdP send groups.
-  if (!cfg.idp.groupsWithoutScope && !cfg.idp.scopes.some((s) => /group/i.test(s))) {
+  const noGroupsScope = (p: Config['idp']): boolean =>
+    !p.groupsWithoutScope && !p.scopes.some((s) => /group/i.test(s));
+  // Several IdPs (`idps`): each IdP a group-deciding route accepts must be asked for groups.
+  if (cfg.idps.length > 1)
+    rawRoutes.forEach((r, i) => {
+      const where =
+        r.allowed_groups !== undefined
+          ? ['routes', i, 'allowed_groups']
+          : usesGroups(r.policy, cfg.idp.groupsClaim)
+            ? ['routes', i, 'policy']
+            : null;
+      const route = cfg.routes.find((x) => x.index === i);
+      const lacking = cfg.idps.filter(
+        (p) => (!route || route.idps.includes(p.id)) && noGroupsScope(p),
+      );
+      if (!where || !lacking.length) return;
+      add(
+        where,
+        'warning',
+        `this route decides by group, but the idp_scopes of ${lacking.map((p) => `idps ${p.id} (${p.scopes.join(' ')})`).join(', ')} do not ask for groups: such an IdP then sends no groups claim and every group rule silently denies its users`,
+        'add groups to that IdP’s idp_scopes and map the groups claim at the IdP, or limit the route to IdPs that send groups with `idps`',
+        true,
+      );
+    });
+  else if (noGroupsScope(cfg.idp)) {
     rawRoutes.forEach((r, i) => {
       const where =
         r.allowed_groups !== undefined

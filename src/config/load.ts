@@ -3,7 +3,13 @@ import type { z } from 'zod';
 import { buildConfig } from './build.js';
 import { ConfigError, keyPath, readConfigText, type ConfigIssue } from './errors.js';
 import { locate } from './locate.js';
-import { configSchema, KNOWN_GLOBAL_KEYS, KNOWN_ROUTE_KEYS, type RawConfig } from './schema.js';
+import {
+  configSchema,
+  KNOWN_GLOBAL_KEYS,
+  KNOWN_IDP_KEYS,
+  KNOWN_ROUTE_KEYS,
+  type RawConfig,
+} from './schema.js';
 import { didYouMean } from './suggest.js';
 import type { Config } from './types.js';
 
@@ -130,7 +136,9 @@ function reportZodIssue(
         ? KNOWN_GLOBAL_KEYS
         : issue.path[0] === 'routes' && issue.path.length === 2
           ? KNOWN_ROUTE_KEYS
-          : [];
+          : issue.path[0] === 'idps' && issue.path.length === 2
+            ? KNOWN_IDP_KEYS
+            : [];
     for (const k of issue.keys) {
       const guess = didYouMean(k, known);
       at([...issue.path, k], `unknown key${guess ? `; did you mean \`${guess}\`?` : ''}`, true);

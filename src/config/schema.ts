@@ -94,6 +94,8 @@ const policyTestSchema = z.strictObject({
     ip: z.string().optional(),
     time: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
+    /** The IdP the simulated user signed in with (`idps[].id`). */
+    idp: z.string().optional(),
   }),
   expect: z.enum(['allow', 'deny', 'login'], {
     error: 'expected `expect` to be allow, deny or login',
@@ -162,6 +164,76 @@ const pathString = (what: string) =>
   z.string({ error: `expected ${what} as a path like /app/` }).startsWith('/', {
     error: `expected ${what} to start with /`,
   });
+
+// Every key that describes one identity provider: at the top level for the single (default)
+// IdP, and in each entry of `idps:` (docs/identity-providers.md, "Several IdPs").
+const IDP_KEYS = {
+  idp_provider: z
+    .enum(IDP_PROVIDERS, {
+      error: `expected idp_provider as one of ${IDP_PROVIDERS.join(', ')}`,
+    })
+    .optional(),
+  idp_provider_url: httpUrl('idp_provider_url (the issuer)'),
+  idp_client_id: z.string().min(1),
+  idp_client_secret: z.string().min(1).optional(),
+  idp_client_secret_file: z.string().optional(),
+  idp_scopes: stringList('idp_scopes').optional(),
+  // Claim paths (src/identity/claim-path.ts): a claim name, or a dotted path into nested claims.
+  idp_groups_claim: z
+    .union([claimPath, z.array(claimPath).min(1)], {
+      error:
+        'expected idp_groups_claim as a claim name or dotted path (realm_access.roles), or a list of them',
+    })
+    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .optional(),
+  idp_groups_separator: z
+    .enum(GROUP_SEPARATORS, {
+      error: `expected idp_groups_separator as one of ${GROUP_SEPARATORS.join(', ')}`,
+    })
+    .optional(),
+  // Entra ID (src/identity/directory/): the tenants whose users may sign in, and Graph's URL.
+  idp_allowed_tenants: stringList('idp_allowed_tenants').optional(),
+  idp_directory_url: httpUrl('idp_directory_url').optional(),
+  // Google Workspace (src/identity/directory/google.ts).
+  idp_hosted_domains: stringList('idp_hosted_domains').optional(),
+  idp_service_account_file: z.string().min(1).optional(),
+  idp_admin_email: z
+    .string()
+    .regex(/^[^@\s]+@[^@\s]+$/, {
+      message: 'expected idp_admin_email as an address like admin@example.com',
+    })
+    .optional(),
+  idp_user_claim: claimPath.optional(),
+  idp_email_claim: claimPath.optional(),
+  // Email verification (src/identity/email-verified.ts) and ID token signatures (src/identity/id-token.ts).
+  idp_allow_unverified_email: z.boolean().optional(),
+  idp_email_verified_missing: z
+    .enum(['refuse', 'trust'], { error: 'expected idp_email_verified_missing as refuse or trust' })
+    .optional(),
+  idp_id_token_algorithms: stringList('idp_id_token_algorithms').optional(),
+};
+
+// An IdP's id names it in routes (`idps: [corp]`), policies (`idp: {is: corp}`) and sessions:
+// short, stable, safe in a URL and a log line.
+export const IDP_ID_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+
+const idpEntrySchema = z.strictObject(
+  {
+    id: z
+      .string({ error: 'expected the IdP `id` as a short name like corp or github' })
+      .regex(IDP_ID_RE, {
+        message:
+          'expected the IdP `id` as 1-32 lower-case letters, digits, - or _, starting with a letter or digit (e.g. corp)',
+      }),
+    name: z
+      .string({ error: 'expected `name` as the text on the sign-in button, e.g. Corporate SSO' })
+      .min(1, { message: 'expected `name` as the text on the sign-in button' })
+      .max(100, { message: 'expected a `name` of at most 100 characters' })
+      .optional(),
+    ...IDP_KEYS,
+  },
+  { error: 'expected each entry of `idps` as a map like {id: corp, idp_provider_url: …}' },
+);
 
 // Load balancing (https://www.pomerium.com/docs/reference/routes/load-balancing): Envoy's
 // policy names, its HealthCheck and OutlierDetection shapes, as Pomerium passes them through.
@@ -315,6 +387,8 @@ export const routeSchema = z.strictObject({
   pass_id_token: tokenPass('pass_id_token').optional(),
   allow_bearer_tokens: z.boolean().optional(),
   bearer_audiences: stringList('bearer_audiences').optional(),
+  // The IdPs whose users this route accepts (ids from `idps`); default: all of them.
+  idps: stringList('idps (IdP ids)').optional(),
   redirect: redirectSchema.optional(),
   response: responseSchema.optional(),
   prefix_rewrite: pathString('prefix_rewrite').optional(),
@@ -385,49 +459,17 @@ export const configSchema = z.strictObject({
       },
     )
     .optional(),
-  idp_provider: z
-    .enum(IDP_PROVIDERS, {
-      error: `expected idp_provider as one of ${IDP_PROVIDERS.join(', ')}`,
-    })
-    .optional(),
-  idp_provider_url: httpUrl('idp_provider_url (the issuer)'),
-  idp_client_id: z.string().min(1),
-  idp_client_secret: z.string().min(1).optional(),
-  idp_client_secret_file: z.string().optional(),
-  idp_scopes: stringList('idp_scopes').optional(),
-  // Claim paths (src/identity/claim-path.ts): a claim name, or a dotted path into nested claims.
-  idp_groups_claim: z
-    .union([claimPath, z.array(claimPath).min(1)], {
+  // The single IdP's keys; `idps:` lists several, each with these same keys (IDP_KEYS).
+  ...IDP_KEYS,
+  idp_provider_url: IDP_KEYS.idp_provider_url.optional(),
+  idp_client_id: IDP_KEYS.idp_client_id.optional(),
+  idps: z
+    .array(idpEntrySchema, {
       error:
-        'expected idp_groups_claim as a claim name or dotted path (realm_access.roles), or a list of them',
+        'expected `idps` as a list of identity providers, each like {id: corp, idp_provider_url: …}',
     })
-    .transform((v) => (Array.isArray(v) ? v : [v]))
+    .min(1, { message: 'expected at least one identity provider in `idps`' })
     .optional(),
-  idp_groups_separator: z
-    .enum(GROUP_SEPARATORS, {
-      error: `expected idp_groups_separator as one of ${GROUP_SEPARATORS.join(', ')}`,
-    })
-    .optional(),
-  // Entra ID (src/identity/directory/): the tenants whose users may sign in, and Graph's URL.
-  idp_allowed_tenants: stringList('idp_allowed_tenants').optional(),
-  idp_directory_url: httpUrl('idp_directory_url').optional(),
-  // Google Workspace (src/identity/directory/google.ts).
-  idp_hosted_domains: stringList('idp_hosted_domains').optional(),
-  idp_service_account_file: z.string().min(1).optional(),
-  idp_admin_email: z
-    .string()
-    .regex(/^[^@\s]+@[^@\s]+$/, {
-      message: 'expected idp_admin_email as an address like admin@example.com',
-    })
-    .optional(),
-  idp_user_claim: claimPath.optional(),
-  idp_email_claim: claimPath.optional(),
-  // Email verification (src/identity/email-verified.ts) and ID token signatures (src/identity/id-token.ts).
-  idp_allow_unverified_email: z.boolean().optional(),
-  idp_email_verified_missing: z
-    .enum(['refuse', 'trust'], { error: 'expected idp_email_verified_missing as refuse or trust' })
-    .optional(),
-  idp_id_token_algorithms: stringList('idp_id_token_algorithms').optional(),
   cookie_secret: z.string().optional(),
   cookie_secret_file: z.string().optional(),
   cookie_name: z
@@ -524,7 +566,9 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
 export type RawPolicyTest = z.infer<typeof policyTestSchema>;
+export type RawIdpEntry = z.infer<typeof idpEntrySchema>;
 
 /** Every key the schema knows, for "did you mean". */
 export const KNOWN_GLOBAL_KEYS = Object.keys(configSchema.shape);
 export const KNOWN_ROUTE_KEYS = Object.keys(routeSchema.shape);
+export const KNOWN_IDP_KEYS = Object.keys(idpEntrySchema.shape);

@@ -109,6 +109,10 @@ export interface Route {
   allowBearerTokens: boolean;
   /** bearer_audiences (route, else global, else the client id): a bearer token's `aud` must name one. */
   bearerAudiences: string[];
+  /** No bearer_audiences set: a token's audience must name the client id of the IdP that issued it. */
+  bearerAudiencesDefault: boolean;
+  /** `idps`: the ids of the IdPs whose users this route accepts (every configured IdP by default). */
+  idps: string[];
   /** redirect: answered with a redirect once the policy allows, never proxied. */
   redirect: RedirectAction | null;
   /** response: answered with this status and body once the policy allows, never proxied. */
@@ -167,7 +171,12 @@ export interface Config {
   callbackQuery: string;
   /** allowed_redirect_domains: `rd` targets allowed beyond the route hosts (oauth2-proxy's --whitelist-domain). */
   allowedRedirects: { allowedHosts: string[]; allowedDomains: string[] };
+  /** The default IdP: the top-level idp_* keys (id `default`), else the first of `idps`. */
   idp: {
+    /** `idps[].id`, or `default` for the top-level keys: names the IdP in routes, policies, sessions. */
+    id: string;
+    /** What the sign-in chooser shows (`idps[].name`, else the id). */
+    name: string;
     issuer: URL;
     clientId: string;
     clientSecret: string;
@@ -205,6 +214,8 @@ export interface Config {
     /** idp_id_token_algorithms: signature algorithms accepted on ID tokens (HS* = keyed with the client secret). */
     idTokenAlgorithms: string[];
   };
+  /** Every IdP users may sign in with, the default first; one entry for a single-IdP config. */
+  idps: Array<Config['idp']>;
   cookie: {
     secret: Buffer;
     name: string;

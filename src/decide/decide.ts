@@ -142,6 +142,14 @@ async function loadIdentity(
   deps: DecideDeps,
 ): Promise<SessionLookup | Extract<Decision, { kind: 'login' | 'unavailable' }>> {
   const token = deps.tokens ? await deps.tokens.authenticate(ctx, route) : null;
+  if (token?.kind === 'ok' && !accepts(route, token.identity))
+    return {
+      kind: 'login',
+      route,
+      reason: 'token refused: its identity provider is not accepted here',
+      tokenError: `the session behind this token signed in with the identity provider ${token.identity.idp}, which this route does not accept`,
+      setCookies: [],
+    };
   if (token?.kind === 'ok')
     return { identity: token.identity, session: token.session, setCookies: [] };
   if (token?.kind === 'invalid')
@@ -155,7 +163,12 @@ async function loadIdentity(
   if (token?.kind === 'unavailable')
     return { kind: 'unavailable', route, cause: token.cause, reason: token.reason };
   try {
-    return await deps.sessions.lookup(ctx);
+    const found = await deps.sessions.lookup(ctx);
+    // A session from an IdP this route does not accept (`idps`) is no session here: the
+    // browser is sent to sign in with one it accepts.
+    if (found.identity && !accepts(route, found.identity))
+      return { identity: null, session: null, setCookies: found.setCookies };
+    return found;
   } catch (e) {
     if (e instanceof StoreUnavailableError) {
       const reason = e.source === 'session_store' ? 'the session store is unavailable' : e.message;
@@ -163,4 +176,9 @@ async function loadIdentity(
     }
     throw e;
   }
+}
+
+/** Whether the route (`idps`) accepts users of the IdP this identity came from. */
+function accepts(route: Route, identity: Identity | null): boolean {
+  return !identity || identity.idp === undefined || route.idps.includes(identity.idp);
 }

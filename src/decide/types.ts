@@ -43,6 +43,8 @@ export interface Identity {
   claims: Record<string, unknown>;
   /** How the identity was proven. */
   via: 'session' | 'bearer';
+  /** The id of the IdP that vouched for it (`idps[].id`, `default` for the top-level keys). */
+  idp?: string | undefined;
 }
 
 /** One step of a policy evaluation, for the 403 page, the log and `portcullis explain`. */

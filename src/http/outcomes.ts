@@ -49,6 +49,10 @@ const TABLE = {
   token_exchange_failed: spec(400, 'Sign-in could not be completed'),
   no_id_token: spec(400, 'Sign-in could not be completed'),
   invalid_redirect: spec(400, 'Invalid return address'),
+  /** sign_in?idp= names no IdP this return address accepts. */
+  unknown_idp: spec(400, 'Unknown identity provider'),
+  /** The callback's `iss` names another IdP than the one the sign-in started with (a mix-up). */
+  idp_mismatch: spec(400, 'Sign-in could not be completed'),
   invalid_handoff: spec(400, 'Sign-in could not be completed'),
   too_many_handoffs: spec(429, 'Too many sign-in hand-overs'),
   /** Not a refusal: the JSON form of the signed-out page. */

@@ -207,6 +207,11 @@ export class AssertionSigner {
   constructor(
     private readonly keys: readonly SigningKeyInput[],
     private readonly extraClaims: readonly string[],
+    /**
+     * Several IdPs (`idps:`): the assertion names the user's IdP (`idp`), since the same `sub`
+     * at two IdPs is two different people.
+     */
+    private readonly withIdp = false,
   ) {
     if (!keys.length) throw new Error('AssertionSigner needs at least one key');
   }
@@ -270,6 +275,7 @@ export class AssertionSigner {
       name: identity.name,
       groups: filteredGroups(identity.groups, filter),
       user: identity.user,
+      ...(this.withIdp && identity.idp !== undefined ? { idp: identity.idp } : {}),
     })
       .setProtectedHeader({ alg: p.alg, kid: p.kid, typ: 'JWT' })
       .setIssuer(o.issuer)

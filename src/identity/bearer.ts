@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import {
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+} from 'jose';
 import * as client from 'openid-client';
 import type { Config, Route } from '../config/types.js';
 import type { Identity, RequestContext, UnavailableCause } from '../decide/types.js';
@@ -10,6 +16,14 @@ import { addressBucket, RateLimiter } from '../security/rate-limit.js';
 import { identityFromClaims } from './claims.js';
 import { emailRefusal } from './email-verified.js';
 import { describe as describeIdpError, IdpUnavailableError, type Idp } from './oidc.js';
+import type { IdentityProviders } from './registry.js';
+
+/** The IdP a token is checked against: its discovery and keys, and its claim settings. */
+interface Issuer {
+  id: string;
+  idp: Idp;
+  settings: Config['idp'];
+}
 
 // Identity for clients that cannot follow a login redirect: API clients and CLIs.
 //   Authorization: Bearer <IdP token>    only where allow_bearer_tokens is on. A JWT is verified
@@ -60,6 +74,12 @@ const LIMITED: TokenResult = {
   kind: 'invalid',
   description: 'too many unknown tokens were checked from your address; try again in a few seconds',
 };
+/** GitHub has no JWKS and no introspection: nothing its tokens could be verified with. */
+const GITHUB_TOKENS: TokenResult = {
+  kind: 'invalid',
+  description:
+    'tokens of a GitHub identity provider cannot be verified (no JWKS, no introspection)',
+};
 /** A verified JWT is re-checked at least this often, so a JWKS rotation that drops its key is noticed. */
 const JWT_CACHE_MS = 5 * 60_000;
 
@@ -103,8 +123,63 @@ export class TokenAuthenticator {
     private readonly cfg: Config,
     private readonly idp: Idp,
     private readonly sessions: () => Pick<SessionManager, 'resolve'>,
+    /** Several IdPs (`idps:`): a JWT is checked by the one its `iss` names, and only if the route accepts it. */
+    private readonly identities?: IdentityProviders,
   ) {
     this.cli = new CliTokens(cfg.cookie.secret);
+  }
+
+  private get several(): boolean {
+    return (this.identities?.all().length ?? 1) > 1;
+  }
+
+  /**
+   * Which IdP checks this JWT. With one IdP, that one (jose then holds the issuer to it). With
+   * several, the one whose issuer the token names, read before any verification only to choose
+   * the keys: a token is never tried against another IdP's keys, nor accepted from an IdP the
+   * route does not accept.
+   */
+  private jwtIssuer(token: string, route: Route): Issuer | TokenResult {
+    if (!this.identities || !this.several)
+      return { id: this.cfg.idp.id, idp: this.idp, settings: this.cfg.idp };
+    let iss: unknown;
+    try {
+      iss = decodeJwt(token).iss;
+    } catch {
+      return { kind: 'invalid', description: 'the token is malformed' };
+    }
+    const p = this.identities.forIssuer(iss);
+    if (!p)
+      return {
+        kind: 'invalid',
+        description: `the token was issued by ${safe(iss ?? 'nobody')}, not by a configured identity provider`,
+      };
+    if (p.settings.provider === 'github') return GITHUB_TOKENS;
+    if (!route.idps.includes(p.id))
+      return {
+        kind: 'invalid',
+        description: `the token was issued by the identity provider ${safe(p.id)}, which this route does not accept (it accepts ${safe(route.idps.join(', '))})`,
+      };
+    return p;
+  }
+
+  /** Opaque tokens name no issuer: only a route that accepts a single IdP can have one introspected. */
+  private introspectionIssuer(route: Route): Issuer | TokenResult {
+    if (!this.identities || !this.several)
+      return { id: this.cfg.idp.id, idp: this.idp, settings: this.cfg.idp };
+    const only = route.idps.length === 1 ? this.identities.get(route.idps[0]!) : undefined;
+    if (!only)
+      return {
+        kind: 'invalid',
+        description:
+          'the token is not a JWT, so it names no issuer, and this route accepts several identity providers',
+      };
+    if (only.settings.provider === 'github') return GITHUB_TOKENS;
+    return only;
+  }
+
+  private audiences(route: Route, from: Issuer): string[] {
+    return route.bearerAudiencesDefault ? [from.settings.clientId] : route.bearerAudiences;
   }
 
   /** null when the request carries no token this route considers: the session cookie decides. */
@@ -120,7 +195,8 @@ export class TokenAuthenticator {
     if (scheme !== 'bearer' || !route.allowBearerTokens) return null;
     if (!m) return { kind: 'invalid', description: 'the bearer token is malformed' };
     const token = m[2]!;
-    const key = `b ${route.bearerAudiences.join(' ')} ${token}`;
+    // The route's accepted IdPs and audiences are part of what was judged.
+    const key = `b ${route.bearerAudiencesDefault ? '' : route.bearerAudiences.join(' ')} ${this.several ? route.idps.join(',') : ''} ${token}`;
     if (token.split('.').length === 3)
       return this.cached(key, ctx.now, () => this.verifyJwt(token, route, ctx.now));
     // Only a call that would reach the IdP spends the client's allowance: cached answers and
@@ -178,9 +254,10 @@ export class TokenAuthenticator {
     claims: Record<string, unknown>,
     token: string,
     until: number,
+    settings: Config['idp'],
   ): { result: TokenResult; until?: number } {
     // The login's rule, for tokens too: an API client must not be someone's email by typing it.
-    const refusal = emailRefusal(claims, this.cfg.idp);
+    const refusal = emailRefusal(claims, settings);
     if (refusal) {
       const why =
         refusal.code === 'email_unverified' ? 'is not verified' : 'is not said to be verified';
@@ -191,7 +268,7 @@ export class TokenAuthenticator {
         },
       };
     }
-    const identity = identityFromClaims(sub, claims, this.cfg.idp, 'bearer');
+    const identity = identityFromClaims(sub, claims, settings, 'bearer');
     rawTokens.set(identity, token);
     return { result: { kind: 'ok', identity, session: null }, until };
   }
@@ -201,9 +278,11 @@ export class TokenAuthenticator {
     route: Route,
     now: number,
   ): Promise<{ result: TokenResult; until?: number }> {
+    const from = this.jwtIssuer(token, route);
+    if ('kind' in from) return { result: from };
     let config: client.Configuration;
     try {
-      config = this.idp.get();
+      config = from.idp.get();
     } catch (e) {
       if (e instanceof IdpUnavailableError)
         return {
@@ -215,7 +294,7 @@ export class TokenAuthenticator {
         };
       throw e;
     }
-    const jwks = this.idp.keys();
+    const jwks = from.idp.keys();
     if (!jwks)
       return {
         result: {
@@ -228,7 +307,7 @@ export class TokenAuthenticator {
     try {
       ({ payload } = await jwtVerify(token, jwks, {
         issuer: config.serverMetadata().issuer,
-        audience: route.bearerAudiences,
+        audience: this.audiences(route, from),
         algorithms: BEARER_ALGORITHMS,
         clockTolerance: Math.round(this.cfg.bearer.clockSkewMs / 1000),
         currentDate: new Date(now),
@@ -238,7 +317,7 @@ export class TokenAuthenticator {
       return { result: this.jwtError(e, token) };
     }
     const until = Math.min(now + JWT_CACHE_MS, payload.exp! * 1000);
-    return this.ok(payload.sub!, payload as Record<string, unknown>, token, until);
+    return this.ok(payload.sub!, payload as Record<string, unknown>, token, until, from.settings);
   }
 
   private jwtError(e: unknown, token: string): TokenResult {
@@ -314,10 +393,12 @@ export class TokenAuthenticator {
           description: 'the token is not a JWT, and token introspection is not enabled',
         },
       };
+    const from = this.introspectionIssuer(route);
+    if ('kind' in from) return { result: from };
     let config: client.Configuration;
     let r: client.IntrospectionResponse;
     try {
-      config = this.idp.get();
+      config = from.idp.get();
       if (!config.serverMetadata().introspection_endpoint)
         return {
           result: {
@@ -359,7 +440,7 @@ export class TokenAuthenticator {
     // minted for some unrelated application must not open this one.
     const aud = audienceList(r.aud);
     const named = aud.length ? aud : typeof r.client_id === 'string' ? [r.client_id] : [];
-    if (!named.some((a) => route.bearerAudiences.includes(a)))
+    if (!named.some((a) => this.audiences(route, from).includes(a)))
       return refused(
         `the token's audience (${safe(named.join(', ') || 'none')}) is not accepted here`,
       );
@@ -376,7 +457,7 @@ export class TokenAuthenticator {
       now + SHORT_CACHE_MS,
       typeof r.exp === 'number' ? r.exp * 1000 : Infinity,
     );
-    return this.ok(sub, claims, token, until);
+    return this.ok(sub, claims, token, until, from.settings);
   }
 
   /**

@@ -23,6 +23,7 @@ export function identityFromClaims(
     groups: groupsAt(claims, idp.groupsClaims, idp.groupsSeparator),
     claims,
     via,
+    idp: idp.id,
   };
 }
 

@@ -22,6 +22,8 @@ export { emailDomain } from './criteria/index.js';
 export interface PolicyOptions {
   /** Claim that carries group membership (default "groups"). Identity.groups is already filled from it. */
   groupsClaim?: string;
+  /** The configured IdP ids, so `idp:` can refuse one that does not exist. */
+  idps?: readonly string[];
 }
 
 export interface RoutePolicySource {
@@ -80,7 +82,10 @@ interface Term {
 class Compiler {
   readonly leaves: Leaf[] = [];
   readonly terms: Term[] = [];
-  constructor(private readonly groupsClaim: string) {}
+  constructor(
+    private readonly groupsClaim: string,
+    private readonly idps?: readonly string[],
+  ) {}
 
   leaf(spec: LeafSpec, at: string, negated: boolean, parent: Op): Node {
     const shown = negated ? `not ${spec.label}` : spec.label;
@@ -148,7 +153,10 @@ class Compiler {
     const key = keys[0]!;
     if ((OPS as readonly string[]).includes(key))
       return this.op(key as Op, item[key], path, negated);
-    const spec = compileCriterion(key, item[key], path, { groupsClaim: this.groupsClaim });
+    const spec = compileCriterion(key, item[key], path, {
+      groupsClaim: this.groupsClaim,
+      idps: this.idps,
+    });
     return this.leaf(spec, formatPath(path), negated, parent);
   }
 
@@ -351,7 +359,7 @@ export function compileRoutePolicy(
   opts: PolicyOptions = {},
 ): CompiledPolicy {
   const groupsClaim = opts.groupsClaim ?? 'groups';
-  const c = new Compiler(groupsClaim);
+  const c = new Compiler(groupsClaim, opts.idps);
   const isPublic = checkFlag(
     src.allow_public_unauthenticated_access,
     'allow_public_unauthenticated_access',

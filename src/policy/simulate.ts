@@ -18,6 +18,8 @@ export interface SimulatedRequest {
   ip?: string | undefined;
   time?: string | undefined;
   headers?: Record<string, string> | undefined;
+  /** The IdP the simulated user signed in with (`idps[].id`); default: the default IdP. */
+  idp?: string | undefined;
 }
 
 export class SimulationError extends Error {}
@@ -65,20 +67,27 @@ export async function simulate(
     now,
   };
   let identity: Identity | null = null;
+  // The user's claims are named by their own IdP's settings (claim paths differ per IdP).
+  const idp = r.idp === undefined ? cfg.idp : cfg.idps.find((i) => i.id === r.idp);
+  if (!idp)
+    throw new SimulationError(
+      `unknown identity provider ${JSON.stringify(r.idp)}; expected one of ${cfg.idps.map((i) => i.id).join(', ')}`,
+    );
   if (
     r.user !== undefined ||
     r.email !== undefined ||
     r.groups !== undefined ||
-    r.claims !== undefined
+    r.claims !== undefined ||
+    r.idp !== undefined
   ) {
     const claims: Record<string, unknown> = { ...(r.claims ?? {}) };
-    if (r.email !== undefined) claims[cfg.idp.emailClaim] = r.email;
+    if (r.email !== undefined) claims[idp.emailClaim] = r.email;
     if (r.email !== undefined && claims.email_verified === undefined) claims.email_verified = true;
-    if (r.groups !== undefined) claims[cfg.idp.groupsClaim] = r.groups;
+    if (r.groups !== undefined) claims[idp.groupsClaim] = r.groups;
     const sub =
       r.user ?? (typeof claims.sub === 'string' ? claims.sub : (r.email ?? 'simulated-user'));
-    if (r.user !== undefined && cfg.idp.userClaim !== 'sub') claims[cfg.idp.userClaim] = r.user;
-    identity = identityFromClaims(sub, claims, cfg.idp, 'session');
+    if (r.user !== undefined && idp.userClaim !== 'sub') claims[idp.userClaim] = r.user;
+    identity = identityFromClaims(sub, claims, idp, 'session');
   }
   return decide(
     ctx,

@@ -230,7 +230,9 @@ export class SessionManager {
       const session = await this.store.load(value, now);
       // An ending heard while the store was being read may be this very session's: the answer
       // stands for this request, the next one asks the store again.
-      if (session)
+      // A session from an IdP no longer configured is no session: nobody can refresh it or
+      // sign it out at its IdP, and its claims were read under settings that are gone.
+      if (session && this.idpSettings(session))
         entry = this.remember(
           value,
           this.decode(session),
@@ -269,12 +271,18 @@ export class SessionManager {
     if (this.keepIdToken && s.idToken !== undefined) view.idToken = s.idToken;
     return {
       view,
-      identity: identityFromClaims(s.sub, s.claims, this.cfg.idp, 'session'),
+      identity: identityFromClaims(s.sub, s.claims, this.idpSettings(s) ?? this.cfg.idp, 'session'),
       since: s.refreshedAt ?? s.iat,
       dueAt: this.refresher?.canRefresh(s)
         ? refreshDueAt(s, this.cfg.idpRefreshDirectoryIntervalMs)
         : Infinity,
     };
+  }
+
+  /** The settings of the IdP a session came from (claim paths, email rules), or null when it is gone. */
+  private idpSettings(s: Pick<SessionData, 'idp'>): Config['idp'] | null {
+    if (s.idp === undefined) return this.cfg.idp;
+    return this.cfg.idps.find((i) => i.id === s.idp) ?? null;
   }
 
   private remember(value: string, d: Decoded, now: number, reissue?: string): Entry {
@@ -482,6 +490,7 @@ export class SessionManager {
     },
     now = Date.now(),
     idpSession?: { iss: string; sid?: string | undefined },
+    idp?: string,
   ): SessionData {
     return {
       v: 1,
@@ -497,6 +506,7 @@ export class SessionManager {
             ...(idpSession.sid !== undefined ? { idpSid: idpSession.sid } : {}),
           }
         : {}),
+      ...(idp !== undefined ? { idp } : {}),
     };
   }
 
@@ -541,6 +551,21 @@ export class SessionManager {
       this.cookieOptions(host),
       cookies.size ? cookies : new Map([[this.cfg.cookie.name, '']]),
     );
+  }
+
+  /** The id of the IdP the request's session signed in with, or null; never refreshes it. */
+  async idpOf(cookieHeader: string | string[] | undefined, now: number): Promise<string | null> {
+    const value = readChunked(this.cfg.cookie.name, parseCookies(cookieHeader));
+    if (!value) return null;
+    const hit = this.cache.get(value);
+    if (hit) return hit.identity.idp ?? this.cfg.idp.id;
+    try {
+      const s = await this.store.load(value, now);
+      return s ? (s.idp ?? this.cfg.idp.id) : null;
+    } catch {
+      // The store is down: the sign-out itself says so; the default IdP's logout is offered.
+      return null;
+    }
   }
 
   /** The raw cookie value on a request, for the cross-domain handoff. */

@@ -21,6 +21,32 @@ export interface Refresher {
   refresh(session: SessionData, now: number): Promise<RefreshResult>;
 }
 
+/**
+ * Several IdPs (`idps:`): each session is refreshed by the IdP it signed in with, never by
+ * another; a session whose IdP left the config cannot be refreshed and ends.
+ */
+export class RefresherByIdp implements Refresher {
+  constructor(
+    private readonly byId: ReadonlyMap<string, Refresher>,
+    private readonly defaultId: string,
+  ) {}
+
+  private pick(s: SessionData): Refresher | undefined {
+    return this.byId.get(s.idp ?? this.defaultId);
+  }
+
+  canRefresh(s: SessionData): boolean {
+    return this.pick(s)?.canRefresh(s) ?? false;
+  }
+
+  async refresh(s: SessionData, now: number): Promise<RefreshResult> {
+    const r = this.pick(s);
+    if (!r)
+      return { kind: 'rejected', reason: `the session's IdP ${s.idp} is no longer configured` };
+    return r.refresh(s, now);
+  }
+}
+
 export class ProviderRefresher implements Refresher {
   constructor(
     private readonly provider: Provider,

@@ -27,6 +27,8 @@ export interface SessionData {
    */
   idpIss?: string | undefined;
   idpSid?: string | undefined;
+  /** The id of the IdP the user signed in with; absent (sessions made before `idps`) = the default IdP. */
+  idp?: string | undefined;
 }
 
 /**

@@ -19,6 +19,8 @@ export interface LeafSpec {
 
 export interface CriterionOptions {
   groupsClaim: string;
+  /** The configured IdP ids (absent where no config is known, e.g. policy unit tests). */
+  idps?: readonly string[] | undefined;
 }
 
 /**

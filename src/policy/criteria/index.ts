@@ -12,6 +12,7 @@ import { email } from './email.js';
 import { groups } from './groups.js';
 import { httpMethod } from './http-method.js';
 import { httpPath } from './http-path.js';
+import { idp } from './idp.js';
 import { reject } from './reject.js';
 import { sourceIp } from './source-ip.js';
 import { timeOfDay } from './time-of-day.js';
@@ -31,6 +32,7 @@ const REGISTRY: readonly Criterion[] = [
   domain,
   groups,
   claim,
+  idp,
   httpMethod,
   httpPath,
   sourceIp,
