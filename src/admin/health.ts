@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { upstreamLabel } from '../config/upstream-url.js';
+import type { Idp } from '../identity/oidc.js';
 import { readFile, stat } from 'node:fs/promises';
 import type { ConfigIssue } from '../config/errors.js';
 import { withTimeout } from '../observe/health.js';
@@ -22,15 +23,21 @@ export async function healthPage(a: AdminRequest): Promise<void> {
   const { rt } = a;
   const now = a.ctx.now;
   const checks: Check[] = [];
-  const st = rt.idp.status;
-  checks.push({
-    name: 'Identity provider discovery',
-    ok: st.ready,
-    detail: st.ready
-      ? `${escapeHtml(rt.cfg.idp.issuer.href)} discovered ${st.readyAt ? ago(st.readyAt, now) : ''}`
-      : `${escapeHtml(rt.cfg.idp.issuer.href)}: ${escapeHtml(st.lastError ?? 'not finished yet')} (${st.attempts} attempt${st.attempts === 1 ? '' : 's'}); sign-ins get a 503 until it succeeds`,
-  });
-  checks.push(jwksCheck(a));
+  // Every IdP (`idps:`): the ones after the default are named by their id.
+  const all = rt.identities.all();
+  for (const p of all) {
+    const st = p.idp.status;
+    const named = all.length > 1 ? ` (${escapeHtml(p.id)})` : '';
+    const iss = escapeHtml(p.settings.issuer.href);
+    checks.push({
+      name: `Identity provider discovery${named}`,
+      ok: st.ready,
+      detail: st.ready
+        ? `${iss} discovered ${st.readyAt ? ago(st.readyAt, now) : ''}`
+        : `${iss}: ${escapeHtml(st.lastError ?? 'not finished yet')} (${st.attempts} attempt${st.attempts === 1 ? '' : 's'}); sign-ins get a 503 until it succeeds`,
+    });
+    checks.push(jwksCheck(p.idp, named));
+  }
   const store = rt.sessions.store;
   const ping = (store as { ping?: () => Promise<void> }).ping;
   if (typeof ping === 'function') {
@@ -113,12 +120,12 @@ export async function healthPage(a: AdminRequest): Promise<void> {
   );
 }
 
-function jwksCheck(a: AdminRequest): Check {
-  const name = 'Identity provider keys (JWKS)';
-  if (!a.rt.idp.status.ready) return { name, ok: null, detail: 'waiting for discovery' };
+function jwksCheck(idp: Idp, named: string): Check {
+  const name = `Identity provider keys (JWKS)${named}`;
+  if (!idp.status.ready) return { name, ok: null, detail: 'waiting for discovery' };
   let keys;
   try {
-    keys = a.rt.idp.keys();
+    keys = idp.keys();
   } catch (e) {
     return { name, ok: false, detail: escapeHtml((e as Error).message) };
   }

@@ -570,7 +570,7 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
     session.client = {
       ip: ctx.clientIp,
       ua: headerText(ctx.headers['user-agent']).slice(0, 200),
-      idp: rt.cfg.idp.issuer.href,
+      idp: idp.settings.issuer.href,
     };
   let cookies: string[];
   let value: string;
