@@ -18,6 +18,7 @@ import { redirectAllowList } from '../security/redirect.js';
 import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
+import { compileTcpTo, isTcpFrom, parseTcpFrom } from './tcp-route.js';
 import type { RawConfig, RawRoute } from './schema.js';
 import type { Config, PathMatch, Route, RouteFrom } from './types.js';
 
@@ -561,12 +562,13 @@ function compileRoute(
   defaults: RouteDefaults,
 ): Route | null {
   const base = ['routes', i] as const;
-  const from = parseFrom(r.from);
+  const from = isTcpFrom(r.from) ? parseTcpFrom(r.from) : parseFrom(r.from);
   if (typeof from === 'string') {
     at([...base, 'from'], from);
     return null;
   }
-  const toList = r.to === undefined ? [] : Array.isArray(r.to) ? r.to : [r.to];
+  const tcpTo = from.scheme === 'tcp' ? compileTcpTo(r, base, at) : null;
+  const toList = tcpTo || r.to === undefined ? [] : Array.isArray(r.to) ? r.to : [r.to];
   const to: URL[] = [];
   toList.forEach((t, j) => {
     const path = Array.isArray(r.to) ? [...base, 'to', j] : [...base, 'to'];
@@ -675,7 +677,7 @@ function compileRoute(
     index: i,
     id: r.id ?? r.name ?? `routes[${i}]`,
     from,
-    to,
+    to: tcpTo ?? to,
     match,
     policy,
     isPublic: r.allow_public_unauthenticated_access === true,

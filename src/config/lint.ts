@@ -58,6 +58,8 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
     const authCovered = under(auth.hostname.toLowerCase());
     const seen = new Set<string>();
     for (const r of cfg.routes) {
+      // A tunnel carries no cookie: the CLI presents its token on every CONNECT.
+      if (r.from.scheme === 'tcp') continue;
       const host = r.from.wildcard ? `*${r.from.host}` : r.from.host;
       if (seen.has(host) || host === auth.hostname.toLowerCase()) continue;
       seen.add(host);
