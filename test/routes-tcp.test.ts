@@ -81,13 +81,12 @@ const echoServer = () =>
 const sinkServer = (hashes: string[]) =>
   tcpServer((s) => {
     const h = createHash('sha256');
-    let n = 0;
     s.on('data', (c: Buffer) => {
       h.update(c);
-      if (++n % 16 === 0) {
-        s.pause();
-        setTimeout(() => s.resume(), 2);
-      }
+      // ~64 KB per 4 ms at most: far slower than the sender, so only backpressure keeps the
+      // bytes in between from piling up in the CLI or in Portcullis.
+      s.pause();
+      setTimeout(() => s.resume(), 4);
     });
     s.on('end', () => {
       hashes.push(h.digest('hex'));
@@ -309,7 +308,7 @@ routes:
   });
 
   test('a long one-way stream (the RTMP case) arrives whole, with bounded memory in the CLI and in Portcullis', async () => {
-    const TOTAL = 64 * 1024 * 1024;
+    const TOTAL = 96 * 1024 * 1024;
     const CHUNK = 64 * 1024;
     const c = cli(['rtmp.corp.test:1935']);
     const pid = c.child.pid!;
@@ -345,8 +344,10 @@ routes:
     await done;
     assert.equal(await c.exited, 0, c.stderr());
     assert.equal(sinkHashes.at(-1), h.digest('hex'), 'every byte arrived, in order');
-    // A tunnel that buffered what the slow reader had not taken would grow by tens of MB.
-    const limitKb = (TOTAL / 1024) * 0.4;
+    // A tunnel that buffered what the slow reader had not taken grows by about half the stream
+    // (checked: 41-44 MB of 64 MB with a write() that ignores backpressure); a bounded one by
+    // what the garbage collector leaves lying around (~17 MB in the CLI, ~0 in Portcullis).
+    const limitKb = (TOTAL / 1024) * 0.3;
     assert.ok(cliLast - cliFirst < limitKb, `CLI grew ${cliLast - cliFirst} kB`);
     assert.ok(srvLast - srvFirst < limitKb, `Portcullis grew ${srvLast - srvFirst} kB`);
   });
