@@ -294,6 +294,56 @@ routes:
     assert.ok(JSON.parse(readFileSync(file, 'utf8'))[portcullisUrl]);
   });
 
+  test('over TLS: the CLI verifies Portcullis with --ca-cert and tunnels; an untrusted certificate is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-tcp-tls-'));
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn(
+        'openssl',
+        [
+          ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'],
+          ...['-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+          ...['-keyout', join(dir, 'srv.key'), '-out', join(dir, 'srv.crt')],
+        ],
+        { stdio: 'ignore' },
+      );
+      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`openssl: ${code}`))));
+    });
+    const tlsYaml = s.yaml.replace(
+      /^insecure_server: true$/m,
+      `certificate_file: ${join(dir, 'srv.crt')}\ncertificate_key_file: ${join(dir, 'srv.key')}`,
+    );
+    const p = await s.startVariant(tlsYaml);
+    try {
+      const url = `https://127.0.0.1:${p.port}`;
+      const untrusted = startCli(['echo.corp.test:2222', '--portcullis-url', url], {
+        XDG_CACHE_HOME: cache,
+      });
+      clis.push(untrusted);
+      assert.equal(await untrusted.exited, 1);
+      assert.match(
+        untrusted.stderr(),
+        /cannot reach Portcullis at https:\/\/127\.0\.0\.1:\d+: self-signed certificate .*--ca-cert/,
+      );
+
+      const c = startCli(
+        ['echo.corp.test:2222', '--portcullis-url', url, '--ca-cert', join(dir, 'srv.crt')],
+        { XDG_CACHE_HOME: cache },
+      );
+      clis.push(c);
+      // A new origin, so a login of its own; the 407 names the authenticate service to use.
+      const m = await c.waitFor(/(http:\/\/127\.0\.0\.1:\d+\/\.portcullis\/sign_in\?\S+)/);
+      await loginThroughIdp(m[1]!, { jar: new CookieJar(), username: 'alice', password: 'alice' });
+      await readUntil(c.child, /hello from echo\n/);
+      const got = readUntil(c.child, /echo: over tls\n/);
+      c.child.stdin.write('over tls\n');
+      await got;
+      c.child.stdin.end();
+      assert.equal(await c.exited, 0, c.stderr());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('psql through `portcullis tcp --listen` runs `select 1` against the real PostgreSQL', async () => {
     const c = cli(['db.corp.test:5432', '--listen', '127.0.0.1:0']);
     const m = await c.waitFor(/listening on 127\.0\.0\.1:(\d+)/);

@@ -85,6 +85,15 @@ export async function tcpCommand(args: string[]): Promise<number> {
 
 class Refused extends Error {}
 
+function reachError(origin: string, e: NodeJS.ErrnoException): string {
+  const certificate = /certificate|CERT|SELF_SIGNED/i.test(`${e.code ?? ''} ${e.message}`);
+  return `cannot reach Portcullis at ${origin}: ${e.message}${
+    certificate
+      ? ' (give its CA with --ca-cert FILE, or check --portcullis-url names the host on its certificate)'
+      : ''
+  }`;
+}
+
 let loggingIn: Promise<string> | null = null;
 
 /** A tunnel socket, signing in first when Portcullis asks for it (once, shared by all tunnels). */
@@ -92,7 +101,9 @@ async function tunnel(o: Options): Promise<Socket> {
   const origin = o.transport.url.origin;
   for (let attempt = 0; attempt < 2; attempt++) {
     const token = cachedToken(origin);
-    const r = await connectThrough(o.transport, o.destination, token);
+    const r = await connectThrough(o.transport, o.destination, token).catch((e: unknown) => {
+      throw new Refused(reachError(origin, e as NodeJS.ErrnoException));
+    });
     if (r.ok) return r.socket;
     let body: { error?: string; message?: string; login_url?: string } = {};
     try {
