@@ -254,8 +254,9 @@ function importRoute(r: unknown, at: string, global: Obj, n: ImportNotes): Obj |
   }
   const src = r as Obj;
   const from = typeof src.from === 'string' ? src.from : '';
-  if (/^(tcp|udp)\+/i.test(from)) {
-    n.skip(at, `${from}: TCP and UDP routes are not implemented yet; the route is dropped`);
+  // TCP routes (tcp+https) carry over as written; UDP tunnels (CONNECT-UDP) are not served.
+  if (/^udp\+/i.test(from)) {
+    n.skip(at, `${from}: UDP routes are not implemented; the route is dropped`);
     return null;
   }
   if (src.idp_client_id !== undefined || src.idp_client_secret !== undefined) {
