@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { ConfigError } from '../src/config/errors.js';
 import { CookieJar, request } from './helpers/http.js';
 import { loginThroughIdp } from './helpers/login.js';
 import { startIdentityStack, startLoopback, type IdentityStack } from './helpers/identity-stack.js';
+import { freePort } from './helpers/ports.js';
 import { globalYaml } from './helpers/stack.js';
 
 // TCP routes, as Pomerium documents them:
@@ -565,6 +566,36 @@ routes:
       assert.equal(statusOf(await raw(s.port, text)), 400, JSON.stringify(text));
     }
     assert.equal(echo.connections, before, 'no hostile CONNECT reached the upstream');
+  });
+
+  test('`portcullis probe` checks a TCP upstream by connecting to it (and nothing else)', async () => {
+    const closed = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-tcp-probe-'));
+    const file = join(dir, 'portcullis.yaml');
+    writeFileSync(
+      file,
+      `${s.yaml}\n  - from: tcp+https://down.corp.test:9\n    to: tcp://127.0.0.1:${closed}\n    allow_any_authenticated_user: true\n`,
+    );
+    const before = { echo: echo.connections, echoBytes: echo.bytes };
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn(process.execPath, [MAIN, 'probe', '--config', file, '--format', 'json']);
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('exit', (code) => resolve({ code, out }));
+    });
+    rmSync(dir, { recursive: true, force: true });
+    const checks = (JSON.parse(r.out) as { checks: Array<Record<string, string>> }).checks;
+    const of = (url: string) =>
+      checks.find((c) => c.check === 'upstream' && c.target!.endsWith(` ${url}`));
+    assert.equal(of(`tcp://127.0.0.1:${echo.port}`)?.status, 'ok', r.out);
+    assert.equal(of(`tcp://127.0.0.1:${echo.port}`)?.detail, 'accepted a TCP connection');
+    assert.equal(of(`tcp://127.0.0.1:${closed}`)?.status, 'fail', r.out);
+    assert.match(of(`tcp://127.0.0.1:${closed}`)!.detail!, /refused/i);
+    assert.equal(r.code, 1, 'a TCP upstream that is down fails the probe');
+    for (let i = 0; i < 50 && echo.connections === before.echo; i++)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(echo.connections, before.echo + 1);
+    assert.equal(echo.bytes, before.echoBytes, 'the probe sent no bytes');
   });
 
   test('the access log and the audit log record each tunnel with bytes in and out and its duration', async () => {

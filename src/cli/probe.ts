@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { Agent, request } from 'undici';
 import type { Config } from '../config/types.js';
 import { isPingable, withTimeout } from '../observe/health.js';
@@ -27,6 +28,22 @@ export interface ProbeOptions {
   store?: SessionStore | null;
   /** The redirect URI sent with the made-up code; any registered one. */
   redirectUri?: string;
+}
+
+/** A TCP route's upstream (tcp://host:port) is up when it accepts a connection; nothing is sent. */
+function tcpAccepts(url: URL, timeoutMs: number): Promise<{ status: ProbeStatus; detail: string }> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) });
+    s.setTimeout(timeoutMs, () => {
+      s.destroy();
+      reject(Object.assign(new Error('timed out'), { name: 'TimeoutError' }));
+    });
+    s.once('connect', () => {
+      s.destroy();
+      resolve({ status: 'ok', detail: 'accepted a TCP connection' });
+    });
+    s.once('error', reject);
+  });
 }
 
 async function timed(
@@ -216,6 +233,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
       upstreams.map((u) => {
         const ids = seen.get(`${u.url.href} ${u.skip} ${u.ca ?? ''}`)!;
         return timed('upstream', `${ids.join(',')} ${u.url.href}`, async () => {
+          if (u.url.protocol === 'tcp:') return tcpAccepts(u.url, timeout);
           const dispatcher = new Agent({
             connect: { rejectUnauthorized: !u.skip, ...(u.ca ? { ca: u.ca } : {}), timeout },
             headersTimeout: timeout,
