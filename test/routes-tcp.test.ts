@@ -760,3 +760,46 @@ describe('TCP route config errors name the key and the line', () => {
     assert.equal(cfg.routes[0]!.to[0]!.href, 'tcp://10.0.0.5:5432');
   });
 });
+
+describe('`portcullis tcp` usage errors are named, with exit status 2', () => {
+  const run = (args: string[]): Promise<{ code: number | null; err: string }> =>
+    new Promise((resolve) => {
+      const p = spawn(process.execPath, [MAIN, 'tcp', ...args], {
+        env: { ...process.env, PORTCULLIS_URL: '' },
+      });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('exit', (code) => resolve({ code, err }));
+    });
+  const cases: Array<[string, string[], RegExp]> = [
+    ['no destination', [], /expected one destination, HOST:PORT/],
+    ['no port', ['db.corp.example.com'], /expected the destination as HOST:PORT/],
+    ['a user', ['me@db.corp.example.com:5432'], /expected the destination as HOST:PORT/],
+    ['a URL', ['tcp://db.corp.example.com:5432'], /expected the destination as HOST:PORT/],
+    ['port out of range', ['db.corp.example.com:70000'], /expected the destination as HOST:PORT/],
+    ['bad --listen', ['db:5432', '--listen', 'localhost'], /--listen must be ADDRESS:PORT/],
+    [
+      'bad --portcullis-url',
+      ['db:5432', '--portcullis-url', 'ftp://portcullis.example.com'],
+      /--portcullis-url must be an http\(s\) URL/,
+    ],
+    [
+      'unreadable --ca-cert',
+      ['db:5432', '--ca-cert', '/nonexistent/ca.pem'],
+      /cannot read --ca-cert/,
+    ],
+    [
+      'unknown option',
+      ['db:5432', '--pomerium-url', 'https://x'],
+      /Unknown option '--pomerium-url'/,
+    ],
+  ];
+  for (const [name, args, re] of cases) {
+    test(name, async () => {
+      const r = await run(args);
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, re);
+      assert.match(r.err, /Usage: portcullis tcp HOST:PORT/);
+    });
+  }
+});

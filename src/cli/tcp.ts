@@ -57,7 +57,7 @@ export async function tcpCommand(args: string[]): Promise<number> {
       `expected the destination as HOST:PORT (e.g. db.corp.example.com:5432), got "${destination}"`,
     );
   const host = destination.slice(0, destination.length - m[1]!.length - 1);
-  const rawUrl = v['portcullis-url'] ?? process.env.PORTCULLIS_URL ?? `https://${host}`;
+  const rawUrl = v['portcullis-url'] ?? (process.env.PORTCULLIS_URL || `https://${host}`);
   const url = URL.parse(rawUrl);
   if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.username)
     return usage(
