@@ -93,7 +93,15 @@ export function createConnectHandler(state: ProxyState) {
           return refuse({ code: codes.bad_request, message: d.reason }, ctx, 'bad_request', d);
         case 'unavailable':
           return refuse(
-            { code: codes.token_check_unavailable, message: d.reason },
+            {
+              code:
+                d.cause === 'session_store'
+                  ? codes.session_store_unavailable
+                  : d.cause === 'idp_keys' || d.cause === 'idp_introspection'
+                    ? codes.token_check_unavailable
+                    : codes.idp_unavailable,
+              message: d.reason,
+            },
             ctx,
             'unavailable',
             d,
