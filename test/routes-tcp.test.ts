@@ -211,6 +211,8 @@ describe('TCP routes: CONNECT tunnels judged by the route policy', () => {
   const sinkHashes: string[] = [];
   let cache: string;
   let portcullisUrl: string;
+  /** Nothing listens here: an upstream that is down. */
+  let closedPort: number;
   const clis: Cli[] = [];
 
   before(async () => {
@@ -218,6 +220,7 @@ describe('TCP routes: CONNECT tunnels judged by the route policy', () => {
     sink = await sinkServer(sinkHashes);
     guarded = await tcpServer(() => {});
     cache = mkdtempSync(join(tmpdir(), 'portcullis-tcp-'));
+    closedPort = await freePort();
     s = await startIdentityStack({
       hosts: ['127.0.0.1', 'app.corp.test'],
       body: `authenticate_service_url: http://127.0.0.1:\${PORT}
@@ -233,6 +236,12 @@ routes:
     allow_any_authenticated_user: true
   - from: tcp+https://rtmp.corp.test:1935
     to: tcp://127.0.0.1:${sink.port}
+    allow_any_authenticated_user: true
+  - from: tcp+https://gone.corp.test:7
+    to: tcp://127.0.0.1:${closedPort}
+    allow_any_authenticated_user: true
+  - from: tcp+https://failover.corp.test:2222
+    to: [tcp://127.0.0.1:${closedPort}, tcp://127.0.0.1:${echo.port}]
     allow_any_authenticated_user: true
   - id: admins-only
     from: tcp+https://secret.corp.test:22
@@ -462,6 +471,57 @@ routes:
     assert.equal(statusOf(bad), 407, bad);
     assert.equal(bodyOf(bad).error, 'invalid_token');
     assert.equal(echo.connections, before);
+  });
+
+  test('a browser session cookie opens a tunnel too; a tunnel left idle keeps working', async () => {
+    const jar = new CookieJar();
+    await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+      jar,
+      username: 'alice',
+      password: 'alice',
+    });
+    const cookie = jar.header(new URL(`http://app.corp.test:${s.port}/`));
+    assert.ok(cookie);
+    const sock = connect({ host: '127.0.0.1', port: s.port });
+    let got = '';
+    sock.on('data', (c: Buffer) => (got += c.toString()));
+    const until = async (text: string): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!got.includes(text) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.ok(got.includes(text), got);
+    };
+    sock.write(
+      `CONNECT echo.corp.test:2222 HTTP/1.1\r\nHost: echo.corp.test:2222\r\nCookie: ${cookie}\r\n\r\n`,
+    );
+    await until('hello from echo\n');
+    assert.match(got, /^HTTP\/1\.1 200 Connection established\r\n/);
+    // Longer than the listener's header timeout (10 s) and its keep-alive timeout (5 s): those
+    // are for HTTP requests, and an SSH session sits idle far longer than that.
+    await new Promise((r) => setTimeout(r, 12_000));
+    sock.write('still here\n');
+    await until('echo: still here\n');
+    sock.destroy();
+  });
+
+  test('an upstream that is down: 502 upstream_unavailable; with a list, the next one carries the tunnel', async () => {
+    const alice = await tokenFor('alice');
+    const auth = `Proxy-Authorization: Portcullis ${alice}\r\n`;
+    const down = await raw(
+      s.port,
+      `CONNECT gone.corp.test:7 HTTP/1.1\r\nHost: gone.corp.test:7\r\n${auth}\r\n`,
+    );
+    assert.equal(statusOf(down), 502, down);
+    assert.equal(bodyOf(down).error, 'upstream_unavailable');
+    assert.match(bodyOf(down).message, /gone\.corp\.test:7 cannot be reached/);
+    const before = echo.connections;
+    const next = await raw(
+      s.port,
+      `CONNECT failover.corp.test:2222 HTTP/1.1\r\nHost: failover.corp.test:2222\r\n${auth}\r\n`,
+      1500,
+    );
+    assert.match(next, /^HTTP\/1\.1 200 Connection established\r\n\r\nhello from echo\n/);
+    assert.equal(echo.connections, before + 1);
   });
 
   test('no tcp route for the host:port: 404; HTTP and TCP routes never match each other', async () => {
