@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
 import { ConfigError } from '../src/config/errors.js';
+import { lintConfig } from '../src/config/lint.js';
 import { CookieJar, request } from './helpers/http.js';
 import { loginThroughIdp } from './helpers/login.js';
 import { startIdentityStack, startLoopback, type IdentityStack } from './helpers/identity-stack.js';
@@ -807,6 +808,24 @@ describe('TCP route config errors name the key and the line', () => {
       assert.match(msg, new RegExp(`t\\.yaml:${line(routes, n)}\\b`), msg);
     });
   }
+
+  test('`portcullis check` says where the CLI signs in when no authenticate_service_url is set', () => {
+    const routes = `routes:\n  - from: tcp+https://db.corp.example.com:5432\n    to: tcp://10.0.0.5:5432\n    allow_any_authenticated_user: true\n`;
+    const without = `${base}\n${routes}`;
+    const found = lintConfig(parseConfig(without, 't.yaml'), without).filter((i) =>
+      /portcullis tcp/.test(i.message),
+    );
+    assert.equal(found.length, 1);
+    assert.equal(found[0]!.key, 'routes[0].from');
+    assert.equal(found[0]!.severity, 'info');
+    assert.match(found[0]!.fix ?? '', /authenticate_service_url/);
+    const withAuth = `${base}\nauthenticate_service_url: https://auth.corp.example.com\n${routes}`;
+    assert.ok(
+      !lintConfig(parseConfig(withAuth, 't.yaml'), withAuth).some((i) =>
+        /portcullis tcp/.test(i.message),
+      ),
+    );
+  });
 
   test('a valid TCP route loads: tcp scheme, host and port, tcp:// upstream', () => {
     const cfg = parseConfig(

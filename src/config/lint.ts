@@ -261,6 +261,15 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
       );
     }
   }
+  // A TCP route's host serves no web pages, so `portcullis tcp` cannot sign in there.
+  const tcp = cfg.routes.find((r) => r.from.scheme === 'tcp' && !r.isPublic);
+  if (tcp && !cfg.authenticateUrl)
+    add(
+      routePath(tcp, 'from'),
+      'info',
+      `\`portcullis tcp\` signs in at its --portcullis-url (by default https://${tcp.from.host}), but a TCP route's host serves no sign-in page`,
+      'set authenticate_service_url (the CLI learns it from the 407 answer), or have users pass --portcullis-url with one of your HTTP route hosts',
+    );
   return out;
 }
 
