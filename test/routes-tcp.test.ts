@@ -608,6 +608,16 @@ routes:
         /not a valid host:port/,
       ],
       [
+        'percent-encoded host',
+        `CONNECT echo%2Ecorp.test:2222 HTTP/1.1\r\nHost: echo%2Ecorp.test:2222\r\n${auth}\r\n`,
+        /not a valid host:port/,
+      ],
+      [
+        'two ports',
+        `CONNECT echo.corp.test:2222:2222 HTTP/1.1\r\nHost: echo.corp.test:2222:2222\r\n${auth}\r\n`,
+        /not a valid host:port/,
+      ],
+      [
         'tokens disagree',
         `CONNECT echo.corp.test:2222 HTTP/1.1\r\nHost: echo.corp.test:2222\r\n${auth}Authorization: Portcullis other\r\n\r\n`,
         /disagree/,
@@ -619,8 +629,10 @@ routes:
       assert.equal(bodyOf(answer).error, 'bad_request', name);
       assert.match(bodyOf(answer).message, re, name);
     }
-    // CRLF inside the target or a header: the HTTP parser refuses it outright.
+    // CRLF inside the target or a header, a backslash in the target: the HTTP parser refuses
+    // them outright.
     for (const text of [
+      `CONNECT echo.corp.test\\@evil.test:2222 HTTP/1.1\r\nHost: echo.corp.test:2222\r\n${auth}\r\n`,
       `CONNECT echo.corp.test:2222\rX HTTP/1.1\r\nHost: echo.corp.test:2222\r\n${auth}\r\n`,
       `CONNECT echo.corp.test:2222 HTTP/1.1\r\nHost: echo.corp.test:2222\rX-Evil: 1\r\n${auth}\r\n`,
     ]) {
