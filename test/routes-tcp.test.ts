@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
 import { ConfigError } from '../src/config/errors.js';
 import { lintConfig } from '../src/config/lint.js';
+import { RouteTable } from '../src/decide/route-table.js';
+import { runPolicyTests } from '../src/policy/simulate.js';
 import { CookieJar, request } from './helpers/http.js';
 import { loginThroughIdp } from './helpers/login.js';
 import { startIdentityStack, startLoopback, type IdentityStack } from './helpers/identity-stack.js';
@@ -209,6 +211,8 @@ describe('TCP routes: CONNECT tunnels judged by the route policy', () => {
   let echo: Upstream;
   let sink: Upstream;
   let guarded: Upstream;
+  /** Says bye and closes: the far side ending a session first. */
+  let bye: Upstream;
   const sinkHashes: string[] = [];
   let cache: string;
   let portcullisUrl: string;
@@ -220,6 +224,7 @@ describe('TCP routes: CONNECT tunnels judged by the route policy', () => {
     echo = await echoServer();
     sink = await sinkServer(sinkHashes);
     guarded = await tcpServer(() => {});
+    bye = await tcpServer((sock) => sock.end('bye\n'));
     cache = mkdtempSync(join(tmpdir(), 'portcullis-tcp-'));
     closedPort = await freePort();
     s = await startIdentityStack({
@@ -244,6 +249,9 @@ routes:
   - from: tcp+https://failover.corp.test:2222
     to: [tcp://127.0.0.1:${closedPort}, tcp://127.0.0.1:${echo.port}]
     allow_any_authenticated_user: true
+  - from: tcp+https://bye.corp.test:2222
+    to: tcp://127.0.0.1:${bye.port}
+    allow_any_authenticated_user: true
   - id: admins-only
     from: tcp+https://secret.corp.test:22
     to: tcp://127.0.0.1:${guarded.port}
@@ -255,7 +263,7 @@ routes:
   after(async () => {
     for (const c of clis) c.child.kill();
     await s.close();
-    await Promise.all([echo.close(), sink.close(), guarded.close()]);
+    await Promise.all([echo.close(), sink.close(), guarded.close(), bye.close()]);
     rmSync(cache, { recursive: true, force: true });
   });
 
@@ -303,6 +311,13 @@ routes:
     // The token is kept for the next tunnel, readable by the user alone.
     const file = join(cache, 'portcullis', 'tcp-tokens.json');
     assert.ok(JSON.parse(readFileSync(file, 'utf8'))[portcullisUrl]);
+  });
+
+  test('stdin/stdout mode ends when the far side closes first, with stdin still open', async () => {
+    const c = cli(['bye.corp.test:2222']);
+    await readUntil(c.child, /^bye\n$/);
+    // stdin is never ended here: ssh keeps it open until it sees the end of the stream.
+    assert.equal(await c.exited, 0, c.stderr());
   });
 
   test('over TLS: the CLI verifies Portcullis with --ca-cert and tunnels; an untrusted certificate is refused', async () => {
@@ -837,6 +852,68 @@ describe('TCP route config errors name the key and the line', () => {
         /portcullis tcp/.test(i.message),
       ),
     );
+  });
+
+  test('policy_tests and `portcullis explain` judge a TCP route with a tcp+https://host:port URL', async () => {
+    const yaml = `${base}
+routes:
+  - from: https://db.corp.example.com
+    to: http://10.0.0.4:8080
+    allow_any_authenticated_user: true
+  - from: tcp+https://db.corp.example.com:5432
+    to: tcp://10.0.0.5:5432
+    allowed_groups: [dba]
+policy_tests:
+  - name: a dba reaches the database
+    request: { url: 'tcp+https://db.corp.example.com:5432', email: a@example.com, groups: [dba] }
+    expect: allow
+  - name: others do not
+    request: { url: 'tcp+https://db.corp.example.com:5432', email: b@example.com, groups: [eng] }
+    expect: deny
+  - name: the HTTP route on that host is not the TCP one
+    request: { url: 'https://db.corp.example.com:5432/', email: a@example.com, groups: [dba] }
+    expect: deny
+  - name: a destination without a port is an error
+    request: { url: 'tcp+https://db.corp.example.com', email: a@example.com, groups: [dba] }
+    expect: allow
+`;
+    const cfg = parseConfig(yaml, 't.yaml');
+    const failures = await runPolicyTests(cfg, new RouteTable(cfg.routes));
+    assert.deepEqual(
+      failures.map((f) => [f.name, f.got, f.explanation.join(' ')]),
+      [
+        [
+          'a destination without a port is an error',
+          'error',
+          'expected a TCP destination as tcp+https://host:port, got tcp+https://db.corp.example.com',
+        ],
+      ],
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-tcp-explain-'));
+    writeFileSync(join(dir, 'p.yaml'), yaml.replace(/^policy_tests:[\s\S]*$/m, ''));
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn(process.execPath, [
+        MAIN,
+        'explain',
+        '--config',
+        join(dir, 'p.yaml'),
+        '--url',
+        'tcp+https://db.corp.example.com:5432',
+        '--email',
+        'b@example.com',
+        '--groups',
+        'eng',
+      ]);
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('exit', (code) => resolve({ code, out }));
+    });
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /DENY/);
+    assert.match(r.out, /routes\[1\]/);
+    assert.match(r.out, /dba/);
   });
 
   test('a valid TCP route loads: tcp scheme, host and port, tcp:// upstream', () => {

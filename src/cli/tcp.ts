@@ -128,8 +128,9 @@ async function tunnel(o: Options): Promise<Socket> {
   throw new Refused(`${o.destination}: still not signed in after logging in`);
 }
 
-async function splice(a: Socket, b: Socket): Promise<void> {
-  await Promise.allSettled([pipeline(a, b), pipeline(b, a)]);
+/** local -> tunnel -> local: each direction waits for its reader, and ends when its source does. */
+async function splice(local: Socket, remote: Socket): Promise<void> {
+  await pipeline(local, remote, local).catch(() => {});
 }
 
 async function stdio(o: Options): Promise<number> {
@@ -142,7 +143,7 @@ async function stdio(o: Options): Promise<number> {
   }
   // stdin ending (the local side is done sending) half-closes the tunnel; the answer still
   // flows until the far side closes, as ssh and nc expect.
-  await Promise.allSettled([pipeline(process.stdin, sock), pipeline(sock, process.stdout)]);
+  await pipeline(process.stdin, sock, process.stdout).catch(() => {});
   return 0;
 }
 

@@ -174,7 +174,12 @@ async function open(
     { event: 'tunnel_open', requestId, route: d.route.id, target, upstream: url.host, user },
     'tcp tunnel opened',
   );
-  await Promise.allSettled([pipeline(client, up), pipeline(up, client)]);
+  // A TLS socket from the https server already carries most of the default 10 'close'
+  // listeners (TLS, the HTTP server, shutdown tracking); the pipeline adds a fixed few more.
+  client.setMaxListeners(client.getMaxListeners() + 10);
+  // One pipeline, client -> upstream -> client: each direction ends (half-close) when its
+  // source does, an error on either side destroys both, and each write waits for the reader.
+  await pipeline(client, up, client).catch(() => {});
   const ms = Math.round(performance.now() - started);
   rt.observer.audit.info(
     {
