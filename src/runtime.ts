@@ -114,6 +114,8 @@ export class Runtime {
     const hosts: string[] = [];
     const domains: string[] = [];
     for (const r of cfg.routes) {
+      // A TCP route's host:port is no web page: never a place to send a browser back to.
+      if (r.from.scheme === 'tcp') continue;
       if (r.from.wildcard) domains.push(r.from.host);
       else
         hosts.push(
@@ -159,7 +161,7 @@ export class Runtime {
       ];
     return this.routes
       .hosts()
-      .filter((h) => !h.includes('*'))
+      .filter((h) => !h.includes('*') && !h.startsWith('tcp://'))
       .map((h) => `${h}${this.cfg.callbackPath}${this.cfg.callbackQuery}`);
   }
 }

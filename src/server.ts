@@ -18,6 +18,7 @@ import { createLogger, type Logger } from './observe/logger.js';
 import type { Metrics } from './observe/metrics.js';
 import { Observer } from './observe/observer.js';
 import { createRequestHandler, createUpgradeHandler, type ProxyState } from './proxy/handler.js';
+import { createConnectHandler } from './proxy/tunnel.js';
 import { Upstreams } from './proxy/upstreams.js';
 import {
   idpChanged,
@@ -238,6 +239,13 @@ export async function startPortcullis(
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
     onUpgrade(req, socket, head);
+  });
+  // CONNECT: TCP tunnels for tcp+https routes; tracked like upgrades so shutdown can end them.
+  const onConnect = createConnectHandler(state);
+  server.on('connect', (req, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    onConnect(req, socket, head);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy();

@@ -481,6 +481,8 @@ describe('import pomerium', () => {
         'routes:',
         '  - from: tcp+https://redis.example.com:6379',
         '    to: tcp://redis:6379',
+        '  - from: udp+https://dns.example.com:53',
+        '    to: udp://dns:53',
         '  - from: https://docs.example.com',
         '    redirect: { host_redirect: example.org }',
         '  - from: https://app.example.com',
@@ -504,8 +506,8 @@ describe('import pomerium', () => {
     const lines = notCarried(stderr);
     for (const m of [
       /^not carried over: autocert — no ACME/,
-      /^not carried over: routes\[0\] — tcp\+https:\/\/redis\.example\.com:6379: TCP and UDP routes are not implemented yet/,
-      /^not carried over: routes\[2\]\.set_request_headers\.X-Token — Pomerium's \$\{pomerium\.…\} values are not expanded/,
+      /^not carried over: routes\[1\] — udp\+https:\/\/dns\.example\.com:53: UDP routes are not implemented/,
+      /^not carried over: routes\[3\]\.set_request_headers\.X-Token — Pomerium's \$\{pomerium\.…\} values are not expanded/,
       /^not carried over: routes \(https:\/\/admin\.example\.com\) — dropped, so its host is not served: .*device/,
     ])
       assert.ok(
@@ -517,17 +519,19 @@ describe('import pomerium', () => {
     // in from unapproved devices, so the whole route goes.
     assert.deepEqual(
       routesOf(cfg).map((r) => r.from),
-      ['https://docs.example.com', 'https://app.example.com'],
+      ['tcp+https://redis.example.com:6379', 'https://docs.example.com', 'https://app.example.com'],
     );
+    // TCP routes (https://www.pomerium.com/docs/capabilities/non-http/tcp) carry over as written.
+    assert.equal(routesOf(cfg)[0]!.to, 'tcp://redis:6379');
     // Redirect routes and path rewrites are Portcullis keys now: carried as written.
-    assert.deepEqual(routesOf(cfg)[0]!.redirect, { host_redirect: 'example.org' });
-    assert.equal(routesOf(cfg)[1]!.prefix_rewrite, '/v2');
+    assert.deepEqual(routesOf(cfg)[1]!.redirect, { host_redirect: 'example.org' });
+    assert.equal(routesOf(cfg)[2]!.prefix_rewrite, '/v2');
     assert.ok(!lines.some((l) => /redirect|prefix_rewrite/.test(l)), lines.join('\n'));
     // So is load_balancing_policy (test/routes-load-balancing.test.ts).
-    assert.equal(routesOf(cfg)[1]!.load_balancing_policy, 'LEAST_REQUEST');
+    assert.equal(routesOf(cfg)[2]!.load_balancing_policy, 'LEAST_REQUEST');
     assert.ok(!lines.some((l) => /load_balancing_policy/.test(l)), lines.join('\n'));
-    assert.deepEqual(routesOf(cfg)[1]!.set_request_headers, { 'X-Static': 'hello' });
-    assert.deepEqual(routesOf(cfg)[1]!.allowed_email_domains, ['example.com']);
+    assert.deepEqual(routesOf(cfg)[2]!.set_request_headers, { 'X-Static': 'hello' });
+    assert.deepEqual(routesOf(cfg)[2]!.allowed_email_domains, ['example.com']);
     assert.ok(
       !stderr.includes('app-secret-value') && !stderr.includes(':pw@'),
       'no secret printed',

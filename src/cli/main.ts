@@ -7,6 +7,7 @@ import { ConfigError, formatIssue } from '../config/errors.js';
 import { SESSIONS_HELP, sessionsCommand } from './sessions.js';
 import { EXPLAIN_HELP, explain } from './explain.js';
 import { IMPORT_HELP } from './import/help.js';
+import { TCP_HELP } from './tcp-help.js';
 import { isClusterWorker, runCluster } from '../cluster.js';
 import { CLUSTER_SIGNING_KEY_ENV, generatedSigningKeyPem } from '../identity/assertion.js';
 
@@ -23,6 +24,7 @@ Commands:
   sessions    list or revoke sessions in a redis/postgres session_storage
   gen-secret  print a fresh cookie_secret (32 random bytes, base64)
   import      write a Portcullis config from an oauth2-proxy or Pomerium one, listing what did not carry over
+  tcp         tunnel TCP (SSH, databases, RTMP) through a tcp+https route: --listen, or stdin/stdout
 
 Run "portcullis <command> --help" for a command's options.
 The config file is --config FILE, else $PORTCULLIS_CONFIG, else ./portcullis.yaml.`,
@@ -49,6 +51,7 @@ Exit status: 0 every check passed, 1 a check failed or the config is invalid.`,
   sessions: SESSIONS_HELP,
   explain: EXPLAIN_HELP,
   import: IMPORT_HELP,
+  tcp: TCP_HELP,
   'gen-secret': `Usage: portcullis gen-secret
 
 Prints 32 random bytes, base64-encoded: a value for cookie_secret.`,
@@ -92,6 +95,11 @@ async function main(argv: string[]): Promise<number> {
   // Its own options (list|revoke, --user, --id): parsed in src/cli/sessions.ts.
   if (command === 'sessions') return sessionsCommand(rest, configPath);
   if (command === 'explain') return explain(rest, configPath);
+  // A workstation command: no config file, its own options (src/cli/tcp.ts).
+  if (command === 'tcp') {
+    const { tcpCommand } = await import('./tcp.js');
+    return tcpCommand(rest);
+  }
   // Its own options (the peer, --from, --out, the peer's flags after --): src/cli/import/.
   if (command === 'import') {
     const { importCommand } = await import('./import/command.js');

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { Agent, request } from 'undici';
 import type { Config } from '../config/types.js';
 import { isPingable, withTimeout } from '../observe/health.js';
 import type { SessionStore } from '../session/types.js';
-import { timed, type ProbeCheck } from './probe-check.js';
+import { timed, type ProbeCheck, type ProbeStatus } from './probe-check.js';
 import { githubChecks, providerChecks } from './probe-providers.js';
 
 export type { ProbeCheck, ProbeStatus } from './probe-check.js';
@@ -21,6 +22,22 @@ export interface ProbeOptions {
   redirectUri?: string;
   /** What the checks fetch with (tests hand in a stand-in's); the global fetch otherwise. */
   fetch?: typeof fetch;
+}
+
+/** A TCP route's upstream (tcp://host:port) is up when it accepts a connection; nothing is sent. */
+function tcpAccepts(url: URL, timeoutMs: number): Promise<{ status: ProbeStatus; detail: string }> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) });
+    s.setTimeout(timeoutMs, () => {
+      s.destroy();
+      reject(Object.assign(new Error('timed out'), { name: 'TimeoutError' }));
+    });
+    s.once('connect', () => {
+      s.destroy();
+      resolve({ status: 'ok', detail: 'accepted a TCP connection' });
+    });
+    s.once('error', reject);
+  });
 }
 
 /** application/x-www-form-urlencoded as RFC 6749 §2.3.1 wants it for Basic client credentials. */
@@ -207,6 +224,7 @@ export async function runProbe(cfg: Config, o: ProbeOptions = {}): Promise<Probe
       upstreams.map((u) => {
         const ids = seen.get(`${u.url.href} ${u.skip} ${u.ca ?? ''}`)!;
         return timed('upstream', `${ids.join(',')} ${u.url.href}`, async () => {
+          if (u.url.protocol === 'tcp:') return tcpAccepts(u.url, timeout);
           const dispatcher = new Agent({
             connect: { rejectUnauthorized: !u.skip, ...(u.ca ? { ca: u.ca } : {}), timeout },
             headersTimeout: timeout,

@@ -19,6 +19,7 @@ import type { ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
 import { compileUpstreamKeys } from './route-keys.js';
+import { compileTcpTo, isTcpFrom, parseTcpFrom } from './tcp-route.js';
 import { parseUpstreamUrl, transportOf } from './upstream-url.js';
 import type { RawConfig, RawIdpEntry, RawRoute } from './schema.js';
 import type { Config, HealthCheck, PathMatch, Route, RouteFrom } from './types.js';
@@ -586,12 +587,13 @@ function compileRoute(
   defaults: RouteDefaults,
 ): Route | null {
   const base = ['routes', i] as const;
-  const from = parseFrom(r.from);
+  const from = isTcpFrom(r.from) ? parseTcpFrom(r.from) : parseFrom(r.from);
   if (typeof from === 'string') {
     at([...base, 'from'], from);
     return null;
   }
-  const toList = r.to === undefined ? [] : Array.isArray(r.to) ? r.to : [r.to];
+  const tcpTo = from.scheme === 'tcp' ? compileTcpTo(r, base, at) : null;
+  const toList = tcpTo || r.to === undefined ? [] : Array.isArray(r.to) ? r.to : [r.to];
   const to: URL[] = [];
   const weights: number[] = [];
   toList.forEach((entry, j) => {
@@ -723,8 +725,8 @@ function compileRoute(
     index: i,
     id: r.id ?? r.name ?? `routes[${i}]`,
     from,
-    to,
-    weights,
+    to: tcpTo ?? to,
+    weights: tcpTo ? tcpTo.map(() => 1) : weights,
     ...balancing,
     match,
     policy,

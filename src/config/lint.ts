@@ -58,6 +58,8 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
     const authCovered = under(auth.hostname.toLowerCase());
     const seen = new Set<string>();
     for (const r of cfg.routes) {
+      // A tunnel carries no cookie: the CLI presents its token on every CONNECT.
+      if (r.from.scheme === 'tcp') continue;
       const host = r.from.wildcard ? `*${r.from.host}` : r.from.host;
       if (seen.has(host) || host === auth.hostname.toLowerCase()) continue;
       seen.add(host);
@@ -349,6 +351,15 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
           true,
         );
   }
+  // A TCP route's host serves no web pages, so `portcullis tcp` cannot sign in there.
+  const tcp = cfg.routes.find((r) => r.from.scheme === 'tcp' && !r.isPublic);
+  if (tcp && !cfg.authenticateUrl)
+    add(
+      routePath(tcp, 'from'),
+      'info',
+      `\`portcullis tcp\` signs in at its --portcullis-url (by default https://${tcp.from.host}), but a TCP route's host serves no sign-in page`,
+      'set authenticate_service_url (the CLI learns it from the 407 answer), or have users pass --portcullis-url with one of your HTTP route hosts',
+    );
   return out;
 }
 

@@ -9,7 +9,8 @@ import type { ConfigIssue } from './errors.js';
 import type { RawPolicyTest } from './schema.js';
 
 export interface RouteFrom {
-  scheme: 'http' | 'https';
+  /** `tcp` for Pomerium's `tcp+https://host:port` routes (config/tcp-route.ts): CONNECT only. */
+  scheme: 'http' | 'https' | 'tcp';
   /** Lower-case host; for a wildcard route, the suffix including the dot (".example.com"). */
   host: string;
   port: number;

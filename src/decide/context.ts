@@ -105,7 +105,7 @@ export function contextFromRequest(
 const certs = new WeakMap<TLSSocket, RequestContext['clientCert'] | null>();
 
 /** The verified client certificate of a TLS connection, read once per connection. */
-function clientCertOf(socket: TLSSocket): RequestContext['clientCert'] {
+export function clientCertOf(socket: TLSSocket): RequestContext['clientCert'] {
   let c = certs.get(socket);
   if (c === undefined) {
     c = null;

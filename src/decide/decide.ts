@@ -73,14 +73,19 @@ export async function decide(
   deps: DecideDeps,
   check: PathCheck = {},
 ): Promise<Decision> {
-  // 1. matchRoute
-  const route = deps.routes.match(ctx.scheme, ctx.host, ctx.port, ctx.path);
+  // 1. matchRoute (a CONNECT tunnel looks only at tcp routes, everything else never does)
+  const scheme = ctx.tunnel ? 'tcp' : ctx.scheme;
+  const route = deps.routes.match(scheme, ctx.host, ctx.port, ctx.path);
   if (!route) {
-    const knownHost = deps.routes.knowsHost(ctx.scheme, ctx.host, ctx.port);
+    const knownHost = deps.routes.knowsHost(scheme, ctx.host, ctx.port);
     return {
       kind: 'not_found',
       knownHost,
-      reason: knownHost ? `no route for path ${ctx.path}` : `no route for host ${ctx.host}`,
+      reason: ctx.tunnel
+        ? `no TCP route for ${ctx.host}:${ctx.port}`
+        : knownHost
+          ? `no route for path ${ctx.path}`
+          : `no route for host ${ctx.host}`,
     };
   }
 
@@ -89,7 +94,7 @@ export async function decide(
     return { kind: 'bad_request', route, reason: check.pathError };
   if (
     check.asSent !== undefined &&
-    deps.routes.match(ctx.scheme, ctx.host, ctx.port, check.asSent) !== route
+    deps.routes.match(scheme, ctx.host, ctx.port, check.asSent) !== route
   ) {
     return {
       kind: 'bad_request',

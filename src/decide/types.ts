@@ -23,6 +23,11 @@ export interface RequestContext {
   browser: boolean;
   /** Milliseconds since the epoch; fixed per request so every criterion sees the same time. */
   now: number;
+  /**
+   * An HTTP CONNECT asking for a TCP tunnel to host:port (proxy/tunnel.ts): only `tcp+https`
+   * routes match it, and it never matches an HTTP route.
+   */
+  tunnel?: boolean | undefined;
   /** Verified TLS client certificate, when the listener asks for one. */
   clientCert?:
     { fingerprint256: string; subject: Record<string, string>; san: string[] } | undefined;

@@ -37,25 +37,30 @@ export async function simulate(
       `expected an absolute URL like https://app.example.com/path, got ${JSON.stringify(r.url)}`,
     );
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:')
-    throw new SimulationError(`expected an http(s) URL, got ${r.url}`);
+  // tcp+https://host:port: the CONNECT a `portcullis tcp` client sends for a TCP route.
+  const tunnel = u.protocol === 'tcp+https:';
+  if (!tunnel && u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new SimulationError(`expected an http(s) or tcp+https URL, got ${r.url}`);
+  if (tunnel && (!u.port || (u.pathname !== '' && u.pathname !== '/') || u.search))
+    throw new SimulationError(`expected a TCP destination as tcp+https://host:port, got ${r.url}`);
   const now = r.time === undefined ? Date.now() : Date.parse(r.time);
   if (Number.isNaN(now))
     throw new SimulationError(
       `expected an ISO 8601 time like 2026-03-29T08:30:00Z, got ${JSON.stringify(r.time)}`,
     );
-  const scheme = u.protocol === 'https:' ? 'https' : 'http';
-  let norm = normalizeRequestTarget(`${u.pathname}${u.search}`);
+  const scheme = u.protocol === 'http:' ? 'http' : 'https';
+  const target = tunnel ? '/' : `${u.pathname}${u.search}`;
+  let norm = normalizeRequestTarget(target);
   let pathError: string | undefined;
   if (!norm.ok) {
     pathError = norm.reason;
-    norm = normalizeRequestTarget(`${u.pathname}${u.search}`, { allowAmbiguous: true });
+    norm = normalizeRequestTarget(target, { allowAmbiguous: true });
     if (!norm.ok) throw new SimulationError(`the path is refused: ${pathError}`);
   }
   const headers: Record<string, string> = { host: u.host, accept: 'text/html' };
   for (const [k, v] of Object.entries(r.headers ?? {})) headers[k.toLowerCase()] = v;
   const ctx: RequestContext = {
-    method: (r.method ?? 'GET').toUpperCase(),
+    method: tunnel ? 'CONNECT' : (r.method ?? 'GET').toUpperCase(),
     scheme,
     host: u.hostname.toLowerCase(),
     port: u.port ? Number(u.port) : scheme === 'https' ? 443 : 80,
@@ -63,8 +68,9 @@ export async function simulate(
     query: norm.query,
     clientIp: r.ip ?? '203.0.113.10',
     headers,
-    browser: true,
+    browser: !tunnel,
     now,
+    tunnel,
   };
   let identity: Identity | null = null;
   // The user's claims are named by their own IdP's settings (claim paths differ per IdP).

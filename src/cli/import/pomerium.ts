@@ -69,7 +69,6 @@ const GLOBAL_WHY: Record<string, string> = {
   signout_redirect_url: 'after sign-out the user sees /.portcullis/signed_out',
   programmatic_redirect_domain_whitelist:
     'programmatic logins redirect to loopback addresses only (command-line tools)',
-  jwt_groups_filter: 'the assertion carries every group',
   bearer_token_format: 'bearer tokens are IdP access tokens or ID tokens (allow_bearer_tokens)',
   idp_access_token_allowed_audiences: 'use bearer_audiences',
   runtime_flags: 'Portcullis has no runtime flags',
@@ -85,32 +84,21 @@ const GLOBAL_WHY: Record<string, string> = {
   cache_service_url: 'sessions live in session_storage',
 };
 
-// Route keys Portcullis does not have (several are in issue 20), and why.
+// Route keys Portcullis does not have, and why.
 const ROUTE_WHY: Record<string, string> = {
   load_balancing_weights: 'write each weight after its `to` URL: http://app:8080,10',
   lb_config: "Envoy's per-policy settings are not configurable (Envoy's defaults apply)",
-  tls_server_name: 'the upstream TLS name is the `to` host',
-  tls_upstream_server_name: 'the upstream TLS name is the `to` host',
   tls_downstream_server_name: 'the certificate is chosen by the requested name',
-  tls_client_cert: 'no client certificates towards upstreams',
-  tls_client_key: 'no client certificates towards upstreams',
-  tls_client_cert_file: 'no client certificates towards upstreams',
-  tls_client_key_file: 'no client certificates towards upstreams',
   tls_upstream_allow_renegotiation: 'TLS renegotiation is never allowed',
   tls_downstream_client_ca: 'client certificates: client_ca_file (all routes)',
   tls_downstream_client_ca_file: 'client certificates: client_ca_file (all routes)',
   allow_spdy: 'SPDY upgrades are not proxied',
-  kubernetes_service_account_token: 'no Kubernetes API impersonation',
-  kubernetes_service_account_token_file: 'no Kubernetes API impersonation',
   enable_google_cloud_serverless_authentication: 'no Google Cloud serverless authentication',
-  rewrite_response_headers: 'response header rewriting is not implemented yet',
   description: 'kept nowhere (use name)',
   logo: 'no route portal',
-  depends_on: 'no route portal',
   show_error_details: 'carried',
   idp_access_token_allowed_audiences: 'use bearer_audiences',
   jwt_issuer_format: 'the assertion issuer is always the route host',
-  jwt_groups_filter: 'the assertion carries every group',
   mcp: 'no MCP support',
 };
 
@@ -251,8 +239,9 @@ function importRoute(r: unknown, at: string, global: Obj, n: ImportNotes): Obj |
   }
   const src = r as Obj;
   const from = typeof src.from === 'string' ? src.from : '';
-  if (/^(tcp|udp)\+/i.test(from)) {
-    n.skip(at, `${from}: TCP and UDP routes are not implemented yet; the route is dropped`);
+  // TCP routes (tcp+https) carry over as written; UDP tunnels (CONNECT-UDP) are not served.
+  if (/^udp\+/i.test(from)) {
+    n.skip(at, `${from}: UDP routes are not implemented; the route is dropped`);
     return null;
   }
   if (src.idp_client_id !== undefined || src.idp_client_secret !== undefined) {
