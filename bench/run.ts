@@ -95,7 +95,7 @@ const HELP = `Usage: node dist/bench/run.js [options]   (npm run bench -- [optio
   --warmup S          warm-up seconds before each measured run (default 3)
   --connections LIST  concurrency levels (default 16,256; add 1000 for the many-connections row)
   --targets LIST      any of ${ALL_TARGETS.join(',')} (default: all)
-  --sessions N        memory run: N distinct sessions cycling at the highest concurrency
+  --sessions N        memory run: N distinct sessions cycling at 256 connections
                       against a fresh Portcullis (default 10000; 0 skips it)
   --profile           also profile (d) under load with node --cpu-prof and list the top frames
   --profile-only      only the profile (implies --profile; no targets)
@@ -810,10 +810,13 @@ async function main(): Promise<number> {
     for (const { p } of p1s.values()) await p.proc.stop();
 
     // --- memory: idle, then N distinct sessions cycling ---------------------------------------
+    // At 256 connections, as the goal is stated (docs/performance.md), whatever else is measured:
+    // at 1,000 the in-flight requests, not the sessions, would decide the peak.
+    const memoryConnections = connections.includes(256) ? 256 : Math.max(...connections);
     if (sessionsN > 0) {
       memory = await memoryRun({
         n: sessionsN,
-        connections: Math.max(...connections),
+        connections: memoryConnections,
         duration,
         warmup,
         threads,
@@ -830,7 +833,7 @@ async function main(): Promise<number> {
       if (altNode) {
         memoryAlt = await memoryRun({
           n: sessionsN,
-          connections: Math.max(...connections),
+          connections: memoryConnections,
           duration,
           warmup,
           threads,

@@ -3,9 +3,9 @@
 // it; everyone else gets a 403 on every page and action, forged POSTs included; the denials page
 // and the policy tester say what `portcullis explain` says; every action is in the audit log.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,8 +18,14 @@ import { runPolicyTests } from '../src/policy/simulate.js';
 import { launchBrowser } from './helpers/browser.js';
 import { CookieJar, request, type Resp } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
-import { freePort, portAccepts } from './helpers/ports.js';
-import { createTempDatabase, yamlOnPort, type TempDatabase } from './helpers/session-infra.js';
+import { freePort } from './helpers/ports.js';
+import {
+  createTempDatabase,
+  startServeProcess,
+  yamlOnPort,
+  type ServeProcess,
+  type TempDatabase,
+} from './helpers/session-infra.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const SHOTS = '/tmp/admin-shots';
@@ -71,9 +77,8 @@ describe('admin console', () => {
   let s: Stack;
   let browser: Browser;
   let dir: string;
-  let replica: ChildProcess | null = null;
+  let replica: ServeProcess | null = null;
   let replicaPort = 0;
-  let replicaOut = '';
   let origin = '';
   const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true });
 
@@ -115,29 +120,13 @@ ${docsPolicyRoute()}`,
     origin = `http://app.corp.test:${s.port}`;
     // Another Portcullis process (portcullis serve), same config and Redis store, own port.
     replicaPort = await freePort();
-    const file = join(dir, 'replica.yaml');
-    writeFileSync(file, yamlOnPort(s.yaml, s.port, replicaPort));
-    replica = spawn(process.execPath, [CLI, 'serve', '--config', file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    replica.stdout!.on('data', (d: Buffer) => (replicaOut += d.toString()));
-    replica.stderr!.on('data', (d: Buffer) => (replicaOut += d.toString()));
-    const end = Date.now() + 30_000;
-    while (!(await portAccepts(replicaPort))) {
-      if (Date.now() > end || replica.exitCode !== null)
-        throw new Error(`the replica did not start:\n${replicaOut}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    replica = await startServeProcess(yamlOnPort(s.yaml, s.port, replicaPort), replicaPort);
     browser = await launchBrowser(['app.corp.test']);
   });
 
   after(async () => {
     await browser?.close();
-    if (replica && replica.exitCode === null) {
-      const exited = new Promise((r) => replica!.once('exit', r));
-      replica.kill('SIGTERM');
-      await exited;
-    }
+    await replica?.close();
     await s?.close();
     await redis.connect().catch(() => {});
     const keys = await redis.keys(`${PREFIX}*`).catch(() => [] as string[]);
@@ -558,7 +547,7 @@ ${docsPolicyRoute()}`,
     const alice = await login('alice');
     const bad: Array<[Record<string, string>, RegExp]> = [
       [{ url: 'not a url' }, /expected an absolute URL/],
-      [{ url: 'ftp://app.corp.test/' }, /expected an http\(s\) URL/],
+      [{ url: 'ftp://app.corp.test/' }, /expected an http\(s\)( or tcp\+https)? URL/],
       [{ url: `${origin}/`, time: 'yesterday' }, /expected an ISO 8601 time/],
       [{ url: `${origin}/`, claims: '[1,2]' }, /Claims: expected a JSON object/],
       [{ url: `${origin}/`, claims: '{oops' }, /Claims: expected a JSON object/],

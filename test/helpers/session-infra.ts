@@ -4,7 +4,7 @@
 // Portcullis instances started from YAML with their logs captured.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -240,4 +240,56 @@ export async function startProxy(yaml: string, name = 'test.yaml'): Promise<Prox
 /** The stack's YAML for another Portcullis on `port` (route hosts carry the port). */
 export function yamlOnPort(yaml: string, fromPort: number, toPort: number): string {
   return yaml.replace(new RegExp(`:${fromPort}(?!\\d)`, 'g'), `:${toPort}`);
+}
+
+/** A Portcullis running as its own process (`portcullis serve`), its JSON log lines parsed. */
+export interface ServeProcess {
+  port: number;
+  logs: Array<Record<string, unknown>>;
+  /** Everything it printed, for failure messages. */
+  output(): string;
+  close(): Promise<void>;
+}
+
+const MAIN_JS = new URL('../../src/cli/main.js', import.meta.url).pathname;
+
+/**
+ * `portcullis serve --config <file>` in a child process, listening on `port` (the YAML's
+ * `address`): a replica as operators run one, sharing nothing with this process but the store.
+ */
+export async function startServeProcess(yaml: string, port: number): Promise<ServeProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-serve-'));
+  const file = join(dir, 'replica.yaml');
+  writeFileSync(file, yaml);
+  const child: ChildProcess = spawn(process.execPath, [MAIN_JS, 'serve', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let partial = '';
+  const logs: Array<Record<string, unknown>> = [];
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    const lines = (partial + d.toString()).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines)
+      if (line.trim().startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const close = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const end = Date.now() + 30_000;
+  while (!(await portAccepts(port))) {
+    if (Date.now() > end || child.exitCode !== null) {
+      await close();
+      throw new Error(`portcullis serve did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { port, logs, output: () => out, close };
 }
