@@ -479,6 +479,14 @@ routes:
           headers: { ...preflight, 'x-method-override': 'PUT' },
         },
       ],
+      [
+        // Issue 17 item 5: some frameworks fold `.` like `-` and `_`.
+        'OPTIONS with X.HTTP.Method.Override',
+        {
+          method: 'OPTIONS',
+          headers: { ...preflight, 'X.HTTP.Method.Override': 'DELETE' },
+        },
+      ],
     ];
     for (const [what, v] of variants) {
       const r = await request(url('cors.corp.test', '/api/items'), v);

@@ -350,6 +350,8 @@ routes:
         untrusted.stderr(),
         /cannot reach Portcullis at https:\/\/127\.0\.0\.1:\d+: self-signed certificate .*--ca-cert/,
       );
+      // Node 24's own advice names node's command line, not this CLI's.
+      assert.doesNotMatch(untrusted.stderr(), /--use-system-ca/);
 
       const c = startCli(
         ['echo.corp.test:2222', '--portcullis-url', url, '--ca-cert', join(dir, 'srv.crt')],

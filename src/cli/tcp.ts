@@ -87,7 +87,10 @@ class Refused extends Error {}
 
 function reachError(origin: string, e: NodeJS.ErrnoException): string {
   const certificate = /certificate|CERT|SELF_SIGNED/i.test(`${e.code ?? ''} ${e.message}`);
-  return `cannot reach Portcullis at ${origin}: ${e.message}${
+  // Node 24 appends advice for its own command line ("…; if the root CA is installed locally,
+  // try running Node.js with --use-system-ca"): this CLI's own option is named instead.
+  const message = e.message.replace(/;\s*if the root CA is installed locally[\s\S]*$/, '');
+  return `cannot reach Portcullis at ${origin}: ${message}${
     certificate
       ? ' (give its CA with --ca-cert FILE, or check --portcullis-url names the host on its certificate)'
       : ''

@@ -1,3 +1,4 @@
+import { canonicalHeaderName } from '../security/headers.js';
 import type { PolicyResult, RequestContext } from './types.js';
 
 // cors_allow_preflight (https://www.pomerium.com/docs/reference/routes/cors-preflight): a
@@ -8,8 +9,8 @@ import type { PolicyResult, RequestContext } from './types.js';
 //     "CORS-preflight request"; Pomerium checks the same three);
 //   - no body: a preflight never has one, and a body is something an upstream could act on;
 //   - no Upgrade: the WebSocket path would turn it into a GET handshake;
-//   - no method-override header: frameworks that honour X-HTTP-Method-Override would run the
-//     OPTIONS as a DELETE or POST.
+//   - no method-override header, in any spelling a framework folds (`_` and `.` read as `-`):
+//     frameworks that honour X-HTTP-Method-Override would run the OPTIONS as a DELETE or POST.
 
 const OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
@@ -27,8 +28,7 @@ export function isCorsPreflight(ctx: RequestContext): boolean {
   if (length !== undefined && String(length).trim() !== '0') return false;
   if (h.upgrade !== undefined) return false;
   for (const name of Object.keys(h)) {
-    const canonical = name.toLowerCase().replace(/_/g, '-');
-    if (OVERRIDES.includes(canonical)) return false;
+    if (OVERRIDES.includes(canonicalHeaderName(name))) return false;
   }
   return true;
 }
