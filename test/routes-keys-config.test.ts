@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError } from '../src/config/errors.js';
 import { parseConfig } from '../src/config/load.js';
 import { transportOf } from '../src/config/upstream-url.js';
+import { issue, route } from './helpers/config-errors.js';
 
 // `portcullis check` for the upstream connection and header keys: a Pomerium config using
 // them loads, and each misuse is an error naming the key and its line. Pomerium's pages:
@@ -17,33 +17,6 @@ import { transportOf } from '../src/config/upstream-url.js';
 //  https://www.pomerium.com/docs/reference/routes/kubernetes-service-account-token
 //  https://www.pomerium.com/docs/reference/routes/timeouts
 //  https://www.pomerium.com/docs/reference/routes/regex-priority-order
-
-const SECRET = Buffer.alloc(32, 7).toString('base64');
-const HEAD = [
-  'address: 127.0.0.1:8080', // 1
-  'insecure_server: true', // 2
-  'idp_provider_url: https://idp.example.com', // 3
-  'idp_client_id: portcullis', // 4
-  'idp_client_secret: s3cret', // 5
-  `cookie_secret: ${SECRET}`, // 6
-  'routes:', // 7
-  '  - from: https://app.example.com', // 8
-  '    allow_any_authenticated_user: true', // 9
-];
-/** HEAD then the route's further lines, from line 10. */
-const route = (...lines: string[]): string =>
-  `${[...HEAD, ...lines.map((l) => `    ${l}`)].join('\n')}\n`;
-
-function issue(text: string): { line: number; key: string; message: string } {
-  try {
-    parseConfig(text, 'p.yaml', {});
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    assert.equal(e.issues.length, 1, e.message);
-    return e.issues[0]!;
-  }
-  return assert.fail(`expected a config error for:\n${text}`);
-}
 
 let dir: string;
 const pem = (n: string): string => readFileSync(join(dir, n), 'utf8');

@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError } from '../src/config/errors.js';
 import { lintConfig } from '../src/config/lint.js';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger } from '../src/observe/logger.js';
@@ -15,6 +14,7 @@ import { CookieJar, request, type Resp } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { issue, route } from './helpers/config-errors.js';
 
 // Load balancing over a route's `to` list, with Pomerium's names and meaning. The
 // specification is Pomerium's documentation, which hands these settings to Envoy:
@@ -580,33 +580,6 @@ routes:
 
 // ---------------------------------------------------------------------------------------------
 // Misuse: each key's error names the key and its line.
-
-const SECRET = Buffer.alloc(32, 7).toString('base64');
-const HEAD = [
-  'address: 127.0.0.1:8080', // 1
-  'insecure_server: true', // 2
-  'idp_provider_url: https://idp.example.com', // 3
-  'idp_client_id: portcullis', // 4
-  'idp_client_secret: s3cret', // 5
-  `cookie_secret: ${SECRET}`, // 6
-  'routes:', // 7
-  '  - from: https://app.example.com', // 8
-  '    allow_any_authenticated_user: true', // 9
-];
-/** HEAD then the route's further lines, from line 10. */
-const route = (...lines: string[]): string =>
-  `${[...HEAD, ...lines.map((l) => `    ${l}`)].join('\n')}\n`;
-
-function issue(text: string): { line: number; key: string; message: string } {
-  try {
-    parseConfig(text, 'lb.yaml', {});
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    assert.equal(e.issues.length, 1, e.message);
-    return e.issues[0]!;
-  }
-  return assert.fail(`expected a config error for:\n${text}`);
-}
 
 const TO2 = "to: ['http://10.0.0.1:80', 'http://10.0.0.2:80']";
 const CHECK = [

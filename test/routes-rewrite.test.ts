@@ -7,11 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError } from '../src/config/errors.js';
-import { parseConfig } from '../src/config/load.js';
 import { CookieJar, request, type Resp } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { HEAD, issue, route } from './helpers/config-errors.js';
 
 // Pomerium's route keys for redirects, direct responses and path/host rewrites, with Pomerium's
 // names and meaning. The specification is Pomerium's documentation (current docs, v0.30 era):
@@ -379,33 +378,6 @@ describe('redirect, response and rewrite routes through a running Portcullis', (
 
 // ---------------------------------------------------------------------------------------------
 // Misuse: each key's error names the key and its line.
-
-const SECRET = Buffer.alloc(32, 7).toString('base64');
-const HEAD = [
-  'address: 127.0.0.1:8080', // 1
-  'insecure_server: true', // 2
-  'idp_provider_url: https://idp.example.com', // 3
-  'idp_client_id: portcullis', // 4
-  'idp_client_secret: s3cret', // 5
-  `cookie_secret: ${SECRET}`, // 6
-  'routes:', // 7
-  '  - from: https://app.example.com', // 8
-  '    allow_any_authenticated_user: true', // 9
-];
-/** HEAD then the route's further lines, from line 10. */
-const route = (...lines: string[]): string =>
-  `${[...HEAD, ...lines.map((l) => `    ${l}`)].join('\n')}\n`;
-
-function issue(text: string): { line: number; key: string; message: string } {
-  try {
-    parseConfig(text, 'p.yaml', {});
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    assert.equal(e.issues.length, 1, e.message);
-    return e.issues[0]!;
-  }
-  return assert.fail(`expected a config error for:\n${text}`);
-}
 
 describe('misused rewrite and redirect keys are config errors naming the key and line', () => {
   const cases: Array<[string, string[], number, string, RegExp]> = [
