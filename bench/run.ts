@@ -814,24 +814,10 @@ async function main(): Promise<number> {
     // at 1,000 the in-flight requests, not the sessions, would decide the peak.
     const memoryConnections = connections.includes(256) ? 256 : Math.max(...connections);
     if (sessionsN > 0) {
-      memory = await memoryRun({
-        n: sessionsN,
-        connections: memoryConnections,
-        duration,
-        warmup,
-        threads,
-        work,
-        lua: lua.cycle,
-        cookieSecret,
-        yaml: yaml(ports.pm),
-        port: ports.pm,
-        upstreamPort: ports.upstream,
-      });
-      console.log(
-        `memory: idle ${memory.idleRssMB} MB (3 s), ${memory.settledRssMB} MB (30 s); ${memory.sessions} sessions at ${memory.connections} connections: peak ${memory.peakRssMB} MB, ${fmt(memory.rps, 0)} req/s${memory.ok ? '' : `, FAILED: ${memory.problem}`}`,
-      );
-      if (altNode) {
-        memoryAlt = await memoryRun({
+      // The bench's own Node, then --node's: the same phase, each against a fresh Portcullis.
+      const nodes = [null, ...(altNode ? [{ bin: altNode, version: altVersion }] : [])];
+      for (const node of nodes) {
+        const m = await memoryRun({
           n: sessionsN,
           connections: memoryConnections,
           duration,
@@ -843,10 +829,12 @@ async function main(): Promise<number> {
           yaml: yaml(ports.pm),
           port: ports.pm,
           upstreamPort: ports.upstream,
-          node: { bin: altNode, version: altVersion },
+          node: node ?? undefined,
         });
+        if (node) memoryAlt = m;
+        else memory = m;
         console.log(
-          `memory [Node ${altVersion}]: idle ${memoryAlt.idleRssMB} MB (3 s), ${memoryAlt.settledRssMB} MB (30 s); peak ${memoryAlt.peakRssMB} MB, ${fmt(memoryAlt.rps, 0)} req/s${memoryAlt.ok ? '' : `, FAILED: ${memoryAlt.problem}`}`,
+          `memory${node ? ` [Node ${node.version}]` : ''}: idle ${m.idleRssMB} MB (3 s), ${m.settledRssMB} MB (30 s); ${m.sessions} sessions at ${m.connections} connections: peak ${m.peakRssMB} MB, ${fmt(m.rps, 0)} req/s${m.ok ? '' : `, FAILED: ${m.problem}`}`,
         );
       }
     }
