@@ -166,9 +166,7 @@ export async function startPortcullis(
   const metricsModule = cfg.metricsListen ? await import('./observe/metrics.js') : null;
   const metrics = metricsModule
     ? new metricsModule.Metrics(() => ({
-        idps: state.runtime.identities
-          .all()
-          .map((p) => ({ id: p.id, ready: p.idp.status.ready })),
+        idps: state.runtime.identities.all().map((p) => ({ id: p.id, ready: p.idp.status.ready })),
       }))
     : null;
   const instrument =

@@ -47,7 +47,8 @@ export function tenantIssuerRefusal(
 ): string | null {
   const { iss, tid } = claims;
   if (typeof iss !== 'string' || !iss) return 'the token names no issuer (iss)';
-  if (tid === undefined) return 'the token names no tenant (tid), which a multi-tenant issuer needs';
+  if (tid === undefined)
+    return 'the token names no tenant (tid), which a multi-tenant issuer needs';
   if (typeof tid !== 'string' || !TENANT_ID.test(tid))
     return `the token's tenant (tid) ${typeof tid === 'string' ? safe(tid) : `(a ${typeof tid})`} is not a tenant id`;
   if (iss === template.replace(TENANT_PLACEHOLDER, tid)) return null;
