@@ -328,9 +328,9 @@ routes:
     }
   });
 
-  // Multi-tenant issuers, for sign-ins and bearer tokens alike. Microsoft: "the issuer in the
-  // metadata document is https://login.microsoftonline.com/{tenantid}/v2.0 … replace {tenantid}
-  // with the tid claim of the token and compare it with the token's iss"
+  // Multi-tenant issuers, for sign-ins and bearer tokens alike. Microsoft: the metadata of a
+  // shared authority names the issuer https://login.microsoftonline.com/{tenantid}/v2.0; a
+  // validator puts the token's tid in place of {tenantid} and compares the result with its iss
   // (learn.microsoft.com/en-us/entra/identity-platform/access-tokens#validate-the-issuer); `tid`
   // is the tenant's GUID (learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference,
   // and .../access-token-claims-reference for access tokens, whose v2.0 `aud` is the client id).
