@@ -165,7 +165,9 @@ export async function startPortcullis(
   // it needs a restart anyway): about 10 MB of resident memory otherwise spent for nothing.
   const metricsModule = cfg.metricsListen ? await import('./observe/metrics.js') : null;
   const metrics = metricsModule
-    ? new metricsModule.Metrics(() => ({ idpReady: state.runtime.idp.status.ready }))
+    ? new metricsModule.Metrics(() => ({
+        idps: state.runtime.identities.all().map((p) => ({ id: p.id, ready: p.idp.status.ready })),
+      }))
     : null;
   const instrument =
     metricsModule && metrics ? (i: Idp): void => metricsModule.instrumentIdp(i, metrics) : null;

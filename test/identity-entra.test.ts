@@ -62,6 +62,15 @@ const OUTSIDER: EntraUser = {
   groups: [ADMINS],
   edov: true,
 };
+const THIRD_TENANT = randomUUID();
+const STRANGER: EntraUser = {
+  oid: randomUUID(),
+  tid: THIRD_TENANT,
+  name: 'Stranger',
+  email: 'someone@third.example',
+  groups: [],
+  edov: true,
+};
 const UNVERIFIED: EntraUser = {
   oid: randomUUID(),
   tid: TENANT,
@@ -69,6 +78,10 @@ const UNVERIFIED: EntraUser = {
   email: 'ceo@corp.example',
   groups: [],
 };
+
+const TOP_LEVEL_AZURE = `idp_provider: azure
+idp_client_id: ${CLIENT_ID}
+idp_client_secret: ${CLIENT_SECRET}`;
 
 interface Deployed {
   proxy: RunningPortcullis;
@@ -82,17 +95,22 @@ describe('azure (Entra ID) against a stand-in of Entra and Microsoft Graph', () 
   let upstream: RunningWhoami;
   const started: RunningPortcullis[] = [];
 
-  async function deploy(globals: string): Promise<Deployed> {
+  /** `identity`: the IdP keys, the top-level azure ones by default (`globals` then adds to them). */
+  async function deploy(globals: string, identity = TOP_LEVEL_AZURE): Promise<Deployed> {
     const port = await freePort();
     const yaml = `address: 127.0.0.1:${port}
 insecure_server: true
 cookie_secure: false
 cookie_secret: ${randomBytes(32).toString('base64')}
-idp_provider: azure
-idp_client_id: ${CLIENT_ID}
-idp_client_secret: ${CLIENT_SECRET}
+${identity}
 ${globals}
 routes:
+  - from: http://${HOST}:${port}
+    prefix: /api
+    to: ${upstream.url}
+    pass_identity_headers: true
+    allow_bearer_tokens: true
+    allow_any_authenticated_user: true
   - from: http://${HOST}:${port}
     prefix: /admins
     to: ${upstream.url}
@@ -122,7 +140,7 @@ routes:
       fetch: standin.fetch,
     });
     started.push(proxy);
-    await proxy.idp.start();
+    await Promise.all(proxy.state.runtime.identities.all().map((p) => p.idp.start()));
     assert.equal(proxy.idp.status.ready, true, String(proxy.idp.status.lastError));
     return { proxy, port, logs, text: () => text };
   }
@@ -132,7 +150,7 @@ routes:
     standin = await startEntraStandin({
       clientId: CLIENT_ID,
       clientSecret: CLIENT_SECRET,
-      users: [SMALL, MANY, OUTSIDER, UNVERIFIED],
+      users: [SMALL, MANY, OUTSIDER, STRANGER, UNVERIFIED],
     });
     standin.pageSize = 100;
     upstream = await startWhoami({ name: 'upstream' });
@@ -310,6 +328,196 @@ routes:
     }
   });
 
+  // Multi-tenant issuers, for sign-ins and bearer tokens alike. Microsoft: the metadata of a
+  // shared authority names the issuer https://login.microsoftonline.com/{tenantid}/v2.0; a
+  // validator puts the token's tid in place of {tenantid} and compares the result with its iss
+  // (learn.microsoft.com/en-us/entra/identity-platform/access-tokens#validate-the-issuer); `tid`
+  // is the tenant's GUID (learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference,
+  // and .../access-token-claims-reference for access tokens, whose v2.0 `aud` is the client id).
+  const TEMPLATE = 'https://login.microsoftonline.com/{tenantid}/v2.0';
+  const issuerOf = (tenant: string) => `https://login.microsoftonline.com/${tenant}/v2.0`;
+
+  async function bearer(d: Deployed, token: string) {
+    const r = await request(url(d, '/api/whoami?format=json'), {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+    });
+    const h = String(r.headers['www-authenticate'] ?? '');
+    return { r, why: /error_description="([^"]*)"/.exec(h)?.[1] ?? '' };
+  }
+
+  test('multi-tenant sign-in: users of every allowed tenant, each the oid; the session is theirs', async () => {
+    const two = await deploy(
+      `idp_provider_url: https://login.microsoftonline.com/organizations/v2.0\nidp_allowed_tenants: [${TENANT}, ${OTHER_TENANT}]`,
+    );
+    for (const user of [SMALL, OUTSIDER]) {
+      const { final, jar } = await entraSignIn(standin, url(two), user.oid);
+      assert.equal(final.status, 200, final.body);
+      assert.deepEqual(upstreamHeaders(final)['x-forwarded-user'], [user.oid]);
+      const me = await request(url(two, '/.portcullis/userinfo'), {
+        jar,
+        headers: { accept: 'application/json' },
+      });
+      assert.equal(me.status, 200, me.body);
+      assert.equal(me.json().user, user.oid);
+    }
+  });
+
+  test('multi-tenant bearer tokens: an allowed tenant is let in as its oid, another tenant is refused', async () => {
+    const a = await bearer(multi, await standin.accessToken(SMALL.oid));
+    assert.equal(a.r.status, 200, a.r.body);
+    assert.deepEqual(upstreamHeaders(a.r)['x-forwarded-user'], [SMALL.oid]);
+
+    const b = await bearer(multi, await standin.accessToken(OUTSIDER.oid));
+    assert.equal(b.r.status, 401, b.r.body);
+    assert.equal(b.why, `the token's tenant ${OTHER_TENANT} is not in idp_allowed_tenants`);
+    assert.doesNotMatch(b.r.body, new RegExp(OUTSIDER.oid), 'the upstream was not reached');
+  });
+
+  test('forged multi-tenant issuers are refused, each with its reason, whatever the allow-list', async () => {
+    // `*` is the widest allow-list: only the issuer check stands between these and the app.
+    const any = await deploy(
+      'idp_provider_url: https://login.microsoftonline.com/common/v2.0\nidp_allowed_tenants: ["*"]',
+    );
+    const ok = await bearer(any, await standin.accessToken(STRANGER.oid));
+    assert.equal(ok.r.status, 200, 'any real tenant is let in with *');
+    const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
+      [
+        'iss of another tenant than tid',
+        { iss: issuerOf(OTHER_TENANT) },
+        `the token was issued by ${issuerOf(OTHER_TENANT)} but names the tenant ${TENANT} (tid): the two must be the same tenant`,
+      ],
+      [
+        'a tid that is not a GUID, iss made to match',
+        { tid: 'contoso.onmicrosoft.com', iss: issuerOf('contoso.onmicrosoft.com') },
+        "the token's tenant (tid) contoso.onmicrosoft.com is not a tenant id",
+      ],
+      [
+        'a tid with path characters',
+        { tid: `${TENANT}/../common`, iss: issuerOf(`${TENANT}/../common`) },
+        `the token's tenant (tid) ${TENANT}/../common is not a tenant id`,
+      ],
+      [
+        'the template itself as iss, the placeholder as tid',
+        { tid: '{tenantid}', iss: TEMPLATE },
+        "the token's tenant (tid) {tenantid} is not a tenant id",
+      ],
+      [
+        'no tid at all',
+        { tid: undefined },
+        'the token names no tenant (tid), which a multi-tenant issuer needs',
+      ],
+      [
+        'a tid that is not a string',
+        { tid: 42 },
+        "the token's tenant (tid) (a number) is not a tenant id",
+      ],
+      [
+        'the v1.0 issuer (another host)',
+        { iss: `https://sts.windows.net/${TENANT}/` },
+        `the token was issued by https://sts.windows.net/${TENANT}/, not by the configured identity provider (expected ${issuerOf(TENANT)})`,
+      ],
+      [
+        'a look-alike host',
+        { iss: `https://login.microsoftonline.com.evil.example/${TENANT}/v2.0` },
+        /^the token was issued by https:\/\/login\.microsoftonline\.com\.evil\.example\/.*, not by the configured identity provider/,
+      ],
+      [
+        'a longer path',
+        { iss: `${issuerOf(TENANT)}/extra` },
+        /not by the configured identity provider/,
+      ],
+    ];
+    for (const [name, overrides, reason] of cases) {
+      const { r, why } = await bearer(any, await standin.accessToken(SMALL.oid, overrides));
+      assert.equal(r.status, 401, `${name}: ${r.body}`);
+      if (typeof reason === 'string') assert.equal(why, reason, name);
+      else assert.match(why, reason, name);
+      assert.equal(r.json().error, 'invalid_token', name);
+      assert.doesNotMatch(r.body, new RegExp(SMALL.oid), `${name}: the upstream was not reached`);
+    }
+  });
+
+  test('forged ID tokens at sign-in: a made-up, missing or placeholder tid is refused; no session', async () => {
+    const any = await deploy(
+      'idp_provider_url: https://login.microsoftonline.com/organizations/v2.0\nidp_allowed_tenants: ["*"]',
+    );
+    // openid-client puts the token's tid into the template, so each of these passes its issuer
+    // comparison: only Portcullis's own tenant check refuses them.
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ tid: 'evil', iss: issuerOf('evil') }, "the token's tenant (tid) evil is not a tenant id"],
+      [
+        { tid: undefined, iss: issuerOf('undefined') },
+        'the token names no tenant (tid), which a multi-tenant issuer needs',
+      ],
+      [
+        { tid: '{tenantid}', iss: TEMPLATE },
+        "the token's tenant (tid) {tenantid} is not a tenant id",
+      ],
+    ];
+    for (const [overrides, reason] of cases) {
+      standin.idTokenOverrides = overrides;
+      const { final, jar } = await entraSignIn(standin, url(any), SMALL.oid);
+      assert.equal(final.status, 502, final.body);
+      // The page escapes HTML (src/http/pages.ts): quotes arrive as &#39;.
+      assert.ok(final.body.includes(reason.replace(/'/g, '&#39;')), final.body);
+      const again = await request(url(any), { jar, headers: BROWSER_HEADERS });
+      assert.equal(again.status, 302, 'no session was created');
+      const line = any.logs.filter((l) => l.event === 'login_failed').at(-1);
+      assert.equal(line?.reason, 'id_token_invalid');
+    }
+    // The iss of another tenant than tid: refused too (by openid-client already).
+    standin.idTokenOverrides = { iss: issuerOf(OTHER_TENANT) };
+    const other = await entraSignIn(standin, url(any), SMALL.oid);
+    assert.ok(other.final.status >= 400, other.final.body);
+    const again = await request(url(any), { jar: other.jar, headers: BROWSER_HEADERS });
+    assert.equal(again.status, 302, 'no session was created');
+    // And a real token still signs in.
+    assert.equal((await entraSignIn(standin, url(any), SMALL.oid)).final.status, 200);
+  });
+
+  test('several IdPs: a token names its IdP by exact issuer first, else by the tenant template; each IdP reports readiness', async () => {
+    const metricsPort = await freePort();
+    const d = await deploy(
+      `metrics_address: 127.0.0.1:${metricsPort}`,
+      `idps:
+  - id: orgs
+    idp_provider: azure
+    idp_provider_url: https://login.microsoftonline.com/organizations/v2.0
+    idp_client_id: ${CLIENT_ID}
+    idp_client_secret: ${CLIENT_SECRET}
+    idp_allowed_tenants: [${TENANT}]
+  - id: partner
+    idp_provider: azure
+    idp_provider_url: ${issuerOf(OTHER_TENANT)}
+    idp_client_id: ${CLIENT_ID}
+    idp_client_secret: ${CLIENT_SECRET}
+  - id: offline
+    idp_provider_url: https://sso.unreachable.example
+    idp_client_id: portcullis
+    idp_client_secret: ${CLIENT_SECRET}`,
+    );
+    // The partner's own tenant: its exact issuer, not the template that would refuse it.
+    const partner = await bearer(d, await standin.accessToken(OUTSIDER.oid));
+    assert.equal(partner.r.status, 200, partner.why);
+    assert.deepEqual(upstreamHeaders(partner.r)['x-forwarded-user'], [OUTSIDER.oid]);
+    const orgs = await bearer(d, await standin.accessToken(SMALL.oid));
+    assert.equal(orgs.r.status, 200, orgs.why);
+    const third = await bearer(d, await standin.accessToken(STRANGER.oid));
+    assert.equal(third.r.status, 401);
+    assert.equal(third.why, `the token's tenant ${THIRD_TENANT} is not in idp_allowed_tenants`);
+    const forged = await bearer(
+      d,
+      await standin.accessToken(SMALL.oid, { iss: issuerOf(THIRD_TENANT) }),
+    );
+    assert.equal(forged.r.status, 401);
+    assert.match(forged.why, /but names the tenant .* \(tid\): the two must be the same tenant/);
+
+    const m = (await request(`http://127.0.0.1:${metricsPort}/metrics`)).body;
+    assert.match(m, /^portcullis_idp_ready\{idp="orgs"\} 1$/m);
+    assert.match(m, /^portcullis_idp_ready\{idp="partner"\} 1$/m);
+    assert.match(m, /^portcullis_idp_ready\{idp="offline"\} 0$/m);
+  });
+
   test('config: a shared issuer without idp_allowed_tenants, bad tenant ids, tenants without azure', () => {
     const base = (extra: string, provider = 'azure') => `address: 127.0.0.1:8443
 insecure_server: true
@@ -334,6 +542,11 @@ routes:
         'idp_provider_url: https://login.microsoftonline.com/organizations/v2.0\nidp_allowed_tenants: [contoso.com]',
         'azure',
         /idp_allowed_tenants: expected tenant ids .* got "contoso.com"/,
+      ],
+      [
+        'idp_provider_url: https://login.microsoftonline.com/organizations/v2.0',
+        'oidc',
+        /idp_provider_url: \/organizations\/v2\.0 is Microsoft Entra's multi-tenant issuer: it needs idp_provider: azure/,
       ],
       [
         `idp_provider_url: https://idp.example.com\nidp_allowed_tenants: [${TENANT}]`,

@@ -140,6 +140,57 @@ describe('portcullis check lints', () => {
     assert.deepEqual(lint(fromFile), []);
   });
 
+  test('every IdP of `idps:` has its client secret linted, each finding at its own key', () => {
+    const idps = (partner: string, extra = '') => `address: 127.0.0.1:8080
+insecure_server: true
+cookie_secret: ${COOKIE}
+${extra}
+idps:
+  - id: corp
+    idp_provider_url: https://idp.example.net/realms/corp
+    idp_client_id: portcullis
+    idp_client_secret: ${CLIENT}
+  - id: partner
+    idp_provider_url: https://login.partner.example/
+    idp_client_id: portcullis
+    idp_client_secret: ${partner}
+routes:
+  - from: https://app.example.com
+    to: http://10.0.0.5:3000
+    allow_any_authenticated_user: true
+`;
+    assert.deepEqual(lint(idps('Vb7Nq2Lx9Ws4Kd8Pr3Fm6Ht1Jc5Gz0Ya')), []);
+    const weak = lint(idps('changeme-changeme-changeme'));
+    assert.equal(weak.length, 1, JSON.stringify(weak));
+    assert.equal(weak[0]!.key, 'idps[1].idp_client_secret');
+    assert.match(weak[0]!.message, /the client secret of the IdP partner looks low-entropy/);
+    assert.ok(weak[0]!.line > 0);
+    const mangled = lint(idps("'Vb7N$q2Lx9Ws4Kd8Pr3Fm6Ht1Jc5Gz'"));
+    const m = find(mangled, /env files and shells/);
+    assert.ok(m, JSON.stringify(mangled));
+    assert.equal(m.key, 'idps[1].idp_client_secret');
+    assert.ok(!m.message.includes('Vb7N'), 'the finding never prints the secret');
+
+    // The top-level keys and an `idps` entry side by side: each at its own place.
+    const both = lint(
+      idps(
+        'abc123',
+        'idp_provider_url: https://sso.example.org\nidp_client_id: portcullis\nidp_client_secret: short-one',
+      ),
+    );
+    assert.deepEqual(
+      both.map((f) => [
+        f.key,
+        /only \d+ characters/.test(f.message),
+        /of the IdP (\w+)/.exec(f.message)?.[1],
+      ]),
+      [
+        ['idp_client_secret', true, 'default'],
+        ['idps[1].idp_client_secret', true, 'partner'],
+      ],
+    );
+  });
+
   test('a non-random cookie secret', () => {
     const weak = Buffer.from('0123456789abcdef0123456789abcdef').toString('base64');
     const w = find(

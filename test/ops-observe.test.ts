@@ -99,7 +99,7 @@ routes:
       /^portcullis_idp_request_duration_seconds_count\{operation="userinfo",outcome="ok"\} 2$/m,
     );
     assert.match(m, /^portcullis_config_reloads_total\{result="failure"\} 0$/m);
-    assert.match(m, /^portcullis_idp_ready 1$/m);
+    assert.match(m, /^portcullis_idp_ready\{idp="default"\} 1$/m);
     assert.match(m, /^process_cpu_user_seconds_total /m);
     assert.match(m, /^nodejs_eventloop_lag_seconds /m);
   });

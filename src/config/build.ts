@@ -7,6 +7,7 @@ import {
   REGISTERED_ASSERTION_CLAIMS,
   type SigningKeyInput,
 } from '../identity/assertion.js';
+import { TENANT_ID } from '../identity/entra-tenant.js';
 import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from '../identity/id-token.js';
 import type { IdentityPreset } from '../identity/presets.js';
 import { parseServiceAccount } from '../identity/directory/google.js';
@@ -392,7 +393,8 @@ function filesRead(raw: RawConfig): string[] {
 // Entra's shared issuers: an app registered as multi-tenant accepts users of every tenant in
 // the world unless told otherwise (learn.microsoft.com/en-us/entra/identity-platform/howto-convert-app-to-be-multi-tenant).
 const ENTRA_SHARED = /^\/(common|organizations|consumers)\/v2\.0\/?$/i;
-const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Microsoft's login hosts, public and national clouds: where the shared issuers live. */
+const ENTRA_LOGIN_HOST = /(^|\.)microsoftonline\.(com|us|cn)$/i;
 
 function tenantSettings(raw: RawIdpKeys, at: At): void {
   const tenants = raw.idp_allowed_tenants;
@@ -404,8 +406,17 @@ function tenantSettings(raw: RawIdpKeys, at: At): void {
         ['idp_allowed_tenants'],
         `expected tenant ids (GUIDs such as 72f988bf-86f1-41af-91ab-2d7cd011db47) or *, got ${JSON.stringify(t)}`,
       );
-  if (raw.idp_provider !== 'azure') return;
-  const path = URL.parse(raw.idp_provider_url ?? '')?.pathname ?? '';
+  const url = URL.parse(raw.idp_provider_url ?? '');
+  const path = url?.pathname ?? '';
+  if (raw.idp_provider !== 'azure') {
+    // Without azure there is no tenant check: every Entra tenant's users could sign in.
+    if (ENTRA_SHARED.test(path) && ENTRA_LOGIN_HOST.test(url?.hostname ?? ''))
+      at(
+        ['idp_provider_url'],
+        `${path} is Microsoft Entra's multi-tenant issuer: it needs idp_provider: azure, with idp_allowed_tenants listing the tenants whose users may sign in`,
+      );
+    return;
+  }
   if (ENTRA_SHARED.test(path) && !tenants?.length)
     at(
       ['idp_provider_url'],

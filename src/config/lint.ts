@@ -93,51 +93,20 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
     );
   }
 
-  // Pitfall 3: secrets that env files and shells mangle, and weak ones.
-  if (cfg.idp.clientSecret) {
+  // Pitfall 3: secrets that env files and shells mangle, and weak ones: every IdP's.
+  const rawIdps = Array.isArray(raw.idps) ? (raw.idps as Array<Record<string, unknown>>) : [];
+  const topLevel =
+    raw.idps === undefined || raw.idp_provider_url !== undefined || raw.idp_client_id !== undefined;
+  for (const idp of cfg.idps) {
+    // `default` is the top-level keys' IdP; any other is an entry of `idps`, found by its id.
+    const at = idp.id === 'default' && topLevel ? -1 : rawIdps.findIndex((e) => e.id === idp.id);
+    const keys = at < 0 ? raw : rawIdps[at]!;
+    const base: PropertyKey[] = at < 0 ? [] : ['idps', at];
     const key =
-      raw.idp_client_secret_file !== undefined ? 'idp_client_secret_file' : 'idp_client_secret';
-    const s = cfg.idp.clientSecret;
-    if (key === 'idp_client_secret') {
-      const bad = [
-        ...new Set(
-          (s.match(MANGLED) ?? []).map((c) =>
-            /\s/.test(c)
-              ? 'whitespace'
-              : c === '`'
-                ? 'backtick'
-                : c === '"'
-                  ? 'double quote'
-                  : c === "'"
-                    ? 'single quote'
-                    : `\`${c}\``,
-          ),
-        ),
-      ];
-      if (bad.length) {
-        add(
-          [key],
-          'warning',
-          `the client secret contains ${bad.join(', ')}: docker compose env files and shells silently drop, expand or cut at these, and the IdP then answers invalid_client`,
-          'read it from a file with idp_client_secret_file, or regenerate a letters-and-digits secret at the IdP (Authentik: generate_id rather than generate_key); `portcullis probe` proves which one the IdP accepts',
-        );
-      }
-    }
-    if (s.length < 16) {
-      add(
-        [key],
-        'warning',
-        `the client secret is only ${s.length} characters long: it can be guessed`,
-        'register a random secret of 32 or more characters at the IdP',
-      );
-    } else if (entropyPerChar(s) < 3 || WEAK_WORDS.test(s)) {
-      add(
-        [key],
-        'warning',
-        'the client secret looks low-entropy (repeated characters or a dictionary word): it can be guessed',
-        'register a random secret of 32 or more characters at the IdP',
-      );
-    }
+      keys.idp_client_secret_file !== undefined ? 'idp_client_secret_file' : 'idp_client_secret';
+    const who = cfg.idps.length > 1 ? ` of the IdP ${idp.id}` : '';
+    for (const f of secretFindings(idp.clientSecret, key === 'idp_client_secret'))
+      add([...base, key], 'warning', f.message.replace('{who}', who), f.fix);
   }
   if (cfg.cookie.secret.length && new Set(cfg.cookie.secret).size < 16) {
     add(
@@ -414,4 +383,45 @@ function usesGroups(policy: unknown, groupsClaim: string): boolean {
     if (usesGroups(v, groupsClaim)) return true;
   }
   return false;
+}
+
+/** What is wrong with a client secret; `{who}` in a message stands for the IdP's name. */
+function secretFindings(s: string, inline: boolean): Array<{ message: string; fix: string }> {
+  if (!s) return [];
+  const out: Array<{ message: string; fix: string }> = [];
+  if (inline) {
+    const bad = [
+      ...new Set(
+        (s.match(MANGLED) ?? []).map((c) =>
+          /\s/.test(c)
+            ? 'whitespace'
+            : c === '`'
+              ? 'backtick'
+              : c === '"'
+                ? 'double quote'
+                : c === "'"
+                  ? 'single quote'
+                  : `\`${c}\``,
+        ),
+      ),
+    ];
+    if (bad.length)
+      out.push({
+        message: `the client secret{who} contains ${bad.join(', ')}: docker compose env files and shells silently drop, expand or cut at these, and the IdP then answers invalid_client`,
+        fix: 'read it from a file with idp_client_secret_file, or regenerate a letters-and-digits secret at the IdP (Authentik: generate_id rather than generate_key); `portcullis probe` proves which one the IdP accepts',
+      });
+  }
+  const fix = 'register a random secret of 32 or more characters at the IdP';
+  if (s.length < 16)
+    out.push({
+      message: `the client secret{who} is only ${s.length} characters long: it can be guessed`,
+      fix,
+    });
+  else if (entropyPerChar(s) < 3 || WEAK_WORDS.test(s))
+    out.push({
+      message:
+        'the client secret{who} looks low-entropy (repeated characters or a dictionary word): it can be guessed',
+      fix,
+    });
+  return out;
 }

@@ -15,6 +15,7 @@ import { CliTokens } from '../session/cli-tokens.js';
 import { addressBucket, RateLimiter } from '../security/rate-limit.js';
 import { identityFromClaims } from './claims.js';
 import { emailRefusal } from './email-verified.js';
+import { isTenantTemplate, tenantNotAllowed } from './entra-tenant.js';
 import { describe as describeIdpError, IdpUnavailableError, type Idp } from './oidc.js';
 import type { IdentityProviders } from './registry.js';
 
@@ -303,10 +304,13 @@ export class TokenAuthenticator {
           reason: 'the identity provider publishes no jwks_uri',
         },
       };
+    const issuer = config.serverMetadata().issuer;
+    // A tenant template is no issuer any token carries: checked below, with the token's tid.
+    const template = isTenantTemplate(issuer);
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, {
-        issuer: config.serverMetadata().issuer,
+        ...(template ? {} : { issuer }),
         audience: this.audiences(route, from),
         algorithms: BEARER_ALGORITHMS,
         clockTolerance: Math.round(this.cfg.bearer.clockSkewMs / 1000),
@@ -316,6 +320,12 @@ export class TokenAuthenticator {
     } catch (e) {
       return { result: this.jwtError(e, token) };
     }
+    const refusal =
+      from.idp.issuerRefusal(payload) ??
+      (from.settings.provider === 'azure'
+        ? tenantNotAllowed(from.settings.allowedTenants, payload.tid)
+        : null);
+    if (refusal) return { result: { kind: 'invalid', description: refusal } };
     const until = Math.min(now + JWT_CACHE_MS, payload.exp! * 1000);
     return this.ok(payload.sub!, payload as Record<string, unknown>, token, until, from.settings);
   }

@@ -1,8 +1,9 @@
-import { createRemoteJWKSet, customFetch } from 'jose';
+import { createRemoteJWKSet, customFetch, decodeJwt } from 'jose';
 import * as client from 'openid-client';
 import type { Config } from '../config/types.js';
 import { isLoopback } from '../security/loopback.js';
 import { createCompleter, type ClaimsCompleter } from './directory/complete.js';
+import { isTenantTemplate, tenantIssuerRefusal } from './entra-tenant.js';
 import { verifyIdTokenSignature, type IdTokenVerdict, type RemoteKeys } from './id-token.js';
 import { verifyLogoutToken, type LogoutTokenVerdict } from './logout-token.js';
 
@@ -128,13 +129,35 @@ export class Idp {
     return this.jwks.get;
   }
 
-  /** Checks an ID token's signature (its claims are openid-client's job) against the allowed algorithms. */
-  verifyIdToken(token: string): Promise<IdTokenVerdict> {
-    return verifyIdTokenSignature(token, {
+  /**
+   * Checks an ID token's signature against the allowed algorithms, and its issuer where that is
+   * a tenant template; its other claims are openid-client's job.
+   */
+  async verifyIdToken(token: string): Promise<IdTokenVerdict> {
+    const signature = await verifyIdTokenSignature(token, {
       remote: this.keys(),
       algorithms: this.cfg.idTokenAlgorithms,
       secret: this.secret,
     });
+    if (signature.kind !== 'ok') return signature;
+    // openid-client does put the token's tid into a login.microsoftonline.com template, but
+    // takes any tid, a made-up or missing one included.
+    const why = this.issuerRefusal(decodeJwt(token));
+    return why ? { kind: 'invalid', reason: why } : signature;
+  }
+
+  /**
+   * Why a verified token's `iss` (and `tid`) do not make it this IdP's, or null, for an IdP whose
+   * discovered issuer is Entra's multi-tenant template. An exact issuer is null here: openid-client
+   * and jose compare it themselves.
+   */
+  issuerRefusal(claims: { iss?: unknown; tid?: unknown }): string | null {
+    const issuer = this.issuer();
+    if (issuer === null || !isTenantTemplate(issuer)) return null;
+    // Any tenant of the world could sign in with no tenant check: only azure has one.
+    if (this.cfg.provider !== 'azure')
+      return `the identity provider's issuer ${issuer} is Microsoft Entra's multi-tenant template, which needs idp_provider: azure (and idp_allowed_tenants)`;
+    return tenantIssuerRefusal(issuer, claims);
   }
 
   /**

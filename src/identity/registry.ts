@@ -1,4 +1,5 @@
 import type { Config } from '../config/types.js';
+import { fitsTemplate } from './entra-tenant.js';
 import type { Idp } from './oidc.js';
 import type { Provider } from './provider.js';
 
@@ -38,12 +39,16 @@ export class IdentityProviders {
 
   /**
    * The IdP whose issuer is exactly `iss` (the discovered issuer once discovery has answered,
-   * the configured one before), or null: a token, a logout token or a callback's `iss` names
-   * its IdP this way and only this way.
+   * the configured one before), else the Entra IdP whose multi-tenant template `iss` fits, or
+   * null: a token, a logout token or a callback's `iss` names its IdP this way and only this
+   * way. A template match only chooses the keys; the token's `tid` is checked once it is
+   * verified (Idp.issuerRefusal).
    */
   forIssuer(iss: unknown): IdentityProvider | null {
     if (typeof iss !== 'string' || !iss) return null;
     for (const p of this.byId.values()) if (issuerOf(p) === iss) return p;
+    for (const p of this.byId.values())
+      if (p.settings.provider === 'azure' && fitsTemplate(issuerOf(p), iss)) return p;
     return null;
   }
 }

@@ -53,7 +53,7 @@ export class Metrics {
   private readonly upstreamSecondsChildren = new Map<string, Observe>();
   private readonly failureChildren = new Map<string, Inc>();
 
-  constructor(readiness?: () => { idpReady: boolean }) {
+  constructor(readiness?: () => { idps: Array<{ id: string; ready: boolean }> }) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
     this.requests = new Counter({
@@ -131,10 +131,13 @@ export class Metrics {
     if (readiness) {
       new Gauge({
         name: 'portcullis_idp_ready',
-        help: '1 once discovery of the identity provider has succeeded.',
+        help: '1 once discovery of the identity provider has succeeded, by IdP (`idps[].id`, default for the top-level idp_* keys).',
+        labelNames: ['idp'],
         registers: [r],
         collect() {
-          this.set(readiness().idpReady ? 1 : 0);
+          // Rebuilt at each scrape: an IdP a reload removed must not linger at its last value.
+          this.reset();
+          for (const p of readiness().idps) this.labels(p.id).set(p.ready ? 1 : 0);
         },
       });
     }

@@ -55,6 +55,18 @@ export interface EntraStandin {
   nextLinkOverride: string | null;
   /** Paths (with query) of every request, in order, prefixed by the host that was asked. */
   log: string[];
+  /**
+   * Claims the next ID token carries in place of the real ones (a forged `iss` or `tid`), then
+   * cleared: what a broken or hostile token endpoint would answer, signed with the real key.
+   */
+  idTokenOverrides: Record<string, unknown> | null;
+  /**
+   * A v2.0 access token for this app's own API, as Entra issues it to a client of that API
+   * (learn.microsoft.com/en-us/entra/identity-platform/access-tokens: aud is the client id,
+   * iss the user's tenant, tid, oid, scp), signed with the stand-in's key; `overrides`
+   * replace or add claims (undefined removes one).
+   */
+  accessToken(oid: string, overrides?: Record<string, unknown>): Promise<string>;
   /** The fetch Portcullis uses: Microsoft's hosts are answered here; anything else is refused. */
   fetch: typeof fetch;
   close(): Promise<void>;
@@ -97,6 +109,28 @@ export async function startEntraStandin(o: {
     graphDown: false,
     nextLinkOverride: null,
     log: [],
+    idTokenOverrides: null,
+    accessToken: (oid, overrides = {}) => {
+      const user = s.users.get(oid)!;
+      return sign(
+        {
+          aud: o.clientId,
+          iss: `${LOGIN}/${user.tid}/v2.0`,
+          tid: user.tid,
+          oid: user.oid,
+          sub: createHash('sha256').update(`${user.oid}:${o.clientId}`).digest('base64url'),
+          azp: randomUUID(),
+          scp: 'access_as_user',
+          name: user.name,
+          preferred_username: user.email,
+          email: user.email,
+          ...(user.edov !== undefined ? { xms_edov: user.edov } : {}),
+          ver: '2.0',
+          ...overrides,
+        },
+        '1h',
+      );
+    },
     fetch: (async (input: string | URL | Request, init?: RequestInit) => {
       const url = new URL(input instanceof Request ? input.url : String(input));
       s.log.push(`${url.host}${url.pathname}${url.search}`);
@@ -143,13 +177,22 @@ export async function startEntraStandin(o: {
     } else {
       claims.groups = user.groups;
     }
-    return new SignJWT(claims)
+    const overrides = s.idTokenOverrides ?? {};
+    s.idTokenOverrides = null;
+    return sign(
+      { ...claims, iss: `${LOGIN}/${user.tid}/v2.0`, aud: o.clientId, ...overrides },
+      '1h',
+    );
+  }
+
+  /** Signed with the tenant-independent key set every Entra tenant publishes. */
+  function sign(claims: Record<string, unknown>, expires: string): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    const body: Record<string, unknown> = { iat: now, nbf: now, ...claims };
+    for (const [k, v] of Object.entries(body)) if (v === undefined) delete body[k];
+    return new SignJWT(body)
       .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' })
-      .setIssuer(`${LOGIN}/${user.tid}/v2.0`)
-      .setAudience(o.clientId)
-      .setIssuedAt()
-      .setNotBefore('0s')
-      .setExpirationTime('1h')
+      .setExpirationTime(expires)
       .sign(privateKey as CryptoKey);
   }
 

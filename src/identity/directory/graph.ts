@@ -8,6 +8,8 @@
 // (value[], @odata.nextLink), learn.microsoft.com/en-us/graph/throttling (429 + Retry-After),
 // learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference (groups, _claim_names).
 
+import { TENANT_ID } from '../entra-tenant.js';
+
 export type DirectoryResult =
   | { kind: 'ok'; groups: string[] }
   /** The directory could not be asked or did not answer usefully: try again later. */
@@ -30,8 +32,9 @@ export function hasGroupsOverage(claims: Record<string, unknown>): boolean {
   return typeof names === 'object' && names !== null && 'groups' in names;
 }
 
-const TENANT_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const ID_RE = TENANT_RE;
+const TENANT_RE = TENANT_ID;
+/** Object ids are GUIDs too. */
+const ID_RE = TENANT_ID;
 /** Enough for 100,000 groups at Graph's page size of 999: a bound, not a target. */
 const MAX_PAGES = 100;
 /** A Retry-After longer than this is not waited for in a request: the answer is "later". */
