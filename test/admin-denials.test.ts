@@ -329,6 +329,11 @@ routes:
       /\(portcullis\)[\s\S]*session_store_unavailable<\/code>: the session store is not answering/,
       'the console’s own 503 is on the page',
     );
+    const row =
+      /<tr data-kind="error">(?:(?!<\/tr>)[\s\S])*session_store_unavailable[\s\S]*?<\/tr>/.exec(
+        page.body,
+      )![0];
+    assert.doesNotMatch(row, /Test this/, 'no policy to test on a Portcullis page');
   });
 });
 

@@ -67,9 +67,12 @@ function row(a: AdminRequest, d: Denial): string {
     d.kind === 'deny'
       ? escapeHtml(d.reason)
       : `<code class="code">${escapeHtml(d.code)}</code>: ${escapeHtml(d.reason)}`;
-  // The tester judges a policy: a sign-in never reached one, and an unparsed request has no URL.
+  // The tester judges a route's policy: a sign-in or a Portcullis page never reached one, and an
+  // unparsed request has no URL.
   const test =
-    d.kind !== 'sign_in' && d.url ? `<a href="${escapeHtml(testerLink(d))}">Test this</a>` : '';
+    d.kind !== 'sign_in' && d.url && d.route !== '(portcullis)'
+      ? `<a href="${escapeHtml(testerLink(d))}">Test this</a>`
+      : '';
   return `<tr data-kind="${d.kind}"><td>${time(d.at)}<br><span class="muted">${ago(d.at, a.ctx.now)}</span></td><td><span class="kind${d.kind === 'error' ? '' : ' bad'}">${LABEL[d.kind]}</span>${d.method ? ` <code>${escapeHtml(d.method)}</code>` : ''} <code>${escapeHtml(d.path)}</code></td><td>${where}</td><td>${who ? escapeHtml(who) : `<span class="muted">${d.kind === 'sign_in' ? 'not known' : 'anonymous'}</span>`}${d.groups.length ? `<br><span class="muted">${escapeHtml(d.groups.slice(0, 8).join(', '))}${d.groups.length > 8 ? ', …' : ''}</span>` : ''}</td><td>${reason}</td><td>${escapeHtml(d.clientIp)}<br><code class="muted">${escapeHtml(d.requestId)}</code></td><td>${test}</td></tr>`;
 }
 
