@@ -1,9 +1,9 @@
 import type { AuthRequest } from '../authenticate/flow.js';
 import { redirectToLogin } from '../authenticate/flow.js';
 import type { Identity } from '../decide/types.js';
-import { codes, sendOutcome } from '../http/outcomes.js';
+import { codes, sendOutcome, unavailableCode } from '../http/outcomes.js';
 import { audit } from '../observe/observer.js';
-import type { SessionView } from '../session/types.js';
+import { StoreUnavailableError, type SessionView } from '../session/types.js';
 import { csrfToken, csrfValid } from './csrf.js';
 import { denialsPage } from './denials.js';
 import { healthPage } from './health.js';
@@ -68,7 +68,14 @@ export async function answerAdmin(ar: AuthRequest): Promise<void> {
     return;
   }
   const sub = ctx.path.slice(ADMIN.length);
-  const found = await rt.sessions.lookup(ctx);
+  let found: Awaited<ReturnType<typeof rt.sessions.lookup>>;
+  try {
+    found = await rt.sessions.lookup(ctx);
+  } catch (e) {
+    if (!(e instanceof StoreUnavailableError)) throw e;
+    storeDown(ar, e);
+    return;
+  }
   const setCookies = [...ar.setCookies, ...found.setCookies];
   // Only a browser session counts: a bearer token would make every POST a CSRF-free action.
   if (!found.identity || !found.session) {
@@ -161,6 +168,29 @@ export async function answerAdmin(ar: AuthRequest): Promise<void> {
     return;
   }
   await handler({ ...base, params: new URLSearchParams(ctx.query) });
+}
+
+const DOWN: Record<StoreUnavailableError['source'], string> = {
+  session_store: 'the session store, which holds your session, is not answering',
+  idp_refresh:
+    'your session is due for a check with the identity provider, which cannot be reached',
+  directory:
+    'your groups are due for a check with the identity provider’s directory, which has not answered for too long',
+};
+
+/**
+ * Nothing of the console, Health included, is shown without checking the admin's own session:
+ * a session remembered from before the outage could have been revoked on another replica since,
+ * and that replica could not tell this one (the revocation channel is the store's). So a 503, but
+ * one that says what is down and where to look without a session.
+ */
+function storeDown(ar: AuthRequest, e: StoreUnavailableError): void {
+  sendOutcome(ar.res, !ar.ctx.browser, unavailableCode(e.source), {
+    message: `The admin console cannot check who you are: ${DOWN[e.source]}. Its pages, Health included, need that check. Without a session, /ready on metrics_address and the ${e.source === 'session_store' ? 'session_store_unavailable' : 'session_refresh_unavailable'} log line say what is down.`,
+    requestId: ar.requestId,
+    setCookies: ar.setCookies,
+    headers: { 'retry-after': '5' },
+  });
 }
 
 function notFound(ar: AuthRequest, allow: string | null): void {

@@ -429,6 +429,8 @@ export async function callback(authRequest: AuthRequest): Promise<void> {
         reason: code,
         detail: message,
         host: ctx.host,
+        path: ctx.path,
+        client: ctx.clientIp,
         ...log,
       },
       'login failed',
@@ -744,7 +746,14 @@ function badRedirect(authRequest: AuthRequest): void {
 
 export function idpUnavailable(authRequest: AuthRequest, detail: string): void {
   audit(authRequest.rt).warn(
-    { requestId: authRequest.requestId, event: 'idp_unavailable', detail },
+    {
+      requestId: authRequest.requestId,
+      event: 'idp_unavailable',
+      detail,
+      host: authRequest.ctx.host,
+      path: authRequest.ctx.path,
+      client: authRequest.ctx.clientIp,
+    },
     'login needed but the identity provider is unavailable',
   );
   sendOutcome(authRequest.res, !authRequest.ctx.browser, codes.idp_unavailable, {

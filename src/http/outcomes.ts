@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { UnavailableCause } from '../decide/types.js';
 import { sendPage, type PageOptions } from './pages.js';
 
 // Every answer Portcullis gives on its own account, by code: the code is what API clients and
@@ -91,6 +92,15 @@ export type OutcomeOptions = Omit<PageOptions, 'status' | 'title' | 'code'> & {
   status?: number;
 };
 
+// The code each response was answered with, for the request's access event (the admin
+// console's denials page lists the error pages): a WeakMap, so it lives as long as the response.
+const sent = new WeakMap<ServerResponse, OutcomeCode>();
+
+/** The outcome code this response was answered with, if Portcullis answered it itself. */
+export function outcomeOf(res: ServerResponse): OutcomeCode | undefined {
+  return sent.get(res);
+}
+
 /** A page (browsers) or JSON (API clients) for an outcome of the table. */
 export function sendOutcome(
   res: ServerResponse,
@@ -99,5 +109,29 @@ export function sendOutcome(
   o: OutcomeOptions,
 ): void {
   const s = TABLE[code];
+  sent.set(res, code);
   sendPage(res, wantsJson, { ...o, code, status: o.status ?? s.status, title: s.title });
+}
+
+export type UnavailableCode = Extract<
+  OutcomeCode,
+  | 'session_store_unavailable'
+  | 'idp_unavailable'
+  | 'token_check_unavailable'
+  | 'directory_unavailable'
+>;
+
+/** The outcome code of each cause: what the page says, and what API clients and dashboards match on. */
+export function unavailableCode(cause: UnavailableCause): UnavailableCode {
+  switch (cause) {
+    case 'session_store':
+      return codes.session_store_unavailable;
+    case 'idp_refresh':
+      return codes.idp_unavailable;
+    case 'directory':
+      return codes.directory_unavailable;
+    case 'idp_keys':
+    case 'idp_introspection':
+      return codes.token_check_unavailable;
+  }
 }

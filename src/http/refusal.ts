@@ -1,7 +1,8 @@
 import { redirectToLogin, type AuthRequest } from '../authenticate/flow.js';
 import type { Decision } from '../decide/decide.js';
-import type { UnavailableCause } from '../decide/types.js';
-import { codes, sendOutcome, type OutcomeCode } from './outcomes.js';
+import { codes, sendOutcome, unavailableCode, type UnavailableCode } from './outcomes.js';
+
+export { unavailableCode };
 
 // The one place a refused decision becomes a response, for the reverse proxy and for the
 // forward-auth contracts that hand our answer to the browser as is (Traefik, Caddy, Envoy).
@@ -72,29 +73,6 @@ export async function renderRefusal(
       });
       return;
     }
-  }
-}
-
-type UnavailableCode = Extract<
-  OutcomeCode,
-  | 'session_store_unavailable'
-  | 'idp_unavailable'
-  | 'token_check_unavailable'
-  | 'directory_unavailable'
->;
-
-/** The outcome code of each cause: what the page says, and what API clients and dashboards match on. */
-export function unavailableCode(cause: UnavailableCause): UnavailableCode {
-  switch (cause) {
-    case 'session_store':
-      return codes.session_store_unavailable;
-    case 'idp_refresh':
-      return codes.idp_unavailable;
-    case 'directory':
-      return codes.directory_unavailable;
-    case 'idp_keys':
-    case 'idp_introspection':
-      return codes.token_check_unavailable;
   }
 }
 

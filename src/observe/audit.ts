@@ -14,19 +14,28 @@ export interface AuditFields {
  * are counted here, so callers write one line and both stay in step.
  */
 export class Audit {
+  private listener: ((f: AuditFields) => void) | null = null;
+
   constructor(
     readonly log: Logger,
     private readonly metrics: Metrics | null = null,
   ) {}
 
+  /** One more reader of every event (the admin console's recent failures), after the line. */
+  listen(fn: (f: AuditFields) => void): void {
+    this.listener = fn;
+  }
+
   info(fields: AuditFields, msg: string): void {
     this.count(fields);
     this.log.info(fields, msg);
+    this.listener?.(fields);
   }
 
   warn(fields: AuditFields, msg: string): void {
     this.count(fields);
     this.log.warn(fields, msg);
+    this.listener?.(fields);
   }
 
   private count(f: AuditFields): void {

@@ -4,7 +4,7 @@ import type { Logger } from './logger.js';
 import { Audit } from './audit.js';
 import type { Metrics } from './metrics.js';
 import type { UpstreamStatus } from './health.js';
-import { Recent } from './recent.js';
+import { Recent, type RawRequest } from './recent.js';
 
 /**
  * What a running Portcullis observes besides its log: metrics and the audit log. One per
@@ -20,9 +20,16 @@ export class Observer {
   constructor(
     readonly metrics: Metrics | null,
     readonly audit: Audit,
-  ) {}
+  ) {
+    // A failed sign-in's event is its audit line; the console's row is made from that line.
+    audit.listen((f) => this.recent.audited(f));
+  }
 
-  /** Called once per request, next to the access-log line. */
+  /**
+   * Called once per request, next to the access-log line. `outcome` is the code of the page
+   * Portcullis answered with itself (outcomes.ts), `raw` what is known of a request that could
+   * not be parsed.
+   */
   request(
     ctx: RequestContext | null,
     status: number,
@@ -32,6 +39,7 @@ export class Observer {
     reason: string,
     d?: Decision,
     upstream?: { upstreamMs: number } | null,
+    more?: { outcome?: string | undefined; raw?: RawRequest | undefined },
   ): void {
     const route =
       d && 'route' in d && d.route
@@ -49,7 +57,8 @@ export class Observer {
       );
       if (d?.kind === 'unavailable' && d.cause === 'session_store') this.metrics.storeError('load');
     }
-    this.recent.request(ctx, d, requestId);
+    if (ctx === null && more?.raw) this.recent.unparsed(more.raw, requestId, reason);
+    else this.recent.request(ctx, d, requestId, more?.outcome);
     if (d?.kind === 'deny') {
       this.audit.warn(
         {

@@ -1,28 +1,49 @@
 import type { Decision } from '../decide/decide.js';
 import type { Identity, RequestContext } from '../decide/types.js';
+import { unavailableCode } from '../http/outcomes.js';
+import type { AuditFields } from './audit.js';
+import { errorReason, isErrorOutcome, safeCode, signInReason } from './failure-reasons.js';
 
 // What the admin console shows of the recent past, kept in this process's memory only and
 // bounded: the denied and failed requests (from the very events that write the audit log and
 // the access line), who was seen recently (for the policy tester), when each session was last
 // used here, and the reloads. Nothing here is shared between replicas: each page says so.
 
+/** denied by a policy, a sign-in that failed, or a request that ended in an error page. */
+export type DenialKind = 'deny' | 'sign_in' | 'error';
+
 export interface Denial {
   at: number;
   requestId: string;
-  /** deny (policy), unavailable (a dependency down), bad_request (refused path or header). */
-  kind: 'deny' | 'unavailable' | 'bad_request';
+  kind: DenialKind;
+  /** '' when the event does not say (a sign-in's callback is a GET). */
   method: string;
-  /** scheme://host[:port]/path?query as the policy saw it. */
+  host: string;
+  path: string;
+  /**
+   * scheme://host[:port]/path as the policy saw it, for the tester; '' for a sign-in. Never the
+   * query: like the access and audit lines, a row leaves it out (it may carry a code or token).
+   */
   url: string;
+  /** The route's id, '(none)', or '' where no route was matched (a sign-in). */
   route: string;
-  /** Who was refused: e-mail and user claim ('' when anonymous). */
+  /** Who was refused: e-mail and user claim ('' when anonymous or not yet known). */
   email: string;
   user: string;
   groups: string[];
   clientIp: string;
-  /** The rule or step that settled it (the policy's reason; the cause for a failure). */
-  rule: string;
+  /** The outcome code (access_denied, invalid_state, upstream_unavailable, …). */
+  code: string;
+  /** The policy's reason for a denial; a fixed text of the code otherwise (failure-reasons.ts). */
   reason: string;
+}
+
+/** A request Portcullis could not even parse: what its log line says of it. */
+export interface RawRequest {
+  method: string;
+  host: string;
+  target: string;
+  clientIp: string;
 }
 
 export interface RecentUser {
@@ -60,12 +81,24 @@ export class Recent {
    * session seen within the last second is left as it is (no allocation, no map write): this
    * runs on the hot path, and "last seen" only needs to be exact to a second.
    */
-  request(ctx: RequestContext | null, d: Decision | undefined, requestId: string): void {
-    if (!ctx || !d) return;
+  request(
+    ctx: RequestContext | null,
+    d: Decision | undefined,
+    requestId: string,
+    outcome?: string,
+  ): void {
+    if (!ctx) return;
+    if (!d) {
+      // A Portcullis endpoint (sign-in, console): its error page is the only event here.
+      if (outcome !== undefined && isErrorOutcome(outcome))
+        this.denial(ctx, null, null, requestId, outcome);
+      return;
+    }
     const identity = 'identity' in d ? d.identity : null;
     if (identity) this.user(identity, ctx.now);
     if (d.kind === 'allow' && d.session) this.touch(d.session.sid, ctx.now);
-    this.denial(ctx, d, identity, requestId);
+    if (d.kind !== 'allow' || outcome !== undefined)
+      this.denial(ctx, d, identity, requestId, outcome);
   }
 
   private user(identity: Identity, now: number): void {
@@ -93,26 +126,88 @@ export class Recent {
 
   private denial(
     ctx: RequestContext,
-    d: Decision,
+    d: Decision | null,
     identity: Identity | null,
     requestId: string,
+    outcome: string | undefined,
   ): void {
-    if (d.kind !== 'deny' && d.kind !== 'unavailable' && d.kind !== 'bad_request') return;
     const port = ctx.port === (ctx.scheme === 'https' ? 443 : 80) ? '' : `:${ctx.port}`;
-    this.ring[this.next] = {
+    const base = {
       at: ctx.now,
       requestId,
-      kind: d.kind,
       method: ctx.method,
-      url: `${ctx.scheme}://${ctx.host}${port}${ctx.path}${ctx.query}`,
-      route: d.route?.id ?? '(none)',
+      host: ctx.host,
+      path: ctx.path,
+      url: `${ctx.scheme}://${ctx.host}${port}${ctx.path}`,
+      route: d === null ? '(portcullis)' : 'route' in d ? (d.route?.id ?? '(none)') : '(none)',
       email: identity?.email ?? '',
       user: identity?.user ?? '',
       groups: identity ? identity.groups.slice(0, 50) : [],
       clientIp: ctx.clientIp,
-      rule: d.kind === 'deny' ? d.policy.reason : d.kind === 'unavailable' ? d.cause : 'request',
-      reason: d.kind === 'deny' ? d.policy.reason : d.reason,
     };
+    if (d?.kind === 'deny')
+      this.push({ ...base, kind: 'deny', code: 'access_denied', reason: d.policy.reason });
+    else if (d?.kind === 'unavailable' || d?.kind === 'bad_request')
+      this.push({
+        ...base,
+        kind: 'error',
+        code: d.kind === 'unavailable' ? unavailableCode(d.cause) : 'ambiguous_path',
+        reason: d.reason,
+      });
+    else if (outcome !== undefined && isErrorOutcome(outcome))
+      this.push({ ...base, kind: 'error', code: outcome, reason: errorReason(outcome) });
+  }
+
+  /** A request refused before it had a context (malformed Host, request-target). */
+  unparsed(raw: RawRequest, requestId: string, reason: string): void {
+    this.push({
+      at: Date.now(),
+      requestId,
+      kind: 'error',
+      method: raw.method.slice(0, 20),
+      host: raw.host.slice(0, 200),
+      path: raw.target.split('?')[0]!.slice(0, 500),
+      url: '',
+      route: '(none)',
+      email: '',
+      user: '',
+      groups: [],
+      clientIp: raw.clientIp,
+      code: 'bad_request',
+      reason: reason.slice(0, 200),
+    });
+  }
+
+  /**
+   * Fed by the audit log (Audit.listen): the very line an operator reads for a failed sign-in
+   * becomes the row. Only fields Portcullis set itself are kept: a known code, the host and path
+   * it parsed, the user of a verified ID token; never the line's detail, which quotes the IdP.
+   */
+  audited(f: AuditFields): void {
+    if (f.event !== 'login_failed' && f.event !== 'idp_unavailable') return;
+    const text = (v: unknown, max: number): string =>
+      typeof v === 'string' ? v.slice(0, max) : '';
+    const code = f.event === 'idp_unavailable' ? 'idp_unavailable' : safeCode(f.reason);
+    this.push({
+      at: Date.now(),
+      requestId: text(f.requestId, 100),
+      kind: 'sign_in',
+      method: '',
+      host: text(f.host, 255),
+      path: text(f.path, 500),
+      url: '',
+      route: '',
+      email: text(f.email, 200),
+      user: text(f.user, 200),
+      groups: [],
+      clientIp: text(f.client, 64),
+      code,
+      reason: signInReason(code, f.idpError),
+    });
+  }
+
+  private push(d: Denial): void {
+    this.ring[this.next] = d;
     this.next = (this.next + 1) % DENIALS;
   }
 

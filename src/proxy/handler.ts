@@ -15,7 +15,7 @@ import { mePage, userinfo } from '../authenticate/me.js';
 import { contextFromRequest } from '../decide/context.js';
 import { decide, type Decision } from '../decide/decide.js';
 import type { RequestContext } from '../decide/types.js';
-import { codes, sendOutcome } from '../http/outcomes.js';
+import { codes, outcomeOf, sendOutcome } from '../http/outcomes.js';
 import { renderRefusal } from '../http/refusal.js';
 import { audienceHost, identityResponseHeaders } from '../identity/upstream-headers.js';
 import { answerForwardAuth, isForwardAuthPath } from '../forward-auth/endpoints.js';
@@ -74,13 +74,24 @@ async function handle(
       message: `This request was refused: ${parsed.reason}.`,
       requestId,
     });
-    access(rt, req, null, 400, requestId, started, 'bad_request', parsed.reason);
+    access(rt, req, res, null, 400, requestId, started, 'bad_request', parsed.reason);
     return;
   }
   const ctx = parsed.ctx;
   if (isForwardAuthPath(rt, ctx, req)) {
     const fa = await answerForwardAuth(rt, ctx, parsed.pathError, req, res, requestId);
-    access(rt, req, fa.ctx, res.statusCode, requestId, started, fa.label, fa.reason, fa.decision);
+    access(
+      rt,
+      req,
+      res,
+      fa.ctx,
+      res.statusCode,
+      requestId,
+      started,
+      fa.label,
+      fa.reason,
+      fa.decision,
+    );
     return;
   }
   if (
@@ -99,7 +110,7 @@ async function handle(
         { kind: 'unavailable', route: null, cause: e.source, reason: e.message },
       );
     }
-    access(rt, req, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
+    access(rt, req, res, ctx, res.statusCode, requestId, started, 'portcullis', ctx.path);
     return;
   }
   const decision = await decide(ctx, rt, { pathError: parsed.pathError });
@@ -170,6 +181,7 @@ async function handle(
   access(
     rt,
     req,
+    res,
     ctx,
     res.statusCode,
     requestId,
@@ -301,6 +313,7 @@ export function createUpgradeHandler(state: ProxyState) {
       access(
         rt,
         req,
+        null,
         parsed.ctx,
         decision.kind === 'allow' ? 101 : 0,
         requestId,
@@ -355,6 +368,7 @@ export function createUpgradeHandler(state: ProxyState) {
 function access(
   rt: Runtime,
   req: IncomingMessage,
+  res: ServerResponse | null,
   ctx: RequestContext | null,
   status: number,
   requestId: string,
@@ -364,7 +378,21 @@ function access(
   d?: Decision,
   upstream?: { upstreamStatus: number; upstreamMs: number } | null,
 ): void {
-  rt.observer.request(ctx, status, requestId, started, decision, reason, d, upstream);
+  // Only an error status can have an error page to list: a proxied 200 allocates nothing here.
+  const more =
+    ctx === null
+      ? {
+          raw: {
+            method: req.method ?? '',
+            host: String(req.headers.host ?? ''),
+            target: req.url ?? '',
+            clientIp: req.socket.remoteAddress ?? '',
+          },
+        }
+      : res !== null && status >= 400
+        ? { outcome: outcomeOf(res) }
+        : undefined;
+  rt.observer.request(ctx, status, requestId, started, decision, reason, d, upstream, more);
   if (!rt.log.isLevelEnabled('info')) return;
   const route = d && 'route' in d && d.route ? d.route.id : undefined;
   const identity = d && 'identity' in d ? d.identity : null;
