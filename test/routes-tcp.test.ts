@@ -944,6 +944,19 @@ describe('TCP route config errors name the key and the line', () => {
     );
   });
 
+  // The bytes of a tunnel go to the upstream as they came: there is no TLS for tls_* to shape.
+  test('`portcullis check` warns that tls_* keys on a TCP route have no effect', () => {
+    const yaml = `${base}\nroutes:\n  - from: tcp+https://db.corp.example.com:5432\n    to: tcp://10.0.0.5:5432\n    tls_skip_verify: true\n    allow_any_authenticated_user: true\n`;
+    const found = lintConfig(parseConfig(yaml, 't.yaml'), yaml).filter((i) =>
+      /has no effect/.test(i.message),
+    );
+    assert.deepEqual(
+      found.map((i) => [i.key, i.severity]),
+      [['routes[0].tls_skip_verify', 'warning']],
+    );
+    assert.match(found[0]!.message, /reached without TLS \(tcp:\/\/10\.0\.0\.5:5432\)/);
+  });
+
   test('policy_tests and `portcullis explain` judge a TCP route with a tcp+https://host:port URL', async () => {
     const yaml = `${base}
 routes:

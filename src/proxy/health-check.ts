@@ -13,8 +13,8 @@ import { transportOf, upstreamLabel } from '../config/upstream-url.js';
 // `healthy_threshold` passes in a row bring it back. An HTTP check answered with a 503 takes it
 // out at once, as in Envoy. Upstreams start healthy, so a fresh start does not refuse traffic
 // before the first round of checks; a reload hands over what the previous config's checks
-// learnt (see carry()), so an upstream known to be down does not get traffic again while the
-// new checks start.
+// learnt (restore(), from Upstreams.configure), so an upstream known to be down gets no traffic
+// while the new checks start.
 
 type Result = 'pass' | 'fail' | 'fail_now';
 
