@@ -644,6 +644,9 @@ export async function forwardUpgrade(
       for (const one of Array.isArray(v) ? v : [v]) head101 += `${k}: ${one}\r\n`;
     }
     socket.write(`${head101}\r\n`);
+    // undici armed the HTTP/2 stream's timer for the handshake (the route's `timeout`); the
+    // stream is a tunnel now, whose only limit is idle_timeout, on the client socket below.
+    if (h2) (upgraded.socket as Duplex & { setTimeout?: (ms: number) => unknown }).setTimeout?.(0);
     if (head.length) upgraded.socket.write(head);
     upgraded.socket.pipe(socket);
     socket.pipe(upgraded.socket);
