@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../src/config/load.js';
 import { transportOf } from '../src/config/upstream-url.js';
+import { lintConfig } from '../src/config/lint.js';
 import { issue, route } from './helpers/config-errors.js';
 
 // `portcullis check` for the upstream connection and header keys: a Pomerium config using
@@ -427,4 +428,73 @@ describe('misused upstream keys are config errors naming the key and line', () =
       assert.match(got.message, message);
     });
   }
+});
+
+// TLS: the tls_* keys shape the TLS connection to an https upstream; h2c://, http+unix:// and
+// plain http:// upstreams have none ("HTTP/2 ... without TLS (that is, in cleartext)", TO page),
+// so on a route whose upstreams are all such, the keys change nothing and `check` says so.
+describe('`portcullis check` warns when the upstream TLS keys have nothing to apply to', () => {
+  const noEffect = (text: string): Array<[string, number, string]> =>
+    lintConfig(parseConfig(text, 'p.yaml', {}), text)
+      .filter((i) => /has no effect: every `to` upstream/.test(i.message))
+      .map((i) => [i.key, i.line, i.severity]);
+
+  test('each tls_* key on a plain http:// route is a warning naming the key and its line', () => {
+    const text = route(
+      'to: http://10.0.0.5:3000',
+      `tls_client_cert_file: ${join(dir, 'client.crt')}`, // 11
+      `tls_client_key_file: ${join(dir, 'client.key')}`,
+      'tls_server_name: app.internal',
+      'tls_skip_verify: true',
+      `tls_custom_ca: ${b64('client.crt')}`, // 15
+    );
+    assert.deepEqual(noEffect(text), [
+      ['routes[0].tls_skip_verify', 14, 'warning'],
+      ['routes[0].tls_custom_ca', 15, 'warning'],
+      ['routes[0].tls_client_cert_file', 11, 'warning'],
+      ['routes[0].tls_client_key_file', 12, 'warning'],
+      ['routes[0].tls_server_name', 13, 'warning'],
+    ]);
+    const issues = lintConfig(parseConfig(text, 'p.yaml', {}), text);
+    assert.match(
+      issues.find((i) => i.key === 'routes[0].tls_server_name')!.message,
+      /reached without TLS \(http:\/\/10\.0\.0\.5:3000\)/,
+    );
+    // tls_skip_verify turns nothing off here: the no-effect warning replaces the usual one.
+    assert.ok(!issues.some((i) => /turns off certificate checks/.test(i.message)));
+  });
+
+  test('h2c:// and http+unix:// upstreams count as plain; inline PEM and the newer name too', () => {
+    const text = route(
+      "to: ['h2c://10.0.0.5:9000', 'http+unix:///run/app.sock']",
+      'tls_upstream_server_name: app.internal', // 11
+      `tls_client_cert: ${b64('client.crt')}`,
+      `tls_client_key: ${b64('client.key')}`,
+      `tls_custom_ca_file: ${join(dir, 'client.crt')}`,
+    );
+    assert.deepEqual(noEffect(text), [
+      ['routes[0].tls_custom_ca_file', 14, 'warning'],
+      ['routes[0].tls_client_cert', 12, 'warning'],
+      ['routes[0].tls_client_key', 13, 'warning'],
+      ['routes[0].tls_upstream_server_name', 11, 'warning'],
+    ]);
+  });
+
+  test('an https:// or https+unix:// upstream in `to` uses the keys: no warning', () => {
+    for (const to of [
+      'to: https://10.0.0.5:8443',
+      "to: ['http://10.0.0.5:3000', 'https://10.0.0.6:8443']",
+      'to: https+unix:///run/app.sock',
+    ]) {
+      const text = route(to, 'tls_upstream_server_name: app.internal', 'tls_skip_verify: true');
+      assert.deepEqual(noEffect(text), [], to);
+      // ...and tls_skip_verify keeps its own warning there.
+      assert.ok(
+        lintConfig(parseConfig(text, 'p.yaml', {}), text).some((i) =>
+          /turns off certificate checks/.test(i.message),
+        ),
+        to,
+      );
+    }
+  });
 });

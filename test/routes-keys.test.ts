@@ -179,6 +179,8 @@ function makeCertificates(dir: string): void {
 
 describe('upstream connection and header keys through a running Portcullis', () => {
   let s: Stack;
+  let h2ws: http2.Http2Server;
+  const h2wsSeen: Array<Record<string, unknown>> = [];
   let dir: string;
   const seen: Seen[] = [];
   const servers: Array<net.Server | http2.Http2Server> = [];
@@ -230,7 +232,29 @@ describe('upstream connection and header keys through a running Portcullis', () 
     await listen(mtls, 0);
     const unixTls = track(https.createServer(tlsOptions, recorder(seen)));
     await listen(unixTls, join(dir, 'tls.sock'));
-    servers.push(plain, h2c, unixPlain, mtls, unixTls);
+    // An h2c WebSocket echo as RFC 8441 has it: SETTINGS_ENABLE_CONNECT_PROTOCOL, then an
+    // extended CONNECT stream per WebSocket on which the frames flow; each text frame from the
+    // client (masked, RFC 6455 section 5.3) is answered with an unmasked "echo: ..." frame.
+    h2ws = track(http2.createServer({ settings: { enableConnectProtocol: true } }));
+    h2ws.on('stream', (stream, headers) => {
+      h2wsSeen.push({ ...headers });
+      stream.respond({ ':status': 200, 'sec-websocket-protocol': 'chat' });
+      stream.on('error', () => {});
+      let buf = Buffer.alloc(0);
+      stream.on('data', (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        while (buf.length >= 6 && buf.length >= 6 + (buf[1]! & 0x7f)) {
+          const len = buf[1]! & 0x7f;
+          const mask = buf.subarray(2, 6);
+          const text = Buffer.from(buf.subarray(6, 6 + len).map((b, i) => b ^ mask[i % 4]!));
+          buf = buf.subarray(6 + len);
+          const reply = Buffer.from(`echo: ${text.toString()}`);
+          stream.write(Buffer.concat([Buffer.from([0x81, reply.length]), reply]));
+        }
+      });
+    });
+    await listen(h2ws as unknown as net.Server, 0);
+    servers.push(plain, h2c, unixPlain, mtls, unixTls, h2ws);
     const up = `http://127.0.0.1:${portOf(plain)}`;
     const mtlsUp = `https://127.0.0.1:${portOf(mtls)}`;
     const clientFiles = `tls_client_cert_file: ${join(dir, 'client.crt')}
@@ -278,6 +302,17 @@ routes:
     allow_any_authenticated_user: true
     cors_allow_preflight: true
     kubernetes_service_account_token_file: ${join(dir, 'sa-token')}
+  # TO: WebSockets to h2c upstreams, with and without RFC 8441
+  - from: http://app.corp.test:\${PORT}
+    prefix: /h2c-ws/
+    to: h2c://127.0.0.1:${portOf(h2ws as unknown as net.Server)}
+    allow_public_unauthenticated_access: true
+    allow_websockets: true
+  - from: http://app.corp.test:\${PORT}
+    prefix: /h2c-no-ws/
+    to: h2c://127.0.0.1:${portOf(h2c as unknown as net.Server)}
+    allow_public_unauthenticated_access: true
+    allow_websockets: true
   # TIMEOUTS: idle_timeout on a WebSocket tunnel
   - from: http://app.corp.test:\${PORT}
     prefix: /ws-idle/
@@ -689,6 +724,82 @@ routes:
       assert.equal(r.status, 502, `${path}: ${r.body}`);
     }
     assert.equal(seen.length, before);
+  });
+
+  // WebSockets over HTTP/2 are RFC 8441's extended CONNECT (:method CONNECT, :protocol
+  // websocket; "the Sec-WebSocket-Key and Sec-WebSocket-Accept header fields are not used",
+  // section 5). The client still speaks RFC 6455's HTTP/1.1 handshake, so Portcullis answers it
+  // with the Sec-WebSocket-Accept that section 4.2.2 defines.
+  const wsHandshake = (
+    path: string,
+    key: string | null,
+  ): Promise<{ sock: net.Socket; got: () => string }> =>
+    new Promise((resolve) => {
+      const sock = net.connect(s.port, '127.0.0.1');
+      let got = '';
+      sock.on('data', (c: Buffer) => (got += c.toString('latin1')));
+      sock.on('error', () => {});
+      sock.write(
+        `GET ${path} HTTP/1.1\r\nHost: app.corp.test:${s.port}\r\n` +
+          'Connection: Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n' +
+          'Sec-WebSocket-Protocol: chat\r\n' +
+          (key === null ? '' : `Sec-WebSocket-Key: ${key}\r\n`) +
+          '\r\n',
+      );
+      resolve({ sock, got: () => got });
+    });
+  const untilText = async (got: () => string, text: string): Promise<void> => {
+    for (let i = 0; i < 200 && !got().includes(text); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.ok(got().includes(text), `expected ${text} in ${JSON.stringify(got())}`);
+  };
+  /** A masked client text frame (RFC 6455 section 5.2), payload under 126 bytes. */
+  const frame = (text: string): Buffer => {
+    const mask = Buffer.from([1, 2, 3, 4]);
+    const payload = Buffer.from(text).map((b, i) => b ^ mask[i % 4]!);
+    return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, payload]);
+  };
+
+  test('TO: a WebSocket to an h2c:// upstream goes over an RFC 8441 extended CONNECT stream', async () => {
+    const key = 'dGhlIHNhbXBsZSBub25jZQ==';
+    const { sock, got } = await wsHandshake('/h2c-ws/chat?room=1', key);
+    try {
+      await untilText(got, '\r\n\r\n');
+      const head = got().slice(0, got().indexOf('\r\n\r\n'));
+      assert.match(head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+      // RFC 6455 section 1.3's own example: this key's accept value.
+      assert.match(head, /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/i);
+      assert.match(head, /\r\nupgrade: websocket\r\n/i);
+      assert.match(head, /\r\nconnection: upgrade\r\n/i);
+      assert.match(head, /\r\nsec-websocket-protocol: chat\r\n/i);
+      const seen = h2wsSeen.at(-1)!;
+      assert.equal(seen[':method'], 'CONNECT');
+      assert.equal(seen[':protocol'], 'websocket');
+      assert.equal(seen[':path'], '/h2c-ws/chat?room=1');
+      assert.equal(seen['sec-websocket-version'], '13');
+      assert.equal(seen['sec-websocket-key'], undefined);
+      sock.write(frame('hello over h2'));
+      await untilText(got, '\x81\x13echo: hello over h2');
+      sock.write(frame('and again'));
+      await untilText(got, '\x81\x0fecho: and again');
+    } finally {
+      sock.destroy();
+    }
+  });
+
+  test('TO: an h2c:// upstream without RFC 8441 gets no WebSocket: a 502 that says why', async () => {
+    const before = h2wsSeen.length;
+    const { sock, got } = await wsHandshake('/h2c-no-ws/chat', 'dGhlIHNhbXBsZSBub25jZQ==');
+    await new Promise((r) => sock.on('close', r));
+    assert.match(got(), /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+    assert.match(got(), /does not accept WebSockets over HTTP\/2 \(RFC 8441 extended CONNECT\)/);
+    assert.doesNotMatch(got(), /\n\s+at \S+ \(/);
+    // No Sec-WebSocket-Key: no handshake to answer, and nothing reaches the upstream.
+    const bad = await wsHandshake('/h2c-ws/chat', null);
+    await new Promise((r) => bad.sock.on('close', r));
+    assert.match(bad.got(), /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(bad.got(), /needs a Sec-WebSocket-Key/);
+    assert.equal(h2wsSeen.length, before);
   });
 
   // TIMEOUTS: idle_timeout is how long a stream may go without data; on a WebSocket route it

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { lintConfig } from '../src/config/lint.js';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger } from '../src/observe/logger.js';
+import { Upstreams } from '../src/proxy/upstreams.js';
 import { startPortcullis, type RunningPortcullis } from '../src/server.js';
 import { CookieJar, request, type Resp } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
@@ -39,6 +40,8 @@ interface Upstream {
   bodies: string[];
   /** Requests to /hold wait until this is called. */
   release(): void;
+  /** While true, health checks get no answer (they time out) but proxied requests still do. */
+  sick: boolean;
   held: number;
   kill(): Promise<void>;
   revive(): Promise<void>;
@@ -57,6 +60,7 @@ async function startUpstream(name: string, status = 200, port = 0): Promise<Upst
     checks: new Map(),
     bodies: [],
     held: 0,
+    sick: false,
     release() {
       for (const w of waiting) w();
       waiting = [];
@@ -82,6 +86,7 @@ async function startUpstream(name: string, status = 200, port = 0): Promise<Upst
     const s = http.createServer((req, res) => {
       if (req.headers['user-agent'] === 'portcullis-health-check') {
         u.checks.set(req.url ?? '', (u.checks.get(req.url ?? '') ?? 0) + 1);
+        if (u.sick) return;
         res.writeHead(req.url === '/down' ? 503 : 200).end('ok');
         return;
       }
@@ -575,6 +580,125 @@ routes:
     const newA = count(a, '/new');
     await sleep(1000);
     assert.equal(count(a, '/new'), newA, 'checks still run after shutdown');
+  });
+});
+
+// A reload must not forget what the checks learnt: a config reload used to start every upstream
+// healthy again, so a known-dead one got traffic until its first check after each reload.
+describe('a reload keeps the health verdict and the ejection of upstreams it keeps', () => {
+  let dir: string;
+  let s: Stack;
+  let a: Upstream;
+  let b: Upstream;
+  let c: Upstream;
+  let p: RunningPortcullis | null = null;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lb-carry-'));
+    [a, b, c] = await Promise.all([startUpstream('a'), startUpstream('b'), startUpstream('c')]);
+    s = await startStack({
+      hosts: ['x.corp.test'],
+      body: 'routes:\n  - from: http://x.corp.test:${PORT}\n    to: ${UPSTREAM}',
+    });
+  });
+  after(async () => {
+    await p?.close();
+    await s?.close();
+    await Promise.all([a?.close(), b?.close(), c?.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  // A check answered by nothing fails only when its timeout ends (LB: `timeout`), so a reload
+  // that forgot the verdict would leave b in rotation for a whole second: long enough for the
+  // requests below to reach it.
+  const config = (to: Upstream[], header: string): string =>
+    `${s.yaml.slice(0, s.yaml.indexOf('\nroutes:'))}
+routes:
+  - from: http://lb.corp.test:${s.port}
+    allow_public_unauthenticated_access: true
+    to: [${to.map((u) => `'${u.url}'`).join(', ')}]
+    set_response_headers: { X-Config: ${header} }
+    health_checks:
+      - timeout: 1s
+        interval: 200ms
+        unhealthy_threshold: 1
+        healthy_threshold: 1
+        http_health_check: { path: /healthz }
+`;
+
+  test('an upstream marked unhealthy gets no request after a reload; a new upstream gets traffic', async () => {
+    const file = join(dir, 'portcullis.yaml');
+    writeFileSync(file, config([a, b], 'one'));
+    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    p = await startPortcullis(parseConfig(config([a, b], 'one'), file), {
+      configFile: file,
+      logger: createLogger('info', sink),
+      listen: { host: '127.0.0.1', port: 0 },
+    });
+    const running = p;
+    const get = (): Promise<Resp> =>
+      request(`http://127.0.0.1:${running.port}/`, { headers: { host: `lb.corp.test:${s.port}` } });
+    b.sick = true;
+    await waitFor('b marked unhealthy', () =>
+      running.state.upstreams.status().some((u) => u.upstream === b.url && !u.healthy),
+    );
+    const before = b.hits;
+    const reloaded = await running.reload('test');
+    assert.equal(reloaded.ok, true, JSON.stringify(reloaded));
+    const bodies: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const r = await get();
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['x-config'], 'one');
+      bodies.push(r.body);
+    }
+    assert.deepEqual(new Set(bodies), new Set(['a']));
+    assert.equal(b.hits, before, 'the dead upstream got requests after the reload');
+    // A reload that adds c: b is still known to be down, c starts healthy, as before.
+    writeFileSync(file, config([a, b, c], 'two'));
+    const again = await running.reload('test');
+    assert.equal(again.ok, true, JSON.stringify(again));
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const r = await get();
+      assert.equal(r.headers['x-config'], 'two');
+      seen.add(r.body);
+    }
+    assert.deepEqual(seen, new Set(['a', 'c']));
+    assert.equal(b.hits, before);
+    // The verdict is carried, not frozen: b recovers through the new config's checks.
+    b.sick = false;
+    await waitFor('b back in rotation', async () => (await get()).body === 'b');
+  });
+
+  test('an ejected upstream stays ejected across a reload; a route without outlier_detection drops it', async () => {
+    const text = (od: boolean, header: string): string =>
+      `${s.yaml.slice(0, s.yaml.indexOf('\nroutes:'))}
+routes:
+  - from: http://lb.corp.test:${s.port}
+    allow_public_unauthenticated_access: true
+    to: ['${a.url}', '${b.url}']
+    set_response_headers: { X-Config: ${header} }
+${od ? '    outlier_detection: { consecutive_5xx: 2, max_ejection_percent: 50 }\n' : ''}`;
+    const ups = new Upstreams(null);
+    try {
+      const first = parseConfig(text(true, 'one'), 'carry.yaml').routes[0]!;
+      ups.configure([first]);
+      // Two 5xx answers in a row from b, as the proxy reports them (src/proxy/forward.ts).
+      const balancer = ups.pick(first)!.balancer!;
+      for (let i = 0; i < 2; i++) {
+        balancer.started(1);
+        balancer.ended(1, true);
+      }
+      const ejected = (): boolean | undefined =>
+        ups.status().find((u) => u.upstream === b.url)?.ejected;
+      assert.equal(ejected(), true);
+      ups.configure([parseConfig(text(true, 'two'), 'carry.yaml').routes[0]!]);
+      assert.equal(ejected(), true, 'the reload forgot the ejection');
+      ups.configure([parseConfig(text(false, 'three'), 'carry.yaml').routes[0]!]);
+      assert.equal(ejected(), false);
+    } finally {
+      await ups.close();
+    }
   });
 });
 

@@ -252,6 +252,10 @@ routes:
   - from: tcp+https://bye.corp.test:2222
     to: tcp://127.0.0.1:${bye.port}
     allow_any_authenticated_user: true
+  - from: tcp+https://idle.corp.test:2222
+    to: tcp://127.0.0.1:${echo.port}
+    idle_timeout: 1s
+    allow_any_authenticated_user: true
   - id: admins-only
     from: tcp+https://secret.corp.test:22
     to: tcp://127.0.0.1:${guarded.port}
@@ -745,6 +749,86 @@ routes:
       await p.close();
     }
   });
+
+  // idle_timeout (https://www.pomerium.com/docs/reference/routes/timeouts): "a maximum value
+  // there may be no data exchange over a connection". On a tunnel: no byte either way.
+  test('idle_timeout closes a silent tunnel and logs why; a tunnel with traffic stays open', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const { startPortcullis } = await import('../src/server.js');
+    const { Writable } = await import('node:stream');
+    const logSink = new Writable({
+      write(c: Buffer, _e, cb) {
+        for (const l of c.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const pino = (await import('pino')).default;
+    const p = await startPortcullis(parseConfig(s.yaml, 'idle.yaml'), {
+      logger: pino({ level: 'info' }, logSink),
+      listen: { host: '127.0.0.1', port: 0 },
+    });
+    const alice = await tokenFor('alice');
+    const open = (): { sock: Socket; got: () => string; closed: Promise<void> } => {
+      const sock = connect({ host: '127.0.0.1', port: p.port });
+      let got = '';
+      sock.on('data', (c: Buffer) => (got += c.toString()));
+      sock.on('error', () => {});
+      const closed = new Promise<void>((r) => sock.on('close', () => r()));
+      sock.write(
+        `CONNECT idle.corp.test:2222 HTTP/1.1\r\nHost: idle.corp.test:2222\r\nProxy-Authorization: Portcullis ${alice}\r\n\r\n`,
+      );
+      return { sock, got: () => got, closed };
+    };
+    const until = async (t: { got: () => string }, text: string): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!t.got().includes(text) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.ok(t.got().includes(text), t.got());
+    };
+    const busy = open();
+    const quiet = open();
+    try {
+      await until(busy, 'hello from echo\n');
+      await until(quiet, 'hello from echo\n');
+      let quietClosed = false;
+      void quiet.closed.then(() => (quietClosed = true));
+      // A line every 250 ms on one tunnel until the silent one is closed, then four idle
+      // periods more: traffic keeps a tunnel open however long it lasts.
+      let i = 0;
+      const tick = async (): Promise<void> => {
+        busy.sock.write(`tick ${i}\n`);
+        await until(busy, `echo: tick ${i}\n`);
+        i++;
+        await new Promise((r) => setTimeout(r, 250));
+      };
+      const deadline = Date.now() + 20_000;
+      while (!quietClosed && Date.now() < deadline) await tick();
+      assert.ok(quietClosed, 'the silent tunnel was not closed');
+      const after = i;
+      while (i < after + 16) await tick();
+      assert.equal(busy.sock.destroyed, false);
+      const idle = lines.filter((l) => l.event === 'tunnel_idle_timeout');
+      assert.equal(idle.length, 1, JSON.stringify(idle));
+      assert.equal(idle[0]!.target, 'idle.corp.test:2222');
+      assert.equal(idle[0]!.idleMs, 1000);
+      assert.match(String(idle[0]!.msg), /no byte either way for 1 s \(the route's idle_timeout\)/);
+      const closed = lines.filter((l) => l.event === 'tunnel_closed');
+      assert.deepEqual(
+        closed.map((l) => [l.requestId, l.reason]),
+        [[idle[0]!.requestId, 'idle_timeout']],
+      );
+      busy.sock.end();
+      await busy.closed;
+      const wait = Date.now() + 10_000;
+      while (lines.filter((l) => l.event === 'tunnel_closed').length < 2 && Date.now() < wait)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.equal(lines.filter((l) => l.event === 'tunnel_closed').at(-1)!.reason, 'closed');
+    } finally {
+      busy.sock.destroy();
+      quiet.sock.destroy();
+      await p.close();
+    }
+  });
 });
 
 describe('TCP route config errors name the key and the line', () => {
@@ -860,6 +944,19 @@ describe('TCP route config errors name the key and the line', () => {
     );
   });
 
+  // The bytes of a tunnel go to the upstream as they came: there is no TLS for tls_* to shape.
+  test('`portcullis check` warns that tls_* keys on a TCP route have no effect', () => {
+    const yaml = `${base}\nroutes:\n  - from: tcp+https://db.corp.example.com:5432\n    to: tcp://10.0.0.5:5432\n    tls_skip_verify: true\n    allow_any_authenticated_user: true\n`;
+    const found = lintConfig(parseConfig(yaml, 't.yaml'), yaml).filter((i) =>
+      /has no effect/.test(i.message),
+    );
+    assert.deepEqual(
+      found.map((i) => [i.key, i.severity]),
+      [['routes[0].tls_skip_verify', 'warning']],
+    );
+    assert.match(found[0]!.message, /reached without TLS \(tcp:\/\/10\.0\.0\.5:5432\)/);
+  });
+
   test('policy_tests and `portcullis explain` judge a TCP route with a tcp+https://host:port URL', async () => {
     const yaml = `${base}
 routes:
@@ -932,6 +1029,14 @@ policy_tests:
       { scheme: 'tcp', host: 'db.corp.example.com', port: 5432, wildcard: false, raw: undefined },
     );
     assert.equal(cfg.routes[0]!.to[0]!.href, 'tcp://10.0.0.5:5432');
+    // "For ... TCP, UDP, and Kubernetes routes, the idle timeout is automatically set to 0
+    // (disabled) unless explicitly configured" (https://www.pomerium.com/docs/reference/routes/timeouts).
+    assert.equal(cfg.routes[0]!.idleTimeoutMs, 0);
+    const set = parseConfig(
+      `${base}\nroutes:\n  - from: tcp+https://db.corp.example.com:5432\n    to: tcp://10.0.0.5:5432\n    idle_timeout: 90s\n    allow_any_authenticated_user: true\n`,
+      't.yaml',
+    );
+    assert.equal(set.routes[0]!.idleTimeoutMs, 90_000);
   });
 });
 

@@ -751,8 +751,9 @@ function compileRoute(
     allowAmbiguousPaths: r.allow_ambiguous_paths === true,
     showErrorDetails: r.show_error_details !== false,
     // Pomerium (https://www.pomerium.com/docs/reference/routes/timeouts): WebSocket routes are
-    // long-lived, so both timeouts are off unless set; likewise Kubernetes routes, where
-    // `kubectl logs -f` and `exec` hold a stream open.
+    // long-lived, so both timeouts are off unless set; likewise TCP routes (an SSH session may
+    // sit idle for hours) and Kubernetes routes, where `kubectl logs -f` and `exec` hold a
+    // stream open.
     timeoutMs: r.timeout ?? (longLived(r) ? 0 : 30_000),
     idleTimeoutMs: r.idle_timeout ?? (longLived(r) ? 0 : 300_000),
     tlsSkipVerify: r.tls_skip_verify === true,
@@ -919,6 +920,7 @@ function dependsOnHosts(raw: RawConfig, routes: Route[], at: At): void {
 function longLived(r: RawRoute): boolean {
   return (
     r.allow_websockets === true ||
+    isTcpFrom(r.from) ||
     r.kubernetes_service_account_token !== undefined ||
     r.kubernetes_service_account_token_file !== undefined
   );

@@ -2,6 +2,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { pathMatches } from '../decide/route-table.js';
 import { keyPath, type ConfigIssue } from './errors.js';
 import { locate } from './locate.js';
+import { upstreamLabel } from './upstream-url.js';
 import type { Config, PathMatch, Route } from './types.js';
 
 // The deployment mistakes of the field reports (docs/operations.md, PITFALLS.md) that a valid
@@ -259,8 +260,37 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
       );
   }
 
+  // TLS to the upstream needs an https upstream: on plain ones these keys are silently unused.
+  const TLS_KEYS = [
+    'tls_skip_verify',
+    'tls_custom_ca',
+    'tls_custom_ca_file',
+    'tls_client_cert',
+    'tls_client_cert_file',
+    'tls_client_key',
+    'tls_client_key_file',
+    'tls_server_name',
+    'tls_upstream_server_name',
+  ];
+  const withoutTls = new Set<Route>();
+  for (const r of cfg.routes) {
+    if (r.to.length === 0 || r.to.some((u) => u.protocol === 'https:')) continue;
+    withoutTls.add(r);
+    const rawRoute = rawRoutes[r.index] ?? {};
+    const shown = r.to.slice(0, 2).map(plainLabel).join(', ') + (r.to.length > 2 ? ', ...' : '');
+    for (const key of TLS_KEYS)
+      if (rawRoute[key] !== undefined)
+        add(
+          routePath(r, key),
+          'warning',
+          `${key} has no effect: every \`to\` upstream of this route is reached without TLS (${shown}), so there is no certificate to check, present or name`,
+          'use an https:// (or https+unix://) upstream if the traffic to it should be encrypted, or remove this key',
+          true,
+        );
+  }
+
   cfg.routes.forEach((r) => {
-    if (r.tlsSkipVerify) {
+    if (r.tlsSkipVerify && !withoutTls.has(r)) {
       add(
         routePath(r, 'tls_skip_verify'),
         'warning',
@@ -330,6 +360,11 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
       'set authenticate_service_url (the CLI learns it from the 407 answer), or have users pass --portcullis-url with one of your HTTP route hosts',
     );
   return out;
+}
+
+/** An upstream as configured; a tcp:// URL has no origin to print. */
+function plainLabel(u: URL): string {
+  return u.protocol === 'tcp:' ? `tcp://${u.host}` : upstreamLabel(u);
 }
 
 function entropyPerChar(s: string): number {

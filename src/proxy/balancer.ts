@@ -20,6 +20,14 @@ const MAGLEV_SIZE = 65537;
 /** Up to this many upstreams, LEAST_REQUEST compares them all; beyond, two random choices (Envoy's choice_count). */
 const FULL_SCAN = 8;
 
+/** Outlier detection's view of one upstream, carried across a reload. */
+export interface Ejection {
+  failures: number;
+  ejections: number;
+  /** How much longer it stays ejected; 0 when it is not. */
+  remainingMs: number;
+}
+
 export class Balancer {
   readonly n: number;
   readonly hashed: boolean;
@@ -32,6 +40,8 @@ export class Balancer {
   private readonly failures: Uint32Array;
   private readonly ejections: Uint32Array;
   private readonly ejectTimers: Array<NodeJS.Timeout | null>;
+  /** When each ejection ends (Date.now() ms), for a reload to carry the rest of it over. */
+  private readonly ejectEnds: Float64Array;
   /** Requests in flight per upstream (LEAST_REQUEST, and the status page). */
   private readonly inFlight: Uint32Array;
   private unavailable = 0;
@@ -60,6 +70,7 @@ export class Balancer {
     this.ejections = new Uint32Array(this.n);
     this.inFlight = new Uint32Array(this.n);
     this.ejectTimers = route.to.map(() => null);
+    this.ejectEnds = new Float64Array(this.n);
     this.schedule = roundRobinSchedule(this.weights);
     this.totalWeight = this.weights.reduce((a, b) => a + b, 0);
     this.cumulative = new Float64Array(this.n);
@@ -125,7 +136,6 @@ export class Balancer {
     for (let j = 0; j < this.n; j++) ejectedNow += this.ejected[j]!;
     if (ejectedNow >= Math.max(1, Math.floor((this.n * od.maxEjectionPercent) / 100))) return;
     const ms = Math.min(od.baseEjectionMs * ++this.ejections[i]!, od.maxEjectionMs);
-    this.setEjected(i, true);
     this.log?.warn(
       {
         event: 'upstream_ejected',
@@ -135,6 +145,12 @@ export class Balancer {
       },
       `upstream ${upstreamLabel(this.route.to[i]!)} of route ${this.route.id} failed ${this.failures[i]} times in a row: ejected for ${Math.round(ms / 1000)} s`,
     );
+    this.eject(i, ms);
+  }
+
+  private eject(i: number, ms: number): void {
+    this.setEjected(i, true);
+    this.ejectEnds[i] = Date.now() + ms;
     const timer = setTimeout(() => {
       this.ejectTimers[i] = null;
       this.failures[i] = 0;
@@ -142,6 +158,27 @@ export class Balancer {
     }, ms);
     timer.unref();
     this.ejectTimers[i] = timer;
+  }
+
+  /** What outlier detection knows of upstream i, for the same upstream in the next config. */
+  ejection(i: number): Ejection {
+    return {
+      failures: this.failures[i]!,
+      ejections: this.ejections[i]!,
+      remainingMs: this.ejected[i] ? Math.max(0, this.ejectEnds[i]! - Date.now()) : 0,
+    };
+  }
+
+  /**
+   * Takes over what the previous config's balancer knew of this upstream (see ejection()): an
+   * upstream ejected there stays out for the rest of its time. Only a route that still has
+   * outlier_detection takes it: without it nothing would have ejected the upstream.
+   */
+  restoreEjection(i: number, e: Ejection): void {
+    if (!this.route.outlierDetection || this.stopped) return;
+    this.failures[i] = e.failures;
+    this.ejections[i] = e.ejections;
+    if (e.remainingMs > 0 && !this.ejected[i]) this.eject(i, e.remainingMs);
   }
 
   /** From the active health checks (src/proxy/health-check.ts). */

@@ -65,16 +65,27 @@ function buildPlan(route: Route, url: URL): DispatcherPlan {
     });
     options.connect = (opts, callback) => base({ ...opts, servername: name }, callback);
   }
-  const key = [
+  const key = `${upstreamIdentity(route, url)}|${route.timeoutMs}|${route.idleTimeoutMs}`;
+  return { key, origin: url.origin, options };
+}
+
+/**
+ * What makes two upstreams of two configs the same place reached the same way: the origin, the
+ * transport (h2c, the Unix socket) and, for https, every TLS setting. Timeouts are left out:
+ * they change how long a request may take, not whether the upstream can be reached, so a
+ * reload that changes only them keeps what the health checks and ejections learnt.
+ */
+export function upstreamIdentity(route: Route, url: URL): string {
+  const transport = transportOf(url);
+  const https = url.protocol === 'https:';
+  return [
     url.origin,
     transport?.h2c ? 'h2c' : '',
     transport?.socketPath ?? '',
-    route.tlsSkipVerify ? 1 : 0,
+    https && route.tlsSkipVerify ? 1 : 0,
     https ? (route.tlsCa ?? '') : '',
     https ? (route.tlsClientCert?.cert ?? '') : '',
+    https ? (route.tlsClientCert?.key ?? '') : '',
     https ? (route.tlsServerName ?? '') : '',
-    route.timeoutMs,
-    route.idleTimeoutMs,
   ].join('|');
-  return { key, origin: url.origin, options };
 }

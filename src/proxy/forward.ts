@@ -1,5 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { upstreamLabel } from '../config/upstream-url.js';
+import { createHash } from 'node:crypto';
+import { transportOf, upstreamLabel } from '../config/upstream-url.js';
+import type { Logger } from '../observe/logger.js';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errors as undiciErrors, upgrade, type Dispatcher } from './undici.js';
@@ -596,40 +598,55 @@ export async function forwardUpgrade(
   socket: Duplex,
   head: Buffer,
   upstreams: Upstreams,
+  log: Logger | null = null,
 ): Promise<void> {
   const picked = upstreams.pick(input.route, affinityKey(input));
-  if (!picked) {
-    socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    return;
-  }
+  const answer = (status: string, text = ''): void => {
+    const body = text ? `${text}\n` : '';
+    socket.end(
+      `HTTP/1.1 ${status}\r\nconnection: close\r\n` +
+        (body ? `content-type: text/plain\r\nx-request-id: ${input.requestId}\r\n` : '') +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  };
+  if (!picked) return answer('502 Bad Gateway');
   // allow_websockets means WebSockets. Any other protocol (h2c above all) would hand the
   // client a raw tunnel to the upstream on which every later request skips the path rules.
   const protocol = String(input.req.headers.upgrade ?? '').trim();
-  if (protocol.toLowerCase() !== 'websocket') {
-    const text = 'Only WebSocket upgrades are proxied';
-    socket.end(
-      `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\nx-request-id: ${input.requestId}\r\ncontent-length: ${text.length + 1}\r\n\r\n${text}\n`,
-    );
-    return;
-  }
+  if (protocol.toLowerCase() !== 'websocket')
+    return answer('400 Bad Request', 'Only WebSocket upgrades are proxied');
   const target = upstreamTarget(input.route, picked.url, input.ctx);
-  if (target === null) {
-    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    return;
-  }
+  if (target === null) return answer('400 Bad Request');
+  // An h2c:// upstream speaks HTTP/2, where a WebSocket is no Upgrade but an extended CONNECT
+  // stream (RFC 8441 section 5, which undici sends for an upgrade over HTTP/2): Portcullis
+  // answers the client's HTTP/1.1 handshake itself, as Envoy does between the two.
+  const h2 = transportOf(picked.url)?.h2c === true;
+  const key = String(input.req.headers['sec-websocket-key'] ?? '');
+  if (h2 && !WEBSOCKET_KEY.test(key))
+    return answer('400 Bad Request', 'A WebSocket handshake needs a Sec-WebSocket-Key');
+  let headers = upstreamHeaders(input, picked.url);
+  // RFC 8441 section 5: "the Sec-WebSocket-Key and Sec-WebSocket-Accept header fields are not used".
+  if (h2) headers = withoutHeader(headers, 'sec-websocket-key');
   try {
     const upgraded = await upgrade.call(picked.lane.overflow(), {
       path: target,
       method: 'GET',
-      protocol,
-      headers: upstreamHeaders(input, picked.url),
+      protocol: h2 ? 'websocket' : protocol,
+      headers,
     });
     let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
+    if (h2)
+      head101 +=
+        'upgrade: websocket\r\nconnection: Upgrade\r\n' +
+        `sec-websocket-accept: ${websocketAccept(key)}\r\n`;
     for (const [k, v] of Object.entries(upgraded.headers)) {
-      if (v === undefined) continue;
+      if (v === undefined || (h2 && H2_NOT_RELAYED.has(k))) continue;
       for (const one of Array.isArray(v) ? v : [v]) head101 += `${k}: ${one}\r\n`;
     }
     socket.write(`${head101}\r\n`);
+    // undici armed the HTTP/2 stream's timer for the handshake (the route's `timeout`); the
+    // stream is a tunnel now, whose only limit is idle_timeout, on the client socket below.
+    if (h2) (upgraded.socket as Duplex & { setTimeout?: (ms: number) => unknown }).setTimeout?.(0);
     if (head.length) upgraded.socket.write(head);
     upgraded.socket.pipe(socket);
     socket.pipe(upgraded.socket);
@@ -644,7 +661,51 @@ export async function forwardUpgrade(
     // it), so its own inactivity timer is the tunnel's. 0 (the WebSocket default) = no limit.
     if (input.route.idleTimeoutMs > 0 && socket instanceof Socket)
       socket.setTimeout(input.route.idleTimeoutMs, close);
-  } catch {
-    socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+  } catch (e) {
+    const detail = (e as Error)?.message ?? String(e);
+    const noExtendedConnect = h2 && /Extended CONNECT/i.test(detail);
+    log?.warn(
+      {
+        event: 'websocket_upstream_failed',
+        requestId: input.requestId,
+        route: input.route.id,
+        upstream: upstreamLabel(picked.url),
+        detail,
+      },
+      noExtendedConnect
+        ? `upstream ${upstreamLabel(picked.url)} does not take WebSockets over HTTP/2 (it does not announce RFC 8441 extended CONNECT)`
+        : 'WebSocket handshake with the upstream failed',
+    );
+    answer(
+      '502 Bad Gateway',
+      noExtendedConnect
+        ? 'The upstream does not accept WebSockets over HTTP/2 (RFC 8441 extended CONNECT)'
+        : '',
+    );
   }
+}
+
+/** RFC 6455 section 4.1: the base64 of 16 random bytes. */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+/** RFC 6455 section 4.2.2: SHA-1 of the key and this GUID, in base64. */
+function websocketAccept(key: string): string {
+  return createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+}
+
+/** An HTTP/2 answer's fields that mean nothing on the client's HTTP/1.1 101, or that Portcullis sets. */
+const H2_NOT_RELAYED = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'sec-websocket-accept',
+]);
+
+function withoutHeader(flat: string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2)
+    if (flat[i]!.toLowerCase() !== name) out.push(flat[i]!, flat[i + 1]!);
+  return out;
 }

@@ -348,6 +348,7 @@ export function createUpgradeHandler(state: ProxyState) {
           socket,
           head,
           state.upstreams,
+          rt.log,
         );
       }
       if (decision.kind === 'login') return refuse(401, 'Unauthorized');

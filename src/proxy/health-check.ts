@@ -12,9 +12,25 @@ import { transportOf, upstreamLabel } from '../config/upstream-url.js';
 // send/receive payloads); `unhealthy_threshold` failures in a row take it out of rotation,
 // `healthy_threshold` passes in a row bring it back. An HTTP check answered with a 503 takes it
 // out at once, as in Envoy. Upstreams start healthy, so a fresh start does not refuse traffic
-// before the first round of checks.
+// before the first round of checks; a reload hands over what the previous config's checks
+// learnt (restore(), from Upstreams.configure), so an upstream known to be down gets no traffic
+// while the new checks start.
 
 type Result = 'pass' | 'fail' | 'fail_now';
+
+export interface CheckState {
+  streaks: number[];
+  downBy: number[];
+}
+
+/**
+ * Two routes whose keys are equal ask their upstreams the same questions, in the same order
+ * (Buffers compare by content). Timeouts, intervals and thresholds are left out: they change
+ * how often and how strictly the answer is judged, not what a failed answer meant.
+ */
+export function healthChecksKey(route: Route): string {
+  return JSON.stringify(route.healthChecks.map((c) => [c.http, c.tcp]));
+}
 
 /** The checks of one load-balanced route; stop() ends every timer and check in flight. */
 export class ActiveHealthChecks {
@@ -32,6 +48,26 @@ export class ActiveHealthChecks {
   ) {
     this.streak = route.healthChecks.map(() => new Int32Array(route.to.length));
     this.downBy = route.healthChecks.map(() => new Uint8Array(route.to.length));
+  }
+
+  /** Passes or failures in a row, per check, and whether the checks hold upstream i down. */
+  state(i: number): CheckState {
+    return { streaks: this.streak.map((s) => s[i]!), downBy: this.downBy.map((d) => d[i]!) };
+  }
+
+  /**
+   * Takes over the previous config's state of upstream i, before start(). The caller passes
+   * only state from the same checks (healthChecksKey): another check's verdict says nothing
+   * about this one.
+   */
+  restore(i: number, from: CheckState): void {
+    let anyDown = false;
+    from.streaks.forEach((v, j) => {
+      this.streak[j]![i] = v;
+      this.downBy[j]![i] = from.downBy[j]!;
+      if (from.downBy[j]) anyDown = true;
+    });
+    this.balancer.setDown(i, anyDown);
   }
 
   start(): void {

@@ -163,8 +163,7 @@ async function open(
     return;
   }
   const { up, url } = dialed;
-  // Either side stalling is the other side's business (an idle SSH session is normal): no
-  // timeouts here, but Nagle off so interactive keystrokes are not held back.
+  // Nagle off so interactive keystrokes are not held back.
   up.setNoDelay(true);
   client.write('HTTP/1.1 200 Connection established\r\n\r\n');
   // Bytes the client sent right behind its CONNECT head belong to the upstream.
@@ -174,6 +173,22 @@ async function open(
     { event: 'tunnel_open', requestId, route: d.route.id, target, upstream: url.host, user },
     'tcp tunnel opened',
   );
+  // idle_timeout: a tunnel with no byte either way for that long is closed (0, the default on
+  // a TCP route as in Pomerium, keeps an idle SSH session open). The upstream socket sees
+  // both directions, reading one and writing the other, and a net.Socket's inactivity timer
+  // is reset by either, so its own timer is the tunnel's.
+  let reason = 'closed';
+  const idleMs = d.route.idleTimeoutMs;
+  if (idleMs > 0)
+    up.setTimeout(idleMs, () => {
+      reason = 'idle_timeout';
+      rt.log.info(
+        { event: 'tunnel_idle_timeout', requestId, route: d.route.id, target, idleMs },
+        `tcp tunnel to ${target} closed: no byte either way for ${formatMs(idleMs)} (the route's idle_timeout)`,
+      );
+      up.destroy();
+      client.destroy();
+    });
   // A TLS socket from the https server already carries most of the default 10 'close'
   // listeners (TLS, the HTTP server, shutdown tracking); the pipeline adds a fixed few more.
   client.setMaxListeners(client.getMaxListeners() + 10);
@@ -192,10 +207,17 @@ async function open(
       bytesIn: up.bytesWritten,
       bytesOut: up.bytesRead,
       durationMs: ms,
+      reason,
     },
-    'tcp tunnel closed',
+    reason === 'idle_timeout' ? 'tcp tunnel closed: idle timeout' : 'tcp tunnel closed',
   );
   access(rt, ctx, req, 200, requestId, started, 'allow', d.policy?.reason ?? 'public route', d);
+}
+
+/** 1500 -> "1.5 s", 300000 -> "5 min": how an operator wrote it, roughly. */
+function formatMs(ms: number): string {
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${ms / 1000} s`;
 }
 
 function access(

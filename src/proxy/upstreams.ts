@@ -1,9 +1,9 @@
 import type { Route } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { UpstreamStatus } from '../observe/health.js';
-import { Balancer } from './balancer.js';
-import { ActiveHealthChecks } from './health-check.js';
-import { dispatcherOptions } from './dispatcher-options.js';
+import { Balancer, type Ejection } from './balancer.js';
+import { ActiveHealthChecks, healthChecksKey, type CheckState } from './health-check.js';
+import { dispatcherOptions, upstreamIdentity } from './dispatcher-options.js';
 import { Pool } from './undici.js';
 
 /** Where one request goes: the upstream, its connections and, for a load-balanced route, which `to` it is. */
@@ -30,6 +30,37 @@ function createPool(
   return { key: plan.key, make: () => new Pool(plan.origin, { ...plan.options, connections }) };
 }
 
+/** What one config learnt of one upstream, as one of its routes saw it. */
+interface Known {
+  routeId: string;
+  checksKey: string;
+  checks: CheckState | null;
+  ejection: Ejection;
+}
+
+/** The previous config's knowledge, by upstream identity; the same route's first when looked up. */
+function carried(
+  live: ReadonlyArray<{ balancer: Balancer; checks: ActiveHealthChecks | null }>,
+): Map<string, Known[]> {
+  const out = new Map<string, Known[]>();
+  for (const { balancer, checks } of live) {
+    const route = balancer.route;
+    const checksKey = checks ? healthChecksKey(route) : '';
+    route.to.forEach((url, i) => {
+      const id = upstreamIdentity(route, url);
+      const list = out.get(id) ?? [];
+      list.push({
+        routeId: route.id,
+        checksKey,
+        checks: checks ? checks.state(i) : null,
+        ejection: balancer.ejection(i),
+      });
+      out.set(id, list);
+    });
+  }
+  return out;
+}
+
 /**
  * Keep-alive connection pools, one lane per upstream origin and TLS setting, shared by every
  * route that points there. A route with several `to` URLs has a Balancer (src/proxy/balancer.ts)
@@ -46,10 +77,15 @@ export class Upstreams {
   /**
    * The routes of the config now in force: their balancers are made and their health checks
    * started; the previous config's checks and ejection timers are stopped (requests still in
-   * flight on an old route keep its balancer, without checks).
+   * flight on an old route keep its balancer, without checks). An upstream that the previous
+   * config reached the same way (upstreamIdentity) keeps what was learnt of it: its health
+   * verdict, when the route runs the same checks, and its ejection, when the route still has
+   * outlier_detection. Without this every reload put a known-dead upstream back in rotation
+   * until its first failed check.
    */
   configure(routes: readonly Route[]): void {
     const previous = this.live;
+    const known = carried(previous);
     this.balancers = new WeakMap();
     this.live = [];
     for (const route of routes) {
@@ -58,6 +94,16 @@ export class Upstreams {
       const checks = route.healthChecks.length
         ? new ActiveHealthChecks(route, balancer, this.log)
         : null;
+      const checksKey = checks ? healthChecksKey(route) : '';
+      route.to.forEach((url, i) => {
+        const was = known.get(upstreamIdentity(route, url));
+        if (!was) return;
+        const same = was.find((w) => w.routeId === route.id) ?? was[0]!;
+        balancer.restoreEjection(i, same.ejection);
+        const sameChecks = was.filter((w) => w.checks !== null && w.checksKey === checksKey);
+        const health = sameChecks.find((w) => w.routeId === route.id) ?? sameChecks[0];
+        if (checks && health) checks.restore(i, health.checks!);
+      });
       this.balancers.set(route, balancer);
       this.live.push({ balancer, checks });
       checks?.start();
