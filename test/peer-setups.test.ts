@@ -87,20 +87,50 @@ const SPOOF: Record<string, string> = {
 
 const localhost = (p: Ports) => `127.0.0.1:${p.pc}`;
 
+// What the rows of one peer (or one peer behind one proxy) have in common. Each row still names
+// its own fixture and the documentation page it reproduces.
+type Sub = [string, string];
+/** Every nginx snippet listens on 80; the tests listen on their own port. */
+const listen80 = (p: Ports): Sub => ['listen 80;', `listen 127.0.0.1:${p.port};`];
+const OAUTH2_PROXY = { peer: 'oauth2-proxy', rdEntry: '/oauth2/sign_in' } as const;
+/** Both oauth2-proxy nginx snippets name the same four addresses. */
+const oauth2ProxyNginxSubs = (p: Ports): Sub[] => [
+  listen80(p),
+  ['server_name app.example.com;', 'server_name app.corp.test;'],
+  ['127.0.0.1:4180', localhost(p)],
+  ['http://backend/', `http://127.0.0.1:${p.upstream}/`],
+];
+const AUTHENTIK = { peer: 'authentik', rdEntry: '/outpost.goauthentik.io/start' } as const;
+const outpost = (p: Ports): Sub => ['http://outpost.company:9000', `http://${localhost(p)}`];
+/** The outpost's start (with the address in `param`) and its callback. */
+const authentikSignIn = (param: 'rd' | 'return'): string[] => [
+  `/outpost.goauthentik.io/start?${param}=`,
+  '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
+];
+const AUTHENTIK_NGINX = {
+  ...AUTHENTIK,
+  proxy: 'nginx',
+  unescapedRd: true,
+  signInVia: authentikSignIn('rd'),
+  identity: authentikIdentity(),
+} as const;
+const AUTHELIA = { peer: 'authelia', identity: autheliaIdentity() } as const;
+/** Both Authelia nginx snippets: the portal, the app (nextcloud) and its server_name. */
+const autheliaNginxSubs = (p: Ports): Sub[] => [
+  listen80(p),
+  ['http://authelia:9091', `http://${localhost(p)}`],
+  ['http://nextcloud;', `http://127.0.0.1:${p.upstream};`],
+  ['server_name nextcloud.*;', 'server_name app.*;'],
+];
+
 const ROWS: Row[] = [
   {
+    ...OAUTH2_PROXY,
     name: 'oauth2-proxy, nginx auth_request (current docs: X-Forwarded-Uri, @oauth2_signin)',
     source: 'oauth2-proxy docs, configuration/integrations/nginx, v7.13.x',
     file: 'oauth2-proxy-nginx-7.conf',
-    rdEntry: '/oauth2/sign_in',
     proxy: 'nginx',
-    peer: 'oauth2-proxy',
-    subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['server_name app.example.com;', 'server_name app.corp.test;'],
-      ['127.0.0.1:4180', localhost(p)],
-      ['http://backend/', `http://127.0.0.1:${p.upstream}/`],
-    ],
+    subs: oauth2ProxyNginxSubs,
     unescapedRd: true,
     signInVia: ['/oauth2/sign_in?rd=', '/oauth2/callback?'],
     identity: {
@@ -112,30 +142,23 @@ const ROWS: Row[] = [
     },
   },
   {
+    ...OAUTH2_PROXY,
     name: 'oauth2-proxy, nginx auth_request (older docs: X-Scheme, no URI header, error_page 401 = /oauth2/sign_in)',
     source:
       'oauth2-proxy docs, configuration/overview "Configuring for use with the Nginx auth_request directive", v6.1.x-v7.2.x',
     file: 'oauth2-proxy-nginx-6.conf',
-    rdEntry: '/oauth2/sign_in',
     proxy: 'nginx',
-    peer: 'oauth2-proxy',
-    subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['server_name app.example.com;', 'server_name app.corp.test;'],
-      ['127.0.0.1:4180', localhost(p)],
-      ['http://backend/', `http://127.0.0.1:${p.upstream}/`],
-    ],
+    subs: oauth2ProxyNginxSubs,
     hostOnly: true,
     signInVia: ['/oauth2/callback?'],
     identity: { 'x-user': 'alice', 'x-email': 'alice@example.com' },
   },
   {
+    ...OAUTH2_PROXY,
     name: 'oauth2-proxy, Caddy forward_auth with handle_response 401 → /oauth2/sign_in',
     source: 'oauth2-proxy docs, configuration/integrations/caddy, v7.13.x',
     file: 'oauth2-proxy.Caddyfile',
-    rdEntry: '/oauth2/sign_in',
     proxy: 'caddy',
-    peer: 'oauth2-proxy',
     subs: (p) => [
       ['example.com {', `http://app.corp.test:${p.port} {`],
       ['oauth2-proxy.internal:4180', localhost(p)],
@@ -148,62 +171,42 @@ const ROWS: Row[] = [
     identity: { 'x-auth-request-user': 'alice', 'x-auth-request-email': 'alice@example.com' },
   },
   {
+    ...AUTHENTIK_NGINX,
     name: 'Authentik outpost, standalone nginx',
     source: 'goauthentik.io docs, providers/proxy/server_nginx "Standalone nginx", 2023.x-2024.x',
     file: 'authentik-nginx.conf',
-    rdEntry: '/outpost.goauthentik.io/start',
-    proxy: 'nginx',
-    peer: 'authentik',
     subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['http://outpost.company:9000', `http://${localhost(p)}`],
+      listen80(p),
+      outpost(p),
       ['http://localhost:5000', `http://127.0.0.1:${p.upstream}`],
     ],
-    unescapedRd: true,
-    signInVia: [
-      '/outpost.goauthentik.io/start?rd=',
-      '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
-    ],
-    identity: authentikIdentity(),
   },
   {
+    ...AUTHENTIK_NGINX,
     name: "Authentik outpost, Nginx Proxy Manager's Advanced snippet",
     source:
       'goauthentik.io docs, providers/proxy/server_nginx "Nginx Proxy Manager", 2023.x-2024.x; NPM v2 backend/templates/proxy_host.conf',
     file: 'authentik-npm.conf',
-    rdEntry: '/outpost.goauthentik.io/start',
-    proxy: 'nginx',
-    peer: 'authentik',
     subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
+      listen80(p),
       ['server_name app.example.com;', 'server_name app.corp.test;'],
       ['"backend.internal"', '"127.0.0.1"'],
       ['set $port           8080;', `set $port           ${p.upstream};`],
-      ['http://outpost.company:9000', `http://${localhost(p)}`],
+      outpost(p),
     ],
-    unescapedRd: true,
-    signInVia: [
-      '/outpost.goauthentik.io/start?rd=',
-      '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
-    ],
-    identity: authentikIdentity(),
   },
   {
+    ...AUTHENTIK,
     name: 'Authentik outpost, Caddy forward_auth (copy_headers of all eleven X-Authentik-* names)',
     source: 'goauthentik.io docs, providers/proxy/server_caddy, 2023.x-2024.x',
     file: 'authentik.Caddyfile',
-    rdEntry: '/outpost.goauthentik.io/start',
     proxy: 'caddy',
-    peer: 'authentik',
     subs: (p) => [
       ['app.company {', `http://app.corp.test:${p.port} {`],
-      ['http://outpost.company:9000', `http://${localhost(p)}`],
+      outpost(p),
       ['localhost:1234', `127.0.0.1:${p.upstream}`],
     ],
-    signInVia: [
-      '/outpost.goauthentik.io/start?return=',
-      '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
-    ],
+    signInVia: authentikSignIn('return'),
     identity: {
       ...authentikIdentity(),
       // Caddy copies the names as written in copy_headers; what Portcullis does not know it
@@ -217,46 +220,36 @@ const ROWS: Row[] = [
     },
   },
   {
+    ...AUTHELIA,
     name: 'Authelia, nginx with /api/authz/auth-request (Location on the 401)',
     source: 'Authelia docs, integration/proxies/nginx, v4.38+',
     file: 'authelia-nginx-authz.conf',
     rdEntry: 'AUTH/.portcullis/sign_in',
     proxy: 'nginx',
-    peer: 'authelia',
-    subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['http://authelia:9091', `http://${localhost(p)}`],
-      ['http://nextcloud;', `http://127.0.0.1:${p.upstream};`],
-      ['server_name nextcloud.*;', 'server_name app.*;'],
-    ],
+    subs: autheliaNginxSubs,
     signInVia: ['AUTH/.portcullis/sign_in?return=', 'AUTH/.portcullis/callback?'],
-    identity: autheliaIdentity(),
   },
   {
+    ...AUTHELIA,
     name: 'Authelia, nginx with the legacy /api/verify and error_page 401 =302 https://auth/?rd=',
     source: 'Authelia docs, integration/proxies/nginx, v4.37.x (legacy method)',
     file: 'authelia-nginx-verify.conf',
     rdEntry: 'AUTH/',
     proxy: 'nginx',
-    peer: 'authelia',
     subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['http://authelia:9091', `http://${localhost(p)}`],
-      ['http://nextcloud;', `http://127.0.0.1:${p.upstream};`],
-      ['server_name nextcloud.*;', 'server_name app.*;'],
+      ...autheliaNginxSubs(p),
       ['https://auth.example.com/', `http://auth.corp.test:${p.port}/`],
     ],
     unescapedRd: true,
     signInVia: ['AUTH/?rd=', 'AUTH/.portcullis/callback?'],
-    identity: autheliaIdentity(),
   },
   {
+    ...AUTHELIA,
     name: 'Authelia, Caddy forward_auth to /api/authz/forward-auth',
     source: 'Authelia docs, integration/proxies/caddy, v4.38+',
     file: 'authelia.Caddyfile',
     rdEntry: 'AUTH/.portcullis/sign_in',
     proxy: 'caddy',
-    peer: 'authelia',
     subs: (p) => [
       ['auth.example.com {', `http://auth.corp.test:${p.port} {`],
       ['nextcloud.example.com {', `http://app.corp.test:${p.port} {`],
@@ -264,7 +257,6 @@ const ROWS: Row[] = [
       ['nextcloud:80', `127.0.0.1:${p.upstream}`],
     ],
     signInVia: ['AUTH/.portcullis/sign_in?return=', 'AUTH/.portcullis/callback?'],
-    identity: autheliaIdentity(),
   },
 ];
 
