@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import { ConfigError } from '../src/config/errors.js';
 import { parseConfig } from '../src/config/load.js';
 import { nextLink } from '../src/identity/github.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import type { RunningPortcullis } from '../src/server.js';
 import {
   githubSignIn,
   startGitHubStandin,
@@ -17,6 +15,7 @@ import {
 import { request } from './helpers/http.js';
 import { BROWSER_HEADERS } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
+import { startLoggedPortcullis } from './helpers/logged-portcullis.js';
 import { upstreamHeaders } from './helpers/provider-stack.js';
 
 // Issue 19, section 1, github: OAuth 2.0 (not OIDC) through the provider seam
@@ -105,24 +104,12 @@ routes:
     pass_identity_headers: true
     allow_any_authenticated_user: true
 `;
-    const logs: Array<Record<string, unknown>> = [];
-    let text = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        text += chunk.toString('utf8');
-        for (const line of chunk.toString('utf8').split('\n'))
-          if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-        cb();
-      },
-    });
-    const proxy = await startPortcullis(parseConfig(yaml, 'github.yaml'), {
-      logger: createLogger('debug', sink),
+    const { proxy, logs, text } = await startLoggedPortcullis(parseConfig(yaml, 'github.yaml'), {
       listen: { host: '127.0.0.1', port },
       ...(withFetch ? { fetch: gh.fetch } : {}),
     });
     started.push(proxy);
-    await proxy.idp.start();
-    return { port, logs, text: () => text };
+    return { port, logs, text };
   }
 
   let pub: Deployed;

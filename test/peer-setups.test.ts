@@ -7,15 +7,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { startIdp, type RunningIdp } from '../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import type { RunningPortcullis } from '../src/server.js';
 import { startCaddy, type StartedCaddy } from './helpers/caddy.js';
 import { CookieJar, request } from './helpers/http.js';
+import { startLoggedPortcullis } from './helpers/logged-portcullis.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startNginx, type StartedNginx } from './helpers/nginx.js';
 import { freePort } from './helpers/ports.js';
@@ -298,7 +297,8 @@ for (const row of ROWS) {
     let caddy: StartedCaddy | undefined;
     let app: string;
     let auth: string;
-    const logs: string[] = [];
+    /** Portcullis's log as written (empty until it starts). */
+    let logText = (): string => '';
 
     before(async () => {
       const ports: Ports = { port: await freePort(), pc: await freePort(), upstream: 0 };
@@ -343,16 +343,9 @@ ${CALLBACK[row.peer] === '/.portcullis/callback' ? '' : `authenticate_callback_p
 ${portal ? `authenticate_service_url: ${auth}\ncookie_domain: corp.test` : ''}
 routes:
 ${routes}`;
-      const sink = new Writable({
-        write(c: Buffer, _e, cb) {
-          logs.push(c.toString());
-          cb();
-        },
-      });
-      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
-        logger: createLogger('info', sink),
-      });
-      await portcullis.idp.start();
+      const logged = await startLoggedPortcullis(parseConfig(yaml, 'test.yaml'), { level: 'info' });
+      portcullis = logged.proxy;
+      logText = logged.text;
       const conf = sub(fixture(row.file), row.subs(ports));
       if (row.proxy === 'nginx') nginx = await startNginx(withPort(conf));
       else caddy = await startCaddy(conf);
@@ -364,7 +357,18 @@ ${routes}`;
     });
 
     const diag = () =>
-      `${nginx?.errorLog().slice(-2000) ?? caddy?.log().slice(-2000) ?? ''}\n${logs.join('').slice(-3000)}`;
+      `${nginx?.errorLog().slice(-2000) ?? caddy?.log().slice(-2000) ?? ''}\n${logText().slice(-3000)}`;
+    /** alice, signed in through the setup (at /first); her cookies. */
+    const aliceSignedIn = async (): Promise<CookieJar> => {
+      const jar = new CookieJar();
+      const login = await loginThroughIdp(`${app}/first`, {
+        jar,
+        username: 'alice',
+        password: 'alice',
+      });
+      assert.equal(login.final.status, 200, diag());
+      return jar;
+    };
 
     test('alice signs in through the peer’s own URLs and lands on her URL, query intact', async () => {
       const jar = new CookieJar();
@@ -390,17 +394,11 @@ ${routes}`;
           `the browser passed through ${prefix}:\n${chain.join('\n')}`,
         );
       }
-      assert.ok(!logs.join('').includes('forward_auth_misconfigured'), diag());
+      assert.ok(!logText().includes('forward_auth_misconfigured'), diag());
     });
 
     test('the upstream receives exactly the identity headers the peer documents, none of the client’s', async () => {
-      const jar = new CookieJar();
-      const login = await loginThroughIdp(`${app}/first`, {
-        jar,
-        username: 'alice',
-        password: 'alice',
-      });
-      assert.equal(login.final.status, 200, diag());
+      const jar = await aliceSignedIn();
       const r = await request(`${app}/whoami?format=json`, {
         jar,
         headers: { ...BROWSER_HEADERS, ...SPOOF },
@@ -440,13 +438,7 @@ ${routes}`;
     });
 
     test('signing out at the peer’s sign-out URL ends the session the proxy checks', async () => {
-      const jar = new CookieJar();
-      const login = await loginThroughIdp(`${app}/first`, {
-        jar,
-        username: 'alice',
-        password: 'alice',
-      });
-      assert.equal(login.final.status, 200, diag());
+      const jar = await aliceSignedIn();
       const bye = `${app}/bye`;
       // oauth2-proxy: /oauth2/sign_out?rd= (docs, features/endpoints "Sign out", v7.13.x): its
       // own session only, then rd. Authentik: /outpost.goauthentik.io/sign_out (docs,

@@ -407,6 +407,25 @@ async function untilNot200(
   }
 }
 
+/**
+ * Once the stack listens on its store's channel, alice signs in; `get` asks for /api with her
+ * cookies (answered 200 before it returns).
+ */
+async function aliceSignedIn(s: Stack): Promise<{ jar: CookieJar; get: () => Promise<Resp> }> {
+  await waitForLog(() => s.logs, 'session_channel_up');
+  const jar = new CookieJar();
+  const login = await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+    jar,
+    username: 'alice',
+    password: 'alice',
+  });
+  assert.equal(login.final.status, 200);
+  const get = (): Promise<Resp> =>
+    request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
+  assert.equal((await get()).status, 200);
+  return { jar, get };
+}
+
 describe('while the invalidation channel is down, cached sessions are trusted for at most 1 s', () => {
   test('redis: the subscriber killed (CLIENT KILL) while a session is deleted unannounced: refused within 1 s', async () => {
     const redis = await startPrivateRedis();
@@ -416,21 +435,7 @@ describe('while the invalidation channel is down, cached sessions are trusted fo
     });
     const admin = new Redis({ host: '127.0.0.1', port: redis.port });
     try {
-      await waitForLog(() => s.logs, 'session_channel_up');
-      const jar = new CookieJar();
-      assert.equal(
-        (
-          await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
-            jar,
-            username: 'alice',
-            password: 'alice',
-          })
-        ).final.status,
-        200,
-      );
-      const get = (): Promise<Resp> =>
-        request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
-      assert.equal((await get()).status, 200);
+      const { jar, get } = await aliceSignedIn(s);
       const from = s.logs.length;
       // The message about this deletion is lost: it happens while nobody listens.
       assert.ok(
@@ -461,21 +466,7 @@ describe('while the invalidation channel is down, cached sessions are trusted fo
       body: `session_storage: redis://127.0.0.1:${redis.port}\n${ROUTES}`,
     });
     try {
-      await waitForLog(() => s.logs, 'session_channel_up');
-      const jar = new CookieJar();
-      assert.equal(
-        (
-          await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
-            jar,
-            username: 'alice',
-            password: 'alice',
-          })
-        ).final.status,
-        200,
-      );
-      const get = (): Promise<Resp> =>
-        request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
-      assert.equal((await get()).status, 200);
+      const { jar, get } = await aliceSignedIn(s);
       await redis.shutdown();
       const { resp, ms, served } = await untilNot200(get, 'the store went down');
       assert.equal(resp.status, 503);
@@ -503,21 +494,7 @@ describe('while the invalidation channel is down, cached sessions are trusted fo
     const admin = new pg.Client({ connectionString: PG_ADMIN });
     await admin.connect();
     try {
-      await waitForLog(() => s.logs, 'session_channel_up');
-      const jar = new CookieJar();
-      assert.equal(
-        (
-          await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
-            jar,
-            username: 'alice',
-            password: 'alice',
-          })
-        ).final.status,
-        200,
-      );
-      const get = (): Promise<Resp> =>
-        request(`http://app.corp.test:${s.port}/api`, { jar, headers: JSON_HEADERS });
-      assert.equal((await get()).status, 200);
+      const { jar, get } = await aliceSignedIn(s);
       const from = s.logs.length;
       const killed = await admin.query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
