@@ -435,7 +435,7 @@ describe('while the invalidation channel is down, cached sessions are trusted fo
     });
     const admin = new Redis({ host: '127.0.0.1', port: redis.port });
     try {
-      const { jar, get } = await aliceSignedIn(s);
+      const { get } = await aliceSignedIn(s);
       const from = s.logs.length;
       // The message about this deletion is lost: it happens while nobody listens.
       assert.ok(
@@ -494,7 +494,7 @@ describe('while the invalidation channel is down, cached sessions are trusted fo
     const admin = new pg.Client({ connectionString: PG_ADMIN });
     await admin.connect();
     try {
-      const { jar, get } = await aliceSignedIn(s);
+      const { get } = await aliceSignedIn(s);
       const from = s.logs.length;
       const killed = await admin.query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
