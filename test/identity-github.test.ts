@@ -260,52 +260,38 @@ routes:
     }
   });
 
-  test('config: bearer tokens cannot be verified with GitHub', () => {
-    assert.throws(
-      () =>
-        parseConfig(
-          `address: 127.0.0.1:8443
+  /** A config for GitHub at `url`, with `extra` among its globals. */
+  const githubYaml = (url: string, ...extra: string[]): string => `address: 127.0.0.1:8443
 idp_provider: github
-idp_provider_url: https://github.com
-idp_client_id: x
+idp_provider_url: ${url}
+${extra.map((l) => `${l}\n`).join('')}idp_client_id: x
 idp_client_secret: ${CLIENT_SECRET}
 cookie_secret: ${Buffer.alloc(32, 1).toString('base64')}
-allow_bearer_tokens: true
 routes:
   - from: https://app.example.com
     to: http://127.0.0.1:9000
     allow_any_authenticated_user: true
-`,
-          'gh.yaml',
-          {},
-        ),
-      (e: unknown) =>
-        e instanceof ConfigError &&
-        /allow_bearer_tokens: GitHub issues no verifiable tokens/.test(e.message),
+`;
+  const refused = (yaml: string, message: RegExp): void =>
+    assert.throws(
+      () => parseConfig(yaml, 'gh.yaml', {}),
+      (e: unknown) => e instanceof ConfigError && message.test(e.message),
+    );
+
+  test('config: bearer tokens cannot be verified with GitHub', () => {
+    refused(
+      githubYaml('https://github.com', 'allow_bearer_tokens: true'),
+      /allow_bearer_tokens: GitHub issues no verifiable tokens/,
     );
   });
 
   test('config: idp_directory_url must be https unless on this machine (tokens go there)', () => {
-    assert.throws(
-      () =>
-        parseConfig(
-          `address: 127.0.0.1:8443
-idp_provider: github
-idp_provider_url: https://github.example.com
-idp_directory_url: http://github-api.example.com/api/v3
-idp_client_id: x
-idp_client_secret: ${CLIENT_SECRET}
-cookie_secret: ${Buffer.alloc(32, 1).toString('base64')}
-routes:
-  - from: https://app.example.com
-    to: http://127.0.0.1:9000
-    allow_any_authenticated_user: true
-`,
-          'gh.yaml',
-          {},
-        ),
-      (e: unknown) =>
-        e instanceof ConfigError && /idp_directory_url: expected an https:\/\/ URL/.test(e.message),
+    refused(
+      githubYaml(
+        'https://github.example.com',
+        'idp_directory_url: http://github-api.example.com/api/v3',
+      ),
+      /idp_directory_url: expected an https:\/\/ URL/,
     );
   });
 
