@@ -1,23 +1,19 @@
 // A Portcullis started in the test process whose log the test reads: what an operator would see.
 import { Writable } from 'node:stream';
 import type { Config } from '../../src/config/types.js';
-import { createLogger } from '../../src/observe/logger.js';
+import { createLogger, type Logger } from '../../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis, type StartOptions } from '../../src/server.js';
 
-export interface LoggedPortcullis {
-  proxy: RunningPortcullis;
+export interface MemoryLog {
+  /** A logger at the given level writing here; several Portcullis instances may share it. */
+  logger: Logger;
   /** Every JSON log line so far, parsed, oldest first (the array grows as lines come). */
   logs: Array<Record<string, unknown>>;
-  /** The log as written. */
+  /** The log as written, to assert no secret ever reaches it. */
   text(): string;
 }
 
-/** Starts Portcullis logging at `level` (default debug) into memory, then its IdP discovery. */
-export async function startLoggedPortcullis(
-  cfg: Config,
-  opts: Omit<StartOptions, 'logger'> & { level?: string } = {},
-): Promise<LoggedPortcullis> {
-  const { level = 'debug', ...start } = opts;
+export function memoryLog(level = 'debug'): MemoryLog {
   const logs: Array<Record<string, unknown>> = [];
   let text = '';
   const sink = new Writable({
@@ -29,12 +25,26 @@ export async function startLoggedPortcullis(
       cb();
     },
   });
-  const proxy = await startPortcullis(cfg, { ...start, logger: createLogger(level, sink) });
+  return { logger: createLogger(level, sink), logs, text: () => text };
+}
+
+export interface LoggedPortcullis extends Omit<MemoryLog, 'logger'> {
+  proxy: RunningPortcullis;
+}
+
+/** Starts Portcullis logging at `level` (default debug) into memory, then its IdP discovery. */
+export async function startLoggedPortcullis(
+  cfg: Config,
+  opts: Omit<StartOptions, 'logger'> & { level?: string } = {},
+): Promise<LoggedPortcullis> {
+  const { level = 'debug', ...start } = opts;
+  const { logger, logs, text } = memoryLog(level);
+  const proxy = await startPortcullis(cfg, { ...start, logger });
   try {
     await proxy.idp.start();
   } catch (e) {
     await proxy.close();
     throw e;
   }
-  return { proxy, logs, text: () => text };
+  return { proxy, logs, text };
 }
