@@ -11,6 +11,7 @@ import { CookieJar, request } from './helpers/http.js';
 import { checkOk, importOk, routesOf, write } from './helpers/import-cli.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startNginx, type StartedNginx } from './helpers/nginx.js';
+import { oauth2ProxyNginx } from './helpers/oauth2-proxy-nginx.js';
 import { freePort } from './helpers/ports.js';
 
 // `portcullis import` as an operator runs it (test/helpers/import-cli.ts): the built CLI fed the
@@ -190,41 +191,8 @@ describe("real nginx with oauth2-proxy's auth_request snippet, in front of an im
       logger: createLogger('silent'),
     });
     await proxy.idp.start();
-    const authServer = `http://127.0.0.1:${pcPort}`;
-    nginx = await startNginx(`
-server {
-  listen 127.0.0.1:${port};
-  server_name app.corp.test;
-  location /oauth2/ {
-    proxy_pass ${authServer};
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Auth-Request-Redirect $request_uri;
-  }
-  location = /oauth2/auth {
-    proxy_pass ${authServer};
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Forwarded-Uri $request_uri;
-    proxy_set_header Content-Length "";
-    proxy_pass_request_body off;
-  }
-  location @oauth2_signin {
-    return 302 /oauth2/sign_in?rd=$scheme://$http_host$request_uri;
-  }
-  location / {
-    auth_request /oauth2/auth;
-    error_page 401 = @oauth2_signin;
-    auth_request_set $user $upstream_http_x_auth_request_user;
-    auth_request_set $email $upstream_http_x_auth_request_email;
-    proxy_set_header X-User $user;
-    proxy_set_header X-Email $email;
-    auth_request_set $auth_cookie $upstream_http_set_cookie;
-    add_header Set-Cookie $auth_cookie;
-    proxy_pass http://127.0.0.1:${upstream.port};
-  }
-}
-`);
+    // oauth2-proxy's documented nginx snippet, unchanged but for the address of the auth server.
+    nginx = await startNginx(oauth2ProxyNginx({ port, auth: pcPort, upstream: upstream.port }));
   });
   after(async () => {
     await nginx?.close();

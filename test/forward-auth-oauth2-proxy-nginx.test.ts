@@ -1,14 +1,7 @@
 // oauth2-proxy's own nginx auth_request setup, run by a real nginx in front of Portcullis with
 // `compat: [oauth2-proxy]`: the user swaps oauth2-proxy's address for Portcullis's and changes
-// nothing else. The fixture is written here from the facts of oauth2-proxy's Integration page,
-// https://oauth2-proxy.github.io/oauth2-proxy/configuration/integration (versions 7.10.x to
-// 7.13.x): a `/oauth2/` location (Host $host, X-Real-IP, X-Auth-Request-Redirect $request_uri),
-// an exact `/oauth2/auth` location (Host $host, X-Real-IP, X-Forwarded-Uri $request_uri, empty
-// Content-Length, no request body), a named location answering 302 to
-// `/oauth2/sign_in?rd=$scheme://$host$request_uri`, and `auth_request` + `error_page 401` +
-// `auth_request_set ... $upstream_http_x_auth_request_*` in the protected location.
-// One substitution: `$host` becomes `$http_host`, because nginx's $host drops the port and
-// these tests cannot listen on 80; deployments on 80/443 see the same values either way.
+// nothing else. The snippet and the facts it is written from: helpers/oauth2-proxy-nginx.ts
+// (https://oauth2-proxy.github.io/oauth2-proxy/configuration/integration, 7.10.x to 7.13.x).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
@@ -16,53 +9,12 @@ import { ADMIN_PUBLIC_ANY, startAuthServer, type AuthServer } from './helpers/au
 import { CookieJar, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startNginx, type StartedNginx } from './helpers/nginx.js';
+import { oauth2ProxyNginx } from './helpers/oauth2-proxy-nginx.js';
 import { freePort } from './helpers/ports.js';
 
 interface Seen {
   rawHeaders: Array<[string, string]>;
   url: string;
-}
-
-function oauth2ProxySnippet(port: number, auth: number, upstream: number): string {
-  const authServer = `http://127.0.0.1:${auth}`;
-  return `
-server {
-  listen 127.0.0.1:${port};
-  server_name app.corp.test;
-
-  location /oauth2/ {
-    proxy_pass ${authServer};
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Auth-Request-Redirect $request_uri;
-  }
-  location = /oauth2/auth {
-    proxy_pass ${authServer};
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Forwarded-Uri $request_uri;
-    proxy_set_header Content-Length "";
-    proxy_pass_request_body off;
-  }
-  location @oauth2_signin {
-    return 302 /oauth2/sign_in?rd=$scheme://$http_host$request_uri;
-  }
-  location / {
-    auth_request /oauth2/auth;
-    error_page 401 = @oauth2_signin;
-    auth_request_set $user $upstream_http_x_auth_request_user;
-    auth_request_set $email $upstream_http_x_auth_request_email;
-    proxy_set_header X-User $user;
-    proxy_set_header X-Email $email;
-    # Beyond the page's two: groups, passed on the way ingress-nginx's auth-response-headers do.
-    auth_request_set $groups $upstream_http_x_auth_request_groups;
-    proxy_set_header X-Auth-Request-Groups $groups;
-    auth_request_set $auth_cookie $upstream_http_set_cookie;
-    add_header Set-Cookie $auth_cookie;
-    proxy_pass http://127.0.0.1:${upstream};
-  }
-}
-`;
 }
 
 describe("real nginx with oauth2-proxy's documented auth_request setup, Portcullis in oauth2-proxy's place", () => {
@@ -88,7 +40,9 @@ authenticate_callback_path: /oauth2/callback`,
       redirectUris: [`${app}/oauth2/callback`],
       postLogoutRedirectUris: [`${app}/`],
     });
-    nginx = await startNginx(oauth2ProxySnippet(port, pcPort, upstream.port));
+    nginx = await startNginx(
+      oauth2ProxyNginx({ port, auth: pcPort, upstream: upstream.port, groups: true }),
+    );
   });
   after(async () => {
     await nginx?.close();

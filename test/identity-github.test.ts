@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import { ConfigError } from '../src/config/errors.js';
 import { parseConfig } from '../src/config/load.js';
 import { nextLink } from '../src/identity/github.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import type { RunningPortcullis } from '../src/server.js';
 import {
   githubSignIn,
   startGitHubStandin,
@@ -17,6 +15,7 @@ import {
 import { request } from './helpers/http.js';
 import { BROWSER_HEADERS } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
+import { startLoggedPortcullis } from './helpers/logged-portcullis.js';
 import { upstreamHeaders } from './helpers/provider-stack.js';
 
 // Issue 19, section 1, github: OAuth 2.0 (not OIDC) through the provider seam
@@ -105,24 +104,12 @@ routes:
     pass_identity_headers: true
     allow_any_authenticated_user: true
 `;
-    const logs: Array<Record<string, unknown>> = [];
-    let text = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        text += chunk.toString('utf8');
-        for (const line of chunk.toString('utf8').split('\n'))
-          if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-        cb();
-      },
-    });
-    const proxy = await startPortcullis(parseConfig(yaml, 'github.yaml'), {
-      logger: createLogger('debug', sink),
+    const { proxy, logs, text } = await startLoggedPortcullis(parseConfig(yaml, 'github.yaml'), {
       listen: { host: '127.0.0.1', port },
       ...(withFetch ? { fetch: gh.fetch } : {}),
     });
     started.push(proxy);
-    await proxy.idp.start();
-    return { port, logs, text: () => text };
+    return { port, logs, text };
   }
 
   let pub: Deployed;
@@ -273,52 +260,38 @@ routes:
     }
   });
 
-  test('config: bearer tokens cannot be verified with GitHub', () => {
-    assert.throws(
-      () =>
-        parseConfig(
-          `address: 127.0.0.1:8443
+  /** A config for GitHub at `url`, with `extra` among its globals. */
+  const githubYaml = (url: string, ...extra: string[]): string => `address: 127.0.0.1:8443
 idp_provider: github
-idp_provider_url: https://github.com
-idp_client_id: x
+idp_provider_url: ${url}
+${extra.map((l) => `${l}\n`).join('')}idp_client_id: x
 idp_client_secret: ${CLIENT_SECRET}
 cookie_secret: ${Buffer.alloc(32, 1).toString('base64')}
-allow_bearer_tokens: true
 routes:
   - from: https://app.example.com
     to: http://127.0.0.1:9000
     allow_any_authenticated_user: true
-`,
-          'gh.yaml',
-          {},
-        ),
-      (e: unknown) =>
-        e instanceof ConfigError &&
-        /allow_bearer_tokens: GitHub issues no verifiable tokens/.test(e.message),
+`;
+  const refused = (yaml: string, message: RegExp): void =>
+    assert.throws(
+      () => parseConfig(yaml, 'gh.yaml', {}),
+      (e: unknown) => e instanceof ConfigError && message.test(e.message),
+    );
+
+  test('config: bearer tokens cannot be verified with GitHub', () => {
+    refused(
+      githubYaml('https://github.com', 'allow_bearer_tokens: true'),
+      /allow_bearer_tokens: GitHub issues no verifiable tokens/,
     );
   });
 
   test('config: idp_directory_url must be https unless on this machine (tokens go there)', () => {
-    assert.throws(
-      () =>
-        parseConfig(
-          `address: 127.0.0.1:8443
-idp_provider: github
-idp_provider_url: https://github.example.com
-idp_directory_url: http://github-api.example.com/api/v3
-idp_client_id: x
-idp_client_secret: ${CLIENT_SECRET}
-cookie_secret: ${Buffer.alloc(32, 1).toString('base64')}
-routes:
-  - from: https://app.example.com
-    to: http://127.0.0.1:9000
-    allow_any_authenticated_user: true
-`,
-          'gh.yaml',
-          {},
-        ),
-      (e: unknown) =>
-        e instanceof ConfigError && /idp_directory_url: expected an https:\/\/ URL/.test(e.message),
+    refused(
+      githubYaml(
+        'https://github.example.com',
+        'idp_directory_url: http://github-api.example.com/api/v3',
+      ),
+      /idp_directory_url: expected an https:\/\/ URL/,
     );
   });
 

@@ -610,6 +610,18 @@ describe('several IdPs: configuration errors name the key and the line', () => {
     `    idp_client_id: portcullis`,
     `    idp_client_secret: s3cret-s3cret-s3cret`,
   ];
+  /** HEAD, then an `idps:` list of these entries (the first entry's `- id` is line 5). */
+  const idps = (...entries: string[][]): string[] => [...HEAD, 'idps:', ...entries.flat()];
+  /** One route whose policy lets in only users of the IdP `is`. */
+  const onlyIdpRoute = (is: string): string[] => [
+    'routes:',
+    '  - from: https://app.example.com',
+    '    to: http://127.0.0.1:3000',
+    '    policy:',
+    '      - allow:',
+    '          and:',
+    `            - idp: { is: ${is} }`,
+  ];
   const route = (...extra: string[]): string[] => [
     'routes:',
     '  - from: https://app.example.com',
@@ -689,98 +701,71 @@ describe('several IdPs: configuration errors name the key and the line', () => {
     assert.deepEqual(cfg.routes[0]!.idps, ['default']);
   });
 
-  test('a duplicate IdP id', () => {
-    one(
+  // Each: the YAML, then the key, the line and the message its one error must name.
+  const ONE_ISSUE: Array<[name: string, lines: string[], key: string, line: number, msg: RegExp]> =
+    [
       [
-        ...HEAD,
-        'idps:',
-        ...idp('corp', 'https://a.example.com'),
-        ...idp('corp', 'https://b.example.com'),
-        ...route(),
+        'a duplicate IdP id',
+        [
+          ...idps(idp('corp', 'https://a.example.com'), idp('corp', 'https://b.example.com')),
+          ...route(),
+        ],
+        'idps[1].id',
+        9,
+        /duplicate IdP id "corp": idps\[0\] has it already/,
       ],
-      'idps[1].id',
-      9,
-      /duplicate IdP id "corp": idps\[0\] has it already/,
-    );
-  });
-
-  test('the id `default` beside top-level idp_* keys', () => {
-    one(
       [
-        ...HEAD,
-        'idp_provider_url: https://idp.example.com', // 4
-        'idp_client_id: portcullis',
-        'idp_client_secret: s3cret',
-        'idps:',
-        ...idp('default', 'https://b.example.com'), // 8
-        ...route(),
+        'the id `default` beside top-level idp_* keys',
+        [
+          ...HEAD,
+          'idp_provider_url: https://idp.example.com', // 4
+          'idp_client_id: portcullis',
+          'idp_client_secret: s3cret',
+          'idps:',
+          ...idp('default', 'https://b.example.com'), // 8
+          ...route(),
+        ],
+        'idps[0].id',
+        8,
+        /names the IdP of the top-level idp_\* keys/,
       ],
-      'idps[0].id',
-      8,
-      /names the IdP of the top-level idp_\* keys/,
-    );
-  });
-
-  test('two IdPs with one issuer', () => {
-    one(
       [
-        ...HEAD,
-        'idps:',
-        ...idp('a', 'https://same.example.com'),
-        ...idp('b', 'https://same.example.com/'),
-        ...route(),
+        'two IdPs with one issuer',
+        [
+          ...idps(idp('a', 'https://same.example.com'), idp('b', 'https://same.example.com/')),
+          ...route(),
+        ],
+        'idps[1].idp_provider_url',
+        10,
+        /the IdP "a" has this issuer already/,
       ],
-      'idps[1].idp_provider_url',
-      10,
-      /the IdP "a" has this issuer already/,
-    );
-  });
-
-  test('an id that cannot name an IdP', () => {
-    one(
-      [...HEAD, 'idps:', ...idp('Corp SSO', 'https://a.example.com'), ...route()],
-      'idps[0].id',
-      5,
-      /expected the IdP `id` as 1-32 lower-case letters/,
-    );
-  });
-
-  test('a route naming an unknown IdP', () => {
-    one(
       [
-        ...HEAD,
-        'idps:',
-        ...idp('corp', 'https://a.example.com'),
-        ...route('    idps: [corp, gihtub]'),
+        'an id that cannot name an IdP',
+        [...idps(idp('Corp SSO', 'https://a.example.com')), ...route()],
+        'idps[0].id',
+        5,
+        /expected the IdP `id` as 1-32 lower-case letters/,
       ],
-      'routes[0].idps[1]',
-      13,
-      /unknown IdP "gihtub"; expected one of corp/,
-    );
-  });
-
-  test('a route with an empty list of IdPs', () => {
-    one(
-      [...HEAD, 'idps:', ...idp('corp', 'https://a.example.com'), ...route('    idps: []')],
-      'routes[0].idps',
-      13,
-      /expected at least one IdP id/,
-    );
-  });
+      [
+        'a route naming an unknown IdP',
+        [...idps(idp('corp', 'https://a.example.com')), ...route('    idps: [corp, gihtub]')],
+        'routes[0].idps[1]',
+        13,
+        /unknown IdP "gihtub"; expected one of corp/,
+      ],
+      [
+        'a route with an empty list of IdPs',
+        [...idps(idp('corp', 'https://a.example.com')), ...route('    idps: []')],
+        'routes[0].idps',
+        13,
+        /expected at least one IdP id/,
+      ],
+    ];
+  for (const [name, lines, key, line, msg] of ONE_ISSUE)
+    test(name, () => one(lines, key, line, msg));
 
   test('a policy naming an unknown IdP', () => {
-    const e = configError([
-      ...HEAD,
-      'idps:',
-      ...idp('corp', 'https://a.example.com'),
-      'routes:',
-      '  - from: https://app.example.com',
-      '    to: http://127.0.0.1:3000',
-      '    policy:',
-      '      - allow:',
-      '          and:',
-      '            - idp: { is: crop }',
-    ]);
+    const e = configError([...idps(idp('corp', 'https://a.example.com')), ...onlyIdpRoute('crop')]);
     assert.equal(e.issues.length, 1, e.message);
     assert.match(e.issues[0]!.message, /unknown identity provider "crop"; expected one of corp/);
     assert.equal(e.issues[0]!.line, 15, e.message);
@@ -805,17 +790,11 @@ describe('several IdPs: configuration errors name the key and the line', () => {
   test('policy_tests and explain simulate a user of a given IdP', async () => {
     const cfg = parseConfig(
       [
-        ...HEAD,
-        'idps:',
-        ...idp('corp', 'https://corp.example.com'),
-        ...idp('partner', 'https://partner.example.com'),
-        'routes:',
-        '  - from: https://app.example.com',
-        '    to: http://127.0.0.1:3000',
-        '    policy:',
-        '      - allow:',
-        '          and:',
-        '            - idp: { is: corp }',
+        ...idps(
+          idp('corp', 'https://corp.example.com'),
+          idp('partner', 'https://partner.example.com'),
+        ),
+        ...onlyIdpRoute('corp'),
         'policy_tests:',
         '  - name: corp staff get in',
         '    request: { url: https://app.example.com/, email: a@corp.example, idp: corp }',
@@ -845,17 +824,11 @@ describe('several IdPs: configuration errors name the key and the line', () => {
     writeFileSync(
       file,
       [
-        ...HEAD,
-        'idps:',
-        ...idp('corp', 'https://corp.example.com'),
-        ...idp('partner', 'https://partner.example.com'),
-        'routes:',
-        '  - from: https://app.example.com',
-        '    to: http://127.0.0.1:3000',
-        '    policy:',
-        '      - allow:',
-        '          and:',
-        '            - idp: { is: corp }',
+        ...idps(
+          idp('corp', 'https://corp.example.com'),
+          idp('partner', 'https://partner.example.com'),
+        ),
+        ...onlyIdpRoute('corp'),
       ].join('\n'),
     );
     const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

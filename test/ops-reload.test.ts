@@ -325,7 +325,15 @@ routes:
     await new Promise((r) => setTimeout(r, 300));
     const t = Date.now();
     c.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 300));
+    // The listener closes once the signal is handled, while the slow request is still in flight
+    // (it ends 1.5 s after it began): waited for as that order of events, not a fixed time.
+    let settled = false;
+    void slow.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    while ((await portAccepts(port)) && !settled) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(settled, false, 'new connections were accepted until the request in flight ended');
     assert.equal(await portAccepts(port), false, 'no new connections once stopping');
     const r = await slow;
     assert.equal(r.status, 200, 'the request in flight finished');

@@ -7,15 +7,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { startIdp, type RunningIdp } from '../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../demo/whoami.js';
 import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../src/server.js';
+import type { RunningPortcullis } from '../src/server.js';
 import { startCaddy, type StartedCaddy } from './helpers/caddy.js';
 import { CookieJar, request } from './helpers/http.js';
+import { startLoggedPortcullis } from './helpers/logged-portcullis.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { startNginx, type StartedNginx } from './helpers/nginx.js';
 import { freePort } from './helpers/ports.js';
@@ -87,20 +86,50 @@ const SPOOF: Record<string, string> = {
 
 const localhost = (p: Ports) => `127.0.0.1:${p.pc}`;
 
+// What the rows of one peer (or one peer behind one proxy) have in common. Each row still names
+// its own fixture and the documentation page it reproduces.
+type Sub = [string, string];
+/** Every nginx snippet listens on 80; the tests listen on their own port. */
+const listen80 = (p: Ports): Sub => ['listen 80;', `listen 127.0.0.1:${p.port};`];
+const OAUTH2_PROXY = { peer: 'oauth2-proxy', rdEntry: '/oauth2/sign_in' } as const;
+/** Both oauth2-proxy nginx snippets name the same four addresses. */
+const oauth2ProxyNginxSubs = (p: Ports): Sub[] => [
+  listen80(p),
+  ['server_name app.example.com;', 'server_name app.corp.test;'],
+  ['127.0.0.1:4180', localhost(p)],
+  ['http://backend/', `http://127.0.0.1:${p.upstream}/`],
+];
+const AUTHENTIK = { peer: 'authentik', rdEntry: '/outpost.goauthentik.io/start' } as const;
+const outpost = (p: Ports): Sub => ['http://outpost.company:9000', `http://${localhost(p)}`];
+/** The outpost's start (with the address in `param`) and its callback. */
+const authentikSignIn = (param: 'rd' | 'return'): string[] => [
+  `/outpost.goauthentik.io/start?${param}=`,
+  '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
+];
+const AUTHENTIK_NGINX = {
+  ...AUTHENTIK,
+  proxy: 'nginx',
+  unescapedRd: true,
+  signInVia: authentikSignIn('rd'),
+  identity: authentikIdentity(),
+} as const;
+const AUTHELIA = { peer: 'authelia', identity: autheliaIdentity() } as const;
+/** Both Authelia nginx snippets: the portal, the app (nextcloud) and its server_name. */
+const autheliaNginxSubs = (p: Ports): Sub[] => [
+  listen80(p),
+  ['http://authelia:9091', `http://${localhost(p)}`],
+  ['http://nextcloud;', `http://127.0.0.1:${p.upstream};`],
+  ['server_name nextcloud.*;', 'server_name app.*;'],
+];
+
 const ROWS: Row[] = [
   {
+    ...OAUTH2_PROXY,
     name: 'oauth2-proxy, nginx auth_request (current docs: X-Forwarded-Uri, @oauth2_signin)',
     source: 'oauth2-proxy docs, configuration/integrations/nginx, v7.13.x',
     file: 'oauth2-proxy-nginx-7.conf',
-    rdEntry: '/oauth2/sign_in',
     proxy: 'nginx',
-    peer: 'oauth2-proxy',
-    subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['server_name app.example.com;', 'server_name app.corp.test;'],
-      ['127.0.0.1:4180', localhost(p)],
-      ['http://backend/', `http://127.0.0.1:${p.upstream}/`],
-    ],
+    subs: oauth2ProxyNginxSubs,
     unescapedRd: true,
     signInVia: ['/oauth2/sign_in?rd=', '/oauth2/callback?'],
     identity: {
@@ -112,30 +141,23 @@ const ROWS: Row[] = [
     },
   },
   {
+    ...OAUTH2_PROXY,
     name: 'oauth2-proxy, nginx auth_request (older docs: X-Scheme, no URI header, error_page 401 = /oauth2/sign_in)',
     source:
       'oauth2-proxy docs, configuration/overview "Configuring for use with the Nginx auth_request directive", v6.1.x-v7.2.x',
     file: 'oauth2-proxy-nginx-6.conf',
-    rdEntry: '/oauth2/sign_in',
     proxy: 'nginx',
-    peer: 'oauth2-proxy',
-    subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['server_name app.example.com;', 'server_name app.corp.test;'],
-      ['127.0.0.1:4180', localhost(p)],
-      ['http://backend/', `http://127.0.0.1:${p.upstream}/`],
-    ],
+    subs: oauth2ProxyNginxSubs,
     hostOnly: true,
     signInVia: ['/oauth2/callback?'],
     identity: { 'x-user': 'alice', 'x-email': 'alice@example.com' },
   },
   {
+    ...OAUTH2_PROXY,
     name: 'oauth2-proxy, Caddy forward_auth with handle_response 401 → /oauth2/sign_in',
     source: 'oauth2-proxy docs, configuration/integrations/caddy, v7.13.x',
     file: 'oauth2-proxy.Caddyfile',
-    rdEntry: '/oauth2/sign_in',
     proxy: 'caddy',
-    peer: 'oauth2-proxy',
     subs: (p) => [
       ['example.com {', `http://app.corp.test:${p.port} {`],
       ['oauth2-proxy.internal:4180', localhost(p)],
@@ -148,62 +170,42 @@ const ROWS: Row[] = [
     identity: { 'x-auth-request-user': 'alice', 'x-auth-request-email': 'alice@example.com' },
   },
   {
+    ...AUTHENTIK_NGINX,
     name: 'Authentik outpost, standalone nginx',
     source: 'goauthentik.io docs, providers/proxy/server_nginx "Standalone nginx", 2023.x-2024.x',
     file: 'authentik-nginx.conf',
-    rdEntry: '/outpost.goauthentik.io/start',
-    proxy: 'nginx',
-    peer: 'authentik',
     subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['http://outpost.company:9000', `http://${localhost(p)}`],
+      listen80(p),
+      outpost(p),
       ['http://localhost:5000', `http://127.0.0.1:${p.upstream}`],
     ],
-    unescapedRd: true,
-    signInVia: [
-      '/outpost.goauthentik.io/start?rd=',
-      '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
-    ],
-    identity: authentikIdentity(),
   },
   {
+    ...AUTHENTIK_NGINX,
     name: "Authentik outpost, Nginx Proxy Manager's Advanced snippet",
     source:
       'goauthentik.io docs, providers/proxy/server_nginx "Nginx Proxy Manager", 2023.x-2024.x; NPM v2 backend/templates/proxy_host.conf',
     file: 'authentik-npm.conf',
-    rdEntry: '/outpost.goauthentik.io/start',
-    proxy: 'nginx',
-    peer: 'authentik',
     subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
+      listen80(p),
       ['server_name app.example.com;', 'server_name app.corp.test;'],
       ['"backend.internal"', '"127.0.0.1"'],
       ['set $port           8080;', `set $port           ${p.upstream};`],
-      ['http://outpost.company:9000', `http://${localhost(p)}`],
+      outpost(p),
     ],
-    unescapedRd: true,
-    signInVia: [
-      '/outpost.goauthentik.io/start?rd=',
-      '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
-    ],
-    identity: authentikIdentity(),
   },
   {
+    ...AUTHENTIK,
     name: 'Authentik outpost, Caddy forward_auth (copy_headers of all eleven X-Authentik-* names)',
     source: 'goauthentik.io docs, providers/proxy/server_caddy, 2023.x-2024.x',
     file: 'authentik.Caddyfile',
-    rdEntry: '/outpost.goauthentik.io/start',
     proxy: 'caddy',
-    peer: 'authentik',
     subs: (p) => [
       ['app.company {', `http://app.corp.test:${p.port} {`],
-      ['http://outpost.company:9000', `http://${localhost(p)}`],
+      outpost(p),
       ['localhost:1234', `127.0.0.1:${p.upstream}`],
     ],
-    signInVia: [
-      '/outpost.goauthentik.io/start?return=',
-      '/outpost.goauthentik.io/callback?X-authentik-auth-callback=true&',
-    ],
+    signInVia: authentikSignIn('return'),
     identity: {
       ...authentikIdentity(),
       // Caddy copies the names as written in copy_headers; what Portcullis does not know it
@@ -217,46 +219,36 @@ const ROWS: Row[] = [
     },
   },
   {
+    ...AUTHELIA,
     name: 'Authelia, nginx with /api/authz/auth-request (Location on the 401)',
     source: 'Authelia docs, integration/proxies/nginx, v4.38+',
     file: 'authelia-nginx-authz.conf',
     rdEntry: 'AUTH/.portcullis/sign_in',
     proxy: 'nginx',
-    peer: 'authelia',
-    subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['http://authelia:9091', `http://${localhost(p)}`],
-      ['http://nextcloud;', `http://127.0.0.1:${p.upstream};`],
-      ['server_name nextcloud.*;', 'server_name app.*;'],
-    ],
+    subs: autheliaNginxSubs,
     signInVia: ['AUTH/.portcullis/sign_in?return=', 'AUTH/.portcullis/callback?'],
-    identity: autheliaIdentity(),
   },
   {
+    ...AUTHELIA,
     name: 'Authelia, nginx with the legacy /api/verify and error_page 401 =302 https://auth/?rd=',
     source: 'Authelia docs, integration/proxies/nginx, v4.37.x (legacy method)',
     file: 'authelia-nginx-verify.conf',
     rdEntry: 'AUTH/',
     proxy: 'nginx',
-    peer: 'authelia',
     subs: (p) => [
-      ['listen 80;', `listen 127.0.0.1:${p.port};`],
-      ['http://authelia:9091', `http://${localhost(p)}`],
-      ['http://nextcloud;', `http://127.0.0.1:${p.upstream};`],
-      ['server_name nextcloud.*;', 'server_name app.*;'],
+      ...autheliaNginxSubs(p),
       ['https://auth.example.com/', `http://auth.corp.test:${p.port}/`],
     ],
     unescapedRd: true,
     signInVia: ['AUTH/?rd=', 'AUTH/.portcullis/callback?'],
-    identity: autheliaIdentity(),
   },
   {
+    ...AUTHELIA,
     name: 'Authelia, Caddy forward_auth to /api/authz/forward-auth',
     source: 'Authelia docs, integration/proxies/caddy, v4.38+',
     file: 'authelia.Caddyfile',
     rdEntry: 'AUTH/.portcullis/sign_in',
     proxy: 'caddy',
-    peer: 'authelia',
     subs: (p) => [
       ['auth.example.com {', `http://auth.corp.test:${p.port} {`],
       ['nextcloud.example.com {', `http://app.corp.test:${p.port} {`],
@@ -264,7 +256,6 @@ const ROWS: Row[] = [
       ['nextcloud:80', `127.0.0.1:${p.upstream}`],
     ],
     signInVia: ['AUTH/.portcullis/sign_in?return=', 'AUTH/.portcullis/callback?'],
-    identity: autheliaIdentity(),
   },
 ];
 
@@ -306,7 +297,8 @@ for (const row of ROWS) {
     let caddy: StartedCaddy | undefined;
     let app: string;
     let auth: string;
-    const logs: string[] = [];
+    /** Portcullis's log as written (empty until it starts). */
+    let logText = (): string => '';
 
     before(async () => {
       const ports: Ports = { port: await freePort(), pc: await freePort(), upstream: 0 };
@@ -351,16 +343,9 @@ ${CALLBACK[row.peer] === '/.portcullis/callback' ? '' : `authenticate_callback_p
 ${portal ? `authenticate_service_url: ${auth}\ncookie_domain: corp.test` : ''}
 routes:
 ${routes}`;
-      const sink = new Writable({
-        write(c: Buffer, _e, cb) {
-          logs.push(c.toString());
-          cb();
-        },
-      });
-      portcullis = await startPortcullis(parseConfig(yaml, 'test.yaml'), {
-        logger: createLogger('info', sink),
-      });
-      await portcullis.idp.start();
+      const logged = await startLoggedPortcullis(parseConfig(yaml, 'test.yaml'), { level: 'info' });
+      portcullis = logged.proxy;
+      logText = logged.text;
       const conf = sub(fixture(row.file), row.subs(ports));
       if (row.proxy === 'nginx') nginx = await startNginx(withPort(conf));
       else caddy = await startCaddy(conf);
@@ -372,7 +357,18 @@ ${routes}`;
     });
 
     const diag = () =>
-      `${nginx?.errorLog().slice(-2000) ?? caddy?.log().slice(-2000) ?? ''}\n${logs.join('').slice(-3000)}`;
+      `${nginx?.errorLog().slice(-2000) ?? caddy?.log().slice(-2000) ?? ''}\n${logText().slice(-3000)}`;
+    /** alice, signed in through the setup (at /first); her cookies. */
+    const aliceSignedIn = async (): Promise<CookieJar> => {
+      const jar = new CookieJar();
+      const login = await loginThroughIdp(`${app}/first`, {
+        jar,
+        username: 'alice',
+        password: 'alice',
+      });
+      assert.equal(login.final.status, 200, diag());
+      return jar;
+    };
 
     test('alice signs in through the peer’s own URLs and lands on her URL, query intact', async () => {
       const jar = new CookieJar();
@@ -398,17 +394,11 @@ ${routes}`;
           `the browser passed through ${prefix}:\n${chain.join('\n')}`,
         );
       }
-      assert.ok(!logs.join('').includes('forward_auth_misconfigured'), diag());
+      assert.ok(!logText().includes('forward_auth_misconfigured'), diag());
     });
 
     test('the upstream receives exactly the identity headers the peer documents, none of the client’s', async () => {
-      const jar = new CookieJar();
-      const login = await loginThroughIdp(`${app}/first`, {
-        jar,
-        username: 'alice',
-        password: 'alice',
-      });
-      assert.equal(login.final.status, 200, diag());
+      const jar = await aliceSignedIn();
       const r = await request(`${app}/whoami?format=json`, {
         jar,
         headers: { ...BROWSER_HEADERS, ...SPOOF },
@@ -448,13 +438,7 @@ ${routes}`;
     });
 
     test('signing out at the peer’s sign-out URL ends the session the proxy checks', async () => {
-      const jar = new CookieJar();
-      const login = await loginThroughIdp(`${app}/first`, {
-        jar,
-        username: 'alice',
-        password: 'alice',
-      });
-      assert.equal(login.final.status, 200, diag());
+      const jar = await aliceSignedIn();
       const bye = `${app}/bye`;
       // oauth2-proxy: /oauth2/sign_out?rd= (docs, features/endpoints "Sign out", v7.13.x): its
       // own session only, then rd. Authentik: /outpost.goauthentik.io/sign_out (docs,

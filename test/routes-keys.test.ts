@@ -121,19 +121,22 @@ function makeCertificates(dir: string): void {
   const ossl = (...args: string[]): void =>
     void execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  ossl(
-    'req',
-    '-x509',
-    ...ec,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=Test CA',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-  );
+  /** A self-signed CA certificate, `${name}.crt`, with its key. */
+  const ca = (name: string, cn: string): void =>
+    ossl(
+      'req',
+      '-x509',
+      ...ec,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.crt`,
+    );
+  ca('ca', 'Test CA');
   const issue = (name: string, subj: string, ext: string): void => {
     ossl('req', ...ec, '-subj', subj, '-keyout', `${name}.key`, '-out', `${name}.csr`);
     writeFileSync(join(dir, `${name}.ext`), ext);
@@ -162,19 +165,7 @@ function makeCertificates(dir: string): void {
   );
   issue('client', '/CN=portcullis-client', 'extendedKeyUsage=clientAuth\n');
   // A second CA's client certificate: right shape, wrong issuer.
-  ossl(
-    'req',
-    '-x509',
-    ...ec,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=Other CA',
-    '-keyout',
-    'other.key',
-    '-out',
-    'other.crt',
-  );
+  ca('other', 'Other CA');
 }
 
 describe('upstream connection and header keys through a running Portcullis', () => {
@@ -458,70 +449,41 @@ routes:
 
   test('cors_allow_preflight: anything short of a real preflight still needs the policy', async () => {
     const before = seen.length;
-    const variants: Array<
-      [string, { method: string; headers: Record<string, string>; body?: string }]
-    > = [
+    type Variant = { method: string; headers: Record<string, string>; body?: string };
+    const options = (headers: Record<string, string>, body?: string): Variant => ({
+      method: 'OPTIONS',
+      headers,
+      ...(body === undefined ? {} : { body }),
+    });
+    // Method-override headers: a preflight must not become another method on the way upstream.
+    // Issue 17 item 5: some frameworks fold `.` like `-` and `_`.
+    const overrides: Array<[string, string]> = [
+      ['X-HTTP-Method-Override', 'DELETE'],
+      ['X_HTTP_Method_Override', 'DELETE'],
+      ['x-method-override', 'PUT'],
+      ['X.HTTP.Method.Override', 'DELETE'],
+    ];
+    const variants: Array<[string, Variant]> = [
       [
         'OPTIONS without Access-Control-Request-Method',
-        {
-          method: 'OPTIONS',
-          headers: { ...JSON_ACCEPT, origin: 'https://web.example.com' },
-        },
+        options({ ...JSON_ACCEPT, origin: 'https://web.example.com' }),
       ],
       [
         'OPTIONS without Origin',
-        {
-          method: 'OPTIONS',
-          headers: { ...JSON_ACCEPT, 'access-control-request-method': 'POST' },
-        },
+        options({ ...JSON_ACCEPT, 'access-control-request-method': 'POST' }),
       ],
-      [
-        'OPTIONS with empty Origin',
-        {
-          method: 'OPTIONS',
-          headers: { ...preflight, origin: ' ' },
-        },
-      ],
+      ['OPTIONS with empty Origin', options({ ...preflight, origin: ' ' })],
       ['GET with preflight headers', { method: 'GET', headers: preflight }],
       ['POST with preflight headers', { method: 'POST', headers: preflight, body: 'x=1' }],
-      ['OPTIONS with a body', { method: 'OPTIONS', headers: preflight, body: 'delete=all' }],
+      ['OPTIONS with a body', options(preflight, 'delete=all')],
       [
         'OPTIONS with chunked body',
-        {
-          method: 'OPTIONS',
-          headers: { ...preflight, 'transfer-encoding': 'chunked' },
-          body: '5\r\nhello\r\n0\r\n\r\n',
-        },
+        options({ ...preflight, 'transfer-encoding': 'chunked' }, '5\r\nhello\r\n0\r\n\r\n'),
       ],
-      [
-        'OPTIONS with X-HTTP-Method-Override',
-        {
-          method: 'OPTIONS',
-          headers: { ...preflight, 'X-HTTP-Method-Override': 'DELETE' },
-        },
-      ],
-      [
-        'OPTIONS with X_HTTP_Method_Override',
-        {
-          method: 'OPTIONS',
-          headers: { ...preflight, X_HTTP_Method_Override: 'DELETE' },
-        },
-      ],
-      [
-        'OPTIONS with X-Method-Override',
-        {
-          method: 'OPTIONS',
-          headers: { ...preflight, 'x-method-override': 'PUT' },
-        },
-      ],
-      [
-        // Issue 17 item 5: some frameworks fold `.` like `-` and `_`.
-        'OPTIONS with X.HTTP.Method.Override',
-        {
-          method: 'OPTIONS',
-          headers: { ...preflight, 'X.HTTP.Method.Override': 'DELETE' },
-        },
-      ],
+      ...overrides.map(([name, value]): [string, Variant] => [
+        `OPTIONS with ${name}`,
+        options({ ...preflight, [name]: value }),
+      ]),
     ];
     for (const [what, v] of variants) {
       const r = await request(url('cors.corp.test', '/api/items'), v);

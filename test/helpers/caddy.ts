@@ -1,10 +1,10 @@
 // Starts a real, throwaway Caddy for integration tests: no admin endpoint, no automatic HTTPS,
 // and every file it would write (storage, autosave, HOME) kept inside one temp dir.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertPortsFree, stopProcess, waitForPorts } from './ports.js';
+import { assertPortsFree, killOnExit, stopProcess, waitForPorts } from './ports.js';
 
 export interface CaddyOptions {
   /** Path of the caddy binary; defaults to $CADDY_BIN or /usr/bin/caddy. */
@@ -21,29 +21,6 @@ export interface StartedCaddy {
   close(): Promise<void>;
   /** Everything Caddy printed (its JSON log goes to stderr). */
   log(): string;
-}
-
-const live = new Set<{ child: ChildProcess; dir: string }>();
-let exitHookInstalled = false;
-
-// A test that throws before close() must not leave a Caddy holding its ports for the next file.
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const l of live) {
-      try {
-        if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-      try {
-        rmSync(l.dir, { recursive: true, force: true });
-      } catch {
-        /* best effort */
-      }
-    }
-  });
 }
 
 interface SiteBlock {
@@ -169,9 +146,7 @@ export async function startCaddy(
       XDG_DATA_HOME: join(dir, 'xdg-data'),
     },
   });
-  const entry = { child, dir };
-  live.add(entry);
-  installExitHook();
+  const untrack = killOnExit(child, dir);
   child.stdout!.on('data', (b: Buffer) => {
     output += b.toString();
   });
@@ -195,7 +170,7 @@ export async function startCaddy(
     if (closed) return;
     closed = true;
     if (!exited && child.pid) await stopProcess(child.pid, exitPromise, 'SIGTERM');
-    live.delete(entry);
+    untrack();
     rmSync(dir, { recursive: true, force: true });
   };
 

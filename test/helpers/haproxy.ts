@@ -1,10 +1,10 @@
 // Starts a real, throwaway HAProxy for integration tests: config, Lua and state in one temp dir,
 // in the foreground (-db), so tests never touch /etc/haproxy or a system HAProxy.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertPortsFree, stopProcess, waitForPorts } from './ports.js';
+import { assertPortsFree, killOnExit, stopProcess, waitForPorts } from './ports.js';
 
 export interface StartedHaproxy {
   dir: string;
@@ -12,28 +12,6 @@ export interface StartedHaproxy {
   close(): Promise<void>;
   /** Everything HAProxy printed (alerts and warnings go to stderr in -db mode). */
   log(): string;
-}
-
-const live = new Set<{ child: ChildProcess; dir: string }>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const l of live) {
-      try {
-        if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-      try {
-        rmSync(l.dir, { recursive: true, force: true });
-      } catch {
-        /* best effort */
-      }
-    }
-  });
 }
 
 /** Ports of `bind` lines; anything not bound to loopback is refused, by project rule. */
@@ -81,9 +59,7 @@ export async function startHaproxy(
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  const entry = { child, dir };
-  live.add(entry);
-  installExitHook();
+  const untrack = killOnExit(child, dir);
   child.stdout!.on('data', (b: Buffer) => {
     output += b.toString();
   });
@@ -106,7 +82,7 @@ export async function startHaproxy(
     if (closed) return;
     closed = true;
     if (!exited && child.pid) await stopProcess(child.pid, exitPromise, 'SIGTERM');
-    live.delete(entry);
+    untrack();
     rmSync(dir, { recursive: true, force: true });
   };
 

@@ -1,10 +1,10 @@
 // Starts a real, throwaway nginx for integration tests: its own prefix dir, config, logs and
 // temp paths, so tests never touch /etc/nginx or a system nginx that may be running.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertPortsFree, stopProcess, waitForPorts } from './ports.js';
+import { assertPortsFree, killOnExit, stopProcess, waitForPorts } from './ports.js';
 
 export interface NginxOptions {
   /** Path of the nginx binary; defaults to $NGINX_BIN or /usr/sbin/nginx. */
@@ -23,30 +23,6 @@ export interface StartedNginx {
   /** error.log plus whatever nginx wrote to stderr, for assertions and failure messages. */
   errorLog(): string;
   accessLog(): string;
-}
-
-const live = new Set<{ child: ChildProcess; dir: string }>();
-let exitHookInstalled = false;
-
-// A test that throws before close() must not leave an nginx holding its ports for the next
-// test file; the process group kill also takes the worker, which SIGKILL on the master would orphan.
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const l of live) {
-      try {
-        if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-      try {
-        rmSync(l.dir, { recursive: true, force: true });
-      } catch {
-        /* best effort */
-      }
-    }
-  });
 }
 
 /** Ports of `listen` directives; anything not bound to loopback is refused, by project rule. */
@@ -113,9 +89,7 @@ ${httpBlock}
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  const entry = { child, dir };
-  live.add(entry);
-  installExitHook();
+  const untrack = killOnExit(child, dir);
   child.stdout!.on('data', (b: Buffer) => {
     output += b.toString();
   });
@@ -147,7 +121,7 @@ ${httpBlock}
     if (closed) return;
     closed = true;
     if (!exited && child.pid) await stopProcess(child.pid, exitPromise, 'SIGQUIT');
-    live.delete(entry);
+    untrack();
     rmSync(dir, { recursive: true, force: true });
   };
 

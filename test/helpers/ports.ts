@@ -1,3 +1,5 @@
+import type { ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 
 /**
@@ -134,4 +136,36 @@ export async function stopProcess(
     /* already gone */
   }
   await exited;
+}
+
+const live = new Set<{ child: ChildProcess; dir: string }>();
+let exitHookInstalled = false;
+
+/**
+ * Until the returned function is called, `child`'s process group is killed and `dir` removed when
+ * the test process exits. A test that throws before close() must not leave a proxy holding its
+ * ports for the next test file; the group kill also takes nginx's workers, which SIGKILL on the
+ * master alone would orphan. `child` must be spawned with `detached: true` (its own group).
+ */
+export function killOnExit(child: ChildProcess, dir: string): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const l of live) {
+        try {
+          if (l.child.pid) process.kill(-l.child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+        try {
+          rmSync(l.dir, { recursive: true, force: true });
+        } catch {
+          /* best effort */
+        }
+      }
+    });
+  }
+  const entry = { child, dir };
+  live.add(entry);
+  return () => live.delete(entry);
 }

@@ -2,13 +2,12 @@
 // settings (idp_provider, claim paths): the provider tests compare how each setting reads the
 // same kind of token. Every deployment's callback is registered at the IdP up front.
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { startIdp, type DemoUser, type RunningIdp } from '../../demo/idp.js';
 import { startWhoami, type RunningWhoami } from '../../demo/whoami.js';
 import { parseConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/observe/logger.js';
-import { startPortcullis, type RunningPortcullis } from '../../src/server.js';
+import type { RunningPortcullis } from '../../src/server.js';
 import { CookieJar, type Resp } from './http.js';
+import { startLoggedPortcullis } from './logged-portcullis.js';
 import { loginThroughIdp } from './login.js';
 import { freePort } from './ports.js';
 import { globalYaml } from './stack.js';
@@ -71,20 +70,10 @@ export async function startProviderStack(o: {
       const yaml = `${globalYaml({ port, cookieSecret, issuer: idp.issuer, clientSecret, logLevel: 'debug' })}
 ${globals}
 ${routes.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.url)}`;
-      const logs: Array<Record<string, unknown>> = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          for (const line of chunk.toString('utf8').split('\n'))
-            if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-          cb();
-        },
-      });
-      const proxy = await startPortcullis(parseConfig(yaml, 'provider.yaml'), {
-        logger: createLogger('debug', sink),
+      const { proxy, logs } = await startLoggedPortcullis(parseConfig(yaml, 'provider.yaml'), {
         listen: { host: '127.0.0.1', port },
       });
       started.push(proxy);
-      await proxy.idp.start();
       return {
         port,
         proxy,

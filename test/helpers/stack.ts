@@ -2,12 +2,11 @@
 // Portcullis, wired through a real YAML config, all on 127.0.0.1.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { startIdp, type IdpClient, type IdpOptions, type RunningIdp } from '../../demo/idp.js';
 import { startWhoami } from '../../demo/whoami.js';
 import { parseConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/observe/logger.js';
 import { startPortcullis, type RunningPortcullis } from '../../src/server.js';
+import { memoryLog } from './logged-portcullis.js';
 import { freePort } from './ports.js';
 
 export interface Stack {
@@ -64,24 +63,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
 ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.url)}`;
   const file = o.configFile ?? 'test.yaml';
   if (o.configFile) writeFileSync(o.configFile, yaml);
-  const logs: Array<Record<string, unknown>> = [];
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      const s = chunk.toString('utf8');
-      text += s;
-      for (const line of s.split('\n'))
-        if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
+  const { logger, logs, text } = memoryLog();
   const start = () =>
     startPortcullis(parseConfig(yaml, file), {
-      logger: createLogger('debug', sink),
+      logger,
       listen: { host: '127.0.0.1', port: 0 },
     });
   const proxy = await startPortcullis(parseConfig(yaml, file), {
-    logger: createLogger('debug', sink),
+    logger,
     ...(o.configFile ? { configFile: o.configFile } : {}),
   });
   await proxy.idp.start();
@@ -95,7 +84,7 @@ ${o.body.replaceAll('${PORT}', String(port)).replaceAll('${UPSTREAM}', upstream.
     clientSecret,
     cookieSecret,
     yaml,
-    logText: () => text,
+    logText: text,
     async startReplica() {
       const r = await start();
       await r.idp.start();
