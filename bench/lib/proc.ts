@@ -161,6 +161,25 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/**
+ * A process's resident memory split by where it comes from (/proc/PID/smaps_rollup): `own` is
+ * anonymous memory (the JavaScript heap, malloc, stacks), private to the process; `mapped` is
+ * the rest, mostly the node binary's and libraries' pages read from disk, which every node
+ * process on the machine shares and the kernel can drop and read again.
+ */
+export function rssSplit(pid: number): { own: number; mapped: number } {
+  try {
+    const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (k: string): number =>
+      Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? 0);
+    const rss = kb('Rss') * 1024;
+    const own = kb('Anonymous') * 1024;
+    return { own, mapped: rss - own };
+  } catch {
+    return { own: 0, mapped: 0 };
+  }
+}
+
 /** Samples the summed RSS of some process trees until stopped; reports the peak. */
 export class RssSampler {
   private peak = 0;
