@@ -47,7 +47,7 @@ const hostile = fc.oneof(
 const maybe = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
   fc.option(arb, { nil: undefined });
 
-test('the access line is the JSON pino writes, key for key, for any hostile host, path, user or method', () => {
+test('the access line is the JSON pino writes, key for key, for any hostile host, path, user, method or outcome', () => {
   fc.assert(
     fc.property(
       fc.record({
@@ -63,6 +63,7 @@ test('the access line is the JSON pino writes, key for key, for any hostile host
         user: maybe(hostile),
         decision: hostile,
         reason: hostile,
+        outcome: maybe(fc.oneof(fc.constantFrom('upstream_unavailable', 'bad_request'), hostile)),
         configuredHosts: maybe(fc.array(hostile, { maxLength: 4 })),
       }),
       (f) => {
@@ -231,6 +232,10 @@ test('every answered request has its access line in the file after SIGTERM, and 
   const got = accessLines(s.logFile);
   const paths = new Set(got.map((l) => l.path));
   assert.equal(got.length, 600, `${got.length} access lines for 600 answered requests`);
+  assert.ok(
+    got.every((l) => !('outcome' in l)),
+    'a proxied answer has no outcome field',
+  );
   for (let i = 0; i < 300; i++) {
     assert.ok(paths.has(`/before/${i}`), `/before/${i} is missing`);
     assert.ok(paths.has(`/after/${i}`), `/after/${i} is missing`);
@@ -238,6 +243,24 @@ test('every answered request has its access line in the file after SIGTERM, and 
   // The last line is the process's own goodbye, after every access line.
   const all = lines(s.logFile);
   assert.equal(all.at(-1)!.event, 'stopped');
+});
+
+test('a page Portcullis answered itself names its outcome code in the access line (docs/operations.md)', async (t) => {
+  // Nothing listens on the route's upstream: every request gets Portcullis's own 502 page.
+  const s = await serve('outcome', [], await freePort());
+  t.after(() => s.child.kill('SIGKILL'));
+  await waitFor('listening', () => /"event":"listening"/.test(readFileSync(s.logFile, 'utf8')));
+  const down = await request(`http://app.example.com:${s.port}/report`);
+  assert.equal(down.status, 502);
+  assert.equal(down.json<{ error: string }>().error, 'upstream_unavailable');
+  const missing = await request(`http://app.example.com:${s.port}/.portcullis/no-such-page`);
+  assert.equal(missing.status, 404);
+  s.child.kill('SIGTERM');
+  assert.equal(await s.exited, 0, s.stderr());
+  const byPath = new Map(accessLines(s.logFile).map((l) => [l.path, l]));
+  assert.equal(byPath.get('/report')?.outcome, 'upstream_unavailable');
+  assert.equal(byPath.get('/report')?.status, 502);
+  assert.equal(byPath.get('/.portcullis/no-such-page')?.outcome, 'not_found');
 });
 
 test('a line reaches the file within the stated bound (50 ms) even if the process is then killed outright', async (t) => {

@@ -337,6 +337,161 @@ routes:
   });
 });
 
+describe('admin console: refused hand-overs and rate-limited sign-ins on the denials page', () => {
+  // docs/configuration.md, login_rate_limit: "sign-in starts each client address may make at
+  // once, refilled at that many an hour … Beyond it: 429 too_many_logins, Retry-After: 60, audit
+  // line login_rate_limited". The limit counts 127.0.0.1 too: this file's own sign-ins stay below.
+  const LIMIT = 10;
+  const FLOODER = '198.51.100.23';
+  const NONCE = '_portcullis_handoff';
+  let s: Stack;
+  let browser: Browser;
+  const auth = (path: string): string => `http://auth.corp.test:${s.port}${path}`;
+  const other = (path: string): string => `http://app.other.test:${s.port}${path}`;
+
+  before(async () => {
+    s = await startStack({
+      hosts: ['auth.corp.test'],
+      idp: { users: USERS },
+      body: `authenticate_service_url: http://auth.corp.test:\${PORT}
+cookie_domain: corp.test
+login_rate_limit: ${LIMIT}
+admin_policy:
+  allow:
+    and:
+      - groups: { has: admins }
+routes:
+  - from: http://app.corp.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+  - from: http://app.other.test:\${PORT}
+    to: \${UPSTREAM}
+    allow_any_authenticated_user: true
+`,
+    });
+    browser = await launchBrowser(['auth.corp.test', 'app.corp.test', 'app.other.test']);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await s?.close();
+  });
+
+  /** The sign-in rows as alice, an administrator, sees them in Chromium, and the page's HTML. */
+  async function signInRows(): Promise<{ texts: string[]; html: string }> {
+    const ctx = await browser.newContext();
+    try {
+      const page = await ctx.newPage();
+      await page.goto(auth('/.portcullis/admin/denials'));
+      await page.fill('#username', 'alice');
+      await page.fill('#password', 'alice');
+      await page.click('#submit');
+      await page.waitForURL(auth('/.portcullis/admin/denials'));
+      await page.selectOption('#kind', 'sign_in');
+      await page.getByRole('button', { name: 'Filter' }).click();
+      await page.waitForURL(/denials\?q=&kind=sign_in$/);
+      const rows = page.locator('#denials tbody tr');
+      assert.deepEqual(
+        [...new Set(await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute('data-kind'))))],
+        ['sign_in'],
+      );
+      return { texts: await rows.allTextContents(), html: await page.content() };
+    } finally {
+      await ctx.close();
+    }
+  }
+
+  test('a replayed and a forged hand-over link are listed as failed sign-ins, without the link, nonce or cookies', async () => {
+    const carol = new CookieJar();
+    const signedIn = await loginThroughIdp(`http://app.corp.test:${s.port}/`, {
+      jar: carol,
+      username: 'carol',
+      password: 'carol',
+    });
+    assert.equal(signedIn.final.status, 200);
+    // app.other.test cannot read the corp.test cookie: the authenticate host hands the session
+    // over with a one-time link bound to the nonce cookie app.other.test gave this browser.
+    const toAuth = await request(other('/report'), { jar: carol, headers: BROWSER_HEADERS });
+    assert.equal(toAuth.status, 302);
+    const minted = await request(toAuth.location!, { jar: carol, headers: BROWSER_HEADERS });
+    const link = minted.location ?? '';
+    assert.match(link, /\/\.portcullis\/handoff\?token=/);
+    const token = new URL(link).searchParams.get('token')!;
+    const nonce = carol.get(NONCE, 'app.other.test')!;
+    assert.ok(nonce, 'the browser holds its nonce');
+    const used = await request(link, { jar: carol, headers: BROWSER_HEADERS });
+    assert.equal(used.status, 302, 'the link works once, in its browser');
+    const sessionCookies = used.setCookies.map((c) =>
+      c.split(';')[0]!.split('=').slice(1).join('='),
+    );
+    // Someone who captured both the link and the nonce cookie replays them.
+    const replayed = await request(link, {
+      headers: { ...BROWSER_HEADERS, cookie: `${NONCE}=${nonce}` },
+    });
+    assert.equal(replayed.status, 400);
+    assert.match(replayed.body, /was already used/);
+    const forgedToken = `FORGEDTOKEN${randomBytes(16).toString('hex')}`;
+    const forged = await request(other(`/.portcullis/handoff?token=${forgedToken}`), {
+      headers: BROWSER_HEADERS,
+    });
+    assert.equal(forged.status, 400);
+    assert.deepEqual(
+      s.logs.filter((l) => l.event === 'handoff_refused').map((l) => l.reason),
+      ['replayed', 'invalid_or_expired'],
+      'the two audit lines the rows come from',
+    );
+
+    const { texts, html } = await signInRows();
+    const handoffs = texts.filter((t) => t.includes('/.portcullis/handoff'));
+    assert.equal(handoffs.length, 2, texts.join('\n'));
+    // Newest first: the forged link, then the replayed one.
+    assert.match(
+      handoffs[0]!,
+      /invalid_handoff: the hand-over link is invalid or has expired \(invalid_or_expired\)/,
+    );
+    assert.match(handoffs[1]!, /invalid_handoff: the hand-over link was already used \(replayed\)/);
+    for (const t of handoffs) {
+      assert.match(t, /sign-in failed/);
+      assert.match(t, /app\.other\.test/, 'the host');
+      assert.match(t, /127\.0\.0\.1/, 'the client address');
+      assert.match(t, /not known/, 'a refused link names nobody');
+    }
+    for (const secret of [token, forgedToken, nonce, ...sessionCookies.filter(Boolean)])
+      assert.ok(!html.includes(secret), `the page does not hold ${secret.slice(0, 12)}…`);
+  });
+
+  test('sign-ins started from one address beyond login_rate_limit are refused and listed as failed sign-ins', async () => {
+    const xff = { ...BROWSER_HEADERS, 'x-forwarded-for': FLOODER };
+    /** One sign-in start from the flooding address: the app's redirect, then the sign-in URL. */
+    const start = async (): Promise<Resp> => {
+      const toSignIn = await request(`http://app.corp.test:${s.port}/dashboard`, { headers: xff });
+      assert.equal(toSignIn.status, 302);
+      return request(toSignIn.location!, { headers: xff });
+    };
+    for (let i = 0; i < LIMIT; i++) {
+      const r = await start();
+      assert.equal(r.status, 302, `start ${i + 1} of ${LIMIT} is let through`);
+      assert.equal(new URL(r.location!).origin, new URL(s.idp.issuer).origin, 'to the IdP');
+    }
+    const refused = await start();
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers['retry-after'], '60');
+    assert.match(refused.body, /Too many sign-ins were started from your address/);
+    const lines = s.logs.filter((l) => l.event === 'login_rate_limited');
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.client, FLOODER);
+
+    const { texts, html } = await signInRows();
+    const limited = texts.filter((t) => t.includes('too_many_logins'));
+    assert.equal(limited.length, 1, texts.join('\n'));
+    assert.match(
+      limited[0]!,
+      /sign-in failed[\s\S]*\/\.portcullis\/sign_in[\s\S]*auth\.corp\.test[\s\S]*too_many_logins: too many sign-ins were started from this client address \(login_rate_limit\)[\s\S]*198\.51\.100\.23/,
+    );
+    assert.doesNotMatch(html, /return=/, 'no sealed return address from the sign-in URL');
+  });
+});
+
 describe('the ring of recent denials and failures', () => {
   test('holds the last 500, newest first, and keeps only safe fields of a failed sign-in', () => {
     const r = new Recent();
@@ -364,5 +519,32 @@ describe('the ring of recent denials and failures', () => {
     // Events that are not failures leave the ring alone.
     r.audited({ event: 'login', requestId: 'ok', user: 'alice' });
     assert.equal(r.denials()[0]!.requestId, 'req-599');
+  });
+});
+
+describe('refused hand-overs and rate limits in the ring', () => {
+  test('each becomes a sign-in row with its code; a reason Portcullis did not write is not shown', () => {
+    const r = new Recent();
+    const base = { host: 'app.corp.test', path: '/.portcullis/x', client: '192.0.2.9' };
+    r.audited({ event: 'login_rate_limited_global', requestId: 'g', ...base });
+    r.audited({ event: 'handoff_rate_limited', requestId: 'h', ...base });
+    r.audited({ event: 'handoff_refused', requestId: 'o', reason: 'other_browser', ...base });
+    r.audited({ event: 'handoff_refused', requestId: 'x', reason: '<b>FORGED</b>', ...base });
+    r.audited({ event: 'redirect_refused', requestId: 'not-a-sign-in', ...base });
+    const rows = r.denials();
+    assert.deepEqual(
+      rows.map((d) => [d.requestId, d.kind, d.code]),
+      [
+        ['x', 'sign_in', 'invalid_handoff'],
+        ['o', 'sign_in', 'invalid_handoff'],
+        ['h', 'sign_in', 'too_many_handoffs'],
+        ['g', 'sign_in', 'too_many_logins'],
+      ],
+    );
+    assert.equal(rows[0]!.reason, 'the sign-in hand-over link was refused');
+    assert.match(rows[1]!.reason, /did not start the sign-in \(other_browser\)$/);
+    assert.match(rows[2]!.reason, /20 at once, then 20 a minute/);
+    assert.match(rows[3]!.reason, /all clients together \(login_rate_limit_global\)$/);
+    assert.equal(rows[3]!.clientIp, '192.0.2.9');
   });
 });

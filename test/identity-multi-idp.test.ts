@@ -610,6 +610,14 @@ describe('several IdPs: configuration errors name the key and the line', () => {
     `    idp_client_id: portcullis`,
     `    idp_client_secret: s3cret-s3cret-s3cret`,
   ];
+  const TENANT_A = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+  const TENANT_B = '0b2f6d4e-5a1c-4f3e-9d8b-7c6a5e4d3c2b';
+  /** An Entra entry: idp() and two lines more (its `- id` line, then the issuer on the next). */
+  const azure = (id: string, issuer: string): string[] => [
+    ...idp(id, issuer),
+    '    idp_provider: azure',
+    `    idp_allowed_tenants: [${TENANT_A}]`,
+  ];
   /** HEAD, then an `idps:` list of these entries (the first entry's `- id` is line 5). */
   const idps = (...entries: string[][]): string[] => [...HEAD, 'idps:', ...entries.flat()];
   /** One route whose policy lets in only users of the IdP `is`. */
@@ -739,6 +747,42 @@ describe('several IdPs: configuration errors name the key and the line', () => {
         10,
         /the IdP "a" has this issuer already/,
       ],
+      // Entra's /common/v2.0 and /organizations/v2.0 both publish the issuer
+      // https://login.microsoftonline.com/{tenantid}/v2.0 (the openid-configuration table of
+      // https://learn.microsoft.com/en-us/entra/identity-platform/v2-protocols-oidc), and an
+      // access token's aud is the API's, not the client's
+      // (https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens#payload-claims):
+      // nothing in a token says which of two such IdPs it is for.
+      [
+        'two Entra IdPs on shared authorities (/organizations, /common): one template issuer',
+        [
+          ...idps(
+            azure('contoso', 'https://login.microsoftonline.com/organizations/v2.0'), // 5
+            azure('fabrikam', 'https://login.microsoftonline.com/common/v2.0'), // 11
+          ),
+          ...route(),
+        ],
+        'idps[1].idp_provider_url',
+        12,
+        /^the Entra IdPs "contoso" \(idps\[0\]\.idp_provider_url, line 6\) and "fabrikam" both use a shared multi-tenant authority, whose tokens all carry the issuer https:\/\/login\.microsoftonline\.com\/\{tenantid\}\/v2\.0: .*every token would go to "contoso"\. Use one IdP with idp_allowed_tenants listing every tenant, or give each its tenant's own authority \(https:\/\/login\.microsoftonline\.com\/<tenant id>\/v2\.0\)$/,
+      ],
+      [
+        'the top-level Entra IdP and an entry on one shared authority',
+        [
+          ...HEAD,
+          'idp_provider: azure', // 4
+          'idp_provider_url: https://login.microsoftonline.com/common/v2.0', // 5
+          'idp_client_id: portcullis',
+          'idp_client_secret: s3cret-s3cret-s3cret',
+          `idp_allowed_tenants: [${TENANT_A}]`,
+          'idps:', // 9
+          ...azure('partner', 'https://LOGIN.microsoftonline.com/Common/v2.0/'), // 10
+          ...route(),
+        ],
+        'idps[0].idp_provider_url',
+        11,
+        /^the Entra IdPs "default" \(idp_provider_url, line 5\) and "partner" both use a shared/,
+      ],
       [
         'an id that cannot name an IdP',
         [...idps(idp('Corp SSO', 'https://a.example.com')), ...route()],
@@ -763,6 +807,30 @@ describe('several IdPs: configuration errors name the key and the line', () => {
     ];
   for (const [name, lines, key, line, msg] of ONE_ISSUE)
     test(name, () => one(lines, key, line, msg));
+
+  test('Entra IdPs whose tokens carry different issuers load: a tenant beside a shared authority, two clouds, consumers', () => {
+    const cfg = parseConfig(
+      [
+        ...idps(
+          azure('orgs', 'https://login.microsoftonline.com/organizations/v2.0'),
+          // A tenant's own authority issues https://login.microsoftonline.com/<tenant>/v2.0: an
+          // exact issuer, chosen before any template (identity/registry.ts forIssuer).
+          azure('partner', `https://login.microsoftonline.com/${TENANT_B}/v2.0`),
+          azure('gov', 'https://login.microsoftonline.us/organizations/v2.0'),
+          azure('msa', 'https://login.microsoftonline.com/consumers/v2.0'),
+          // Not azure, so no template: its issuer is its own.
+          idp('corp', 'https://corp.example.com'),
+        ),
+        ...route(),
+      ].join('\n'),
+      'multi.yaml',
+      {},
+    );
+    assert.deepEqual(
+      cfg.idps.map((i) => i.id),
+      ['orgs', 'partner', 'gov', 'msa', 'corp'],
+    );
+  });
 
   test('a policy naming an unknown IdP', () => {
     const e = configError([...idps(idp('corp', 'https://a.example.com')), ...onlyIdpRoute('crop')]);

@@ -5,8 +5,9 @@ import { ADMIN, ago, escapeHtml, renderFrame, sendHtml, time } from './render.js
 
 // The recent denied and failed requests of this process, newest first, kept in a bounded ring
 // (observe/recent.ts) and fed by the events that write the audit log and the access line: policy
-// denials, failed sign-ins (the audit log's login_failed and idp_unavailable) and requests that
-// ended in an error page (a dependency down, an upstream unreachable, a malformed request).
+// denials, failed sign-ins (the audit log's login_failed, idp_unavailable, handoff_refused and
+// the sign-in rate limits' lines) and requests that ended in an error page (a dependency down,
+// an upstream unreachable, a malformed request).
 
 const KINDS: Array<[string, string]> = [
   ['', 'All'],

@@ -311,7 +311,13 @@ function loginStartAllowed(authRequest: AuthRequest): boolean {
     return true;
   const event = own ? 'login_rate_limited_global' : 'login_rate_limited';
   audit(authRequest.rt).warn(
-    { requestId: authRequest.requestId, event, client: authRequest.ctx.clientIp },
+    {
+      requestId: authRequest.requestId,
+      event,
+      host: authRequest.ctx.host,
+      path: authRequest.ctx.path,
+      client: authRequest.ctx.clientIp,
+    },
     own
       ? 'too many login starts from all clients together (login_rate_limit_global)'
       : 'too many login starts from one client address (login_rate_limit)',

@@ -119,7 +119,14 @@ export async function handoff(authRequest: AuthRequest): Promise<void> {
   const here = new URL(`${rt.origin(ctx)}/`);
   const refuse = (reason: string, why: string, retry = { href: '/', label: 'Try again' }): void => {
     audit(rt).warn(
-      { requestId: authRequest.requestId, event: 'handoff_refused', reason, host: ctx.host },
+      {
+        requestId: authRequest.requestId,
+        event: 'handoff_refused',
+        reason,
+        host: ctx.host,
+        path: ctx.path,
+        client: ctx.clientIp,
+      },
       'session handoff refused',
     );
     sendOutcome(authRequest.res, !ctx.browser, codes.invalid_handoff, {
@@ -172,7 +179,13 @@ export async function handoff(authRequest: AuthRequest): Promise<void> {
 export function mintAllowed(authRequest: AuthRequest, sid: string): boolean {
   if (authRequest.rt.handoffMints.take(sid, authRequest.ctx.now)) return true;
   audit(authRequest.rt).warn(
-    { requestId: authRequest.requestId, event: 'handoff_rate_limited', host: authRequest.ctx.host },
+    {
+      requestId: authRequest.requestId,
+      event: 'handoff_rate_limited',
+      host: authRequest.ctx.host,
+      path: authRequest.ctx.path,
+      client: authRequest.ctx.clientIp,
+    },
     'too many session handoffs for one session',
   );
   sendOutcome(authRequest.res, !authRequest.ctx.browser, codes.too_many_handoffs, {

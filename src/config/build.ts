@@ -7,7 +7,7 @@ import {
   REGISTERED_ASSERTION_CLAIMS,
   type SigningKeyInput,
 } from '../identity/assertion.js';
-import { TENANT_ID } from '../identity/entra-tenant.js';
+import { TENANT_ID, TENANT_PLACEHOLDER } from '../identity/entra-tenant.js';
 import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from '../identity/id-token.js';
 import type { IdentityPreset } from '../identity/presets.js';
 import { parseServiceAccount } from '../identity/directory/google.js';
@@ -16,7 +16,7 @@ import { compileRoutePolicy, PolicyError } from '../policy/index.js';
 import { CidrError, compileCidrs } from '../security/cidr.js';
 import { isLoopback } from '../security/loopback.js';
 import { redirectAllowList } from '../security/redirect.js';
-import type { ConfigIssue } from './errors.js';
+import { keyPath, type ConfigIssue } from './errors.js';
 import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
 import { compileUpstreamKeys } from './route-keys.js';
@@ -57,8 +57,16 @@ function readSecretFile(
   }
 }
 
+/** The line of a key path, for a message that names a second place in the file (0: unknown). */
+export type LineOf = (path: readonly PropertyKey[]) => number;
+
 /** Null only when nothing usable could be built; every problem has gone to `at` either way. */
-export function buildConfig(raw: RawConfig, file: string, at: At): Config | null {
+export function buildConfig(
+  raw: RawConfig,
+  file: string,
+  at: At,
+  lineOf: LineOf = () => 0,
+): Config | null {
   const warnings: ConfigIssue[] = [];
 
   // Secrets: inline or *_file, never both, so there is one source of truth.
@@ -73,7 +81,7 @@ export function buildConfig(raw: RawConfig, file: string, at: At): Config | null
   const isSet = (key: 'cookie_secret'): boolean =>
     raw[key] !== undefined || raw[`${key}_file`] !== undefined;
   const idpSettings = { cacheSize: raw.session_cache_size ?? DEFAULT_SESSION_CACHE_SIZE, raw };
-  const idps = identityProviders(raw, at, idpSettings);
+  const idps = identityProviders(raw, at, idpSettings, lineOf);
   const cookieSecretText = secret('cookie_secret');
   let cookieSecret = Buffer.alloc(0);
   if (cookieSecretText === undefined) {
@@ -393,6 +401,8 @@ function filesRead(raw: RawConfig): string[] {
 // Entra's shared issuers: an app registered as multi-tenant accepts users of every tenant in
 // the world unless told otherwise (learn.microsoft.com/en-us/entra/identity-platform/howto-convert-app-to-be-multi-tenant).
 const ENTRA_SHARED = /^\/(common|organizations|consumers)\/v2\.0\/?$/i;
+/** The authorities whose discovered issuer is a template, not one tenant's (consumers has one). */
+const ENTRA_AUTHORITY = /^\/(?:common|organizations)\/v2\.0\/?$/i;
 /** Microsoft's login hosts, public and national clouds: where the shared issuers live. */
 const ENTRA_LOGIN_HOST = /(^|\.)microsoftonline\.(com|us|cn)$/i;
 
@@ -977,6 +987,7 @@ function identityProviders(
   raw: RawConfig,
   at: At,
   settings: { cacheSize: number; raw: RawConfig },
+  lineOf: LineOf,
 ): Array<Config['idp']> {
   const out: Array<Config['idp']> = [];
   const topLevel =
@@ -988,6 +999,10 @@ function identityProviders(
   const seen = new Map<string, number>();
   const issuers = new Map<string, string>();
   if (topLevel && raw.idp_provider_url) issuers.set(issuerKey(raw.idp_provider_url), 'default');
+  // Entra IdPs on one shared authority: the same template issuer, so no token can name one.
+  const templates = new Map<string, { id: string; path: PropertyKey[] }>();
+  const template = topLevel ? sharedEntraTemplate(raw) : null;
+  if (template) templates.set(template, { id: 'default', path: ['idp_provider_url'] });
   (raw.idps ?? []).forEach((e, i) => {
     const scoped: At = (path, message) => at(['idps', i, ...path], message);
     if (e.id === 'default' && topLevel)
@@ -1005,10 +1020,36 @@ function identityProviders(
         `the IdP "${sameIssuer}" has this issuer already: tokens are matched to their IdP by issuer, so each IdP needs its own`,
       );
     issuers.set(issuerKey(e.idp_provider_url), e.id);
+    const shared = sameIssuer === undefined ? sharedEntraTemplate(e) : null;
+    const first = shared === null ? undefined : templates.get(shared);
+    if (shared !== null && first !== undefined) {
+      const line = lineOf(first.path);
+      scoped(
+        ['idp_provider_url'],
+        `the Entra IdPs "${first.id}" (${keyPath(first.path)}${line ? `, line ${line}` : ''}) and "${e.id}" both use a shared multi-tenant authority, whose tokens all carry the issuer ${shared}: a bearer or logout token names its IdP only by its issuer, so every token would go to "${first.id}". Use one IdP with idp_allowed_tenants listing every tenant, or give each its tenant's own authority (${new URL(e.idp_provider_url).origin}/<tenant id>/v2.0)`,
+      );
+    } else if (shared !== null)
+      templates.set(shared, { id: e.id, path: ['idps', i, 'idp_provider_url'] });
     const one = buildIdp(e, e.id, e.name ?? e.id, scoped, settings);
     if (one) out.push(one);
   });
   return out;
+}
+
+/**
+ * The issuer template of an azure IdP on a shared authority (/common/v2.0, /organizations/v2.0),
+ * or null: Entra's discovery publishes https://<login host>/{tenantid}/v2.0 for both, whatever
+ * tenant signs the user in (/consumers/v2.0 has one tenant's issuer, as a tenant's own has).
+ */
+function sharedEntraTemplate(raw: RawIdpKeys): string | null {
+  if (raw.idp_provider !== 'azure' || !raw.idp_provider_url) return null;
+  let url: URL;
+  try {
+    url = new URL(raw.idp_provider_url);
+  } catch {
+    return null;
+  }
+  return ENTRA_AUTHORITY.test(url.pathname) ? `${url.origin}/${TENANT_PLACEHOLDER}/v2.0` : null;
 }
 
 function issuerKey(url: string): string {

@@ -105,7 +105,7 @@ export function validateConfig(
     throw new ConfigError(file, issues);
   }
   const raw = parsed.data;
-  const cfg = buildConfig(raw, file, at);
+  const cfg = buildConfig(raw, file, at, (path) => locate(doc, lc, path).line);
   if (cfg)
     cfg.policyTests = (raw.policy_tests ?? []).map((t, i) => ({
       ...t,

@@ -14,6 +14,8 @@ export interface AccessFields {
   user: string | undefined;
   decision: string;
   reason: string;
+  /** The outcome code of a page or JSON answer Portcullis gave itself (src/http/outcomes.ts). */
+  outcome?: string | undefined;
   configuredHosts?: readonly string[] | undefined;
 }
 
@@ -56,6 +58,7 @@ export function formatAccessLine(bindings: string, f: AccessFields, time = isoNo
   s += `,"ms":${f.ms}`;
   if (f.user !== undefined) s += `,"user":${str(f.user)}`;
   s += `,"decision":${str(f.decision)},"reason":${str(f.reason)}`;
+  if (f.outcome !== undefined) s += `,"outcome":${str(f.outcome)}`;
   if (f.configuredHosts !== undefined)
     s += `,"configuredHosts":[${f.configuredHosts.map(str).join(',')}]`;
   return `${s},"msg":"request"}`;

@@ -22,6 +22,21 @@ const SIGN_IN: Record<string, string> = {
   email_verification_unknown: 'the identity provider does not say whether the e-mail is verified',
   organization_not_allowed: 'the user is not in an allowed organization, or a claim is missing',
   directory_unavailable: 'the identity provider’s directory could not be asked for groups',
+  invalid_handoff: 'the sign-in hand-over link was refused',
+  too_many_logins: 'too many sign-ins were started',
+  too_many_handoffs:
+    'one session asked for too many hand-over links (20 at once, then 20 a minute)',
+};
+
+/** Why a hand-over link was refused, by the `reason` of the audit line handoff_refused (handoff.ts). */
+const HANDOFF: Record<string, string> = {
+  invalid_or_expired: 'the hand-over link is invalid or has expired',
+  wrong_host: 'the hand-over link was made for another site',
+  malformed: 'the hand-over link is malformed',
+  wrong_origin: 'the hand-over link points to another site',
+  other_browser: 'the hand-over link was opened in a browser that did not start the sign-in',
+  replayed: 'the hand-over link was already used',
+  session_ended: 'the hand-over link names a session that has ended',
 };
 
 /** Why a request ended in an error page, by outcome code. */
@@ -66,17 +81,59 @@ export function isErrorOutcome(code: string): boolean {
 }
 
 /** An outcome code as the row shows it: a known code, else a placeholder (never the input). */
-export function safeCode(code: unknown): string {
+function safeCode(code: unknown): string {
   return typeof code === 'string' && (Object.hasOwn(SIGN_IN, code) || Object.hasOwn(ERROR, code))
     ? code
     : 'unknown';
 }
 
-export function signInReason(code: string, idpError: unknown): string {
+function signInReason(code: string, idpError: unknown): string {
   const text = SIGN_IN[code] ?? 'the sign-in failed';
   return typeof idpError === 'string' && IDP_ERRORS.has(idpError) ? `${text} (${idpError})` : text;
 }
 
 export function errorReason(code: string): string {
   return ERROR[code] ?? 'the request failed';
+}
+
+/**
+ * The row of an audit line that says a sign-in failed or was refused, or null for any other
+ * event. The code is the outcome code the browser was answered with; the reason is a fixed
+ * text, with the line's own reason code in parentheses where it has one Portcullis defines.
+ */
+export function signInFailure(f: {
+  event: string;
+  reason?: unknown;
+  idpError?: unknown;
+}): { code: string; reason: string } | null {
+  switch (f.event) {
+    case 'login_failed': {
+      const code = safeCode(f.reason);
+      return { code, reason: signInReason(code, f.idpError) };
+    }
+    case 'idp_unavailable':
+      return { code: 'idp_unavailable', reason: SIGN_IN.idp_unavailable! };
+    case 'handoff_refused': {
+      const why = typeof f.reason === 'string' && Object.hasOwn(HANDOFF, f.reason) ? f.reason : '';
+      return {
+        code: 'invalid_handoff',
+        reason: why ? `${HANDOFF[why]!} (${why})` : SIGN_IN.invalid_handoff!,
+      };
+    }
+    case 'login_rate_limited':
+      return {
+        code: 'too_many_logins',
+        reason: 'too many sign-ins were started from this client address (login_rate_limit)',
+      };
+    case 'login_rate_limited_global':
+      return {
+        code: 'too_many_logins',
+        reason:
+          'too many sign-ins were started from all clients together (login_rate_limit_global)',
+      };
+    case 'handoff_rate_limited':
+      return { code: 'too_many_handoffs', reason: SIGN_IN.too_many_handoffs! };
+    default:
+      return null;
+  }
 }

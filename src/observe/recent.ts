@@ -2,7 +2,7 @@ import type { Decision } from '../decide/decide.js';
 import type { Identity, RequestContext } from '../decide/types.js';
 import { unavailableCode } from '../http/outcomes.js';
 import type { AuditFields } from './audit.js';
-import { errorReason, isErrorOutcome, safeCode, signInReason } from './failure-reasons.js';
+import { errorReason, isErrorOutcome, signInFailure } from './failure-reasons.js';
 
 // What the admin console shows of the recent past, kept in this process's memory only and
 // bounded: the denied and failed requests (from the very events that write the audit log and
@@ -180,14 +180,14 @@ export class Recent {
 
   /**
    * Fed by the audit log (Audit.listen): the very line an operator reads for a failed sign-in
-   * becomes the row. Only fields Portcullis set itself are kept: a known code, the host and path
+   * (a refused callback, hand-over or rate-limited start: signInFailure) becomes the row. Only fields Portcullis set itself are kept: a known code, the host and path
    * it parsed, the user of a verified ID token; never the line's detail, which quotes the IdP.
    */
   audited(f: AuditFields): void {
-    if (f.event !== 'login_failed' && f.event !== 'idp_unavailable') return;
+    const failed = signInFailure(f);
+    if (!failed) return;
     const text = (v: unknown, max: number): string =>
       typeof v === 'string' ? v.slice(0, max) : '';
-    const code = f.event === 'idp_unavailable' ? 'idp_unavailable' : safeCode(f.reason);
     this.push({
       at: Date.now(),
       requestId: text(f.requestId, 100),
@@ -201,8 +201,8 @@ export class Recent {
       user: text(f.user, 200),
       groups: [],
       clientIp: text(f.client, 64),
-      code,
-      reason: signInReason(code, f.idpError),
+      code: failed.code,
+      reason: failed.reason,
     });
   }
 

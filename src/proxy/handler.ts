@@ -379,6 +379,8 @@ function access(
   d?: Decision,
   upstream?: { upstreamStatus: number; upstreamMs: number } | null,
 ): void {
+  // A lookup, not an allocation: a proxied answer has no outcome, and its line no such field.
+  const outcome = res === null ? undefined : outcomeOf(res);
   // Only an error status can have an error page to list: a proxied 200 allocates nothing here.
   const more =
     ctx === null
@@ -391,7 +393,7 @@ function access(
           },
         }
       : res !== null && status >= 400
-        ? { outcome: outcomeOf(res) }
+        ? { outcome }
         : undefined;
   rt.observer.request(ctx, status, requestId, started, decision, reason, d, upstream, more);
   if (!rt.log.isLevelEnabled('info')) return;
@@ -410,6 +412,7 @@ function access(
     user: identity?.email || identity?.user,
     decision,
     reason,
+    outcome,
     configuredHosts: d?.kind === 'not_found' && !d.knownHost ? rt.routes.hosts() : undefined,
   });
 }
