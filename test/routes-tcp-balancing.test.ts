@@ -119,8 +119,6 @@ describe('TCP routes balance tunnels with the HTTP routes’ balancer and health
 
   before(async () => {
     for (const n of ['a', 'b', 'w1', 'w2', 'c', 'd', 'e', 'f', 'g', 'h']) ups[n] = await named(n);
-    deadPort = await freePort();
-    metricsPort = await freePort();
     // The identity stack signs users in (its authenticate service); the tunnels go through a
     // second Portcullis on the same secrets whose log the tests read.
     s = await startIdentityStack({
@@ -131,6 +129,9 @@ routes:
     to: \${UPSTREAM}
     allow_any_authenticated_user: true`,
     });
+    // Asked for only now: servers started on port 0 (the IdP's) cannot have taken them since.
+    deadPort = await freePort();
+    metricsPort = await freePort();
     const t = (n: string, w = ''): string => `tcp://127.0.0.1:${ups[n]!.port}${w}`;
     const yaml = `${s.yaml}
   - from: tcp+https://rr.corp.test:2222
