@@ -21,7 +21,7 @@ import { parseSessionStorage } from '../session/storage-url.js';
 import { compileHostRewrite, compilePathRewrite, compileRedirect } from './rewrites.js';
 import { compileUpstreamKeys } from './route-keys.js';
 import { compileTcpTo, isTcpFrom, parseTcpFrom } from './tcp-route.js';
-import { parseUpstreamUrl, transportOf } from './upstream-url.js';
+import { parseUpstreamUrl, splitWeight, transportOf } from './upstream-url.js';
 import type { RawConfig, RawIdpEntry, RawRoute } from './schema.js';
 import type { Config, HealthCheck, PathMatch, Route, RouteFrom } from './types.js';
 
@@ -619,23 +619,12 @@ function compileRoute(
   const weights: number[] = [];
   toList.forEach((entry, j) => {
     const path = Array.isArray(r.to) ? [...base, 'to', j] : [...base, 'to'];
-    // Pomerium: "A load balancing weight may be associated with a particular upstream by
-    // appending ,[weight] to the URL" (https://www.pomerium.com/docs/reference/routes/to).
-    const comma = entry.lastIndexOf(',');
-    let t = entry;
-    let weight = 1;
-    if (comma !== -1) {
-      const w = entry.slice(comma + 1).trim();
-      t = entry.slice(0, comma).trim();
-      weight = /^[0-9]{1,6}$/.test(w) ? Number(w) : NaN;
-      if (!(weight >= 1 && weight <= 10_000)) {
-        at(
-          path,
-          `expected a load-balancing weight from 1 to 10000 after the comma, like http://10.0.0.5:3000,10; got ${JSON.stringify(entry)}`,
-        );
-        return;
-      }
+    const split = splitWeight(entry);
+    if (typeof split === 'string') {
+      at(path, split);
+      return;
     }
+    const { text: t, weight } = split;
     const u = parseUpstreamUrl(t);
     if (typeof u === 'string') at(path, u);
     else {
@@ -644,6 +633,10 @@ function compileRoute(
     }
   });
 
+  if (tcpTo) {
+    to.push(...tcpTo.to);
+    weights.push(...tcpTo.weights);
+  }
   const balancing = compileLoadBalancing(r, to.length, at, base);
   // Health checks speak HTTP/1.1 (codec_client_type HTTP1): an h2c upstream would not answer.
   if (to.some((u) => transportOf(u)?.h2c))
@@ -652,6 +645,19 @@ function compileRoute(
         at(
           [...base, 'health_checks', j, 'http_health_check'],
           'an h2c:// upstream does not answer HTTP/1.1 health checks: use tcp_health_check',
+        );
+    });
+
+  // A TCP route's upstream speaks its own protocol (PostgreSQL, SSH), not HTTP: an HTTP GET to
+  // it fails whether or not it is up, and with every upstream "down" the balancer would ignore
+  // the checks altogether (panic mode). tcp_health_check connects, and its send/receive can
+  // speak the protocol.
+  if (tcpTo)
+    (r.health_checks ?? []).forEach((h, j) => {
+      if (h.http_health_check !== undefined)
+        at(
+          [...base, 'health_checks', j, 'http_health_check'],
+          'a TCP route (tcp+https://) carries bytes, not HTTP requests: its upstreams are checked with tcp_health_check (it connects; send/receive can speak their protocol)',
         );
     });
 
@@ -746,8 +752,8 @@ function compileRoute(
     index: i,
     id: r.id ?? r.name ?? `routes[${i}]`,
     from,
-    to: tcpTo ?? to,
-    weights: tcpTo ? tcpTo.map(() => 1) : weights,
+    to,
+    weights,
     ...balancing,
     match,
     policy,

@@ -277,7 +277,7 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
     if (r.to.length === 0 || r.to.some((u) => u.protocol === 'https:')) continue;
     withoutTls.add(r);
     const rawRoute = rawRoutes[r.index] ?? {};
-    const shown = r.to.slice(0, 2).map(plainLabel).join(', ') + (r.to.length > 2 ? ', ...' : '');
+    const shown = r.to.slice(0, 2).map(upstreamLabel).join(', ') + (r.to.length > 2 ? ', ...' : '');
     for (const key of TLS_KEYS)
       if (rawRoute[key] !== undefined)
         add(
@@ -360,11 +360,6 @@ export function lintConfig(cfg: Config, text: string): ConfigIssue[] {
       'set authenticate_service_url (the CLI learns it from the 407 answer), or have users pass --portcullis-url with one of your HTTP route hosts',
     );
   return out;
-}
-
-/** An upstream as configured; a tcp:// URL has no origin to print. */
-function plainLabel(u: URL): string {
-  return u.protocol === 'tcp:' ? `tcp://${u.host}` : upstreamLabel(u);
 }
 
 function entropyPerChar(s: string): number {

@@ -1,5 +1,6 @@
 import type { RawRoute } from './schema.js';
 import type { RouteFrom } from './types.js';
+import { splitWeight } from './upstream-url.js';
 
 // Pomerium's TCP routes (https://www.pomerium.com/docs/capabilities/non-http/tcp):
 //   from: tcp+https://db.corp.example.com:5432   the name and port a client CONNECTs to
@@ -50,10 +51,15 @@ export function parseTcpFrom(text: string): RouteFrom | string {
 const HTTP_ONLY = ['prefix', 'path', 'regex', 'redirect', 'response'] as const;
 
 /**
- * The `to` of a TCP route, as `tcp://host:port` URLs (tried in order when one cannot be
- * reached), after reporting every key that cannot apply to a tunnel.
+ * The `to` of a TCP route, as `tcp://host:port` URLs with their load-balancing weights
+ * (`tcp://10.0.0.5:5432,3`, as for HTTP upstreams), after reporting every key that cannot
+ * apply to a tunnel. The route's Balancer spreads tunnels over them as it spreads requests.
  */
-export function compileTcpTo(r: RawRoute, base: readonly PropertyKey[], at: At): URL[] {
+export function compileTcpTo(
+  r: RawRoute,
+  base: readonly PropertyKey[],
+  at: At,
+): { to: URL[]; weights: number[] } {
   for (const k of HTTP_ONLY)
     if (r[k] !== undefined)
       at(
@@ -62,12 +68,19 @@ export function compileTcpTo(r: RawRoute, base: readonly PropertyKey[], at: At):
       );
   if (r.to === undefined) {
     at([...base, 'to'], 'a TCP route needs `to: tcp://host:port`, where the tunnel connects');
-    return [];
+    return { to: [], weights: [] };
   }
   const list = Array.isArray(r.to) ? r.to : [r.to];
   const out: URL[] = [];
-  list.forEach((t, j) => {
+  const weights: number[] = [];
+  list.forEach((entry, j) => {
     const path = Array.isArray(r.to) ? [...base, 'to', j] : [...base, 'to'];
+    const split = splitWeight(entry, 'tcp://10.0.0.5:5432,10');
+    if (typeof split === 'string') {
+      at(path, split);
+      return;
+    }
+    const t = split.text;
     const m = /^tcp:\/\/(.*?)\/?$/i.exec(t.trim());
     if (!m) {
       at(path, `expected a TCP upstream like tcp://10.0.0.5:5432, got ${JSON.stringify(t)}`);
@@ -79,6 +92,7 @@ export function compileTcpTo(r: RawRoute, base: readonly PropertyKey[], at: At):
       return;
     }
     out.push(new URL(`tcp://${a.host}:${a.port}`));
+    weights.push(split.weight);
   });
-  return out;
+  return { to: out, weights };
 }

@@ -56,9 +56,29 @@ export function parseUpstreamUrl(text: string): URL | string {
 
 /** How an upstream is named to operators (logs, /upstreams, the admin console): as configured. */
 export function upstreamLabel(url: URL): string {
+  // A tcp:// URL (a TCP route's upstream) is no web origin: its `origin` reads "null".
+  if (url.protocol === 'tcp:') return `tcp://${url.host}`;
   const t = transports.get(url);
   if (t?.socketPath)
     return `${url.protocol === 'https:' ? 'https' : 'http'}+unix://${t.socketPath}`;
   const path = url.pathname === '/' ? '' : url.pathname;
   return t?.h2c ? `h2c://${url.host}${path}` : `${url.origin}${path}`;
+}
+
+/**
+ * Pomerium: "A load balancing weight may be associated with a particular upstream by appending
+ * ,[weight] to the URL" (https://www.pomerium.com/docs/reference/routes/to), for every scheme.
+ * The URL text and its weight (1 without a comma), or the error for a bad weight.
+ */
+export function splitWeight(
+  entry: string,
+  example = 'http://10.0.0.5:3000,10',
+): { text: string; weight: number } | string {
+  const comma = entry.lastIndexOf(',');
+  if (comma === -1) return { text: entry, weight: 1 };
+  const w = entry.slice(comma + 1).trim();
+  const weight = /^[0-9]{1,6}$/.test(w) ? Number(w) : NaN;
+  if (!(weight >= 1 && weight <= 10_000))
+    return `expected a load-balancing weight from 1 to 10000 after the comma, like ${example}; got ${JSON.stringify(entry)}`;
+  return { text: entry.slice(0, comma).trim(), weight };
 }

@@ -123,7 +123,15 @@ export class Balancer {
   /** The request is over: `failed` (a connect error, a timeout or a 5xx) feeds outlier detection. */
   ended(i: number, failed: boolean | null): void {
     if (this.inFlight[i]! > 0) this.inFlight[i]!--;
-    if (failed === null) return;
+    if (failed !== null) this.outcome(i, failed);
+  }
+
+  /**
+   * What outlier detection learns from one use of upstream i. A tunnel reports it when its
+   * connection opens (or fails to), long before it ends: its outcome is whether the upstream
+   * accepted it, as Envoy counts a TCP proxy's connect failures among the consecutive errors.
+   */
+  outcome(i: number, failed: boolean): void {
     const od = this.route.outlierDetection;
     if (!od) return;
     if (!failed) {
@@ -301,6 +309,23 @@ export class Balancer {
     }
     return this.maglev;
   }
+}
+
+/**
+ * The hash key of RING_HASH / MAGLEV, the same for requests and tunnels: the session, else the
+ * user (a bearer token), else the client address (public routes). Null for other policies.
+ */
+export function affinityKey(
+  route: Route,
+  sessionId: string | undefined,
+  userSub: string | undefined,
+  clientIp: string,
+): string | null {
+  if (route.to.length < 2 || (route.lbPolicy !== 'RING_HASH' && route.lbPolicy !== 'MAGLEV'))
+    return null;
+  if (sessionId) return `s:${sessionId}`;
+  if (userSub !== undefined) return `u:${userSub}`;
+  return `a:${clientIp}`;
 }
 
 /** Smooth weighted round robin (nginx's), unrolled once into a schedule: O(1) per request. */

@@ -1,5 +1,5 @@
 import type { Route } from '../config/types.js';
-import { transportOf } from '../config/upstream-url.js';
+import { transportOf, upstreamLabel } from '../config/upstream-url.js';
 import type * as Undici from 'undici';
 import { buildConnector } from './undici.js';
 
@@ -79,7 +79,8 @@ export function upstreamIdentity(route: Route, url: URL): string {
   const transport = transportOf(url);
   const https = url.protocol === 'https:';
   return [
-    url.origin,
+    // A tcp:// URL's origin is "null" for every host: the label keeps them apart.
+    url.protocol === 'tcp:' ? upstreamLabel(url) : url.origin,
     transport?.h2c ? 'h2c' : '',
     transport?.socketPath ?? '',
     https && route.tlsSkipVerify ? 1 : 0,

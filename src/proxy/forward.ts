@@ -10,7 +10,7 @@ import type { Identity, RequestContext } from '../decide/types.js';
 import { codes, sendOutcome } from '../http/outcomes.js';
 import { canonicalHeaderName, connectionTokens, forwardableName } from '../security/headers.js';
 import { refuseUnsafeRewrite, rewrittenHost, upstreamTarget } from './rewrite.js';
-import type { Balancer } from './balancer.js';
+import { affinityKey, type Balancer } from './balancer.js';
 import type { Flight, Lane, Picked, Upstreams } from './upstreams.js';
 
 // Streams a request to the route's upstream and the answer back. Nothing large is buffered: a
@@ -37,14 +37,8 @@ export interface ForwardInput {
   sessionId?: string | undefined;
 }
 
-/** The hash key of RING_HASH / MAGLEV: the session, else the user (a bearer token), else the client address (public routes). */
-function affinityKey(input: Omit<ForwardInput, 'res'>): string | null {
-  const { route } = input;
-  if (route.to.length < 2 || (route.lbPolicy !== 'RING_HASH' && route.lbPolicy !== 'MAGLEV'))
-    return null;
-  if (input.sessionId) return `s:${input.sessionId}`;
-  if (input.identity) return `u:${input.identity.sub}`;
-  return `a:${input.ctx.clientIp}`;
+function affinityOf(input: Omit<ForwardInput, 'res'>): string | null {
+  return affinityKey(input.route, input.sessionId, input.identity?.sub, input.ctx.clientIp);
 }
 
 /** Upstream bodies up to this size (with a Content-Length) are sent in one write; larger ones stream. */
@@ -202,7 +196,7 @@ const NO_UPSTREAM: ForwardResult = { upstreamStatus: 0, upstreamMs: 0 };
  */
 export function forward(input: ForwardInput, upstreams: Upstreams): Promise<ForwardResult> {
   const { req, res, route } = input;
-  const picked = upstreams.pick(route, affinityKey(input));
+  const picked = upstreams.pick(route, affinityOf(input));
   if (!picked) {
     sendOutcome(res, !input.ctx.browser, codes.no_upstream, {
       message: `The route ${route.id} has no \`to\` upstream; it is only usable through forward-auth.`,
@@ -600,7 +594,7 @@ export async function forwardUpgrade(
   upstreams: Upstreams,
   log: Logger | null = null,
 ): Promise<void> {
-  const picked = upstreams.pick(input.route, affinityKey(input));
+  const picked = upstreams.pick(input.route, affinityOf(input));
   const answer = (status: string, text = ''): void => {
     const body = text ? `${text}\n` : '';
     socket.end(

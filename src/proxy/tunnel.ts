@@ -10,7 +10,11 @@ import { tunnelRefusal, type TunnelRefusal } from '../http/tunnel-answer.js';
 import { writeAccessLine } from '../observe/access-log.js';
 import { requestIdFor } from '../observe/logger.js';
 import type { Runtime } from '../runtime.js';
+import type { Route } from '../config/types.js';
+import { upstreamLabel } from '../config/upstream-url.js';
+import { affinityKey, type Balancer } from './balancer.js';
 import type { ProxyState } from './handler.js';
+import type { Upstreams } from './upstreams.js';
 
 // TCP routes (Pomerium's tcp+https, https://www.pomerium.com/docs/capabilities/non-http/tcp):
 // the client sends `CONNECT db.corp.example.com:5432`, the same decide() as for every HTTP
@@ -58,7 +62,18 @@ export function createConnectHandler(state: ProxyState) {
       }
       switch (d.kind) {
         case 'allow':
-          return open(rt, d, ctx, parsed.target, socket, head, requestId, started, req);
+          return open(
+            rt,
+            state.upstreams,
+            d,
+            ctx,
+            parsed.target,
+            socket,
+            head,
+            requestId,
+            started,
+            req,
+          );
         case 'login': {
           const base = rt.cfg.authenticateUrl?.origin;
           const loginUrl = base ? `${base}${CLI_LOGIN_PATH}` : CLI_LOGIN_PATH;
@@ -111,32 +126,74 @@ export function createConnectHandler(state: ProxyState) {
   };
 }
 
-/** Connects to the route's upstreams in order; the first that answers carries the tunnel. */
-async function dial(to: readonly URL[]): Promise<{ up: Socket; url: URL } | { error: string }> {
-  let last = 'no upstream configured';
-  for (const url of to) {
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    const up = connect({ host, port: Number(url.port) });
-    const err = await new Promise<string | null>((resolve) => {
-      const timer = setTimeout(() => resolve('connect timeout'), CONNECT_TIMEOUT_MS);
-      up.once('connect', () => {
-        clearTimeout(timer);
-        resolve(null);
-      });
-      up.once('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        resolve(e.code ?? e.message);
-      });
+/** One connection attempt to a TCP upstream: the socket, or why it did not open. */
+async function connectTo(url: URL): Promise<{ up: Socket } | { error: string }> {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const up = connect({ host, port: Number(url.port) });
+  const err = await new Promise<string | null>((resolve) => {
+    const timer = setTimeout(() => resolve('connect timeout'), CONNECT_TIMEOUT_MS);
+    up.once('connect', () => {
+      clearTimeout(timer);
+      resolve(null);
     });
-    if (!err) return { up, url };
-    up.destroy();
-    last = `${url.host}: ${err}`;
+    up.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(e.code ?? e.message);
+    });
+  });
+  if (!err) return { up };
+  up.destroy();
+  return { error: err };
+}
+
+interface Dialed {
+  up: Socket;
+  index: number;
+  /** Counts this tunnel in flight until it ends (null for a route with one `to`). */
+  balancer: Balancer | null;
+}
+
+/**
+ * Connects to the upstream the route's balancer picks (src/proxy/balancer.ts, as for HTTP
+ * requests: its policy, skipping upstreams down by health checks or ejected), and on a failed
+ * connection to the next untried one. A retry is always safe here: the client's bytes wait
+ * until the tunnel is established, so no upstream has seen any. Each failure counts toward
+ * outlier detection, each success resets the count.
+ */
+async function dial(
+  rt: Runtime,
+  upstreams: Upstreams,
+  route: Route,
+  key: string | null,
+  requestId: string,
+  client: Duplex,
+): Promise<Dialed | { errors: string[] }> {
+  const { index: first, balancer } = upstreams.pickTunnel(route, key);
+  const tried: number[] = [];
+  const errors: string[] = [];
+  for (let i = first; i >= 0 && !client.destroyed; i = balancer ? balancer.retry(tried) : -1) {
+    balancer?.started(i);
+    const r = await connectTo(route.to[i]!);
+    if ('up' in r) {
+      balancer?.outcome(i, false);
+      return { up: r.up, index: i, balancer };
+    }
+    balancer?.ended(i, true);
+    tried.push(i);
+    const upstream = upstreamLabel(route.to[i]!);
+    errors.push(`${upstream}: ${r.error}`);
+    rt.log.warn(
+      { event: 'tunnel_upstream_failed', requestId, route: route.id, upstream, detail: r.error },
+      `tcp upstream ${upstream} of route ${route.id} could not be reached (${r.error})${route.to.length > tried.length ? ': trying another' : ''}`,
+    );
+    if (!balancer) break;
   }
-  return { error: last };
+  return { errors };
 }
 
 async function open(
   rt: Runtime,
+  upstreams: Upstreams,
   d: Extract<Decision, { kind: 'allow' }>,
   ctx: RequestContext,
   target: string,
@@ -146,23 +203,33 @@ async function open(
   started: number,
   req: IncomingMessage,
 ): Promise<void> {
-  const dialed = await dial(d.route.to);
+  const route = d.route;
+  const key = affinityKey(route, d.session?.sid, d.identity?.sub, ctx.clientIp);
+  const dialed = await dial(rt, upstreams, route, key, requestId, client);
   if (client.destroyed) {
-    if ('up' in dialed) dialed.up.destroy();
+    if ('up' in dialed) {
+      dialed.up.destroy();
+      dialed.balancer?.ended(dialed.index, null);
+    }
     return;
   }
-  if ('error' in dialed) {
+  if ('errors' in dialed) {
     const answer = tunnelRefusal({
       code: codes.upstream_unavailable,
-      message: `the upstream of ${target} cannot be reached`,
+      message:
+        route.to.length > 1
+          ? `none of the ${route.to.length} upstreams of ${target} can be reached`
+          : `the upstream of ${target} cannot be reached`,
       requestId,
     });
     client.end(answer.bytes);
-    rt.log.warn({ requestId, route: d.route.id, detail: dialed.error }, 'tcp upstream unreachable');
-    access(rt, ctx, req, answer.status, requestId, started, 'upstream_error', dialed.error, d);
+    const detail = dialed.errors.join('; ');
+    rt.log.warn({ requestId, route: route.id, detail }, 'tcp upstream unreachable');
+    access(rt, ctx, req, answer.status, requestId, started, 'upstream_error', detail, d);
     return;
   }
-  const { up, url } = dialed;
+  const { up } = dialed;
+  const url = route.to[dialed.index]!;
   // Nagle off so interactive keystrokes are not held back.
   up.setNoDelay(true);
   client.write('HTTP/1.1 200 Connection established\r\n\r\n');
@@ -195,6 +262,7 @@ async function open(
   // One pipeline, client -> upstream -> client: each direction ends (half-close) when its
   // source does, an error on either side destroys both, and each write waits for the reader.
   await pipeline(client, up, client).catch(() => {});
+  dialed.balancer?.ended(dialed.index, null);
   const ms = Math.round(performance.now() - started);
   rt.observer.audit.info(
     {

@@ -129,13 +129,28 @@ export class Upstreams {
     const n = route.to.length;
     if (n === 0) return null;
     if (n === 1) return { url: route.to[0]!, lane: this.lane(route, 0), index: 0, balancer: null };
+    const balancer = this.balancer(route);
+    return this.at(route, balancer, balancer.pick(key));
+  }
+
+  /**
+   * Which `to` a new tunnel of a TCP route connects to, by the same balancer and health state
+   * as pick() (a tunnel opens its own socket: no pool, no lane). Null balancer for one `to`.
+   */
+  pickTunnel(route: Route, key: string | null): { index: number; balancer: Balancer | null } {
+    if (route.to.length < 2) return { index: 0, balancer: null };
+    const balancer = this.balancer(route);
+    return { index: balancer.pick(key), balancer };
+  }
+
+  private balancer(route: Route): Balancer {
     let balancer = this.balancers.get(route);
     if (!balancer) {
       // A route not (or no longer) configured here: balanced, but without health checks.
       balancer = new Balancer(route, this.log);
       this.balancers.set(route, balancer);
     }
-    return this.at(route, balancer, balancer.pick(key));
+    return balancer;
   }
 
   /** Upstream `index` of a balanced route (a retry after a failed connection). */
