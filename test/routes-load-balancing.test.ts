@@ -569,17 +569,20 @@ routes:
     const result = await p.reload('test');
     assert.equal(result.ok, true, JSON.stringify(result));
     await waitFor('checks on /new', () => count(a, '/new') >= 2 && count(b, '/new') >= 2);
+    // A check already on its way when the snapshot is taken still arrives after it (the
+    // upstream counts on receipt, a tick later): one more is allowed. Checks that kept running
+    // would add five in the five intervals slept.
     const oldA = count(a, '/old');
     const oldB = count(b, '/old');
     await sleep(1000); // five intervals
-    assert.equal(count(a, '/old'), oldA, 'the old config still checks a');
-    assert.equal(count(b, '/old'), oldB, 'the old config still checks b');
+    assert.ok(count(a, '/old') <= oldA + 1, 'the old config still checks a');
+    assert.ok(count(b, '/old') <= oldB + 1, 'the old config still checks b');
     assert.equal(p.state.upstreams.checksRunning(), 1);
     await p.close();
     p = null;
     const newA = count(a, '/new');
     await sleep(1000);
-    assert.equal(count(a, '/new'), newA, 'checks still run after shutdown');
+    assert.ok(count(a, '/new') <= newA + 1, 'checks still run after shutdown');
   });
 });
 
