@@ -727,7 +727,16 @@ function headerKeys(
     const v = sourceOf(((h.values as Obj[] | undefined) ?? [])[0] ?? {});
     // With compat: [oauth2-proxy], /oauth2/auth answers carry these four from the session.
     if (XAUTH[lower] && XAUTH[lower] === v.claim && !v.prefix) return;
-    if (lower === 'x-auth-request-access-token' && v.claim === 'access_token' && !v.prefix) {
+    // As the legacy set_xauthrequest import: a route names one token header, so only an
+    // auth-only setup (no upstreams, no token sent upstream) hands it out under this name.
+    const upstreams = get(a.root, 'upstreamConfig.upstreams') as unknown[] | undefined;
+    if (
+      lower === 'x-auth-request-access-token' &&
+      v.claim === 'access_token' &&
+      !v.prefix &&
+      !upstreams?.length &&
+      route.pass_access_token === undefined
+    ) {
       route.pass_access_token = 'X-Auth-Request-Access-Token';
       return;
     }

@@ -97,7 +97,6 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
 
   // --- identity provider(s)
   const multi = o.alpha?.providers;
-  let provider: string;
   let clientId: string | undefined;
   const providerRules: Rule[] = [];
   if (multi) {
@@ -117,14 +116,11 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
     // Each provider's own restrictions hold for its own users only, as in oauth2-proxy.
     if (restricted) providerRules.push({ or: anyOf });
     cfg.idps = idps;
-    provider = 'oidc';
-    clientId = undefined;
   } else {
     const r = identityProvider(s, n);
     Object.assign(cfg, r.keys);
-    provider = r.provider;
     clientId = r.clientId;
-    providerRules.push(...providerAdmission(s, provider, n));
+    providerRules.push(...providerAdmission(s, r.provider, n));
   }
   reportIfSet(['provider_display_name'], 'Portcullis has no provider-button page');
   if (s.get('skip_provider_button')?.value === false)
