@@ -464,24 +464,33 @@ describe('import oauth2-proxy --alpha-config: refusals', () => {
   });
 });
 
-describe('a sign-in through an imported alpha config', () => {
-  let idp: RunningIdp;
+describe('a sign-in through an imported alpha config with two providers', () => {
+  // Two real OpenID providers (demo/idp.ts), as two entries of oauth2-proxy's `providers:`; the
+  // corp one keeps allowedGroups [admins] (Provider.allowedGroups: "restrict logins to members
+  // of this group"), the partner one has no restriction.
+  let corp: RunningIdp;
+  let partner: RunningIdp;
   let upstream: Awaited<ReturnType<typeof startWhoami>>;
   let proxy: RunningPortcullis;
-  let port: number;
+  let app: string;
 
   before(async () => {
-    port = await freePort();
+    const port = await freePort();
+    app = `http://app.corp.test:${port}`;
     upstream = await startWhoami({ name: 'upstream' });
-    const clientSecret = randomBytes(24).toString('base64url');
-    idp = await startIdp({
-      clients: [
-        {
-          client_id: 'alpha-client',
-          client_secret: clientSecret,
-          redirect_uris: [`http://app.corp.test:${port}/oauth2/callback`],
-          post_logout_redirect_uris: [`http://app.corp.test:${port}/.portcullis/signed_out`],
-        },
+    const client = (id: string, secret: string) => ({
+      client_id: id,
+      client_secret: secret,
+      redirect_uris: [`${app}/oauth2/callback`],
+      post_logout_redirect_uris: [`${app}/.portcullis/signed_out`],
+    });
+    const corpSecret = randomBytes(24).toString('base64url');
+    const partnerSecret = randomBytes(24).toString('base64url');
+    corp = await startIdp({ clients: [client('corp-client', corpSecret)] });
+    partner = await startIdp({
+      clients: [client('partner-client', partnerSecret)],
+      users: [
+        { id: 'pat', password: 'pat', email: 'pat@example.com', name: 'Pat', groups: ['vendors'] },
       ],
     });
     const r = await importOk([
@@ -493,7 +502,7 @@ describe('a sign-in through an imported alpha config', () => {
           `cookie_secret = "${cookieSecret}"`,
           'cookie_secure = false',
           'email_domains = ["example.com"]',
-          `redirect_url = "http://app.corp.test:${port}/oauth2/callback"`,
+          `redirect_url = "${app}/oauth2/callback"`,
         ].join('\n'),
       ),
       '--alpha-config',
@@ -507,12 +516,19 @@ describe('a sign-in through an imported alpha config', () => {
           '  - {name: X-Forwarded-Email, values: [{claim: email}]}',
           'providers:',
           '  - id: corp',
+          '    name: Corp SSO',
           '    provider: oidc',
-          '    clientID: alpha-client',
-          `    clientSecret: ${clientSecret}`,
+          '    clientID: corp-client',
+          `    clientSecret: ${corpSecret}`,
           '    scope: openid email profile groups',
           '    allowedGroups: [admins]',
-          `    oidcConfig: {issuerURL: "${idp.issuer}"}`,
+          `    oidcConfig: {issuerURL: "${corp.issuer}"}`,
+          '  - id: partner',
+          '    name: Partner',
+          '    provider: oidc',
+          '    clientID: partner-client',
+          `    clientSecret: ${partnerSecret}`,
+          `    oidcConfig: {issuerURL: "${partner.issuer}"}`,
         ].join('\n'),
       ),
     ]);
@@ -523,25 +539,43 @@ describe('a sign-in through an imported alpha config', () => {
     await proxy.idp.start();
   });
   after(async () => {
-    await Promise.allSettled([proxy?.close(), upstream?.close(), idp?.close()]);
+    await Promise.allSettled([proxy?.close(), upstream?.close(), corp?.close(), partner?.close()]);
   });
 
-  test('alice (in admins) signs in at the IdP and reaches the upstream with her email; bob is refused', async () => {
-    const start = `http://app.corp.test:${port}/reports?format=json`;
-    const r = await loginThroughIdp(start, {
-      jar: new CookieJar(),
-      username: 'alice',
-      password: 'alice',
-    });
+  /** Signs in through the chooser at `idp`; returns the final answer and the chain. */
+  const signIn = async (idp: string, user: string) => {
+    const jar = new CookieJar();
+    const start = `${app}/reports?format=json`;
+    const first = await loginThroughIdp(start, { jar, username: user, password: user });
+    const m = new RegExp(`<a class="button" id="idp-${idp}" href="([^"]+)"`).exec(first.final.body);
+    assert.ok(m, `the chooser offers ${idp}:\n${first.final.body}`);
+    const link = new URL(m[1]!.replaceAll('&amp;', '&'), first.chain.at(-1)).href;
+    const r = await loginThroughIdp(link, { jar, username: user, password: user });
+    return { ...r, start };
+  };
+
+  test('alice (admins) signs in with Corp SSO from the chooser and reaches the upstream with her email', async () => {
+    const r = await signIn('corp', 'alice');
     assert.equal(r.final.status, 200, r.chain.join('\n'));
-    assert.equal(r.chain.at(-1), start);
+    assert.equal(r.chain.at(-1), r.start);
+    assert.ok(
+      r.chain.some((u) => u.startsWith(corp.issuer)),
+      'signed in at the corp IdP',
+    );
     const seen = JSON.parse(r.final.body) as { headers: Record<string, string> };
     assert.equal(seen.headers['x-forwarded-email'], 'alice@example.com');
-    const bob = await loginThroughIdp(start, {
-      jar: new CookieJar(),
-      username: 'bob',
-      password: 'bob',
-    });
-    assert.equal(bob.final.status, 403);
+  });
+
+  test('bob (not in admins) is refused after Corp SSO; pat gets in through the partner, whose users the corp group rule does not bind', async () => {
+    const bob = await signIn('corp', 'bob');
+    assert.equal(bob.final.status, 403, bob.chain.join('\n'));
+    const pat = await signIn('partner', 'pat');
+    assert.equal(pat.final.status, 200, pat.chain.join('\n'));
+    assert.ok(
+      pat.chain.some((u) => u.startsWith(partner.issuer)),
+      'signed in at the partner IdP',
+    );
+    const seen = JSON.parse(pat.final.body) as { headers: Record<string, string> };
+    assert.equal(seen.headers['x-forwarded-email'], 'pat@example.com');
   });
 });
