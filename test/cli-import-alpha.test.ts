@@ -447,6 +447,47 @@ describe('import oauth2-proxy --alpha-config: refusals', () => {
     await refused('providers:\n  - id: [\n', /alpha-\w+\.yaml:\d+: /);
   });
 
+  test('several providers with skip_provider_button: oauth2-proxy refuses the pair, and so does the import', async () => {
+    // pkg/validation/providers.go: "SkipProviderButton and multiple providers are mutually
+    // exclusive".
+    await refused(
+      `${provider}  - {id: b, provider: oidc, clientID: d, clientSecret: t, oidcConfig: {issuerURL: "https://b.example.com"}}\n`,
+      /legacy-\w+\.cfg:4: skip_provider_button — oauth2-proxy refuses it with several providers/,
+      ['skip_provider_button = true'],
+    );
+  });
+
+  test('a provider id Portcullis cannot take is rewritten, and the rewrite is reported', async () => {
+    const { cfg, stderr, file } = await importOk([
+      'oauth2-proxy',
+      '--config',
+      legacy(),
+      '--alpha-config',
+      alphaFile(
+        [
+          'upstreamConfig:',
+          '  upstreams: [{id: app, path: /, uri: "http://127.0.0.1:3000"}]',
+          'providers:',
+          '  - {id: Corp SSO, provider: oidc, clientID: c, clientSecret: s, oidcConfig: {issuerURL: "https://a.example.com"}}',
+          '  - {id: default, provider: oidc, clientID: d, clientSecret: t, oidcConfig: {issuerURL: "https://b.example.com"}}',
+        ].join('\n'),
+      ),
+    ]);
+    assert.deepEqual(
+      (cfg.idps as Array<{ id: string }>).map((i) => i.id),
+      ['corp-sso', 'idp-1'],
+    );
+    assert.match(
+      stderr,
+      /providers\[0\]\.id \(\S*:4\) — "Corp SSO" is written as the IdP id "corp-sso"/,
+    );
+    assert.match(
+      stderr,
+      /providers\[1\]\.id \(\S*:5\) — "default" is written as the IdP id "idp-1"/,
+    );
+    await checkOk(file);
+  });
+
   test('--alpha-config among the oauth2-proxy flags points to the import option', async () => {
     const r = await run([
       'import',
