@@ -5,12 +5,8 @@ import { validateConfig } from '../../config/load.js';
 import { CfgSyntaxError, parseCfg } from './cfg-parser.js';
 import { formatNotes, renderConfig, type ImportResult } from './emit.js';
 import { importOAuth2Proxy } from './oauth2-proxy.js';
-import {
-  AlphaSyntaxError,
-  mergeAlpha,
-  parseAlpha,
-  type AlphaImport,
-} from './oauth2-proxy-alpha.js';
+import { mergeAlpha, type AlphaImport } from './oauth2-proxy-alpha.js';
+import { AlphaSyntaxError, parseAlpha } from './oauth2-proxy-alpha-file.js';
 import { ImportNotes } from './emit.js';
 import { resolveSettings } from './oauth2-proxy-options.js';
 import { importPomerium, PomeriumSyntaxError } from './pomerium.js';
