@@ -16,13 +16,15 @@ import { freePort } from './helpers/ports.js';
 // `portcullis import oauth2-proxy --alpha-config` as an operator runs it (helpers/import-cli.ts).
 // Facts about oauth2-proxy's alpha config, each from its "Alpha Configuration" page
 // (https://oauth2-proxy.github.io/oauth2-proxy/configuration/alpha-config) and the Go structs it
-// is generated from (pkg/apis/options/{providers,upstreams,header,server}.go):
+// is generated from (https://github.com/oauth2-proxy/oauth2-proxy/tree/master/pkg/apis/options:
+// providers.go, upstreams.go, header.go, server.go):
 // - the root keys are upstreamConfig, injectRequestHeaders, injectResponseHeaders, server,
 //   metricsServer and providers; it is used beside the legacy config (--alpha-config together
 //   with --config), and the "Removed options" (provider, upstream and header settings) are then
 //   refused by oauth2-proxy;
 // - the file is read with yaml.UnmarshalStrict and DisallowUnknownFields (pkg/apis/options/load.go);
-// - every provider needs a unique id, a clientID and a secret (pkg/validation/providers.go).
+// - every provider needs a unique id, a clientID and a secret
+//   (https://github.com/oauth2-proxy/oauth2-proxy/blob/master/pkg/validation/providers.go).
 
 const cookieSecret = randomBytes(32).toString('base64url');
 const legacy = (extra: string[] = []): string =>

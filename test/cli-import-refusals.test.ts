@@ -35,7 +35,8 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
   };
 
   test('GitHub: github_org / github_team become group rules; a repository check is refused', async () => {
-    // Command-line flags page (v7.x): --github-org "restrict logins to members of this
+    // Command-line flags (https://oauth2-proxy.github.io/oauth2-proxy/configuration/overview,
+    // v7.x): --github-org "restrict logins to members of this
     // organisation", --github-team "restrict logins to members of any of these teams (slug),
     // separated by a comma", --github-repo "restrict logins to collaborators of this repository".
     // Portcullis's github groups are `org` and `org:team-slug` (docs/identity-providers.md).
