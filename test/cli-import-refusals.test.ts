@@ -34,10 +34,38 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
     return r;
   };
 
-  test('GitHub (plain OAuth 2.0) is refused with the way forward', async () => {
+  test('GitHub: github_org / github_team become group rules; a repository check is refused', async () => {
+    // Command-line flags (https://oauth2-proxy.github.io/oauth2-proxy/configuration/overview,
+    // v7.x): --github-org "restrict logins to members of this
+    // organisation", --github-team "restrict logins to members of any of these teams (slug),
+    // separated by a comma", --github-repo "restrict logins to collaborators of this repository".
+    // Portcullis's github groups are `org` and `org:team-slug` (docs/identity-providers.md).
+    const gh = base.filter((a) => !a.startsWith('--oidc-issuer-url'));
+    const { cfg, file } = await importOk([
+      'oauth2-proxy',
+      '--',
+      ...gh,
+      '--provider=github',
+      '--github-org=acme',
+      '--github-team=sre,ops',
+    ]);
+    assert.equal(cfg.idp_provider, 'github');
+    assert.equal(cfg.idp_provider_url, 'https://github.com');
+    assert.equal(cfg.idp_scopes, undefined, "the github provider's own scopes");
+    assert.deepEqual(routesOf(cfg)[0]!.policy, [
+      {
+        allow: {
+          and: [
+            { domain: { is: 'example.com' } },
+            { or: [{ groups: { has: 'acme:sre' } }, { groups: { has: 'acme:ops' } }] },
+          ],
+        },
+      },
+    ]);
+    await checkOk(file);
     await refused(
-      ['oauth2-proxy', '--', ...base, '--provider=github'],
-      /cannot import: provider — "github": GitHub signs users in with plain OAuth 2.0, not OpenID Connect; .*Dex/,
+      ['oauth2-proxy', '--', ...gh, '--provider=github', '--github-repo=acme/app'],
+      /cannot import: github_repo — a provider-specific membership check/,
     );
   });
 
@@ -73,7 +101,7 @@ describe('import oauth2-proxy: what cannot be carried over', () => {
     assert.match(r.stderr, /--scope needs a value/);
     await refused(
       ['oauth2-proxy', '--', ...base, '--alpha-config=/etc/oauth2-proxy/alpha.yaml'],
-      /--alpha-config: oauth2-proxy's alpha configuration \(YAML\) is not imported/,
+      /give the alpha config as `portcullis import oauth2-proxy --alpha-config FILE`, before `--`/,
     );
   });
 

@@ -5,6 +5,9 @@ import { validateConfig } from '../../config/load.js';
 import { CfgSyntaxError, parseCfg } from './cfg-parser.js';
 import { formatNotes, renderConfig, type ImportResult } from './emit.js';
 import { importOAuth2Proxy } from './oauth2-proxy.js';
+import { mergeAlpha, type AlphaImport } from './oauth2-proxy-alpha.js';
+import { AlphaSyntaxError, parseAlpha } from './oauth2-proxy-alpha-file.js';
+import { ImportNotes } from './emit.js';
 import { resolveSettings } from './oauth2-proxy-options.js';
 import { importPomerium, PomeriumSyntaxError } from './pomerium.js';
 import { IMPORT_HELP } from './help.js';
@@ -24,13 +27,20 @@ export async function importCommand(argv: string[]): Promise<number> {
   const dash = rest.indexOf('--');
   const own = dash < 0 ? rest : rest.slice(0, dash);
   const peerArgs = dash < 0 ? [] : rest.slice(dash + 1);
-  let values: { config?: string; from?: string[]; out?: string; help?: boolean };
+  let values: {
+    config?: string;
+    'alpha-config'?: string;
+    from?: string[];
+    out?: string;
+    help?: boolean;
+  };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: own,
       options: {
         config: { type: 'string', short: 'c' },
+        'alpha-config': { type: 'string' },
         from: { type: 'string', multiple: true },
         out: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
@@ -93,17 +103,64 @@ export async function importCommand(argv: string[]): Promise<number> {
       for (const e of resolved.errors) console.error(`portcullis import oauth2-proxy: ${e}`);
       return 1;
     }
+    let settings = resolved.settings;
+    let alpha: AlphaImport | undefined;
+    const alphaNotes = new ImportNotes();
+    const alphaPath = values['alpha-config'];
+    if (alphaPath !== undefined) {
+      let text: string;
+      try {
+        text = readFileSync(alphaPath, 'utf8');
+      } catch (e) {
+        console.error(
+          `portcullis import oauth2-proxy: cannot read ${alphaPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+        );
+        return 1;
+      }
+      let parsed: ReturnType<typeof parseAlpha>;
+      try {
+        parsed = parseAlpha(text, alphaPath);
+      } catch (e) {
+        if (e instanceof AlphaSyntaxError) {
+          console.error(`portcullis import oauth2-proxy: ${e.message}`);
+          return 1;
+        }
+        throw e;
+      }
+      const merged = parsed.errors.length ? null : mergeAlpha(settings, parsed.alpha, alphaNotes);
+      const errors = [...parsed.errors, ...(merged?.errors ?? [])];
+      if (errors.length) {
+        for (const e of errors) console.error(`portcullis import oauth2-proxy: ${e}`);
+        console.error(
+          `portcullis import oauth2-proxy: nothing written: ${alphaPath} cannot be carried over as it is`,
+        );
+        return 1;
+      }
+      settings = merged!.settings;
+      alpha = merged!.alpha;
+    }
     const sources = [
+      alphaPath ?? null,
       file ? file.path : null,
       [...resolved.settings.values()].some((v) => v.from.startsWith('environment'))
         ? 'OAUTH2_PROXY_* variables'
         : null,
       peerArgs.length ? 'command-line flags' : null,
     ].filter(Boolean);
-    result = importOAuth2Proxy(resolved.settings, {
+    result = importOAuth2Proxy(settings, {
       from: (values.from ?? []).map((f) => f.replace(/\/$/, '')),
       source: `oauth2-proxy (${sources.join(', ') || 'defaults'})`,
+      ...(alpha ? { alpha } : {}),
     });
+    if (alpha) {
+      // Name the alpha field the user wrote, not the legacy setting it was read as.
+      const named = (x: { setting: string; why: string }) => ({
+        setting: alpha.rename(x.setting),
+        why: x.why,
+      });
+      result.notes = [...alphaNotes.notes, ...result.notes.map(named)];
+      result.errors = [...alphaNotes.errors, ...result.errors.map(named)];
+    }
     for (const name of resolved.ignoredEnv)
       result.notes.push({
         setting: name,

@@ -1,5 +1,5 @@
 // Kept apart so `portcullis --help` does not load the importers.
-export const IMPORT_HELP = `Usage: portcullis import oauth2-proxy [--config FILE] [--from URL]... [--out FILE] [-- FLAGS...]
+export const IMPORT_HELP = `Usage: portcullis import oauth2-proxy [--config FILE] [--alpha-config FILE] [--from URL]... [--out FILE] [-- FLAGS...]
        portcullis import pomerium FILE [--out FILE]
 
 Writes a Portcullis config (YAML) that behaves like the given oauth2-proxy or Pomerium setup,
@@ -7,7 +7,9 @@ then prints every setting it could not carry over and why ("not carried over: <s
 
 oauth2-proxy: the settings come from its config file (--config, the TOML-style oauth2-proxy.cfg),
 OAUTH2_PROXY_* environment variables and oauth2-proxy's own flags after --, with oauth2-proxy's
-precedence (flags, then environment, then file). oauth2-proxy answers any host; a Portcullis
+precedence (flags, then environment, then file). --alpha-config FILE adds oauth2-proxy's alpha
+config (YAML: providers, upstreamConfig, injectRequestHeaders/-ResponseHeaders, server,
+metricsServer); several providers become idps:. oauth2-proxy answers any host; a Portcullis
 route names its own: --from https://app.example.com (repeatable) gives the public URLs,
 otherwise they come from redirect_url (with upstreams) or cookie_domains / whitelist_domains.
 

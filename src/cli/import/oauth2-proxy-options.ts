@@ -215,7 +215,7 @@ export function resolveSettings(input: SourceInput): {
     }
     if (name === 'alpha-config') {
       errors.push(
-        "command line: --alpha-config: oauth2-proxy's alpha configuration (YAML) is not imported; give the settings as a legacy config file, variables or flags",
+        'command line: give the alpha config as `portcullis import oauth2-proxy --alpha-config FILE`, before `--`',
       );
       if (m[2] === undefined) k++;
       continue;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { formatDuration } from '../../config/duration.js';
 import { ImportNotes, type ImportResult } from './emit.js';
+import type { AlphaImport } from './oauth2-proxy-alpha.js';
 import type { Settings } from './oauth2-proxy-options.js';
 
 // oauth2-proxy's settings -> a Portcullis config. Each fact about oauth2-proxy's behaviour is
@@ -13,6 +14,8 @@ export interface OAuth2ProxyImportOptions {
   /** Public origins the routes answer, e.g. https://app.example.com (`--from`). */
   from: string[];
   source: string;
+  /** What only oauth2-proxy's alpha config says (--alpha-config). */
+  alpha?: AlphaImport;
 }
 
 type Rule = Record<string, unknown>;
@@ -30,8 +33,6 @@ const OIDC_PROVIDERS: Record<string, string> = {
   adfs: 'oidc',
 };
 const NOT_OIDC: Record<string, string> = {
-  github:
-    'GitHub signs users in with plain OAuth 2.0, not OpenID Connect; put an OpenID provider that federates GitHub (Dex, Keycloak, Authentik) in front and import again with provider=oidc',
   keycloak:
     'the legacy keycloak provider does not use OpenID Connect discovery; use provider="keycloak-oidc" with oidc_issuer_url="https://<keycloak>/realms/<realm>"',
   facebook: 'Facebook login is not OpenID Connect with discovery',
@@ -94,11 +95,307 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
     'the metrics listener is plain HTTP (metrics_address); keep it on a private address',
   );
 
-  // --- identity provider
+  // --- identity provider(s)
+  const multi = o.alpha?.providers;
+  let clientId: string | undefined;
+  const providerRules: Rule[] = [];
+  if (multi) {
+    const idps: Record<string, unknown>[] = [];
+    const anyOf: Rule[] = [];
+    let restricted = false;
+    for (const p of multi) {
+      const sub = new ImportNotes();
+      const r = identityProvider(p.settings, sub);
+      const rules = providerAdmission(p.settings, r.provider, sub);
+      for (const x of sub.notes) n.skip(p.rename(x.setting), x.why);
+      for (const x of sub.errors) n.refuse(p.rename(x.setting), x.why);
+      idps.push({ id: p.id, ...(p.name ? { name: p.name } : {}), ...r.keys });
+      if (rules.length) restricted = true;
+      anyOf.push(rules.length ? { and: [{ idp: { is: p.id } }, ...rules] } : { idp: { is: p.id } });
+    }
+    // Each provider's own restrictions hold for its own users only, as in oauth2-proxy.
+    if (restricted) providerRules.push({ or: anyOf });
+    cfg.idps = idps;
+  } else {
+    const r = identityProvider(s, n);
+    Object.assign(cfg, r.keys);
+    clientId = r.clientId;
+    providerRules.push(...providerAdmission(s, r.provider, n));
+  }
+  reportIfSet(['provider_display_name'], 'Portcullis has no provider-button page');
+  if (s.get('skip_provider_button')?.value === false)
+    n.skip(
+      'skip_provider_button',
+      'Portcullis has no provider-button page: sign-in goes straight to the IdP, as with skip_provider_button = true',
+    );
+
+  // --- secrets and cookies
+  cookieSecret(s, cfg, n);
+  const name = str('cookie_name');
+  if (name) cfg.cookie_name = name;
+  const domains = list('cookie_domains').map((d) => d.replace(/^\./, '').toLowerCase());
+  if (domains.length) cfg.cookie_domain = domains[0];
+  if (domains.length > 1)
+    n.skip(
+      'cookie_domains',
+      `Portcullis sets one cookie_domain (${domains[0]}); hosts under ${domains.slice(1).join(', ')} get their session by a one-time handoff from authenticate_service_url instead`,
+    );
+  // oauth2-proxy's default lifetime is 168h; Portcullis's is 14h, so it is always written.
+  const expire = ms('cookie_expire') ?? 168 * 3_600_000;
+  if (expire === 0)
+    n.skip(
+      'cookie_expire',
+      "0 (a browser-session cookie) is not offered: sessions last 168h as oauth2-proxy's default",
+    );
+  cfg.cookie_expire = formatDuration(expire === 0 ? 168 * 3_600_000 : expire);
+  const refresh = ms('cookie_refresh');
+  if (refresh !== undefined && refresh > 0) {
+    // Both re-ask the IdP this often whether the session still stands.
+    cfg.idp_refresh_directory_interval = formatDuration(Math.max(refresh, 10_000));
+    if (refresh < 10_000)
+      n.skip('cookie_refresh', 'Portcullis re-checks sessions at most every 10s');
+  }
+  if (isSet('cookie_secure')) cfg.cookie_secure = bool('cookie_secure', true);
+  if (isSet('cookie_httponly')) cfg.cookie_http_only = bool('cookie_httponly', true);
+  const sameSite = str('cookie_samesite')?.toLowerCase();
+  if (sameSite) {
+    if (['lax', 'strict', 'none'].includes(sameSite)) cfg.cookie_same_site = sameSite;
+    else
+      n.refuse('cookie_samesite', `expected lax, strict or none, got ${JSON.stringify(sameSite)}`);
+  }
+  if (str('cookie_path') && str('cookie_path') !== '/')
+    n.skip('cookie_path', 'the session cookie is always for path /');
+  reportIfSet(
+    ['cookie_csrf_expire', 'cookie_csrf_per_request'],
+    "Portcullis's sign-in state cookie is its own (one per sign-in in flight, 10 minutes)",
+  );
+
+  // --- sessions
+  sessionStorage(s, cfg, n);
+
+  // --- who may sign in: oauth2-proxy requires the email check AND the group check.
+  const policyRules = admission([...emailAdmission(s, n), ...providerRules]);
+  const extraAllows: Rule[] = [];
+  if (bool('skip_auth_preflight', false)) extraAllows.push({ http_method: { is: 'OPTIONS' } });
+  const trusted = list('trusted_ips');
+  if (trusted.length) extraAllows.push({ source_ip: trusted });
+  const policy: Rule[] = [
+    ...policyRules,
+    ...(extraAllows.length ? [{ allow: { or: extraAllows } }] : []),
+  ];
+  if (trusted.length)
+    n.skip(
+      'trusted_ips',
+      'carried over as a source_ip allow rule, but the client address comes from trusted_proxies (X-Forwarded-For), not real_client_ip_header',
+    );
+
+  // --- callback, hosts, trust
+  const prefix = str('proxy_prefix') ?? DEFAULT_PREFIX;
+  if (prefix !== DEFAULT_PREFIX)
+    n.skip(
+      'proxy_prefix',
+      `the oauth2-proxy endpoints stay under /oauth2/ (compat: [oauth2-proxy]); only the callback keeps ${prefix}/callback`,
+    );
+  const redirect = str('redirect_url');
+  let redirectUrl: URL | null = null;
+  let callbackPath = `${prefix}/callback`;
+  if (redirect) {
+    try {
+      redirectUrl = new URL(redirect);
+      callbackPath = redirectUrl.pathname;
+    } catch {
+      if (redirect.startsWith('/')) callbackPath = redirect.split('?')[0]!;
+      else
+        n.refuse(
+          'redirect_url',
+          `expected an absolute URL or a path, got ${JSON.stringify(redirect)}`,
+        );
+    }
+  }
+  cfg.authenticate_callback_path = callbackPath;
+  cfg.compat = ['oauth2-proxy'];
+  if (bool('reverse_proxy', false))
+    n.skip(
+      'reverse_proxy',
+      "oauth2-proxy then believes X-Forwarded-* and X-Real-IP from any client; Portcullis believes them only from trusted_proxies (loopback by default): list your proxy's address there",
+    );
+  reportIfSet(
+    ['real_client_ip_header'],
+    'Portcullis reads the client address from X-Forwarded-For sent by trusted_proxies',
+  );
+
+  const hasUpstreams = o.alpha ? Boolean(o.alpha.upstreams) : list('upstreams').length > 0;
+  const hosts = routeHosts(s, o, redirectUrl, hasUpstreams, n);
+  const wildcard = hosts.some((h) => h.includes('*.'));
+  if (redirectUrl && (hosts.length > 1 || wildcard || hosts[0] !== redirectUrl.origin))
+    cfg.authenticate_service_url = redirectUrl.origin;
+
+  // Entries no route covers keep their meaning through allowed_redirect_domains, which reads
+  // oauth2-proxy's --whitelist-domain forms (".domain", "*.domain", "host:port", "host:*").
+  const whitelist = list('whitelist_domains');
+  const uncovered = whitelist.filter((w) => !coveredByHosts(w, hosts));
+  if (uncovered.length) cfg.allowed_redirect_domains = uncovered;
+
+  // --- routes
+  const routeCommon: Record<string, unknown> = {};
+  if (o.alpha) {
+    Object.assign(routeCommon, o.alpha.route);
+    Object.assign(cfg, o.alpha.global);
+  } else {
+    const passUser = bool('pass_user_headers', true) || bool('pass_basic_auth', true);
+    if (passUser) routeCommon.identity_headers = 'portcullis';
+    if (bool('pass_access_token', false))
+      routeCommon.pass_access_token = 'X-Forwarded-Access-Token';
+    if (bool('pass_authorization_header', false)) routeCommon.pass_id_token = true;
+    if (bool('prefer_email_to_user', false))
+      n.skip('prefer_email_to_user', 'X-Forwarded-User is always the idp_user_claim (default sub)');
+    if (str('basic_auth_password') || bool('set_basic_auth', false))
+      n.skip(
+        str('basic_auth_password') ? 'basic_auth_password' : 'set_basic_auth',
+        'Portcullis never sends HTTP Basic credentials upstream; upstreams read X-Forwarded-User',
+      );
+    if (bool('set_authorization_header', false))
+      n.skip(
+        'set_authorization_header',
+        'the forward-auth answer carries no token; a route can pass one upstream (pass_id_token)',
+      );
+    // oauth2-proxy answers /oauth2/auth with X-Auth-Request-Access-Token when both are set, and
+    // auth_request snippets read it from there; a route names one header, so an auth-only
+    // deployment (no upstreams) hands the token out under that name.
+    if (bool('set_xauthrequest', false) && bool('pass_access_token', false)) {
+      if (list('upstreams').length === 0)
+        routeCommon.pass_access_token = 'X-Auth-Request-Access-Token';
+      else
+        n.skip(
+          'set_xauthrequest',
+          'with upstreams the token goes to them as X-Forwarded-Access-Token; /oauth2/auth answers carry no X-Auth-Request-Access-Token unless a route sets pass_access_token to that name',
+        );
+    }
+    if (!bool('skip_auth_strip_headers', true))
+      n.skip(
+        'skip_auth_strip_headers',
+        'Portcullis always removes client-sent copies of identity headers',
+      );
+  }
+  if (bool('skip_jwt_bearer_tokens', false)) {
+    cfg.allow_bearer_tokens = true;
+    if (!multi)
+      cfg.bearer_audiences = [clientId ?? '', ...list('oidc_extra_audiences')].filter(Boolean);
+    if (list('extra_jwt_issuers').length)
+      n.skip(
+        'extra_jwt_issuers',
+        "Portcullis accepts bearer tokens from idp_provider_url's issuer only",
+      );
+  } else reportIfSet(['oidc_extra_audiences'], 'only used with skip_jwt_bearer_tokens');
+  if (!o.alpha) {
+    const upstreamTimeout = ms('upstream_timeout');
+    if (upstreamTimeout !== undefined && upstreamTimeout > 0)
+      routeCommon.timeout = formatDuration(upstreamTimeout);
+    if (bool('pass_host_header', true)) routeCommon.preserve_host_header = true;
+    if (bool('proxy_websockets', true)) routeCommon.allow_websockets = true;
+    if (bool('ssl_upstream_insecure_skip_verify', false)) {
+      routeCommon.tls_skip_verify = true;
+      n.skip(
+        'ssl_upstream_insecure_skip_verify',
+        'carried over as tls_skip_verify: true, which `portcullis check` warns about; prefer tls_custom_ca_file',
+      );
+    }
+  }
+  reportIfSet(['flush_interval'], 'Portcullis streams responses as they arrive');
+  reportIfSet(
+    ['api_routes', 'force_json_errors'],
+    'Portcullis answers 401 (never a redirect) to every client that does not ask for HTML, on every path',
+  );
+  reportIfSet(
+    ['signature_key'],
+    'upstreams that checked GAP-Signature verify X-Portcullis-Jwt-Assertion instead (docs/upstream-verification.md)',
+  );
+  reportIfSet(['force_https'], "Portcullis answers on the scheme of each route's from");
+  reportIfSet(
+    ['encode_state', 'allow_query_semicolons', 'relative_redirect_url'],
+    'no equivalent needed',
+  );
+  reportIfSet(
+    ['ping_path', 'ready_path', 'ping_user_agent', 'gcp_healthchecks'],
+    'Portcullis answers /ping and /ready (and /ping, /ready on metrics_address)',
+  );
+  reportIfSet(
+    ['htpasswd_file', 'htpasswd_user_groups', 'display_htpasswd_form'],
+    'users sign in at the IdP only; accounts in the htpasswd file cannot sign in',
+  );
+  reportIfSet(
+    ['custom_templates_dir', 'custom_sign_in_logo', 'banner', 'footer', 'show_debug_on_error'],
+    "Portcullis's pages are its own",
+  );
+  reportIfSet(
+    [
+      'logging_filename',
+      'logging_max_size',
+      'logging_max_age',
+      'logging_max_backups',
+      'logging_local_time',
+      'logging_compress',
+      'standard_logging',
+      'standard_logging_format',
+      'request_logging',
+      'request_logging_format',
+      'auth_logging',
+      'auth_logging_format',
+      'exclude_logging_paths',
+      'silence_ping_logging',
+      'errors_to_info_log',
+      'request_id_header',
+    ],
+    'Portcullis logs JSON lines to stdout (log_level) and sign-ins, sign-outs and denials to audit_log_file',
+  );
+
+  const upstreams = o.alpha?.upstreams ?? legacyUpstreams(s, n);
+  const routes = buildRoutes(s, hosts, upstreams, routeCommon, policy, n);
+  // One object per route: shared ones would be written as YAML anchors and aliases.
+  cfg.routes = JSON.parse(JSON.stringify(routes)) as unknown;
+  return { config: cfg, notes: n.notes, errors: n.errors, source: o.source };
+}
+
+/** One provider's settings as Portcullis `idp_*` keys (top-level, or one entry of `idps`). */
+function identityProvider(
+  s: Settings,
+  n: ImportNotes,
+): { keys: Record<string, unknown>; provider: string; clientId: string | undefined } {
+  const cfg: Record<string, unknown> = {};
+  const str = (k: string): string | undefined => {
+    const v = s.get(k)?.value;
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const bool = (k: string, def: boolean): boolean => {
+    const v = s.get(k)?.value;
+    return typeof v === 'boolean' ? v : def;
+  };
+  const list = (k: string): string[] => {
+    const v = s.get(k)?.value;
+    return Array.isArray(v) ? v : [];
+  };
+  const isSet = (k: string): boolean => s.has(k);
+  const reportIfSet = (keys: string[], why: string): void => {
+    for (const k of keys) if (isSet(k)) n.skip(k, why);
+  };
   const provider = str('provider') ?? 'google';
   const issuerSetting = str('oidc_issuer_url');
   let issuer: string | undefined;
-  if (provider in NOT_OIDC) n.refuse('provider', `"${provider}": ${NOT_OIDC[provider]}`);
+  if (provider === 'github') {
+    // Portcullis's github provider reads the user, organizations and teams from the REST API;
+    // a GitHub Enterprise Server's login_url names its base URL.
+    cfg.idp_provider = 'github';
+    const login = str('login_url');
+    let base = 'https://github.com';
+    if (login) {
+      try {
+        base = new URL(login).origin;
+      } catch {
+        n.refuse('login_url', `expected a URL, got ${JSON.stringify(login)}`);
+      }
+    }
+    cfg.idp_provider_url = base;
+  } else if (provider in NOT_OIDC) n.refuse('provider', `"${provider}": ${NOT_OIDC[provider]}`);
   else if (!(provider in OIDC_PROVIDERS))
     n.refuse(
       'provider',
@@ -134,6 +431,11 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
   else n.refuse('client_secret', 'Portcullis authenticates to the IdP with a client secret');
   const scope = str('scope');
   const allowedGroups = list('allowed_groups');
+  if (provider === 'github') {
+    if (scope)
+      n.skip('scope', "Portcullis's github provider asks for the scopes its API reads need");
+    return { keys: cfg, provider, clientId };
+  }
   // oauth2-proxy's OIDC default scope, plus `groups` when allowed_groups is set without a scope.
   const scopes = scope
     ? scope.split(/\s+/).filter(Boolean)
@@ -208,226 +510,7 @@ export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): Imp
     ['oidc_audience_claims', 'skip_claims_from_profile_url', 'resource', 'azure_graph_group_field'],
     'not configurable in Portcullis: ID tokens must name idp_client_id in aud',
   );
-  reportIfSet(['provider_display_name'], 'Portcullis has no provider-button page');
-  if (s.get('skip_provider_button')?.value === false)
-    n.skip(
-      'skip_provider_button',
-      'Portcullis has no provider-button page: sign-in goes straight to the IdP, as with skip_provider_button = true',
-    );
-
-  // --- secrets and cookies
-  cookieSecret(s, cfg, n);
-  const name = str('cookie_name');
-  if (name) cfg.cookie_name = name;
-  const domains = list('cookie_domains').map((d) => d.replace(/^\./, '').toLowerCase());
-  if (domains.length) cfg.cookie_domain = domains[0];
-  if (domains.length > 1)
-    n.skip(
-      'cookie_domains',
-      `Portcullis sets one cookie_domain (${domains[0]}); hosts under ${domains.slice(1).join(', ')} get their session by a one-time handoff from authenticate_service_url instead`,
-    );
-  // oauth2-proxy's default lifetime is 168h; Portcullis's is 14h, so it is always written.
-  const expire = ms('cookie_expire') ?? 168 * 3_600_000;
-  if (expire === 0)
-    n.skip(
-      'cookie_expire',
-      "0 (a browser-session cookie) is not offered: sessions last 168h as oauth2-proxy's default",
-    );
-  cfg.cookie_expire = formatDuration(expire === 0 ? 168 * 3_600_000 : expire);
-  const refresh = ms('cookie_refresh');
-  if (refresh !== undefined && refresh > 0) {
-    // Both re-ask the IdP this often whether the session still stands.
-    cfg.idp_refresh_directory_interval = formatDuration(Math.max(refresh, 10_000));
-    if (refresh < 10_000)
-      n.skip('cookie_refresh', 'Portcullis re-checks sessions at most every 10s');
-  }
-  if (isSet('cookie_secure')) cfg.cookie_secure = bool('cookie_secure', true);
-  if (isSet('cookie_httponly')) cfg.cookie_http_only = bool('cookie_httponly', true);
-  const sameSite = str('cookie_samesite')?.toLowerCase();
-  if (sameSite) {
-    if (['lax', 'strict', 'none'].includes(sameSite)) cfg.cookie_same_site = sameSite;
-    else
-      n.refuse('cookie_samesite', `expected lax, strict or none, got ${JSON.stringify(sameSite)}`);
-  }
-  if (str('cookie_path') && str('cookie_path') !== '/')
-    n.skip('cookie_path', 'the session cookie is always for path /');
-  reportIfSet(
-    ['cookie_csrf_expire', 'cookie_csrf_per_request'],
-    "Portcullis's sign-in state cookie is its own (one per sign-in in flight, 10 minutes)",
-  );
-
-  // --- sessions
-  sessionStorage(s, cfg, n);
-
-  // --- who may sign in: oauth2-proxy requires the email check AND the group check.
-  const policyRules = admissionPolicy(s, provider, n);
-  const extraAllows: Rule[] = [];
-  if (bool('skip_auth_preflight', false)) extraAllows.push({ http_method: { is: 'OPTIONS' } });
-  const trusted = list('trusted_ips');
-  if (trusted.length) extraAllows.push({ source_ip: trusted });
-  const policy: Rule[] = [
-    ...policyRules,
-    ...(extraAllows.length ? [{ allow: { or: extraAllows } }] : []),
-  ];
-  if (trusted.length)
-    n.skip(
-      'trusted_ips',
-      'carried over as a source_ip allow rule, but the client address comes from trusted_proxies (X-Forwarded-For), not real_client_ip_header',
-    );
-
-  // --- callback, hosts, trust
-  const prefix = str('proxy_prefix') ?? DEFAULT_PREFIX;
-  if (prefix !== DEFAULT_PREFIX)
-    n.skip(
-      'proxy_prefix',
-      `the oauth2-proxy endpoints stay under /oauth2/ (compat: [oauth2-proxy]); only the callback keeps ${prefix}/callback`,
-    );
-  const redirect = str('redirect_url');
-  let redirectUrl: URL | null = null;
-  let callbackPath = `${prefix}/callback`;
-  if (redirect) {
-    try {
-      redirectUrl = new URL(redirect);
-      callbackPath = redirectUrl.pathname;
-    } catch {
-      if (redirect.startsWith('/')) callbackPath = redirect.split('?')[0]!;
-      else
-        n.refuse(
-          'redirect_url',
-          `expected an absolute URL or a path, got ${JSON.stringify(redirect)}`,
-        );
-    }
-  }
-  cfg.authenticate_callback_path = callbackPath;
-  cfg.compat = ['oauth2-proxy'];
-  if (bool('reverse_proxy', false))
-    n.skip(
-      'reverse_proxy',
-      "oauth2-proxy then believes X-Forwarded-* and X-Real-IP from any client; Portcullis believes them only from trusted_proxies (loopback by default): list your proxy's address there",
-    );
-  reportIfSet(
-    ['real_client_ip_header'],
-    'Portcullis reads the client address from X-Forwarded-For sent by trusted_proxies',
-  );
-
-  const hosts = routeHosts(s, o, redirectUrl, n);
-  const wildcard = hosts.some((h) => h.includes('*.'));
-  if (redirectUrl && (hosts.length > 1 || wildcard || hosts[0] !== redirectUrl.origin))
-    cfg.authenticate_service_url = redirectUrl.origin;
-
-  // Entries no route covers keep their meaning through allowed_redirect_domains, which reads
-  // oauth2-proxy's --whitelist-domain forms (".domain", "*.domain", "host:port", "host:*").
-  const whitelist = list('whitelist_domains');
-  const uncovered = whitelist.filter((w) => !coveredByHosts(w, hosts));
-  if (uncovered.length) cfg.allowed_redirect_domains = uncovered;
-
-  // --- routes
-  const routeCommon: Record<string, unknown> = {};
-  const passUser = bool('pass_user_headers', true) || bool('pass_basic_auth', true);
-  if (passUser) routeCommon.identity_headers = 'portcullis';
-  if (bool('pass_access_token', false)) routeCommon.pass_access_token = 'X-Forwarded-Access-Token';
-  if (bool('pass_authorization_header', false)) routeCommon.pass_id_token = true;
-  if (bool('prefer_email_to_user', false))
-    n.skip('prefer_email_to_user', 'X-Forwarded-User is always the idp_user_claim (default sub)');
-  if (str('basic_auth_password') || bool('set_basic_auth', false))
-    n.skip(
-      str('basic_auth_password') ? 'basic_auth_password' : 'set_basic_auth',
-      'Portcullis never sends HTTP Basic credentials upstream; upstreams read X-Forwarded-User',
-    );
-  if (bool('set_authorization_header', false))
-    n.skip(
-      'set_authorization_header',
-      'the forward-auth answer carries no token; a route can pass one upstream (pass_id_token)',
-    );
-  // oauth2-proxy answers /oauth2/auth with X-Auth-Request-Access-Token when both are set, and
-  // auth_request snippets read it from there; a route names one header, so an auth-only
-  // deployment (no upstreams) hands the token out under that name.
-  if (bool('set_xauthrequest', false) && bool('pass_access_token', false)) {
-    if (list('upstreams').length === 0)
-      routeCommon.pass_access_token = 'X-Auth-Request-Access-Token';
-    else
-      n.skip(
-        'set_xauthrequest',
-        'with upstreams the token goes to them as X-Forwarded-Access-Token; /oauth2/auth answers carry no X-Auth-Request-Access-Token unless a route sets pass_access_token to that name',
-      );
-  }
-  if (!bool('skip_auth_strip_headers', true))
-    n.skip(
-      'skip_auth_strip_headers',
-      'Portcullis always removes client-sent copies of identity headers',
-    );
-  if (bool('skip_jwt_bearer_tokens', false)) {
-    cfg.allow_bearer_tokens = true;
-    cfg.bearer_audiences = [clientId ?? '', ...list('oidc_extra_audiences')].filter(Boolean);
-    if (list('extra_jwt_issuers').length)
-      n.skip(
-        'extra_jwt_issuers',
-        "Portcullis accepts bearer tokens from idp_provider_url's issuer only",
-      );
-  } else reportIfSet(['oidc_extra_audiences'], 'only used with skip_jwt_bearer_tokens');
-  const upstreamTimeout = ms('upstream_timeout');
-  if (upstreamTimeout !== undefined && upstreamTimeout > 0)
-    routeCommon.timeout = formatDuration(upstreamTimeout);
-  if (bool('pass_host_header', true)) routeCommon.preserve_host_header = true;
-  if (bool('proxy_websockets', true)) routeCommon.allow_websockets = true;
-  if (bool('ssl_upstream_insecure_skip_verify', false)) {
-    routeCommon.tls_skip_verify = true;
-    n.skip(
-      'ssl_upstream_insecure_skip_verify',
-      'carried over as tls_skip_verify: true, which `portcullis check` warns about; prefer tls_custom_ca_file',
-    );
-  }
-  reportIfSet(['flush_interval'], 'Portcullis streams responses as they arrive');
-  reportIfSet(
-    ['api_routes', 'force_json_errors'],
-    'Portcullis answers 401 (never a redirect) to every client that does not ask for HTML, on every path',
-  );
-  reportIfSet(
-    ['signature_key'],
-    'upstreams that checked GAP-Signature verify X-Portcullis-Jwt-Assertion instead (docs/upstream-verification.md)',
-  );
-  reportIfSet(['force_https'], "Portcullis answers on the scheme of each route's from");
-  reportIfSet(
-    ['encode_state', 'allow_query_semicolons', 'relative_redirect_url'],
-    'no equivalent needed',
-  );
-  reportIfSet(
-    ['ping_path', 'ready_path', 'ping_user_agent', 'gcp_healthchecks'],
-    'Portcullis answers /ping and /ready (and /ping, /ready on metrics_address)',
-  );
-  reportIfSet(
-    ['htpasswd_file', 'htpasswd_user_groups', 'display_htpasswd_form'],
-    'users sign in at the IdP only; accounts in the htpasswd file cannot sign in',
-  );
-  reportIfSet(
-    ['custom_templates_dir', 'custom_sign_in_logo', 'banner', 'footer', 'show_debug_on_error'],
-    "Portcullis's pages are its own",
-  );
-  reportIfSet(
-    [
-      'logging_filename',
-      'logging_max_size',
-      'logging_max_age',
-      'logging_max_backups',
-      'logging_local_time',
-      'logging_compress',
-      'standard_logging',
-      'standard_logging_format',
-      'request_logging',
-      'request_logging_format',
-      'auth_logging',
-      'auth_logging_format',
-      'exclude_logging_paths',
-      'silence_ping_logging',
-      'errors_to_info_log',
-      'request_id_header',
-    ],
-    'Portcullis logs JSON lines to stdout (log_level) and sign-ins, sign-outs and denials to audit_log_file',
-  );
-
-  const routes = buildRoutes(s, hosts, routeCommon, policy, n);
-  cfg.routes = routes;
-  return { config: cfg, notes: n.notes, errors: n.errors, source: o.source };
+  return { keys: cfg, provider, clientId };
 }
 
 /** oauth2-proxy's address forms ([http://]host:port, unix://) as a Portcullis address. */
@@ -592,8 +675,14 @@ function sessionStorage(s: Settings, cfg: Record<string, unknown>, n: ImportNote
       n.skip(k, 'Redis TLS uses the system CAs (NODE_EXTRA_CA_CERTS) and default timeouts');
 }
 
-/** The allow rules oauth2-proxy's checks come to: the email check, and the group check. */
-function admissionPolicy(s: Settings, provider: string, n: ImportNotes): Rule[] {
+/** oauth2-proxy requires the email check AND the provider's checks: one allow rule. */
+function admission(all: Rule[]): Rule[] {
+  if (!all.length) return [{ allow: { and: [{ authenticated_user: true }] } }];
+  return [{ allow: { and: all } }];
+}
+
+/** The email check (email_domains, authenticated_emails_file): the same for every provider. */
+function emailAdmission(s: Settings, n: ImportNotes): Rule[] {
   const list = (k: string): string[] => {
     const v = s.get(k)?.value;
     return Array.isArray(v) ? v : [];
@@ -638,6 +727,16 @@ function admissionPolicy(s: Settings, provider: string, n: ImportNotes): Rule[] 
     if (anyOf.length) all.push(anyOf.length === 1 ? anyOf[0]! : { or: anyOf });
     else all.push({ reject: true });
   }
+  return all;
+}
+
+/** One provider's own checks: allowed groups and roles, and its provider-specific ones. */
+function providerAdmission(s: Settings, provider: string, n: ImportNotes): Rule[] {
+  const list = (k: string): string[] => {
+    const v = s.get(k)?.value;
+    return Array.isArray(v) ? v : [];
+  };
+  const all: Rule[] = [];
   const groups = list('allowed_groups');
   if (groups.length)
     all.push(
@@ -666,12 +765,27 @@ function admissionPolicy(s: Settings, provider: string, n: ImportNotes): Rule[] 
   }
   const gitlabGroups = list('gitlab_groups');
   if (gitlabGroups.length) all.push({ or: gitlabGroups.map((g) => ({ groups: { has: g } })) });
+  const org = s.get('github_org')?.value;
+  const teams = s.get('github_team')?.value;
+  if (provider === 'github' && typeof org === 'string' && org) {
+    // Portcullis's github groups: each organization `org` and each team `org:team-slug`;
+    // github_team is a comma-separated list of slugs (--github-team).
+    const slugs = typeof teams === 'string' ? teams.split(',').map((x) => x.trim()) : [];
+    const wanted = slugs.filter(Boolean).map((x) => `${org}:${x}`);
+    const rules = (wanted.length ? wanted : [org]).map((g) => ({ groups: { has: g } }));
+    all.push(rules.length === 1 ? rules[0]! : { or: rules });
+    if (Array.isArray(s.get('github_users')?.value))
+      n.skip(
+        'github_users',
+        'these users get in only as members of github_org / github_team (Portcullis adds no exceptions)',
+      );
+  }
   // Restrictions Portcullis cannot express: dropping one would let in more people.
   for (const k of [
-    'github_org',
-    'github_team',
+    ...(provider === 'github' && typeof org === 'string' && org
+      ? []
+      : ['github_org', 'github_team', 'github_users']),
     'github_repo',
-    'github_users',
     'github_token',
     'gitlab_projects',
     'google_groups',
@@ -689,8 +803,7 @@ function admissionPolicy(s: Settings, provider: string, n: ImportNotes): Rule[] 
         'a provider-specific membership check Portcullis cannot make; without it more people would get in. Express it as groups in the ID token (allowed_groups) and import again',
       );
   }
-  if (!all.length) return [{ allow: { and: [{ authenticated_user: true }] } }];
-  return [{ allow: { and: all } }];
+  return all;
 }
 
 /** The public origins to serve: --from, else redirect_url's origin (with upstreams) or the cookie domains. */
@@ -698,11 +811,10 @@ function routeHosts(
   s: Settings,
   o: OAuth2ProxyImportOptions,
   redirectUrl: URL | null,
+  hasUpstreams: boolean,
   n: ImportNotes,
 ): string[] {
   if (o.from.length) return o.from;
-  const upstreams = s.get('upstreams')?.value;
-  const hasUpstreams = Array.isArray(upstreams) && upstreams.length > 0;
   if (hasUpstreams && redirectUrl) return [redirectUrl.origin];
   const scheme =
     redirectUrl?.protocol.replace(':', '') ??
@@ -745,16 +857,16 @@ interface Upstream {
   prefix: string;
   /** Only this path, not the paths under it. */
   exact: boolean;
-  to: string;
+  /** Absent for a static answer (`response` in extra). */
+  to?: string;
+  /** A regular-expression path (alpha upstreams with rewriteTarget or a `^` path). */
+  regex?: string;
+  /** Route keys of this upstream alone (alpha upstreams). */
+  extra?: Record<string, unknown>;
 }
 
-function buildRoutes(
-  s: Settings,
-  hosts: string[],
-  common: Record<string, unknown>,
-  policy: Rule[],
-  n: ImportNotes,
-): Record<string, unknown>[] {
+/** The legacy `upstreams` setting as upstreams. */
+function legacyUpstreams(s: Settings, n: ImportNotes): Upstream[] {
   const upstreams: Upstream[] = [];
   for (const raw of (s.get('upstreams')?.value as string[] | undefined) ?? []) {
     let u: URL;
@@ -781,7 +893,19 @@ function buildRoutes(
         `${u.protocol.replace(':', '')}:// upstream ${JSON.stringify(shown)}: Portcullis proxies to http(s) upstreams only (file://, static:// and unix:// are not served)`,
       );
   }
-  upstreams.sort((a, b) => b.prefix.length - a.prefix.length);
+  return upstreams;
+}
+
+function buildRoutes(
+  s: Settings,
+  hosts: string[],
+  given: Upstream[],
+  common: Record<string, unknown>,
+  policy: Rule[],
+  n: ImportNotes,
+): Record<string, unknown>[] {
+  // The longest path first: oauth2-proxy picks the closest match.
+  const upstreams = [...given].sort((a, b) => b.prefix.length - a.prefix.length);
   const skip = [
     ...((s.get('skip_auth_routes')?.value as string[] | undefined) ?? []).map((r) => ({
       r,
@@ -810,12 +934,25 @@ function buildRoutes(
   for (const from of hosts) {
     for (const up of upstreams) {
       for (const { r, key } of skip) {
+        if (up.regex) {
+          n.skip(
+            key,
+            `${JSON.stringify(r)}: not applied under the regex upstream ${up.prefix}; requests there need a sign-in`,
+          );
+          continue;
+        }
         const rule = skipRoute(r, up);
         if ('error' in rule) {
           n.skip(key, `${JSON.stringify(r)}: ${rule.error}; requests there need a sign-in`);
           continue;
         }
-        const route: Record<string, unknown> = { from, to: up.to, regex: rule.regex, ...common };
+        const route: Record<string, unknown> = {
+          from,
+          ...(up.to ? { to: up.to } : {}),
+          regex: rule.regex,
+          ...common,
+          ...up.extra,
+        };
         if (rule.method) {
           // Other methods on these paths keep the normal policy, as in oauth2-proxy.
           const byMethod = { allow: { or: [{ http_method: { is: rule.method } }] } };
@@ -829,10 +966,11 @@ function buildRoutes(
         }
         routes.push(route);
       }
-      const route: Record<string, unknown> = { from, to: up.to };
-      if (up.exact) route.path = up.prefix;
+      const route: Record<string, unknown> = { from, ...(up.to ? { to: up.to } : {}) };
+      if (up.regex) route.regex = up.regex;
+      else if (up.exact) route.path = up.prefix;
       else if (up.prefix !== '/') route.prefix = up.prefix;
-      Object.assign(route, common, { policy });
+      Object.assign(route, common, up.extra, { policy });
       routes.push(route);
     }
   }
