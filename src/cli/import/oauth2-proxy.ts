@@ -43,30 +43,38 @@ const NOT_OIDC: Record<string, string> = {
   nextcloud: 'Nextcloud signs users in with plain OAuth 2.0 here, not OpenID Connect',
 };
 
+/** Typed reads of oauth2-proxy settings; a value of another type reads as unset. */
+function readers(s: Settings, n: ImportNotes) {
+  const isSet = (k: string): boolean => s.has(k);
+  return {
+    str: (k: string): string | undefined => {
+      const v = s.get(k)?.value;
+      return typeof v === 'string' && v !== '' ? v : undefined;
+    },
+    bool: (k: string, def: boolean): boolean => {
+      const v = s.get(k)?.value;
+      return typeof v === 'boolean' ? v : def;
+    },
+    list: (k: string): string[] => {
+      const v = s.get(k)?.value;
+      return Array.isArray(v) ? v : [];
+    },
+    ms: (k: string): number | undefined => {
+      const v = s.get(k)?.value;
+      return typeof v === 'number' ? v : undefined;
+    },
+    isSet,
+    /** Settings that configure something Portcullis does otherwise: reported when set at all. */
+    reportIfSet: (keys: string[], why: string): void => {
+      for (const k of keys) if (isSet(k)) n.skip(k, why);
+    },
+  };
+}
+
 export function importOAuth2Proxy(s: Settings, o: OAuth2ProxyImportOptions): ImportResult {
   const n = new ImportNotes();
   const cfg: Record<string, unknown> = {};
-  const str = (k: string): string | undefined => {
-    const v = s.get(k)?.value;
-    return typeof v === 'string' && v !== '' ? v : undefined;
-  };
-  const bool = (k: string, def: boolean): boolean => {
-    const v = s.get(k)?.value;
-    return typeof v === 'boolean' ? v : def;
-  };
-  const list = (k: string): string[] => {
-    const v = s.get(k)?.value;
-    return Array.isArray(v) ? v : [];
-  };
-  const ms = (k: string): number | undefined => {
-    const v = s.get(k)?.value;
-    return typeof v === 'number' ? v : undefined;
-  };
-  const isSet = (k: string): boolean => s.has(k);
-  /** Settings that configure something Portcullis does otherwise: reported when set at all. */
-  const reportIfSet = (keys: string[], why: string): void => {
-    for (const k of keys) if (isSet(k)) n.skip(k, why);
-  };
+  const { str, bool, list, ms, isSet, reportIfSet } = readers(s, n);
 
   // --- listener
   const tlsCert = str('tls_cert_file');
@@ -362,22 +370,7 @@ function identityProvider(
   n: ImportNotes,
 ): { keys: Record<string, unknown>; provider: string; clientId: string | undefined } {
   const cfg: Record<string, unknown> = {};
-  const str = (k: string): string | undefined => {
-    const v = s.get(k)?.value;
-    return typeof v === 'string' && v !== '' ? v : undefined;
-  };
-  const bool = (k: string, def: boolean): boolean => {
-    const v = s.get(k)?.value;
-    return typeof v === 'boolean' ? v : def;
-  };
-  const list = (k: string): string[] => {
-    const v = s.get(k)?.value;
-    return Array.isArray(v) ? v : [];
-  };
-  const isSet = (k: string): boolean => s.has(k);
-  const reportIfSet = (keys: string[], why: string): void => {
-    for (const k of keys) if (isSet(k)) n.skip(k, why);
-  };
+  const { str, bool, list, reportIfSet } = readers(s, n);
   const provider = str('provider') ?? 'google';
   const issuerSetting = str('oidc_issuer_url');
   let issuer: string | undefined;
