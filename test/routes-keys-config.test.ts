@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { parseConfig } from '../src/config/load.js';
 import { transportOf } from '../src/config/upstream-url.js';
 import { lintConfig } from '../src/config/lint.js';
 import { issue, route } from './helpers/config-errors.js';
+import { selfSigned } from './helpers/certs.js';
 
 // `portcullis check` for the upstream connection and header keys: a Pomerium config using
 // them loads, and each misuse is an error naming the key and its line. Pomerium's pages:
@@ -25,26 +25,7 @@ const b64 = (n: string): string => Buffer.from(pem(n)).toString('base64');
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'portcullis-keys-config-'));
-  const ossl = (...args: string[]): void =>
-    void execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
-  for (const name of ['client', 'other'])
-    ossl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${name}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.crt`,
-    );
+  for (const name of ['client', 'other']) selfSigned(dir, name, `/CN=${name}`);
   writeFileSync(join(dir, 'token'), 'eyJhbGciOiJSUzI1NiJ9.e30.sig\n');
   writeFileSync(join(dir, 'empty-token'), '\n');
 });

@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { CookieJar, request } from './helpers/http.js';
 import { loginThroughIdp } from './helpers/login.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { EC_KEY, selfSigned } from './helpers/certs.js';
 
 // Pomerium's route keys for the upstream connection and the headers around it, through a
 // running Portcullis with real upstreams. The specification is Pomerium's documentation:
@@ -120,25 +121,11 @@ function track<T extends net.Server | http2.Http2Server>(server: T): T {
 function makeCertificates(dir: string): void {
   const ossl = (...args: string[]): void =>
     void execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
   /** A self-signed CA certificate, `${name}.crt`, with its key. */
-  const ca = (name: string, cn: string): void =>
-    ossl(
-      'req',
-      '-x509',
-      ...ec,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.crt`,
-    );
+  const ca = (name: string, cn: string): void => selfSigned(dir, name, `/CN=${cn}`);
   ca('ca', 'Test CA');
   const issue = (name: string, subj: string, ext: string): void => {
-    ossl('req', ...ec, '-subj', subj, '-keyout', `${name}.key`, '-out', `${name}.csr`);
+    ossl('req', ...EC_KEY, '-subj', subj, '-keyout', `${name}.key`, '-out', `${name}.csr`);
     writeFileSync(join(dir, `${name}.ext`), ext);
     ossl(
       'x509',

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,7 @@ import { CookieJar, followRedirects, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { selfSigned } from './helpers/certs.js';
 
 // Issue 15, Medium 4: a handoff link minted in one browser must not sign in another one.
 // Before the fix, bob (signed in on the authenticate host) opened a page of app.other.test, got
@@ -241,29 +241,10 @@ describe('over https, in Chromium', () => {
   test('the nonce is a __Host- cookie the browser accepts, and a first login on the other parent domain lands there', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'portcullis-handoff-tls-'));
     const hosts = ['auth.corp.test', 'app.other.test'];
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=auth.corp.test',
-        '-addext',
-        `subjectAltName=${hosts.map((h) => `DNS:${h}`).join(',')}`,
-        '-keyout',
-        join(dir, 'tls.key'),
-        '-out',
-        join(dir, 'tls.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSigned(dir, 'tls', '/CN=auth.corp.test', [
+      '-addext',
+      `subjectAltName=${hosts.map((h) => `DNS:${h}`).join(',')}`,
+    ]);
     const port = await freePort();
     const clientSecret = randomBytes(24).toString('base64url');
     const idp = await startIdp({

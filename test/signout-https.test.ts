@@ -12,6 +12,7 @@ import { CookieJar, followRedirects, request } from './helpers/http.js';
 import { BROWSER_HEADERS, loginThroughIdp } from './helpers/login.js';
 import { freePort } from './helpers/ports.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { selfSigned } from './helpers/certs.js';
 
 describe('sign-out', () => {
   let s: Stack;
@@ -72,29 +73,7 @@ describe('HTTPS with SNI', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'portcullis-tls-'));
     for (const name of ['a.corp.test', 'b.corp.test']) {
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:P-256',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          `/CN=${name}`,
-          '-addext',
-          `subjectAltName=DNS:${name}`,
-          '-keyout',
-          join(dir, `${name}.key`),
-          '-out',
-          join(dir, `${name}.crt`),
-        ],
-        { stdio: 'ignore' },
-      );
+      selfSigned(dir, name, `/CN=${name}`, ['-addext', `subjectAltName=DNS:${name}`]);
     }
   });
 
@@ -168,43 +147,8 @@ describe('TLS client certificates', () => {
     const dir = mkdtempSync(join(tmpdir(), 'portcullis-mtls-'));
     const ossl = (...args: string[]): void =>
       void execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
-    ossl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=srv.corp.test',
-      '-addext',
-      'subjectAltName=DNS:srv.corp.test',
-      '-keyout',
-      'srv.key',
-      '-out',
-      'srv.crt',
-    );
-    for (const ca of ['ca', 'rogue'])
-      ossl(
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${ca}`,
-        '-keyout',
-        `${ca}.key`,
-        '-out',
-        `${ca}.crt`,
-      );
+    selfSigned(dir, 'srv', '/CN=srv.corp.test', ['-addext', 'subjectAltName=DNS:srv.corp.test']);
+    for (const ca of ['ca', 'rogue']) selfSigned(dir, ca, `/CN=${ca}`);
     for (const [name, ca] of [
       ['ops', 'ca'],
       ['fake', 'rogue'],
